@@ -1,0 +1,65 @@
+use uuid::Uuid;
+
+/// Errors of the engine itself (storage, unknown ids, bad requests), as opposed to [`JobError`].
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The database could not be reached or a query failed.
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    /// Migrations could not be applied.
+    #[error("migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Job arguments could not be (de)serialised.
+    #[error("job arguments: {0}")]
+    Args(#[from] serde_json::Error),
+    /// No job has this id.
+    #[error("no job with id {0}")]
+    NotFound(Uuid),
+    /// The request does not fit the job's current state (e.g. retrying a running job).
+    #[error("job {id} is {state}: {message}")]
+    InvalidState {
+        /// The job.
+        id: Uuid,
+        /// Its current state.
+        state: String,
+        /// What could not be done.
+        message: String,
+    },
+    /// A cron expression did not parse.
+    #[error("cron schedule {schedule:?}: {message}")]
+    Schedule {
+        /// The expression.
+        schedule: String,
+        /// The parser's message.
+        message: String,
+    },
+    /// A configuration value is out of range.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// What a job handler returns when it fails; the variant decides whether the job is retried.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum JobError {
+    /// Worth retrying after a backoff: network errors, 5xx, conflicts.
+    #[error("{0}")]
+    Transient(String),
+    /// Retrying cannot help (bad arguments, a resource that will never exist): the job goes dead.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl JobError {
+    /// A retryable failure from anything displayable.
+    pub fn transient(e: impl std::fmt::Display) -> Self {
+        Self::Transient(e.to_string())
+    }
+    /// A final failure from anything displayable.
+    pub fn permanent(e: impl std::fmt::Display) -> Self {
+        Self::Permanent(e.to_string())
+    }
+    /// True when retrying cannot help.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Self::Permanent(_))
+    }
+}

@@ -1,0 +1,170 @@
+use std::{collections::BTreeMap, future::Future, pin::Pin, sync::Arc};
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use uuid::Uuid;
+
+use crate::{JobError, Queue};
+
+/// Typed job arguments with a stable kind name.
+///
+/// The kind is what is stored and routed on; it is a string chosen once and never derived from a
+/// Rust type name, so renaming a type never orphans queued jobs. Arguments should carry ids, not
+/// whole documents: a job is re-read from the database when it runs.
+pub trait JobArgs: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// Stable name stored in `smo_jobs.jobs.kind`.
+    const KIND: &'static str;
+    /// Attempts before the job goes dead.
+    const MAX_ATTEMPTS: u32 = 10;
+    /// At most one job of this kind with this key is queued, retrying or running.
+    fn unique_key(&self) -> Option<String> {
+        None
+    }
+}
+
+/// What a running job knows about itself and how it reaches the queue (to enqueue follow-ups).
+#[derive(Clone)]
+pub struct JobContext {
+    /// The job's id.
+    pub id: Uuid,
+    /// Its kind.
+    pub kind: String,
+    /// This attempt's number, starting at 1.
+    pub attempt: u32,
+    /// Attempts allowed in all.
+    pub max_attempts: u32,
+    /// The worker running it.
+    pub worker: String,
+    /// The queue, for follow-up jobs and admin work.
+    pub queue: Queue,
+}
+
+type BoxFut = Pin<Box<dyn Future<Output = Result<(), JobError>> + Send>>;
+
+/// Runs jobs of one kind. Implemented for every `Fn(Args, JobContext) -> impl Future`.
+///
+/// Handlers must be idempotent: a job whose worker died after the work but before the
+/// acknowledgement runs again.
+pub trait Handler<A: JobArgs>: Send + Sync + 'static {
+    /// Does the work.
+    fn run(&self, args: A, ctx: JobContext) -> impl Future<Output = Result<(), JobError>> + Send;
+}
+
+impl<A, F, Fut> Handler<A> for F
+where
+    A: JobArgs,
+    F: Fn(A, JobContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), JobError>> + Send + 'static,
+{
+    fn run(&self, args: A, ctx: JobContext) -> impl Future<Output = Result<(), JobError>> + Send {
+        (self)(args, ctx)
+    }
+}
+
+trait Erased: Send + Sync {
+    fn call(&self, args: serde_json::Value, ctx: JobContext) -> BoxFut;
+}
+
+struct Typed<A, H>(Arc<H>, std::marker::PhantomData<fn(A)>);
+
+impl<A: JobArgs, H: Handler<A>> Erased for Typed<A, H> {
+    fn call(&self, args: serde_json::Value, ctx: JobContext) -> BoxFut {
+        let handler = self.0.clone();
+        Box::pin(async move {
+            // Arguments that no longer deserialise will never do so: that is permanent.
+            let args: A = serde_json::from_value(args)
+                .map_err(|e| JobError::Permanent(format!("bad arguments for {}: {e}", A::KIND)))?;
+            handler.run(args, ctx).await
+        })
+    }
+}
+
+/// The kinds a worker runs and their handlers. Always contains the built-in `noop` and
+/// `jobs.prune` kinds.
+#[derive(Clone)]
+pub struct Registry {
+    handlers: BTreeMap<&'static str, Arc<dyn Erased>>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Registry {
+    /// A registry with the built-in kinds.
+    pub fn new() -> Self {
+        let r = Self {
+            handlers: BTreeMap::new(),
+        };
+        r.register(|_: NoopJob, _ctx: JobContext| async { Ok(()) })
+            .register(|job: PruneJob, ctx: JobContext| async move {
+                let older_than = chrono::Duration::seconds(job.retention_secs as i64);
+                let n = ctx
+                    .queue
+                    .prune(older_than)
+                    .await
+                    .map_err(JobError::transient)?;
+                tracing::info!(pruned = n, "pruned finished jobs");
+                Ok(())
+            })
+    }
+
+    /// Adds (or replaces) the handler of `A::KIND`.
+    pub fn register<A: JobArgs, H: Handler<A>>(mut self, handler: H) -> Self {
+        self.handlers.insert(
+            A::KIND,
+            Arc::new(Typed::<A, H>(Arc::new(handler), Default::default())),
+        );
+        self
+    }
+
+    /// The kinds this registry runs, sorted.
+    pub fn kinds(&self) -> Vec<String> {
+        self.handlers.keys().map(|k| k.to_string()).collect()
+    }
+
+    pub(crate) fn call(&self, kind: &str, args: serde_json::Value, ctx: JobContext) -> BoxFut {
+        match self.handlers.get(kind) {
+            Some(h) => h.call(args, ctx),
+            None => {
+                let kind = kind.to_string();
+                Box::pin(
+                    async move { Err(JobError::Permanent(format!("no handler for kind {kind}"))) },
+                )
+            }
+        }
+    }
+}
+
+/// Kind of the built-in job that does nothing: used by smoke tests and benchmarks.
+pub const NOOP_KIND: &str = "noop";
+/// Kind of the built-in retention job.
+pub const PRUNE_KIND: &str = "jobs.prune";
+
+/// A job that does nothing, successfully.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NoopJob {
+    /// Free text, shown by the admin tools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl JobArgs for NoopJob {
+    const KIND: &'static str = NOOP_KIND;
+}
+
+/// Deletes finished (succeeded, dead, cancelled) jobs older than the retention period.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PruneJob {
+    /// Finished jobs older than this many seconds are deleted.
+    pub retention_secs: u64,
+}
+
+impl JobArgs for PruneJob {
+    const KIND: &'static str = PRUNE_KIND;
+    const MAX_ATTEMPTS: u32 = 3;
+    fn unique_key(&self) -> Option<String> {
+        Some("prune".into())
+    }
+}

@@ -1,0 +1,590 @@
+use std::{collections::HashSet, panic::AssertUnwindSafe, sync::Arc, time::Duration};
+
+use chrono::{DateTime, Utc};
+use futures::FutureExt;
+use sqlx::postgres::PgListener;
+use tokio::{
+    sync::{Notify, Semaphore, mpsc},
+    task::JoinSet,
+};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::{Error, JobContext, JobError, NOTIFY_CHANNEL, Queue, Registry};
+
+/// Exponential backoff between attempts, stored in the job's `run_at` so that every worker
+/// (not just the one that saw the failure) respects it.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    /// Delay after the first failure.
+    pub base: Duration,
+    /// Upper bound.
+    pub max: Duration,
+    /// Adds up to +25% derived from the job id, so a burst of failures does not retry in lockstep
+    /// while each job's delay stays reproducible.
+    pub jitter: bool,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            base: Duration::from_secs(2),
+            max: Duration::from_secs(600),
+            jitter: true,
+        }
+    }
+}
+
+impl Backoff {
+    /// The delay before attempt `failed_attempt + 1`: base × 2^(failed_attempt − 1), capped.
+    pub fn delay(&self, failed_attempt: u32, id: Uuid) -> Duration {
+        let exp = failed_attempt.saturating_sub(1).min(30);
+        let raw = self.base.saturating_mul(1u32 << exp).min(self.max);
+        if !self.jitter {
+            return raw;
+        }
+        let frac = (id.as_u128() % 1000) as f64 / 4000.0;
+        raw.mul_f64(1.0 + frac).min(self.max)
+    }
+}
+
+/// How a worker process behaves. Defaults suit production; tests shorten the intervals.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Unique per process; see [`worker_name`].
+    pub name: String,
+    /// Jobs run at once.
+    pub concurrency: usize,
+    /// Most jobs claimed by one fetch: the knob that matters most for throughput.
+    pub batch_size: usize,
+    /// How often an idle worker looks for delayed or retrying jobs (new jobs wake it at once).
+    pub poll_interval: Duration,
+    /// How often the worker proves it is alive (and reaps jobs of workers that are not).
+    pub heartbeat_interval: Duration,
+    /// Heartbeats a worker may miss before its running jobs are handed to others.
+    pub missed_heartbeats: u32,
+    /// Delay between attempts.
+    pub backoff: Backoff,
+    /// On shutdown, how long in-flight jobs may take before they are handed back.
+    pub shutdown_grace: Duration,
+    /// Longest one attempt may run; `None` for no limit.
+    pub job_timeout: Option<Duration>,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            name: worker_name("worker"),
+            concurrency: 64,
+            batch_size: 256,
+            poll_interval: Duration::from_secs(1),
+            heartbeat_interval: Duration::from_secs(5),
+            missed_heartbeats: 3,
+            backoff: Backoff::default(),
+            shutdown_grace: Duration::from_secs(30),
+            job_timeout: Some(Duration::from_secs(600)),
+        }
+    }
+}
+
+/// A worker name that is unique per process: `<prefix>-<host>-<pid>-<random>`.
+///
+/// apalis refuses to start a second worker with a live name; deriving the name from the host (a
+/// pod name in Kubernetes), the pid and a random suffix makes restarts and replicas safe.
+pub fn worker_name(prefix: &str) -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    let rand: u16 = rand::random();
+    format!("{prefix}-{host}-{}-{rand:04x}", std::process::id())
+}
+
+struct Claimed {
+    id: Uuid,
+    kind: String,
+    args: serde_json::Value,
+    attempt: i32,
+    max_attempts: i32,
+}
+
+struct Completion {
+    id: Uuid,
+    attempt: u32,
+    max_attempts: u32,
+    result: Result<(), JobError>,
+}
+
+/// A worker process's job runner: claims batches, runs them concurrently, acknowledges in
+/// batches, heartbeats, reaps the jobs of dead workers and shuts down gracefully.
+pub struct Worker {
+    queue: Queue,
+    registry: Registry,
+    config: WorkerConfig,
+}
+
+impl Worker {
+    /// A worker over `queue` running the kinds of `registry`.
+    pub fn new(queue: Queue, registry: Registry, config: WorkerConfig) -> Self {
+        Self {
+            queue,
+            registry,
+            config,
+        }
+    }
+
+    /// The worker's name.
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// Runs until `shutdown` is cancelled, then stops claiming, lets in-flight jobs finish for up
+    /// to `shutdown_grace`, hands the rest back to the queue and deregisters.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
+        let cfg = &self.config;
+        if cfg.concurrency == 0 || cfg.batch_size == 0 {
+            return Err(Error::Config(
+                "worker concurrency and batch size must be at least 1".into(),
+            ));
+        }
+        let kinds = self.registry.kinds();
+        self.register(&kinds).await?;
+        tracing::info!(worker = %cfg.name, ?kinds, concurrency = cfg.concurrency, "worker started");
+
+        let wake = Arc::new(Notify::new());
+        let stop_bg = CancellationToken::new();
+        let listener = tokio::spawn(listen(
+            self.queue.pool.clone(),
+            kinds.iter().cloned().collect(),
+            wake.clone(),
+            stop_bg.clone(),
+        ));
+        let heartbeat = tokio::spawn(heartbeat_loop(
+            self.queue.clone(),
+            cfg.clone(),
+            stop_bg.clone(),
+        ));
+        let (ack_tx, ack_rx) = mpsc::unbounded_channel::<Completion>();
+        let acker = tokio::spawn(ack_loop(self.queue.clone(), cfg.clone(), ack_rx));
+
+        let sem = Arc::new(Semaphore::new(cfg.concurrency));
+        let mut running = JoinSet::new();
+        let mut fetch_errors = 0u32;
+        loop {
+            while running.try_join_next().is_some() {}
+            if shutdown.is_cancelled() {
+                break;
+            }
+            let avail = sem.available_permits();
+            if avail == 0 {
+                tokio::select! {
+                    p = sem.acquire() => drop(p),
+                    _ = shutdown.cancelled() => {}
+                }
+                continue;
+            }
+            let want = avail.min(cfg.batch_size);
+            let claimed = match self.fetch(&kinds, want).await {
+                Ok(c) => {
+                    fetch_errors = 0;
+                    c
+                }
+                Err(e) => {
+                    fetch_errors += 1;
+                    tracing::warn!(error = %e, "claiming jobs failed");
+                    let pause = Duration::from_millis(200 * u64::from(fetch_errors.min(25)));
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = shutdown.cancelled() => {}
+                    }
+                    continue;
+                }
+            };
+            let got = claimed.len();
+            for job in claimed {
+                let Ok(permit) = sem.clone().try_acquire_owned() else {
+                    // Cannot happen: we claimed at most `avail` jobs and only this loop takes permits.
+                    break;
+                };
+                running.spawn(run_one(
+                    self.queue.clone(),
+                    self.registry.clone(),
+                    cfg.clone(),
+                    job,
+                    ack_tx.clone(),
+                    permit,
+                ));
+            }
+            if got == want {
+                continue;
+            }
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(cfg.poll_interval) => {}
+                _ = shutdown.cancelled() => {}
+            }
+        }
+
+        // Graceful shutdown: let in-flight jobs finish within the grace period.
+        tracing::info!(worker = %cfg.name, in_flight = running.len(), "worker stopping");
+        let drained = tokio::time::timeout(cfg.shutdown_grace, async {
+            while running.join_next().await.is_some() {}
+        })
+        .await
+        .is_ok();
+        if !drained {
+            running.abort_all();
+            while running.join_next().await.is_some() {}
+        }
+        drop(ack_tx);
+        let _ = acker.await;
+        let handed_back = self.hand_back().await?;
+        if handed_back > 0 {
+            tracing::warn!(worker = %cfg.name, handed_back, "in-flight jobs handed back to the queue");
+        }
+        stop_bg.cancel();
+        let _ = heartbeat.await;
+        let _ = listener.await;
+        sqlx::query(
+            "UPDATE smo_jobs.workers SET stopped_at = $2, stop_reason = 'shutdown' WHERE name = $1",
+        )
+        .bind(&cfg.name)
+        .bind(self.queue.now())
+        .execute(&self.queue.pool)
+        .await?;
+        tracing::info!(worker = %cfg.name, "worker stopped");
+        Ok(())
+    }
+
+    async fn register(&self, kinds: &[String]) -> Result<(), Error> {
+        let now = self.queue.now();
+        let host = self.config.name.clone();
+        sqlx::query(
+            "INSERT INTO smo_jobs.workers (name, host, pid, kinds, concurrency, started_at, heartbeat_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $6)
+             ON CONFLICT (name) DO UPDATE SET started_at = $6, heartbeat_at = $6, stopped_at = NULL,
+                 stop_reason = NULL, kinds = $4, concurrency = $5",
+        )
+        .bind(&self.config.name)
+        .bind(host_of(&host))
+        .bind(std::process::id() as i32)
+        .bind(kinds)
+        .bind(self.config.concurrency as i32)
+        .bind(now)
+        .execute(&self.queue.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn fetch(&self, kinds: &[String], n: usize) -> Result<Vec<Claimed>, Error> {
+        let now = self.queue.now();
+        let rows: Vec<(Uuid, String, serde_json::Value, i32, i32)> = sqlx::query_as(
+            "WITH next AS (
+                 SELECT id FROM smo_jobs.jobs
+                  WHERE state IN ('queued', 'retrying') AND run_at <= $1 AND kind = ANY($2)
+                  ORDER BY priority DESC, run_at, id
+                  LIMIT $3
+                  FOR UPDATE SKIP LOCKED)
+             UPDATE smo_jobs.jobs j
+                SET state = 'running', locked_by = $4, attempt = j.attempt + 1,
+                    attempted_at = $1, started_at = coalesce(j.started_at, $1)
+               FROM next WHERE j.id = next.id
+             RETURNING j.id, j.kind, j.args, j.attempt, j.max_attempts",
+        )
+        .bind(now)
+        .bind(kinds)
+        .bind(n as i64)
+        .bind(&self.config.name)
+        .fetch_all(&self.queue.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, kind, args, attempt, max_attempts)| Claimed {
+                id,
+                kind,
+                args,
+                attempt,
+                max_attempts,
+            })
+            .collect())
+    }
+
+    async fn hand_back(&self) -> Result<u64, Error> {
+        let res = sqlx::query(
+            "UPDATE smo_jobs.jobs
+                SET state = CASE WHEN attempt > 1 THEN 'retrying' ELSE 'queued' END,
+                    attempt = attempt - 1, locked_by = NULL, run_at = $2
+              WHERE locked_by = $1 AND state = 'running'",
+        )
+        .bind(&self.config.name)
+        .bind(self.queue.now())
+        .execute(&self.queue.pool)
+        .await?;
+        if res.rows_affected() > 0 {
+            sqlx::query("SELECT pg_notify($1, kind) FROM (SELECT DISTINCT kind FROM smo_jobs.jobs WHERE state = 'queued') k")
+                .bind(NOTIFY_CHANNEL)
+                .execute(&self.queue.pool)
+                .await?;
+        }
+        Ok(res.rows_affected())
+    }
+}
+
+fn host_of(name: &str) -> String {
+    std::env::var("HOSTNAME").unwrap_or_else(|_| name.to_string())
+}
+
+async fn run_one(
+    queue: Queue,
+    registry: Registry,
+    cfg: WorkerConfig,
+    job: Claimed,
+    ack: mpsc::UnboundedSender<Completion>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let attempt = job.attempt.max(1) as u32;
+    let max_attempts = job.max_attempts.max(1) as u32;
+    let ctx = JobContext {
+        id: job.id,
+        kind: job.kind.clone(),
+        attempt,
+        max_attempts,
+        worker: cfg.name.clone(),
+        queue,
+    };
+    let fut = AssertUnwindSafe(registry.call(&job.kind, job.args, ctx)).catch_unwind();
+    let result = match cfg.job_timeout {
+        Some(limit) => match tokio::time::timeout(limit, fut).await {
+            Ok(r) => r,
+            Err(_) => Ok(Err(JobError::Transient(format!(
+                "timed out after {limit:?}"
+            )))),
+        },
+        None => fut.await,
+    };
+    let result = result.unwrap_or_else(|panic| {
+        let msg = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        Err(JobError::Transient(format!("handler panicked: {msg}")))
+    });
+    if let Err(e) = &result {
+        tracing::warn!(job = %job.id, kind = %job.kind, attempt, error = %e, "job failed");
+    }
+    let _ = ack.send(Completion {
+        id: job.id,
+        attempt,
+        max_attempts,
+        result,
+    });
+    drop(permit);
+}
+
+/// Writes outcomes in batches: one statement acknowledges every success that arrived meanwhile.
+async fn ack_loop(queue: Queue, cfg: WorkerConfig, mut rx: mpsc::UnboundedReceiver<Completion>) {
+    let mut buf = Vec::with_capacity(4096);
+    while rx.recv_many(&mut buf, 4096).await > 0 {
+        let mut ok = Vec::new();
+        for c in buf.drain(..) {
+            match &c.result {
+                Ok(()) => ok.push(c.id),
+                Err(e) => {
+                    let now = queue.now();
+                    if let Err(db) =
+                        with_retries(|| record_failure(&queue, &cfg, &c, &e, now)).await
+                    {
+                        tracing::error!(job = %c.id, error = %db, "could not record failure; the job will be reaped");
+                    }
+                }
+            }
+        }
+        if !ok.is_empty() {
+            let now = queue.now();
+            let res = with_retries(|| async {
+                sqlx::query(
+                    "UPDATE smo_jobs.jobs SET state = 'succeeded', finished_at = $2
+                      WHERE id = ANY($1) AND state = 'running' AND locked_by = $3",
+                )
+                .bind(&ok)
+                .bind(now)
+                .bind(&cfg.name)
+                .execute(&queue.pool)
+                .await
+            })
+            .await;
+            if let Err(e) = res {
+                tracing::error!(error = %e, jobs = ok.len(), "could not acknowledge jobs; they will run again");
+            }
+        }
+    }
+}
+
+async fn with_retries<T, F, Fut>(mut f: F) -> Result<T, sqlx::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+{
+    let mut delay = Duration::from_millis(50);
+    for _ in 0..5 {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) => {
+                tracing::warn!(error = %e, "database write failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+        }
+    }
+    f().await
+}
+
+async fn record_failure(
+    queue: &Queue,
+    cfg: &WorkerConfig,
+    c: &Completion,
+    e: &JobError,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    let dead = e.is_permanent() || c.attempt >= c.max_attempts;
+    let run_at = if dead {
+        now
+    } else {
+        now + chrono::Duration::from_std(cfg.backoff.delay(c.attempt, c.id))
+            .unwrap_or(chrono::Duration::MAX)
+    };
+    sqlx::query(
+        "UPDATE smo_jobs.jobs
+            SET state = $2, run_at = $3, finished_at = CASE WHEN $2 = 'dead' THEN $4 END,
+                errors = errors || jsonb_build_array(jsonb_build_object(
+                    'attempt', attempt, 'at', $4, 'error', $5::text, 'permanent', $6, 'worker', $7::text))
+          WHERE id = $1 AND state = 'running' AND locked_by = $7",
+    )
+    .bind(c.id)
+    .bind(if dead { "dead" } else { "retrying" })
+    .bind(run_at)
+    .bind(now)
+    .bind(e.to_string())
+    .bind(e.is_permanent())
+    .bind(&cfg.name)
+    .execute(&queue.pool)
+    .await?;
+    Ok(())
+}
+
+/// Proves liveness and hands the running jobs of workers that stopped heartbeating to others.
+async fn heartbeat_loop(queue: Queue, cfg: WorkerConfig, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(cfg.heartbeat_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        let now = queue.now();
+        match sqlx::query(
+            "UPDATE smo_jobs.workers SET heartbeat_at = $2 WHERE name = $1 AND stopped_at IS NULL",
+        )
+        .bind(&cfg.name)
+        .bind(now)
+        .execute(&queue.pool)
+        .await
+        {
+            Ok(r) if r.rows_affected() == 0 => {
+                // Declared dead by a peer (e.g. after a long pause): our jobs were handed out
+                // already, our late acknowledgements will be ignored. Come back to life.
+                tracing::warn!(worker = %cfg.name, "this worker was declared lost; re-registering");
+                let _ = sqlx::query("UPDATE smo_jobs.workers SET stopped_at = NULL, stop_reason = NULL, heartbeat_at = $2 WHERE name = $1")
+                    .bind(&cfg.name)
+                    .bind(now)
+                    .execute(&queue.pool)
+                    .await;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+        }
+        let lease = cfg.heartbeat_interval * cfg.missed_heartbeats.max(1);
+        match reap(&queue, now, lease).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(jobs = n, "handed back jobs of lost workers"),
+            Err(e) => tracing::warn!(error = %e, "reaping lost workers failed"),
+        }
+    }
+}
+
+/// Marks workers whose heartbeat is older than `lease` as lost and re-queues their running jobs
+/// (or marks them dead when they were on their last attempt). Returns the number of jobs touched.
+pub(crate) async fn reap(queue: &Queue, now: DateTime<Utc>, lease: Duration) -> Result<u64, Error> {
+    let cutoff = now - chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+    let res = sqlx::query(
+        "WITH lost AS (
+             UPDATE smo_jobs.workers SET stopped_at = $1, stop_reason = 'heartbeat lapsed'
+              WHERE stopped_at IS NULL AND heartbeat_at < $2
+             RETURNING name)
+         UPDATE smo_jobs.jobs j
+            SET state = CASE WHEN j.attempt >= j.max_attempts THEN 'dead' ELSE 'retrying' END,
+                finished_at = CASE WHEN j.attempt >= j.max_attempts THEN $1 END,
+                run_at = $1, locked_by = NULL,
+                errors = j.errors || jsonb_build_array(jsonb_build_object(
+                    'attempt', j.attempt, 'at', $1,
+                    'error', 'worker ' || j.locked_by || ' was lost (no heartbeat) while running this job',
+                    'permanent', false, 'worker', j.locked_by))
+          WHERE j.state = 'running'
+            AND (j.locked_by IN (SELECT name FROM lost)
+                 OR NOT EXISTS (SELECT 1 FROM smo_jobs.workers w
+                                 WHERE w.name = j.locked_by AND w.stopped_at IS NULL))",
+    )
+    .bind(now)
+    .bind(cutoff)
+    .execute(&queue.pool)
+    .await?;
+    if res.rows_affected() > 0 {
+        sqlx::query("SELECT pg_notify($1, 'reaped')")
+            .bind(NOTIFY_CHANNEL)
+            .execute(&queue.pool)
+            .await?;
+    }
+    Ok(res.rows_affected())
+}
+
+/// Wakes the claim loop when a job of one of our kinds is enqueued.
+async fn listen(
+    pool: sqlx::PgPool,
+    kinds: HashSet<String>,
+    wake: Arc<Notify>,
+    stop: CancellationToken,
+) {
+    let mut listener = loop {
+        match PgListener::connect_with(&pool).await {
+            Ok(mut l) => match l.listen(NOTIFY_CHANNEL).await {
+                Ok(()) => break l,
+                Err(e) => tracing::warn!(error = %e, "LISTEN failed; polling meanwhile"),
+            },
+            Err(e) => tracing::warn!(error = %e, "listener connection failed; polling meanwhile"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.cancelled() => return,
+        }
+    };
+    loop {
+        tokio::select! {
+            n = listener.recv() => match n {
+                Ok(n) => {
+                    let k = n.payload();
+                    if k == "reaped" || kinds.contains(k) {
+                        wake.notify_one();
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "listener lost its connection; reconnecting");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            },
+            _ = stop.cancelled() => return,
+        }
+    }
+}

@@ -1,0 +1,528 @@
+//! The job engine against a real PostgreSQL (started by `scripts/dev-db start`).
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::Duration,
+};
+
+use chrono::{TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+use smo_jobs::{
+    CronEntry, Error, JobArgs, JobContext, JobError, JobFilter, JobState, ManualClock, NoopJob,
+    PruneJob, Queue, Registry, Scheduler, SchedulerConfig, Worker,
+    testing::{TestDb, fast_worker_config, work_until_idle},
+};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Serialize, Deserialize)]
+struct Flaky {
+    /// Fails while the shared counter is below this.
+    fail_times: u32,
+    permanent: bool,
+}
+
+impl JobArgs for Flaky {
+    const KIND: &'static str = "test.flaky";
+    const MAX_ATTEMPTS: u32 = 3;
+}
+
+#[derive(Serialize, Deserialize)]
+struct Keyed {
+    key: String,
+}
+
+impl JobArgs for Keyed {
+    const KIND: &'static str = "test.keyed";
+    fn unique_key(&self) -> Option<String> {
+        Some(self.key.clone())
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Sleepy {
+    ms: u64,
+}
+
+impl JobArgs for Sleepy {
+    const KIND: &'static str = "test.sleepy";
+}
+
+fn flaky_registry(calls: Arc<AtomicU32>) -> Registry {
+    Registry::new().register(move |j: Flaky, _ctx: JobContext| {
+        let calls = calls.clone();
+        async move {
+            let n = calls.fetch_add(1, Ordering::SeqCst);
+            if n < j.fail_times {
+                if j.permanent {
+                    return Err(JobError::permanent(format!("permanent failure {n}")));
+                }
+                return Err(JobError::transient(format!("transient failure {n}")));
+            }
+            Ok(())
+        }
+    })
+}
+
+fn t0() -> chrono::DateTime<Utc> {
+    Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap()
+}
+
+fn manual(db: &TestDb) -> (Queue, ManualClock) {
+    let clock = ManualClock::new(t0());
+    (
+        Queue::with_clock(db.pool.clone(), Arc::new(clock.clone())),
+        clock,
+    )
+}
+
+#[tokio::test]
+async fn enqueue_commits_or_rolls_back_with_the_callers_transaction() {
+    let db = TestDb::new().await;
+    let q = db.queue();
+    let mut tx = db.pool.begin().await.unwrap();
+    let rolled = q.enqueue_in(&mut tx, &NoopJob::default()).await.unwrap();
+    tx.rollback().await.unwrap();
+    assert!(matches!(q.get(rolled.id).await, Err(Error::NotFound(_))));
+
+    let mut tx = db.pool.begin().await.unwrap();
+    let kept = q
+        .enqueue_in(
+            &mut tx,
+            &NoopJob {
+                note: Some("kept".into()),
+            },
+        )
+        .await
+        .unwrap();
+    sqlx::query("SELECT 1").execute(&mut *tx).await.unwrap();
+    tx.commit().await.unwrap();
+    let job = q.get(kept.id).await.unwrap();
+    assert_eq!(job.state, "queued");
+    assert_eq!(job.args["note"], "kept");
+    assert_eq!(q.list(&JobFilter::default()).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_unique_key_admits_one_live_job_then_frees_up_when_it_finishes() {
+    let db = TestDb::new().await;
+    let q = db.queue();
+    let a = q
+        .enqueue(&Keyed {
+            key: "graph-1".into(),
+        })
+        .await
+        .unwrap();
+    let b = q
+        .enqueue(&Keyed {
+            key: "graph-1".into(),
+        })
+        .await
+        .unwrap();
+    let c = q
+        .enqueue(&Keyed {
+            key: "graph-2".into(),
+        })
+        .await
+        .unwrap();
+    assert!(a.created && !b.created && c.created);
+    assert_eq!(a.id, b.id);
+
+    let registry = Registry::new().register(|_: Keyed, _: JobContext| async { Ok(()) });
+    work_until_idle(&q, registry, fast_worker_config("w-unique"))
+        .await
+        .unwrap();
+    assert_eq!(q.get(a.id).await.unwrap().state, "succeeded");
+    let d = q
+        .enqueue(&Keyed {
+            key: "graph-1".into(),
+        })
+        .await
+        .unwrap();
+    assert!(d.created);
+    assert_ne!(d.id, a.id);
+}
+
+#[tokio::test]
+async fn a_failed_job_waits_for_its_stored_backoff() {
+    let db = TestDb::new().await;
+    let (q, clock) = manual(&db);
+    let calls = Arc::new(AtomicU32::new(0));
+    let job = q
+        .enqueue(&Flaky {
+            fail_times: 2,
+            permanent: false,
+        })
+        .await
+        .unwrap();
+    let drain = || {
+        work_until_idle(
+            &q,
+            flaky_registry(calls.clone()),
+            fast_worker_config("w-backoff"),
+        )
+    };
+
+    drain().await.unwrap();
+    let row = q.get(job.id).await.unwrap();
+    assert_eq!((row.state.as_str(), row.attempt), ("retrying", 1));
+    // Base 50 ms, no jitter: the retry is stored 50 ms after the failure.
+    assert_eq!(row.run_at, t0() + chrono::Duration::milliseconds(50));
+    assert_eq!(row.last_error().as_deref(), Some("transient failure 0"));
+
+    clock.advance(chrono::Duration::milliseconds(49));
+    drain().await.unwrap();
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "fetched before its backoff"
+    );
+
+    clock.advance(chrono::Duration::milliseconds(1));
+    drain().await.unwrap();
+    let row = q.get(job.id).await.unwrap();
+    assert_eq!((row.state.as_str(), row.attempt), ("retrying", 2));
+    // Second failure doubles the delay.
+    assert_eq!(row.run_at, t0() + chrono::Duration::milliseconds(50 + 100));
+
+    clock.advance(chrono::Duration::milliseconds(100));
+    drain().await.unwrap();
+    let row = q.get(job.id).await.unwrap();
+    assert_eq!((row.state.as_str(), row.attempt), ("succeeded", 3));
+    assert_eq!(row.errors.as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_job_goes_dead_after_max_attempts_keeping_its_errors_and_can_be_retried() {
+    let db = TestDb::new().await;
+    let (q, clock) = manual(&db);
+    let calls = Arc::new(AtomicU32::new(0));
+    let job = q
+        .enqueue(&Flaky {
+            fail_times: 3,
+            permanent: false,
+        })
+        .await
+        .unwrap();
+    for _ in 0..4 {
+        work_until_idle(
+            &q,
+            flaky_registry(calls.clone()),
+            fast_worker_config("w-dead"),
+        )
+        .await
+        .unwrap();
+        clock.advance(chrono::Duration::seconds(10));
+    }
+    let row = q.get(job.id).await.unwrap();
+    assert_eq!(row.state, "dead");
+    assert_eq!(row.attempt, 3);
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        3,
+        "no attempt beyond max_attempts"
+    );
+    assert_eq!(row.last_error().as_deref(), Some("transient failure 2"));
+    assert!(row.finished_at.is_some());
+
+    // An operator retries it: a fresh set of attempts, and it now succeeds.
+    let retried = q.retry(job.id).await.unwrap();
+    assert_eq!((retried.state.as_str(), retried.attempt), ("queued", 0));
+    work_until_idle(
+        &q,
+        flaky_registry(calls.clone()),
+        fast_worker_config("w-dead"),
+    )
+    .await
+    .unwrap();
+    let row = q.get(job.id).await.unwrap();
+    assert_eq!(row.state, "succeeded");
+    assert_eq!(
+        row.errors.as_array().unwrap().len(),
+        3,
+        "history kept across the retry"
+    );
+    // Retrying a succeeded job is refused with a reason.
+    let err = q.retry(job.id).await.unwrap_err();
+    assert!(
+        err.to_string().contains("only dead, cancelled or retrying"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_permanent_error_stops_retrying_at_once() {
+    let db = TestDb::new().await;
+    let q = db.queue();
+    let calls = Arc::new(AtomicU32::new(0));
+    let job = q
+        .enqueue(&Flaky {
+            fail_times: 5,
+            permanent: true,
+        })
+        .await
+        .unwrap();
+    work_until_idle(
+        &q,
+        flaky_registry(calls.clone()),
+        fast_worker_config("w-perm"),
+    )
+    .await
+    .unwrap();
+    let row = q.get(job.id).await.unwrap();
+    assert_eq!((row.state.as_str(), row.attempt), ("dead", 1));
+    assert_eq!(row.errors[0]["permanent"], true);
+}
+
+#[tokio::test]
+async fn a_cancelled_job_never_runs() {
+    let db = TestDb::new().await;
+    let q = db.queue();
+    let calls = Arc::new(AtomicU32::new(0));
+    let job = q
+        .enqueue(&Flaky {
+            fail_times: 0,
+            permanent: false,
+        })
+        .await
+        .unwrap();
+    let row = q.cancel(job.id).await.unwrap();
+    assert_eq!(row.state, "cancelled");
+    work_until_idle(
+        &q,
+        flaky_registry(calls.clone()),
+        fast_worker_config("w-cancel"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    assert!(matches!(
+        q.cancel(job.id).await,
+        Err(Error::InvalidState { .. })
+    ));
+    assert!(matches!(
+        q.cancel(uuid::Uuid::now_v7()).await,
+        Err(Error::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn prune_deletes_only_finished_jobs_older_than_the_retention() {
+    let db = TestDb::new().await;
+    let (q, clock) = manual(&db);
+    let old = q.enqueue(&NoopJob::default()).await.unwrap();
+    work_until_idle(&q, Registry::new(), fast_worker_config("w-prune"))
+        .await
+        .unwrap();
+    clock.advance(chrono::Duration::days(8));
+    let recent = q.enqueue(&NoopJob::default()).await.unwrap();
+    work_until_idle(&q, Registry::new(), fast_worker_config("w-prune2"))
+        .await
+        .unwrap();
+    let waiting = q.enqueue(&Keyed { key: "k".into() }).await.unwrap();
+
+    // Retention runs as the built-in job, like the scheduler enqueues it.
+    q.enqueue(&PruneJob {
+        retention_secs: 7 * 86_400,
+    })
+    .await
+    .unwrap();
+    work_until_idle(&q, Registry::new(), fast_worker_config("w-prune3"))
+        .await
+        .unwrap();
+    assert!(matches!(q.get(old.id).await, Err(Error::NotFound(_))));
+    assert_eq!(q.get(recent.id).await.unwrap().state, "succeeded");
+    assert_eq!(q.get(waiting.id).await.unwrap().state, "queued");
+}
+
+#[tokio::test]
+async fn two_schedulers_enqueue_each_slot_once() {
+    let db = TestDb::new().await;
+    let (q, clock) = manual(&db);
+    let entry = CronEntry::new("tick-all", "*/30 * * * * *", &NoopJob::default()).unwrap();
+    let a = Scheduler::new(q.clone(), SchedulerConfig::default()).add(entry.clone());
+    let b = Scheduler::new(q.clone(), SchedulerConfig::default()).add(entry);
+    a.register().await.unwrap();
+    b.register().await.unwrap();
+    let mut fired = 0;
+    for _ in 0..6 {
+        clock.advance(chrono::Duration::seconds(30));
+        let (x, y) = tokio::join!(a.tick(), b.tick());
+        fired += x.unwrap().len() + y.unwrap().len();
+        // Drain so that each slot creates a new job rather than meeting the live one.
+        work_until_idle(&q, Registry::new(), fast_worker_config("w-cron"))
+            .await
+            .unwrap();
+    }
+    assert_eq!(fired, 6);
+    let jobs = q
+        .list(&JobFilter {
+            kind: Some("noop".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 6);
+    let cron = q.cron_entries().await.unwrap();
+    assert_eq!(cron[0].next_run_at, t0() + chrono::Duration::seconds(210));
+    assert_eq!(cron[0].then.len(), 3);
+}
+
+#[tokio::test]
+async fn shutdown_finishes_in_flight_jobs_within_the_grace_period() {
+    let db = TestDb::new().await;
+    let q = db.queue();
+    let registry = Registry::new().register(|s: Sleepy, _: JobContext| async move {
+        tokio::time::sleep(Duration::from_millis(s.ms)).await;
+        Ok(())
+    });
+    let quick = q.enqueue(&Sleepy { ms: 300 }).await.unwrap();
+    let stop = CancellationToken::new();
+    let w = tokio::spawn(
+        Worker::new(q.clone(), registry.clone(), fast_worker_config("w-grace")).run(stop.clone()),
+    );
+    wait_for_state(&q, quick.id, "running").await;
+    stop.cancel();
+    w.await.unwrap().unwrap();
+    assert_eq!(q.get(quick.id).await.unwrap().state, "succeeded");
+
+    // A job longer than the grace period is handed back, not lost and not counted as an attempt.
+    let slow = q.enqueue(&Sleepy { ms: 60_000 }).await.unwrap();
+    let mut cfg = fast_worker_config("w-grace2");
+    cfg.shutdown_grace = Duration::from_millis(100);
+    let stop = CancellationToken::new();
+    let w = tokio::spawn(Worker::new(q.clone(), registry, cfg).run(stop.clone()));
+    wait_for_state(&q, slow.id, "running").await;
+    stop.cancel();
+    w.await.unwrap().unwrap();
+    let row = q.get(slow.id).await.unwrap();
+    assert_eq!(
+        (row.state.as_str(), row.attempt, row.locked_by),
+        ("queued", 0, None)
+    );
+    let workers = q.workers(true).await.unwrap();
+    assert!(
+        workers
+            .iter()
+            .all(|w| w.stopped_at.is_some() && w.stop_reason.as_deref() == Some("shutdown"))
+    );
+}
+
+async fn wait_for_state(q: &Queue, id: uuid::Uuid, state: &str) {
+    for _ in 0..500 {
+        if q.get(id).await.unwrap().state == state {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("job {id} never reached {state}");
+}
+
+#[tokio::test]
+async fn a_worker_process_killed_mid_job_loses_nothing_and_the_effect_happens_once() {
+    let db = TestDb::new().await;
+    let q = db.queue();
+    sqlx::raw_sql(
+        "CREATE TABLE probe_runs (job_id uuid NOT NULL, worker text NOT NULL);
+         CREATE TABLE probe_effects (job_id uuid PRIMARY KEY);",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let job = q
+        .enqueue_many(&[smo_jobs::NewJob {
+            kind: "probe".into(),
+            args: serde_json::json!({"sleep_ms": 1500}),
+            unique_key: None,
+            max_attempts: 5,
+            priority: 0,
+            run_at: None,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(job, 1);
+    let bin = env!("CARGO_BIN_EXE_smo-jobs-probe");
+    let mut first = std::process::Command::new(bin)
+        .args([&db.url, "probe-a", "100"])
+        .spawn()
+        .unwrap();
+    let mut runs = 0i64;
+    for _ in 0..500 {
+        runs = sqlx::query_scalar("SELECT count(*) FROM probe_runs")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        if runs > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(runs, 1, "the first worker never started the job");
+    first.kill().unwrap(); // SIGKILL: no shutdown code runs
+    first.wait().unwrap();
+
+    let mut second = std::process::Command::new(bin)
+        .args([&db.url, "probe-b", "100"])
+        .spawn()
+        .unwrap();
+    let id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM smo_jobs.jobs WHERE kind = 'probe'")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    let mut state = String::new();
+    for _ in 0..1500 {
+        state = q.get(id).await.unwrap().state;
+        if state == "succeeded" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = second.kill();
+    let _ = second.wait();
+    assert_eq!(state, "succeeded");
+    let row = q.get(id).await.unwrap();
+    assert_eq!(row.attempt, 2);
+    assert_eq!(row.locked_by.as_deref(), Some("probe-b"));
+    assert!(
+        row.last_error().unwrap().contains("probe-a was lost"),
+        "{:?}",
+        row.errors
+    );
+    let effects: i64 = sqlx::query_scalar("SELECT count(*) FROM probe_effects")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    let runs: Vec<String> = sqlx::query_scalar("SELECT worker FROM probe_runs ORDER BY worker")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(effects, 1);
+    assert_eq!(runs, vec!["probe-a", "probe-b"]);
+    let workers = q.workers(true).await.unwrap();
+    let a = workers.iter().find(|w| w.name == "probe-a").unwrap();
+    assert_eq!(a.stop_reason.as_deref(), Some("heartbeat lapsed"));
+}
+
+#[tokio::test]
+async fn stats_count_per_kind_and_state() {
+    let db = TestDb::new().await;
+    let q = db.queue();
+    for _ in 0..3 {
+        q.enqueue(&NoopJob::default()).await.unwrap();
+    }
+    q.enqueue(&Keyed { key: "x".into() }).await.unwrap();
+    work_until_idle(&q, Registry::new(), fast_worker_config("w-stats"))
+        .await
+        .unwrap();
+    let s = q.stats().await.unwrap();
+    let noop = s.kinds.iter().find(|k| k.kind == "noop").unwrap();
+    assert_eq!(noop.states["succeeded"], 3);
+    assert_eq!(noop.succeeded_last_minute, 3);
+    let keyed = s.kinds.iter().find(|k| k.kind == "test.keyed").unwrap();
+    assert_eq!(keyed.states["queued"], 1);
+    assert!(keyed.oldest_queued_secs.unwrap() >= 0.0);
+    assert!(s.throughput_per_sec > 0.0);
+    assert_eq!(JobState::ALL.len(), noop.states.len());
+}
