@@ -4,7 +4,27 @@
 //! - [`hdag`]       descriptor types, parsing and validation (pure)
 //! - [`placement`]  which cluster each service runs on: a MILP over good_lp + HiGHS (pure)
 //! - [`settings`]   layered configuration shared by every binary
-//! - [`server`]     the long-running roles (api, worker, scheduler) wired over the job engine
+//! - [`server`]     the long-running roles (api, worker, scheduler) over the job engine `smo-jobs`
+//! - [`cli`]        output, duration and connection helpers of the command lines
 
+pub mod cli;
 pub mod hdag;
 pub mod placement;
+pub mod server;
+pub mod settings;
+
+/// Installs the process-wide TLS provider (ring). kube, reqwest and sqlx all use rustls; with a
+/// provider installed up front none of them has to guess, and none panics at run time.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`), so stdout stays for command output.
+pub fn init_tracing(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

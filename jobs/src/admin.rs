@@ -141,6 +141,9 @@ pub struct CronRow {
     pub then: Vec<DateTime<Utc>>,
 }
 
+/// kind, state, count, oldest runnable run_at, succeeded in the last minute.
+type StatsRow = (String, String, i64, Option<DateTime<Utc>>, i64);
+
 const JOB_COLUMNS: &str = "id, kind, state, args, attempt, max_attempts, priority, unique_key, run_at, \
      created_at, started_at, attempted_at, finished_at, locked_by, errors";
 
@@ -279,7 +282,7 @@ impl Queue {
     /// Counts per kind × state, throughput over the last minute, oldest queued age.
     pub async fn stats(&self) -> Result<Stats, Error> {
         let now = self.now();
-        let rows: Vec<(String, String, i64, Option<DateTime<Utc>>, i64)> = sqlx::query_as(
+        let rows: Vec<StatsRow> = sqlx::query_as(
             "SELECT kind, state, count(*),
                     min(run_at) FILTER (WHERE state IN ('queued', 'retrying') AND run_at <= $1),
                     count(*) FILTER (WHERE state = 'succeeded' AND finished_at > $1 - interval '1 minute')

@@ -85,7 +85,7 @@ impl Scheduler {
     }
 
     /// Adds an entry.
-    pub fn add(mut self, entry: CronEntry) -> Self {
+    pub fn with_entry(mut self, entry: CronEntry) -> Self {
         self.entries.push(entry);
         self
     }

@@ -394,8 +394,7 @@ async fn ack_loop(queue: Queue, cfg: WorkerConfig, mut rx: mpsc::UnboundedReceiv
                 Ok(()) => ok.push(c.id),
                 Err(e) => {
                     let now = queue.now();
-                    if let Err(db) =
-                        with_retries(|| record_failure(&queue, &cfg, &c, &e, now)).await
+                    if let Err(db) = with_retries(|| record_failure(&queue, &cfg, &c, e, now)).await
                     {
                         tracing::error!(job = %c.id, error = %db, "could not record failure; the job will be reaped");
                     }

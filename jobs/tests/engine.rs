@@ -342,8 +342,8 @@ async fn two_schedulers_enqueue_each_slot_once() {
     let db = TestDb::new().await;
     let (q, clock) = manual(&db);
     let entry = CronEntry::new("tick-all", "*/30 * * * * *", &NoopJob::default()).unwrap();
-    let a = Scheduler::new(q.clone(), SchedulerConfig::default()).add(entry.clone());
-    let b = Scheduler::new(q.clone(), SchedulerConfig::default()).add(entry);
+    let a = Scheduler::new(q.clone(), SchedulerConfig::default()).with_entry(entry.clone());
+    let b = Scheduler::new(q.clone(), SchedulerConfig::default()).with_entry(entry);
     a.register().await.unwrap();
     b.register().await.unwrap();
     let mut fired = 0;
