@@ -1,1 +1,158 @@
-//! HDAG descriptors.
+//! HDAG descriptors: types, parsing and validation (pure: no I/O).
+//!
+//! [`parse`] turns the bytes of a descriptor (YAML or JSON) into a validated [`Graph`] in two
+//! phases: the document is first loaded into a generic value under hard limits (size, nesting,
+//! alias expansion), then read field by field so that *every* problem is reported at once with
+//! its path, e.g. `services[2].deployment.intent.compute.cpu: expected one of
+//! light|small|medium|large or a Kubernetes quantity, got "huge"`. Unknown keys are kept and
+//! reported as warnings, for forward compatibility.
+
+mod load;
+mod model;
+mod quantity;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+pub use model::*;
+pub use quantity::{
+    CpuSize, QuantityError, RamSize, Resources, StorageSize, cpu_millis, quantity_bytes,
+};
+pub use validate::KNOWN_IM_VERSIONS;
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Largest descriptor accepted (10 MiB): bodies beyond it are refused before any parsing.
+pub const MAX_DESCRIPTOR_BYTES: usize = 10 * 1024 * 1024;
+/// Deepest nesting accepted; real descriptors are about 8 levels deep.
+pub const MAX_DEPTH: usize = 64;
+/// Most nodes (scalars, lists, maps) a document may expand to, aliases included: bounds the
+/// memory and time a YAML alias bomb can cost.
+pub const MAX_NODES: usize = 500_000;
+
+/// Budget for YAML flow collections (`[…]`, `{…}`): length × their number, about 0.3 s of
+/// libyaml's scanning in a release build at worst. A 100 kB descriptor may have 2,500 of them,
+/// a 1 MB one 250; larger or more bracketed documents must use block style or JSON (which is
+/// parsed without libyaml and is exempt).
+pub const MAX_FLOW_WORK: u64 = 1 << 28;
+
+/// Resource limits for untrusted descriptors; [`Limits::default`] is what [`parse`] uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_bytes: usize,
+    pub max_depth: usize,
+    pub max_nodes: usize,
+    pub max_flow_work: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_bytes: MAX_DESCRIPTOR_BYTES,
+            max_depth: MAX_DEPTH,
+            max_nodes: MAX_NODES,
+            max_flow_work: MAX_FLOW_WORK,
+        }
+    }
+}
+
+/// One problem with a descriptor, at a path relative to `hdaGraph` (`services[0].id`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// A validated graph and the warnings (unknown keys, assumed defaults) worth showing the user.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parsed {
+    pub graph: Graph,
+    pub warnings: Vec<Problem>,
+}
+
+/// Why a descriptor was refused. Nothing may be stored or enqueued for it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DescriptorError {
+    #[error("descriptor is {size} bytes; the limit is {limit}")]
+    TooLarge { size: usize, limit: usize },
+    #[error("descriptor is not UTF-8 (invalid byte at offset {offset})")]
+    NotUtf8 { offset: usize },
+    #[error("descriptor is empty")]
+    Empty,
+    /// `line` and `column` start at 1; 0 when the parser gave no position.
+    #[error("{}", syntax_display(*line, *column, message))]
+    Syntax {
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("descriptor nests deeper than {limit} levels")]
+    TooDeep { limit: usize },
+    #[error("descriptor expands to more than {limit} nodes or too much text (YAML aliases?)")]
+    TooManyNodes { limit: usize },
+    /// Too many YAML flow collections (`[…]`, `{…}`) for its length; see [`MAX_FLOW_WORK`].
+    #[error(
+        "YAML descriptor has too many [..]/{{..}} collections for its size (work {work} > {limit}); \
+         use block style or JSON"
+    )]
+    TooComplex { work: u64, limit: u64 },
+    /// Every problem found, one per line when displayed.
+    #[error("{}", lines(.0))]
+    Invalid(Vec<Problem>),
+}
+
+fn syntax_display(line: usize, column: usize, message: &str) -> String {
+    if line == 0 {
+        format!("syntax error: {message}")
+    } else {
+        format!("syntax error at line {line}, column {column}: {message}")
+    }
+}
+
+fn lines(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(Problem::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl DescriptorError {
+    /// The problems as a list, for APIs that report `{path, message}` items (RFC 7807 bodies).
+    pub fn problems(&self) -> Vec<Problem> {
+        match self {
+            DescriptorError::Invalid(p) => p.clone(),
+            other => vec![Problem {
+                path: String::new(),
+                message: other.to_string(),
+            }],
+        }
+    }
+}
+
+/// Parses and validates a descriptor (YAML, or JSON when it starts with `{`) with default limits.
+pub fn parse(bytes: &[u8]) -> Result<Parsed, DescriptorError> {
+    parse_with_limits(bytes, &Limits::default())
+}
+
+/// [`parse`] with explicit limits (e.g. a smaller body limit configured for the API).
+pub fn parse_with_limits(bytes: &[u8], limits: &Limits) -> Result<Parsed, DescriptorError> {
+    let value = load::load(bytes, limits)?;
+    if value.is_null() {
+        return Err(DescriptorError::Empty);
+    }
+    let (graph, warnings) = validate::validate(&value).map_err(DescriptorError::Invalid)?;
+    Ok(Parsed { graph, warnings })
+}

@@ -1,0 +1,1400 @@
+//! Phase two: a generic value → a typed [`Graph`], field by field, collecting every problem with
+//! its path instead of stopping at the first (which is all serde's derive could do).
+
+use super::Problem;
+use super::model::*;
+use super::quantity::{CpuSize, RamSize, StorageSize};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+
+/// Information-model versions smo was written against; others parse with a warning.
+pub const KNOWN_IM_VERSIONS: &[&str] = &["0.4.0"];
+
+#[derive(Default)]
+struct Cx {
+    errors: Vec<Problem>,
+    warnings: Vec<Problem>,
+    /// References between services, checked once every id is known.
+    refs: Vec<Ref>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RefKind {
+    ConnectionPoint,
+    Dependency,
+    CoLocation,
+    EventSource,
+    Latency,
+}
+
+struct Ref {
+    from: usize,
+    target: String,
+    path: String,
+    kind: RefKind,
+}
+
+impl Cx {
+    fn error(&mut self, path: &str, message: impl Into<String>) {
+        self.errors.push(Problem {
+            path: path.to_string(),
+            message: message.into(),
+        });
+    }
+    fn warn(&mut self, path: &str, message: impl Into<String>) {
+        self.warnings.push(Problem {
+            path: path.to_string(),
+            message: message.into(),
+        });
+    }
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn index(path: &str, i: usize) -> String {
+    format!("{path}[{i}]")
+}
+
+/// A user-supplied string quoted for a message, shortened so that a huge value cannot flood it.
+pub(crate) fn q(s: &str) -> String {
+    let mut shown: String = s.chars().take(80).collect();
+    if shown.len() < s.len() {
+        shown.push('…');
+    }
+    format!("{shown:?}")
+}
+
+/// A short rendering of a value for messages ("got 42", "got a list").
+fn describe(v: &Value) -> String {
+    match v {
+        Value::Null => "nothing (null)".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => q(s),
+        Value::Array(_) => "a list".into(),
+        Value::Object(_) => "a map".into(),
+    }
+}
+
+/// A map being read: remembers which keys were consumed so the rest can be reported and kept.
+struct Obj<'a> {
+    map: &'a Map<String, Value>,
+    path: String,
+    known: Vec<&'static str>,
+}
+
+impl<'a> Obj<'a> {
+    /// The value at `key`, with null treated as absent (YAML `key:` with nothing after it).
+    fn get(&mut self, key: &'static str) -> Option<&'a Value> {
+        self.get_raw(key).filter(|v| !v.is_null())
+    }
+
+    /// The value at `key`, null included.
+    fn get_raw(&mut self, key: &'static str) -> Option<&'a Value> {
+        self.known.push(key);
+        self.map.get(key)
+    }
+
+    fn require(&mut self, key: &'static str, cx: &mut Cx) -> Option<&'a Value> {
+        let v = self.get(key);
+        if v.is_none() {
+            cx.error(&self.at(key), "missing required key");
+        }
+        v
+    }
+
+    fn at(&self, key: &str) -> String {
+        join(&self.path, key)
+    }
+
+    /// Unknown keys: warned about, and returned to be kept.
+    fn finish(self, cx: &mut Cx) -> Extra {
+        let mut extra = Extra::new();
+        for (k, v) in self.map {
+            if !self.known.contains(&k.as_str()) {
+                cx.warn(&join(&self.path, k), "unknown key (kept)");
+                extra.insert(k.clone(), v.clone());
+            }
+        }
+        extra
+    }
+}
+
+fn obj<'a>(v: &'a Value, path: &str, cx: &mut Cx) -> Option<Obj<'a>> {
+    match v {
+        Value::Object(map) => Some(Obj {
+            map,
+            path: path.to_string(),
+            known: Vec::new(),
+        }),
+        other => {
+            cx.error(path, format!("expected a map, got {}", describe(other)));
+            None
+        }
+    }
+}
+
+fn list<'a>(v: &'a Value, path: &str, cx: &mut Cx) -> Option<&'a [Value]> {
+    match v {
+        Value::Array(items) => Some(items),
+        other => {
+            cx.error(path, format!("expected a list, got {}", describe(other)));
+            None
+        }
+    }
+}
+
+/// A scalar as text: numbers and booleans are accepted as written (YAML types `v3`, `1.0`, `yes`
+/// differently from what authors usually mean).
+fn text(v: &Value, path: &str, cx: &mut Cx) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        other => {
+            cx.error(path, format!("expected a string, got {}", describe(other)));
+            None
+        }
+    }
+}
+
+fn opt_text(o: &mut Obj<'_>, key: &'static str, cx: &mut Cx) -> Option<String> {
+    let path = o.at(key);
+    o.get(key).and_then(|v| text(v, &path, cx))
+}
+
+/// A boolean; the examples write `True`/`False`, some descriptors quote them, and the reference
+/// read YAML 1.1 (PyYAML), where `yes`/`no`/`on`/`off` are booleans too.
+fn boolean(v: &Value, path: &str, cx: &mut Cx) -> Option<bool> {
+    let is = |s: &str, words: [&str; 3]| words.iter().any(|w| w.eq_ignore_ascii_case(s));
+    match v {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) if is(s, ["true", "yes", "on"]) => Some(true),
+        Value::String(s) if is(s, ["false", "no", "off"]) => Some(false),
+        other => {
+            cx.error(
+                path,
+                format!("expected true or false, got {}", describe(other)),
+            );
+            None
+        }
+    }
+}
+
+fn opt_bool(o: &mut Obj<'_>, key: &'static str, cx: &mut Cx) -> bool {
+    let path = o.at(key);
+    o.get(key)
+        .and_then(|v| boolean(v, &path, cx))
+        .unwrap_or(false)
+}
+
+fn uint(v: &Value, path: &str, cx: &mut Cx) -> Option<u32> {
+    match v.as_u64().map(u32::try_from) {
+        Some(Ok(n)) => Some(n),
+        _ => {
+            cx.error(
+                path,
+                format!("expected a whole number ≥ 0, got {}", describe(v)),
+            );
+            None
+        }
+    }
+}
+
+fn number(v: &Value, path: &str, cx: &mut Cx) -> Option<f64> {
+    match v.as_f64() {
+        Some(x) if x.is_finite() => Some(x),
+        _ => {
+            cx.error(path, format!("expected a number, got {}", describe(v)));
+            None
+        }
+    }
+}
+
+/// A list of service ids (`connectionPoints`, `dependencies`), each recorded as a reference.
+fn id_list(v: Option<&Value>, path: &str, from: usize, kind: RefKind, cx: &mut Cx) -> Vec<String> {
+    let Some(items) = v.and_then(|v| list(v, path, cx)) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let p = index(path, i);
+        let Some(id) = text(item, &p, cx) else {
+            continue;
+        };
+        if out.contains(&id) {
+            cx.warn(&p, format!("{} is listed twice", q(&id)));
+        }
+        cx.refs.push(Ref {
+            from,
+            target: id.clone(),
+            path: p,
+            kind,
+        });
+        out.push(id);
+    }
+    out
+}
+
+/// DNS-1123 label: what Kubernetes, Helm releases and Karmada accept as names.
+pub(crate) fn dns_label_problem(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let bad = if s.is_empty() {
+        "must not be empty"
+    } else if s.len() > 63 {
+        "must be at most 63 characters"
+    } else if !b
+        .iter()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+    {
+        "may contain only lowercase letters, digits and '-'"
+    } else if !b.first().is_some_and(u8::is_ascii_alphanumeric)
+        || !b.last().is_some_and(u8::is_ascii_alphanumeric)
+    {
+        "must start and end with a letter or digit"
+    } else {
+        return None;
+    };
+    Some(format!("{} is not a DNS-1123 label: {bad}", q(s)))
+}
+
+fn dns_id(v: &Value, path: &str, cx: &mut Cx) -> Option<String> {
+    let id = text(v, path, cx)?;
+    if let Some(problem) = dns_label_problem(&id) {
+        cx.error(path, problem);
+    }
+    Some(id)
+}
+
+/// `MAJOR[.MINOR[.PATCH]][-pre][+build]`, optionally with a leading `v`.
+pub(crate) fn is_semverish(s: &str) -> bool {
+    let s = s.strip_prefix('v').unwrap_or(s);
+    let (s, build) = s.split_once('+').map_or((s, None), |(a, b)| (a, Some(b)));
+    let (core, pre) = s.split_once('-').map_or((s, None), |(a, b)| (a, Some(b)));
+    let ident_ok = |x: &str| {
+        !x.is_empty()
+            && x.split('.')
+                .all(|p| !p.is_empty() && p.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-'))
+    };
+    let parts: Vec<&str> = core.split('.').collect();
+    (1..=3).contains(&parts.len())
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.len() <= 18 && p.bytes().all(|c| c.is_ascii_digit()))
+        && pre.is_none_or(ident_ok)
+        && build.is_none_or(ident_ok)
+}
+
+/// A Prometheus duration (`30s`, `2m`, `1h30m`), used as an alert rule's `for`.
+fn is_prom_duration(s: &str) -> bool {
+    let mut rest = s;
+    if rest.is_empty() {
+        return false;
+    }
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return false;
+        }
+        rest = &rest[digits..];
+        let unit = ["ms", "s", "m", "h", "d", "w", "y"]
+            .into_iter()
+            .find(|u| rest.starts_with(u));
+        match unit {
+            Some(u) => rest = &rest[u.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+/// Validates a loaded document (the whole file, with its `hdaGraph` key).
+pub(super) fn validate(root: &Value) -> Result<(Graph, Vec<Problem>), Vec<Problem>> {
+    let mut cx = Cx::default();
+    let Value::Object(top) = root else {
+        return Err(vec![Problem {
+            path: String::new(),
+            message: format!(
+                "expected a map with the key hdaGraph, got {}",
+                describe(root)
+            ),
+        }]);
+    };
+    for key in top.keys().filter(|k| *k != "hdaGraph") {
+        cx.warn(key, "unknown top-level key next to hdaGraph (ignored)");
+    }
+    let Some(inner) = top.get("hdaGraph") else {
+        return Err(vec![Problem {
+            path: "hdaGraph".into(),
+            message: "missing required key".into(),
+        }]);
+    };
+    let Value::Object(map) = inner else {
+        return Err(vec![Problem {
+            path: "hdaGraph".into(),
+            message: format!("expected a map, got {}", describe(inner)),
+        }]);
+    };
+    let graph = graph(
+        Obj {
+            map,
+            path: String::new(),
+            known: Vec::new(),
+        },
+        &mut cx,
+    );
+    match graph {
+        Some(g) if cx.errors.is_empty() => Ok((g, cx.warnings)),
+        _ => Err(cx.errors),
+    }
+}
+
+fn graph(mut o: Obj<'_>, cx: &mut Cx) -> Option<Graph> {
+    let im_version = match o.get("imVersion") {
+        None => {
+            cx.warn(
+                "imVersion",
+                format!("missing; assuming {}", KNOWN_IM_VERSIONS[0]),
+            );
+            None
+        }
+        Some(v) => text(v, "imVersion", cx).inspect(|iv| {
+            if !KNOWN_IM_VERSIONS.contains(&iv.as_str()) {
+                cx.warn(
+                    "imVersion",
+                    format!(
+                        "unknown information-model version {} (smo knows {})",
+                        q(iv),
+                        KNOWN_IM_VERSIONS.join(", ")
+                    ),
+                );
+            }
+        }),
+    };
+    let id = o.require("id", cx).and_then(|v| dns_id(v, "id", cx));
+    let version = o.require("version", cx).and_then(|v| {
+        if v.is_number() {
+            cx.warn(
+                "version",
+                "a number; quote it (\"1.10\" and 1.1 are the same number)",
+            );
+        }
+        let s = text(v, "version", cx)?;
+        if !is_semverish(&s) {
+            cx.error(
+                "version",
+                format!("expected a SemVer version such as \"1.0.0\", got {}", q(&s)),
+            );
+        }
+        Some(s)
+    });
+    let designer = opt_text(&mut o, "designer", cx);
+    let description = opt_text(&mut o, "description", cx);
+    let hda_graph_intent = match o.get("hdaGraphIntent") {
+        Some(v) => obj(v, "hdaGraphIntent", cx)
+            .map(|io| graph_intent(io, cx))
+            .unwrap_or_default(),
+        None => GraphIntent::default(),
+    };
+    let mut services = Vec::new();
+    let mut all_ok = true;
+    if let Some(items) = o
+        .require("services", cx)
+        .and_then(|v| list(v, "services", cx))
+    {
+        if items.is_empty() {
+            cx.error("services", "a graph needs at least one service");
+        }
+        // What the cross-checks need of each item, even of services with other errors.
+        let mut seen: Vec<Option<Seen>> = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let (info, s) = service(item, i, cx);
+            seen.push(info);
+            match s {
+                Some(s) => services.push(s),
+                None => all_ok = false,
+            }
+        }
+        cross_check(&seen, cx);
+    }
+    let extra = o.finish(cx);
+    Some(Graph {
+        im_version,
+        id: id?,
+        version: version?,
+        designer,
+        description,
+        hda_graph_intent,
+        services,
+        extra,
+    })
+    .filter(|_| all_ok)
+}
+
+fn toggle(v: &Value, path: &str, cx: &mut Cx) -> Toggle {
+    // `gpu: true` is accepted as short for `gpu: {enabled: true}`.
+    if let Some(enabled) = v.as_bool() {
+        return Toggle {
+            enabled,
+            extra: Extra::new(),
+        };
+    }
+    let Some(mut o) = obj(v, path, cx) else {
+        return Toggle::default();
+    };
+    let enabled = opt_bool(&mut o, "enabled", cx);
+    Toggle {
+        enabled,
+        extra: o.finish(cx),
+    }
+}
+
+fn opt_toggle(o: &mut Obj<'_>, key: &'static str, cx: &mut Cx) -> Toggle {
+    let path = o.at(key);
+    o.get(key).map(|v| toggle(v, &path, cx)).unwrap_or_default()
+}
+
+fn graph_intent(mut o: Obj<'_>, cx: &mut Cx) -> GraphIntent {
+    let use_static_placement = opt_bool(&mut o, "useStaticPlacement", cx);
+    let security = opt_toggle(&mut o, "security", cx);
+    let high_performance = opt_toggle(&mut o, "highPerformance", cx);
+    let energy_efficiency = opt_toggle(&mut o, "energyEfficiency", cx);
+    let ha_path = o.at("highAvailability");
+    let high_availability = match o.get("highAvailability").and_then(|v| obj(v, &ha_path, cx)) {
+        Some(mut ha) => {
+            let enabled = opt_bool(&mut ha, "enabled", cx);
+            let min_path = ha.at("minReplicasOverall");
+            let min = ha
+                .get("minReplicasOverall")
+                .and_then(|v| uint(v, &min_path, cx));
+            let max_path = ha.at("maxReplicasOverall");
+            let max = ha
+                .get("maxReplicasOverall")
+                .and_then(|v| uint(v, &max_path, cx));
+            if max == Some(0) {
+                cx.error(&max_path, "must be at least 1");
+            }
+            if let (Some(lo), Some(hi)) = (min, max)
+                && lo > hi
+            {
+                cx.error(
+                    &min_path,
+                    format!("minReplicasOverall ({lo}) is greater than maxReplicasOverall ({hi})"),
+                );
+            }
+            if enabled && max == Some(1) {
+                cx.error(&max_path, "highAvailability needs at least 2 replicas");
+            }
+            HighAvailability {
+                enabled,
+                min_replicas_overall: min,
+                max_replicas_overall: max,
+                extra: ha.finish(cx),
+            }
+        }
+        None => HighAvailability::default(),
+    };
+    GraphIntent {
+        use_static_placement,
+        security,
+        high_availability,
+        high_performance,
+        energy_efficiency,
+        extra: o.finish(cx),
+    }
+}
+
+/// Id and conditionality of a service item, as far as they could be read.
+struct Seen {
+    id: String,
+    conditional: bool,
+}
+
+fn service(v: &Value, i: usize, cx: &mut Cx) -> (Option<Seen>, Option<Service>) {
+    let path = index("services", i);
+    let Some(mut o) = obj(v, &path, cx) else {
+        return (None, None);
+    };
+    let id = o
+        .require("id", cx)
+        .and_then(|v| dns_id(v, &join(&path, "id"), cx));
+    let dpath = o.at("deployment");
+    let deployment = o
+        .require("deployment", cx)
+        .and_then(|v| obj(v, &dpath, cx))
+        .and_then(|d| deployment(d, i, cx));
+    let apath = o.at("artifact");
+    let artifact = o
+        .require("artifact", cx)
+        .and_then(|v| obj(v, &apath, cx))
+        .map(|a| artifact(a, cx));
+    let extra = o.finish(cx);
+    let seen = id.clone().map(|id| Seen {
+        id,
+        conditional: deployment
+            .as_ref()
+            .is_some_and(|d| d.trigger.event.is_some()),
+    });
+    let service = (|| {
+        Some(Service {
+            id: id?,
+            deployment: deployment?,
+            artifact: artifact?,
+            extra,
+        })
+    })();
+    (seen, service)
+}
+
+fn deployment(mut o: Obj<'_>, i: usize, cx: &mut Cx) -> Option<Deployment> {
+    let tpath = o.at("trigger");
+    let trigger = o
+        .require("trigger", cx)
+        .and_then(|v| obj(v, &tpath, cx))
+        .and_then(|t| trigger(t, i, cx));
+    let ipath = o.at("intent");
+    let intent = match o.get("intent") {
+        Some(v) => obj(v, &ipath, cx)
+            .map(|io| intent(io, i, cx))
+            .unwrap_or_default(),
+        None => {
+            cx.warn(&ipath, "missing; assuming small compute and no connections");
+            Intent::default()
+        }
+    };
+    let extra = o.finish(cx);
+    Some(Deployment {
+        trigger: trigger?,
+        intent,
+        extra,
+    })
+}
+
+fn trigger(mut o: Obj<'_>, i: usize, cx: &mut Cx) -> Option<Trigger> {
+    // `auto:` with nothing after it still means "deploy now".
+    let auto_v = o.get_raw("auto");
+    let event_v = o.get_raw("event");
+    let auto = auto_v.map(|v| {
+        let p = o.at("auto");
+        match v {
+            Value::Null => AutoTrigger::default(),
+            v => match obj(v, &p, cx) {
+                Some(mut a) => {
+                    let dp = a.at("dependencies");
+                    let deps = a.get("dependencies");
+                    let dependencies = id_list(deps, &dp, i, RefKind::Dependency, cx);
+                    AutoTrigger {
+                        dependencies,
+                        extra: a.finish(cx),
+                    }
+                }
+                None => AutoTrigger::default(),
+            },
+        }
+    });
+    let epath = o.at("event");
+    let event = match event_v {
+        Some(v) => Some(event_trigger(v, &epath, i, cx)?),
+        None => None,
+    };
+    match (&auto, &event) {
+        (Some(_), Some(_)) => cx.error(&o.path, "set exactly one of auto and event, not both"),
+        (None, None) => cx.error(
+            &o.path,
+            "set exactly one of auto (deploy now) and event (deploy when an event fires)",
+        ),
+        _ => {}
+    }
+    let extra = o.finish(cx);
+    Some(Trigger { auto, event, extra })
+}
+
+fn event_trigger(v: &Value, path: &str, i: usize, cx: &mut Cx) -> Option<EventTrigger> {
+    let mut o = obj(v, path, cx)?;
+    let condition = opt_text(&mut o, "condition", cx);
+    if let Some(c) = &condition
+        && !["ANY", "ALL"].iter().any(|k| k.eq_ignore_ascii_case(c))
+    {
+        cx.warn(
+            &o.at("condition"),
+            format!("expected ANY or ALL, got {}", q(c)),
+        );
+    }
+    let events_path = o.at("events");
+    let mut events = Vec::new();
+    if let Some(items) = o
+        .require("events", cx)
+        .and_then(|v| list(v, &events_path, cx))
+    {
+        if items.is_empty() {
+            cx.error(
+                &events_path,
+                "a conditional service needs at least one event",
+            );
+        }
+        for (k, item) in items.iter().enumerate() {
+            let p = index(&events_path, k);
+            if let Some(e) = event(item, &p, i, cx) {
+                if let Some(first) = events.iter().position(|x: &Event| x.id == e.id) {
+                    cx.error(
+                        &join(&p, "id"),
+                        format!(
+                            "duplicate event id {} (first at {})",
+                            q(&e.id),
+                            index(&events_path, first)
+                        ),
+                    );
+                }
+                events.push(e);
+            }
+        }
+    }
+    let extra = o.finish(cx);
+    Some(EventTrigger {
+        condition,
+        events,
+        extra,
+    })
+}
+
+fn event(v: &Value, path: &str, i: usize, cx: &mut Cx) -> Option<Event> {
+    let mut o = obj(v, path, cx)?;
+    let id_path = o.at("id");
+    let id = o.require("id", cx).and_then(|v| text(v, &id_path, cx));
+    if id.as_deref().is_some_and(|s| s.trim().is_empty()) {
+        cx.error(&id_path, "must not be empty");
+    }
+    let spath = o.at("source");
+    let mut source = Vec::new();
+    if let Some(items) = o.get("source").and_then(|v| list(v, &spath, cx)) {
+        for (k, item) in items.iter().enumerate() {
+            let p = index(&spath, k);
+            let Some(mut so) = obj(item, &p, cx) else {
+                continue;
+            };
+            let sid_path = so.at("serviceId");
+            let service_id = so
+                .require("serviceId", cx)
+                .and_then(|v| text(v, &sid_path, cx));
+            let metric_id = opt_text(&mut so, "metricId", cx);
+            let extra = so.finish(cx);
+            if let Some(service_id) = service_id {
+                cx.refs.push(Ref {
+                    from: i,
+                    target: service_id.clone(),
+                    path: sid_path,
+                    kind: RefKind::EventSource,
+                });
+                source.push(EventSource {
+                    service_id,
+                    metric_id,
+                    extra,
+                });
+            }
+        }
+    }
+    let cpath = o.at("condition");
+    let condition = o
+        .require("condition", cx)
+        .and_then(|v| obj(v, &cpath, cx))
+        .and_then(|mut c| {
+            let qpath = c.at("promQuery");
+            let prom_query = c.require("promQuery", cx).and_then(|v| text(v, &qpath, cx));
+            if prom_query.as_deref().is_some_and(|q| q.trim().is_empty()) {
+                cx.error(&qpath, "must not be empty");
+            }
+            let gpath = c.at("gracePeriod");
+            let grace_period = opt_text(&mut c, "gracePeriod", cx);
+            if let Some(g) = &grace_period
+                && !is_prom_duration(g)
+            {
+                cx.error(
+                    &gpath,
+                    format!(
+                        "expected a Prometheus duration such as 30s, 2m or 1h30m, got {}",
+                        q(g)
+                    ),
+                );
+            }
+            let description = opt_text(&mut c, "description", cx);
+            let extra = c.finish(cx);
+            Some(EventCondition {
+                prom_query: prom_query?,
+                grace_period,
+                description,
+                extra,
+            })
+        });
+    let extra = o.finish(cx);
+    Some(Event {
+        id: id?,
+        source,
+        condition: condition?,
+        extra,
+    })
+}
+
+fn intent(mut o: Obj<'_>, i: usize, cx: &mut Cx) -> Intent {
+    let cpath = o.at("compute");
+    let compute = match o.get("compute") {
+        Some(v) => obj(v, &cpath, cx)
+            .map(|c| compute(c, cx))
+            .unwrap_or_default(),
+        None => {
+            cx.warn(&cpath, "missing; assuming small cpu, ram and storage");
+            Compute::default()
+        }
+    };
+    let cp_path = o.at("connectionPoints");
+    let connection_points = id_list(
+        o.get("connectionPoints"),
+        &cp_path,
+        i,
+        RefKind::ConnectionPoint,
+        cx,
+    );
+    let npath = o.at("network");
+    let network = match o.get("network") {
+        Some(v) => obj(v, &npath, cx)
+            .map(|n| network(n, i, cx))
+            .unwrap_or_default(),
+        None => Network::default(),
+    };
+    let co_location = co_location(&mut o, i, cx);
+    let mpath = o.at("metrics");
+    let metrics = o
+        .get("metrics")
+        .and_then(|v| list(v, &mpath, cx))
+        .map(<[Value]>::to_vec)
+        .unwrap_or_default();
+    let spath = o.at("scaling");
+    let scaling = o
+        .get("scaling")
+        .and_then(|v| obj(v, &spath, cx))
+        .and_then(|s| scaling(s, cx));
+    Intent {
+        compute,
+        connection_points,
+        network,
+        co_location,
+        metrics,
+        scaling,
+        extra: o.finish(cx),
+    }
+}
+
+fn co_location(o: &mut Obj<'_>, i: usize, cx: &mut Cx) -> Vec<CoLocation> {
+    let path = o.at("coLocation");
+    let Some(items) = o.get("coLocation").and_then(|v| list(v, &path, cx)) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (k, item) in items.iter().enumerate() {
+        let p = index(&path, k);
+        // `{id: other}` per the model; a bare `other` is accepted too.
+        let (id, id_path, extra) = match item {
+            Value::Object(_) => {
+                let Some(mut c) = obj(item, &p, cx) else {
+                    continue;
+                };
+                let id_path = c.at("id");
+                let id = c.require("id", cx).and_then(|v| text(v, &id_path, cx));
+                let extra = c.finish(cx);
+                (id, id_path, extra)
+            }
+            other => (text(other, &p, cx), p.clone(), Extra::new()),
+        };
+        if let Some(id) = id {
+            cx.refs.push(Ref {
+                from: i,
+                target: id.clone(),
+                path: id_path,
+                kind: RefKind::CoLocation,
+            });
+            out.push(CoLocation { id, extra });
+        }
+    }
+    out
+}
+
+fn compute(mut o: Obj<'_>, cx: &mut Cx) -> Compute {
+    fn size<T: Default>(
+        o: &mut Obj<'_>,
+        key: &'static str,
+        parse: fn(&str) -> Result<T, String>,
+        cx: &mut Cx,
+    ) -> T {
+        let path = o.at(key);
+        match o.get(key) {
+            None => {
+                cx.warn(&path, "missing; assuming small");
+                T::default()
+            }
+            Some(v) => match v {
+                Value::String(_) | Value::Number(_) => {
+                    let raw = text(v, &path, cx).unwrap_or_default();
+                    parse(&raw).unwrap_or_else(|e| {
+                        cx.error(&path, e);
+                        T::default()
+                    })
+                }
+                other => {
+                    cx.error(
+                        &path,
+                        format!(
+                            "expected one of light|small|medium|large or a Kubernetes quantity, got {}",
+                            describe(other)
+                        ),
+                    );
+                    T::default()
+                }
+            },
+        }
+    }
+    let cpu = size(&mut o, "cpu", CpuSize::parse, cx);
+    let ram = size(&mut o, "ram", RamSize::parse, cx);
+    let storage = size(&mut o, "storage", StorageSize::parse, cx);
+    let gpu = opt_toggle(&mut o, "gpu", cx);
+    Compute {
+        cpu,
+        ram,
+        storage,
+        gpu,
+        extra: o.finish(cx),
+    }
+}
+
+fn network(mut o: Obj<'_>, i: usize, cx: &mut Cx) -> Network {
+    let lpath = o.at("latencies");
+    let mut latencies = Vec::new();
+    if let Some(items) = o.get("latencies").and_then(|v| list(v, &lpath, cx)) {
+        for (k, item) in items.iter().enumerate() {
+            let p = index(&lpath, k);
+            let Some(mut l) = obj(item, &p, cx) else {
+                continue;
+            };
+            let connection_point = opt_text(&mut l, "connectionPoint", cx).unwrap_or_default();
+            if !connection_point.is_empty() {
+                cx.refs.push(Ref {
+                    from: i,
+                    target: connection_point.clone(),
+                    path: l.at("connectionPoint"),
+                    kind: RefKind::Latency,
+                });
+            }
+            let qos = opt_text(&mut l, "qos", cx);
+            if let Some(q) = &qos
+                && !["ultralow", "low", "best-effort"].contains(&q.as_str())
+            {
+                cx.warn(
+                    &l.at("qos"),
+                    format!(
+                        "expected one of ultralow|low|best-effort, got {}",
+                        self::q(q)
+                    ),
+                );
+            }
+            latencies.push(Latency {
+                connection_point,
+                qos,
+                extra: l.finish(cx),
+            });
+        }
+    }
+    let dpath = o.at("deviceProximity");
+    let device_proximity = o.get("deviceProximity").map(|v| toggle(v, &dpath, cx));
+    let cp_path = o.at("connectionPoints");
+    let connection_points = id_list(
+        o.get("connectionPoints"),
+        &cp_path,
+        i,
+        RefKind::ConnectionPoint,
+        cx,
+    );
+    let co_location = co_location(&mut o, i, cx);
+    let mpath = o.at("metrics");
+    let metrics = o
+        .get("metrics")
+        .and_then(|v| list(v, &mpath, cx))
+        .map(<[Value]>::to_vec)
+        .unwrap_or_default();
+    Network {
+        latencies,
+        device_proximity,
+        connection_points,
+        co_location,
+        metrics,
+        extra: o.finish(cx),
+    }
+}
+
+fn scaling(mut o: Obj<'_>, cx: &mut Cx) -> Option<Scaling> {
+    let min_path = o.at("minReplicas");
+    let min_replicas = match o.get("minReplicas") {
+        Some(v) => uint(v, &min_path, cx),
+        None => Some(1),
+    };
+    if min_replicas == Some(0) {
+        cx.error(&min_path, "must be at least 1");
+    }
+    let max_path = o.at("maxReplicas");
+    let max_replicas = o
+        .require("maxReplicas", cx)
+        .and_then(|v| uint(v, &max_path, cx));
+    if let (Some(lo), Some(hi)) = (min_replicas, max_replicas)
+        && lo > hi
+    {
+        cx.error(
+            &min_path,
+            format!("minReplicas ({lo}) is greater than maxReplicas ({hi})"),
+        );
+    }
+    let alpha_path = o.at("alpha");
+    let alpha = o
+        .require("alpha", cx)
+        .and_then(|v| number(v, &alpha_path, cx));
+    if let Some(a) = alpha
+        && a <= 0.0
+    {
+        cx.error(
+            &alpha_path,
+            format!("must be greater than 0 (requests per second one replica serves), got {a}"),
+        );
+    }
+    let beta_path = o.at("beta");
+    let beta = match o.get("beta") {
+        Some(v) => number(v, &beta_path, cx),
+        None => Some(0.0),
+    };
+    let metric = opt_text(&mut o, "metric", cx);
+    if metric.as_deref().is_some_and(|m| m.trim().is_empty()) {
+        cx.error(&o.at("metric"), "must not be empty");
+    }
+    let extra = o.finish(cx);
+    Some(Scaling {
+        min_replicas: min_replicas?,
+        max_replicas: max_replicas?,
+        alpha: alpha?,
+        beta: beta?,
+        metric,
+        extra,
+    })
+}
+
+fn one_of<T: Copy>(v: &Value, path: &str, options: &[(&str, T)], cx: &mut Cx) -> Option<T> {
+    let s = text(v, path, cx)?;
+    let found = options
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(&s))
+        .map(|(_, t)| *t);
+    if found.is_none() {
+        let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+        cx.error(
+            path,
+            format!("expected one of {}, got {}", names.join("|"), q(&s)),
+        );
+    }
+    found
+}
+
+/// `oci://host[:port]/path`: Helm only pulls charts from OCI registries by that scheme.
+fn oci_ref_problem(s: &str) -> Option<String> {
+    let Some(rest) = s.strip_prefix("oci://") else {
+        return Some(format!(
+            "expected oci://host[:port]/project/chart, got {} (it must start with oci://)",
+            q(s)
+        ));
+    };
+    let ok = rest
+        .split_once('/')
+        .is_some_and(|(host, path)| !host.is_empty() && !path.is_empty() && !path.ends_with('/'))
+        && !s.chars().any(char::is_whitespace);
+    (!ok).then(|| format!("expected oci://host[:port]/project/chart, got {}", q(s)))
+}
+
+fn artifact(mut o: Obj<'_>, cx: &mut Cx) -> Artifact {
+    let oci_path = o.at("ociImage");
+    let oci_image = opt_text(&mut o, "ociImage", cx);
+    if let Some(problem) = oci_image.as_deref().and_then(oci_ref_problem) {
+        cx.error(&oci_path, problem);
+    }
+    let image_path = o.at("image");
+    let image = opt_text(&mut o, "image", cx);
+    if let Some(img) = &image
+        && (img.is_empty() || img.chars().any(char::is_whitespace))
+    {
+        cx.error(
+            &image_path,
+            format!("expected a container image reference, got {}", q(img)),
+        );
+    }
+    match (&oci_image, &image) {
+        (None, None) => cx.error(
+            &o.path,
+            "expected ociImage (a Helm chart) or image (a container image)",
+        ),
+        (Some(_), Some(_)) => cx.error(
+            &image_path,
+            "set either ociImage (a Helm chart) or image (a container image), not both",
+        ),
+        _ => {}
+    }
+    let cpath = o.at("ociConfig");
+    let oci_config = o
+        .get("ociConfig")
+        .and_then(|v| obj(v, &cpath, cx))
+        .and_then(|mut c| {
+            let tpath = c.at("type");
+            let kind = c.require("type", cx).and_then(|v| {
+                one_of(
+                    v,
+                    &tpath,
+                    &[("App", ArtifactType::App), ("VO", ArtifactType::VO)],
+                    cx,
+                )
+            });
+            let ipath = c.at("implementer");
+            let implementer = c.require("implementer", cx).and_then(|v| {
+                one_of(
+                    v,
+                    &ipath,
+                    &[("HELM", Implementer::Helm), ("WOT", Implementer::Wot)],
+                    cx,
+                )
+            });
+            let extra = c.finish(cx);
+            Some(OciConfig {
+                kind: kind?,
+                implementer: implementer?,
+                extra,
+            })
+        });
+    let rpath = o.at("ociRun");
+    let oci_run = o
+        .get("ociRun")
+        .and_then(|v| obj(v, &rpath, cx))
+        .map(|mut r| {
+            let name = opt_text(&mut r, "name", cx).unwrap_or_default();
+            let version = opt_text(&mut r, "version", cx).unwrap_or_default();
+            OciRun {
+                name,
+                version,
+                extra: r.finish(cx),
+            }
+        });
+    let vpath = o.at("valuesOverwrite");
+    let values_overwrite = match o.get("valuesOverwrite") {
+        Some(Value::Object(m)) => m.clone(),
+        Some(other) => {
+            cx.error(
+                &vpath,
+                format!("expected a map of Helm values, got {}", describe(other)),
+            );
+            Map::new()
+        }
+        None => Map::new(),
+    };
+    let ppath = o.at("ports");
+    let ports = o
+        .get("ports")
+        .and_then(|v| list(v, &ppath, cx))
+        .map(|items| ports(items, &ppath, cx))
+        .unwrap_or_default();
+    if !ports.is_empty() && image.is_none() {
+        cx.warn(
+            &ppath,
+            "ports only apply to image artifacts (ignored for Helm charts)",
+        );
+    }
+    Artifact {
+        oci_image,
+        oci_config,
+        oci_run,
+        values_overwrite,
+        image,
+        ports,
+        extra: o.finish(cx),
+    }
+}
+
+fn ports(items: &[Value], path: &str, cx: &mut Cx) -> Vec<Port> {
+    let port_number =
+        |v: &Value, p: &str, cx: &mut Cx| match v.as_u64().and_then(|n| u16::try_from(n).ok()) {
+            Some(n) if n > 0 => Some(n),
+            _ => {
+                cx.error(
+                    p,
+                    format!("expected a port number 1-65535, got {}", describe(v)),
+                );
+                None
+            }
+        };
+    let mut out: Vec<Port> = Vec::new();
+    for (k, item) in items.iter().enumerate() {
+        let p = index(path, k);
+        let port = match item {
+            Value::Object(_) => {
+                let Some(mut po) = obj(item, &p, cx) else {
+                    continue;
+                };
+                let num_path = po.at("port");
+                let port = po
+                    .require("port", cx)
+                    .and_then(|v| port_number(v, &num_path, cx));
+                let name_path = po.at("name");
+                let name = opt_text(&mut po, "name", cx);
+                if let Some(n) = &name
+                    && (n.len() > 15 || dns_label_problem(n).is_some())
+                {
+                    cx.error(
+                        &name_path,
+                        format!(
+                            "{} is not a port name: at most 15 lowercase letters, digits and '-'",
+                            q(n)
+                        ),
+                    );
+                }
+                let proto_path = po.at("protocol");
+                let protocol = match po.get("protocol") {
+                    Some(v) => one_of(
+                        v,
+                        &proto_path,
+                        &[
+                            ("TCP", Protocol::TCP),
+                            ("UDP", Protocol::UDP),
+                            ("SCTP", Protocol::SCTP),
+                        ],
+                        cx,
+                    )
+                    .unwrap_or_default(),
+                    None => Protocol::TCP,
+                };
+                let extra = po.finish(cx);
+                port.map(|port| Port {
+                    port,
+                    name,
+                    protocol,
+                    extra,
+                })
+            }
+            // `ports: [8080]` is short for `[{port: 8080}]`.
+            other => port_number(other, &p, cx).map(|port| Port {
+                port,
+                name: None,
+                protocol: Protocol::TCP,
+                extra: Extra::new(),
+            }),
+        };
+        if let Some(port) = port {
+            if out
+                .iter()
+                .any(|q| q.port == port.port && q.protocol == port.protocol)
+            {
+                cx.error(&p, format!("port {} is listed twice", port.port));
+            }
+            out.push(port);
+        }
+    }
+    out
+}
+
+/// Checks that need every service: unique ids, references, cycles.
+fn cross_check(seen: &[Option<Seen>], cx: &mut Cx) {
+    let mut first: HashMap<&str, usize> = HashMap::new();
+    for (i, s) in seen.iter().enumerate() {
+        let Some(s) = s else { continue };
+        if let Some(&j) = first.get(s.id.as_str()) {
+            cx.error(
+                &join(&index("services", i), "id"),
+                format!("duplicate service id {} (first at services[{j}])", q(&s.id)),
+            );
+        } else {
+            first.insert(&s.id, i);
+        }
+    }
+    let name = |k: usize| {
+        seen.get(k)
+            .and_then(Option::as_ref)
+            .map_or("?", |s| s.id.as_str())
+    };
+    let n = seen.len();
+    let mut calls: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut deps: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let refs = std::mem::take(&mut cx.refs);
+    for r in &refs {
+        if r.from >= n {
+            continue;
+        }
+        let target = first.get(r.target.as_str()).copied();
+        match (r.kind, target) {
+            (RefKind::EventSource, None) => {
+                // Event sources often name a device or virtual object outside the graph.
+                cx.warn(
+                    &r.path,
+                    format!(
+                        "{} is not a service of this graph (an external source?)",
+                        q(&r.target)
+                    ),
+                );
+            }
+            (RefKind::Latency, None) => {
+                cx.warn(&r.path, format!("unknown service {}", q(&r.target)))
+            }
+            (_, None) => cx.error(&r.path, format!("unknown service {}", q(&r.target))),
+            (RefKind::ConnectionPoint, Some(t)) if t == r.from => {
+                cx.error(&r.path, "a service cannot call itself")
+            }
+            (RefKind::Dependency, Some(t)) if t == r.from => {
+                cx.error(&r.path, "a service cannot depend on itself")
+            }
+            (RefKind::CoLocation, Some(t)) if t == r.from => {
+                cx.warn(&r.path, "a service is always co-located with itself")
+            }
+            (RefKind::ConnectionPoint, Some(t)) => calls[r.from].push(t),
+            (RefKind::Dependency, Some(t)) => {
+                deps[r.from].push(t);
+                if seen
+                    .get(t)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|s| s.conditional)
+                {
+                    cx.warn(
+                        &r.path,
+                        format!(
+                            "{} is conditional (deployed when its event fires); {} will not wait for it",
+                            q(&r.target),
+                            q(name(r.from))
+                        ),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+    for cycle in cycles(&calls) {
+        let names: Vec<&str> = cycle.iter().map(|&k| name(k)).collect();
+        cx.error(
+            &format!(
+                "{}.deployment.intent.connectionPoints",
+                index("services", cycle[0])
+            ),
+            format!(
+                "cycle in connectionPoints: {} -> {}",
+                names.join(" -> "),
+                names[0]
+            ),
+        );
+    }
+    for cycle in cycles(&deps) {
+        let names: Vec<&str> = cycle.iter().map(|&k| name(k)).collect();
+        cx.error(
+            &format!(
+                "{}.deployment.trigger.auto.dependencies",
+                index("services", cycle[0])
+            ),
+            format!(
+                "cycle in dependencies: {} -> {}",
+                names.join(" -> "),
+                names[0]
+            ),
+        );
+    }
+}
+
+/// One cycle per strongly connected component of ≥ 2 nodes, starting at its first node in
+/// descriptor order. Iterative (Tarjan), so huge graphs cannot overflow the stack.
+fn cycles(edges: &[Vec<usize>]) -> Vec<Vec<usize>> {
+    let n = edges.len();
+    let mut idx = vec![usize::MAX; n];
+    let mut low = vec![0; n];
+    let mut on_stack = vec![false; n];
+    let mut stack = Vec::new();
+    let mut comp = vec![usize::MAX; n];
+    let mut comps: Vec<Vec<usize>> = Vec::new();
+    let mut counter = 0;
+    for root in 0..n {
+        if idx[root] != usize::MAX {
+            continue;
+        }
+        let mut work: Vec<(usize, usize)> = vec![(root, 0)];
+        idx[root] = counter;
+        low[root] = counter;
+        counter += 1;
+        stack.push(root);
+        on_stack[root] = true;
+        while let Some(&mut (v, ref mut next)) = work.last_mut() {
+            if let Some(&w) = edges[v].get(*next) {
+                *next += 1;
+                if idx[w] == usize::MAX {
+                    idx[w] = counter;
+                    low[w] = counter;
+                    counter += 1;
+                    stack.push(w);
+                    on_stack[w] = true;
+                    work.push((w, 0));
+                } else if on_stack[w] {
+                    low[v] = low[v].min(idx[w]);
+                }
+                continue;
+            }
+            work.pop();
+            if let Some(&(parent, _)) = work.last() {
+                low[parent] = low[parent].min(low[v]);
+            }
+            if low[v] == idx[v] {
+                let mut members = Vec::new();
+                while let Some(w) = stack.pop() {
+                    on_stack[w] = false;
+                    comp[w] = comps.len();
+                    members.push(w);
+                    if w == v {
+                        break;
+                    }
+                }
+                comps.push(members);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (c, members) in comps.iter().enumerate() {
+        if members.len() < 2 {
+            continue;
+        }
+        let Some(&start) = members.iter().min() else {
+            continue;
+        };
+        // Breadth-first inside the component from `start` until an edge leads back to it.
+        let mut parent = vec![usize::MAX; n];
+        let mut queue = std::collections::VecDeque::from([start]);
+        parent[start] = start;
+        let mut last = None;
+        'bfs: while let Some(v) = queue.pop_front() {
+            for &w in &edges[v] {
+                if w == start {
+                    last = Some(v);
+                    break 'bfs;
+                }
+                if comp[w] == c && parent[w] == usize::MAX {
+                    parent[w] = v;
+                    queue.push_back(w);
+                }
+            }
+        }
+        let Some(mut v) = last else { continue };
+        let mut path = vec![v];
+        while v != start {
+            v = parent[v];
+            path.push(v);
+        }
+        path.reverse();
+        out.push(path);
+    }
+    out.sort();
+    out
+}
