@@ -8,10 +8,15 @@
 //! - [`cli`]        output, duration and connection helpers of the command lines
 
 pub mod cli;
+pub mod client;
+pub mod federation;
 pub mod hdag;
+pub mod http;
+pub mod jobs;
 pub mod placement;
 pub mod server;
 pub mod settings;
+pub mod store;
 
 /// Installs the process-wide TLS provider (ring). kube, reqwest and sqlx all use rustls; with a
 /// provider installed up front none of them has to guess, and none panics at run time.

@@ -3,8 +3,7 @@
 
 use std::time::Duration;
 
-use poem::{EndpointExt, Route, listener::TcpListener};
-use poem_openapi::{ApiResponse, OpenApi, OpenApiService, payload::PlainText};
+use poem::listener::TcpListener;
 use smo_jobs::{
     CronEntry, PruneJob, Queue, Registry, Scheduler, SchedulerConfig, Worker, WorkerConfig,
 };
@@ -33,87 +32,37 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The job kinds smo's workers run.
-pub fn registry() -> Registry {
-    Registry::new()
+/// The job kinds smo's workers run, bound to the database and (when configured) the federation.
+pub async fn registry(pool: PgPool, settings: &ServerSettings) -> anyhow::Result<Registry> {
+    let federation = match &settings.karmada_kubeconfig {
+        Some(path) => Some(crate::federation::Federation::from_kubeconfig(path).await?),
+        None => {
+            tracing::warn!("no karmada_kubeconfig configured: graph jobs will fail until one is set");
+            None
+        }
+    };
+    Ok(crate::jobs::registry(crate::jobs::App { pool, federation }))
 }
 
 /// smo's periodic work.
 pub fn cron_entries(settings: &ServerSettings) -> anyhow::Result<Vec<CronEntry>> {
-    Ok(vec![CronEntry::new(
-        "jobs.prune",
-        "0 17 * * * *",
-        &PruneJob {
-            retention_secs: settings.retention.as_secs(),
-        },
-    )?])
+    Ok(vec![
+        CronEntry::new("jobs.prune", "0 17 * * * *", &PruneJob { retention_secs: settings.retention.as_secs() })?,
+        CronEntry::new("cluster-sync", "0 */5 * * * *", &crate::jobs::ClusterSyncJob {})?,
+    ])
 }
 
-/// Health and readiness endpoints.
-pub struct HealthApi {
-    pool: PgPool,
-}
-
-#[derive(ApiResponse)]
-enum Ready {
-    /// The database answers.
-    #[oai(status = 200)]
-    Ok(PlainText<String>),
-    /// The database does not answer.
-    #[oai(status = 503)]
-    Unavailable(PlainText<String>),
-}
-
-#[OpenApi]
-impl HealthApi {
-    /// Liveness: the process serves HTTP.
-    #[oai(path = "/healthz", method = "get")]
-    async fn healthz(&self) -> PlainText<&'static str> {
-        PlainText("ok")
-    }
-
-    /// Readiness: the database answers within a second.
-    #[oai(path = "/readyz", method = "get")]
-    async fn readyz(&self) -> Ready {
-        let ping = tokio::time::timeout(
-            Duration::from_secs(1),
-            sqlx::query("SELECT 1").execute(&self.pool),
-        )
-        .await;
-        match ping {
-            Ok(Ok(_)) => Ready::Ok(PlainText("ready".into())),
-            Ok(Err(e)) => Ready::Unavailable(PlainText(format!("database: {e}"))),
-            Err(_) => Ready::Unavailable(PlainText("database: timed out".into())),
-        }
-    }
-}
-
-/// The OpenAPI service (also used to export api/openapi.yaml).
-pub fn api_service(pool: PgPool) -> OpenApiService<HealthApi, ()> {
-    OpenApiService::new(HealthApi { pool }, "smo", env!("CARGO_PKG_VERSION")).server("/")
-}
-
-/// Serves the API on `listener` until `shutdown`.
+/// Serves the API on `listen` until `shutdown`.
 pub async fn serve_api(
     pool: PgPool,
     listen: &str,
+    token: Option<String>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let api = api_service(pool);
-    let ui = api.swagger_ui();
-    let spec = api.spec_endpoint_yaml();
-    let app = Route::new()
-        .nest("/", api)
-        .nest("/ui", ui)
-        .at("/openapi.yaml", spec)
-        .with(poem::middleware::Tracing);
+    let app = crate::http::app(pool, token);
     tracing::info!(%listen, "api listening; Swagger UI at /ui");
     poem::Server::new(TcpListener::bind(listen))
-        .run_with_graceful_shutdown(
-            app,
-            shutdown.cancelled_owned(),
-            Some(Duration::from_secs(10)),
-        )
+        .run_with_graceful_shutdown(app, shutdown.cancelled_owned(), Some(Duration::from_secs(10)))
         .await?;
     Ok(())
 }
@@ -137,7 +86,7 @@ pub async fn run(
             shutdown_grace: settings.shutdown_grace,
             ..WorkerConfig::default()
         };
-        let worker = Worker::new(queue.clone(), registry(), cfg);
+        let worker = Worker::new(queue.clone(), registry(pool.clone(), &settings).await?, cfg);
         let s = shutdown.clone();
         tasks.spawn(async move { worker.run(s).await.map_err(anyhow::Error::from) });
     }
@@ -150,8 +99,8 @@ pub async fn run(
         tasks.spawn(async move { scheduler.run(s).await.map_err(anyhow::Error::from) });
     }
     if has(Role::Api) {
-        let (p, l, s) = (pool.clone(), settings.listen.clone(), shutdown.clone());
-        tasks.spawn(async move { serve_api(p, &l, s).await });
+        let (p, l, t, s) = (pool.clone(), settings.listen.clone(), settings.api_token.clone(), shutdown.clone());
+        tasks.spawn(async move { serve_api(p, &l, t, s).await });
     }
     // The first role to fail stops the others: a half-running process is worse than a restart.
     let mut result = Ok(());

@@ -8,18 +8,61 @@ use serde::{Deserialize, Serialize};
 /// The default database: the throwaway server `scripts/dev-db start` runs.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:55432/smo";
 
-/// Settings read from the config file; every field optional so the file may be partial.
+/// The default API address of the `smo` CLI.
+pub const DEFAULT_API_URL: &str = "http://127.0.0.1:8080";
+
+/// Settings read from `~/.smo/config.yaml` (the reference's settings plus smo's own); every field
+/// optional so the file may be partial. Unknown keys are errors that name the key: a typo must
+/// not silently fall back to a default.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub struct FileSettings {
-    /// PostgreSQL URL.
+    /// PostgreSQL URL (server roles, smo-admin).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database_url: Option<String>,
+    /// Where the `smo` CLI reaches the API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
+    /// Bearer token: required by the API when set there, sent by the CLI when set here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_token: Option<String>,
     /// API listen address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listen: Option<String>,
-    /// Jobs each worker runs at once.
-    pub worker_concurrency: Option<usize>,
-    /// Finished jobs are kept this many days.
-    pub retention_days: Option<u64>,
+    /// Kubeconfig of the Karmada API server (or of `smo sim`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub karmada_kubeconfig: Option<PathBuf>,
+    /// Prometheus base URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus_url: Option<String>,
+    /// Grafana base URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grafana_url: Option<String>,
+    /// Grafana basic-auth user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grafana_user: Option<String>,
+    /// Grafana basic-auth password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grafana_password: Option<String>,
+    /// Pass `--plain-http` to helm for OCI registries without TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helm_insecure_registry: Option<bool>,
+    /// How often running graphs are rescaled, e.g. `30s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaling_interval: Option<String>,
+}
+
+impl FileSettings {
+    /// A copy with secrets replaced, for printing.
+    pub fn redacted(&self) -> Self {
+        let hide = |v: &Option<String>| v.as_ref().map(|_| "***".to_string());
+        Self {
+            api_token: hide(&self.api_token),
+            grafana_password: hide(&self.grafana_password),
+            database_url: self.database_url.as_deref().map(crate::cli::redact_url),
+            ..self.clone()
+        }
+    }
 }
 
 /// Where the config file lives: `$SMO_CONFIG`, else `~/.smo/config.yaml`.
@@ -48,6 +91,20 @@ pub fn database_url(flag_or_env: Option<String>, file: &FileSettings) -> String 
         .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string())
 }
 
+/// Writes the config file, creating `~/.smo`; refuses to overwrite unless `force`.
+pub fn write_file(settings: &FileSettings, force: bool) -> Result<PathBuf, String> {
+    let path = config_path();
+    if path.exists() && !force {
+        return Err(format!("{} exists; use --force to overwrite it", path.display()));
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let text = serde_norway::to_string(settings).map_err(|e| e.to_string())?;
+    std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path)
+}
+
 /// Settings of the long-running roles.
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
@@ -65,4 +122,8 @@ pub struct ServerSettings {
     pub retention: Duration,
     /// In-flight jobs may take this long to finish on SIGTERM.
     pub shutdown_grace: Duration,
+    /// Kubeconfig of the Karmada API server; jobs that need it fail clearly without it.
+    pub karmada_kubeconfig: Option<PathBuf>,
+    /// Bearer token the API requires (none: open).
+    pub api_token: Option<String>,
 }

@@ -176,6 +176,16 @@ impl Queue {
         .ok_or(Error::NotFound(id))
     }
 
+    /// Several jobs by id (unknown ids are skipped), newest first.
+    pub async fn get_many(&self, ids: &[Uuid]) -> Result<Vec<JobRow>, Error> {
+        Ok(sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(format!(
+            "SELECT {JOB_COLUMNS} FROM smo_jobs.jobs WHERE id = ANY($1) ORDER BY id DESC"
+        )))
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// Runs a dead or cancelled job again, now, with a fresh set of attempts (its error history
     /// is kept).
     pub async fn retry(&self, id: Uuid) -> Result<JobRow, Error> {

@@ -1,60 +1,147 @@
-//! `smo`: the orchestrator's command line and its server roles.
+//! `smo`: the orchestrator's command line (it talks to the REST API) and its server roles.
 
-use std::process::ExitCode;
+use std::{io::Write, path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
+use serde_json::Value;
 use smo::{
-    cli::{connect, parse_duration},
+    cli::{Output, connect, parse_duration},
+    client::{Client, ClientError},
     server::{self, Role},
-    settings::{self, ServerSettings},
+    settings::{self, FileSettings, ServerSettings},
 };
 
-/// smo — deploy application graphs onto a Karmada federation.
+/// smo — deploy application graphs (HDAGs) onto a Karmada federation.
 #[derive(Parser)]
 #[command(version, about, long_about = None)]
 struct Cli {
-    /// PostgreSQL URL [default: from ~/.smo/config.yaml, else the scripts/dev-db server]
+    /// PostgreSQL URL for server roles [default: ~/.smo/config.yaml, else the scripts/dev-db server]
     #[arg(long, env = "SMO_DATABASE_URL", global = true)]
     database_url: Option<String>,
+    /// Where the API is [default: ~/.smo/config.yaml, else http://127.0.0.1:8080]
+    #[arg(long, env = "SMO_API_URL", global = true)]
+    api_url: Option<String>,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value = "table", global = true)]
+    output: Output,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run server roles until SIGTERM: api, worker, scheduler, or all.
-    Run {
-        /// Roles to run (repeatable or comma-separated).
-        #[arg(
-            long = "role",
-            value_enum,
-            value_delimiter = ',',
-            default_value = "all"
-        )]
-        roles: Vec<Role>,
-        /// API listen address.
-        #[arg(long, env = "SMO_LISTEN", default_value = "127.0.0.1:8080")]
-        listen: String,
-        /// Jobs this worker runs at once.
-        #[arg(long, env = "SMO_WORKER_CONCURRENCY", default_value_t = 64)]
-        concurrency: usize,
-        /// Jobs claimed per fetch.
-        #[arg(long, env = "SMO_WORKER_BATCH", default_value_t = 256)]
-        batch: usize,
-        /// Worker name prefix; the host (pod) name, pid and a random suffix are appended.
-        #[arg(long, env = "SMO_WORKER_PREFIX", default_value = "smo")]
-        worker_prefix: String,
-        /// Finished jobs are pruned after this long (e.g. 7d, 12h).
-        #[arg(long, env = "SMO_RETENTION", default_value = "7d", value_parser = parse_duration)]
-        retention: std::time::Duration,
-        /// On SIGTERM, in-flight jobs may take this long before being handed back.
-        #[arg(long, env = "SMO_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
-        shutdown_grace: std::time::Duration,
+    /// Write ~/.smo/config.yaml with defaults (the simulated federation's kubeconfig included).
+    Init {
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+        /// Karmada kubeconfig to record.
+        #[arg(long)]
+        karmada_kubeconfig: Option<PathBuf>,
     },
+    /// Show the effective configuration (secrets hidden).
+    Config,
+    /// Member clusters.
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
+    /// Application graphs.
+    #[command(subcommand)]
+    Graph(GraphCmd),
+    /// Run server roles until SIGTERM: api, worker, scheduler, or all.
+    Run(RunArgs),
     /// Apply database migrations and exit.
     Migrate,
     /// Print the OpenAPI document (YAML) of the REST API.
     Openapi,
+}
+
+#[derive(Subcommand)]
+enum ClusterCmd {
+    /// Refresh clusters from Karmada (a `cluster-sync` job).
+    Sync {
+        /// Wait for the job to finish.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// List clusters with free capacity.
+    List,
+}
+
+#[derive(Subcommand)]
+enum GraphCmd {
+    /// Deploy (or upgrade) a graph from a descriptor file (YAML or JSON; `-` for stdin).
+    Deploy {
+        /// Descriptor file.
+        file: PathBuf,
+        /// Project (= Kubernetes namespace).
+        #[arg(long, short)]
+        project: String,
+        /// Follow the job until it ends; exit non-zero if it failed.
+        #[arg(long)]
+        wait: bool,
+        /// Print the placement and the objects that would be applied; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List graphs.
+    List {
+        /// Only this project.
+        #[arg(long, short)]
+        project: Option<String>,
+    },
+    /// Services, clusters, status, recent jobs and decisions of a graph.
+    Describe {
+        /// Graph name.
+        name: String,
+    },
+    /// Start a stopped graph.
+    Start(GraphAction),
+    /// Stop a graph (workloads deleted, graph kept).
+    Stop(GraphAction),
+    /// Re-place a graph (only moved services are re-applied).
+    RePlace(GraphAction),
+    /// Remove a graph and everything it created.
+    Remove(GraphAction),
+}
+
+#[derive(clap::Args)]
+struct GraphAction {
+    /// Graph name.
+    name: String,
+    /// Follow the job until it ends; exit non-zero if it failed.
+    #[arg(long)]
+    wait: bool,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Roles to run (repeatable or comma-separated).
+    #[arg(long = "role", value_enum, value_delimiter = ',', default_value = "all")]
+    roles: Vec<Role>,
+    /// API listen address.
+    #[arg(long, env = "SMO_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Jobs this worker runs at once.
+    #[arg(long, env = "SMO_WORKER_CONCURRENCY", default_value_t = 64)]
+    concurrency: usize,
+    /// Jobs claimed per fetch.
+    #[arg(long, env = "SMO_WORKER_BATCH", default_value_t = 256)]
+    batch: usize,
+    /// Worker name prefix; the host (pod) name, pid and a random suffix are appended.
+    #[arg(long, env = "SMO_WORKER_PREFIX", default_value = "smo")]
+    worker_prefix: String,
+    /// Finished jobs are pruned after this long (e.g. 7d, 12h).
+    #[arg(long, env = "SMO_RETENTION", default_value = "7d", value_parser = parse_duration)]
+    retention: Duration,
+    /// On SIGTERM, in-flight jobs may take this long before being handed back.
+    #[arg(long, env = "SMO_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
+    shutdown_grace: Duration,
+    /// Karmada kubeconfig [default: ~/.smo/config.yaml's karmada_kubeconfig]
+    #[arg(long, env = "SMO_KARMADA_KUBECONFIG")]
+    karmada_kubeconfig: Option<PathBuf>,
+    /// Bearer token the API requires [default: ~/.smo/config.yaml's api_token; none = open]
+    #[arg(long, env = "SMO_API_TOKEN")]
+    api_token: Option<String>,
 }
 
 #[tokio::main]
@@ -63,48 +150,309 @@ async fn main() -> ExitCode {
     smo::init_tracing("info");
     let cli = Cli::parse();
     match run(cli).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
+            let code = e.downcast_ref::<ClientError>().map(ClientError::exit_code).unwrap_or(1);
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            if let Some(ClientError::Problem { problems, .. }) = e.downcast_ref::<ClientError>() {
+                for p in problems {
+                    eprintln!("  {p}");
+                }
+            }
+            ExitCode::from(code)
         }
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli) -> anyhow::Result<u8> {
     let file = settings::load_file().map_err(anyhow::Error::msg)?;
     let database_url = settings::database_url(cli.database_url, &file);
+    let api_url = cli.api_url.or(file.api_url.clone()).unwrap_or_else(|| settings::DEFAULT_API_URL.into());
+    let client = Client::new(&api_url, std::env::var("SMO_API_TOKEN").ok().or(file.api_token.clone()));
+    let out = cli.output;
     match cli.command {
-        Command::Run {
-            roles,
-            listen,
-            concurrency,
-            batch,
-            worker_prefix,
-            retention,
-            shutdown_grace,
-        } => {
+        Command::Init { force, karmada_kubeconfig } => {
+            let home = std::env::var("HOME").unwrap_or_else(|_| ".".into());
+            let s = FileSettings {
+                database_url: Some(database_url),
+                api_url: Some(api_url),
+                karmada_kubeconfig: Some(
+                    karmada_kubeconfig.unwrap_or_else(|| PathBuf::from(home).join(".smo/karmada-sim.kubeconfig")),
+                ),
+                scaling_interval: Some("30s".into()),
+                ..file
+            };
+            let path = settings::write_file(&s, force).map_err(anyhow::Error::msg)?;
+            println!("wrote {}", path.display());
+        }
+        Command::Config => {
+            let mut shown = file.redacted();
+            shown.database_url = Some(smo::cli::redact_url(&database_url));
+            shown.api_url = Some(api_url);
+            if out == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&shown)?);
+            } else {
+                println!("# {}", settings::config_path().display());
+                print!("{}", serde_norway::to_string(&shown)?);
+            }
+        }
+        Command::Run(a) => {
             let settings = ServerSettings {
                 database_url,
-                listen,
-                worker_concurrency: concurrency,
-                worker_batch: batch,
-                worker_prefix,
-                retention,
-                shutdown_grace,
+                listen: a.listen,
+                worker_concurrency: a.concurrency,
+                worker_batch: a.batch,
+                worker_prefix: a.worker_prefix,
+                retention: a.retention,
+                shutdown_grace: a.shutdown_grace,
+                karmada_kubeconfig: a.karmada_kubeconfig.or(file.karmada_kubeconfig),
+                api_token: a.api_token.or(file.api_token),
             };
-            server::run(settings, &roles, server::shutdown_on_signals()).await
+            server::run(settings, &a.roles, server::shutdown_on_signals()).await?;
         }
         Command::Migrate => {
             let pool = connect(&database_url, 2).await?;
             server::migrate(&pool).await?;
             println!("migrations applied");
-            Ok(())
         }
-        Command::Openapi => {
-            let pool = sqlx::postgres::PgPoolOptions::new().connect_lazy(&database_url)?;
-            print!("{}", server::api_service(pool).spec_yaml());
-            Ok(())
+        Command::Openapi => print!("{}", smo::http::openapi_yaml()),
+        Command::Cluster(ClusterCmd::List) => {
+            let clusters: Vec<Value> = client.get("/clusters").await?;
+            if out == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&clusters)?);
+                return Ok(0);
+            }
+            let mut t = smo::cli::table(&["name", "ready", "cpu free/total", "memory free/total", "gpus", "synced"]);
+            for c in &clusters {
+                t.add_row(vec![
+                    s(&c["name"]),
+                    if c["ready"] == true { "yes".into() } else { format!("no ({})", s(&c["message"])) },
+                    format!("{:.1}/{:.1}", f(&c["cpu_free"]), f(&c["cpu_allocatable"])),
+                    format!("{}/{}", gib(&c["memory_free"]), gib(&c["memory_allocatable"])),
+                    s(&c["gpus"]),
+                    s(&c["synced_at"]),
+                ]);
+            }
+            println!("{t}");
+            if clusters.is_empty() {
+                println!("(no clusters yet: run `smo cluster sync`)");
+            }
+        }
+        Command::Cluster(ClusterCmd::Sync { wait }) => {
+            let accepted: Value = client.post("/clusters/sync").await?;
+            return follow(&client, &accepted, wait, out).await;
+        }
+        Command::Graph(cmd) => return graph(&client, cmd, out).await,
+    }
+    Ok(0)
+}
+
+async fn graph(client: &Client, cmd: GraphCmd, out: Output) -> anyhow::Result<u8> {
+    match cmd {
+        GraphCmd::Deploy { file, project, wait, dry_run } => {
+            let body = if file.as_os_str() == "-" {
+                let mut b = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut b)?;
+                b
+            } else {
+                std::fs::read(&file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?
+            };
+            let answer = client.deploy(&project, body, dry_run).await?;
+            for w in answer["warnings"].as_array().into_iter().flatten() {
+                eprintln!("warning: {}: {}", s(&w["path"]), s(&w["message"]));
+            }
+            if dry_run {
+                print_dry_run(&answer, out)?;
+                return Ok(0);
+            }
+            follow(client, &answer, wait, out).await
+        }
+        GraphCmd::List { project } => {
+            let path = project.map(|p| format!("/project/{p}/graphs")).unwrap_or_else(|| "/graphs".into());
+            let graphs: Vec<Value> = client.get(&path).await?;
+            if out == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&graphs)?);
+                return Ok(0);
+            }
+            let mut t = smo::cli::table(&["name", "project", "version", "status", "desired", "updated"]);
+            for g in &graphs {
+                t.add_row(vec![s(&g["name"]), s(&g["project"]), s(&g["version"]), s(&g["status"]), s(&g["desired"]), s(&g["updated_at"])]);
+            }
+            println!("{t}");
+            if graphs.is_empty() {
+                println!("(no graphs)");
+            }
+            Ok(0)
+        }
+        GraphCmd::Describe { name } => {
+            let g: Value = client.get(&format!("/graphs/{name}")).await?;
+            let jobs: Vec<Value> = client.get(&format!("/graphs/{name}/jobs?limit=5")).await?;
+            let history: Vec<Value> = client.get(&format!("/graphs/{name}/history?limit=10")).await?;
+            if out == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&serde_json::json!({"graph": g, "jobs": jobs, "history": history}))?);
+                return Ok(0);
+            }
+            describe(&g, &jobs, &history);
+            Ok(0)
+        }
+        GraphCmd::Start(a) => action(client, &format!("/graphs/{}/start", a.name), a.wait, out, false).await,
+        GraphCmd::Stop(a) => action(client, &format!("/graphs/{}/stop", a.name), a.wait, out, false).await,
+        GraphCmd::RePlace(a) => action(client, &format!("/graphs/{}/placement", a.name), a.wait, out, false).await,
+        GraphCmd::Remove(a) => action(client, &format!("/graphs/{}", a.name), a.wait, out, true).await,
+    }
+}
+
+async fn action(client: &Client, path: &str, wait: bool, out: Output, delete: bool) -> anyhow::Result<u8> {
+    let accepted: Value = if delete { client.delete(path).await? } else { client.post(path).await? };
+    follow(client, &accepted, wait, out).await
+}
+
+/// Prints the accepted job; with `wait`, follows it with a progress line until it ends.
+async fn follow(client: &Client, accepted: &Value, wait: bool, out: Output) -> anyhow::Result<u8> {
+    let id = s(&accepted["job_id"]);
+    if !wait {
+        if out == Output::Json {
+            println!("{}", serde_json::to_string_pretty(accepted)?);
+        } else {
+            let graph = s(&accepted["graph"]);
+            let what = if graph.is_empty() { String::new() } else { format!(" for graph {graph}") };
+            println!("{} job {id} accepted{what}; follow it with `smo-admin jobs show {id}`", s(&accepted["kind"]));
+        }
+        return Ok(0);
+    }
+    let started = std::time::Instant::now();
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut last = String::new();
+    let job = loop {
+        let job: Value = client.get(&format!("/jobs/{id}")).await?;
+        let state = s(&job["state"]);
+        let line = format!(
+            "{} {id}: {state} (attempt {}/{}) {:.1}s",
+            s(&job["kind"]),
+            s(&job["attempt"]),
+            s(&job["max_attempts"]),
+            started.elapsed().as_secs_f64()
+        );
+        if tty {
+            eprint!("\r{line}\x1b[K");
+        } else if state != last {
+            eprintln!("{line}");
+        }
+        let _ = std::io::stderr().flush();
+        last = state.clone();
+        if matches!(state.as_str(), "succeeded" | "dead" | "cancelled") {
+            if tty {
+                eprintln!();
+            }
+            break job;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    if out == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&job)?);
+    }
+    match s(&job["state"]).as_str() {
+        "succeeded" => {
+            if out != Output::Json {
+                println!("{} {id} succeeded in {:.1}s", s(&job["kind"]), started.elapsed().as_secs_f64());
+            }
+            Ok(0)
+        }
+        state => {
+            eprintln!("error: {} {id} {state}: {}", s(&job["kind"]), s(&job["last_error"]));
+            Ok(1)
         }
     }
+}
+
+fn print_dry_run(answer: &Value, out: Output) -> anyhow::Result<()> {
+    if out == Output::Json {
+        println!("{}", serde_json::to_string_pretty(answer)?);
+        return Ok(());
+    }
+    println!("dry run for graph {} — nothing stored, nothing applied", s(&answer["graph"]));
+    println!("\nplacement:");
+    for e in answer["solution"]["explanations"].as_array().into_iter().flatten() {
+        println!("  {}", s(&e["summary"]));
+    }
+    if answer["solution"].is_null() {
+        for (svc, c) in answer["placement"].as_object().into_iter().flatten() {
+            println!("  {svc} → {}", s(c));
+        }
+    }
+    let helm = answer["helm_services"].as_array().cloned().unwrap_or_default();
+    if !helm.is_empty() {
+        println!("\nHelm-chart services (installed by the Helm runner): {}", helm.iter().map(s).collect::<Vec<_>>().join(", "));
+    }
+    println!("\nobjects that would be applied:");
+    for o in answer["objects"].as_array().into_iter().flatten() {
+        println!("---");
+        print!("{}", serde_norway::to_string(o)?);
+    }
+    Ok(())
+}
+
+fn describe(g: &Value, jobs: &[Value], history: &[Value]) {
+    println!("graph:       {} (project {}, version {}, revision {})", s(&g["name"]), s(&g["project"]), s(&g["version"]), s(&g["revision"]));
+    println!("status:      {} (desired: {})", s(&g["status"]), s(&g["desired"]));
+    if !g["status_message"].is_null() {
+        println!("message:     {}", s(&g["status_message"]));
+    }
+    if !g["description"].is_null() {
+        println!("description: {}", s(&g["description"]).trim());
+    }
+    println!("\nservices:");
+    let mut t = smo::cli::table(&["service", "status", "cluster", "ready/replicas", "cpu", "memory", "gpu", "artifact"]);
+    for sv in g["services"].as_array().into_iter().flatten() {
+        let status = if sv["conditional"] == true { format!("{} (on event)", s(&sv["status"])) } else { s(&sv["status"]) };
+        t.add_row(vec![
+            s(&sv["name"]),
+            status,
+            s(&sv["cluster"]),
+            format!("{}/{}", s(&sv["ready"]), s(&sv["replicas"])),
+            format!("{}m", s(&sv["cpu_millis"])),
+            mib(&sv["memory_bytes"]),
+            if sv["gpu"] == true { "yes".into() } else { "-".into() },
+            s(&sv["artifact"]),
+        ]);
+    }
+    println!("{t}");
+    if let Some(d) = g["dashboards"].as_object().filter(|d| !d.is_empty()) {
+        println!("\ndashboards:");
+        for (k, v) in d {
+            println!("  {k}: {}", s(v));
+        }
+    }
+    println!("\nrecent jobs:");
+    for j in jobs {
+        let err = if j["last_error"].is_null() { String::new() } else { format!(" — {}", s(&j["last_error"])) };
+        println!("  {} {:<10} {:<9} attempt {}/{}{err}", s(&j["id"]), s(&j["kind"]), s(&j["state"]), s(&j["attempt"]), s(&j["max_attempts"]));
+    }
+    println!("\ndecisions (newest first):");
+    for d in history {
+        println!("  {} {:<9} {}", s(&d["at"]), s(&d["kind"]), s(&d["message"]));
+        for e in d["outcome"]["explanations"].as_array().into_iter().flatten() {
+            println!("      {}", s(&e["summary"]));
+        }
+    }
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::String(x) => x.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+fn f(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(0.0)
+}
+
+fn gib(v: &Value) -> String {
+    format!("{:.1}Gi", f(v) / (1024.0 * 1024.0 * 1024.0))
+}
+
+fn mib(v: &Value) -> String {
+    format!("{:.0}Mi", f(v) / (1024.0 * 1024.0))
 }

@@ -1,0 +1,301 @@
+//! Pure generation of the Kubernetes/Karmada objects of image-based services (`artifact.image`):
+//! a Deployment with requests/limits from the intents, a Service for its ports, a Karmada
+//! PropagationPolicy pinning both to the placed cluster, and ServiceExport/ServiceImport (+ a policy
+//! propagating the import to the callers' clusters) for services other services call.
+//!
+//! Names are deterministic (`<graph>-<service>`, hashed when longer than 63 characters) and every
+//! object carries the `smo.io/*` labels, so re-applying is a no-op and removal finds everything.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Value, json};
+
+use crate::hdag::{Graph, Service};
+
+/// Label on every object smo writes, for removal by selector.
+pub const LABEL_GRAPH: &str = "smo.io/graph";
+/// Label naming the service an object belongs to.
+pub const LABEL_SERVICE: &str = "smo.io/service";
+/// Label naming the project.
+pub const LABEL_PROJECT: &str = "smo.io/project";
+
+/// The name of a service's objects: unique per project + graph + service, a DNS-1123 label.
+pub fn object_name(graph: &str, service: &str) -> String {
+    let full = format!("{graph}-{service}");
+    if full.len() <= 63 {
+        return full;
+    }
+    // FNV-1a: stable across machines and releases (std's hasher is not).
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in full.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+    }
+    let head: String = full.chars().take(54).collect();
+    format!("{}-{:08x}", head.trim_end_matches('-'), h as u32)
+}
+
+/// True when smo generates the objects itself (rather than running Helm).
+pub fn is_native(service: &Service) -> bool {
+    service.artifact.image.is_some()
+}
+
+fn labels(project: &str, graph: &str, service: &str) -> Value {
+    json!({
+        "app.kubernetes.io/managed-by": "smo",
+        "app.kubernetes.io/name": service,
+        LABEL_PROJECT: project,
+        LABEL_GRAPH: graph,
+        LABEL_SERVICE: service,
+    })
+}
+
+fn cpu_quantity(millis: u64) -> String {
+    if millis % 1000 == 0 { (millis / 1000).to_string() } else { format!("{millis}m") }
+}
+
+fn memory_quantity(bytes: u64) -> String {
+    const MI: u64 = 1024 * 1024;
+    if bytes % (1024 * MI) == 0 {
+        format!("{}Gi", bytes / (1024 * MI))
+    } else if bytes % MI == 0 {
+        format!("{}Mi", bytes / MI)
+    } else {
+        bytes.to_string()
+    }
+}
+
+/// Everything needed to render one graph.
+pub struct RenderInput<'a> {
+    /// The graph.
+    pub graph: &'a Graph,
+    /// Project = namespace.
+    pub project: &'a str,
+    /// service → cluster, for the services to render.
+    pub placement: &'a BTreeMap<String, String>,
+    /// service → replicas (default 1, or the scaling minimum).
+    pub replicas: &'a BTreeMap<String, i32>,
+}
+
+/// The objects of every placed image-based service, in apply order (Services and Deployments
+/// before the policies that select them). Services absent from `placement` are skipped.
+pub fn render(input: &RenderInput<'_>) -> Vec<Value> {
+    let mut out = Vec::new();
+    for service in input.graph.services.iter().filter(|s| is_native(s)) {
+        if let Some(cluster) = input.placement.get(&service.id) {
+            out.extend(render_service(input, service, cluster));
+        }
+    }
+    out
+}
+
+/// The objects of one service placed on `cluster`.
+pub fn render_service(input: &RenderInput<'_>, service: &Service, cluster: &str) -> Vec<Value> {
+    let (graph, project) = (&input.graph.id, input.project);
+    let name = object_name(graph, &service.id);
+    let labels = labels(project, graph, &service.id);
+    let selector = json!({ LABEL_GRAPH: graph, LABEL_SERVICE: service.id });
+    let res = service.resources();
+    let replicas = input.replicas.get(&service.id).copied().unwrap_or(1).max(0);
+    let mut limits = json!({ "cpu": cpu_quantity(res.cpu_millis), "memory": memory_quantity(res.memory_bytes) });
+    if res.gpu {
+        limits["nvidia.com/gpu"] = json!("1");
+    }
+    let ports: Vec<Value> = service
+        .artifact
+        .ports
+        .iter()
+        .map(|p| {
+            let mut v = json!({ "containerPort": p.port, "protocol": format!("{:?}", p.protocol) });
+            if let Some(n) = &p.name {
+                v["name"] = json!(n);
+            }
+            v
+        })
+        .collect();
+    let mut container = json!({
+        "name": service.id,
+        "image": service.artifact.image.clone().unwrap_or_default(),
+        "resources": {
+            "requests": { "cpu": cpu_quantity(res.cpu_millis), "memory": memory_quantity(res.memory_bytes) },
+            "limits": limits,
+        },
+    });
+    if !ports.is_empty() {
+        container["ports"] = Value::Array(ports);
+    }
+    let mut objects = vec![json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": { "name": name, "namespace": project, "labels": labels },
+        "spec": {
+            "replicas": replicas,
+            "selector": { "matchLabels": selector },
+            "template": {
+                "metadata": { "labels": labels },
+                "spec": { "containers": [container] },
+            },
+        },
+    })];
+    let mut selectors = vec![json!({ "apiVersion": "apps/v1", "kind": "Deployment", "name": name })];
+
+    let service_ports: Vec<Value> = service
+        .artifact
+        .ports
+        .iter()
+        .map(|p| {
+            json!({
+                "name": p.name.clone().unwrap_or_else(|| format!("p{}", p.port)),
+                "port": p.port,
+                "targetPort": p.port,
+                "protocol": format!("{:?}", p.protocol),
+            })
+        })
+        .collect();
+    let callers = input.graph.callers_of(&service.id);
+    if !service_ports.is_empty() {
+        objects.insert(
+            0,
+            json!({
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": { "name": name, "namespace": project, "labels": labels },
+                "spec": { "selector": selector, "ports": service_ports },
+            }),
+        );
+        selectors.push(json!({ "apiVersion": "v1", "kind": "Service", "name": name }));
+        if !callers.is_empty() {
+            objects.push(json!({
+                "apiVersion": "multicluster.x-k8s.io/v1alpha1",
+                "kind": "ServiceExport",
+                "metadata": { "name": name, "namespace": project, "labels": labels },
+            }));
+            selectors.push(json!({
+                "apiVersion": "multicluster.x-k8s.io/v1alpha1", "kind": "ServiceExport", "name": name
+            }));
+        }
+    }
+    objects.push(propagation_policy(&name, project, &labels, selectors, vec![cluster.to_string()]));
+
+    // Callers on other clusters reach the service through a ServiceImport propagated to them.
+    let caller_clusters: BTreeSet<String> =
+        callers.iter().filter_map(|c| input.placement.get(&c.id)).cloned().collect();
+    if !service_ports.is_empty() && !caller_clusters.is_empty() {
+        let import_ports: Vec<Value> = service
+            .artifact
+            .ports
+            .iter()
+            .map(|p| json!({ "port": p.port, "protocol": format!("{:?}", p.protocol) }))
+            .collect();
+        objects.push(json!({
+            "apiVersion": "multicluster.x-k8s.io/v1alpha1",
+            "kind": "ServiceImport",
+            "metadata": { "name": name, "namespace": project, "labels": labels },
+            "spec": { "type": "ClusterSetIP", "ports": import_ports },
+        }));
+        objects.push(propagation_policy(
+            &format!("{name}-import"),
+            project,
+            &labels,
+            vec![json!({ "apiVersion": "multicluster.x-k8s.io/v1alpha1", "kind": "ServiceImport", "name": name })],
+            caller_clusters.into_iter().collect(),
+        ));
+    }
+    objects
+}
+
+fn propagation_policy(name: &str, ns: &str, labels: &Value, selectors: Vec<Value>, clusters: Vec<String>) -> Value {
+    json!({
+        "apiVersion": "policy.karmada.io/v1alpha1",
+        "kind": "PropagationPolicy",
+        "metadata": { "name": name, "namespace": ns, "labels": labels },
+        "spec": {
+            "resourceSelectors": selectors,
+            "placement": { "clusterAffinity": { "clusterNames": clusters } },
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GRAPH: &str = r#"
+hdaGraph:
+  imVersion: 0.4.0
+  id: shop
+  version: "1.0.0"
+  services:
+    - id: web
+      deployment:
+        trigger: {auto: {dependencies: [api]}}
+        intent:
+          compute: {cpu: light, ram: small, storage: light, gpu: {enabled: false}}
+          connectionPoints: [api]
+      artifact: {image: "nginx:1.27", ports: [{port: 80, name: http}]}
+    - id: api
+      deployment:
+        trigger: {auto: {dependencies: []}}
+        intent:
+          compute: {cpu: small, ram: medium, storage: light, gpu: {enabled: true}}
+      artifact: {image: "example/api:2", ports: [{port: 8080}]}
+"#;
+
+    fn graph() -> Graph {
+        crate::hdag::parse(GRAPH.as_bytes()).expect("fixture parses").graph
+    }
+
+    #[test]
+    fn names_are_deterministic_dns_labels() {
+        assert_eq!(object_name("shop", "web"), "shop-web");
+        let long = object_name(&"g".repeat(40), &"s".repeat(40));
+        assert!(long.len() <= 63, "{long}");
+        assert_eq!(long, object_name(&"g".repeat(40), &"s".repeat(40)));
+        assert_ne!(long, object_name(&"g".repeat(40), &"t".repeat(40)));
+    }
+
+    #[test]
+    fn renders_deployment_service_policy_and_mcs_objects() {
+        let g = graph();
+        let placement: BTreeMap<String, String> =
+            [("web".into(), "edge-a".into()), ("api".into(), "cloud-gpu".into())].into();
+        let replicas = BTreeMap::from([("web".to_string(), 2)]);
+        let objs = render(&RenderInput { graph: &g, project: "demo", placement: &placement, replicas: &replicas });
+        let kinds: Vec<(&str, &str)> =
+            objs.iter().map(|o| (o["kind"].as_str().unwrap(), o["metadata"]["name"].as_str().unwrap())).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                ("Service", "shop-web"),
+                ("Deployment", "shop-web"),
+                ("PropagationPolicy", "shop-web"),
+                ("Service", "shop-api"),
+                ("Deployment", "shop-api"),
+                ("ServiceExport", "shop-api"),
+                ("PropagationPolicy", "shop-api"),
+                ("ServiceImport", "shop-api"),
+                ("PropagationPolicy", "shop-api-import"),
+            ]
+        );
+        let web = &objs[1];
+        assert_eq!(web["spec"]["replicas"], 2);
+        let c = &web["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(c["resources"]["requests"], json!({"cpu": "500m", "memory": "1Gi"}));
+        let api = &objs[4]["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(api["resources"]["limits"]["nvidia.com/gpu"], "1");
+        assert_eq!(objs[6]["spec"]["placement"]["clusterAffinity"]["clusterNames"], json!(["cloud-gpu"]));
+        assert_eq!(objs[8]["spec"]["placement"]["clusterAffinity"]["clusterNames"], json!(["edge-a"]));
+        assert!(objs.iter().all(|o| o["metadata"]["namespace"] == "demo"
+            && o["metadata"]["labels"][LABEL_GRAPH] == "shop"));
+    }
+
+    #[test]
+    fn unplaced_services_render_nothing() {
+        let g = graph();
+        let placement = BTreeMap::from([("api".to_string(), "cloud-gpu".to_string())]);
+        let objs =
+            render(&RenderInput { graph: &g, project: "demo", placement: &placement, replicas: &BTreeMap::new() });
+        assert!(objs.iter().all(|o| o["metadata"]["name"].as_str().unwrap().starts_with("shop-api")));
+        // No caller is placed, so no import.
+        assert!(objs.iter().all(|o| o["kind"] != "ServiceImport"));
+    }
+}

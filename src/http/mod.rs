@@ -1,0 +1,698 @@
+//! `http`: the REST API (poem-openapi). It validates, records and enqueues — it never talks to
+//! Karmada. Mutations store and enqueue in one transaction and answer 202 with the job.
+//! Routes keep the reference SMO's paths so its clients work; errors are RFC 7807 documents.
+
+mod problem;
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use chrono::{DateTime, Utc};
+use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response, Route, http::StatusCode};
+use poem_openapi::{
+    ApiResponse, Object, OpenApi, OpenApiService,
+    param::{Path, Query},
+    payload::{Binary, Json, PlainText},
+};
+use smo_jobs::{JobArgs, Queue};
+use sqlx::PgPool;
+use tokio::sync::Semaphore;
+use uuid::Uuid;
+
+pub use problem::{ApiError, Problem, ProblemItem};
+
+use crate::{
+    federation::manifests::{self, RenderInput},
+    hdag::{self, DescriptorError, Graph},
+    jobs::{self, ClusterSyncJob, DeployJob, RePlaceJob, RemoveJob, StartJob, StopJob},
+    store::{self, Desired, NewService},
+};
+
+/// Largest request body accepted at all; the descriptor limit inside is checked by `hdag`.
+pub const MAX_BODY_BYTES: usize = hdag::MAX_DESCRIPTOR_BYTES + 64 * 1024;
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The API's state.
+pub struct SmoApi {
+    pool: PgPool,
+    queue: Queue,
+    /// Parsing a large YAML descriptor is CPU and memory heavy: at most two at once.
+    parse_slots: Arc<Semaphore>,
+}
+
+impl SmoApi {
+    /// An API over `pool`.
+    pub fn new(pool: PgPool) -> Self {
+        Self { queue: Queue::new(pool.clone()), pool, parse_slots: Arc::new(Semaphore::new(2)) }
+    }
+}
+
+/// A job accepted for a graph.
+#[derive(Debug, Object)]
+pub struct JobAccepted {
+    /// The job to follow at `status_url`.
+    pub job_id: Uuid,
+    /// Its kind.
+    pub kind: String,
+    /// The graph.
+    pub graph: String,
+    /// Where to follow it.
+    pub status_url: String,
+    /// False when an identical job was already queued or running (its id is returned).
+    pub created: bool,
+    /// Descriptor warnings (unknown keys, unknown versions).
+    pub warnings: Vec<ProblemItem>,
+}
+
+/// A graph in lists.
+#[derive(Debug, Object)]
+pub struct GraphSummary {
+    /// Name.
+    pub name: String,
+    /// Project.
+    pub project: String,
+    /// Descriptor version.
+    pub version: String,
+    /// Upload count.
+    pub revision: i32,
+    /// Current status.
+    pub status: String,
+    /// What was asked.
+    pub desired: String,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A service of a graph.
+#[derive(Debug, Object)]
+pub struct ServiceView {
+    /// Service id.
+    pub name: String,
+    /// Pending | Deployed | Running | Stopped | Failed.
+    pub status: String,
+    /// Where it runs.
+    pub cluster: Option<String>,
+    /// Desired replicas.
+    pub replicas: i32,
+    /// Ready replicas when last observed.
+    pub ready: i32,
+    /// Deployed when its alert fires.
+    pub conditional: bool,
+    /// CPU per replica in milli-cores.
+    pub cpu_millis: i64,
+    /// Memory per replica in bytes.
+    pub memory_bytes: i64,
+    /// Needs an accelerator.
+    pub gpu: bool,
+    /// `image` (smo generates the objects) or `helm`.
+    pub artifact: String,
+}
+
+/// A graph in detail.
+#[derive(Debug, Object)]
+pub struct GraphDetail {
+    /// Name.
+    pub name: String,
+    /// Project (= namespace).
+    pub project: String,
+    /// Descriptor version.
+    pub version: String,
+    /// Upload count.
+    pub revision: i32,
+    /// Current status.
+    pub status: String,
+    /// Why, when failed or partial.
+    pub status_message: Option<String>,
+    /// What was asked.
+    pub desired: String,
+    /// Descriptor designer.
+    pub designer: Option<String>,
+    /// Descriptor description.
+    pub description: Option<String>,
+    /// service → cluster.
+    pub placement: BTreeMap<String, String>,
+    /// The services, in descriptor order.
+    pub services: Vec<ServiceView>,
+    /// Dashboard name → URL.
+    pub dashboards: BTreeMap<String, String>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A member cluster.
+#[derive(Debug, Object)]
+pub struct ClusterView {
+    /// Name.
+    pub name: String,
+    /// Ready condition.
+    pub ready: bool,
+    /// Allocatable cores.
+    pub cpu_allocatable: f64,
+    /// Free cores.
+    pub cpu_free: f64,
+    /// Allocatable bytes.
+    pub memory_allocatable: i64,
+    /// Free bytes.
+    pub memory_free: i64,
+    /// Accelerators.
+    pub gpus: i32,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Readiness message.
+    pub message: Option<String>,
+    /// When read from Karmada.
+    pub synced_at: DateTime<Utc>,
+}
+
+/// A job.
+#[derive(Debug, Object)]
+pub struct JobView {
+    /// Id.
+    pub id: Uuid,
+    /// Kind.
+    pub kind: String,
+    /// queued | retrying | running | succeeded | dead | cancelled.
+    pub state: String,
+    /// Attempts started.
+    pub attempt: i32,
+    /// Attempts allowed.
+    pub max_attempts: i32,
+    /// Arguments.
+    pub args: serde_json::Value,
+    /// Enqueued.
+    pub created_at: DateTime<Utc>,
+    /// Next run (for retrying jobs).
+    pub run_at: DateTime<Utc>,
+    /// First start.
+    pub started_at: Option<DateTime<Utc>>,
+    /// Finished.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Latest error.
+    pub last_error: Option<String>,
+    /// Every error: `[{attempt, at, error, permanent, worker}]`.
+    pub errors: serde_json::Value,
+}
+
+impl From<smo_jobs::JobRow> for JobView {
+    fn from(r: smo_jobs::JobRow) -> Self {
+        Self {
+            last_error: r.last_error(),
+            id: r.id,
+            kind: r.kind,
+            state: r.state,
+            attempt: r.attempt,
+            max_attempts: r.max_attempts,
+            args: r.args,
+            created_at: r.created_at,
+            run_at: r.run_at,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            errors: r.errors,
+        }
+    }
+}
+
+/// One decision of a graph.
+#[derive(Debug, Object)]
+pub struct DecisionView {
+    /// Sequence number.
+    pub id: i64,
+    /// placement | deploy | re-place | stop | remove | scaling …
+    pub kind: String,
+    /// The job that took it.
+    pub job_id: Option<Uuid>,
+    /// One line.
+    pub message: String,
+    /// Inputs.
+    pub inputs: serde_json::Value,
+    /// Outcome.
+    pub outcome: serde_json::Value,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// What a dry run would do: the placement and the objects that would be applied.
+#[derive(Debug, Object)]
+pub struct DryRun {
+    /// Graph name.
+    pub graph: String,
+    /// service → cluster.
+    pub placement: BTreeMap<String, String>,
+    /// The solver's result with explanations (null when nothing needed placing).
+    pub solution: serde_json::Value,
+    /// The Kubernetes/Karmada objects that would be server-side-applied.
+    pub objects: Vec<serde_json::Value>,
+    /// Helm-chart services (applied by the Helm runner, not as objects).
+    pub helm_services: Vec<String>,
+    /// Descriptor warnings.
+    pub warnings: Vec<ProblemItem>,
+}
+
+#[derive(ApiResponse)]
+enum Accepted {
+    /// The request is recorded and its job enqueued.
+    #[oai(status = 202)]
+    Accepted(Json<JobAccepted>),
+}
+
+#[derive(ApiResponse)]
+enum DeployResponse {
+    /// The graph is stored and its deploy job enqueued.
+    #[oai(status = 202)]
+    Accepted(Json<JobAccepted>),
+    /// Dry run: nothing stored, nothing enqueued.
+    #[oai(status = 200)]
+    DryRun(Json<DryRun>),
+}
+
+#[derive(ApiResponse)]
+enum Ready {
+    /// The database answers.
+    #[oai(status = 200)]
+    Ok(PlainText<String>),
+    /// The database does not answer.
+    #[oai(status = 503)]
+    Unavailable(PlainText<String>),
+}
+
+fn problems_of(e: &DescriptorError) -> Vec<ProblemItem> {
+    e.problems().into_iter().map(|p| ProblemItem { path: p.path, message: p.message }).collect()
+}
+
+fn valid_name(field: &str, v: &str) -> ApiResult<()> {
+    let ok = !v.is_empty()
+        && v.len() <= 63
+        && v.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !v.starts_with('-')
+        && !v.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            format!("{field} {v:?} is not a DNS-1123 label"),
+            vec![ProblemItem {
+                path: field.into(),
+                message: "must be 1-63 lowercase letters, digits or '-', starting and ending with a letter or digit"
+                    .into(),
+            }],
+        ))
+    }
+}
+
+fn new_services(graph: &Graph) -> Vec<NewService> {
+    graph
+        .services
+        .iter()
+        .map(|s| {
+            let r = s.resources();
+            let min = s.deployment.intent.scaling.as_ref().map(|sc| sc.min_replicas).unwrap_or(1);
+            NewService {
+                name: s.id.clone(),
+                conditional: s.is_conditional(),
+                cpu_millis: r.cpu_millis.min(i64::MAX as u64) as i64,
+                memory_bytes: r.memory_bytes.min(i64::MAX as u64) as i64,
+                gpu: r.gpu,
+                replicas: min.clamp(1, 10_000) as i32,
+            }
+        })
+        .collect()
+}
+
+impl SmoApi {
+    async fn parse_descriptor(&self, body: Vec<u8>) -> ApiResult<hdag::Parsed> {
+        let _slot = self.parse_slots.acquire().await.map_err(|_| ApiError::unavailable("shutting down"))?;
+        let parsed = tokio::task::spawn_blocking(move || hdag::parse(&body))
+            .await
+            .map_err(|e| ApiError::bad_request(format!("descriptor parser failed: {e}")))?;
+        parsed.map_err(|e| match e {
+            DescriptorError::TooLarge { .. } => ApiError::too_large(e.to_string()),
+            _ => ApiError::invalid(format!("the descriptor is invalid: {}", first_line(&e.to_string())), problems_of(&e)),
+        })
+    }
+
+    async fn accept<A: JobArgs>(&self, graph: &str, args: A, warnings: Vec<ProblemItem>, tx: &mut sqlx::PgConnection) -> ApiResult<JobAccepted> {
+        let e = jobs::enqueue_for_graph(tx, &self.queue, graph, &args).await?;
+        Ok(JobAccepted {
+            job_id: e.id,
+            kind: A::KIND.into(),
+            graph: graph.into(),
+            status_url: format!("/jobs/{}", e.id),
+            created: e.created,
+            warnings,
+        })
+    }
+
+    async fn change(&self, name: &str, desired: Desired) -> ApiResult<Accepted> {
+        let mut tx = self.pool.begin().await?;
+        let g = store::set_desired(&mut tx, name, desired, self.queue.now()).await?;
+        let accepted = match desired {
+            Desired::Running => self.accept(name, StartJob { graph: name.into() }, vec![], &mut tx).await?,
+            Desired::Stopped => {
+                store::set_status(&mut tx, g.id, store::status::STOPPING, None, self.queue.now()).await?;
+                self.accept(name, StopJob { graph: name.into() }, vec![], &mut tx).await?
+            }
+            Desired::Removed => {
+                store::set_status(&mut tx, g.id, store::status::REMOVING, None, self.queue.now()).await?;
+                self.accept(name, RemoveJob { graph: name.into(), project: g.project.clone() }, vec![], &mut tx).await?
+            }
+        };
+        tx.commit().await?;
+        Ok(Accepted::Accepted(Json(accepted)))
+    }
+
+    async fn dry_run(&self, parsed: hdag::Parsed, project: &str) -> ApiResult<DryRun> {
+        let graph = parsed.graph;
+        let clusters = store::list_clusters(&self.pool).await?;
+        let services: Vec<store::ServiceRecord> = new_services(&graph)
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| store::ServiceRecord {
+                name: s.name,
+                position: i as i32,
+                status: "Pending".into(),
+                cluster: None,
+                replicas: s.replicas,
+                ready: 0,
+                conditional: s.conditional,
+                cpu_millis: s.cpu_millis,
+                memory_bytes: s.memory_bytes,
+                gpu: s.gpu,
+            })
+            .collect();
+        let plan = jobs::plan_placement(&graph, &services, &clusters, &BTreeMap::new(), false).map_err(|e| {
+            ApiError::invalid(format!("placement: {e}"), vec![ProblemItem { path: "placement".into(), message: e.to_string() }])
+        })?;
+        let replicas = services.iter().map(|s| (s.name.clone(), s.replicas)).collect();
+        let objects = manifests::render(&RenderInput { graph: &graph, project, placement: &plan.placement, replicas: &replicas });
+        Ok(DryRun {
+            graph: graph.id.clone(),
+            placement: plan.placement,
+            solution: serde_json::to_value(&plan.solution).unwrap_or_default(),
+            objects,
+            helm_services: graph.services.iter().filter(|s| !manifests::is_native(s)).map(|s| s.id.clone()).collect(),
+            warnings: parsed.warnings.into_iter().map(|p| ProblemItem { path: p.path, message: p.message }).collect(),
+        })
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s)
+}
+
+#[OpenApi]
+impl SmoApi {
+    /// Liveness: the process serves HTTP.
+    #[oai(path = "/healthz", method = "get")]
+    async fn healthz(&self) -> PlainText<&'static str> {
+        PlainText("ok")
+    }
+
+    /// Readiness: the database answers within a second.
+    #[oai(path = "/readyz", method = "get")]
+    async fn readyz(&self) -> Ready {
+        match tokio::time::timeout(Duration::from_secs(1), sqlx::query("SELECT 1").execute(&self.pool)).await {
+            Ok(Ok(_)) => Ready::Ok(PlainText("ready".into())),
+            Ok(Err(e)) => Ready::Unavailable(PlainText(format!("database: {e}"))),
+            Err(_) => Ready::Unavailable(PlainText("database: timed out".into())),
+        }
+    }
+
+    /// Member clusters as last synced from Karmada.
+    #[oai(path = "/clusters", method = "get")]
+    async fn clusters(&self) -> ApiResult<Json<Vec<ClusterView>>> {
+        let rows = store::list_clusters(&self.pool).await?;
+        Ok(Json(
+            rows.into_iter()
+                .map(|c| ClusterView {
+                    name: c.name,
+                    ready: c.ready,
+                    cpu_allocatable: c.cpu_allocatable,
+                    cpu_free: c.cpu_free,
+                    memory_allocatable: c.memory_allocatable,
+                    memory_free: c.memory_free,
+                    gpus: c.gpus,
+                    labels: serde_json::from_value(c.labels).unwrap_or_default(),
+                    message: c.message,
+                    synced_at: c.synced_at,
+                })
+                .collect(),
+        ))
+    }
+
+    /// Refresh the clusters from Karmada (enqueues `cluster-sync`).
+    #[oai(path = "/clusters/sync", method = "post")]
+    async fn cluster_sync(&self) -> ApiResult<Accepted> {
+        let e = self.queue.enqueue(&ClusterSyncJob {}).await?;
+        Ok(Accepted::Accepted(Json(JobAccepted {
+            job_id: e.id,
+            kind: ClusterSyncJob::KIND.into(),
+            graph: String::new(),
+            status_url: format!("/jobs/{}", e.id),
+            created: e.created,
+            warnings: vec![],
+        })))
+    }
+
+    /// The graphs of a project.
+    #[oai(path = "/project/:project/graphs", method = "get")]
+    async fn list_graphs(&self, project: Path<String>) -> ApiResult<Json<Vec<GraphSummary>>> {
+        let rows = store::list_graphs(&self.pool, Some(&project.0)).await?;
+        Ok(Json(rows.into_iter().map(summary).collect()))
+    }
+
+    /// Every graph.
+    #[oai(path = "/graphs", method = "get")]
+    async fn all_graphs(&self) -> ApiResult<Json<Vec<GraphSummary>>> {
+        let rows = store::list_graphs(&self.pool, None).await?;
+        Ok(Json(rows.into_iter().map(summary).collect()))
+    }
+
+    /// Deploy a graph: the body is an HDAG descriptor in YAML or JSON (any content type). It is
+    /// validated (422 lists every problem), stored and its `deploy` job enqueued in one
+    /// transaction (202). Re-posting a graph is an upgrade. `?dry_run=true` returns the placement
+    /// and the objects that would be applied, storing nothing.
+    #[oai(path = "/project/:project/graphs", method = "post")]
+    async fn deploy(&self, project: Path<String>, dry_run: Query<Option<bool>>, body: Binary<Vec<u8>>) -> ApiResult<DeployResponse> {
+        valid_name("project", &project.0)?;
+        if let Ok(serde_json::Value::Object(m)) = serde_json::from_slice::<serde_json::Value>(&body.0)
+            && m.contains_key("artifact")
+            && !m.contains_key("hdaGraph")
+        {
+            return Err(ApiError::not_implemented(
+                "deploy by reference ({\"artifact\": \"oci://…\"}) is not available in this build; upload the descriptor",
+            ));
+        }
+        let source = String::from_utf8_lossy(&body.0).into_owned();
+        let parsed = self.parse_descriptor(body.0).await?;
+        if dry_run.0.unwrap_or(false) {
+            return Ok(DeployResponse::DryRun(Json(self.dry_run(parsed, &project.0).await?)));
+        }
+        let graph = &parsed.graph;
+        let warnings: Vec<ProblemItem> =
+            parsed.warnings.iter().map(|p| ProblemItem { path: p.path.clone(), message: p.message.clone() }).collect();
+        let descriptor = serde_json::to_value(graph).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let mut tx = self.pool.begin().await?;
+        store::upsert_graph(&mut tx, &project.0, &graph.id, &graph.version, &descriptor, &source, &new_services(graph), self.queue.now())
+            .await?;
+        let accepted = self.accept(&graph.id, DeployJob { graph: graph.id.clone() }, warnings, &mut tx).await?;
+        tx.commit().await?;
+        Ok(DeployResponse::Accepted(Json(accepted)))
+    }
+
+    /// One graph: services, clusters, status, placement.
+    #[oai(path = "/graphs/:name", method = "get")]
+    async fn get_graph(&self, name: Path<String>) -> ApiResult<Json<GraphDetail>> {
+        let mut conn = self.pool.acquire().await?;
+        let g = store::get_graph(&mut conn, &name.0).await?;
+        let services = store::services(&mut conn, g.id).await?;
+        let graph: Option<Graph> = serde_json::from_value(g.descriptor.clone()).ok();
+        Ok(Json(GraphDetail {
+            services: services
+                .into_iter()
+                .map(|s| ServiceView {
+                    artifact: graph
+                        .as_ref()
+                        .and_then(|gr| gr.service(&s.name))
+                        .map(|sv| if manifests::is_native(sv) { "image" } else { "helm" })
+                        .unwrap_or("unknown")
+                        .into(),
+                    name: s.name,
+                    status: s.status,
+                    cluster: s.cluster,
+                    replicas: s.replicas,
+                    ready: s.ready,
+                    conditional: s.conditional,
+                    cpu_millis: s.cpu_millis,
+                    memory_bytes: s.memory_bytes,
+                    gpu: s.gpu,
+                })
+                .collect(),
+            designer: graph.as_ref().and_then(|g| g.designer.clone()),
+            description: graph.as_ref().and_then(|g| g.description.clone()),
+            placement: serde_json::from_value(g.placement).unwrap_or_default(),
+            dashboards: serde_json::from_value(g.dashboards).unwrap_or_default(),
+            name: g.name,
+            project: g.project,
+            version: g.version,
+            revision: g.revision,
+            status: g.status,
+            status_message: g.status_message,
+            desired: g.desired,
+            created_at: g.created_at,
+            updated_at: g.updated_at,
+        }))
+    }
+
+    /// Remove a graph: its objects, dashboards and records (enqueues `remove`).
+    #[oai(path = "/graphs/:name", method = "delete")]
+    async fn remove(&self, name: Path<String>) -> ApiResult<Accepted> {
+        self.change(&name.0, Desired::Removed).await
+    }
+
+    /// Start a stopped graph (enqueues `start`).
+    #[oai(path = "/graphs/:name/start", method = "post")]
+    async fn start(&self, name: Path<String>) -> ApiResult<Accepted> {
+        self.change(&name.0, Desired::Running).await
+    }
+
+    /// Stop a graph: its workloads are deleted, the graph is kept (enqueues `stop`).
+    #[oai(path = "/graphs/:name/stop", method = "post")]
+    async fn stop(&self, name: Path<String>) -> ApiResult<Accepted> {
+        self.change(&name.0, Desired::Stopped).await
+    }
+
+    /// Re-place a graph with its current placement as the baseline (enqueues `re-place`).
+    #[oai(path = "/graphs/:name/placement", method = "post")]
+    async fn re_place(&self, name: Path<String>) -> ApiResult<Accepted> {
+        let mut tx = self.pool.begin().await?;
+        let g = store::get_graph(&mut tx, &name.0).await?;
+        if g.desired != Desired::Running.as_str() {
+            return Err(ApiError::conflict(format!("graph {} is {}; only running graphs are re-placed", g.name, g.desired)));
+        }
+        let a = self.accept(&g.name, RePlaceJob { graph: g.name.clone() }, vec![], &mut tx).await?;
+        tx.commit().await?;
+        Ok(Accepted::Accepted(Json(a)))
+    }
+
+    /// The jobs of a graph, newest first.
+    #[oai(path = "/graphs/:name/jobs", method = "get")]
+    async fn graph_jobs(&self, name: Path<String>, limit: Query<Option<i64>>) -> ApiResult<Json<Vec<JobView>>> {
+        let ids = store::graph_job_ids(&self.pool, &name.0, limit.0.unwrap_or(20).clamp(1, 1000)).await?;
+        if ids.is_empty() {
+            let mut conn = self.pool.acquire().await?;
+            store::get_graph(&mut conn, &name.0).await?;
+        }
+        Ok(Json(self.queue.get_many(&ids).await?.into_iter().map(JobView::from).collect()))
+    }
+
+    /// The decision log of a graph (placement, deploy, scaling …), newest first. Kept after removal.
+    #[oai(path = "/graphs/:name/history", method = "get")]
+    async fn history(&self, name: Path<String>, limit: Query<Option<i64>>) -> ApiResult<Json<Vec<DecisionView>>> {
+        let rows = store::decisions(&self.pool, &name.0, limit.0.unwrap_or(50).clamp(1, 10_000)).await?;
+        if rows.is_empty() {
+            let mut conn = self.pool.acquire().await?;
+            store::get_graph(&mut conn, &name.0).await?;
+        }
+        Ok(Json(
+            rows.into_iter()
+                .map(|d| DecisionView { id: d.id, kind: d.kind, job_id: d.job_id, message: d.message, inputs: d.inputs, outcome: d.outcome, at: d.at })
+                .collect(),
+        ))
+    }
+
+    /// A job: state, attempts, errors, timings.
+    #[oai(path = "/jobs/:id", method = "get")]
+    async fn job(&self, id: Path<String>) -> ApiResult<Json<JobView>> {
+        let id = Uuid::parse_str(&id.0).map_err(|e| ApiError::bad_request(format!("job id {:?}: {e}", id.0)))?;
+        Ok(Json(self.queue.get(id).await?.into()))
+    }
+}
+
+fn summary(g: store::GraphRecord) -> GraphSummary {
+    GraphSummary {
+        name: g.name,
+        project: g.project,
+        version: g.version,
+        revision: g.revision,
+        status: g.status,
+        desired: g.desired,
+        updated_at: g.updated_at,
+    }
+}
+
+/// The OpenAPI service.
+pub fn api_service(pool: PgPool) -> OpenApiService<SmoApi, ()> {
+    OpenApiService::new(SmoApi::new(pool), "smo", env!("CARGO_PKG_VERSION"))
+        .description(
+            "smo deploys application graphs (HDAGs) onto a Karmada federation. Mutations are recorded and \
+             enqueued as jobs (202 + job id; follow GET /jobs/{id}). Errors are RFC 7807 problem documents. \
+             When a token is configured, every route except /healthz and /readyz needs `Authorization: Bearer <token>`.",
+        )
+        .server("/")
+}
+
+/// The OpenAPI document as YAML (what `api/openapi.yaml` holds).
+pub fn openapi_yaml() -> String {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .connect_lazy("postgres://localhost/unused")
+        .expect("a lazy pool never connects");
+    api_service(pool).spec_yaml()
+}
+
+/// Turns any poem error (unparsable path parameter, unknown route, body too large) into a problem
+/// document with the same status.
+async fn problem_for(err: poem::Error) -> Response {
+    let status = err.status();
+    let (kind, title) = match status {
+        StatusCode::NOT_FOUND => ("not-found", "Not found"),
+        StatusCode::PAYLOAD_TOO_LARGE => ("too-large", "Payload too large"),
+        StatusCode::METHOD_NOT_ALLOWED => ("method-not-allowed", "Method not allowed"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported-media-type", "Unsupported media type"),
+        s if s.is_server_error() => ("internal", "Internal error"),
+        _ => ("bad-request", "Bad request"),
+    };
+    let body = serde_json::json!({
+        "type": format!("urn:smo:problem:{kind}"),
+        "title": title,
+        "status": status.as_u16(),
+        "detail": err.to_string(),
+    });
+    Response::builder().status(status).content_type("application/problem+json").body(body.to_string())
+}
+
+/// The whole HTTP application: API, Swagger UI at /ui and /docs, the spec at /openapi.yaml,
+/// optional bearer-token auth, a body-size guard and problem documents for every error.
+pub fn app(pool: PgPool, token: Option<String>) -> impl Endpoint {
+    let api = api_service(pool);
+    let ui = api.swagger_ui();
+    let docs = api.swagger_ui();
+    let spec = api.spec_endpoint_yaml();
+    let token = token.filter(|t| !t.is_empty()).map(Arc::new);
+    Route::new()
+        .nest("/", api)
+        .nest("/ui", ui)
+        .nest("/docs", docs)
+        .at("/openapi.yaml", spec)
+        .with(poem::middleware::SizeLimit::new(MAX_BODY_BYTES))
+        .around(move |ep, req: Request| {
+            let token = token.clone();
+            async move {
+                if let Some(t) = token {
+                    let open = matches!(req.uri().path(), "/healthz" | "/readyz");
+                    let given = req
+                        .headers()
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.strip_prefix("Bearer "));
+                    if !open && given != Some(t.as_str()) {
+                        return Ok(ApiError::unauthorized().into_response());
+                    }
+                }
+                ep.call(req).await.map(IntoResponse::into_response)
+            }
+        })
+        .catch_all_error(problem_for)
+        .with(poem::middleware::Tracing)
+}

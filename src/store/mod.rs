@@ -1,0 +1,529 @@
+//! `store`: smo's own tables (schema `smo`) — projects, graphs, services, clusters, the jobs of a
+//! graph and the append-only decision log. Plain sqlx; every function takes the connection it runs
+//! on so callers choose the transaction (the API stores a graph and enqueues its job in one).
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+/// Storage errors, worded for the API's problem documents.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The query failed.
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    /// No such graph.
+    #[error("graph {0:?} not found")]
+    GraphNotFound(String),
+    /// A graph of that name belongs to another project.
+    #[error("graph {name:?} already exists in project {project:?}; graph names are unique across projects")]
+    NameTaken {
+        /// Graph name.
+        name: String,
+        /// Its project.
+        project: String,
+    },
+    /// The graph is being removed; it cannot be changed meanwhile.
+    #[error("graph {0:?} is being removed")]
+    Removing(String),
+}
+
+/// What the user asked a graph to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Desired {
+    /// Deployed and running.
+    Running,
+    /// Kept, but its workloads removed.
+    Stopped,
+    /// Gone.
+    Removed,
+}
+
+impl Desired {
+    /// Stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Stopped => "stopped",
+            Self::Removed => "removed",
+        }
+    }
+}
+
+/// Graph statuses, as the reference named them.
+pub mod status {
+    /// Stored, waiting for its deploy job.
+    pub const PENDING: &str = "Pending";
+    /// A deploy job is applying it.
+    pub const DEPLOYING: &str = "Deploying";
+    /// Every non-conditional service is applied.
+    pub const RUNNING: &str = "Running";
+    /// A stop job is removing its workloads.
+    pub const STOPPING: &str = "Stopping";
+    /// Workloads removed; the graph is kept.
+    pub const STOPPED: &str = "Stopped";
+    /// A remove job is deleting it.
+    pub const REMOVING: &str = "Removing";
+    /// The last job failed; see `status_message` and the job.
+    pub const FAILED: &str = "Failed";
+}
+
+/// A graph row.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct GraphRecord {
+    /// Id.
+    pub id: Uuid,
+    /// Project (= namespace).
+    pub project: String,
+    /// Name (the descriptor's id).
+    pub name: String,
+    /// Descriptor version.
+    pub version: String,
+    /// Bumped on every upload.
+    pub revision: i32,
+    /// The validated graph.
+    pub descriptor: serde_json::Value,
+    /// The descriptor as uploaded.
+    pub source: String,
+    /// What the user asked for.
+    pub desired: String,
+    /// What the last job achieved.
+    pub status: String,
+    /// Why, when it failed.
+    pub status_message: Option<String>,
+    /// service → cluster.
+    pub placement: serde_json::Value,
+    /// dashboard name → URL.
+    pub dashboards: serde_json::Value,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A service row.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct ServiceRecord {
+    /// Service id.
+    pub name: String,
+    /// Order in the descriptor.
+    pub position: i32,
+    /// Pending | Deployed | Running | Stopped | Failed.
+    pub status: String,
+    /// Where it runs.
+    pub cluster: Option<String>,
+    /// Desired replicas.
+    pub replicas: i32,
+    /// Ready replicas when last observed.
+    pub ready: i32,
+    /// Deployed only when its alert fires.
+    pub conditional: bool,
+    /// CPU per replica.
+    pub cpu_millis: i64,
+    /// Memory per replica.
+    pub memory_bytes: i64,
+    /// Needs an accelerator.
+    pub gpu: bool,
+}
+
+/// A service as stored on upload.
+#[derive(Debug, Clone)]
+pub struct NewService {
+    /// Service id.
+    pub name: String,
+    /// Deployed only when its alert fires.
+    pub conditional: bool,
+    /// CPU per replica.
+    pub cpu_millis: i64,
+    /// Memory per replica.
+    pub memory_bytes: i64,
+    /// Needs an accelerator.
+    pub gpu: bool,
+    /// Initial replicas.
+    pub replicas: i32,
+}
+
+/// A member cluster as last read from Karmada.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, PartialEq)]
+pub struct ClusterRecord {
+    /// Name.
+    pub name: String,
+    /// Ready condition.
+    pub ready: bool,
+    /// Allocatable cores.
+    pub cpu_allocatable: f64,
+    /// Free cores (allocatable − allocated).
+    pub cpu_free: f64,
+    /// Allocatable bytes.
+    pub memory_allocatable: i64,
+    /// Free bytes.
+    pub memory_free: i64,
+    /// Accelerators (e.g. `nvidia.com/gpu`).
+    pub gpus: i32,
+    /// Labels.
+    pub labels: serde_json::Value,
+    /// Readiness message.
+    pub message: Option<String>,
+    /// When read.
+    pub synced_at: DateTime<Utc>,
+}
+
+/// One entry of the decision log.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Decision {
+    /// Sequence number.
+    pub id: i64,
+    /// Graph name.
+    pub graph: String,
+    /// Project.
+    pub project: String,
+    /// placement | deploy | scaling | stop | remove | …
+    pub kind: String,
+    /// The job that took it.
+    pub job_id: Option<Uuid>,
+    /// One line for people.
+    pub message: String,
+    /// What it was based on.
+    pub inputs: serde_json::Value,
+    /// What it decided.
+    pub outcome: serde_json::Value,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+const GRAPH_COLUMNS: &str = "id, project, name, version, revision, descriptor, source, desired, status, \
+     status_message, placement, dashboards, created_at, updated_at";
+
+/// Stores a new graph or a new revision of an existing one (an upgrade), with its services, in the
+/// caller's transaction. Returns the row and whether it was created.
+#[allow(clippy::too_many_arguments)]
+pub async fn upsert_graph(
+    conn: &mut PgConnection,
+    project: &str,
+    name: &str,
+    version: &str,
+    descriptor: &serde_json::Value,
+    source: &str,
+    services: &[NewService],
+    now: DateTime<Utc>,
+) -> Result<(GraphRecord, bool), StoreError> {
+    sqlx::query("INSERT INTO smo.projects (name, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        .bind(project)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    let existing: Option<(Uuid, String, String)> =
+        sqlx::query_as("SELECT id, project, desired FROM smo.graphs WHERE name = $1 FOR UPDATE")
+            .bind(name)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let (id, created) = match existing {
+        Some((_, p, _)) if p != project => {
+            return Err(StoreError::NameTaken { name: name.into(), project: p });
+        }
+        Some((_, _, d)) if d == Desired::Removed.as_str() => return Err(StoreError::Removing(name.into())),
+        Some((id, _, _)) => {
+            sqlx::query(
+                "UPDATE smo.graphs SET version = $2, revision = revision + 1, descriptor = $3, source = $4,
+                        desired = 'running', status = 'Pending', status_message = NULL, updated_at = $5
+                  WHERE id = $1",
+            )
+            .bind(id)
+            .bind(version)
+            .bind(descriptor)
+            .bind(source)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+            (id, false)
+        }
+        None => {
+            let id = Uuid::now_v7();
+            sqlx::query(
+                "INSERT INTO smo.graphs (id, project, name, version, descriptor, source, desired, status,
+                                         created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, 'running', 'Pending', $7, $7)",
+            )
+            .bind(id)
+            .bind(project)
+            .bind(name)
+            .bind(version)
+            .bind(descriptor)
+            .bind(source)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+            (id, true)
+        }
+    };
+    let names: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
+    sqlx::query("DELETE FROM smo.services WHERE graph_id = $1 AND NOT (name = ANY($2))")
+        .bind(id)
+        .bind(&names)
+        .execute(&mut *conn)
+        .await?;
+    for (i, s) in services.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO smo.services (graph_id, name, position, status, replicas, conditional, cpu_millis,
+                                       memory_bytes, gpu, updated_at)
+             VALUES ($1, $2, $3, 'Pending', $4, $5, $6, $7, $8, $9)
+             ON CONFLICT (graph_id, name) DO UPDATE SET position = $3, conditional = $5, cpu_millis = $6,
+                 memory_bytes = $7, gpu = $8, updated_at = $9",
+        )
+        .bind(id)
+        .bind(&s.name)
+        .bind(i as i32)
+        .bind(s.replicas)
+        .bind(s.conditional)
+        .bind(s.cpu_millis)
+        .bind(s.memory_bytes)
+        .bind(s.gpu)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok((get_graph(&mut *conn, name).await?, created))
+}
+
+/// One graph by name.
+pub async fn get_graph(conn: &mut PgConnection, name: &str) -> Result<GraphRecord, StoreError> {
+    find_graph(conn, name).await?.ok_or_else(|| StoreError::GraphNotFound(name.into()))
+}
+
+/// One graph by name, if it exists.
+pub async fn find_graph(conn: &mut PgConnection, name: &str) -> Result<Option<GraphRecord>, StoreError> {
+    Ok(sqlx::query_as::<_, GraphRecord>(sqlx::AssertSqlSafe(format!(
+        "SELECT {GRAPH_COLUMNS} FROM smo.graphs WHERE name = $1"
+    )))
+    .bind(name)
+    .fetch_optional(&mut *conn)
+    .await?)
+}
+
+/// Graphs, optionally of one project, by name.
+pub async fn list_graphs(pool: &PgPool, project: Option<&str>) -> Result<Vec<GraphRecord>, StoreError> {
+    Ok(sqlx::query_as::<_, GraphRecord>(sqlx::AssertSqlSafe(format!(
+        "SELECT {GRAPH_COLUMNS} FROM smo.graphs WHERE $1::text IS NULL OR project = $1 ORDER BY project, name"
+    )))
+    .bind(project)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// The services of a graph in descriptor order.
+pub async fn services(conn: &mut PgConnection, graph_id: Uuid) -> Result<Vec<ServiceRecord>, StoreError> {
+    Ok(sqlx::query_as::<_, ServiceRecord>(
+        "SELECT name, position, status, cluster, replicas, ready, conditional, cpu_millis, memory_bytes, gpu
+           FROM smo.services WHERE graph_id = $1 ORDER BY position",
+    )
+    .bind(graph_id)
+    .fetch_all(&mut *conn)
+    .await?)
+}
+
+/// Records what the user asked for; refuses once removal was asked.
+pub async fn set_desired(
+    conn: &mut PgConnection,
+    name: &str,
+    desired: Desired,
+    now: DateTime<Utc>,
+) -> Result<GraphRecord, StoreError> {
+    let g = get_graph(&mut *conn, name).await?;
+    if g.desired == Desired::Removed.as_str() && desired != Desired::Removed {
+        return Err(StoreError::Removing(name.into()));
+    }
+    sqlx::query("UPDATE smo.graphs SET desired = $2, updated_at = $3 WHERE id = $1")
+        .bind(g.id)
+        .bind(desired.as_str())
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    get_graph(conn, name).await
+}
+
+/// Sets a graph's status and message.
+pub async fn set_status(
+    conn: &mut PgConnection,
+    graph_id: Uuid,
+    status: &str,
+    message: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE smo.graphs SET status = $2, status_message = $3, updated_at = $4 WHERE id = $1")
+        .bind(graph_id)
+        .bind(status)
+        .bind(message)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Stores the placement (service → cluster) on the graph and its services.
+pub async fn set_placement(
+    conn: &mut PgConnection,
+    graph_id: Uuid,
+    placement: &std::collections::BTreeMap<String, String>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE smo.graphs SET placement = $2, updated_at = $3 WHERE id = $1")
+        .bind(graph_id)
+        .bind(serde_json::to_value(placement).unwrap_or_default())
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    for (service, cluster) in placement {
+        sqlx::query("UPDATE smo.services SET cluster = $3, updated_at = $4 WHERE graph_id = $1 AND name = $2")
+            .bind(graph_id)
+            .bind(service)
+            .bind(cluster)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Sets one service's status and observed replicas.
+pub async fn set_service_status(
+    conn: &mut PgConnection,
+    graph_id: Uuid,
+    service: &str,
+    status: &str,
+    replicas: Option<(i32, i32)>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE smo.services SET status = $3, replicas = coalesce($4, replicas), ready = coalesce($5, ready),
+                updated_at = $6
+          WHERE graph_id = $1 AND name = $2",
+    )
+    .bind(graph_id)
+    .bind(service)
+    .bind(status)
+    .bind(replicas.map(|r| r.0))
+    .bind(replicas.map(|r| r.1))
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Deletes a graph and its services (decisions and job links stay: they are history).
+pub async fn delete_graph(conn: &mut PgConnection, graph_id: Uuid) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM smo.graphs WHERE id = $1").bind(graph_id).execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// Links a job to a graph (same transaction as the enqueue).
+pub async fn record_job(
+    conn: &mut PgConnection,
+    graph: &str,
+    job_id: Uuid,
+    kind: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO smo.graph_jobs (graph, job_id, kind, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+    )
+    .bind(graph)
+    .bind(job_id)
+    .bind(kind)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Ids of a graph's jobs, newest first.
+pub async fn graph_job_ids(pool: &PgPool, graph: &str, limit: i64) -> Result<Vec<Uuid>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT job_id FROM smo.graph_jobs WHERE graph = $1 ORDER BY created_at DESC, job_id DESC LIMIT $2",
+    )
+    .bind(graph)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Appends to the decision log.
+#[allow(clippy::too_many_arguments)]
+pub async fn add_decision(
+    conn: &mut PgConnection,
+    graph: &str,
+    project: &str,
+    kind: &str,
+    job_id: Option<Uuid>,
+    message: &str,
+    inputs: serde_json::Value,
+    outcome: serde_json::Value,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO smo.decisions (graph, project, kind, job_id, message, inputs, outcome, at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(graph)
+    .bind(project)
+    .bind(kind)
+    .bind(job_id)
+    .bind(message)
+    .bind(inputs)
+    .bind(outcome)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// A graph's decisions, newest first.
+pub async fn decisions(pool: &PgPool, graph: &str, limit: i64) -> Result<Vec<Decision>, StoreError> {
+    Ok(sqlx::query_as::<_, Decision>(
+        "SELECT id, graph, project, kind, job_id, message, inputs, outcome, at
+           FROM smo.decisions WHERE graph = $1 ORDER BY id DESC LIMIT $2",
+    )
+    .bind(graph)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Replaces the cluster table with what Karmada reported.
+pub async fn replace_clusters(conn: &mut PgConnection, clusters: &[ClusterRecord]) -> Result<(), StoreError> {
+    let names: Vec<&str> = clusters.iter().map(|c| c.name.as_str()).collect();
+    sqlx::query("DELETE FROM smo.clusters WHERE NOT (name = ANY($1))").bind(&names).execute(&mut *conn).await?;
+    for c in clusters {
+        sqlx::query(
+            "INSERT INTO smo.clusters (name, ready, cpu_allocatable, cpu_free, memory_allocatable, memory_free,
+                                       gpus, labels, message, synced_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+             ON CONFLICT (name) DO UPDATE SET ready = $2, cpu_allocatable = $3, cpu_free = $4,
+                 memory_allocatable = $5, memory_free = $6, gpus = $7, labels = $8, message = $9, synced_at = $10",
+        )
+        .bind(&c.name)
+        .bind(c.ready)
+        .bind(c.cpu_allocatable)
+        .bind(c.cpu_free)
+        .bind(c.memory_allocatable)
+        .bind(c.memory_free)
+        .bind(c.gpus)
+        .bind(&c.labels)
+        .bind(&c.message)
+        .bind(c.synced_at)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Clusters by name.
+pub async fn list_clusters(pool: &PgPool) -> Result<Vec<ClusterRecord>, StoreError> {
+    Ok(sqlx::query_as::<_, ClusterRecord>(
+        "SELECT name, ready, cpu_allocatable, cpu_free, memory_allocatable, memory_free, gpus, labels, message,
+                synced_at FROM smo.clusters ORDER BY name",
+    )
+    .fetch_all(pool)
+    .await?)
+}
