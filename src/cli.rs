@@ -57,7 +57,10 @@ pub fn redact_url(url: &str) -> String {
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, CliError> {
     // One direct connection first: its error says what went wrong (refused, auth, unknown db),
     // where a pool only reports a timeout.
-    let unreachable = |message: String| CliError::Unreachable { url: redact_url(url), message };
+    let unreachable = |message: String| CliError::Unreachable {
+        url: redact_url(url),
+        message,
+    };
     match tokio::time::timeout(Duration::from_secs(5), sqlx::PgConnection::connect(url)).await {
         Ok(Ok(conn)) => drop(conn),
         Ok(Err(e)) => return Err(unreachable(e.to_string())),

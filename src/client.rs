@@ -9,7 +9,9 @@ use serde_json::Value;
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// No answer.
-    #[error("cannot reach smo at {url}: {message} (is `smo run` running? set api_url in ~/.smo/config.yaml)")]
+    #[error(
+        "cannot reach smo at {url}: {message} (is `smo run` running? set api_url in ~/.smo/config.yaml)"
+    )]
     Unreachable {
         /// Base URL.
         url: String,
@@ -35,7 +37,10 @@ impl ClientError {
     /// Exit code for the CLI: 2 for bad input (400/413/422), 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Problem { status: 400 | 413 | 422, .. } => 2,
+            Self::Problem {
+                status: 400 | 413 | 422,
+                ..
+            } => 2,
             _ => 1,
         }
     }
@@ -57,7 +62,11 @@ impl Client {
             .connect_timeout(Duration::from_secs(5))
             .build()
             .unwrap_or_default();
-        Self { base: base.trim_end_matches('/').to_string(), token, http }
+        Self {
+            base: base.trim_end_matches('/').to_string(),
+            token,
+            http,
+        }
     }
 
     fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
@@ -68,13 +77,19 @@ impl Client {
         }
     }
 
-    async fn send<T: DeserializeOwned>(&self, rb: reqwest::RequestBuilder) -> Result<T, ClientError> {
-        let resp = rb
-            .send()
-            .await
-            .map_err(|e| ClientError::Unreachable { url: self.base.clone(), message: root_cause(&e) })?;
+    async fn send<T: DeserializeOwned>(
+        &self,
+        rb: reqwest::RequestBuilder,
+    ) -> Result<T, ClientError> {
+        let resp = rb.send().await.map_err(|e| ClientError::Unreachable {
+            url: self.base.clone(),
+            message: root_cause(&e),
+        })?;
         let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
         if !status.is_success() {
             let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
             let detail = v["detail"]
@@ -85,11 +100,21 @@ impl Client {
                 .as_array()
                 .map(|ps| {
                     ps.iter()
-                        .map(|p| format!("{}: {}", p["path"].as_str().unwrap_or("?"), p["message"].as_str().unwrap_or("?")))
+                        .map(|p| {
+                            format!(
+                                "{}: {}",
+                                p["path"].as_str().unwrap_or("?"),
+                                p["message"].as_str().unwrap_or("?")
+                            )
+                        })
                         .collect()
                 })
                 .unwrap_or_default();
-            return Err(ClientError::Problem { status: status.as_u16(), detail, problems });
+            return Err(ClientError::Problem {
+                status: status.as_u16(),
+                detail,
+                problems,
+            });
         }
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))
     }
@@ -110,7 +135,12 @@ impl Client {
     }
 
     /// POST a descriptor (YAML or JSON) to a project.
-    pub async fn deploy(&self, project: &str, body: Vec<u8>, dry_run: bool) -> Result<Value, ClientError> {
+    pub async fn deploy(
+        &self,
+        project: &str,
+        body: Vec<u8>,
+        dry_run: bool,
+    ) -> Result<Value, ClientError> {
         let ct = if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
             "application/json"
         } else {
@@ -120,7 +150,12 @@ impl Client {
         if dry_run {
             path.push_str("?dry_run=true");
         }
-        self.send(self.req(reqwest::Method::POST, &path).header("content-type", ct).body(body)).await
+        self.send(
+            self.req(reqwest::Method::POST, &path)
+                .header("content-type", ct)
+                .body(body),
+        )
+        .await
     }
 }
 

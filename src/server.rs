@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use poem::listener::TcpListener;
+use poem::listener::TcpAcceptor;
 use smo_jobs::{
     CronEntry, PruneJob, Queue, Registry, Scheduler, SchedulerConfig, Worker, WorkerConfig,
 };
@@ -37,7 +37,9 @@ pub async fn registry(pool: PgPool, settings: &ServerSettings) -> anyhow::Result
     let federation = match &settings.karmada_kubeconfig {
         Some(path) => Some(crate::federation::Federation::from_kubeconfig(path).await?),
         None => {
-            tracing::warn!("no karmada_kubeconfig configured: graph jobs will fail until one is set");
+            tracing::warn!(
+                "no karmada_kubeconfig configured: graph jobs will fail until one is set"
+            );
             None
         }
     };
@@ -47,8 +49,18 @@ pub async fn registry(pool: PgPool, settings: &ServerSettings) -> anyhow::Result
 /// smo's periodic work.
 pub fn cron_entries(settings: &ServerSettings) -> anyhow::Result<Vec<CronEntry>> {
     Ok(vec![
-        CronEntry::new("jobs.prune", "0 17 * * * *", &PruneJob { retention_secs: settings.retention.as_secs() })?,
-        CronEntry::new("cluster-sync", "0 */5 * * * *", &crate::jobs::ClusterSyncJob {})?,
+        CronEntry::new(
+            "jobs.prune",
+            "0 17 * * * *",
+            &PruneJob {
+                retention_secs: settings.retention.as_secs(),
+            },
+        )?,
+        CronEntry::new(
+            "cluster-sync",
+            "0 */5 * * * *",
+            &crate::jobs::ClusterSyncJob {},
+        )?,
     ])
 }
 
@@ -59,10 +71,28 @@ pub async fn serve_api(
     token: Option<String>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    serve_api_on(pool, listener, token, shutdown).await
+}
+
+/// Serves the API on an already bound listener (tests bind port 0).
+pub async fn serve_api_on(
+    pool: PgPool,
+    listener: tokio::net::TcpListener,
+    token: Option<String>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let addr = listener.local_addr()?;
     let app = crate::http::app(pool, token);
-    tracing::info!(%listen, "api listening; Swagger UI at /ui");
-    poem::Server::new(TcpListener::bind(listen))
-        .run_with_graceful_shutdown(app, shutdown.cancelled_owned(), Some(Duration::from_secs(10)))
+    tracing::info!(%addr, "api listening; Swagger UI at /ui");
+    poem::Server::new_with_acceptor(TcpAcceptor::from_tokio(listener)?)
+        .run_with_graceful_shutdown(
+            app,
+            shutdown.cancelled_owned(),
+            Some(Duration::from_secs(10)),
+        )
         .await?;
     Ok(())
 }
@@ -99,7 +129,12 @@ pub async fn run(
         tasks.spawn(async move { scheduler.run(s).await.map_err(anyhow::Error::from) });
     }
     if has(Role::Api) {
-        let (p, l, t, s) = (pool.clone(), settings.listen.clone(), settings.api_token.clone(), shutdown.clone());
+        let (p, l, t, s) = (
+            pool.clone(),
+            settings.listen.clone(),
+            settings.api_token.clone(),
+            shutdown.clone(),
+        );
         tasks.spawn(async move { serve_api(p, &l, t, s).await });
     }
     // The first role to fail stops the others: a half-running process is worse than a restart.

@@ -95,7 +95,10 @@ pub fn database_url(flag_or_env: Option<String>, file: &FileSettings) -> String 
 pub fn write_file(settings: &FileSettings, force: bool) -> Result<PathBuf, String> {
     let path = config_path();
     if path.exists() && !force {
-        return Err(format!("{} exists; use --force to overwrite it", path.display()));
+        return Err(format!(
+            "{} exists; use --force to overwrite it",
+            path.display()
+        ));
     }
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;

@@ -116,7 +116,12 @@ struct GraphAction {
 #[derive(clap::Args)]
 struct RunArgs {
     /// Roles to run (repeatable or comma-separated).
-    #[arg(long = "role", value_enum, value_delimiter = ',', default_value = "all")]
+    #[arg(
+        long = "role",
+        value_enum,
+        value_delimiter = ',',
+        default_value = "all"
+    )]
     roles: Vec<Role>,
     /// API listen address.
     #[arg(long, env = "SMO_LISTEN", default_value = "127.0.0.1:8080")]
@@ -152,7 +157,10 @@ async fn main() -> ExitCode {
     match run(cli).await {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            let code = e.downcast_ref::<ClientError>().map(ClientError::exit_code).unwrap_or(1);
+            let code = e
+                .downcast_ref::<ClientError>()
+                .map(ClientError::exit_code)
+                .unwrap_or(1);
             eprintln!("error: {e:#}");
             if let Some(ClientError::Problem { problems, .. }) = e.downcast_ref::<ClientError>() {
                 for p in problems {
@@ -167,17 +175,29 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<u8> {
     let file = settings::load_file().map_err(anyhow::Error::msg)?;
     let database_url = settings::database_url(cli.database_url, &file);
-    let api_url = cli.api_url.or(file.api_url.clone()).unwrap_or_else(|| settings::DEFAULT_API_URL.into());
-    let client = Client::new(&api_url, std::env::var("SMO_API_TOKEN").ok().or(file.api_token.clone()));
+    let api_url = cli
+        .api_url
+        .or(file.api_url.clone())
+        .unwrap_or_else(|| settings::DEFAULT_API_URL.into());
+    let client = Client::new(
+        &api_url,
+        std::env::var("SMO_API_TOKEN")
+            .ok()
+            .or(file.api_token.clone()),
+    );
     let out = cli.output;
     match cli.command {
-        Command::Init { force, karmada_kubeconfig } => {
+        Command::Init {
+            force,
+            karmada_kubeconfig,
+        } => {
             let home = std::env::var("HOME").unwrap_or_else(|_| ".".into());
             let s = FileSettings {
                 database_url: Some(database_url),
                 api_url: Some(api_url),
                 karmada_kubeconfig: Some(
-                    karmada_kubeconfig.unwrap_or_else(|| PathBuf::from(home).join(".smo/karmada-sim.kubeconfig")),
+                    karmada_kubeconfig
+                        .unwrap_or_else(|| PathBuf::from(home).join(".smo/karmada-sim.kubeconfig")),
                 ),
                 scaling_interval: Some("30s".into()),
                 ..file
@@ -222,13 +242,28 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 println!("{}", serde_json::to_string_pretty(&clusters)?);
                 return Ok(0);
             }
-            let mut t = smo::cli::table(&["name", "ready", "cpu free/total", "memory free/total", "gpus", "synced"]);
+            let mut t = smo::cli::table(&[
+                "name",
+                "ready",
+                "cpu free/total",
+                "memory free/total",
+                "gpus",
+                "synced",
+            ]);
             for c in &clusters {
                 t.add_row(vec![
                     s(&c["name"]),
-                    if c["ready"] == true { "yes".into() } else { format!("no ({})", s(&c["message"])) },
+                    if c["ready"] == true {
+                        "yes".into()
+                    } else {
+                        format!("no ({})", s(&c["message"]))
+                    },
                     format!("{:.1}/{:.1}", f(&c["cpu_free"]), f(&c["cpu_allocatable"])),
-                    format!("{}/{}", gib(&c["memory_free"]), gib(&c["memory_allocatable"])),
+                    format!(
+                        "{}/{}",
+                        gib(&c["memory_free"]),
+                        gib(&c["memory_allocatable"])
+                    ),
                     s(&c["gpus"]),
                     s(&c["synced_at"]),
                 ]);
@@ -249,7 +284,12 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
 
 async fn graph(client: &Client, cmd: GraphCmd, out: Output) -> anyhow::Result<u8> {
     match cmd {
-        GraphCmd::Deploy { file, project, wait, dry_run } => {
+        GraphCmd::Deploy {
+            file,
+            project,
+            wait,
+            dry_run,
+        } => {
             let body = if file.as_os_str() == "-" {
                 let mut b = Vec::new();
                 std::io::Read::read_to_end(&mut std::io::stdin(), &mut b)?;
@@ -268,15 +308,25 @@ async fn graph(client: &Client, cmd: GraphCmd, out: Output) -> anyhow::Result<u8
             follow(client, &answer, wait, out).await
         }
         GraphCmd::List { project } => {
-            let path = project.map(|p| format!("/project/{p}/graphs")).unwrap_or_else(|| "/graphs".into());
+            let path = project
+                .map(|p| format!("/project/{p}/graphs"))
+                .unwrap_or_else(|| "/graphs".into());
             let graphs: Vec<Value> = client.get(&path).await?;
             if out == Output::Json {
                 println!("{}", serde_json::to_string_pretty(&graphs)?);
                 return Ok(0);
             }
-            let mut t = smo::cli::table(&["name", "project", "version", "status", "desired", "updated"]);
+            let mut t =
+                smo::cli::table(&["name", "project", "version", "status", "desired", "updated"]);
             for g in &graphs {
-                t.add_row(vec![s(&g["name"]), s(&g["project"]), s(&g["version"]), s(&g["status"]), s(&g["desired"]), s(&g["updated_at"])]);
+                t.add_row(vec![
+                    s(&g["name"]),
+                    s(&g["project"]),
+                    s(&g["version"]),
+                    s(&g["status"]),
+                    s(&g["desired"]),
+                    s(&g["updated_at"]),
+                ]);
             }
             println!("{t}");
             if graphs.is_empty() {
@@ -287,23 +337,69 @@ async fn graph(client: &Client, cmd: GraphCmd, out: Output) -> anyhow::Result<u8
         GraphCmd::Describe { name } => {
             let g: Value = client.get(&format!("/graphs/{name}")).await?;
             let jobs: Vec<Value> = client.get(&format!("/graphs/{name}/jobs?limit=5")).await?;
-            let history: Vec<Value> = client.get(&format!("/graphs/{name}/history?limit=10")).await?;
+            let history: Vec<Value> = client
+                .get(&format!("/graphs/{name}/history?limit=10"))
+                .await?;
             if out == Output::Json {
-                println!("{}", serde_json::to_string_pretty(&serde_json::json!({"graph": g, "jobs": jobs, "history": history}))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"graph": g, "jobs": jobs, "history": history})
+                    )?
+                );
                 return Ok(0);
             }
             describe(&g, &jobs, &history);
             Ok(0)
         }
-        GraphCmd::Start(a) => action(client, &format!("/graphs/{}/start", a.name), a.wait, out, false).await,
-        GraphCmd::Stop(a) => action(client, &format!("/graphs/{}/stop", a.name), a.wait, out, false).await,
-        GraphCmd::RePlace(a) => action(client, &format!("/graphs/{}/placement", a.name), a.wait, out, false).await,
-        GraphCmd::Remove(a) => action(client, &format!("/graphs/{}", a.name), a.wait, out, true).await,
+        GraphCmd::Start(a) => {
+            action(
+                client,
+                &format!("/graphs/{}/start", a.name),
+                a.wait,
+                out,
+                false,
+            )
+            .await
+        }
+        GraphCmd::Stop(a) => {
+            action(
+                client,
+                &format!("/graphs/{}/stop", a.name),
+                a.wait,
+                out,
+                false,
+            )
+            .await
+        }
+        GraphCmd::RePlace(a) => {
+            action(
+                client,
+                &format!("/graphs/{}/placement", a.name),
+                a.wait,
+                out,
+                false,
+            )
+            .await
+        }
+        GraphCmd::Remove(a) => {
+            action(client, &format!("/graphs/{}", a.name), a.wait, out, true).await
+        }
     }
 }
 
-async fn action(client: &Client, path: &str, wait: bool, out: Output, delete: bool) -> anyhow::Result<u8> {
-    let accepted: Value = if delete { client.delete(path).await? } else { client.post(path).await? };
+async fn action(
+    client: &Client,
+    path: &str,
+    wait: bool,
+    out: Output,
+    delete: bool,
+) -> anyhow::Result<u8> {
+    let accepted: Value = if delete {
+        client.delete(path).await?
+    } else {
+        client.post(path).await?
+    };
     follow(client, &accepted, wait, out).await
 }
 
@@ -315,8 +411,15 @@ async fn follow(client: &Client, accepted: &Value, wait: bool, out: Output) -> a
             println!("{}", serde_json::to_string_pretty(accepted)?);
         } else {
             let graph = s(&accepted["graph"]);
-            let what = if graph.is_empty() { String::new() } else { format!(" for graph {graph}") };
-            println!("{} job {id} accepted{what}; follow it with `smo-admin jobs show {id}`", s(&accepted["kind"]));
+            let what = if graph.is_empty() {
+                String::new()
+            } else {
+                format!(" for graph {graph}")
+            };
+            println!(
+                "{} job {id} accepted{what}; follow it with `smo-admin jobs show {id}`",
+                s(&accepted["kind"])
+            );
         }
         return Ok(0);
     }
@@ -354,12 +457,20 @@ async fn follow(client: &Client, accepted: &Value, wait: bool, out: Output) -> a
     match s(&job["state"]).as_str() {
         "succeeded" => {
             if out != Output::Json {
-                println!("{} {id} succeeded in {:.1}s", s(&job["kind"]), started.elapsed().as_secs_f64());
+                println!(
+                    "{} {id} succeeded in {:.1}s",
+                    s(&job["kind"]),
+                    started.elapsed().as_secs_f64()
+                );
             }
             Ok(0)
         }
         state => {
-            eprintln!("error: {} {id} {state}: {}", s(&job["kind"]), s(&job["last_error"]));
+            eprintln!(
+                "error: {} {id} {state}: {}",
+                s(&job["kind"]),
+                s(&job["last_error"])
+            );
             Ok(1)
         }
     }
@@ -370,9 +481,16 @@ fn print_dry_run(answer: &Value, out: Output) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(answer)?);
         return Ok(());
     }
-    println!("dry run for graph {} — nothing stored, nothing applied", s(&answer["graph"]));
+    println!(
+        "dry run for graph {} — nothing stored, nothing applied",
+        s(&answer["graph"])
+    );
     println!("\nplacement:");
-    for e in answer["solution"]["explanations"].as_array().into_iter().flatten() {
+    for e in answer["solution"]["explanations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
         println!("  {}", s(&e["summary"]));
     }
     if answer["solution"].is_null() {
@@ -380,9 +498,15 @@ fn print_dry_run(answer: &Value, out: Output) -> anyhow::Result<()> {
             println!("  {svc} → {}", s(c));
         }
     }
-    let helm = answer["helm_services"].as_array().cloned().unwrap_or_default();
+    let helm = answer["helm_services"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     if !helm.is_empty() {
-        println!("\nHelm-chart services (installed by the Helm runner): {}", helm.iter().map(s).collect::<Vec<_>>().join(", "));
+        println!(
+            "\nHelm-chart services (installed by the Helm runner): {}",
+            helm.iter().map(s).collect::<Vec<_>>().join(", ")
+        );
     }
     println!("\nobjects that would be applied:");
     for o in answer["objects"].as_array().into_iter().flatten() {
@@ -393,8 +517,18 @@ fn print_dry_run(answer: &Value, out: Output) -> anyhow::Result<()> {
 }
 
 fn describe(g: &Value, jobs: &[Value], history: &[Value]) {
-    println!("graph:       {} (project {}, version {}, revision {})", s(&g["name"]), s(&g["project"]), s(&g["version"]), s(&g["revision"]));
-    println!("status:      {} (desired: {})", s(&g["status"]), s(&g["desired"]));
+    println!(
+        "graph:       {} (project {}, version {}, revision {})",
+        s(&g["name"]),
+        s(&g["project"]),
+        s(&g["version"]),
+        s(&g["revision"])
+    );
+    println!(
+        "status:      {} (desired: {})",
+        s(&g["status"]),
+        s(&g["desired"])
+    );
     if !g["status_message"].is_null() {
         println!("message:     {}", s(&g["status_message"]));
     }
@@ -402,9 +536,22 @@ fn describe(g: &Value, jobs: &[Value], history: &[Value]) {
         println!("description: {}", s(&g["description"]).trim());
     }
     println!("\nservices:");
-    let mut t = smo::cli::table(&["service", "status", "cluster", "ready/replicas", "cpu", "memory", "gpu", "artifact"]);
+    let mut t = smo::cli::table(&[
+        "service",
+        "status",
+        "cluster",
+        "ready/replicas",
+        "cpu",
+        "memory",
+        "gpu",
+        "artifact",
+    ]);
     for sv in g["services"].as_array().into_iter().flatten() {
-        let status = if sv["conditional"] == true { format!("{} (on event)", s(&sv["status"])) } else { s(&sv["status"]) };
+        let status = if sv["conditional"] == true {
+            format!("{} (on event)", s(&sv["status"]))
+        } else {
+            s(&sv["status"])
+        };
         t.add_row(vec![
             s(&sv["name"]),
             status,
@@ -412,7 +559,11 @@ fn describe(g: &Value, jobs: &[Value], history: &[Value]) {
             format!("{}/{}", s(&sv["ready"]), s(&sv["replicas"])),
             format!("{}m", s(&sv["cpu_millis"])),
             mib(&sv["memory_bytes"]),
-            if sv["gpu"] == true { "yes".into() } else { "-".into() },
+            if sv["gpu"] == true {
+                "yes".into()
+            } else {
+                "-".into()
+            },
             s(&sv["artifact"]),
         ]);
     }
@@ -425,13 +576,33 @@ fn describe(g: &Value, jobs: &[Value], history: &[Value]) {
     }
     println!("\nrecent jobs:");
     for j in jobs {
-        let err = if j["last_error"].is_null() { String::new() } else { format!(" — {}", s(&j["last_error"])) };
-        println!("  {} {:<10} {:<9} attempt {}/{}{err}", s(&j["id"]), s(&j["kind"]), s(&j["state"]), s(&j["attempt"]), s(&j["max_attempts"]));
+        let err = if j["last_error"].is_null() {
+            String::new()
+        } else {
+            format!(" — {}", s(&j["last_error"]))
+        };
+        println!(
+            "  {} {:<10} {:<9} attempt {}/{}{err}",
+            s(&j["id"]),
+            s(&j["kind"]),
+            s(&j["state"]),
+            s(&j["attempt"]),
+            s(&j["max_attempts"])
+        );
     }
     println!("\ndecisions (newest first):");
     for d in history {
-        println!("  {} {:<9} {}", s(&d["at"]), s(&d["kind"]), s(&d["message"]));
-        for e in d["outcome"]["explanations"].as_array().into_iter().flatten() {
+        println!(
+            "  {} {:<9} {}",
+            s(&d["at"]),
+            s(&d["kind"]),
+            s(&d["message"])
+        );
+        for e in d["outcome"]["explanations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             println!("      {}", s(&e["summary"]));
         }
     }

@@ -50,7 +50,11 @@ fn labels(project: &str, graph: &str, service: &str) -> Value {
 }
 
 fn cpu_quantity(millis: u64) -> String {
-    if millis % 1000 == 0 { (millis / 1000).to_string() } else { format!("{millis}m") }
+    if millis % 1000 == 0 {
+        (millis / 1000).to_string()
+    } else {
+        format!("{millis}m")
+    }
 }
 
 fn memory_quantity(bytes: u64) -> String {
@@ -96,7 +100,8 @@ pub fn render_service(input: &RenderInput<'_>, service: &Service, cluster: &str)
     let selector = json!({ LABEL_GRAPH: graph, LABEL_SERVICE: service.id });
     let res = service.resources();
     let replicas = input.replicas.get(&service.id).copied().unwrap_or(1).max(0);
-    let mut limits = json!({ "cpu": cpu_quantity(res.cpu_millis), "memory": memory_quantity(res.memory_bytes) });
+    let mut limits =
+        json!({ "cpu": cpu_quantity(res.cpu_millis), "memory": memory_quantity(res.memory_bytes) });
     if res.gpu {
         limits["nvidia.com/gpu"] = json!("1");
     }
@@ -136,7 +141,8 @@ pub fn render_service(input: &RenderInput<'_>, service: &Service, cluster: &str)
             },
         },
     })];
-    let mut selectors = vec![json!({ "apiVersion": "apps/v1", "kind": "Deployment", "name": name })];
+    let mut selectors =
+        vec![json!({ "apiVersion": "apps/v1", "kind": "Deployment", "name": name })];
 
     let service_ports: Vec<Value> = service
         .artifact
@@ -174,11 +180,20 @@ pub fn render_service(input: &RenderInput<'_>, service: &Service, cluster: &str)
             }));
         }
     }
-    objects.push(propagation_policy(&name, project, &labels, selectors, vec![cluster.to_string()]));
+    objects.push(propagation_policy(
+        &name,
+        project,
+        &labels,
+        selectors,
+        vec![cluster.to_string()],
+    ));
 
     // Callers on other clusters reach the service through a ServiceImport propagated to them.
-    let caller_clusters: BTreeSet<String> =
-        callers.iter().filter_map(|c| input.placement.get(&c.id)).cloned().collect();
+    let caller_clusters: BTreeSet<String> = callers
+        .iter()
+        .filter_map(|c| input.placement.get(&c.id))
+        .cloned()
+        .collect();
     if !service_ports.is_empty() && !caller_clusters.is_empty() {
         let import_ports: Vec<Value> = service
             .artifact
@@ -203,7 +218,13 @@ pub fn render_service(input: &RenderInput<'_>, service: &Service, cluster: &str)
     objects
 }
 
-fn propagation_policy(name: &str, ns: &str, labels: &Value, selectors: Vec<Value>, clusters: Vec<String>) -> Value {
+fn propagation_policy(
+    name: &str,
+    ns: &str,
+    labels: &Value,
+    selectors: Vec<Value>,
+    clusters: Vec<String>,
+) -> Value {
     json!({
         "apiVersion": "policy.karmada.io/v1alpha1",
         "kind": "PropagationPolicy",
@@ -241,7 +262,9 @@ hdaGraph:
 "#;
 
     fn graph() -> Graph {
-        crate::hdag::parse(GRAPH.as_bytes()).expect("fixture parses").graph
+        crate::hdag::parse(GRAPH.as_bytes())
+            .expect("fixture parses")
+            .graph
     }
 
     #[test]
@@ -256,12 +279,27 @@ hdaGraph:
     #[test]
     fn renders_deployment_service_policy_and_mcs_objects() {
         let g = graph();
-        let placement: BTreeMap<String, String> =
-            [("web".into(), "edge-a".into()), ("api".into(), "cloud-gpu".into())].into();
+        let placement: BTreeMap<String, String> = [
+            ("web".into(), "edge-a".into()),
+            ("api".into(), "cloud-gpu".into()),
+        ]
+        .into();
         let replicas = BTreeMap::from([("web".to_string(), 2)]);
-        let objs = render(&RenderInput { graph: &g, project: "demo", placement: &placement, replicas: &replicas });
-        let kinds: Vec<(&str, &str)> =
-            objs.iter().map(|o| (o["kind"].as_str().unwrap(), o["metadata"]["name"].as_str().unwrap())).collect();
+        let objs = render(&RenderInput {
+            graph: &g,
+            project: "demo",
+            placement: &placement,
+            replicas: &replicas,
+        });
+        let kinds: Vec<(&str, &str)> = objs
+            .iter()
+            .map(|o| {
+                (
+                    o["kind"].as_str().unwrap(),
+                    o["metadata"]["name"].as_str().unwrap(),
+                )
+            })
+            .collect();
         assert_eq!(
             kinds,
             vec![
@@ -279,11 +317,20 @@ hdaGraph:
         let web = &objs[1];
         assert_eq!(web["spec"]["replicas"], 2);
         let c = &web["spec"]["template"]["spec"]["containers"][0];
-        assert_eq!(c["resources"]["requests"], json!({"cpu": "500m", "memory": "1Gi"}));
+        assert_eq!(
+            c["resources"]["requests"],
+            json!({"cpu": "500m", "memory": "1Gi"})
+        );
         let api = &objs[4]["spec"]["template"]["spec"]["containers"][0];
         assert_eq!(api["resources"]["limits"]["nvidia.com/gpu"], "1");
-        assert_eq!(objs[6]["spec"]["placement"]["clusterAffinity"]["clusterNames"], json!(["cloud-gpu"]));
-        assert_eq!(objs[8]["spec"]["placement"]["clusterAffinity"]["clusterNames"], json!(["edge-a"]));
+        assert_eq!(
+            objs[6]["spec"]["placement"]["clusterAffinity"]["clusterNames"],
+            json!(["cloud-gpu"])
+        );
+        assert_eq!(
+            objs[8]["spec"]["placement"]["clusterAffinity"]["clusterNames"],
+            json!(["edge-a"])
+        );
         assert!(objs.iter().all(|o| o["metadata"]["namespace"] == "demo"
             && o["metadata"]["labels"][LABEL_GRAPH] == "shop"));
     }
@@ -292,9 +339,18 @@ hdaGraph:
     fn unplaced_services_render_nothing() {
         let g = graph();
         let placement = BTreeMap::from([("api".to_string(), "cloud-gpu".to_string())]);
-        let objs =
-            render(&RenderInput { graph: &g, project: "demo", placement: &placement, replicas: &BTreeMap::new() });
-        assert!(objs.iter().all(|o| o["metadata"]["name"].as_str().unwrap().starts_with("shop-api")));
+        let objs = render(&RenderInput {
+            graph: &g,
+            project: "demo",
+            placement: &placement,
+            replicas: &BTreeMap::new(),
+        });
+        assert!(objs.iter().all(|o| {
+            o["metadata"]["name"]
+                .as_str()
+                .unwrap()
+                .starts_with("shop-api")
+        }));
         // No caller is placed, so no import.
         assert!(objs.iter().all(|o| o["kind"] != "ServiceImport"));
     }

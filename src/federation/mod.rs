@@ -10,7 +10,9 @@ use std::{collections::BTreeMap, path::Path};
 use chrono::{DateTime, Utc};
 use kube::{
     Api, Client,
-    api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams},
+    api::{
+        ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
+    },
     config::{KubeConfigOptions, Kubeconfig},
 };
 use serde_json::Value;
@@ -48,12 +50,36 @@ impl FederationError {
 /// (apiVersion, kind) → resource, for every kind smo writes; also the removal order.
 const KINDS: &[(&str, &str, &str, &str, bool)] = &[
     // group, version, kind, plural, namespaced
-    ("policy.karmada.io", "v1alpha1", "PropagationPolicy", "propagationpolicies", true),
-    ("multicluster.x-k8s.io", "v1alpha1", "ServiceImport", "serviceimports", true),
-    ("multicluster.x-k8s.io", "v1alpha1", "ServiceExport", "serviceexports", true),
+    (
+        "policy.karmada.io",
+        "v1alpha1",
+        "PropagationPolicy",
+        "propagationpolicies",
+        true,
+    ),
+    (
+        "multicluster.x-k8s.io",
+        "v1alpha1",
+        "ServiceImport",
+        "serviceimports",
+        true,
+    ),
+    (
+        "multicluster.x-k8s.io",
+        "v1alpha1",
+        "ServiceExport",
+        "serviceexports",
+        true,
+    ),
     ("apps", "v1", "Deployment", "deployments", true),
     ("", "v1", "Service", "services", true),
-    ("monitoring.coreos.com", "v1", "PrometheusRule", "prometheusrules", true),
+    (
+        "monitoring.coreos.com",
+        "v1",
+        "PrometheusRule",
+        "prometheusrules",
+        true,
+    ),
 ];
 
 fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
@@ -81,11 +107,13 @@ pub struct Federation {
 impl Federation {
     /// A client from a kubeconfig file (Karmada's, or the one `smo sim` writes).
     pub async fn from_kubeconfig(path: &Path) -> Result<Self, FederationError> {
-        let kc = Kubeconfig::read_from(path).map_err(|e| FederationError::Config(format!("{}: {e}", path.display())))?;
+        let kc = Kubeconfig::read_from(path)
+            .map_err(|e| FederationError::Config(format!("{}: {e}", path.display())))?;
         let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
             .await
             .map_err(|e| FederationError::Config(format!("{}: {e}", path.display())))?;
-        let client = Client::try_from(config).map_err(|e| FederationError::Config(e.to_string()))?;
+        let client =
+            Client::try_from(config).map_err(|e| FederationError::Config(e.to_string()))?;
         Ok(Self { client })
     }
 
@@ -97,7 +125,10 @@ impl Federation {
     /// Reads the member clusters: capacity = allocatable − allocated from
     /// `status.resourceSummary`, readiness from the `Ready` condition, accelerators from
     /// `nvidia.com/gpu`-style allocatable resources or the `smo.io/accelerator` label.
-    pub async fn clusters(&self, now: DateTime<Utc>) -> Result<Vec<ClusterRecord>, FederationError> {
+    pub async fn clusters(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ClusterRecord>, FederationError> {
         let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &cluster_resource());
         let list = api.list(&ListParams::default()).await?;
         Ok(list.items.iter().map(|c| cluster_record(c, now)).collect())
@@ -106,7 +137,12 @@ impl Federation {
     /// Server-side-applies one generated object (field manager `smo`, forced: smo owns what it writes).
     pub async fn apply(&self, obj: &Value) -> Result<(), FederationError> {
         let (api, name) = self.api_for(obj)?;
-        api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(obj)).await?;
+        api.patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(obj),
+        )
+        .await?;
         Ok(())
     }
 
@@ -134,14 +170,17 @@ impl Federation {
         }
         let mut deleted = 0;
         for (g, v, k, p, _) in KINDS {
-            let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), namespace, &resource(g, v, k, p));
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(self.client.clone(), namespace, &resource(g, v, k, p));
             let list = match api.list(&ListParams::default().labels(&selector)).await {
                 Ok(l) => l,
                 Err(kube::Error::Api(s)) if s.code == 404 => continue,
                 Err(e) => return Err(e.into()),
             };
             for obj in list.items {
-                let Some(name) = obj.metadata.name else { continue };
+                let Some(name) = obj.metadata.name else {
+                    continue;
+                };
                 match api.delete(&name, &DeleteParams::default()).await {
                     Ok(_) => deleted += 1,
                     Err(kube::Error::Api(s)) if s.code == 404 => {}
@@ -153,8 +192,13 @@ impl Federation {
     }
 
     /// Desired and ready replicas of a Deployment, if it exists.
-    pub async fn deployment_replicas(&self, namespace: &str, name: &str) -> Result<Option<(i32, i32)>, FederationError> {
-        let api: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(self.client.clone(), namespace);
+    pub async fn deployment_replicas(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<(i32, i32)>, FederationError> {
+        let api: Api<k8s_openapi::api::apps::v1::Deployment> =
+            Api::namespaced(self.client.clone(), namespace);
         match api.get_opt(name).await? {
             None => Ok(None),
             Some(d) => {
@@ -166,13 +210,23 @@ impl Federation {
     }
 
     /// Names of objects of a kind carrying the graph label (tests and `describe`).
-    pub async fn list_labelled(&self, namespace: &str, graph: &str) -> Result<Vec<(String, String)>, FederationError> {
+    pub async fn list_labelled(
+        &self,
+        namespace: &str,
+        graph: &str,
+    ) -> Result<Vec<(String, String)>, FederationError> {
         let selector = format!("{}={graph}", manifests::LABEL_GRAPH);
         let mut out = Vec::new();
         for (g, v, k, p, _) in KINDS {
-            let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), namespace, &resource(g, v, k, p));
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(self.client.clone(), namespace, &resource(g, v, k, p));
             match api.list(&ListParams::default().labels(&selector)).await {
-                Ok(l) => out.extend(l.items.into_iter().filter_map(|o| o.metadata.name).map(|n| (k.to_string(), n))),
+                Ok(l) => out.extend(
+                    l.items
+                        .into_iter()
+                        .filter_map(|o| o.metadata.name)
+                        .map(|n| (k.to_string(), n)),
+                ),
                 Err(kube::Error::Api(s)) if s.code == 404 => {}
                 Err(e) => return Err(e.into()),
             }
@@ -187,12 +241,13 @@ impl Federation {
         let name = obj["metadata"]["name"]
             .as_str()
             .ok_or_else(|| FederationError::Object(format!("{kind} without metadata.name")))?;
-        let (ar, namespaced) = resource_for(api_version, kind)
-            .ok_or_else(|| FederationError::Object(format!("smo does not write {api_version} {kind}")))?;
+        let (ar, namespaced) = resource_for(api_version, kind).ok_or_else(|| {
+            FederationError::Object(format!("smo does not write {api_version} {kind}"))
+        })?;
         let api = if namespaced {
-            let ns = obj["metadata"]["namespace"]
-                .as_str()
-                .ok_or_else(|| FederationError::Object(format!("{kind} {name} without namespace")))?;
+            let ns = obj["metadata"]["namespace"].as_str().ok_or_else(|| {
+                FederationError::Object(format!("{kind} {name} without namespace"))
+            })?;
             Api::namespaced_with(self.client.clone(), ns, &ar)
         } else {
             Api::all_with(self.client.clone(), &ar)
@@ -204,7 +259,10 @@ impl Federation {
 fn quantity(map: &Value, key: &str, parse: fn(&str) -> Result<u64, hdag::QuantityError>) -> u64 {
     match &map[key] {
         Value::String(s) => parse(s).unwrap_or(0),
-        Value::Number(n) => n.as_f64().map(|f| parse(&f.to_string()).unwrap_or(0)).unwrap_or(0),
+        Value::Number(n) => n
+            .as_f64()
+            .map(|f| parse(&f.to_string()).unwrap_or(0))
+            .unwrap_or(0),
         _ => 0,
     }
 }
@@ -225,14 +283,20 @@ pub fn cluster_record(c: &DynamicObject, now: DateTime<Utc>) -> ClusterRecord {
         }
     }
     let labels: BTreeMap<String, String> = c.metadata.labels.clone().unwrap_or_default();
-    if gpus == 0 && labels.get("smo.io/accelerator").is_some_and(|v| v == "true") {
+    if gpus == 0
+        && labels
+            .get("smo.io/accelerator")
+            .is_some_and(|v| v == "true")
+    {
         gpus = 1;
     }
     let ready_cond = status["conditions"]
         .as_array()
         .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"));
     let ready = ready_cond.is_some_and(|c| c["status"] == "True");
-    let message = ready_cond.and_then(|c| c["message"].as_str()).map(str::to_string);
+    let message = ready_cond
+        .and_then(|c| c["message"].as_str())
+        .map(str::to_string);
     ClusterRecord {
         name: c.metadata.name.clone().unwrap_or_default(),
         ready,

@@ -43,7 +43,11 @@ pub struct SmoApi {
 impl SmoApi {
     /// An API over `pool`.
     pub fn new(pool: PgPool) -> Self {
-        Self { queue: Queue::new(pool.clone()), pool, parse_slots: Arc::new(Semaphore::new(2)) }
+        Self {
+            queue: Queue::new(pool.clone()),
+            pool,
+            parse_slots: Arc::new(Semaphore::new(2)),
+        }
     }
 }
 
@@ -278,13 +282,20 @@ enum Ready {
 }
 
 fn problems_of(e: &DescriptorError) -> Vec<ProblemItem> {
-    e.problems().into_iter().map(|p| ProblemItem { path: p.path, message: p.message }).collect()
+    e.problems()
+        .into_iter()
+        .map(|p| ProblemItem {
+            path: p.path,
+            message: p.message,
+        })
+        .collect()
 }
 
 fn valid_name(field: &str, v: &str) -> ApiResult<()> {
     let ok = !v.is_empty()
         && v.len() <= 63
-        && v.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && v.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !v.starts_with('-')
         && !v.ends_with('-');
     if ok {
@@ -307,7 +318,13 @@ fn new_services(graph: &Graph) -> Vec<NewService> {
         .iter()
         .map(|s| {
             let r = s.resources();
-            let min = s.deployment.intent.scaling.as_ref().map(|sc| sc.min_replicas).unwrap_or(1);
+            let min = s
+                .deployment
+                .intent
+                .scaling
+                .as_ref()
+                .map(|sc| sc.min_replicas)
+                .unwrap_or(1);
             NewService {
                 name: s.id.clone(),
                 conditional: s.is_conditional(),
@@ -322,17 +339,30 @@ fn new_services(graph: &Graph) -> Vec<NewService> {
 
 impl SmoApi {
     async fn parse_descriptor(&self, body: Vec<u8>) -> ApiResult<hdag::Parsed> {
-        let _slot = self.parse_slots.acquire().await.map_err(|_| ApiError::unavailable("shutting down"))?;
+        let _slot = self
+            .parse_slots
+            .acquire()
+            .await
+            .map_err(|_| ApiError::unavailable("shutting down"))?;
         let parsed = tokio::task::spawn_blocking(move || hdag::parse(&body))
             .await
             .map_err(|e| ApiError::bad_request(format!("descriptor parser failed: {e}")))?;
         parsed.map_err(|e| match e {
             DescriptorError::TooLarge { .. } => ApiError::too_large(e.to_string()),
-            _ => ApiError::invalid(format!("the descriptor is invalid: {}", first_line(&e.to_string())), problems_of(&e)),
+            _ => ApiError::invalid(
+                format!("the descriptor is invalid: {}", first_line(&e.to_string())),
+                problems_of(&e),
+            ),
         })
     }
 
-    async fn accept<A: JobArgs>(&self, graph: &str, args: A, warnings: Vec<ProblemItem>, tx: &mut sqlx::PgConnection) -> ApiResult<JobAccepted> {
+    async fn accept<A: JobArgs>(
+        &self,
+        graph: &str,
+        args: A,
+        warnings: Vec<ProblemItem>,
+        tx: &mut sqlx::PgConnection,
+    ) -> ApiResult<JobAccepted> {
         let e = jobs::enqueue_for_graph(tx, &self.queue, graph, &args).await?;
         Ok(JobAccepted {
             job_id: e.id,
@@ -348,14 +378,41 @@ impl SmoApi {
         let mut tx = self.pool.begin().await?;
         let g = store::set_desired(&mut tx, name, desired, self.queue.now()).await?;
         let accepted = match desired {
-            Desired::Running => self.accept(name, StartJob { graph: name.into() }, vec![], &mut tx).await?,
+            Desired::Running => {
+                self.accept(name, StartJob { graph: name.into() }, vec![], &mut tx)
+                    .await?
+            }
             Desired::Stopped => {
-                store::set_status(&mut tx, g.id, store::status::STOPPING, None, self.queue.now()).await?;
-                self.accept(name, StopJob { graph: name.into() }, vec![], &mut tx).await?
+                store::set_status(
+                    &mut tx,
+                    g.id,
+                    store::status::STOPPING,
+                    None,
+                    self.queue.now(),
+                )
+                .await?;
+                self.accept(name, StopJob { graph: name.into() }, vec![], &mut tx)
+                    .await?
             }
             Desired::Removed => {
-                store::set_status(&mut tx, g.id, store::status::REMOVING, None, self.queue.now()).await?;
-                self.accept(name, RemoveJob { graph: name.into(), project: g.project.clone() }, vec![], &mut tx).await?
+                store::set_status(
+                    &mut tx,
+                    g.id,
+                    store::status::REMOVING,
+                    None,
+                    self.queue.now(),
+                )
+                .await?;
+                self.accept(
+                    name,
+                    RemoveJob {
+                        graph: name.into(),
+                        project: g.project.clone(),
+                    },
+                    vec![],
+                    &mut tx,
+                )
+                .await?
             }
         };
         tx.commit().await?;
@@ -381,18 +438,45 @@ impl SmoApi {
                 gpu: s.gpu,
             })
             .collect();
-        let plan = jobs::plan_placement(&graph, &services, &clusters, &BTreeMap::new(), false).map_err(|e| {
-            ApiError::invalid(format!("placement: {e}"), vec![ProblemItem { path: "placement".into(), message: e.to_string() }])
-        })?;
-        let replicas = services.iter().map(|s| (s.name.clone(), s.replicas)).collect();
-        let objects = manifests::render(&RenderInput { graph: &graph, project, placement: &plan.placement, replicas: &replicas });
+        let plan = jobs::plan_placement(&graph, &services, &clusters, &BTreeMap::new(), false)
+            .map_err(|e| {
+                ApiError::invalid(
+                    format!("placement: {e}"),
+                    vec![ProblemItem {
+                        path: "placement".into(),
+                        message: e.to_string(),
+                    }],
+                )
+            })?;
+        let replicas = services
+            .iter()
+            .map(|s| (s.name.clone(), s.replicas))
+            .collect();
+        let objects = manifests::render(&RenderInput {
+            graph: &graph,
+            project,
+            placement: &plan.placement,
+            replicas: &replicas,
+        });
         Ok(DryRun {
             graph: graph.id.clone(),
             placement: plan.placement,
             solution: serde_json::to_value(&plan.solution).unwrap_or_default(),
             objects,
-            helm_services: graph.services.iter().filter(|s| !manifests::is_native(s)).map(|s| s.id.clone()).collect(),
-            warnings: parsed.warnings.into_iter().map(|p| ProblemItem { path: p.path, message: p.message }).collect(),
+            helm_services: graph
+                .services
+                .iter()
+                .filter(|s| !manifests::is_native(s))
+                .map(|s| s.id.clone())
+                .collect(),
+            warnings: parsed
+                .warnings
+                .into_iter()
+                .map(|p| ProblemItem {
+                    path: p.path,
+                    message: p.message,
+                })
+                .collect(),
         })
     }
 }
@@ -412,7 +496,12 @@ impl SmoApi {
     /// Readiness: the database answers within a second.
     #[oai(path = "/readyz", method = "get")]
     async fn readyz(&self) -> Ready {
-        match tokio::time::timeout(Duration::from_secs(1), sqlx::query("SELECT 1").execute(&self.pool)).await {
+        match tokio::time::timeout(
+            Duration::from_secs(1),
+            sqlx::query("SELECT 1").execute(&self.pool),
+        )
+        .await
+        {
             Ok(Ok(_)) => Ready::Ok(PlainText("ready".into())),
             Ok(Err(e)) => Ready::Unavailable(PlainText(format!("database: {e}"))),
             Err(_) => Ready::Unavailable(PlainText("database: timed out".into())),
@@ -474,9 +563,15 @@ impl SmoApi {
     /// transaction (202). Re-posting a graph is an upgrade. `?dry_run=true` returns the placement
     /// and the objects that would be applied, storing nothing.
     #[oai(path = "/project/:project/graphs", method = "post")]
-    async fn deploy(&self, project: Path<String>, dry_run: Query<Option<bool>>, body: Binary<Vec<u8>>) -> ApiResult<DeployResponse> {
+    async fn deploy(
+        &self,
+        project: Path<String>,
+        dry_run: Query<Option<bool>>,
+        body: Binary<Vec<u8>>,
+    ) -> ApiResult<DeployResponse> {
         valid_name("project", &project.0)?;
-        if let Ok(serde_json::Value::Object(m)) = serde_json::from_slice::<serde_json::Value>(&body.0)
+        if let Ok(serde_json::Value::Object(m)) =
+            serde_json::from_slice::<serde_json::Value>(&body.0)
             && m.contains_key("artifact")
             && !m.contains_key("hdaGraph")
         {
@@ -487,16 +582,43 @@ impl SmoApi {
         let source = String::from_utf8_lossy(&body.0).into_owned();
         let parsed = self.parse_descriptor(body.0).await?;
         if dry_run.0.unwrap_or(false) {
-            return Ok(DeployResponse::DryRun(Json(self.dry_run(parsed, &project.0).await?)));
+            return Ok(DeployResponse::DryRun(Json(
+                self.dry_run(parsed, &project.0).await?,
+            )));
         }
         let graph = &parsed.graph;
-        let warnings: Vec<ProblemItem> =
-            parsed.warnings.iter().map(|p| ProblemItem { path: p.path.clone(), message: p.message.clone() }).collect();
-        let descriptor = serde_json::to_value(graph).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let warnings: Vec<ProblemItem> = parsed
+            .warnings
+            .iter()
+            .map(|p| ProblemItem {
+                path: p.path.clone(),
+                message: p.message.clone(),
+            })
+            .collect();
+        let descriptor =
+            serde_json::to_value(graph).map_err(|e| ApiError::bad_request(e.to_string()))?;
         let mut tx = self.pool.begin().await?;
-        store::upsert_graph(&mut tx, &project.0, &graph.id, &graph.version, &descriptor, &source, &new_services(graph), self.queue.now())
+        store::upsert_graph(
+            &mut tx,
+            &project.0,
+            &graph.id,
+            &graph.version,
+            &descriptor,
+            &source,
+            &new_services(graph),
+            self.queue.now(),
+        )
+        .await?;
+        let accepted = self
+            .accept(
+                &graph.id,
+                DeployJob {
+                    graph: graph.id.clone(),
+                },
+                warnings,
+                &mut tx,
+            )
             .await?;
-        let accepted = self.accept(&graph.id, DeployJob { graph: graph.id.clone() }, warnings, &mut tx).await?;
         tx.commit().await?;
         Ok(DeployResponse::Accepted(Json(accepted)))
     }
@@ -515,7 +637,13 @@ impl SmoApi {
                     artifact: graph
                         .as_ref()
                         .and_then(|gr| gr.service(&s.name))
-                        .map(|sv| if manifests::is_native(sv) { "image" } else { "helm" })
+                        .map(|sv| {
+                            if manifests::is_native(sv) {
+                                "image"
+                            } else {
+                                "helm"
+                            }
+                        })
                         .unwrap_or("unknown")
                         .into(),
                     name: s.name,
@@ -569,35 +697,72 @@ impl SmoApi {
         let mut tx = self.pool.begin().await?;
         let g = store::get_graph(&mut tx, &name.0).await?;
         if g.desired != Desired::Running.as_str() {
-            return Err(ApiError::conflict(format!("graph {} is {}; only running graphs are re-placed", g.name, g.desired)));
+            return Err(ApiError::conflict(format!(
+                "graph {} is {}; only running graphs are re-placed",
+                g.name, g.desired
+            )));
         }
-        let a = self.accept(&g.name, RePlaceJob { graph: g.name.clone() }, vec![], &mut tx).await?;
+        let a = self
+            .accept(
+                &g.name,
+                RePlaceJob {
+                    graph: g.name.clone(),
+                },
+                vec![],
+                &mut tx,
+            )
+            .await?;
         tx.commit().await?;
         Ok(Accepted::Accepted(Json(a)))
     }
 
     /// The jobs of a graph, newest first.
     #[oai(path = "/graphs/:name/jobs", method = "get")]
-    async fn graph_jobs(&self, name: Path<String>, limit: Query<Option<i64>>) -> ApiResult<Json<Vec<JobView>>> {
-        let ids = store::graph_job_ids(&self.pool, &name.0, limit.0.unwrap_or(20).clamp(1, 1000)).await?;
+    async fn graph_jobs(
+        &self,
+        name: Path<String>,
+        limit: Query<Option<i64>>,
+    ) -> ApiResult<Json<Vec<JobView>>> {
+        let ids =
+            store::graph_job_ids(&self.pool, &name.0, limit.0.unwrap_or(20).clamp(1, 1000)).await?;
         if ids.is_empty() {
             let mut conn = self.pool.acquire().await?;
             store::get_graph(&mut conn, &name.0).await?;
         }
-        Ok(Json(self.queue.get_many(&ids).await?.into_iter().map(JobView::from).collect()))
+        Ok(Json(
+            self.queue
+                .get_many(&ids)
+                .await?
+                .into_iter()
+                .map(JobView::from)
+                .collect(),
+        ))
     }
 
     /// The decision log of a graph (placement, deploy, scaling …), newest first. Kept after removal.
     #[oai(path = "/graphs/:name/history", method = "get")]
-    async fn history(&self, name: Path<String>, limit: Query<Option<i64>>) -> ApiResult<Json<Vec<DecisionView>>> {
-        let rows = store::decisions(&self.pool, &name.0, limit.0.unwrap_or(50).clamp(1, 10_000)).await?;
+    async fn history(
+        &self,
+        name: Path<String>,
+        limit: Query<Option<i64>>,
+    ) -> ApiResult<Json<Vec<DecisionView>>> {
+        let rows =
+            store::decisions(&self.pool, &name.0, limit.0.unwrap_or(50).clamp(1, 10_000)).await?;
         if rows.is_empty() {
             let mut conn = self.pool.acquire().await?;
             store::get_graph(&mut conn, &name.0).await?;
         }
         Ok(Json(
             rows.into_iter()
-                .map(|d| DecisionView { id: d.id, kind: d.kind, job_id: d.job_id, message: d.message, inputs: d.inputs, outcome: d.outcome, at: d.at })
+                .map(|d| DecisionView {
+                    id: d.id,
+                    kind: d.kind,
+                    job_id: d.job_id,
+                    message: d.message,
+                    inputs: d.inputs,
+                    outcome: d.outcome,
+                    at: d.at,
+                })
                 .collect(),
         ))
     }
@@ -605,7 +770,8 @@ impl SmoApi {
     /// A job: state, attempts, errors, timings.
     #[oai(path = "/jobs/:id", method = "get")]
     async fn job(&self, id: Path<String>) -> ApiResult<Json<JobView>> {
-        let id = Uuid::parse_str(&id.0).map_err(|e| ApiError::bad_request(format!("job id {:?}: {e}", id.0)))?;
+        let id = Uuid::parse_str(&id.0)
+            .map_err(|e| ApiError::bad_request(format!("job id {:?}: {e}", id.0)))?;
         Ok(Json(self.queue.get(id).await?.into()))
     }
 }
@@ -633,7 +799,7 @@ pub fn api_service(pool: PgPool) -> OpenApiService<SmoApi, ()> {
         .server("/")
 }
 
-/// The OpenAPI document as YAML (what `api/openapi.yaml` holds).
+/// The OpenAPI document as YAML (what `api/openapi.yaml` holds). Needs a Tokio runtime.
 pub fn openapi_yaml() -> String {
     let pool = sqlx::postgres::PgPoolOptions::new()
         .connect_lazy("postgres://localhost/unused")
@@ -659,7 +825,10 @@ async fn problem_for(err: poem::Error) -> Response {
         "status": status.as_u16(),
         "detail": err.to_string(),
     });
-    Response::builder().status(status).content_type("application/problem+json").body(body.to_string())
+    Response::builder()
+        .status(status)
+        .content_type("application/problem+json")
+        .body(body.to_string())
 }
 
 /// The whole HTTP application: API, Swagger UI at /ui and /docs, the spec at /openapi.yaml,

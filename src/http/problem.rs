@@ -57,8 +57,20 @@ pub enum ApiError {
     Unavailable(Json<Problem>),
 }
 
-fn doc(kind: &str, title: &str, status: u16, detail: String, problems: Option<Vec<ProblemItem>>) -> Json<Problem> {
-    Json(Problem { kind: format!("urn:smo:problem:{kind}"), title: title.into(), status, detail, problems })
+fn doc(
+    kind: &str,
+    title: &str,
+    status: u16,
+    detail: String,
+    problems: Option<Vec<ProblemItem>>,
+) -> Json<Problem> {
+    Json(Problem {
+        kind: format!("urn:smo:problem:{kind}"),
+        title: title.into(),
+        status,
+        detail,
+        problems,
+    })
 }
 
 impl ApiError {
@@ -86,19 +98,43 @@ impl ApiError {
     }
     /// 413.
     pub fn too_large(detail: impl Into<String>) -> Self {
-        Self::TooLarge(doc("too-large", "Payload too large", 413, detail.into(), None))
+        Self::TooLarge(doc(
+            "too-large",
+            "Payload too large",
+            413,
+            detail.into(),
+            None,
+        ))
     }
     /// 422 with every problem.
     pub fn invalid(detail: impl Into<String>, problems: Vec<ProblemItem>) -> Self {
-        Self::Invalid(doc("invalid-descriptor", "Invalid input", 422, detail.into(), Some(problems)))
+        Self::Invalid(doc(
+            "invalid-descriptor",
+            "Invalid input",
+            422,
+            detail.into(),
+            Some(problems),
+        ))
     }
     /// 501.
     pub fn not_implemented(detail: impl Into<String>) -> Self {
-        Self::NotImplemented(doc("not-implemented", "Not implemented", 501, detail.into(), None))
+        Self::NotImplemented(doc(
+            "not-implemented",
+            "Not implemented",
+            501,
+            detail.into(),
+            None,
+        ))
     }
     /// 503.
     pub fn unavailable(detail: impl Into<String>) -> Self {
-        Self::Unavailable(doc("unavailable", "Service unavailable", 503, detail.into(), None))
+        Self::Unavailable(doc(
+            "unavailable",
+            "Service unavailable",
+            503,
+            detail.into(),
+            None,
+        ))
     }
 }
 

@@ -24,18 +24,25 @@ use crate::{
 const MIB: f64 = 1024.0 * 1024.0;
 
 fn fed(e: FederationError) -> JobError {
-    if e.is_transient() { JobError::Transient(e.to_string()) } else { JobError::Permanent(e.to_string()) }
+    if e.is_transient() {
+        JobError::Transient(e.to_string())
+    } else {
+        JobError::Permanent(e.to_string())
+    }
 }
 
 async fn lock_graph(app: &App, name: &str) -> Result<Transaction<'static, Postgres>, JobError> {
     let mut tx = app.pool.begin().await.map_err(db)?;
-    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext('smo.graph'), hashtext($1))")
-        .bind(name)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db)?;
+    let locked: bool =
+        sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext('smo.graph'), hashtext($1))")
+            .bind(name)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
     if !locked {
-        return Err(JobError::Transient(format!("graph {name} is busy with another job")));
+        return Err(JobError::Transient(format!(
+            "graph {name} is busy with another job"
+        )));
     }
     Ok(tx)
 }
@@ -59,12 +66,23 @@ pub fn plan_placement(
     current: &BTreeMap<String, String>,
     force: bool,
 ) -> Result<PlacementPlan, placement::PlacementError> {
-    let wanted: Vec<&ServiceRecord> = services.iter().filter(|s| !s.conditional || s.status != "Pending").collect();
+    let wanted: Vec<&ServiceRecord> = services
+        .iter()
+        .filter(|s| !s.conditional || s.status != "Pending")
+        .collect();
     let usable = |c: &str| clusters.iter().any(|k| k.name == c && k.ready);
-    let all_kept = wanted.iter().all(|s| current.get(&s.name).is_some_and(|c| usable(c)));
+    let all_kept = wanted
+        .iter()
+        .all(|s| current.get(&s.name).is_some_and(|c| usable(c)));
     if all_kept && !force {
-        let placement = wanted.iter().map(|s| (s.name.clone(), current[&s.name].clone())).collect();
-        return Ok(PlacementPlan { placement, solution: None });
+        let placement = wanted
+            .iter()
+            .map(|s| (s.name.clone(), current[&s.name].clone()))
+            .collect();
+        return Ok(PlacementPlan {
+            placement,
+            solution: None,
+        });
     }
     let problem = Problem {
         clusters: clusters
@@ -106,7 +124,9 @@ pub fn plan_placement(
             .collect(),
         current: current
             .iter()
-            .filter(|(s, c)| wanted.iter().any(|w| &w.name == *s) && clusters.iter().any(|k| &k.name == *c))
+            .filter(|(s, c)| {
+                wanted.iter().any(|w| &w.name == *s) && clusters.iter().any(|k| &k.name == *c)
+            })
             .map(|(s, c)| (s.clone(), CurrentPlacement::One(c.clone())))
             .collect(),
         weights: Default::default(),
@@ -123,9 +143,16 @@ pub fn plan_placement(
     };
     let placement = wanted
         .iter()
-        .filter_map(|s| solution.cluster_of(&s.name).map(|c| (s.name.clone(), c.to_string())))
+        .filter_map(|s| {
+            solution
+                .cluster_of(&s.name)
+                .map(|c| (s.name.clone(), c.to_string()))
+        })
         .collect();
-    Ok(PlacementPlan { placement, solution: Some(solution) })
+    Ok(PlacementPlan {
+        placement,
+        solution: Some(solution),
+    })
 }
 
 async fn decision(
@@ -137,16 +164,32 @@ async fn decision(
     inputs: serde_json::Value,
     outcome: serde_json::Value,
 ) -> Result<(), JobError> {
-    store::add_decision(conn, &g.name, &g.project, kind, Some(ctx.id), message, inputs, outcome, ctx.queue.now())
-        .await
-        .map_err(db)
+    store::add_decision(
+        conn,
+        &g.name,
+        &g.project,
+        kind,
+        Some(ctx.id),
+        message,
+        inputs,
+        outcome,
+        ctx.queue.now(),
+    )
+    .await
+    .map_err(db)
 }
 
 /// Refreshes the cluster table from Karmada.
 pub async fn cluster_sync(app: &App, ctx: &JobContext) -> Result<Vec<ClusterRecord>, JobError> {
-    let clusters = app.federation()?.clusters(ctx.queue.now()).await.map_err(fed)?;
+    let clusters = app
+        .federation()?
+        .clusters(ctx.queue.now())
+        .await
+        .map_err(fed)?;
     let mut conn = app.pool.acquire().await.map_err(db)?;
-    store::replace_clusters(&mut conn, &clusters).await.map_err(db)?;
+    store::replace_clusters(&mut conn, &clusters)
+        .await
+        .map_err(db)?;
     Ok(clusters)
 }
 
@@ -191,11 +234,25 @@ async fn finish(
             let last = ctx.attempt >= ctx.max_attempts;
             if e.is_permanent() || last {
                 let mut conn = app.pool.acquire().await.map_err(db)?;
-                store::set_status(&mut conn, g.id, status::FAILED, Some(&e.to_string()), ctx.queue.now())
-                    .await
-                    .map_err(db)?;
-                decision(&mut conn, g, "deploy", ctx, &format!("failed: {e}"), json!({}), json!({"error": e.to_string()}))
-                    .await?;
+                store::set_status(
+                    &mut conn,
+                    g.id,
+                    status::FAILED,
+                    Some(&e.to_string()),
+                    ctx.queue.now(),
+                )
+                .await
+                .map_err(db)?;
+                decision(
+                    &mut conn,
+                    g,
+                    "deploy",
+                    ctx,
+                    &format!("failed: {e}"),
+                    json!({}),
+                    json!({"error": e.to_string()}),
+                )
+                .await?;
             }
             Err(e)
         }
@@ -213,19 +270,31 @@ async fn deploy_locked(
     let federation = app.federation()?;
     {
         let mut conn = app.pool.acquire().await.map_err(db)?;
-        store::set_status(&mut conn, g.id, status::DEPLOYING, None, now).await.map_err(db)?;
+        store::set_status(&mut conn, g.id, status::DEPLOYING, None, now)
+            .await
+            .map_err(db)?;
     }
-    let graph: Graph = serde_json::from_value(g.descriptor.clone())
-        .map_err(|e| JobError::Permanent(format!("stored descriptor of {} does not load: {e}", g.name)))?;
+    let graph: Graph = serde_json::from_value(g.descriptor.clone()).map_err(|e| {
+        JobError::Permanent(format!(
+            "stored descriptor of {} does not load: {e}",
+            g.name
+        ))
+    })?;
     // Fresh capacities for every decision: placement on stale numbers is how clusters overflow.
     let clusters = cluster_sync(app, ctx).await?;
     let services = store::services(tx, g.id).await.map_err(db)?;
-    let current: BTreeMap<String, String> = serde_json::from_value(g.placement.clone()).unwrap_or_default();
+    let current: BTreeMap<String, String> =
+        serde_json::from_value(g.placement.clone()).unwrap_or_default();
 
     let plan = plan_placement(&graph, &services, &clusters, &current, force)
         .map_err(|e| JobError::Permanent(format!("placement: {e}")))?;
     if let Some(sol) = &plan.solution {
-        let moved: Vec<&String> = plan.placement.iter().filter(|(s, c)| current.get(*s) != Some(c)).map(|(s, _)| s).collect();
+        let moved: Vec<&String> = plan
+            .placement
+            .iter()
+            .filter(|(s, c)| current.get(*s) != Some(c))
+            .map(|(s, _)| s)
+            .collect();
         decision(
             tx,
             g,
@@ -235,7 +304,11 @@ async fn deploy_locked(
                 "placed {} services ({} moved), {}",
                 plan.placement.len(),
                 moved.len(),
-                if sol.status.is_optimal() { "proven optimal" } else { "not proven optimal" }
+                if sol.status.is_optimal() {
+                    "proven optimal"
+                } else {
+                    "not proven optimal"
+                }
             ),
             json!({ "current": current, "clusters": clusters, "force": force }),
             serde_json::to_value(sol).unwrap_or_default(),
@@ -245,12 +318,22 @@ async fn deploy_locked(
 
     // Services that moved away from a cluster are re-applied below with their new cluster (same
     // object names), so Karmada moves them; nothing is duplicated.
-    let replicas: BTreeMap<String, i32> = services.iter().map(|s| (s.name.clone(), s.replicas.max(1))).collect();
-    let input = RenderInput { graph: &graph, project: &g.project, placement: &plan.placement, replicas: &replicas };
+    let replicas: BTreeMap<String, i32> = services
+        .iter()
+        .map(|s| (s.name.clone(), s.replicas.max(1)))
+        .collect();
+    let input = RenderInput {
+        graph: &graph,
+        project: &g.project,
+        placement: &plan.placement,
+        replicas: &replicas,
+    };
     let mut applied = 0;
     let mut skipped = Vec::new();
     for service in graph.deploy_order() {
-        let Some(cluster) = plan.placement.get(&service.id) else { continue };
+        let Some(cluster) = plan.placement.get(&service.id) else {
+            continue;
+        };
         if !manifests::is_native(service) {
             skipped.push(service.id.clone());
             continue;
@@ -264,32 +347,58 @@ async fn deploy_locked(
         }
     }
     for service in graph.services.iter() {
-        let Some(_) = plan.placement.get(&service.id) else { continue };
+        let Some(_) = plan.placement.get(&service.id) else {
+            continue;
+        };
         if manifests::is_native(service) {
             let name = manifests::object_name(&graph.id, &service.id);
-            let observed = federation.deployment_replicas(&g.project, &name).await.map_err(fed)?;
+            let observed = federation
+                .deployment_replicas(&g.project, &name)
+                .await
+                .map_err(fed)?;
             let st = match observed {
                 Some((want, ready)) if ready >= want => "Running",
                 Some(_) => "Deployed",
                 None => "Pending",
             };
-            store::set_service_status(tx, g.id, &service.id, st, observed, now).await.map_err(db)?;
+            store::set_service_status(tx, g.id, &service.id, st, observed, now)
+                .await
+                .map_err(db)?;
         }
     }
-    store::set_placement(tx, g.id, &plan.placement, now).await.map_err(db)?;
+    store::set_placement(tx, g.id, &plan.placement, now)
+        .await
+        .map_err(db)?;
     let message = if skipped.is_empty() {
-        format!("applied {applied} objects for {} services", plan.placement.len())
+        format!(
+            "applied {applied} objects for {} services",
+            plan.placement.len()
+        )
     } else {
         format!(
             "applied {applied} objects; Helm-chart services {} wait for the Helm runner",
             skipped.join(", ")
         )
     };
-    store::set_status(tx, g.id, status::RUNNING, (!skipped.is_empty()).then_some(message.as_str()), now)
-        .await
-        .map_err(db)?;
-    decision(tx, g, if force { "re-place" } else { "deploy" }, ctx, &message, json!({ "placement": plan.placement }), json!({ "applied": applied }))
-        .await
+    store::set_status(
+        tx,
+        g.id,
+        status::RUNNING,
+        (!skipped.is_empty()).then_some(message.as_str()),
+        now,
+    )
+    .await
+    .map_err(db)?;
+    decision(
+        tx,
+        g,
+        if force { "re-place" } else { "deploy" },
+        ctx,
+        &message,
+        json!({ "placement": plan.placement }),
+        json!({ "applied": applied }),
+    )
+    .await
 }
 
 /// Stop: delete the workloads, keep the graph.
@@ -302,18 +411,46 @@ pub async fn stop(app: &App, name: &str, ctx: &JobContext) -> Result<(), JobErro
         return Ok(());
     }
     let now = ctx.queue.now();
-    let deleted = app.federation()?.delete_labelled(&g.project, &g.name, None).await.map_err(fed)?;
+    let deleted = app
+        .federation()?
+        .delete_labelled(&g.project, &g.name, None)
+        .await
+        .map_err(fed)?;
     for s in store::services(&mut tx, g.id).await.map_err(db)? {
-        store::set_service_status(&mut tx, g.id, &s.name, "Stopped", Some((s.replicas, 0)), now).await.map_err(db)?;
+        store::set_service_status(
+            &mut tx,
+            g.id,
+            &s.name,
+            "Stopped",
+            Some((s.replicas, 0)),
+            now,
+        )
+        .await
+        .map_err(db)?;
     }
-    store::set_status(&mut tx, g.id, status::STOPPED, None, now).await.map_err(db)?;
-    decision(&mut tx, &g, "stop", ctx, &format!("deleted {deleted} objects"), json!({}), json!({"deleted": deleted}))
-        .await?;
+    store::set_status(&mut tx, g.id, status::STOPPED, None, now)
+        .await
+        .map_err(db)?;
+    decision(
+        &mut tx,
+        &g,
+        "stop",
+        ctx,
+        &format!("deleted {deleted} objects"),
+        json!({}),
+        json!({"deleted": deleted}),
+    )
+    .await?;
     tx.commit().await.map_err(db)
 }
 
 /// Remove: delete every object of the graph, then its records (decisions stay as history).
-pub async fn remove(app: &App, name: &str, project: &str, ctx: &JobContext) -> Result<(), JobError> {
+pub async fn remove(
+    app: &App,
+    name: &str,
+    project: &str,
+    ctx: &JobContext,
+) -> Result<(), JobError> {
     let mut tx = lock_graph(app, name).await?;
     let g = store::find_graph(&mut tx, name).await.map_err(db)?;
     if let Some(g) = &g
@@ -321,7 +458,11 @@ pub async fn remove(app: &App, name: &str, project: &str, ctx: &JobContext) -> R
     {
         return Ok(()); // re-uploaded after the removal was asked: the newer intent wins
     }
-    let deleted = app.federation()?.delete_labelled(project, name, None).await.map_err(fed)?;
+    let deleted = app
+        .federation()?
+        .delete_labelled(project, name, None)
+        .await
+        .map_err(fed)?;
     if let Some(g) = g {
         store::delete_graph(&mut tx, g.id).await.map_err(db)?;
     }

@@ -121,7 +121,14 @@ pub async fn enqueue_for_graph<A: JobArgs>(
 /// The registry of smo's kinds, bound to `app`.
 pub fn registry(app: App) -> Registry {
     let app = Arc::new(app);
-    let (a1, a2, a3, a4, a5, a6) = (app.clone(), app.clone(), app.clone(), app.clone(), app.clone(), app);
+    let (a1, a2, a3, a4, a5, a6) = (
+        app.clone(),
+        app.clone(),
+        app.clone(),
+        app.clone(),
+        app.clone(),
+        app,
+    );
     Registry::new()
         .register(move |j: DeployJob, ctx: JobContext| {
             let app = a1.clone();

@@ -17,7 +17,9 @@ pub enum StoreError {
     #[error("graph {0:?} not found")]
     GraphNotFound(String),
     /// A graph of that name belongs to another project.
-    #[error("graph {name:?} already exists in project {project:?}; graph names are unique across projects")]
+    #[error(
+        "graph {name:?} already exists in project {project:?}; graph names are unique across projects"
+    )]
     NameTaken {
         /// Graph name.
         name: String,
@@ -209,11 +211,13 @@ pub async fn upsert_graph(
     services: &[NewService],
     now: DateTime<Utc>,
 ) -> Result<(GraphRecord, bool), StoreError> {
-    sqlx::query("INSERT INTO smo.projects (name, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-        .bind(project)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(
+        "INSERT INTO smo.projects (name, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    )
+    .bind(project)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
     let existing: Option<(Uuid, String, String)> =
         sqlx::query_as("SELECT id, project, desired FROM smo.graphs WHERE name = $1 FOR UPDATE")
             .bind(name)
@@ -221,9 +225,14 @@ pub async fn upsert_graph(
             .await?;
     let (id, created) = match existing {
         Some((_, p, _)) if p != project => {
-            return Err(StoreError::NameTaken { name: name.into(), project: p });
+            return Err(StoreError::NameTaken {
+                name: name.into(),
+                project: p,
+            });
         }
-        Some((_, _, d)) if d == Desired::Removed.as_str() => return Err(StoreError::Removing(name.into())),
+        Some((_, _, d)) if d == Desired::Removed.as_str() => {
+            return Err(StoreError::Removing(name.into()));
+        }
         Some((id, _, _)) => {
             sqlx::query(
                 "UPDATE smo.graphs SET version = $2, revision = revision + 1, descriptor = $3, source = $4,
@@ -289,21 +298,31 @@ pub async fn upsert_graph(
 
 /// One graph by name.
 pub async fn get_graph(conn: &mut PgConnection, name: &str) -> Result<GraphRecord, StoreError> {
-    find_graph(conn, name).await?.ok_or_else(|| StoreError::GraphNotFound(name.into()))
+    find_graph(conn, name)
+        .await?
+        .ok_or_else(|| StoreError::GraphNotFound(name.into()))
 }
 
 /// One graph by name, if it exists.
-pub async fn find_graph(conn: &mut PgConnection, name: &str) -> Result<Option<GraphRecord>, StoreError> {
-    Ok(sqlx::query_as::<_, GraphRecord>(sqlx::AssertSqlSafe(format!(
-        "SELECT {GRAPH_COLUMNS} FROM smo.graphs WHERE name = $1"
-    )))
-    .bind(name)
-    .fetch_optional(&mut *conn)
-    .await?)
+pub async fn find_graph(
+    conn: &mut PgConnection,
+    name: &str,
+) -> Result<Option<GraphRecord>, StoreError> {
+    Ok(
+        sqlx::query_as::<_, GraphRecord>(sqlx::AssertSqlSafe(format!(
+            "SELECT {GRAPH_COLUMNS} FROM smo.graphs WHERE name = $1"
+        )))
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await?,
+    )
 }
 
 /// Graphs, optionally of one project, by name.
-pub async fn list_graphs(pool: &PgPool, project: Option<&str>) -> Result<Vec<GraphRecord>, StoreError> {
+pub async fn list_graphs(
+    pool: &PgPool,
+    project: Option<&str>,
+) -> Result<Vec<GraphRecord>, StoreError> {
     Ok(sqlx::query_as::<_, GraphRecord>(sqlx::AssertSqlSafe(format!(
         "SELECT {GRAPH_COLUMNS} FROM smo.graphs WHERE $1::text IS NULL OR project = $1 ORDER BY project, name"
     )))
@@ -313,7 +332,10 @@ pub async fn list_graphs(pool: &PgPool, project: Option<&str>) -> Result<Vec<Gra
 }
 
 /// The services of a graph in descriptor order.
-pub async fn services(conn: &mut PgConnection, graph_id: Uuid) -> Result<Vec<ServiceRecord>, StoreError> {
+pub async fn services(
+    conn: &mut PgConnection,
+    graph_id: Uuid,
+) -> Result<Vec<ServiceRecord>, StoreError> {
     Ok(sqlx::query_as::<_, ServiceRecord>(
         "SELECT name, position, status, cluster, replicas, ready, conditional, cpu_millis, memory_bytes, gpu
            FROM smo.services WHERE graph_id = $1 ORDER BY position",
@@ -351,13 +373,15 @@ pub async fn set_status(
     message: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE smo.graphs SET status = $2, status_message = $3, updated_at = $4 WHERE id = $1")
-        .bind(graph_id)
-        .bind(status)
-        .bind(message)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(
+        "UPDATE smo.graphs SET status = $2, status_message = $3, updated_at = $4 WHERE id = $1",
+    )
+    .bind(graph_id)
+    .bind(status)
+    .bind(message)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
@@ -413,7 +437,10 @@ pub async fn set_service_status(
 
 /// Deletes a graph and its services (decisions and job links stay: they are history).
 pub async fn delete_graph(conn: &mut PgConnection, graph_id: Uuid) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM smo.graphs WHERE id = $1").bind(graph_id).execute(&mut *conn).await?;
+    sqlx::query("DELETE FROM smo.graphs WHERE id = $1")
+        .bind(graph_id)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
@@ -438,7 +465,11 @@ pub async fn record_job(
 }
 
 /// Ids of a graph's jobs, newest first.
-pub async fn graph_job_ids(pool: &PgPool, graph: &str, limit: i64) -> Result<Vec<Uuid>, StoreError> {
+pub async fn graph_job_ids(
+    pool: &PgPool,
+    graph: &str,
+    limit: i64,
+) -> Result<Vec<Uuid>, StoreError> {
     Ok(sqlx::query_scalar(
         "SELECT job_id FROM smo.graph_jobs WHERE graph = $1 ORDER BY created_at DESC, job_id DESC LIMIT $2",
     )
@@ -479,7 +510,11 @@ pub async fn add_decision(
 }
 
 /// A graph's decisions, newest first.
-pub async fn decisions(pool: &PgPool, graph: &str, limit: i64) -> Result<Vec<Decision>, StoreError> {
+pub async fn decisions(
+    pool: &PgPool,
+    graph: &str,
+    limit: i64,
+) -> Result<Vec<Decision>, StoreError> {
     Ok(sqlx::query_as::<_, Decision>(
         "SELECT id, graph, project, kind, job_id, message, inputs, outcome, at
            FROM smo.decisions WHERE graph = $1 ORDER BY id DESC LIMIT $2",
@@ -491,9 +526,15 @@ pub async fn decisions(pool: &PgPool, graph: &str, limit: i64) -> Result<Vec<Dec
 }
 
 /// Replaces the cluster table with what Karmada reported.
-pub async fn replace_clusters(conn: &mut PgConnection, clusters: &[ClusterRecord]) -> Result<(), StoreError> {
+pub async fn replace_clusters(
+    conn: &mut PgConnection,
+    clusters: &[ClusterRecord],
+) -> Result<(), StoreError> {
     let names: Vec<&str> = clusters.iter().map(|c| c.name.as_str()).collect();
-    sqlx::query("DELETE FROM smo.clusters WHERE NOT (name = ANY($1))").bind(&names).execute(&mut *conn).await?;
+    sqlx::query("DELETE FROM smo.clusters WHERE NOT (name = ANY($1))")
+        .bind(&names)
+        .execute(&mut *conn)
+        .await?;
     for c in clusters {
         sqlx::query(
             "INSERT INTO smo.clusters (name, ready, cpu_allocatable, cpu_free, memory_allocatable, memory_free,

@@ -5,12 +5,9 @@
 //! projects) check hand-written objects of the kinds smo writes. The shared directory lives
 //! outside this repository on purpose, so those cases skip, with a message, when it is absent.
 
-#[path = "support/crd.rs"]
-mod crd;
-
 use std::path::{Path, PathBuf};
 
-use crd::Crd;
+use crate::support::crd::{self, Crd};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 

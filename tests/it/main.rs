@@ -1,0 +1,6 @@
+//! smo's integration tests: one binary, so the crate (and HiGHS) is linked once.
+
+mod conformance;
+mod crd_validator;
+mod openapi;
+mod support;
