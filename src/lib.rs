@@ -12,6 +12,7 @@ pub mod hdag;
 pub mod placement;
 pub mod server;
 pub mod settings;
+pub mod sim;
 
 /// Installs the process-wide TLS provider (ring). kube, reqwest and sqlx all use rustls; with a
 /// provider installed up front none of them has to guess, and none panics at run time.
