@@ -6,6 +6,12 @@
 //! - [`settings`]   layered configuration shared by every binary
 //! - [`server`]     the long-running roles (api, worker, scheduler) over the job engine `smo-jobs`
 //! - [`cli`]        output, duration and connection helpers of the command lines
+//! - [`store`]      smo's tables: graphs, services, clusters, decisions
+//! - [`federation`] generated Karmada objects (pure) and the kube-rs client
+//! - [`jobs`]       smo's job kinds: deploy, start, stop, re-place, remove, cluster-sync
+//! - [`http`]       the REST API (poem-openapi), problem+json errors
+//! - [`client`]     a typed client of the REST API (the `smo` CLI uses it)
+//! - [`sim`]        the simulated Karmada federation (`smo sim`)
 
 pub mod cli;
 pub mod client;
@@ -16,6 +22,7 @@ pub mod jobs;
 pub mod placement;
 pub mod server;
 pub mod settings;
+pub mod sim;
 pub mod store;
 
 /// Installs the process-wide TLS provider (ring). kube, reqwest and sqlx all use rustls; with a

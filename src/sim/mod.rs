@@ -1,0 +1,438 @@
+//! `smo sim`: a simulated Karmada federation that speaks the Kubernetes REST API, so smo and its
+//! tests reach it through exactly the code paths they use against a real Karmada (a
+//! `kube::Client` on `http://127.0.0.1:PORT`, no auth), plus `/metrics` for Prometheus and the
+//! slice of Grafana's API smo uses.
+//!
+//! What it serves:
+//! - Kubernetes: `/version`, `/healthz`, discovery (`/api`, `/apis`, `/api/v1`, `/apis/{g}[/{v}]`);
+//!   `namespaces`, `services` (core v1); `deployments` (+`/scale`, `/status`, apps/v1);
+//!   `clusters` (cluster.karmada.io/v1alpha1); `propagationpolicies`, `overridepolicies`
+//!   (policy.karmada.io/v1alpha1); `serviceexports`, `serviceimports` (multicluster.x-k8s.io/v1alpha1);
+//!   `prometheusrules` (monitoring.coreos.com/v1). Verbs: list (label and field selectors, also
+//!   across namespaces), get, create, replace, patch (apply, merge, strategic-as-merge, JSON
+//!   patch), delete, deletecollection, and `/status` for every kind; `dryRun` honoured. No watch.
+//! - Admin: `GET /sim/state`, `GET /sim/placements`, `POST /sim/clusters` (add a [`SimCluster`]),
+//!   `POST /sim/clusters/{name}/ready {"ready": bool}`, `POST /sim/load {"service", "namespace", "rate"}`.
+//! - `GET /metrics`; Grafana: `POST /api/dashboards/db`, `GET|DELETE /api/dashboards/uid/{uid}`,
+//!   `GET /api/search`.
+//!
+//! Decisions (where a real Karmada is more complicated):
+//! - Server-side apply merges the applied object over the live one (objects recursively, lists
+//!   replaced, `null` deletes) and records one `managedFields` entry per manager; fields the same
+//!   manager applied before and omits now are removed. Lists are owned whole, there are no
+//!   ownership conflicts, and `force` is accepted and changes nothing. A write that changes
+//!   nothing keeps the resourceVersion.
+//! - Namespaced writes into a missing namespace get 404 NotFound for the namespace, as from a real
+//!   apiserver (smo must create namespaces); `auto_create_namespaces: true` creates them instead.
+//!   Deleting a namespace deletes its objects at once.
+//! - Scheduling follows Karmada: without `spec.placement.replicaScheduling` every selected cluster
+//!   runs `spec.replicas` (Duplicated); with it, the type defaults to Divided, which spreads
+//!   replicas evenly (or by static weights, by `dynamicWeight: AvailableReplicas`, or packed for
+//!   `Aggregated`). Only Ready clusters are selected. Replicas that do not fit stay unavailable
+//!   and count as `allocating` on their cluster, as pending pods do in Karmada's summary.
+//! - Main-resource writes never change `status`; the simulation owns Deployment and Cluster status.
+//! - Not simulated: watch, ClusterPropagationPolicy, the effect of OverridePolicies (stored only),
+//!   `clusterAffinities`, spread constraints, Helm's storage (Secrets).
+
+mod api;
+mod grafana;
+mod metrics;
+mod simulate;
+mod store;
+#[cfg(test)]
+mod tests;
+
+use std::{
+    collections::BTreeMap,
+    future::Future,
+    net::SocketAddr,
+    sync::{Arc, Mutex, PoisonError},
+    time::{Duration, Instant},
+};
+
+use poem::{Endpoint, Request, Response, http::StatusCode, listener::TcpAcceptor};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use self::{
+    grafana::Dashboards,
+    metrics::Traffic,
+    simulate::{ClusterState, Placement, cluster_object, reconcile},
+    store::{Res, Store},
+};
+
+/// The member clusters of a simulated federation and how the simulation behaves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct SimConfig {
+    /// Member clusters, registered as Karmada `Cluster` objects.
+    #[serde(default)]
+    pub clusters: Vec<SimCluster>,
+    /// Create a missing namespace on a namespaced write instead of answering 404.
+    #[serde(default)]
+    pub auto_create_namespaces: bool,
+    /// Requests per second every running service receives until `/sim/load` says otherwise.
+    #[serde(default = "default_rate")]
+    pub default_rate: f64,
+}
+
+fn default_rate() -> f64 {
+    5.0
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            clusters: Vec::new(),
+            auto_create_namespaces: false,
+            default_rate: default_rate(),
+        }
+    }
+}
+
+/// One simulated member cluster: its capacity, labels and readiness.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct SimCluster {
+    /// Cluster name (a DNS-1123 label of at most 48 characters, as Karmada requires).
+    pub name: String,
+    /// Allocatable CPU cores.
+    pub cpu: f64,
+    /// Allocatable memory: a Kubernetes quantity (`16Gi`) or a number of bytes.
+    #[serde(deserialize_with = "quantity_string")]
+    pub memory: String,
+    /// Allocatable `nvidia.com/gpu`.
+    #[serde(default)]
+    pub gpus: u32,
+    /// Labels of the Cluster object (placement can select on them).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Whether the Ready condition is True.
+    #[serde(default = "yes")]
+    pub ready: bool,
+    /// Nodes reported in `nodeSummary` (110 pods each).
+    #[serde(default = "one")]
+    pub nodes: u32,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn quantity_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Q {
+        Int(u64),
+        Float(f64),
+        Text(String),
+    }
+    Ok(match Q::deserialize(d)? {
+        Q::Int(n) => n.to_string(),
+        Q::Float(f) => f.to_string(),
+        Q::Text(s) => s,
+    })
+}
+
+/// Why a sim configuration was rejected.
+#[derive(Debug, thiserror::Error)]
+pub enum SimConfigError {
+    /// Not valid YAML/JSON for [`SimConfig`].
+    #[error("sim config: {0}")]
+    Parse(#[from] serde_norway::Error),
+    /// A cluster's values are out of range.
+    #[error("sim config: cluster {name:?}: {message}")]
+    Invalid {
+        /// The cluster.
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Two clusters share a name.
+    #[error("sim config: duplicate cluster name {0:?}")]
+    Duplicate(String),
+}
+
+impl SimCluster {
+    fn new(name: &str, cpu: f64, memory: &str, gpus: u32, labels: &[(&str, &str)]) -> Self {
+        SimCluster {
+            name: name.into(),
+            cpu,
+            memory: memory.into(),
+            gpus,
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ready: true,
+            nodes: 1,
+        }
+    }
+
+    /// Checks the name and that the capacities are non-negative quantities.
+    pub fn validate(&self) -> Result<(), SimConfigError> {
+        let invalid = |message: &str| SimConfigError::Invalid {
+            name: self.name.clone(),
+            message: message.into(),
+        };
+        let n = &self.name;
+        let label_ok = !n.is_empty()
+            && n.len() <= 48
+            && n.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !n.starts_with('-')
+            && !n.ends_with('-');
+        if !label_ok {
+            return Err(invalid(
+                "name must be a lowercase DNS-1123 label of at most 48 characters",
+            ));
+        }
+        if !self.cpu.is_finite() || self.cpu < 0.0 {
+            return Err(invalid("cpu must be a number of cores >= 0"));
+        }
+        if simulate::parse_quantity(&self.memory).is_none() {
+            return Err(invalid(
+                "memory must be a quantity such as 16Gi or a number of bytes",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl SimConfig {
+    /// Three clusters of different sizes, one with GPUs: enough to exercise placement.
+    pub fn demo() -> Self {
+        SimConfig {
+            clusters: vec![
+                SimCluster::new(
+                    "edge-a",
+                    8.0,
+                    "16Gi",
+                    0,
+                    &[("tier", "edge"), ("region", "eu-west")],
+                ),
+                SimCluster::new(
+                    "edge-b",
+                    16.0,
+                    "32Gi",
+                    0,
+                    &[("tier", "edge"), ("region", "eu-south")],
+                ),
+                SimCluster::new(
+                    "cloud-gpu",
+                    32.0,
+                    "64Gi",
+                    2,
+                    &[("tier", "cloud"), ("accelerator", "nvidia")],
+                ),
+            ],
+            ..SimConfig::default()
+        }
+    }
+
+    /// Parses YAML (or JSON) and validates it.
+    pub fn from_yaml(text: &str) -> Result<Self, SimConfigError> {
+        let c: SimConfig = serde_norway::from_str(text)?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Validates every cluster and the uniqueness of names.
+    pub fn validate(&self) -> Result<(), SimConfigError> {
+        let mut seen = std::collections::BTreeSet::new();
+        for c in &self.clusters {
+            c.validate()?;
+            if !seen.insert(c.name.as_str()) {
+                return Err(SimConfigError::Duplicate(c.name.clone()));
+            }
+        }
+        if !self.default_rate.is_finite() || self.default_rate < 0.0 {
+            return Err(SimConfigError::Invalid {
+                name: String::new(),
+                message: "default_rate must be >= 0".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Everything the simulation holds; one lock, so every request sees a consistent world.
+pub(crate) struct State {
+    store: Store,
+    clusters: BTreeMap<String, ClusterState>,
+    placements: BTreeMap<(String, String), Placement>,
+    traffic: Traffic,
+    dashboards: Dashboards,
+}
+
+/// A simulated federation. Cheap to clone: clones share the same state.
+#[derive(Clone)]
+pub struct Sim {
+    state: Arc<Mutex<State>>,
+}
+
+impl Sim {
+    /// Builds the federation: system namespaces, one `Cluster` per configured cluster, statuses
+    /// computed. Invalid clusters are skipped with a warning (call [`SimConfig::validate`] first
+    /// to refuse them instead).
+    pub fn new(config: SimConfig) -> Self {
+        let mut store = Store::default();
+        store.auto_create_namespaces = config.auto_create_namespaces;
+        for ns in [
+            "default",
+            "kube-system",
+            "kube-public",
+            "karmada-system",
+            "karmada-cluster",
+        ] {
+            let _ = store.create(
+                Res::Namespace,
+                "",
+                serde_json::json!({"metadata": {"name": ns}}),
+            );
+        }
+        let mut clusters = BTreeMap::new();
+        for c in &config.clusters {
+            if let Err(e) = c.validate() {
+                tracing::warn!("skipping simulated cluster: {e}");
+                continue;
+            }
+            if store.create(Res::Cluster, "", cluster_object(c)).is_ok() {
+                clusters.insert(c.name.clone(), ClusterState::from_config(c));
+            }
+        }
+        let rate = if config.default_rate.is_finite() {
+            config.default_rate.max(0.0)
+        } else {
+            default_rate()
+        };
+        let mut state = State {
+            store,
+            clusters,
+            placements: BTreeMap::new(),
+            traffic: Traffic::new(rate),
+            dashboards: Dashboards::default(),
+        };
+        reconcile(&mut state, Instant::now());
+        Sim {
+            state: Arc::new(Mutex::new(state)),
+        }
+    }
+
+    pub(crate) fn with_state<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        let mut guard = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&mut guard)
+    }
+
+    /// The HTTP endpoint serving every route of the simulation, to mount or serve as-is.
+    pub fn router(&self) -> impl Endpoint<Output = Response> + 'static {
+        let sim = self.clone();
+        poem::endpoint::make(move |req: Request| {
+            let sim = sim.clone();
+            async move { sim.respond(req).await }
+        })
+    }
+
+    async fn respond(&self, req: Request) -> Response {
+        let method = req.method().as_str().to_string();
+        let path = req.uri().path().to_string();
+        let query = req.uri().query().unwrap_or("").to_string();
+        let content_type = req
+            .headers()
+            .get(poem::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let body = req.into_body().into_vec().await.unwrap_or_default();
+        let r = self.with_state(|st| {
+            api::handle(
+                st,
+                &api::Req {
+                    method: &method,
+                    path: &path,
+                    query: &query,
+                    content_type: &content_type,
+                    body: &body,
+                },
+            )
+        });
+        tracing::debug!(%method, %path, status = r.status, "sim request");
+        Response::builder()
+            .status(StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+            .content_type(r.content_type)
+            .body(r.body)
+    }
+
+    /// Serves on `addr` (port 0 for any free port) in a background task of the current Tokio
+    /// runtime; returns the bound address and a handle that stops the server when dropped.
+    pub fn spawn_on(&self, addr: &str) -> std::io::Result<(SocketAddr, SimHandle)> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(std::io::Error::other)?;
+        let listener = std::net::TcpListener::bind(addr)?;
+        let local = listener.local_addr()?;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = runtime.spawn(serve(self.clone(), listener, async move {
+            let _ = rx.await;
+        }));
+        Ok((
+            local,
+            SimHandle {
+                shutdown: Some(tx),
+                task: Some(task),
+            },
+        ))
+    }
+}
+
+/// Serves `sim` on an already bound listener until `shutdown` completes.
+pub async fn serve(
+    sim: Sim,
+    listener: std::net::TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let acceptor = TcpAcceptor::from_std(listener)?;
+    poem::Server::new_with_acceptor(acceptor)
+        .run_with_graceful_shutdown(sim.router(), shutdown, Some(Duration::from_secs(2)))
+        .await
+}
+
+/// A running simulation server; dropping it stops the server.
+pub struct SimHandle {
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl SimHandle {
+    /// Stops the server and waits for it to finish.
+    pub async fn stop(mut self) -> std::io::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        match self.task.take() {
+            Some(task) => task.await.map_err(std::io::Error::other)?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A kubeconfig for the simulation at `url` (cluster, context and user `karmada-sim`, no
+/// credentials), so smo is pointed at the sim exactly as at a real Karmada.
+pub fn kubeconfig_yaml(url: &str) -> String {
+    let server = serde_json::Value::String(url.to_string());
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: karmada-sim\n  cluster:\n    server: {server}\n\
+         contexts:\n- name: karmada-sim\n  context:\n    cluster: karmada-sim\n    user: karmada-sim\n    namespace: default\n\
+         current-context: karmada-sim\nusers:\n- name: karmada-sim\n  user: {{}}\npreferences: {{}}\n"
+    )
+}

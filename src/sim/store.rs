@@ -1,0 +1,1347 @@
+//! The object store: what an apiserver keeps and how it writes (metadata bookkeeping,
+//! resourceVersion, optimistic concurrency, patches). Free of HTTP so it can be tested directly.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value, json};
+
+/// The kinds the simulated federation serves. A closed set: smo only talks to these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum Res {
+    Namespace,
+    Service,
+    Deployment,
+    Cluster,
+    PropagationPolicy,
+    OverridePolicy,
+    ServiceExport,
+    ServiceImport,
+    PrometheusRule,
+}
+
+/// Static facts of a kind, as discovery would report them.
+pub(crate) struct KindMeta {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub plural: &'static str,
+    pub singular: &'static str,
+    pub kind: &'static str,
+    pub namespaced: bool,
+}
+
+const fn meta(
+    group: &'static str,
+    version: &'static str,
+    plural: &'static str,
+    singular: &'static str,
+    kind: &'static str,
+    namespaced: bool,
+) -> KindMeta {
+    KindMeta {
+        group,
+        version,
+        plural,
+        singular,
+        kind,
+        namespaced,
+    }
+}
+
+const NAMESPACE: KindMeta = meta("", "v1", "namespaces", "namespace", "Namespace", false);
+const SERVICE: KindMeta = meta("", "v1", "services", "service", "Service", true);
+const DEPLOYMENT: KindMeta = meta(
+    "apps",
+    "v1",
+    "deployments",
+    "deployment",
+    "Deployment",
+    true,
+);
+const CLUSTER: KindMeta = meta(
+    "cluster.karmada.io",
+    "v1alpha1",
+    "clusters",
+    "cluster",
+    "Cluster",
+    false,
+);
+const PP: KindMeta = meta(
+    "policy.karmada.io",
+    "v1alpha1",
+    "propagationpolicies",
+    "propagationpolicy",
+    "PropagationPolicy",
+    true,
+);
+const OP: KindMeta = meta(
+    "policy.karmada.io",
+    "v1alpha1",
+    "overridepolicies",
+    "overridepolicy",
+    "OverridePolicy",
+    true,
+);
+const SVCEX: KindMeta = meta(
+    "multicluster.x-k8s.io",
+    "v1alpha1",
+    "serviceexports",
+    "serviceexport",
+    "ServiceExport",
+    true,
+);
+const SVCIM: KindMeta = meta(
+    "multicluster.x-k8s.io",
+    "v1alpha1",
+    "serviceimports",
+    "serviceimport",
+    "ServiceImport",
+    true,
+);
+const PROMRULE: KindMeta = meta(
+    "monitoring.coreos.com",
+    "v1",
+    "prometheusrules",
+    "prometheusrule",
+    "PrometheusRule",
+    true,
+);
+
+impl Res {
+    pub const ALL: [Res; 9] = [
+        Res::Namespace,
+        Res::Service,
+        Res::Deployment,
+        Res::Cluster,
+        Res::PropagationPolicy,
+        Res::OverridePolicy,
+        Res::ServiceExport,
+        Res::ServiceImport,
+        Res::PrometheusRule,
+    ];
+
+    pub fn meta(self) -> &'static KindMeta {
+        match self {
+            Res::Namespace => &NAMESPACE,
+            Res::Service => &SERVICE,
+            Res::Deployment => &DEPLOYMENT,
+            Res::Cluster => &CLUSTER,
+            Res::PropagationPolicy => &PP,
+            Res::OverridePolicy => &OP,
+            Res::ServiceExport => &SVCEX,
+            Res::ServiceImport => &SVCIM,
+            Res::PrometheusRule => &PROMRULE,
+        }
+    }
+
+    pub fn api_version(self) -> String {
+        let m = self.meta();
+        if m.group.is_empty() {
+            m.version.to_string()
+        } else {
+            format!("{}/{}", m.group, m.version)
+        }
+    }
+
+    /// `deployments.apps`, `namespaces`: how Kubernetes names a resource in messages.
+    pub fn group_resource(self) -> String {
+        let m = self.meta();
+        if m.group.is_empty() {
+            m.plural.to_string()
+        } else {
+            format!("{}.{}", m.plural, m.group)
+        }
+    }
+
+    pub fn find(group: &str, version: &str, plural: &str) -> Option<Res> {
+        Res::ALL.into_iter().find(|r| {
+            let m = r.meta();
+            m.group == group && m.version == version && m.plural == plural
+        })
+    }
+}
+
+/// Where an object lives; `ns` is empty for cluster-scoped kinds.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct ObjKey {
+    pub res: Res,
+    pub ns: String,
+    pub name: String,
+}
+
+impl ObjKey {
+    pub fn new(res: Res, ns: &str, name: &str) -> Self {
+        let ns = if res.meta().namespaced {
+            ns.to_string()
+        } else {
+            String::new()
+        };
+        ObjKey {
+            res,
+            ns,
+            name: name.to_string(),
+        }
+    }
+}
+
+/// A request the apiserver refuses; each maps onto a Kubernetes `Status` (reason and code).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub(crate) enum ApiError {
+    #[error("{} \"{name}\" not found", .res.group_resource())]
+    NotFound { res: Res, name: String },
+    #[error("{} \"{name}\" already exists", .res.group_resource())]
+    AlreadyExists { res: Res, name: String },
+    #[error(
+        "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
+        .res.group_resource()
+    )]
+    Conflict { res: Res, name: String },
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{}{} \"{name}\" is invalid: {message}", .res.meta().kind, group_suffix(.res))]
+    Invalid {
+        res: Res,
+        name: String,
+        message: String,
+    },
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("the server could not find the requested resource")]
+    NoRoute,
+}
+
+fn group_suffix(res: &Res) -> String {
+    let g = res.meta().group;
+    if g.is_empty() {
+        String::new()
+    } else {
+        format!(".{g}")
+    }
+}
+
+impl ApiError {
+    pub fn code(&self) -> u16 {
+        match self {
+            ApiError::NotFound { .. } | ApiError::NoRoute => 404,
+            ApiError::AlreadyExists { .. } | ApiError::Conflict { .. } => 409,
+            ApiError::BadRequest(_) => 400,
+            ApiError::Invalid { .. } => 422,
+            ApiError::MethodNotAllowed(_) => 405,
+            ApiError::UnsupportedMediaType(_) => 415,
+        }
+    }
+
+    fn reason(&self) -> &'static str {
+        match self {
+            ApiError::NotFound { .. } | ApiError::NoRoute => "NotFound",
+            ApiError::AlreadyExists { .. } => "AlreadyExists",
+            ApiError::Conflict { .. } => "Conflict",
+            ApiError::BadRequest(_) => "BadRequest",
+            ApiError::Invalid { .. } => "Invalid",
+            ApiError::MethodNotAllowed(_) => "MethodNotAllowed",
+            ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
+        }
+    }
+
+    /// The `Status` body kube-rs parses into `kube::Error::Api`.
+    pub fn status_json(&self) -> Value {
+        let mut status = json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": self.to_string(), "reason": self.reason(), "code": self.code(),
+        });
+        let details = match self {
+            ApiError::NotFound { res, name }
+            | ApiError::AlreadyExists { res, name }
+            | ApiError::Conflict { res, name } => {
+                Some(json!({"name": name, "group": res.meta().group, "kind": res.meta().plural}))
+            }
+            ApiError::Invalid { res, name, .. } => {
+                Some(json!({"name": name, "group": res.meta().group, "kind": res.meta().kind}))
+            }
+            _ => None,
+        };
+        if let Some(d) = details {
+            status["details"] = d;
+        }
+        status
+    }
+}
+
+/// Which part of an object a write may change: the main resource never changes `status`,
+/// the `/status` subresource changes nothing else (as with a real status subresource).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Part {
+    Main,
+    Status,
+}
+
+/// PATCH flavours, from the request's content type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PatchType {
+    Apply,
+    /// JSON merge patch; strategic merge patch is treated the same way.
+    Merge,
+    Json,
+}
+
+impl PatchType {
+    pub fn from_content_type(ct: &str) -> Option<PatchType> {
+        match ct.split(';').next().unwrap_or("").trim() {
+            "application/apply-patch+yaml" => Some(PatchType::Apply),
+            "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
+                Some(PatchType::Merge)
+            }
+            "application/json-patch+json" => Some(PatchType::Json),
+            _ => None,
+        }
+    }
+}
+
+/// A stored object and its creation order (the resourceVersion it was created at).
+#[derive(Clone)]
+pub(crate) struct Entry {
+    pub obj: Value,
+    pub seq: u64,
+}
+
+/// All objects, keyed by kind, namespace and name, plus the global resourceVersion counter.
+#[derive(Clone, Default)]
+pub(crate) struct Store {
+    rv: u64,
+    objects: BTreeMap<ObjKey, Entry>,
+    /// Create a missing namespace on a namespaced write instead of answering 404.
+    pub auto_create_namespaces: bool,
+}
+
+pub(crate) fn now_rfc3339() -> String {
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+pub(crate) fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
+    v.pointer(pointer).and_then(Value::as_str).unwrap_or("")
+}
+
+impl Store {
+    pub fn resource_version(&self) -> u64 {
+        self.rv
+    }
+
+    pub fn get(&self, key: &ObjKey) -> Option<&Value> {
+        self.objects.get(key).map(|e| &e.obj)
+    }
+
+    /// Objects of one kind (in one namespace if given), in key order.
+    pub fn entries(&self, res: Res, ns: Option<&str>) -> impl Iterator<Item = &Entry> {
+        self.objects
+            .iter()
+            .filter(move |(k, _)| k.res == res && ns.is_none_or(|n| k.ns == n))
+            .map(|(_, e)| e)
+    }
+
+    pub fn list(&self, res: Res, ns: Option<&str>) -> Vec<&Value> {
+        self.entries(res, ns).map(|e| &e.obj).collect()
+    }
+
+    /// Creates `body` in `ns` (ignored for cluster-scoped kinds).
+    pub fn create(&mut self, res: Res, ns: &str, body: Value) -> Result<Value, ApiError> {
+        let mut obj = body;
+        let name = match str_at(&obj, "/metadata/name") {
+            "" => match str_at(&obj, "/metadata/generateName") {
+                "" => {
+                    return Err(ApiError::Invalid {
+                        res,
+                        name: String::new(),
+                        message: "metadata.name: Required value: name or generateName is required"
+                            .into(),
+                    });
+                }
+                prefix => {
+                    let suffix = uuid::Uuid::new_v4().simple().to_string();
+                    format!("{prefix}{}", &suffix[..5])
+                }
+            },
+            n => n.to_string(),
+        };
+        let key = ObjKey::new(res, ns, &name);
+        check_identity(&key, &mut obj)?;
+        if self.objects.contains_key(&key) {
+            return Err(ApiError::AlreadyExists { res, name });
+        }
+        self.ensure_namespace(&key)?;
+        if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+            m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+            m.insert("creationTimestamp".into(), json!(now_rfc3339()));
+            m.insert("generation".into(), json!(1));
+        }
+        if let Some(o) = obj.as_object_mut() {
+            o.remove("status");
+        }
+        self.rv += 1;
+        apply_defaults(res, &mut obj, None, self.rv);
+        obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+        self.objects.insert(
+            key,
+            Entry {
+                obj: obj.clone(),
+                seq: self.rv,
+            },
+        );
+        Ok(obj)
+    }
+
+    fn ensure_namespace(&mut self, key: &ObjKey) -> Result<(), ApiError> {
+        if !key.res.meta().namespaced {
+            return Ok(());
+        }
+        let ns_key = ObjKey::new(Res::Namespace, "", &key.ns);
+        if self.objects.contains_key(&ns_key) {
+            return Ok(());
+        }
+        if !self.auto_create_namespaces {
+            return Err(ApiError::NotFound {
+                res: Res::Namespace,
+                name: key.ns.clone(),
+            });
+        }
+        self.create(Res::Namespace, "", json!({"metadata": {"name": key.ns}}))
+            .map(|_| ())
+    }
+
+    /// PUT: replaces the object (or only its status).
+    pub fn replace(&mut self, key: &ObjKey, body: Value, part: Part) -> Result<Value, ApiError> {
+        let old = self.existing(key)?;
+        if !body.is_object() {
+            return Err(ApiError::BadRequest(
+                "the request body must be a JSON object".into(),
+            ));
+        }
+        self.commit(key, &old, body, part)
+    }
+
+    /// PATCH in any supported flavour. Server-side apply creates a missing object.
+    pub fn patch(
+        &mut self,
+        key: &ObjKey,
+        ty: PatchType,
+        body: Value,
+        manager: Option<&str>,
+        part: Part,
+    ) -> Result<Value, ApiError> {
+        match ty {
+            PatchType::Apply => self.apply(key, body, manager, part),
+            PatchType::Merge => {
+                if !body.is_object() {
+                    return Err(ApiError::BadRequest(
+                        "a merge patch must be a JSON object".into(),
+                    ));
+                }
+                let old = self.existing(key)?;
+                let mut new = old.clone();
+                merge_patch(&mut new, &body);
+                self.commit(key, &old, new, part)
+            }
+            PatchType::Json => {
+                let old = self.existing(key)?;
+                let new = json_patch(&old, &body).map_err(ApiError::BadRequest)?;
+                self.commit(key, &old, new, part)
+            }
+        }
+    }
+
+    fn apply(
+        &mut self,
+        key: &ObjKey,
+        mut body: Value,
+        manager: Option<&str>,
+        part: Part,
+    ) -> Result<Value, ApiError> {
+        let Some(manager) = manager.filter(|m| !m.is_empty()) else {
+            return Err(ApiError::BadRequest(
+                "PATCH is not supported for apply requests without a fieldManager".into(),
+            ));
+        };
+        let meta = body
+            .as_object_mut()
+            .map(|o| o.entry("metadata").or_insert(json!({})));
+        let Some(m) = meta.and_then(Value::as_object_mut) else {
+            return Err(ApiError::BadRequest(
+                "an apply patch must be an object with object metadata".into(),
+            ));
+        };
+        m.remove("managedFields");
+        let fields = field_set(&body, part);
+        let Some(old) = self.get(key).cloned() else {
+            if part == Part::Status {
+                return Err(ApiError::NotFound {
+                    res: key.res,
+                    name: key.name.clone(),
+                });
+            }
+            if str_at(&body, "/metadata/name").is_empty() {
+                body["metadata"]["name"] = json!(key.name);
+            }
+            check_identity(key, &mut body)?;
+            body["metadata"]["managedFields"] =
+                json!([managed_entry(key.res, manager, part, fields)]);
+            return self.create(key.res, &key.ns, body);
+        };
+        let mut new = old.clone();
+        let entries = old
+            .pointer("/metadata/managedFields")
+            .and_then(Value::as_array);
+        let mine = |e: &&Value| {
+            str_at(e, "/manager") == manager
+                && str_at(e, "/operation") == "Apply"
+                && (str_at(e, "/subresource") == "status") == (part == Part::Status)
+        };
+        let previous = entries.and_then(|es| es.iter().find(mine)).cloned();
+        if let Some(prev) = &previous {
+            prune(&mut new, &prev["fieldsV1"], &fields);
+        }
+        merge_patch(&mut new, &body);
+        let content_changed = new != old;
+        let mut entry = managed_entry(key.res, manager, part, fields);
+        if let Some(prev) =
+            previous.filter(|p| !content_changed && p["fieldsV1"] == entry["fieldsV1"])
+        {
+            entry["time"] = prev["time"].clone();
+        }
+        let mut list: Vec<Value> = entries
+            .map(|es| es.iter().filter(|e| !mine(e)).cloned().collect())
+            .unwrap_or_default();
+        list.push(entry);
+        new["metadata"]["managedFields"] = Value::Array(list);
+        self.commit(key, &old, new, part)
+    }
+
+    fn existing(&self, key: &ObjKey) -> Result<Value, ApiError> {
+        self.get(key).cloned().ok_or_else(|| ApiError::NotFound {
+            res: key.res,
+            name: key.name.clone(),
+        })
+    }
+
+    /// Stores `new` as the next version of `old`: checks identity and resourceVersion, keeps
+    /// system metadata, bumps `generation` on spec changes, and skips no-op writes entirely.
+    fn commit(
+        &mut self,
+        key: &ObjKey,
+        old: &Value,
+        mut new: Value,
+        part: Part,
+    ) -> Result<Value, ApiError> {
+        check_identity(key, &mut new)?;
+        let old_rv = str_at(old, "/metadata/resourceVersion");
+        let new_rv = str_at(&new, "/metadata/resourceVersion");
+        if !new_rv.is_empty() && new_rv != old_rv {
+            return Err(ApiError::Conflict {
+                res: key.res,
+                name: key.name.clone(),
+            });
+        }
+        let mut next = match part {
+            Part::Main => {
+                set_or_remove(&mut new, "status", old.get("status"));
+                new
+            }
+            Part::Status => {
+                let mut o = old.clone();
+                set_or_remove(&mut o, "status", new.get("status"));
+                if let Some(mf) = new.pointer("/metadata/managedFields") {
+                    o["metadata"]["managedFields"] = mf.clone();
+                }
+                o
+            }
+        };
+        for f in ["uid", "creationTimestamp", "generation", "resourceVersion"] {
+            set_or_remove(&mut next["metadata"], f, old["metadata"].get(f));
+        }
+        if next["metadata"].get("managedFields").is_none() {
+            set_or_remove(
+                &mut next["metadata"],
+                "managedFields",
+                old["metadata"].get("managedFields"),
+            );
+        }
+        apply_defaults(key.res, &mut next, Some(old), self.rv + 1);
+        if without_meta(&next) != without_meta(old) {
+            let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
+            next["metadata"]["generation"] = json!(generation + 1);
+        }
+        if next == *old {
+            return Ok(next);
+        }
+        self.rv += 1;
+        next["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+        if let Some(e) = self.objects.get_mut(key) {
+            e.obj = next.clone();
+        }
+        Ok(next)
+    }
+
+    /// Replaces an object's status on behalf of the simulation; bumps the version only on change.
+    pub fn set_status(&mut self, key: &ObjKey, status: Value) -> bool {
+        self.update_with(key, |o| o["status"] = status)
+    }
+
+    /// Lets the simulation edit an object in place (e.g. a Cluster's taints); no-op aware.
+    pub fn update_with(&mut self, key: &ObjKey, f: impl FnOnce(&mut Value)) -> bool {
+        let Some(e) = self.objects.get_mut(key) else {
+            return false;
+        };
+        let mut next = e.obj.clone();
+        f(&mut next);
+        if next == e.obj {
+            return false;
+        }
+        self.rv += 1;
+        next["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+        e.obj = next;
+        true
+    }
+
+    /// Deletes one object; deleting a namespace deletes everything in it at once.
+    pub fn delete(&mut self, key: &ObjKey) -> Result<Value, ApiError> {
+        let Some(entry) = self.objects.remove(key) else {
+            return Err(ApiError::NotFound {
+                res: key.res,
+                name: key.name.clone(),
+            });
+        };
+        if key.res == Res::Namespace {
+            self.objects
+                .retain(|k, _| !(k.res.meta().namespaced && k.ns == key.name));
+        }
+        self.rv += 1;
+        let mut obj = entry.obj;
+        obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+        Ok(obj)
+    }
+}
+
+fn set_or_remove(target: &mut Value, field: &str, value: Option<&Value>) {
+    match (value, target.as_object_mut()) {
+        (Some(v), Some(o)) => {
+            o.insert(field.to_string(), v.clone());
+        }
+        (None, Some(o)) => {
+            o.remove(field);
+        }
+        _ => {}
+    }
+}
+
+/// The object without `metadata` and `status`: what a `generation` bump is about.
+fn without_meta(v: &Value) -> Map<String, Value> {
+    let mut m = v.as_object().cloned().unwrap_or_default();
+    m.remove("metadata");
+    m.remove("status");
+    m
+}
+
+/// Checks and fills `apiVersion`, `kind`, `metadata.name` and `metadata.namespace` of a body
+/// against where it is written, like the apiserver does.
+fn check_identity(key: &ObjKey, obj: &mut Value) -> Result<(), ApiError> {
+    let res = key.res;
+    let Some(o) = obj.as_object_mut() else {
+        return Err(ApiError::BadRequest(
+            "the request body must be a JSON object".into(),
+        ));
+    };
+    for (field, want) in [
+        ("apiVersion", res.api_version()),
+        ("kind", res.meta().kind.to_string()),
+    ] {
+        match o.get(field).and_then(Value::as_str) {
+            None | Some("") => {
+                o.insert(field.into(), json!(want));
+            }
+            Some(got) if got != want => {
+                return Err(ApiError::BadRequest(format!(
+                    "the {field} of the object ({got}) does not match the expected {field} ({want})"
+                )));
+            }
+            _ => {}
+        }
+    }
+    if o.get("spec").is_some_and(|s| !s.is_object()) {
+        return Err(ApiError::BadRequest("spec must be an object".into()));
+    }
+    let meta = o.entry("metadata").or_insert(json!({}));
+    let Some(m) = meta.as_object_mut() else {
+        return Err(ApiError::BadRequest("metadata must be an object".into()));
+    };
+    for field in ["labels", "annotations"] {
+        let ok = m.get(field).is_none_or(|v| {
+            v.is_null()
+                || v.as_object()
+                    .is_some_and(|o| o.values().all(Value::is_string))
+        });
+        if !ok {
+            return Err(ApiError::BadRequest(format!(
+                "metadata.{field} must map strings to strings"
+            )));
+        }
+    }
+    match m.get("name").and_then(Value::as_str) {
+        None | Some("") => {
+            m.insert("name".into(), json!(key.name));
+        }
+        Some(n) if n != key.name => {
+            return Err(ApiError::BadRequest(format!(
+                "the name of the object ({n}) does not match the name on the URL ({})",
+                key.name
+            )));
+        }
+        _ => {}
+    }
+    if res.meta().namespaced {
+        match m.get("namespace").and_then(Value::as_str) {
+            None | Some("") => {
+                m.insert("namespace".into(), json!(key.ns));
+            }
+            Some(n) if n != key.ns => {
+                return Err(ApiError::BadRequest(
+                    "the namespace of the provided object does not match the namespace sent on the request"
+                        .into(),
+                ));
+            }
+            _ => {}
+        }
+    } else {
+        m.remove("namespace");
+    }
+    if let Err(message) = validate_name(res, &key.name) {
+        return Err(ApiError::Invalid {
+            res,
+            name: key.name.clone(),
+            message,
+        });
+    }
+    Ok(())
+}
+
+/// DNS-1123 subdomain for most kinds, a label for namespaces, a DNS-1035 label for services.
+fn validate_name(res: Res, name: &str) -> Result<(), String> {
+    let (max, dots, letter_first) = match res {
+        Res::Namespace => (63, false, false),
+        Res::Service => (63, false, true),
+        _ => (253, true, false),
+    };
+    let ok_char =
+        |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || (dots && c == '.');
+    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    let first = name.chars().next();
+    let valid = !name.is_empty()
+        && name.len() <= max
+        && name.chars().all(ok_char)
+        && first.is_some_and(|c| {
+            if letter_first {
+                c.is_ascii_lowercase()
+            } else {
+                alnum(c)
+            }
+        })
+        && name.chars().last().is_some_and(alnum);
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "metadata.name: Invalid value: \"{name}\": must be a lowercase RFC 1123 {} of at most {max} characters",
+            if dots { "subdomain" } else { "label" }
+        ))
+    }
+}
+
+/// The few defaults an apiserver adds that clients read back.
+fn apply_defaults(res: Res, obj: &mut Value, old: Option<&Value>, seq: u64) {
+    match res {
+        Res::Namespace => {
+            let name = str_at(obj, "/metadata/name").to_string();
+            obj["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name);
+            if obj.pointer("/spec/finalizers").is_none() {
+                obj["spec"]["finalizers"] = json!(["kubernetes"]);
+            }
+            if obj.get("status").is_none() {
+                obj["status"] = json!({"phase": "Active"});
+            }
+        }
+        Res::Service => {
+            if obj.pointer("/spec/type").is_none() {
+                obj["spec"]["type"] = json!("ClusterIP");
+            }
+            let external = str_at(obj, "/spec/type") == "ExternalName";
+            if !external && obj.pointer("/spec/clusterIP").is_none() {
+                let ip = old
+                    .and_then(|o| o.pointer("/spec/clusterIP").cloned())
+                    .unwrap_or_else(|| json!(format!("10.96.{}.{}", (seq >> 8) & 255, seq & 255)));
+                obj["spec"]["clusterIPs"] = json!([ip]);
+                obj["spec"]["clusterIP"] = ip;
+            }
+        }
+        Res::Deployment if obj.pointer("/spec/replicas").is_none() => {
+            obj["spec"]["replicas"] = json!(1);
+        }
+        _ => {}
+    }
+}
+
+fn managed_entry(res: Res, manager: &str, part: Part, fields: Value) -> Value {
+    let mut e = json!({
+        "manager": manager, "operation": "Apply", "apiVersion": res.api_version(),
+        "time": now_rfc3339(), "fieldsType": "FieldsV1", "fieldsV1": fields,
+    });
+    if part == Part::Status {
+        e["subresource"] = json!("status");
+    }
+    e
+}
+
+/// The fields an apply body sets, in `fieldsV1` notation (`{"f:spec": {"f:replicas": {}}}`).
+/// Lists are owned as a whole (no associative-list keys); metadata only through labels and
+/// annotations, so that a later apply can never prune a name or uid.
+pub(crate) fn field_set(body: &Value, part: Part) -> Value {
+    fn walk(v: &Value) -> Value {
+        match v.as_object() {
+            Some(o) => Value::Object(o.iter().map(|(k, c)| (format!("f:{k}"), walk(c))).collect()),
+            None => json!({}),
+        }
+    }
+    let mut out = Map::new();
+    for (k, v) in body.as_object().into_iter().flatten() {
+        let wanted = match part {
+            Part::Status => k == "status",
+            Part::Main => !matches!(k.as_str(), "apiVersion" | "kind" | "status"),
+        };
+        if !wanted {
+            continue;
+        }
+        if k == "metadata" {
+            let kept: Map<String, Value> = ["labels", "annotations"]
+                .iter()
+                .filter_map(|f| v.get(*f).map(|c| (format!("f:{f}"), walk(c))))
+                .collect();
+            if !kept.is_empty() {
+                out.insert("f:metadata".into(), Value::Object(kept));
+            }
+        } else {
+            out.insert(format!("f:{k}"), walk(v));
+        }
+    }
+    Value::Object(out)
+}
+
+/// Removes from `obj` the fields a manager set last time (`old`) but no longer sets (`new`):
+/// how server-side apply lets a manager drop a label or a port.
+pub(crate) fn prune(obj: &mut Value, old: &Value, new: &Value) {
+    let (Some(target), Some(old)) = (obj.as_object_mut(), old.as_object()) else {
+        return;
+    };
+    for (fk, old_sub) in old {
+        let Some(k) = fk.strip_prefix("f:") else {
+            continue;
+        };
+        match new.get(fk) {
+            None => {
+                target.remove(k);
+            }
+            Some(new_sub) => {
+                if let Some(child) = target.get_mut(k) {
+                    prune(child, old_sub, new_sub);
+                }
+            }
+        }
+    }
+}
+
+/// RFC 7386 JSON merge patch (also how applied fields land on the live object: objects merge
+/// recursively, lists and scalars are replaced, `null` deletes).
+pub(crate) fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(p) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = json!({});
+    }
+    if let Value::Object(t) = target {
+        for (k, v) in p {
+            if v.is_null() {
+                t.remove(k);
+            } else {
+                merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+    }
+}
+
+/// RFC 6902 JSON patch: add, remove, replace, move, copy, test.
+pub(crate) fn json_patch(doc: &Value, ops: &Value) -> Result<Value, String> {
+    let Some(ops) = ops.as_array() else {
+        return Err("a JSON patch must be an array of operations".into());
+    };
+    let mut doc = doc.clone();
+    for (i, op) in ops.iter().enumerate() {
+        let path = op
+            .get("path")
+            .and_then(Value::as_str)
+            .ok_or(format!("op {i}: missing path"))?;
+        let from = || {
+            op.get("from")
+                .and_then(Value::as_str)
+                .ok_or(format!("op {i}: missing from"))
+        };
+        let value = || {
+            op.get("value")
+                .cloned()
+                .ok_or(format!("op {i}: missing value"))
+        };
+        match op.get("op").and_then(Value::as_str).unwrap_or("") {
+            "add" => pointer_add(&mut doc, path, value()?)?,
+            "remove" => {
+                pointer_remove(&mut doc, path)?;
+            }
+            "replace" => {
+                pointer_remove(&mut doc, path)?;
+                pointer_add(&mut doc, path, value()?)?;
+            }
+            "move" => {
+                let v = pointer_remove(&mut doc, from()?)?;
+                pointer_add(&mut doc, path, v)?;
+            }
+            "copy" => {
+                let v = doc
+                    .pointer(from()?)
+                    .cloned()
+                    .ok_or(format!("op {i}: from not found"))?;
+                pointer_add(&mut doc, path, v)?;
+            }
+            "test" => {
+                if doc.pointer(path) != Some(&value()?) {
+                    return Err(format!("op {i}: test failed at {path}"));
+                }
+            }
+            other => return Err(format!("op {i}: unknown operation {other:?}")),
+        }
+    }
+    Ok(doc)
+}
+
+fn split_pointer(path: &str) -> Result<(&str, String), String> {
+    let idx = path
+        .rfind('/')
+        .ok_or_else(|| format!("invalid JSON pointer {path:?}"))?;
+    let last = path[idx + 1..].replace("~1", "/").replace("~0", "~");
+    Ok((&path[..idx], last))
+}
+
+fn pointer_add(doc: &mut Value, path: &str, value: Value) -> Result<(), String> {
+    if path.is_empty() {
+        *doc = value;
+        return Ok(());
+    }
+    let (parent, last) = split_pointer(path)?;
+    match doc.pointer_mut(parent) {
+        Some(Value::Object(o)) => {
+            o.insert(last, value);
+            Ok(())
+        }
+        Some(Value::Array(a)) => {
+            let at = if last == "-" {
+                a.len()
+            } else {
+                last.parse().map_err(|_| format!("bad index in {path}"))?
+            };
+            if at > a.len() {
+                return Err(format!("index out of range in {path}"));
+            }
+            a.insert(at, value);
+            Ok(())
+        }
+        _ => Err(format!("path not found: {path}")),
+    }
+}
+
+fn pointer_remove(doc: &mut Value, path: &str) -> Result<Value, String> {
+    let (parent, last) = split_pointer(path)?;
+    let removed = match doc.pointer_mut(parent) {
+        Some(Value::Object(o)) => o.remove(&last),
+        Some(Value::Array(a)) => last
+            .parse::<usize>()
+            .ok()
+            .filter(|i| *i < a.len())
+            .map(|i| a.remove(i)),
+        _ => None,
+    };
+    removed.ok_or_else(|| format!("path not found: {path}"))
+}
+
+/// One requirement of a label selector.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Requirement {
+    Eq(String, String),
+    NotEq(String, String),
+    In(String, Vec<String>),
+    NotIn(String, Vec<String>),
+    Exists(String),
+    NotExists(String),
+}
+
+impl Requirement {
+    fn matches(&self, labels: &Value) -> bool {
+        let get = |k: &str| labels.get(k).and_then(Value::as_str);
+        match self {
+            Requirement::Eq(k, v) => get(k) == Some(v.as_str()),
+            Requirement::NotEq(k, v) => get(k) != Some(v.as_str()),
+            Requirement::In(k, vs) => get(k).is_some_and(|l| vs.iter().any(|v| v == l)),
+            Requirement::NotIn(k, vs) => get(k).is_none_or(|l| vs.iter().all(|v| v != l)),
+            Requirement::Exists(k) => get(k).is_some(),
+            Requirement::NotExists(k) => get(k).is_none(),
+        }
+    }
+}
+
+/// True when `labels` (a JSON object, or null) satisfies every requirement.
+pub(crate) fn matches_all(reqs: &[Requirement], labels: &Value) -> bool {
+    reqs.iter().all(|r| r.matches(labels))
+}
+
+/// Parses the `labelSelector` query syntax: `a=b,c==d,e!=f,g in (x,y),h notin (z),i,!j`.
+pub(crate) fn parse_label_selector(s: &str) -> Result<Vec<Requirement>, String> {
+    let mut parts = Vec::new();
+    let (mut depth, mut start) = (0i32, 0usize);
+    for (i, c) in s.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                parts.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&s[start..]);
+    let mut out = Vec::new();
+    for p in parts.into_iter().map(str::trim).filter(|p| !p.is_empty()) {
+        let set = |rest: &str| -> Result<Vec<String>, String> {
+            let inner = rest
+                .trim()
+                .strip_prefix('(')
+                .and_then(|r| r.strip_suffix(')'));
+            let inner = inner.ok_or_else(|| format!("invalid selector term {p:?}"))?;
+            Ok(inner.split(',').map(|v| v.trim().to_string()).collect())
+        };
+        let req = if let Some((k, v)) = p.split_once("!=") {
+            Requirement::NotEq(k.trim().into(), v.trim().into())
+        } else if let Some((k, v)) = p.split_once("==").or_else(|| p.split_once('=')) {
+            Requirement::Eq(k.trim().into(), v.trim().into())
+        } else if let Some((k, rest)) = p.split_once(" notin ") {
+            Requirement::NotIn(k.trim().into(), set(rest)?)
+        } else if let Some((k, rest)) = p.split_once(" in ") {
+            Requirement::In(k.trim().into(), set(rest)?)
+        } else if let Some(k) = p.strip_prefix('!') {
+            Requirement::NotExists(k.trim().into())
+        } else if p
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+        {
+            Requirement::Exists(p.into())
+        } else {
+            return Err(format!("invalid selector term {p:?}"));
+        };
+        out.push(req);
+    }
+    Ok(out)
+}
+
+/// Converts a structured `LabelSelector` (`matchLabels`, `matchExpressions`); `None` when it
+/// uses an unknown operator, which then matches nothing.
+pub(crate) fn label_selector(sel: &Value) -> Option<Vec<Requirement>> {
+    let mut out: Vec<Requirement> = sel
+        .get("matchLabels")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| Requirement::Eq(k.clone(), v.as_str().unwrap_or("").to_string()))
+        .collect();
+    for e in sel
+        .get("matchExpressions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let key = str_at(e, "/key").to_string();
+        let values: Vec<String> = e
+            .get("values")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(String::from))
+            .collect();
+        out.push(match str_at(e, "/operator") {
+            "In" => Requirement::In(key, values),
+            "NotIn" => Requirement::NotIn(key, values),
+            "Exists" => Requirement::Exists(key),
+            "DoesNotExist" => Requirement::NotExists(key),
+            _ => return None,
+        });
+    }
+    Some(out)
+}
+
+/// Parses a `fieldSelector`; only `metadata.name` and `metadata.namespace` are supported, as
+/// for custom resources. Each term is (JSON pointer, wanted value, equal?).
+pub(crate) fn parse_field_selector(s: &str) -> Result<Vec<(&'static str, String, bool)>, String> {
+    let mut out = Vec::new();
+    for term in s.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        let (field, value, eq) = if let Some((f, v)) = term.split_once("!=") {
+            (f, v, false)
+        } else if let Some((f, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
+            (f, v, true)
+        } else {
+            return Err(format!("invalid field selector term {term:?}"));
+        };
+        let pointer = match field.trim() {
+            "metadata.name" => "/metadata/name",
+            "metadata.namespace" => "/metadata/namespace",
+            other => return Err(format!("field label not supported: {other}")),
+        };
+        out.push((pointer, value.trim().to_string(), eq));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> Store {
+        let mut s = Store::default();
+        s.create(Res::Namespace, "", json!({"metadata": {"name": "p"}}))
+            .unwrap();
+        s
+    }
+
+    fn deploy(name: &str) -> Value {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "labels": {"a": "1"}},
+               "spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "c", "image": "x"}]}}}})
+    }
+
+    #[test]
+    fn merge_patch_follows_rfc7386() {
+        let mut t = json!({"a": "b", "c": {"d": "e", "f": "g"}, "l": [1, 2]});
+        merge_patch(&mut t, &json!({"a": "z", "c": {"f": null}, "l": [3]}));
+        assert_eq!(t, json!({"a": "z", "c": {"d": "e"}, "l": [3]}));
+        let mut t = json!([1]);
+        merge_patch(&mut t, &json!({"x": 1}));
+        assert_eq!(t, json!({"x": 1}));
+    }
+
+    #[test]
+    fn json_patch_ops() {
+        let doc = json!({"a": [1, 2], "b": {"c": 1}});
+        let ops = json!([
+            {"op": "add", "path": "/a/-", "value": 3},
+            {"op": "replace", "path": "/b/c", "value": 2},
+            {"op": "copy", "from": "/b", "path": "/d"},
+            {"op": "remove", "path": "/a/0"},
+            {"op": "move", "from": "/d/c", "path": "/e"},
+            {"op": "test", "path": "/e", "value": 2},
+        ]);
+        assert_eq!(
+            json_patch(&doc, &ops).unwrap(),
+            json!({"a": [2, 3], "b": {"c": 2}, "d": {}, "e": 2})
+        );
+        assert!(json_patch(&doc, &json!([{"op": "remove", "path": "/nope"}])).is_err());
+        assert!(json_patch(&doc, &json!([{"op": "test", "path": "/b/c", "value": 9}])).is_err());
+        assert!(json_patch(&doc, &json!({"op": "add"})).is_err());
+    }
+
+    #[test]
+    fn selectors() {
+        let labels = json!({"app": "web", "tier": "front"});
+        let ok = |s: &str| matches_all(&parse_label_selector(s).unwrap(), &labels);
+        assert!(ok("app=web,tier==front"));
+        assert!(ok("app in (web, api),!gpu,tier"));
+        assert!(ok("app notin (api),tier!=back"));
+        assert!(!ok("app=api"));
+        assert!(!ok("missing"));
+        assert!(ok(""));
+        assert!(parse_label_selector("a in b").is_err());
+        let sel = json!({"matchLabels": {"app": "web"}, "matchExpressions": [{"key": "tier", "operator": "In", "values": ["front"]}]});
+        assert!(matches_all(&label_selector(&sel).unwrap(), &labels));
+        assert!(
+            label_selector(&json!({"matchExpressions": [{"key": "a", "operator": "Gt"}]}))
+                .is_none()
+        );
+        assert_eq!(
+            parse_field_selector("metadata.name=x").unwrap(),
+            vec![("/metadata/name", "x".into(), true)]
+        );
+        assert!(parse_field_selector("spec.x=1").is_err());
+    }
+
+    #[test]
+    fn create_sets_metadata_and_conflicts() {
+        let mut s = store();
+        let d = s.create(Res::Deployment, "p", deploy("web")).unwrap();
+        assert_eq!(d["metadata"]["namespace"], "p");
+        assert_eq!(d["metadata"]["generation"], 1);
+        assert!(d["metadata"]["uid"].is_string());
+        assert_eq!(d["metadata"]["resourceVersion"], "2");
+        let err = s.create(Res::Deployment, "p", deploy("web")).unwrap_err();
+        assert_eq!(err.code(), 409);
+        let err = s
+            .create(Res::Deployment, "nope", deploy("web"))
+            .unwrap_err();
+        assert_eq!(
+            err,
+            ApiError::NotFound {
+                res: Res::Namespace,
+                name: "nope".into()
+            }
+        );
+        assert_eq!(
+            s.create(Res::Deployment, "p", deploy("Bad_Name"))
+                .unwrap_err()
+                .code(),
+            422
+        );
+        let mut wrong = deploy("x");
+        wrong["kind"] = json!("Service");
+        assert_eq!(
+            s.create(Res::Deployment, "p", wrong).unwrap_err().code(),
+            400
+        );
+    }
+
+    #[test]
+    fn stale_resource_version_conflicts_and_noop_keeps_version() {
+        let mut s = store();
+        let d = s.create(Res::Deployment, "p", deploy("web")).unwrap();
+        let key = ObjKey::new(Res::Deployment, "p", "web");
+        let same = s.replace(&key, d.clone(), Part::Main).unwrap();
+        assert_eq!(
+            same["metadata"]["resourceVersion"],
+            d["metadata"]["resourceVersion"]
+        );
+        let mut stale = d.clone();
+        stale["metadata"]["resourceVersion"] = json!("1");
+        assert_eq!(s.replace(&key, stale, Part::Main).unwrap_err().code(), 409);
+        let p = s
+            .patch(
+                &key,
+                PatchType::Merge,
+                json!({"spec": {"replicas": 5}}),
+                None,
+                Part::Main,
+            )
+            .unwrap();
+        assert_eq!(p["metadata"]["generation"], 2);
+        assert_ne!(
+            p["metadata"]["resourceVersion"],
+            d["metadata"]["resourceVersion"]
+        );
+        let st = s
+            .patch(
+                &key,
+                PatchType::Merge,
+                json!({"status": {"replicas": 1}}),
+                None,
+                Part::Main,
+            )
+            .unwrap();
+        assert!(
+            st.get("status").is_none(),
+            "main resource writes ignore status"
+        );
+    }
+
+    #[test]
+    fn apply_creates_merges_and_prunes_own_fields() {
+        let mut s = store();
+        let key = ObjKey::new(Res::Deployment, "p", "web");
+        let mut body = deploy("web");
+        body["metadata"]["labels"]["b"] = json!("2");
+        let first = s
+            .patch(
+                &key,
+                PatchType::Apply,
+                body.clone(),
+                Some("smo"),
+                Part::Main,
+            )
+            .unwrap();
+        assert_eq!(first["metadata"]["managedFields"][0]["manager"], "smo");
+        let again = s
+            .patch(
+                &key,
+                PatchType::Apply,
+                body.clone(),
+                Some("smo"),
+                Part::Main,
+            )
+            .unwrap();
+        assert_eq!(first, again);
+        s.patch(
+            &key,
+            PatchType::Merge,
+            json!({"metadata": {"labels": {"other": "x"}}}),
+            None,
+            Part::Main,
+        )
+        .unwrap();
+        let third = s
+            .patch(
+                &key,
+                PatchType::Apply,
+                deploy("web"),
+                Some("smo"),
+                Part::Main,
+            )
+            .unwrap();
+        assert_eq!(
+            third["metadata"]["labels"],
+            json!({"a": "1", "other": "x"}),
+            "b pruned, other kept"
+        );
+        assert_eq!(
+            s.patch(&key, PatchType::Apply, deploy("web"), None, Part::Main)
+                .unwrap_err()
+                .code(),
+            400
+        );
+    }
+
+    #[test]
+    fn delete_namespace_cascades() {
+        let mut s = store();
+        s.create(Res::Deployment, "p", deploy("web")).unwrap();
+        s.delete(&ObjKey::new(Res::Namespace, "", "p")).unwrap();
+        assert!(s.list(Res::Deployment, None).is_empty());
+        assert_eq!(
+            s.delete(&ObjKey::new(Res::Namespace, "", "p"))
+                .unwrap_err()
+                .code(),
+            404
+        );
+    }
+
+    #[test]
+    fn status_json_shape() {
+        let st = ApiError::NotFound {
+            res: Res::Deployment,
+            name: "x".into(),
+        }
+        .status_json();
+        assert_eq!(st["message"], "deployments.apps \"x\" not found");
+        assert_eq!(
+            st["details"],
+            json!({"name": "x", "group": "apps", "kind": "deployments"})
+        );
+        assert_eq!(st["code"], 404);
+    }
+}

@@ -1,0 +1,950 @@
+//! End-to-end tests: the sim served over TCP, driven through a real `kube::Client` (plain
+//! HTTP, no auth) exactly as smo talks to Karmada, plus raw HTTP for metrics, admin and Grafana.
+
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    core::v1::{Namespace, Service},
+};
+use kube::{
+    Api, Client, Config, ResourceExt,
+    api::{
+        ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
+        PostParams,
+    },
+    config::{KubeConfigOptions, Kubeconfig},
+};
+use serde_json::{Value, json};
+
+use super::{Sim, SimConfig, SimHandle, kubeconfig_yaml};
+
+struct Fixture {
+    client: Client,
+    url: String,
+    http: reqwest::Client,
+    _handle: SimHandle,
+}
+
+async fn start(config: SimConfig) -> Fixture {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (addr, handle) = Sim::new(config).spawn_on("127.0.0.1:0").expect("bind");
+    let url = format!("http://{addr}");
+    let client = Client::try_from(Config::new(url.parse().expect("url"))).expect("client");
+    Fixture {
+        client,
+        url,
+        http: reqwest::Client::new(),
+        _handle: handle,
+    }
+}
+
+fn ar(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
+}
+
+fn clusters_ar() -> ApiResource {
+    ar("cluster.karmada.io", "v1alpha1", "Cluster", "clusters")
+}
+
+fn policies_ar() -> ApiResource {
+    ar(
+        "policy.karmada.io",
+        "v1alpha1",
+        "PropagationPolicy",
+        "propagationpolicies",
+    )
+}
+
+fn apply() -> PatchParams {
+    PatchParams::apply("smo").force()
+}
+
+fn code(e: kube::Error) -> u16 {
+    match e {
+        kube::Error::Api(s) => s.code,
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+fn deployment(name: &str, replicas: i32, cpu: &str, memory: &str) -> Deployment {
+    serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "labels": {"app": name, "smo.io/graph": "g"}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": name, "image": "nginx",
+                    "resources": {"requests": {"cpu": cpu, "memory": memory}}}]},
+            },
+        },
+    }))
+    .expect("deployment")
+}
+
+fn policy(name: &str, target: &str, clusters: &[&str], scheduling: Option<&str>) -> DynamicObject {
+    let mut placement = json!({"clusterAffinity": {"clusterNames": clusters}});
+    if let Some(s) = scheduling {
+        placement["replicaScheduling"] = json!({"replicaSchedulingType": s});
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "policy.karmada.io/v1alpha1", "kind": "PropagationPolicy",
+        "metadata": {"name": name},
+        "spec": {"resourceSelectors": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": target}],
+                 "placement": placement},
+    }))
+    .expect("policy")
+}
+
+async fn ensure_namespace(client: &Client, name: &str) {
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).expect("ns");
+    Api::<Namespace>::all(client.clone())
+        .patch(name, &apply(), &Patch::Apply(&ns))
+        .await
+        .expect("namespace");
+}
+
+async fn cluster_summary(client: &Client, name: &str) -> Value {
+    let c = Api::<DynamicObject>::all_with(client.clone(), &clusters_ar())
+        .get(name)
+        .await
+        .expect("cluster");
+    c.data["status"]["resourceSummary"].clone()
+}
+
+#[tokio::test]
+async fn kube_talks_plain_http_via_kubeconfig_and_discovery() {
+    let f = start(SimConfig::demo()).await;
+    let kc = Kubeconfig::from_yaml(&kubeconfig_yaml(&f.url)).expect("kubeconfig");
+    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .expect("config");
+    assert_eq!(config.cluster_url.to_string(), format!("{}/", f.url));
+    let client = Client::try_from(config).expect("client");
+    let v = client.apiserver_version().await.expect("version");
+    assert_eq!(
+        (v.major.as_str(), v.minor.as_str(), v.git_version.as_str()),
+        ("1", "33", "v1.33.0-sim")
+    );
+    let discovery = kube::Discovery::new(client.clone())
+        .run()
+        .await
+        .expect("discovery");
+    let karmada = discovery.get("cluster.karmada.io").expect("karmada group");
+    assert!(
+        karmada
+            .recommended_resources()
+            .iter()
+            .any(|(r, _)| r.kind == "Cluster" && r.plural == "clusters")
+    );
+    assert!(discovery.get("multicluster.x-k8s.io").is_some());
+    let names: Vec<String> = Api::<Namespace>::all(client)
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .iter()
+        .map(|n| n.name_any())
+        .collect();
+    assert!(names.contains(&"default".to_string()), "{names:?}");
+}
+
+#[tokio::test]
+async fn server_side_apply_get_list_delete() {
+    let f = start(SimConfig::demo()).await;
+    ensure_namespace(&f.client, "p").await;
+    let api: Api<Deployment> = Api::namespaced(f.client.clone(), "p");
+    let d = deployment("web", 2, "500m", "256Mi");
+    let first = api
+        .patch("web", &apply(), &Patch::Apply(&d))
+        .await
+        .expect("apply create");
+    let second = api
+        .patch("web", &apply(), &Patch::Apply(&d))
+        .await
+        .expect("apply again");
+    assert_eq!(
+        serde_json::to_value(&first).ok(),
+        serde_json::to_value(&second).ok(),
+        "apply is idempotent"
+    );
+    assert_eq!(first.metadata.generation, Some(1));
+    assert!(first.metadata.uid.is_some() && first.metadata.creation_timestamp.is_some());
+    assert_eq!(
+        first
+            .metadata
+            .managed_fields
+            .as_ref()
+            .map(|m| m[0].manager.clone()),
+        Some(Some("smo".into()))
+    );
+
+    let mut bigger = d.clone();
+    bigger.spec.as_mut().expect("spec").replicas = Some(3);
+    let third = api
+        .patch("web", &apply(), &Patch::Apply(&bigger))
+        .await
+        .expect("apply update");
+    assert_eq!(third.metadata.generation, Some(2));
+    assert_ne!(third.resource_version(), first.resource_version());
+
+    api.create(
+        &PostParams::default(),
+        &deployment("api", 1, "100m", "64Mi"),
+    )
+    .await
+    .expect("create");
+    let err = api
+        .create(
+            &PostParams::default(),
+            &deployment("api", 1, "100m", "64Mi"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(err), 409);
+    let mut stale = api.get("api").await.expect("get");
+    stale.metadata.resource_version = Some("1".into());
+    assert_eq!(
+        code(
+            api.replace("api", &PostParams::default(), &stale)
+                .await
+                .unwrap_err()
+        ),
+        409
+    );
+
+    let by_label = api
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .expect("list");
+    assert_eq!(
+        by_label
+            .items
+            .iter()
+            .map(|d| d.name_any())
+            .collect::<Vec<_>>(),
+        vec!["web"]
+    );
+    let by_field = api
+        .list(&ListParams::default().fields("metadata.name=api"))
+        .await
+        .expect("list");
+    assert_eq!(by_field.items.len(), 1);
+    let everywhere: Api<Deployment> = Api::all(f.client.clone());
+    assert_eq!(
+        everywhere
+            .list(&ListParams::default())
+            .await
+            .expect("list all")
+            .items
+            .len(),
+        2
+    );
+
+    let dry = Patch::Apply(deployment("dry", 1, "1", "1Gi"));
+    let dry = api
+        .patch("dry", &apply().dry_run(), &dry)
+        .await
+        .expect("dry run");
+    assert_eq!(dry.name_any(), "dry");
+    assert_eq!(
+        code(api.get("dry").await.unwrap_err()),
+        404,
+        "dry runs persist nothing"
+    );
+
+    api.delete("web", &DeleteParams::default())
+        .await
+        .expect("delete");
+    assert_eq!(code(api.get("web").await.unwrap_err()), 404);
+    match api
+        .delete("web", &DeleteParams::default())
+        .await
+        .unwrap_err()
+    {
+        kube::Error::Api(s) => {
+            assert_eq!((s.code, s.reason.as_str()), (404, "NotFound"));
+            assert_eq!(s.message, "deployments.apps \"web\" not found");
+        }
+        other => panic!("{other:?}"),
+    }
+
+    let services: Api<Service> = Api::namespaced(f.client.clone(), "p");
+    let svc: Service = serde_json::from_value(json!({"metadata": {"name": "api"},
+        "spec": {"selector": {"app": "api"}, "ports": [{"port": 80}]}}))
+    .expect("svc");
+    let svc = services
+        .patch("api", &apply(), &Patch::Apply(&svc))
+        .await
+        .expect("service");
+    assert!(svc.spec.and_then(|s| s.cluster_ip).is_some());
+
+    let exports = Api::<DynamicObject>::namespaced_with(
+        f.client.clone(),
+        "p",
+        &ar(
+            "multicluster.x-k8s.io",
+            "v1alpha1",
+            "ServiceExport",
+            "serviceexports",
+        ),
+    );
+    let ex: DynamicObject =
+        serde_json::from_value(json!({"apiVersion": "multicluster.x-k8s.io/v1alpha1",
+        "kind": "ServiceExport", "metadata": {"name": "api"}}))
+        .expect("export");
+    exports
+        .patch("api", &apply(), &Patch::Apply(&ex))
+        .await
+        .expect("export apply");
+    assert_eq!(
+        exports
+            .get("api")
+            .await
+            .expect("get export")
+            .metadata
+            .namespace
+            .as_deref(),
+        Some("p")
+    );
+}
+
+#[tokio::test]
+async fn namespaces_must_exist_unless_configured() {
+    let f = start(SimConfig::demo()).await;
+    let api: Api<Deployment> = Api::namespaced(f.client.clone(), "nowhere");
+    match api
+        .patch(
+            "web",
+            &apply(),
+            &Patch::Apply(deployment("web", 1, "1", "1Gi")),
+        )
+        .await
+        .unwrap_err()
+    {
+        kube::Error::Api(s) => {
+            assert_eq!(
+                (s.code, s.message.as_str()),
+                (404, "namespaces \"nowhere\" not found")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let lenient = start(SimConfig {
+        auto_create_namespaces: true,
+        ..SimConfig::demo()
+    })
+    .await;
+    let api: Api<Deployment> = Api::namespaced(lenient.client.clone(), "nowhere");
+    api.patch(
+        "web",
+        &apply(),
+        &Patch::Apply(deployment("web", 1, "1", "1Gi")),
+    )
+    .await
+    .expect("auto namespace");
+    Api::<Namespace>::all(lenient.client.clone())
+        .get("nowhere")
+        .await
+        .expect("created");
+}
+
+#[tokio::test]
+async fn policy_places_replicas_and_updates_cluster_summary() {
+    let f = start(SimConfig::demo()).await;
+    ensure_namespace(&f.client, "p").await;
+    let deployments: Api<Deployment> = Api::namespaced(f.client.clone(), "p");
+    let policies = Api::<DynamicObject>::namespaced_with(f.client.clone(), "p", &policies_ar());
+    deployments
+        .patch(
+            "web",
+            &apply(),
+            &Patch::Apply(deployment("web", 4, "1", "1Gi")),
+        )
+        .await
+        .expect("deploy");
+    let status = deployments
+        .get("web")
+        .await
+        .expect("get")
+        .status
+        .expect("status");
+    assert_eq!(status.ready_replicas, Some(0), "no policy, nothing runs");
+
+    let pp = policy("web-pp", "web", &["edge-a", "edge-b"], Some("Divided"));
+    policies
+        .patch("web-pp", &apply(), &Patch::Apply(&pp))
+        .await
+        .expect("policy");
+    let d = deployments.get("web").await.expect("get");
+    let status = d.status.expect("status");
+    assert_eq!(
+        (
+            status.replicas,
+            status.ready_replicas,
+            status.available_replicas
+        ),
+        (Some(4), Some(4), Some(4))
+    );
+    assert_eq!(status.observed_generation, d.metadata.generation);
+    let available = status
+        .conditions
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.type_ == "Available");
+    assert_eq!(available.map(|c| c.status), Some("True".into()));
+    for c in ["edge-a", "edge-b"] {
+        let s = cluster_summary(&f.client, c).await;
+        assert_eq!(
+            s["allocated"],
+            json!({"cpu": "2", "memory": "2Gi", "pods": "2"}),
+            "{c}"
+        );
+    }
+    assert_eq!(
+        cluster_summary(&f.client, "cloud-gpu").await["allocated"],
+        json!({})
+    );
+
+    let placements: Value = f
+        .http
+        .get(format!("{}/sim/placements", f.url))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        placements[0]["clusters"],
+        json!([
+        {"cluster": "edge-a", "desired": 2, "ready": 2}, {"cluster": "edge-b", "desired": 2, "ready": 2}])
+    );
+
+    // Scale through the subresource, as the scaler does.
+    let pp_scale = PatchParams::default();
+    let scale = deployments
+        .patch_scale(
+            "web",
+            &pp_scale,
+            &Patch::Merge(json!({"spec": {"replicas": 6}})),
+        )
+        .await
+        .expect("scale");
+    assert_eq!(scale.spec.and_then(|s| s.replicas), Some(6));
+    assert_eq!(
+        deployments
+            .get_scale("web")
+            .await
+            .expect("get scale")
+            .status
+            .map(|s| s.replicas),
+        Some(6)
+    );
+    assert_eq!(
+        cluster_summary(&f.client, "edge-a").await["allocated"]["cpu"],
+        "3"
+    );
+
+    // Duplicated: every cluster runs all replicas.
+    let dup = policy("web-pp", "web", &["edge-a", "edge-b"], Some("Duplicated"));
+    policies
+        .patch("web-pp", &apply(), &Patch::Apply(&dup))
+        .await
+        .expect("policy");
+    assert_eq!(
+        deployments
+            .get("web")
+            .await
+            .expect("get")
+            .status
+            .and_then(|s| s.ready_replicas),
+        Some(12)
+    );
+
+    // Taking a cluster out moves divided replicas to the other one.
+    policies
+        .patch("web-pp", &apply(), &Patch::Apply(&pp))
+        .await
+        .expect("policy");
+    let r = f
+        .http
+        .post(format!("{}/sim/clusters/edge-a/ready", f.url))
+        .json(&json!({"ready": false}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 200);
+    let edge_a = Api::<DynamicObject>::all_with(f.client.clone(), &clusters_ar())
+        .get("edge-a")
+        .await
+        .expect("get");
+    assert_eq!(edge_a.data["status"]["conditions"][0]["status"], "False");
+    assert_eq!(
+        cluster_summary(&f.client, "edge-b").await["allocated"]["cpu"],
+        "6"
+    );
+
+    // Scaled to zero is still Available.
+    let zero = Patch::Merge(json!({"spec": {"replicas": 0}}));
+    deployments
+        .patch_scale("web", &pp_scale, &zero)
+        .await
+        .expect("scale to zero");
+    let status = deployments
+        .get("web")
+        .await
+        .expect("get")
+        .status
+        .expect("status");
+    let available = status
+        .conditions
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.type_ == "Available");
+    assert_eq!(available.map(|c| c.status), Some("True".into()));
+
+    // Deleting the policy frees the capacity.
+    policies
+        .delete("web-pp", &DeleteParams::default())
+        .await
+        .expect("delete policy");
+    assert_eq!(
+        cluster_summary(&f.client, "edge-b").await["allocated"],
+        json!({})
+    );
+    let status = deployments
+        .get("web")
+        .await
+        .expect("get")
+        .status
+        .expect("status");
+    assert_eq!(status.ready_replicas, Some(0));
+}
+
+#[tokio::test]
+async fn capacity_exhaustion_leaves_replicas_unavailable() {
+    let f = start(SimConfig::demo()).await;
+    ensure_namespace(&f.client, "p").await;
+    let deployments: Api<Deployment> = Api::namespaced(f.client.clone(), "p");
+    let policies = Api::<DynamicObject>::namespaced_with(f.client.clone(), "p", &policies_ar());
+    deployments
+        .patch(
+            "big",
+            &apply(),
+            &Patch::Apply(deployment("big", 10, "1", "1Gi")),
+        )
+        .await
+        .expect("deploy");
+    policies
+        .patch(
+            "big",
+            &apply(),
+            &Patch::Apply(policy("big", "big", &["edge-a"], None)),
+        )
+        .await
+        .expect("pp");
+    let status = deployments
+        .get("big")
+        .await
+        .expect("get")
+        .status
+        .expect("status");
+    assert_eq!(
+        (
+            status.replicas,
+            status.ready_replicas,
+            status.unavailable_replicas
+        ),
+        (Some(10), Some(8), Some(2))
+    );
+    let s = cluster_summary(&f.client, "edge-a").await;
+    assert_eq!(s["allocatable"]["cpu"], "8");
+    assert_eq!(s["allocated"]["cpu"], "8");
+    assert_eq!(
+        s["allocating"],
+        json!({"cpu": "2", "memory": "2Gi", "pods": "2"})
+    );
+
+    // A later deployment does not evict running replicas; it waits.
+    deployments
+        .patch(
+            "late",
+            &apply(),
+            &Patch::Apply(deployment("late", 1, "1", "1Gi")),
+        )
+        .await
+        .expect("deploy");
+    policies
+        .patch(
+            "late",
+            &apply(),
+            &Patch::Apply(policy("late", "late", &["edge-a"], None)),
+        )
+        .await
+        .expect("pp");
+    assert_eq!(
+        deployments
+            .get("late")
+            .await
+            .expect("get")
+            .status
+            .and_then(|s| s.ready_replicas),
+        Some(0)
+    );
+    assert_eq!(
+        deployments
+            .get("big")
+            .await
+            .expect("get")
+            .status
+            .and_then(|s| s.ready_replicas),
+        Some(8)
+    );
+
+    // GPUs: only cloud-gpu has them.
+    let mut gpu = deployment("gpu", 3, "1", "1Gi");
+    let container = &mut gpu
+        .spec
+        .as_mut()
+        .expect("spec")
+        .template
+        .spec
+        .as_mut()
+        .expect("pod")
+        .containers[0];
+    container.resources.as_mut().expect("resources").limits = Some(
+        [(
+            "nvidia.com/gpu".to_string(),
+            k8s_openapi::apimachinery::pkg::api::resource::Quantity("1".into()),
+        )]
+        .into(),
+    );
+    deployments
+        .patch("gpu", &apply(), &Patch::Apply(&gpu))
+        .await
+        .expect("deploy");
+    let spread = policy("gpu", "gpu", &["edge-b", "cloud-gpu"], Some("Duplicated"));
+    policies
+        .patch("gpu", &apply(), &Patch::Apply(&spread))
+        .await
+        .expect("pp");
+    let status = deployments
+        .get("gpu")
+        .await
+        .expect("get")
+        .status
+        .expect("status");
+    assert_eq!((status.replicas, status.ready_replicas), (Some(6), Some(2)));
+    assert_eq!(
+        cluster_summary(&f.client, "cloud-gpu").await["allocated"]["nvidia.com/gpu"],
+        "2"
+    );
+}
+
+fn counter(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_count_requests_at_the_configured_rate() {
+    let f = start(SimConfig::demo()).await;
+    ensure_namespace(&f.client, "p").await;
+    let deployments: Api<Deployment> = Api::namespaced(f.client.clone(), "p");
+    let policies = Api::<DynamicObject>::namespaced_with(f.client.clone(), "p", &policies_ar());
+    deployments
+        .patch(
+            "web",
+            &apply(),
+            &Patch::Apply(deployment("web", 2, "1", "1Gi")),
+        )
+        .await
+        .expect("deploy");
+    policies
+        .patch(
+            "web",
+            &apply(),
+            &Patch::Apply(policy("web", "web", &["edge-b"], None)),
+        )
+        .await
+        .expect("pp");
+    let r = f
+        .http
+        .post(format!("{}/sim/load", f.url))
+        .json(&json!({"service": "web", "namespace": "p", "rate": 42.0}))
+        .send()
+        .await
+        .expect("load");
+    assert_eq!(r.status(), 200);
+    let metrics = || async {
+        f.http
+            .get(format!("{}/metrics", f.url))
+            .send()
+            .await
+            .expect("get")
+            .text()
+            .await
+            .expect("text")
+    };
+    let series = "flask_http_request_total{service=\"web\",namespace=\"p\",cluster=\"edge-b\"} ";
+    // The two renders happened somewhere inside [t0, t1] and [t2, t3]: bracket the increase.
+    let t0 = std::time::Instant::now();
+    let first = metrics().await;
+    let t1 = std::time::Instant::now();
+    let a = counter(&first, series).expect("counter present");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let t2 = std::time::Instant::now();
+    let b = counter(&metrics().await, series).expect("counter present");
+    let t3 = std::time::Instant::now();
+    let (low, high) = (
+        42.0 * (t2 - t1).as_secs_f64(),
+        42.0 * (t3 - t0).as_secs_f64(),
+    );
+    assert!(
+        b - a >= low - 1e-3 && b - a <= high + 1e-3,
+        "{} not in [{low}, {high}]",
+        b - a
+    );
+    assert!(
+        first.contains(
+            "kube_deployment_status_replicas_ready{namespace=\"p\",deployment=\"web\"} 2"
+        )
+    );
+    assert!(first.contains("sim_cluster_cpu_allocated_cores{cluster=\"edge-b\"} 2"));
+    assert!(first.contains("sim_cluster_cpu_allocatable_cores{cluster=\"cloud-gpu\"} 32"));
+    assert!(first.contains("# TYPE flask_http_request_total counter"));
+}
+
+#[tokio::test]
+async fn grafana_dashboards_roundtrip() {
+    let f = start(SimConfig::demo()).await;
+    let auth = ("Authorization", "Bearer anything");
+    let body =
+        json!({"dashboard": {"uid": "smo-g", "title": "smo / g", "panels": []}, "overwrite": true});
+    let r = f
+        .http
+        .post(format!("{}/api/dashboards/db", f.url))
+        .header(auth.0, auth.1)
+        .json(&body)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 200);
+    let saved: Value = r.json().await.expect("json");
+    assert_eq!(
+        (saved["status"].as_str(), saved["url"].as_str()),
+        (Some("success"), Some("/d/smo-g/smo-g"))
+    );
+    let got: Value = f
+        .http
+        .get(format!("{}/api/dashboards/uid/smo-g", f.url))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(got["dashboard"]["title"], "smo / g");
+    let conflict = json!({"dashboard": {"uid": "smo-g", "title": "x"}, "overwrite": false});
+    let r = f
+        .http
+        .post(format!("{}/api/dashboards/db", f.url))
+        .json(&conflict)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 412);
+    let hits: Value = f
+        .http
+        .get(format!("{}/api/search?query=smo", f.url))
+        .send()
+        .await
+        .expect("search")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(hits.as_array().map(Vec::len), Some(1));
+    let r = f
+        .http
+        .delete(format!("{}/api/dashboards/uid/smo-g", f.url))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(r.status(), 200);
+    let r = f
+        .http
+        .get(format!("{}/api/dashboards/uid/smo-g", f.url))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        r.json::<Value>().await.expect("json"),
+        json!({"message": "Dashboard not found"})
+    );
+}
+
+#[test]
+fn fixture_config_parses_and_bad_configs_are_refused() {
+    let c = SimConfig::from_yaml(include_str!("../../tests/fixtures/sim/federation.yaml"))
+        .expect("fixture");
+    assert_eq!(c.clusters.len(), 3);
+    assert_eq!(c.clusters[1].memory, "34359738368");
+    assert!(!c.clusters[2].ready);
+    assert!(SimConfig::from_yaml("clusters: [{name: Bad, cpu: 1, memory: 1Gi}]").is_err());
+    assert!(SimConfig::from_yaml("clusters: [{name: a, cpu: 1, memory: lots}]").is_err());
+    assert!(
+        SimConfig::from_yaml(
+            "clusters: [{name: a, cpu: 1, memory: 1}, {name: a, cpu: 1, memory: 1}]"
+        )
+        .is_err()
+    );
+    assert!(SimConfig::from_yaml("clusterz: []").is_err());
+    SimConfig::demo().validate().expect("demo is valid");
+}
+
+/// Checks `v` against a structural OpenAPI v3 schema (types, required, enums, unknown fields).
+fn check_schema(schema: &Value, v: &Value, path: &str, errors: &mut Vec<String>) {
+    if schema.get("x-kubernetes-int-or-string").is_some() || schema.get("anyOf").is_some() {
+        if !(v.is_string() || v.is_i64() || v.is_u64()) {
+            errors.push(format!("{path}: expected int or string"));
+        }
+        return;
+    }
+    let ok = match schema["type"].as_str() {
+        Some("object") => v.is_object(),
+        Some("array") => v.is_array(),
+        Some("string") => v.is_string(),
+        Some("integer") => v.is_i64() || v.is_u64(),
+        Some("number") => v.is_number(),
+        Some("boolean") => v.is_boolean(),
+        _ => true,
+    };
+    if !ok {
+        errors.push(format!("{path}: expected {}", schema["type"]));
+        return;
+    }
+    if let Some(allowed) = schema["enum"].as_array()
+        && !allowed.contains(v)
+    {
+        errors.push(format!("{path}: {v} not in {allowed:?}"));
+    }
+    if schema["format"] == "date-time"
+        && v.as_str()
+            .is_some_and(|s| chrono::DateTime::parse_from_rfc3339(s).is_err())
+    {
+        errors.push(format!("{path}: not a date-time"));
+    }
+    for r in schema["required"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+    {
+        if v.get(r).is_none() {
+            errors.push(format!("{path}.{r}: required"));
+        }
+    }
+    if let Some(o) = v.as_object() {
+        let props = schema["properties"].as_object();
+        for (k, child) in o {
+            match (
+                props.and_then(|p| p.get(k)),
+                schema.get("additionalProperties"),
+            ) {
+                (Some(s), _) => check_schema(s, child, &format!("{path}.{k}"), errors),
+                (None, Some(s)) if s.is_object() => {
+                    check_schema(s, child, &format!("{path}.{k}"), errors)
+                }
+                (None, _) if props.is_some() => errors.push(format!("{path}.{k}: unknown field")),
+                _ => {}
+            }
+        }
+    }
+    for (i, item) in v.as_array().into_iter().flatten().enumerate() {
+        check_schema(&schema["items"], item, &format!("{path}[{i}]"), errors);
+    }
+}
+
+#[tokio::test]
+async fn cluster_objects_conform_to_the_karmada_schema() {
+    let f = start(SimConfig::demo()).await;
+    let clusters = Api::<DynamicObject>::all_with(f.client.clone(), &clusters_ar());
+    f.http
+        .post(format!("{}/sim/clusters/edge-b/ready", f.url))
+        .json(&json!({"ready": false}))
+        .send()
+        .await
+        .expect("post");
+    let list = clusters.list(&ListParams::default()).await.expect("list");
+    assert_eq!(
+        list.items.iter().map(|c| c.name_any()).collect::<Vec<_>>(),
+        vec!["cloud-gpu", "edge-a", "edge-b"]
+    );
+    let gpu = &list.items[0].data["status"];
+    assert_eq!(
+        gpu["resourceSummary"]["allocatable"],
+        json!({"cpu": "32", "memory": "64Gi", "pods": "110", "nvidia.com/gpu": "2"})
+    );
+    assert_eq!(gpu["conditions"][0]["type"], "Ready");
+    assert_eq!(
+        list.items[0]
+            .labels()
+            .get("accelerator")
+            .map(String::as_str),
+        Some("nvidia")
+    );
+
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/crds/derived/cluster.karmada.io_clusters.from-openapi.yaml");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        eprintln!(
+            "skipped the shared conformance case: {} not found",
+            path.display()
+        );
+        return;
+    };
+    let crd: Value = serde_norway::from_str(&text).expect("crd yaml");
+    let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+    let raw: Value = f
+        .http
+        .get(format!(
+            "{}/apis/cluster.karmada.io/v1alpha1/clusters",
+            f.url
+        ))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    for item in raw["items"].as_array().expect("items") {
+        let mut errors = Vec::new();
+        check_schema(schema, item, "", &mut errors);
+        assert!(
+            errors.is_empty(),
+            "{}: {errors:?}",
+            item["metadata"]["name"]
+        );
+    }
+    let mut bad = raw["items"][0].clone();
+    bad["spec"]["bogus"] = json!(1);
+    bad["status"]["conditions"][0]["status"] = json!(true);
+    let mut errors = Vec::new();
+    check_schema(schema, &bad, "", &mut errors);
+    assert_eq!(
+        errors.len(),
+        2,
+        "the checker itself catches mistakes: {errors:?}"
+    );
+    let edge_b = raw["items"]
+        .as_array()
+        .and_then(|i| i.iter().find(|c| c["metadata"]["name"] == "edge-b"))
+        .expect("edge-b");
+    assert_eq!(
+        edge_b["spec"]["taints"][0]["key"],
+        "cluster.karmada.io/not-ready"
+    );
+}
