@@ -49,6 +49,10 @@ enum Command {
     Graph(GraphCmd),
     /// Run server roles until SIGTERM: api, worker, scheduler, or all.
     Run(RunArgs),
+    /// Run the simulated Karmada federation (an apiserver-shaped server with member clusters,
+    /// synthetic load on /metrics and Grafana's dashboard API) and write a kubeconfig for it.
+    #[command(args_conflicts_with_subcommands = true)]
+    Sim(SimArgs),
     /// Apply database migrations and exit.
     Migrate,
     /// Print the OpenAPI document (YAML) of the REST API.
@@ -83,6 +87,11 @@ enum GraphCmd {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Validate a descriptor locally (no server needed): every problem with its path.
+    Validate {
+        /// Descriptor file (YAML or JSON).
+        file: PathBuf,
+    },
     /// List graphs.
     List {
         /// Only this project.
@@ -111,6 +120,43 @@ struct GraphAction {
     /// Follow the job until it ends; exit non-zero if it failed.
     #[arg(long)]
     wait: bool,
+}
+
+#[derive(clap::Args)]
+struct SimArgs {
+    #[command(subcommand)]
+    cmd: Option<SimCmd>,
+    /// Listen address.
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    listen: String,
+    /// Member clusters (YAML: `clusters: [{name, cpu, memory, gpus, labels, ready}]`) [default: three demo clusters]
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Where to write the kubeconfig smo uses to reach the sim.
+    #[arg(long, default_value_t = default_sim_kubeconfig())]
+    kubeconfig_out: String,
+}
+
+#[derive(Subcommand)]
+enum SimCmd {
+    /// Set the synthetic request rate of a service (its Deployment name) in a running sim.
+    Load {
+        /// Deployment name (`<graph>-<service>`).
+        service: String,
+        /// Requests per second.
+        rate: f64,
+        /// Namespace (= project).
+        #[arg(long, short)]
+        namespace: String,
+        /// The sim's URL.
+        #[arg(long, default_value = "http://127.0.0.1:6443")]
+        sim_url: String,
+    },
+}
+
+fn default_sim_kubeconfig() -> String {
+    let home = std::env::var("HOME").unwrap_or_else(|_| ".".into());
+    format!("{home}/.smo/karmada-sim.kubeconfig")
 }
 
 #[derive(clap::Args)]
@@ -230,6 +276,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             };
             server::run(settings, &a.roles, server::shutdown_on_signals()).await?;
         }
+        Command::Sim(a) => return sim(a).await,
         Command::Migrate => {
             let pool = connect(&database_url, 2).await?;
             server::migrate(&pool).await?;
@@ -282,6 +329,67 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
     Ok(0)
 }
 
+async fn sim(a: SimArgs) -> anyhow::Result<u8> {
+    if let Some(SimCmd::Load {
+        service,
+        rate,
+        namespace,
+        sim_url,
+    }) = a.cmd
+    {
+        if !rate.is_finite() || rate < 0.0 {
+            anyhow::bail!("rate: must be a finite number >= 0, got {rate}");
+        }
+        let resp = reqwest::Client::new()
+            .post(format!("{}/sim/load", sim_url.trim_end_matches('/')))
+            .json(&serde_json::json!({"service": service, "namespace": namespace, "rate": rate}))
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot reach the sim at {sim_url}: {e}"))?;
+        if !resp.status().is_success() {
+            anyhow::bail!("the sim refused: {}", resp.text().await.unwrap_or_default());
+        }
+        println!("{namespace}/{service}: {rate} requests/s");
+        return Ok(0);
+    }
+    let config = match &a.config {
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+            smo::sim::SimConfig::from_yaml(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
+        }
+        None => smo::sim::SimConfig::demo(),
+    };
+    let listener = std::net::TcpListener::bind(&a.listen)
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", a.listen))?;
+    let addr = listener.local_addr()?;
+    let path = PathBuf::from(&a.kubeconfig_out);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&path, smo::sim::kubeconfig_yaml(&format!("http://{addr}")))?;
+    eprintln!(
+        "smo sim: {} member clusters ({}) on http://{addr}; kubeconfig written to {}",
+        config.clusters.len(),
+        config
+            .clusters
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        path.display()
+    );
+    let shutdown = server::shutdown_on_signals();
+    smo::sim::serve(
+        smo::sim::Sim::new(config),
+        listener,
+        shutdown.cancelled_owned(),
+    )
+    .await?;
+    Ok(0)
+}
+
 async fn graph(client: &Client, cmd: GraphCmd, out: Output) -> anyhow::Result<u8> {
     match cmd {
         GraphCmd::Deploy {
@@ -306,6 +414,49 @@ async fn graph(client: &Client, cmd: GraphCmd, out: Output) -> anyhow::Result<u8
                 return Ok(0);
             }
             follow(client, &answer, wait, out).await
+        }
+        GraphCmd::Validate { file } => {
+            let body =
+                std::fs::read(&file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            match smo::hdag::parse(&body) {
+                Ok(parsed) => {
+                    for w in &parsed.warnings {
+                        eprintln!("warning: {}: {}", w.path, w.message);
+                    }
+                    if out == Output::Json {
+                        println!(
+                            "{}",
+                            serde_json::to_string_pretty(
+                                &serde_json::json!({"valid": true, "graph": parsed.graph.id, "warnings": parsed.warnings})
+                            )?
+                        );
+                    } else {
+                        println!(
+                            "{}: graph {} is valid ({} services)",
+                            file.display(),
+                            parsed.graph.id,
+                            parsed.graph.services.len()
+                        );
+                    }
+                    Ok(0)
+                }
+                Err(e) => {
+                    if out == Output::Json {
+                        println!(
+                            "{}",
+                            serde_json::to_string_pretty(
+                                &serde_json::json!({"valid": false, "problems": e.problems()})
+                            )?
+                        );
+                    } else {
+                        eprintln!("error: {} is not a valid descriptor:", file.display());
+                        for p in e.problems() {
+                            eprintln!("  {}: {}", p.path, p.message);
+                        }
+                    }
+                    Ok(2)
+                }
+            }
         }
         GraphCmd::List { project } => {
             let path = project

@@ -50,7 +50,7 @@ fn labels(project: &str, graph: &str, service: &str) -> Value {
 }
 
 fn cpu_quantity(millis: u64) -> String {
-    if millis % 1000 == 0 {
+    if millis.is_multiple_of(1000) {
         (millis / 1000).to_string()
     } else {
         format!("{millis}m")
@@ -59,9 +59,9 @@ fn cpu_quantity(millis: u64) -> String {
 
 fn memory_quantity(bytes: u64) -> String {
     const MI: u64 = 1024 * 1024;
-    if bytes % (1024 * MI) == 0 {
+    if bytes.is_multiple_of(1024 * MI) {
         format!("{}Gi", bytes / (1024 * MI))
-    } else if bytes % MI == 0 {
+    } else if bytes.is_multiple_of(MI) {
         format!("{}Mi", bytes / MI)
     } else {
         bytes.to_string()

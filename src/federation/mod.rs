@@ -146,6 +146,23 @@ impl Federation {
         Ok(())
     }
 
+    /// Creates the project's namespace if needed (server-side apply: a no-op when it exists).
+    pub async fn ensure_namespace(&self, namespace: &str) -> Result<(), FederationError> {
+        let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
+        let ns = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": { "name": namespace, "labels": { "app.kubernetes.io/managed-by": "smo" } },
+        });
+        api.patch(
+            namespace,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&ns),
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Deletes one generated object; a missing object is fine.
     pub async fn delete(&self, obj: &Value) -> Result<bool, FederationError> {
         let (api, name) = self.api_for(obj)?;

@@ -807,10 +807,23 @@ pub fn openapi_yaml() -> String {
     api_service(pool).spec_yaml()
 }
 
+fn too_large() -> ApiError {
+    ApiError::too_large(format!("the request body exceeds {MAX_BODY_BYTES} bytes"))
+}
+
 /// Turns any poem error (unparsable path parameter, unknown route, body too large) into a problem
 /// document with the same status.
 async fn problem_for(err: poem::Error) -> Response {
     let status = err.status();
+    let detail = err.to_string();
+    // Our own errors already are problem documents: keep them as they are.
+    let original = err.into_response();
+    if original
+        .content_type()
+        .is_some_and(|c| c.starts_with("application/problem+json"))
+    {
+        return original;
+    }
     let (kind, title) = match status {
         StatusCode::NOT_FOUND => ("not-found", "Not found"),
         StatusCode::PAYLOAD_TOO_LARGE => ("too-large", "Payload too large"),
@@ -823,7 +836,7 @@ async fn problem_for(err: poem::Error) -> Response {
         "type": format!("urn:smo:problem:{kind}"),
         "title": title,
         "status": status.as_u16(),
-        "detail": err.to_string(),
+        "detail": detail,
     });
     Response::builder()
         .status(status)
@@ -844,10 +857,26 @@ pub fn app(pool: PgPool, token: Option<String>) -> impl Endpoint {
         .nest("/ui", ui)
         .nest("/docs", docs)
         .at("/openapi.yaml", spec)
-        .with(poem::middleware::SizeLimit::new(MAX_BODY_BYTES))
-        .around(move |ep, req: Request| {
+        .around(move |ep, mut req: Request| {
             let token = token.clone();
             async move {
+                // Bound every body: by its declared length, or by reading at most the limit.
+                let declared = req
+                    .headers()
+                    .get("content-length")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<usize>().ok());
+                match declared {
+                    Some(n) if n > MAX_BODY_BYTES => return Ok(too_large().into_response()),
+                    Some(_) => {}
+                    None => {
+                        let body = req.take_body();
+                        match body.into_bytes_limit(MAX_BODY_BYTES).await {
+                            Ok(b) => req.set_body(b),
+                            Err(_) => return Ok(too_large().into_response()),
+                        }
+                    }
+                }
                 if let Some(t) = token {
                     let open = matches!(req.uri().path(), "/healthz" | "/readyz");
                     let given = req

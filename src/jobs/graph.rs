@@ -330,6 +330,7 @@ async fn deploy_locked(
     };
     let mut applied = 0;
     let mut skipped = Vec::new();
+    federation.ensure_namespace(&g.project).await.map_err(fed)?;
     for service in graph.deploy_order() {
         let Some(cluster) = plan.placement.get(&service.id) else {
             continue;

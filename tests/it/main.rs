@@ -2,5 +2,7 @@
 
 mod conformance;
 mod crd_validator;
+mod graphs;
 mod openapi;
+mod stack;
 mod support;

@@ -1,0 +1,265 @@
+//! The graph lifecycle through HTTP, end to end: deploy → jobs → objects in the (simulated)
+//! federation → describe → stop/start → remove, plus the error paths.
+
+use serde_json::Value;
+
+use crate::{stack::Stack, support::fixture};
+
+fn kinds(objs: &[(String, String)]) -> Vec<String> {
+    objs.iter().map(|(k, n)| format!("{k}/{n}")).collect()
+}
+
+#[tokio::test]
+async fn three_graphs_deploy_run_stop_start_and_remove_without_leftovers() {
+    let s = Stack::start().await;
+    for name in ["hello", "offload", "detection"] {
+        let accepted = s
+            .client
+            .deploy("demo", fixture(&format!("graphs/{name}.yaml")), false)
+            .await
+            .expect("accepted");
+        assert_eq!(accepted["kind"], "deploy");
+        s.succeed(&accepted).await;
+    }
+
+    assert_eq!(
+        kinds(&s.objects("demo", "hello").await),
+        [
+            "Deployment/hello-hello-world",
+            "PropagationPolicy/hello-hello-world",
+            "Service/hello-hello-world"
+        ]
+    );
+    assert_eq!(
+        kinds(&s.objects("demo", "offload").await),
+        [
+            "Deployment/offload-ml-inference",
+            "Deployment/offload-web-frontend",
+            "PropagationPolicy/offload-ml-inference",
+            "PropagationPolicy/offload-ml-inference-import",
+            "PropagationPolicy/offload-web-frontend",
+            "Service/offload-ml-inference",
+            "Service/offload-web-frontend",
+            "ServiceExport/offload-ml-inference",
+            "ServiceImport/offload-ml-inference",
+        ]
+    );
+    // The conditional VO waits for its event: nothing of it exists yet.
+    let detection = kinds(&s.objects("demo", "detection").await);
+    assert_eq!(detection.len(), 9, "{detection:?}");
+    assert!(
+        detection.iter().all(|o| !o.contains("compression-vo")),
+        "{detection:?}"
+    );
+
+    let offload: Value = s.client.get("/graphs/offload").await.unwrap();
+    assert_eq!(offload["status"], "Running");
+    assert_eq!(
+        offload["placement"]["ml-inference"], "cloud-gpu",
+        "the GPU service needs the GPU cluster"
+    );
+    for svc in offload["services"].as_array().unwrap() {
+        assert_eq!(svc["status"], "Running", "{svc}");
+        assert_eq!(svc["ready"], svc["replicas"]);
+    }
+    let det: Value = s.client.get("/graphs/detection").await.unwrap();
+    let vo = det["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "compression-vo")
+        .unwrap();
+    assert_eq!(
+        (vo["status"].as_str(), vo["cluster"].is_null()),
+        (Some("Pending"), true)
+    );
+    let history: Vec<Value> = s.client.get("/graphs/offload/history").await.unwrap();
+    let kinds_logged: Vec<&str> = history.iter().filter_map(|d| d["kind"].as_str()).collect();
+    assert_eq!(kinds_logged, ["deploy", "placement"], "newest first");
+    assert!(
+        history[1]["outcome"]["explanations"]
+            .as_array()
+            .is_some_and(|e| e.len() == 2)
+    );
+    let jobs: Vec<Value> = s.client.get("/graphs/offload/jobs").await.unwrap();
+    assert_eq!(jobs.len(), 1);
+
+    // Re-running a deploy changes nothing: same objects.
+    let before = s.objects("demo", "offload").await;
+    let again = s
+        .client
+        .deploy("demo", fixture("graphs/offload.yaml"), false)
+        .await
+        .unwrap();
+    s.succeed(&again).await;
+    assert_eq!(s.objects("demo", "offload").await, before);
+    let offload: Value = s.client.get("/graphs/offload").await.unwrap();
+    assert_eq!(offload["revision"], 2);
+
+    // Stop removes the workloads but keeps the graph; start brings them back.
+    let stop: Value = s.client.post("/graphs/hello/stop").await.unwrap();
+    s.succeed(&stop).await;
+    assert!(s.objects("demo", "hello").await.is_empty());
+    let hello: Value = s.client.get("/graphs/hello").await.unwrap();
+    assert_eq!(
+        (hello["status"].as_str(), hello["desired"].as_str()),
+        (Some("Stopped"), Some("stopped"))
+    );
+    let start: Value = s.client.post("/graphs/hello/start").await.unwrap();
+    s.succeed(&start).await;
+    assert_eq!(s.objects("demo", "hello").await.len(), 3);
+    let hello: Value = s.client.get("/graphs/hello").await.unwrap();
+    assert_eq!(hello["status"], "Running");
+
+    // Remove leaves nothing behind, and frees the clusters' capacity.
+    for name in ["hello", "offload", "detection"] {
+        let rm: Value = s.client.delete(&format!("/graphs/{name}")).await.unwrap();
+        s.succeed(&rm).await;
+        assert!(
+            s.objects("demo", name).await.is_empty(),
+            "{name} left objects"
+        );
+        let err = s
+            .client
+            .get::<Value>(&format!("/graphs/{name}"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, smo::client::ClientError::Problem { status: 404, .. }),
+            "{err}"
+        );
+    }
+    let history: Vec<Value> = s.client.get("/graphs/offload/history").await.unwrap();
+    assert_eq!(
+        history[0]["kind"], "remove",
+        "the decision log outlives the graph"
+    );
+    for c in s.federation.clusters(chrono::Utc::now()).await.unwrap() {
+        assert_eq!(
+            c.cpu_free, c.cpu_allocatable,
+            "{} still has capacity allocated",
+            c.name
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_invalid_descriptor_is_refused_with_every_problem_and_nothing_is_stored() {
+    let s = Stack::start().await;
+    let bad = br#"
+hdaGraph:
+  id: Bad_Name
+  version: "1.0.0"
+  services:
+    - id: a
+      deployment:
+        trigger: {auto: {dependencies: [ghost]}}
+        intent: {compute: {cpu: huge, ram: small, storage: small, gpu: {enabled: false}}}
+      artifact: {image: x}
+"#;
+    let err = s
+        .client
+        .deploy("demo", bad.to_vec(), false)
+        .await
+        .unwrap_err();
+    let smo::client::ClientError::Problem {
+        status, problems, ..
+    } = &err
+    else {
+        panic!("{err}")
+    };
+    assert_eq!(*status, 422);
+    let joined = problems.join("\n");
+    for path in [
+        "id",
+        "services[0].deployment.trigger.auto.dependencies[0]",
+        "services[0].deployment.intent.compute.cpu",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.starts_with(&format!("{path}:"))),
+            "no problem at {path}:\n{joined}"
+        );
+    }
+    assert_eq!(err.exit_code(), 2);
+
+    // Hostile bodies: not UTF-8, too large, a bad project name.
+    let err = s
+        .client
+        .deploy("demo", vec![0xff, 0xfe, 0x00, 0x80], false)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, smo::client::ClientError::Problem { status: 422, .. }),
+        "{err}"
+    );
+    let err = s
+        .client
+        .deploy("demo", vec![b'a'; 11 * 1024 * 1024], false)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, smo::client::ClientError::Problem { status: 413, .. }),
+        "{err}"
+    );
+    let err = s
+        .client
+        .deploy("Not_A_Project", fixture("graphs/hello.yaml"), false)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, smo::client::ClientError::Problem { status: 422, problems, .. } if problems[0].starts_with("project:")),
+        "{err}"
+    );
+
+    let graphs: Vec<Value> = s.client.get("/graphs").await.unwrap();
+    assert!(graphs.is_empty());
+    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM smo_jobs.jobs")
+        .fetch_one(&s.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(jobs, 0, "nothing enqueued for invalid input");
+    // Unknown graph and job ids are problem documents too.
+    let err = s.client.get::<Value>("/jobs/not-a-uuid").await.unwrap_err();
+    assert!(
+        matches!(err, smo::client::ClientError::Problem { status: 400, .. }),
+        "{err}"
+    );
+    let err = s
+        .client
+        .post::<Value>("/graphs/nope/stop")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, smo::client::ClientError::Problem { status: 404, .. }),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_dry_run_shows_placement_and_objects_and_changes_nothing() {
+    let s = Stack::start().await;
+    // Clusters come from a sync job (the API never talks to Karmada).
+    let sync: Value = s.client.post("/clusters/sync").await.unwrap();
+    s.succeed(&sync).await;
+    let clusters: Vec<Value> = s.client.get("/clusters").await.unwrap();
+    assert_eq!(clusters.len(), 3);
+
+    let plan = s
+        .client
+        .deploy("demo", fixture("graphs/offload.yaml"), true)
+        .await
+        .unwrap();
+    assert_eq!(plan["placement"]["ml-inference"], "cloud-gpu");
+    assert_eq!(plan["objects"].as_array().unwrap().len(), 9);
+    assert!(
+        plan["solution"]["explanations"][0]["summary"]
+            .as_str()
+            .is_some()
+    );
+    let graphs: Vec<Value> = s.client.get("/graphs").await.unwrap();
+    assert!(graphs.is_empty(), "a dry run stores nothing");
+    assert!(
+        s.objects("demo", "offload").await.is_empty(),
+        "a dry run applies nothing"
+    );
+}
