@@ -114,6 +114,7 @@ pub async fn run(
             concurrency: settings.worker_concurrency,
             batch_size: settings.worker_batch,
             shutdown_grace: settings.shutdown_grace,
+            heartbeat_interval: settings.heartbeat_interval,
             ..WorkerConfig::default()
         };
         let worker = Worker::new(queue.clone(), registry(pool.clone(), &settings).await?, cfg);

@@ -125,6 +125,8 @@ pub struct ServerSettings {
     pub retention: Duration,
     /// In-flight jobs may take this long to finish on SIGTERM.
     pub shutdown_grace: Duration,
+    /// Worker heartbeat period.
+    pub heartbeat_interval: Duration,
     /// Kubeconfig of the Karmada API server; jobs that need it fail clearly without it.
     pub karmada_kubeconfig: Option<PathBuf>,
     /// Bearer token the API requires (none: open).

@@ -154,6 +154,14 @@ enum SimCmd {
     },
 }
 
+/// Durations with millisecond precision for tests (`200ms`), else as [`parse_duration`].
+fn parse_duration_ms(s: &str) -> Result<Duration, String> {
+    match s.strip_suffix("ms") {
+        Some(ms) => ms.parse::<u64>().map(Duration::from_millis).map_err(|_| format!("invalid duration {s:?}")),
+        None => parse_duration(s),
+    }
+}
+
 fn default_sim_kubeconfig() -> String {
     let home = std::env::var("HOME").unwrap_or_else(|_| ".".into());
     format!("{home}/.smo/karmada-sim.kubeconfig")
@@ -187,6 +195,9 @@ struct RunArgs {
     /// On SIGTERM, in-flight jobs may take this long before being handed back.
     #[arg(long, env = "SMO_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
     shutdown_grace: Duration,
+    /// How often the worker heartbeats; its jobs go to other workers after 3 missed beats.
+    #[arg(long, env = "SMO_HEARTBEAT_INTERVAL", default_value = "5s", value_parser = parse_duration_ms)]
+    heartbeat_interval: Duration,
     /// Karmada kubeconfig [default: ~/.smo/config.yaml's karmada_kubeconfig]
     #[arg(long, env = "SMO_KARMADA_KUBECONFIG")]
     karmada_kubeconfig: Option<PathBuf>,
@@ -271,6 +282,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 worker_prefix: a.worker_prefix,
                 retention: a.retention,
                 shutdown_grace: a.shutdown_grace,
+                heartbeat_interval: a.heartbeat_interval,
                 karmada_kubeconfig: a.karmada_kubeconfig.or(file.karmada_kubeconfig),
                 api_token: a.api_token.or(file.api_token),
             };

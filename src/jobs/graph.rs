@@ -301,9 +301,8 @@ async fn deploy_locked(
             "placement",
             ctx,
             &format!(
-                "placed {} services ({} moved), {}",
+                "placed {} services ({new} new, {moved} moved), {}",
                 plan.placement.len(),
-                moved.len(),
                 if sol.status.is_optimal() {
                     "proven optimal"
                 } else {

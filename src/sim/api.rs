@@ -115,6 +115,7 @@ pub(crate) fn handle(st: &mut State, req: &Req) -> Resp {
                 placements: st.placements.clone(),
                 traffic: st.traffic.clone(),
                 dashboards: Default::default(),
+                write_latency_ms: 0,
             };
             kube(&mut scratch, req, p, &query)
         }

@@ -73,6 +73,10 @@ pub struct SimConfig {
     /// Requests per second every running service receives until `/sim/load` says otherwise.
     #[serde(default = "default_rate")]
     pub default_rate: f64,
+    /// Delay added to every API write (POST/PUT/PATCH/DELETE), in milliseconds: a slow API
+    /// server, so tests can interrupt a job mid-way.
+    #[serde(default)]
+    pub write_latency_ms: u64,
 }
 
 fn default_rate() -> f64 {
@@ -85,6 +89,7 @@ impl Default for SimConfig {
             clusters: Vec::new(),
             auto_create_namespaces: false,
             default_rate: default_rate(),
+            write_latency_ms: 0,
         }
     }
 }
@@ -266,6 +271,7 @@ pub(crate) struct State {
     placements: BTreeMap<(String, String), Placement>,
     traffic: Traffic,
     dashboards: Dashboards,
+    write_latency_ms: u64,
 }
 
 /// A simulated federation. Cheap to clone: clones share the same state.
@@ -315,6 +321,7 @@ impl Sim {
             placements: BTreeMap::new(),
             traffic: Traffic::new(rate),
             dashboards: Dashboards::default(),
+            write_latency_ms: config.write_latency_ms,
         };
         reconcile(&mut state, Instant::now());
         Sim {
@@ -347,6 +354,10 @@ impl Sim {
             .unwrap_or("")
             .to_string();
         let body = req.into_body().into_vec().await.unwrap_or_default();
+        let latency = self.with_state(|st| st.write_latency_ms);
+        if latency > 0 && method != "GET" {
+            tokio::time::sleep(Duration::from_millis(latency)).await;
+        }
         let r = self.with_state(|st| {
             api::handle(
                 st,

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::{stack::Stack, support::fixture};
+use crate::{stack::Stack, support::example};
 
 fn kinds(objs: &[(String, String)]) -> Vec<String> {
     objs.iter().map(|(k, n)| format!("{k}/{n}")).collect()
@@ -15,7 +15,7 @@ async fn three_graphs_deploy_run_stop_start_and_remove_without_leftovers() {
     for name in ["hello", "offload", "detection"] {
         let accepted = s
             .client
-            .deploy("demo", fixture(&format!("graphs/{name}.yaml")), false)
+            .deploy("demo", example(&format!("{name}.yaml")), false)
             .await
             .expect("accepted");
         assert_eq!(accepted["kind"], "deploy");
@@ -88,7 +88,7 @@ async fn three_graphs_deploy_run_stop_start_and_remove_without_leftovers() {
     let before = s.objects("demo", "offload").await;
     let again = s
         .client
-        .deploy("demo", fixture("graphs/offload.yaml"), false)
+        .deploy("demo", example("offload.yaml"), false)
         .await
         .unwrap();
     s.succeed(&again).await;
@@ -203,7 +203,7 @@ hdaGraph:
     );
     let err = s
         .client
-        .deploy("Not_A_Project", fixture("graphs/hello.yaml"), false)
+        .deploy("Not_A_Project", example("hello.yaml"), false)
         .await
         .unwrap_err();
     assert!(
@@ -246,7 +246,7 @@ async fn a_dry_run_shows_placement_and_objects_and_changes_nothing() {
 
     let plan = s
         .client
-        .deploy("demo", fixture("graphs/offload.yaml"), true)
+        .deploy("demo", example("offload.yaml"), true)
         .await
         .unwrap();
     assert_eq!(plan["placement"]["ml-inference"], "cloud-gpu");

@@ -1,6 +1,8 @@
 //! smo's integration tests: one binary, so the crate (and HiGHS) is linked once.
 
 mod conformance;
+mod cli;
+mod crash;
 mod crd_validator;
 mod graphs;
 mod openapi;

@@ -18,6 +18,7 @@ use crate::support::test_db;
 pub struct Stack {
     pub db: smo_jobs::testing::TestDb,
     pub client: Client,
+    pub api: String,
     pub federation: Federation,
     pub kubeconfig: PathBuf,
     pub sim_url: String,
@@ -28,14 +29,14 @@ pub struct Stack {
 impl Stack {
     /// Everything, with an in-process worker.
     pub async fn start() -> Stack {
-        Self::start_with(true).await
+        Self::start_with(true, SimConfig::demo()).await
     }
 
     /// Everything; the worker only when `worker` (crash tests run worker processes instead).
-    pub async fn start_with(worker: bool) -> Stack {
+    pub async fn start_with(worker: bool, sim: SimConfig) -> Stack {
         smo::install_crypto_provider();
         let db = test_db().await;
-        let sim = Sim::new(SimConfig::demo());
+        let sim = Sim::new(sim);
         let (addr, handle) = sim.spawn_on("127.0.0.1:0").expect("sim starts");
         let sim_url = format!("http://{addr}");
         let kubeconfig = std::env::temp_dir().join(format!("{}.kubeconfig", db.name));
@@ -66,6 +67,7 @@ impl Stack {
         }
         Stack {
             client: Client::new(&api, None),
+            api,
             db,
             federation,
             kubeconfig,
@@ -105,6 +107,13 @@ impl Stack {
             .await
             .expect("list objects")
     }
+}
+
+/// Starts `smo` as a separate process with `args`, isolated from the user's config.
+pub fn smo_process(args: &[&str], home: &std::path::Path) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_smo"));
+    c.args(args).env("HOME", home).env("RUST_LOG", "warn").env_remove("SMO_DATABASE_URL").env_remove("SMO_API_URL");
+    c
 }
 
 impl Drop for Stack {

@@ -50,3 +50,9 @@ fn smo_migrations_key() -> String {
     }
     format!("{h:016x}")
 }
+
+/// An example graph of `examples/graphs/`.
+pub fn example(name: &str) -> Vec<u8> {
+    let p = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/graphs")).join(name);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
