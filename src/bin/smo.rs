@@ -157,7 +157,10 @@ enum SimCmd {
 /// Durations with millisecond precision for tests (`200ms`), else as [`parse_duration`].
 fn parse_duration_ms(s: &str) -> Result<Duration, String> {
     match s.strip_suffix("ms") {
-        Some(ms) => ms.parse::<u64>().map(Duration::from_millis).map_err(|_| format!("invalid duration {s:?}")),
+        Some(ms) => ms
+            .parse::<u64>()
+            .map(Duration::from_millis)
+            .map_err(|_| format!("invalid duration {s:?}")),
         None => parse_duration(s),
     }
 }

@@ -289,12 +289,16 @@ async fn deploy_locked(
     let plan = plan_placement(&graph, &services, &clusters, &current, force)
         .map_err(|e| JobError::Permanent(format!("placement: {e}")))?;
     if let Some(sol) = &plan.solution {
-        let moved: Vec<&String> = plan
+        let moved = plan
             .placement
             .iter()
-            .filter(|(s, c)| current.get(*s) != Some(c))
-            .map(|(s, _)| s)
-            .collect();
+            .filter(|(s, c)| current.get(*s).is_some_and(|old| old != *c))
+            .count();
+        let new = plan
+            .placement
+            .keys()
+            .filter(|s| !current.contains_key(*s))
+            .count();
         decision(
             tx,
             g,

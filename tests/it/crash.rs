@@ -9,7 +9,9 @@ use smo::sim::SimConfig;
 use crate::stack::{Stack, smo_process};
 
 fn many_services(n: usize) -> Vec<u8> {
-    let mut y = String::from("hdaGraph:\n  imVersion: 0.4.0\n  id: wide\n  version: \"1.0.0\"\n  services:\n");
+    let mut y = String::from(
+        "hdaGraph:\n  imVersion: 0.4.0\n  id: wide\n  version: \"1.0.0\"\n  services:\n",
+    );
     for i in 0..n {
         let _ = write!(
             y,
@@ -23,22 +25,40 @@ fn many_services(n: usize) -> Vec<u8> {
 
 #[tokio::test]
 async fn a_worker_killed_mid_deploy_is_replaced_and_the_objects_end_up_exactly_once() {
-    let sim = SimConfig { write_latency_ms: 60, ..SimConfig::demo() };
+    let sim = SimConfig {
+        write_latency_ms: 60,
+        ..SimConfig::demo()
+    };
     let s = Stack::start_with(false, sim).await;
     let home = std::env::temp_dir().join(format!("{}-home", s.db.name));
     std::fs::create_dir_all(&home).unwrap();
     let kubeconfig = s.kubeconfig.to_string_lossy().to_string();
     let worker = |name: &str| {
         smo_process(
-            &["run", "--role", "worker", "--database-url", &s.db.url, "--karmada-kubeconfig", &kubeconfig,
-              "--heartbeat-interval", "200ms", "--worker-prefix", name],
+            &[
+                "run",
+                "--role",
+                "worker",
+                "--database-url",
+                &s.db.url,
+                "--karmada-kubeconfig",
+                &kubeconfig,
+                "--heartbeat-interval",
+                "200ms",
+                "--worker-prefix",
+                name,
+            ],
             &home,
         )
         .spawn()
         .expect("worker process starts")
     };
 
-    let accepted = s.client.deploy("crash", many_services(12), false).await.unwrap();
+    let accepted = s
+        .client
+        .deploy("crash", many_services(12), false)
+        .await
+        .unwrap();
     let mut first = worker("first");
     let mut seen = 0;
     for _ in 0..400 {
@@ -48,7 +68,10 @@ async fn a_worker_killed_mid_deploy_is_replaced_and_the_objects_end_up_exactly_o
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    assert!((4..36).contains(&seen), "kill should land mid-deploy, saw {seen} objects");
+    assert!(
+        (4..36).contains(&seen),
+        "kill should land mid-deploy, saw {seen} objects"
+    );
     first.kill().unwrap(); // SIGKILL
     first.wait().unwrap();
 
@@ -57,13 +80,23 @@ async fn a_worker_killed_mid_deploy_is_replaced_and_the_objects_end_up_exactly_o
     let _ = second.kill();
     let _ = second.wait();
     assert_eq!(job["state"], "succeeded", "{job}");
-    assert_eq!(job["attempt"], 2, "run again after the first worker's lease lapsed: {job}");
-    assert!(job["last_error"].as_str().unwrap_or_default().contains("was lost"), "{job}");
+    assert_eq!(
+        job["attempt"], 2,
+        "run again after the first worker's lease lapsed: {job}"
+    );
+    assert!(
+        job["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("was lost"),
+        "{job}"
+    );
 
     let objects = s.objects("crash", "wide").await;
     let mut expected: Vec<(String, String)> = (0..12)
         .flat_map(|i| {
-            ["Deployment", "PropagationPolicy", "Service"].map(|k| (k.to_string(), format!("wide-s{i}")))
+            ["Deployment", "PropagationPolicy", "Service"]
+                .map(|k| (k.to_string(), format!("wide-s{i}")))
         })
         .collect();
     expected.sort();
@@ -71,6 +104,10 @@ async fn a_worker_killed_mid_deploy_is_replaced_and_the_objects_end_up_exactly_o
     let g: Value = s.client.get("/graphs/wide").await.unwrap();
     assert_eq!(g["status"], "Running");
     let decisions: Vec<Value> = s.client.get("/graphs/wide/history").await.unwrap();
-    assert_eq!(decisions.iter().filter(|d| d["kind"] == "deploy").count(), 1, "the crashed attempt recorded nothing");
+    assert_eq!(
+        decisions.iter().filter(|d| d["kind"] == "deploy").count(),
+        1,
+        "the crashed attempt recorded nothing"
+    );
     let _ = std::fs::remove_dir_all(&home);
 }

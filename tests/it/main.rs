@@ -1,7 +1,7 @@
 //! smo's integration tests: one binary, so the crate (and HiGHS) is linked once.
 
-mod conformance;
 mod cli;
+mod conformance;
 mod crash;
 mod crd_validator;
 mod graphs;

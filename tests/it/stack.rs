@@ -112,7 +112,11 @@ impl Stack {
 /// Starts `smo` as a separate process with `args`, isolated from the user's config.
 pub fn smo_process(args: &[&str], home: &std::path::Path) -> std::process::Command {
     let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_smo"));
-    c.args(args).env("HOME", home).env("RUST_LOG", "warn").env_remove("SMO_DATABASE_URL").env_remove("SMO_API_URL");
+    c.args(args)
+        .env("HOME", home)
+        .env("RUST_LOG", "warn")
+        .env_remove("SMO_DATABASE_URL")
+        .env_remove("SMO_API_URL");
     c
 }
 
