@@ -47,6 +47,9 @@ enum Command {
     /// Application graphs.
     #[command(subcommand)]
     Graph(GraphCmd),
+    /// The placement optimiser, offline.
+    #[command(subcommand)]
+    Placement(PlacementCmd),
     /// Run server roles until SIGTERM: api, worker, scheduler, or all.
     Run(RunArgs),
     /// Run the simulated Karmada federation (an apiserver-shaped server with member clusters,
@@ -69,6 +72,20 @@ enum ClusterCmd {
     },
     /// List clusters with free capacity.
     List,
+}
+
+#[derive(Subcommand)]
+enum PlacementCmd {
+    /// Solve a what-if placement problem given as JSON (format: README, "Placement what-ifs") and
+    /// print the placement, objective, status and explanation.
+    Solve {
+        /// Problem file (`-` for stdin).
+        #[arg(long, short)]
+        input: PathBuf,
+        /// Use the reference's first-fit heuristic instead of the optimiser (for comparison).
+        #[arg(long)]
+        first_fit: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -217,10 +234,14 @@ async fn main() -> ExitCode {
     match run(cli).await {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            let code = e
-                .downcast_ref::<ClientError>()
-                .map(ClientError::exit_code)
-                .unwrap_or(1);
+            let code = match (
+                e.downcast_ref::<ClientError>(),
+                e.downcast_ref::<BadInput>(),
+            ) {
+                (Some(c), _) => c.exit_code(),
+                (None, Some(_)) => 2,
+                (None, None) => 1,
+            };
             eprintln!("error: {e:#}");
             if let Some(ClientError::Problem { problems, .. }) = e.downcast_ref::<ClientError>() {
                 for p in problems {
@@ -292,6 +313,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             server::run(settings, &a.roles, server::shutdown_on_signals()).await?;
         }
         Command::Sim(a) => return sim(a).await,
+        Command::Placement(PlacementCmd::Solve { input, first_fit }) => {
+            return solve(&input, first_fit, out);
+        }
         Command::Migrate => {
             let pool = connect(&database_url, 2).await?;
             server::migrate(&pool).await?;
@@ -343,6 +367,101 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
     }
     Ok(0)
 }
+
+/// Largest problem file read: far above any real federation, far below memory trouble.
+const MAX_PROBLEM_BYTES: u64 = 256 * 1024 * 1024;
+
+fn solve(input: &std::path::Path, first_fit: bool, out: Output) -> anyhow::Result<u8> {
+    let mut text = String::new();
+    let read = if input.as_os_str() == "-" {
+        std::io::Read::read_to_string(
+            &mut std::io::Read::take(std::io::stdin(), MAX_PROBLEM_BYTES + 1),
+            &mut text,
+        )
+    } else {
+        std::fs::File::open(input).and_then(|f| {
+            std::io::Read::read_to_string(
+                &mut std::io::Read::take(f, MAX_PROBLEM_BYTES + 1),
+                &mut text,
+            )
+        })
+    };
+    read.map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?;
+    if text.len() as u64 > MAX_PROBLEM_BYTES {
+        anyhow::bail!("{}: larger than {MAX_PROBLEM_BYTES} bytes", input.display());
+    }
+    let problem: smo::placement::Problem = serde_json::from_str(&text)
+        .map_err(|e| BadInput(format!("{}: not a placement problem: {e}", input.display())))?;
+    let result = if first_fit {
+        smo::placement::first_fit(&problem)
+    } else {
+        smo::placement::solve_problem(&problem)
+    };
+    let solution = match result {
+        Ok(s) => s,
+        Err(e @ smo::placement::PlacementError::Invalid(_)) => {
+            return Err(BadInput(e.to_string()).into());
+        }
+        Err(e) => {
+            if out == Output::Json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"status": "infeasible", "error": e.to_string()})
+                    )?
+                );
+            } else {
+                eprintln!("error: {e}");
+            }
+            return Ok(1);
+        }
+    };
+    if out == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&solution)?);
+        return Ok(0);
+    }
+    let status = match &solution.status {
+        smo::placement::SolveStatus::Optimal { gap } => format!("proven optimal (gap {gap:.2e})"),
+        smo::placement::SolveStatus::Feasible { gap } => {
+            format!("feasible, not proven optimal (gap {gap:.2e})")
+        }
+        smo::placement::SolveStatus::Heuristic => {
+            "first-fit heuristic (no optimality claim)".into()
+        }
+    };
+    println!("status:    {status}");
+    let o = &solution.objective;
+    println!(
+        "objective: {:.4} (deployments {}, moves {}, cost {:.2}, carbon {:.2}, max utilisation {:.2})",
+        o.total, o.deployments, o.moves, o.cost, o.carbon, o.max_utilisation
+    );
+    println!();
+    let mut t = smo::cli::table(&["service", "cluster(s)", "moved"]);
+    for p in &solution.placement {
+        let clusters = p
+            .clusters
+            .iter()
+            .map(|c| format!("{} ×{}", c.cluster, c.replicas))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let moved = solution.moved.iter().any(|m| m.service == p.service);
+        t.add_row(vec![
+            p.service.clone(),
+            clusters,
+            if moved { "yes".into() } else { "-".into() },
+        ]);
+    }
+    println!("{t}\nwhy:");
+    for e in &solution.explanations {
+        println!("  {}", e.summary);
+    }
+    Ok(0)
+}
+
+/// Input the user must fix: exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct BadInput(String);
 
 async fn sim(a: SimArgs) -> anyhow::Result<u8> {
     if let Some(SimCmd::Load {

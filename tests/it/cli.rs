@@ -100,3 +100,65 @@ async fn the_cli_deploys_describes_and_removes_with_clear_exit_codes() {
     );
     let _ = std::fs::remove_dir_all(&home);
 }
+
+#[test]
+fn placement_solve_answers_what_ifs_and_refuses_bad_problems() {
+    let home = std::env::temp_dir().join(format!("smo-solve-{}", std::process::id()));
+    std::fs::create_dir_all(&home).unwrap();
+    let fx = |f: &str| {
+        format!(
+            "{}/tests/fixtures/placement/{f}",
+            env!("CARGO_MANIFEST_DIR")
+        )
+    };
+    let out = smo_process(
+        &[
+            "placement",
+            "solve",
+            "-i",
+            &fx("example.json"),
+            "-o",
+            "json",
+        ],
+        &home,
+    )
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let sol: Value = serde_json::from_slice(&out.stdout).expect("json solution");
+    assert_eq!(sol["status"]["kind"], "optimal", "{sol}");
+    assert_eq!(
+        sol["moved"][0]["service"], "api",
+        "the service on the not-ready cluster moves"
+    );
+    assert_eq!(sol["placement"].as_array().unwrap().len(), 4);
+
+    let out = smo_process(&["placement", "solve", "-i", &fx("invalid.json")], &home)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("clusters[0].cpu"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = smo_process(
+        &["placement", "solve", "-i", &fx("infeasible-gpu.json")],
+        &home,
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("needs a GPU"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = smo_process(&["placement", "solve", "-i", "/nonexistent.json"], &home)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let _ = std::fs::remove_dir_all(&home);
+}
