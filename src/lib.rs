@@ -19,6 +19,7 @@ pub mod federation;
 pub mod hdag;
 pub mod http;
 pub mod jobs;
+pub mod monitoring;
 pub mod placement;
 pub mod server;
 pub mod settings;
