@@ -16,6 +16,7 @@
 mod alerts;
 mod dashboards;
 mod duration;
+pub mod io;
 mod query;
 
 #[cfg(test)]
