@@ -20,6 +20,7 @@ pub mod hdag;
 pub mod http;
 pub mod jobs;
 pub mod placement;
+pub mod scaling;
 pub mod server;
 pub mod settings;
 pub mod sim;
