@@ -21,6 +21,7 @@ pub mod http;
 pub mod jobs;
 pub mod monitoring;
 pub mod placement;
+pub mod scaling;
 pub mod server;
 pub mod settings;
 pub mod sim;
