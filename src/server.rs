@@ -43,7 +43,56 @@ pub async fn registry(pool: PgPool, settings: &ServerSettings) -> anyhow::Result
             None
         }
     };
-    Ok(crate::jobs::registry(crate::jobs::App { pool, federation }))
+    let monitoring = monitoring(&settings.monitoring)?;
+    Ok(crate::jobs::registry(crate::jobs::App {
+        pool,
+        federation,
+        monitoring,
+    }))
+}
+
+/// The monitoring clients from settings.
+pub fn monitoring(
+    m: &crate::settings::MonitoringSettings,
+) -> anyhow::Result<crate::jobs::Monitoring> {
+    use crate::monitoring::io::{Grafana, GrafanaAuth, Prometheus};
+    let timeout = Duration::from_secs(10);
+    let auth = match (&m.grafana_token, &m.grafana_user, &m.grafana_password) {
+        (Some(t), _, _) => GrafanaAuth::Token(t.clone()),
+        (None, Some(u), Some(p)) => GrafanaAuth::Basic {
+            user: u.clone(),
+            password: p.clone(),
+        },
+        _ => GrafanaAuth::None,
+    };
+    let rules = match m.alert_rules.as_str() {
+        "none" | "" => crate::jobs::RulesTarget::None,
+        "prometheus-rule" => crate::jobs::RulesTarget::PrometheusRule {
+            namespace: None,
+            group: None,
+        },
+        "rule-file" => crate::jobs::RulesTarget::RuleFile {
+            dir: m
+                .rules_dir
+                .clone()
+                .ok_or_else(|| anyhow::anyhow!("alert_rules: rule-file needs rules_dir"))?,
+        },
+        other => {
+            anyhow::bail!("alert_rules: expected prometheus-rule, rule-file or none, got {other:?}")
+        }
+    };
+    Ok(crate::jobs::Monitoring {
+        prometheus: m
+            .prometheus_url
+            .as_deref()
+            .map(|u| Prometheus::new(u, timeout)),
+        grafana: m
+            .grafana_url
+            .as_deref()
+            .map(|u| Grafana::new(u, auth, timeout)),
+        rules,
+        rate_window: m.rate_window.clone(),
+    })
 }
 
 /// smo's periodic work.
@@ -60,6 +109,11 @@ pub fn cron_entries(settings: &ServerSettings) -> anyhow::Result<Vec<CronEntry>>
             "cluster-sync",
             "0 */5 * * * *",
             &crate::jobs::ClusterSyncJob {},
+        )?,
+        CronEntry::new(
+            "scale-fanout",
+            &crate::jobs::cron_schedule_for(settings.monitoring.scaling_interval),
+            &crate::jobs::ScaleFanoutJob {},
         )?,
     ])
 }

@@ -44,6 +44,19 @@ pub struct FileSettings {
     /// Grafana basic-auth password.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grafana_password: Option<String>,
+    /// Grafana service-account token (instead of user/password).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grafana_token: Option<String>,
+    /// Where alert rules go: `prometheus-rule` (a PrometheusRule object through Karmada),
+    /// `rule-file` (files in `rules_dir` + `POST /-/reload`) or `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert_rules: Option<String>,
+    /// Directory of rule files (`alert_rules: rule-file`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules_dir: Option<PathBuf>,
+    /// `rate()` window of the request-rate queries, e.g. `1m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_window: Option<String>,
     /// Pass `--plain-http` to helm for OCI registries without TLS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub helm_insecure_registry: Option<bool>,
@@ -58,6 +71,7 @@ impl FileSettings {
         let hide = |v: &Option<String>| v.as_ref().map(|_| "***".to_string());
         Self {
             api_token: hide(&self.api_token),
+            grafana_token: hide(&self.grafana_token),
             grafana_password: hide(&self.grafana_password),
             database_url: self.database_url.as_deref().map(crate::cli::redact_url),
             ..self.clone()
@@ -131,4 +145,29 @@ pub struct ServerSettings {
     pub karmada_kubeconfig: Option<PathBuf>,
     /// Bearer token the API requires (none: open).
     pub api_token: Option<String>,
+    /// Prometheus, Grafana, alert rules, scaling.
+    pub monitoring: MonitoringSettings,
+}
+
+/// The monitoring stack's settings.
+#[derive(Debug, Clone, Default)]
+pub struct MonitoringSettings {
+    /// Prometheus base URL (scaling reads request rates there).
+    pub prometheus_url: Option<String>,
+    /// Grafana base URL (dashboards).
+    pub grafana_url: Option<String>,
+    /// Grafana basic auth.
+    pub grafana_user: Option<String>,
+    /// Grafana basic auth.
+    pub grafana_password: Option<String>,
+    /// Grafana token.
+    pub grafana_token: Option<String>,
+    /// `prometheus-rule`, `rule-file` or `none`.
+    pub alert_rules: String,
+    /// Directory of rule files.
+    pub rules_dir: Option<PathBuf>,
+    /// How often running graphs are rescaled.
+    pub scaling_interval: Duration,
+    /// `rate()` window.
+    pub rate_window: String,
 }

@@ -218,6 +218,24 @@ struct RunArgs {
     /// How often the worker heartbeats; its jobs go to other workers after 3 missed beats.
     #[arg(long, env = "SMO_HEARTBEAT_INTERVAL", default_value = "5s", value_parser = parse_duration_ms)]
     heartbeat_interval: Duration,
+    /// Prometheus URL (request rates; rule reloads) [default: config prometheus_url]
+    #[arg(long, env = "SMO_PROMETHEUS_URL")]
+    prometheus_url: Option<String>,
+    /// Grafana URL (dashboards) [default: config grafana_url]
+    #[arg(long, env = "SMO_GRAFANA_URL")]
+    grafana_url: Option<String>,
+    /// Where alert rules go: prometheus-rule, rule-file or none [default: config alert_rules, else prometheus-rule]
+    #[arg(long, env = "SMO_ALERT_RULES")]
+    alert_rules: Option<String>,
+    /// Rule-file directory for --alert-rules rule-file [default: config rules_dir]
+    #[arg(long, env = "SMO_RULES_DIR")]
+    rules_dir: Option<PathBuf>,
+    /// How often running graphs are rescaled [default: config scaling_interval, else 30s]
+    #[arg(long, env = "SMO_SCALING_INTERVAL", value_parser = parse_duration)]
+    scaling_interval: Option<Duration>,
+    /// rate() window of request-rate queries [default: config rate_window, else 1m]
+    #[arg(long, env = "SMO_RATE_WINDOW")]
+    rate_window: Option<String>,
     /// Karmada kubeconfig [default: ~/.smo/config.yaml's karmada_kubeconfig]
     #[arg(long, env = "SMO_KARMADA_KUBECONFIG")]
     karmada_kubeconfig: Option<PathBuf>,
@@ -307,8 +325,36 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 retention: a.retention,
                 shutdown_grace: a.shutdown_grace,
                 heartbeat_interval: a.heartbeat_interval,
-                karmada_kubeconfig: a.karmada_kubeconfig.or(file.karmada_kubeconfig),
-                api_token: a.api_token.or(file.api_token),
+                karmada_kubeconfig: a.karmada_kubeconfig.or(file.karmada_kubeconfig.clone()),
+                api_token: a.api_token.or(file.api_token.clone()),
+                monitoring: smo::settings::MonitoringSettings {
+                    prometheus_url: a.prometheus_url.or(file.prometheus_url.clone()),
+                    grafana_url: a.grafana_url.or(file.grafana_url.clone()),
+                    grafana_user: file.grafana_user.clone(),
+                    grafana_password: file.grafana_password.clone(),
+                    grafana_token: std::env::var("SMO_GRAFANA_TOKEN")
+                        .ok()
+                        .or(file.grafana_token.clone()),
+                    alert_rules: a
+                        .alert_rules
+                        .or(file.alert_rules.clone())
+                        .unwrap_or_else(|| "prometheus-rule".into()),
+                    rules_dir: a.rules_dir.or(file.rules_dir.clone()),
+                    scaling_interval: match a.scaling_interval {
+                        Some(d) => d,
+                        None => file
+                            .scaling_interval
+                            .as_deref()
+                            .map(parse_duration)
+                            .transpose()
+                            .map_err(|e| anyhow::anyhow!("scaling_interval: {e}"))?
+                            .unwrap_or(Duration::from_secs(30)),
+                    },
+                    rate_window: a
+                        .rate_window
+                        .or(file.rate_window.clone())
+                        .unwrap_or_else(|| "1m".into()),
+                },
             };
             server::run(settings, &a.roles, server::shutdown_on_signals()).await?;
         }

@@ -208,6 +208,22 @@ impl Federation {
         Ok(deleted)
     }
 
+    /// Sets a Deployment's replicas through its `scale` subresource (so the field stays owned by
+    /// the scaler and the next apply of the whole object carries the stored count).
+    pub async fn scale(
+        &self,
+        namespace: &str,
+        name: &str,
+        replicas: i32,
+    ) -> Result<(), FederationError> {
+        let api: Api<k8s_openapi::api::apps::v1::Deployment> =
+            Api::namespaced(self.client.clone(), namespace);
+        let patch = serde_json::json!({ "spec": { "replicas": replicas } });
+        api.patch_scale(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        Ok(())
+    }
+
     /// Desired and ready replicas of a Deployment, if it exists.
     pub async fn deployment_replicas(
         &self,

@@ -254,6 +254,17 @@ pub struct DryRun {
     pub warnings: Vec<ProblemItem>,
 }
 
+/// What `POST /alerts` did.
+#[derive(Debug, Object)]
+pub struct AlertsAccepted {
+    /// Firing alerts in the payload.
+    pub firing: usize,
+    /// Alerts that name no pending conditional service.
+    pub ignored: usize,
+    /// `deploy-conditional` jobs (existing ones when Alertmanager repeats).
+    pub jobs: Vec<JobAccepted>,
+}
+
 #[derive(ApiResponse)]
 enum Accepted {
     /// The request is recorded and its job enqueued.
@@ -765,6 +776,55 @@ impl SmoApi {
                 })
                 .collect(),
         ))
+    }
+
+    /// Alertmanager webhook: each firing alert whose labels name a graph and one of its conditional
+    /// services enqueues `deploy-conditional` for it (once: repeats find the job or the service
+    /// already deployed). Other alerts are ignored and counted.
+    #[oai(path = "/alerts", method = "post")]
+    async fn alerts(&self, body: Binary<Vec<u8>>) -> ApiResult<Json<AlertsAccepted>> {
+        let alerts = crate::monitoring::parse_alertmanager(&body.0).map_err(|e| {
+            ApiError::invalid(
+                format!("not an Alertmanager webhook: {e}"),
+                vec![ProblemItem {
+                    path: "body".into(),
+                    message: e.to_string(),
+                }],
+            )
+        })?;
+        let mut jobs = Vec::new();
+        let mut ignored = 0;
+        let mut tx = self.pool.begin().await?;
+        for a in &alerts {
+            let (Some(graph), Some(service)) = (&a.graph, &a.service) else {
+                ignored += 1;
+                continue;
+            };
+            let Some(g) = store::find_graph(&mut tx, graph).await? else {
+                ignored += 1;
+                continue;
+            };
+            let services = store::services(&mut tx, g.id).await?;
+            if !services
+                .iter()
+                .any(|s| &s.name == service && s.conditional && s.status == "Pending")
+            {
+                ignored += 1;
+                continue;
+            }
+            let args = jobs::DeployConditionalJob {
+                graph: graph.clone(),
+                service: service.clone(),
+                alert: a.alertname.clone(),
+            };
+            jobs.push(self.accept(graph, args, vec![], &mut tx).await?);
+        }
+        tx.commit().await?;
+        Ok(Json(AlertsAccepted {
+            firing: alerts.len(),
+            ignored,
+            jobs,
+        }))
     }
 
     /// A job: state, attempts, errors, timings.

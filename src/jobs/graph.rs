@@ -31,7 +31,10 @@ fn fed(e: FederationError) -> JobError {
     }
 }
 
-async fn lock_graph(app: &App, name: &str) -> Result<Transaction<'static, Postgres>, JobError> {
+pub(super) async fn lock_graph(
+    app: &App,
+    name: &str,
+) -> Result<Transaction<'static, Postgres>, JobError> {
     let mut tx = app.pool.begin().await.map_err(db)?;
     let locked: bool =
         sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext('smo.graph'), hashtext($1))")
@@ -66,9 +69,21 @@ pub fn plan_placement(
     current: &BTreeMap<String, String>,
     force: bool,
 ) -> Result<PlacementPlan, placement::PlacementError> {
+    plan_placement_with(graph, services, clusters, current, force, None)
+}
+
+/// [`plan_placement`], also placing the conditional service `trigger` (its event fired).
+fn plan_placement_with(
+    graph: &Graph,
+    services: &[ServiceRecord],
+    clusters: &[ClusterRecord],
+    current: &BTreeMap<String, String>,
+    force: bool,
+    trigger: Option<&str>,
+) -> Result<PlacementPlan, placement::PlacementError> {
     let wanted: Vec<&ServiceRecord> = services
         .iter()
-        .filter(|s| !s.conditional || s.status != "Pending")
+        .filter(|s| !s.conditional || s.status != "Pending" || Some(s.name.as_str()) == trigger)
         .collect();
     let usable = |c: &str| clusters.iter().any(|k| k.name == c && k.ready);
     let all_kept = wanted
@@ -402,7 +417,111 @@ async fn deploy_locked(
         json!({ "placement": plan.placement }),
         json!({ "applied": applied }),
     )
-    .await
+    .await?;
+    if !force {
+        let job = ctx
+            .queue
+            .enqueue_in(
+                tx,
+                &super::PublishDashboardsJob {
+                    graph: g.name.clone(),
+                },
+            )
+            .await
+            .map_err(|e| JobError::Transient(e.to_string()))?;
+        store::record_job(tx, &g.name, job.id, "publish-dashboards", now)
+            .await
+            .map_err(db)?;
+    }
+    Ok(())
+}
+
+/// Deploys a conditional service once: a second alert (Alertmanager repeats) finds it deployed
+/// and changes nothing.
+pub async fn deploy_conditional(
+    app: &App,
+    name: &str,
+    service: &str,
+    alert: &str,
+    ctx: &JobContext,
+) -> Result<(), JobError> {
+    let mut tx = lock_graph(app, name).await?;
+    let Some(g) = store::find_graph(&mut tx, name).await.map_err(db)? else {
+        return Ok(());
+    };
+    if g.desired != Desired::Running.as_str() {
+        return Ok(());
+    }
+    let services = store::services(&mut tx, g.id).await.map_err(db)?;
+    let Some(record) = services.iter().find(|s| s.name == service) else {
+        return Err(JobError::Permanent(format!(
+            "graph {name} has no service {service}"
+        )));
+    };
+    if !record.conditional || record.status != "Pending" {
+        return Ok(()); // already deployed (or not conditional): exactly once
+    }
+    let now = ctx.queue.now();
+    let federation = app.federation()?;
+    let graph: Graph = serde_json::from_value(g.descriptor.clone()).map_err(|e| {
+        JobError::Permanent(format!("stored descriptor of {name} does not load: {e}"))
+    })?;
+    let clusters = cluster_sync(app, ctx).await?;
+    let current: BTreeMap<String, String> =
+        serde_json::from_value(g.placement.clone()).unwrap_or_default();
+    let plan = plan_placement_with(&graph, &services, &clusters, &current, false, Some(service))
+        .map_err(|e| JobError::Permanent(format!("placement: {e}")))?;
+    let Some(cluster) = plan.placement.get(service).cloned() else {
+        return Err(JobError::Permanent(format!(
+            "placement left {service} unplaced"
+        )));
+    };
+    let svc = graph
+        .service(service)
+        .ok_or_else(|| JobError::Permanent(format!("no service {service}")))?;
+    let mut applied = 0;
+    if manifests::is_native(svc) {
+        let replicas: BTreeMap<String, i32> = services
+            .iter()
+            .map(|s| (s.name.clone(), s.replicas.max(1)))
+            .collect();
+        let input = RenderInput {
+            graph: &graph,
+            project: &g.project,
+            placement: &plan.placement,
+            replicas: &replicas,
+        };
+        federation.ensure_namespace(&g.project).await.map_err(fed)?;
+        for obj in manifests::render_service(&input, svc, &cluster) {
+            federation.apply(&obj).await.map_err(fed)?;
+            applied += 1;
+        }
+    }
+    let observed = federation
+        .deployment_replicas(&g.project, &manifests::object_name(&graph.id, service))
+        .await
+        .map_err(fed)?;
+    let st = match observed {
+        Some((want, ready)) if ready >= want => "Running",
+        _ => "Deployed",
+    };
+    store::set_service_status(&mut tx, g.id, service, st, observed, now)
+        .await
+        .map_err(db)?;
+    store::set_placement(&mut tx, g.id, &plan.placement, now)
+        .await
+        .map_err(db)?;
+    decision(
+        &mut tx,
+        &g,
+        "deploy-conditional",
+        ctx,
+        &format!("alert {alert} fired: deployed {service} on {cluster} ({applied} objects)"),
+        json!({ "alert": alert }),
+        json!({ "cluster": cluster, "applied": applied }),
+    )
+    .await?;
+    tx.commit().await.map_err(db)
 }
 
 /// Stop: delete the workloads, keep the graph.
@@ -420,6 +539,9 @@ pub async fn stop(app: &App, name: &str, ctx: &JobContext) -> Result<(), JobErro
         .delete_labelled(&g.project, &g.name, None)
         .await
         .map_err(fed)?;
+    if let Ok(graph) = serde_json::from_value::<Graph>(g.descriptor.clone()) {
+        super::monitor::unpublish(app, &g.project, &graph, false).await?;
+    }
     for s in store::services(&mut tx, g.id).await.map_err(db)? {
         store::set_service_status(
             &mut tx,
@@ -467,6 +589,12 @@ pub async fn remove(
         .delete_labelled(project, name, None)
         .await
         .map_err(fed)?;
+    if let Some(graph) = g
+        .as_ref()
+        .and_then(|g| serde_json::from_value::<Graph>(g.descriptor.clone()).ok())
+    {
+        super::monitor::unpublish(app, project, &graph, true).await?;
+    }
     if let Some(g) = g {
         store::delete_graph(&mut tx, g.id).await.map_err(db)?;
     }

@@ -3,6 +3,7 @@
 //! always works from the latest state. Running any of them twice changes nothing more.
 
 mod graph;
+mod monitor;
 
 use std::sync::Arc;
 
@@ -13,14 +14,18 @@ use sqlx::{PgConnection, PgPool};
 use crate::{federation::Federation, store};
 
 pub use graph::{PlacementPlan, plan_placement};
+pub use monitor::{Monitoring, RulesTarget, cron_schedule_for};
 
-/// What every handler needs: the database and, when configured, the federation.
+/// What every handler needs: the database and, when configured, the federation and the
+/// monitoring stack.
 #[derive(Clone)]
 pub struct App {
     /// smo's database.
     pub pool: PgPool,
     /// The Karmada client; `None` when no kubeconfig is configured.
     pub federation: Option<Federation>,
+    /// Prometheus, Grafana and where alert rules go.
+    pub monitoring: Monitoring,
 }
 
 impl App {
@@ -92,6 +97,67 @@ impl JobArgs for RemoveJob {
     }
 }
 
+/// Publish a graph's Grafana dashboards and alert rules.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PublishDashboardsJob {
+    /// Graph name.
+    pub graph: String,
+}
+
+impl JobArgs for PublishDashboardsJob {
+    const KIND: &'static str = "publish-dashboards";
+    const MAX_ATTEMPTS: u32 = 8;
+    fn unique_key(&self) -> Option<String> {
+        Some(self.graph.clone())
+    }
+}
+
+/// Enqueue one `scale-tick` per running graph (the cron entry).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ScaleFanoutJob {}
+
+impl JobArgs for ScaleFanoutJob {
+    const KIND: &'static str = "scale-fanout";
+    const MAX_ATTEMPTS: u32 = 3;
+    fn unique_key(&self) -> Option<String> {
+        Some("all".into())
+    }
+}
+
+/// Rescale one graph from its request rates (SPEC §3). At most one per graph queued or running.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScaleTickJob {
+    /// Graph name.
+    pub graph: String,
+}
+
+impl JobArgs for ScaleTickJob {
+    const KIND: &'static str = "scale-tick";
+    const MAX_ATTEMPTS: u32 = 3;
+    fn unique_key(&self) -> Option<String> {
+        Some(self.graph.clone())
+    }
+}
+
+/// Deploy a conditional service once its alert fired (from `POST /alerts`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeployConditionalJob {
+    /// Graph name.
+    pub graph: String,
+    /// The conditional service.
+    pub service: String,
+    /// The alert that fired.
+    pub alert: String,
+}
+
+impl JobArgs for DeployConditionalJob {
+    const KIND: &'static str = "deploy-conditional";
+    const MAX_ATTEMPTS: u32 = 8;
+    fn unique_key(&self) -> Option<String> {
+        Some(format!("{}/{}", self.graph, self.service))
+    }
+}
+
 /// Refresh the cluster table from Karmada.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ClusterSyncJob {}
@@ -121,39 +187,57 @@ pub async fn enqueue_for_graph<A: JobArgs>(
 /// The registry of smo's kinds, bound to `app`.
 pub fn registry(app: App) -> Registry {
     let app = Arc::new(app);
-    let (a1, a2, a3, a4, a5, a6) = (
-        app.clone(),
-        app.clone(),
-        app.clone(),
-        app.clone(),
-        app.clone(),
-        app,
-    );
+    // Each handler gets its own handle on the shared App.
+    macro_rules! bind {
+        ($args:ty, |$app:ident, $j:ident, $ctx:ident| $body:expr) => {{
+            let shared = app.clone();
+            move |$j: $args, $ctx: JobContext| {
+                let $app = shared.clone();
+                async move { $body }
+            }
+        }};
+    }
     Registry::new()
-        .register(move |j: DeployJob, ctx: JobContext| {
-            let app = a1.clone();
-            async move { graph::deploy(&app, &j.graph, &ctx).await }
-        })
-        .register(move |j: StartJob, ctx: JobContext| {
-            let app = a2.clone();
-            async move { graph::deploy(&app, &j.graph, &ctx).await }
-        })
-        .register(move |j: StopJob, ctx: JobContext| {
-            let app = a3.clone();
-            async move { graph::stop(&app, &j.graph, &ctx).await }
-        })
-        .register(move |j: RemoveJob, ctx: JobContext| {
-            let app = a4.clone();
-            async move { graph::remove(&app, &j.graph, &j.project, &ctx).await }
-        })
-        .register(move |j: RePlaceJob, ctx: JobContext| {
-            let app = a5.clone();
-            async move { graph::re_place(&app, &j.graph, &ctx).await }
-        })
-        .register(move |_: ClusterSyncJob, ctx: JobContext| {
-            let app = a6.clone();
-            async move { graph::cluster_sync(&app, &ctx).await.map(|_| ()) }
-        })
+        .register(bind!(DeployJob, |app, j, ctx| graph::deploy(
+            &app, &j.graph, &ctx
+        )
+        .await))
+        .register(bind!(StartJob, |app, j, ctx| graph::deploy(
+            &app, &j.graph, &ctx
+        )
+        .await))
+        .register(bind!(StopJob, |app, j, ctx| graph::stop(
+            &app, &j.graph, &ctx
+        )
+        .await))
+        .register(bind!(RemoveJob, |app, j, ctx| graph::remove(
+            &app, &j.graph, &j.project, &ctx
+        )
+        .await))
+        .register(bind!(RePlaceJob, |app, j, ctx| graph::re_place(
+            &app, &j.graph, &ctx
+        )
+        .await))
+        .register(bind!(ClusterSyncJob, |app, _j, ctx| graph::cluster_sync(
+            &app, &ctx
+        )
+        .await
+        .map(|_| ())))
+        .register(bind!(PublishDashboardsJob, |app, j, ctx| monitor::publish(
+            &app, &j.graph, &ctx
+        )
+        .await))
+        .register(bind!(ScaleFanoutJob, |app, _j, ctx| monitor::fanout(
+            &app, &ctx
+        )
+        .await))
+        .register(bind!(ScaleTickJob, |app, j, ctx| monitor::scale_tick(
+            &app, &j.graph, &ctx
+        )
+        .await))
+        .register(bind!(DeployConditionalJob, |app, j, ctx| {
+            graph::deploy_conditional(&app, &j.graph, &j.service, &j.alert, &ctx).await
+        }))
 }
 
 pub(crate) fn db(e: impl std::fmt::Display) -> JobError {

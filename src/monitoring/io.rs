@@ -52,16 +52,29 @@ fn http(timeout: Duration) -> reqwest::Client {
         .unwrap_or_default()
 }
 
-async fn check(service: &'static str, url: &str, r: Result<reqwest::Response, reqwest::Error>) -> Result<Vec<u8>, IoError> {
-    let resp = r.map_err(|e| IoError::Unreachable { service, url: url.to_string(), message: e.to_string() })?;
+async fn check(
+    service: &'static str,
+    url: &str,
+    r: Result<reqwest::Response, reqwest::Error>,
+) -> Result<Vec<u8>, IoError> {
+    let resp = r.map_err(|e| IoError::Unreachable {
+        service,
+        url: url.to_string(),
+        message: e.to_string(),
+    })?;
     let status = resp.status();
-    let bytes = resp
-        .bytes()
-        .await
-        .map_err(|e| IoError::Unreachable { service, url: url.to_string(), message: e.to_string() })?;
+    let bytes = resp.bytes().await.map_err(|e| IoError::Unreachable {
+        service,
+        url: url.to_string(),
+        message: e.to_string(),
+    })?;
     if !status.is_success() {
         let body: String = String::from_utf8_lossy(&bytes).chars().take(300).collect();
-        return Err(IoError::Status { service, status: status.as_u16(), body });
+        return Err(IoError::Status {
+            service,
+            status: status.as_u16(),
+            body,
+        });
     }
     Ok(bytes.to_vec())
 }
@@ -76,29 +89,57 @@ pub struct Prometheus {
 impl Prometheus {
     /// A client of the Prometheus at `base` (e.g. `http://127.0.0.1:9090`).
     pub fn new(base: &str, timeout: Duration) -> Self {
-        Self { base: base.trim_end_matches('/').to_string(), http: http(timeout) }
+        Self {
+            base: base.trim_end_matches('/').to_string(),
+            http: http(timeout),
+        }
     }
 
     /// Evaluates an instant query to one number (empty or NaN results are 0, as SPEC §3 says).
     pub async fn query(&self, query: &str) -> Result<f64, IoError> {
         let url = format!("{}/api/v1/query", self.base);
-        let body = check("prometheus", &self.base, self.http.get(&url).query(&[("query", query)]).send().await).await?;
+        let body = check(
+            "prometheus",
+            &self.base,
+            self.http.get(&url).query(&[("query", query)]).send().await,
+        )
+        .await?;
         super::parse_query_result(&body).map_err(|e| IoError::Answer(format!("prometheus: {e}")))
     }
 
     /// Asks Prometheus to re-read its rule files (needs `--web.enable-lifecycle`).
     pub async fn reload(&self) -> Result<(), IoError> {
-        check("prometheus", &self.base, self.http.post(format!("{}/-/reload", self.base)).send().await).await?;
+        check(
+            "prometheus",
+            &self.base,
+            self.http
+                .post(format!("{}/-/reload", self.base))
+                .send()
+                .await,
+        )
+        .await?;
         Ok(())
     }
 
     /// Names of the loaded rule groups.
     pub async fn rule_groups(&self) -> Result<Vec<String>, IoError> {
-        let body = check("prometheus", &self.base, self.http.get(format!("{}/api/v1/rules", self.base)).send().await).await?;
+        let body = check(
+            "prometheus",
+            &self.base,
+            self.http
+                .get(format!("{}/api/v1/rules", self.base))
+                .send()
+                .await,
+        )
+        .await?;
         let v: Value = serde_json::from_slice(&body).map_err(|e| IoError::Answer(e.to_string()))?;
         Ok(v["data"]["groups"]
             .as_array()
-            .map(|gs| gs.iter().filter_map(|g| g["name"].as_str().map(str::to_string)).collect())
+            .map(|gs| {
+                gs.iter()
+                    .filter_map(|g| g["name"].as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default())
     }
 }
@@ -130,7 +171,11 @@ pub struct Grafana {
 impl Grafana {
     /// A client of the Grafana at `base`.
     pub fn new(base: &str, auth: GrafanaAuth, timeout: Duration) -> Self {
-        Self { base: base.trim_end_matches('/').to_string(), auth, http: http(timeout) }
+        Self {
+            base: base.trim_end_matches('/').to_string(),
+            auth,
+            http: http(timeout),
+        }
     }
 
     fn req(&self, m: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
@@ -144,15 +189,36 @@ impl Grafana {
 
     /// Creates or overwrites a dashboard (`POST /api/dashboards/db`); returns its absolute URL.
     pub async fn upsert(&self, payload: &Value) -> Result<String, IoError> {
-        let body = check("grafana", &self.base, self.req(reqwest::Method::POST, "/api/dashboards/db").json(payload).send().await).await?;
+        let body = check(
+            "grafana",
+            &self.base,
+            self.req(reqwest::Method::POST, "/api/dashboards/db")
+                .json(payload)
+                .send()
+                .await,
+        )
+        .await?;
         let v: Value = serde_json::from_slice(&body).map_err(|e| IoError::Answer(e.to_string()))?;
-        let path = v["url"].as_str().ok_or_else(|| IoError::Answer(format!("grafana: no url in {v}")))?;
+        let path = v["url"]
+            .as_str()
+            .ok_or_else(|| IoError::Answer(format!("grafana: no url in {v}")))?;
         Ok(format!("{}{path}", self.base))
     }
 
     /// Deletes a dashboard; a missing one is fine.
     pub async fn delete(&self, uid: &str) -> Result<bool, IoError> {
-        match check("grafana", &self.base, self.req(reqwest::Method::DELETE, &format!("/api/dashboards/uid/{uid}")).send().await).await {
+        match check(
+            "grafana",
+            &self.base,
+            self.req(
+                reqwest::Method::DELETE,
+                &format!("/api/dashboards/uid/{uid}"),
+            )
+            .send()
+            .await,
+        )
+        .await
+        {
             Ok(_) => Ok(true),
             Err(IoError::Status { status: 404, .. }) => Ok(false),
             Err(e) => Err(e),
@@ -161,7 +227,15 @@ impl Grafana {
 
     /// Whether a dashboard exists.
     pub async fn exists(&self, uid: &str) -> Result<bool, IoError> {
-        match check("grafana", &self.base, self.req(reqwest::Method::GET, &format!("/api/dashboards/uid/{uid}")).send().await).await {
+        match check(
+            "grafana",
+            &self.base,
+            self.req(reqwest::Method::GET, &format!("/api/dashboards/uid/{uid}"))
+                .send()
+                .await,
+        )
+        .await
+        {
             Ok(_) => Ok(true),
             Err(IoError::Status { status: 404, .. }) => Ok(false),
             Err(e) => Err(e),

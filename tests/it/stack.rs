@@ -57,6 +57,7 @@ impl Stack {
             let registry = jobs::registry(App {
                 pool: db.pool.clone(),
                 federation: Some(federation.clone()),
+                monitoring: Default::default(),
             });
             let w = Worker::new(
                 Queue::new(db.pool.clone()),

@@ -1,0 +1,408 @@
+//! Monitoring jobs: publish dashboards and alert rules, fan out scale ticks, and the scale tick
+//! itself (SPEC §3): read request rates from Prometheus, solve per cluster, patch replicas,
+//! record the decision; an infeasible tick enqueues a re-placement.
+
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+
+use serde_json::json;
+use smo_jobs::{JobContext, JobError, NewJob};
+
+use super::{App, RePlaceJob, ScaleTickJob, db, graph::lock_graph};
+use crate::{
+    federation::manifests,
+    hdag::Graph,
+    monitoring::{
+        self,
+        io::{Grafana, IoError, Prometheus},
+    },
+    scaling::{self, ScaleCluster, ScaleOutcome, ScaleService},
+    store::{self, Desired, status},
+};
+
+/// Where alert rules go.
+#[derive(Clone, Debug, Default)]
+pub enum RulesTarget {
+    /// Nowhere (no conditional services are expected, or rules are managed elsewhere).
+    #[default]
+    None,
+    /// A `monitoring.coreos.com/v1` PrometheusRule object per graph, applied through Karmada.
+    PrometheusRule {
+        /// Namespace of the object (default: the graph's project).
+        namespace: Option<String>,
+        /// Rule group name (default: `smo-<project>-<graph>`).
+        group: Option<String>,
+    },
+    /// A rule file per graph in `dir` (which Prometheus's `rule_files` covers), then `POST /-/reload`.
+    RuleFile {
+        /// The directory.
+        dir: PathBuf,
+    },
+}
+
+/// The monitoring stack as the jobs see it; every part optional.
+#[derive(Clone, Default)]
+pub struct Monitoring {
+    /// Prometheus (request rates; rule reloads).
+    pub prometheus: Option<Prometheus>,
+    /// Grafana (dashboards).
+    pub grafana: Option<Grafana>,
+    /// Where alert rules go.
+    pub rules: RulesTarget,
+    /// The `rate()` window of the request-rate query, e.g. `1m`.
+    pub rate_window: String,
+}
+
+/// A 6-field cron expression firing every `interval` (seconds dividing a minute, or minutes
+/// dividing an hour); other intervals round to the nearest that does.
+pub fn cron_schedule_for(interval: Duration) -> String {
+    let secs = interval.as_secs().max(1);
+    if secs < 60 {
+        let step = [1u64, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30]
+            .into_iter()
+            .min_by_key(|d| d.abs_diff(secs))
+            .unwrap_or(30);
+        format!("*/{step} * * * * *")
+    } else {
+        let mins = (secs / 60).max(1);
+        let step = [1u64, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30]
+            .into_iter()
+            .min_by_key(|d| d.abs_diff(mins))
+            .unwrap_or(30);
+        format!("0 */{step} * * * *")
+    }
+}
+
+fn io(e: IoError) -> JobError {
+    if e.is_transient() {
+        JobError::Transient(e.to_string())
+    } else {
+        JobError::Permanent(e.to_string())
+    }
+}
+
+fn fed(e: crate::federation::FederationError) -> JobError {
+    if e.is_transient() {
+        JobError::Transient(e.to_string())
+    } else {
+        JobError::Permanent(e.to_string())
+    }
+}
+
+fn rule_file_path(dir: &std::path::Path, project: &str, graph: &str) -> PathBuf {
+    dir.join(format!(
+        "{}.yml",
+        monitoring::rule_group_name(project, graph)
+    ))
+}
+
+/// Publishes the graph's dashboards (Grafana) and alert rules; stores the dashboard URLs.
+pub async fn publish(app: &App, name: &str, ctx: &JobContext) -> Result<(), JobError> {
+    let mut conn = app.pool.acquire().await.map_err(db)?;
+    let Some(g) = store::find_graph(&mut conn, name).await.map_err(db)? else {
+        return Ok(());
+    };
+    if g.desired != Desired::Running.as_str() {
+        return Ok(());
+    }
+    let graph: Graph = serde_json::from_value(g.descriptor.clone()).map_err(|e| {
+        JobError::Permanent(format!("stored descriptor of {name} does not load: {e}"))
+    })?;
+    let mut urls = BTreeMap::new();
+    if let Some(grafana) = &app.monitoring.grafana {
+        let set = monitoring::render_graph_dashboards(&g.project, &graph);
+        for d in set.iter() {
+            let url = grafana
+                .upsert(&monitoring::grafana_payload(d, None))
+                .await
+                .map_err(io)?;
+            urls.insert(d.title.clone(), url);
+        }
+    }
+    let rules = publish_rules(app, &g.project, &graph).await?;
+    sqlx::query("UPDATE smo.graphs SET dashboards = $2 WHERE id = $1")
+        .bind(g.id)
+        .bind(serde_json::to_value(&urls).unwrap_or_default())
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    store::add_decision(
+        &mut conn,
+        &g.name,
+        &g.project,
+        "publish",
+        Some(ctx.id),
+        &format!(
+            "published {} dashboards and {rules} alert rules",
+            urls.len()
+        ),
+        json!({}),
+        json!({ "dashboards": urls, "rules": rules }),
+        ctx.queue.now(),
+    )
+    .await
+    .map_err(db)
+}
+
+async fn publish_rules(app: &App, project: &str, graph: &Graph) -> Result<usize, JobError> {
+    let rules = monitoring::alert_rules(project, graph);
+    if rules.is_empty() {
+        return Ok(0);
+    }
+    match &app.monitoring.rules {
+        RulesTarget::None => Ok(0),
+        RulesTarget::PrometheusRule { namespace, group } => {
+            let ns = namespace.clone().unwrap_or_else(|| project.to_string());
+            let group = group
+                .clone()
+                .unwrap_or_else(|| monitoring::rule_group_name(project, &graph.id));
+            let name = manifests::object_name(&graph.id, "alerts");
+            let obj = monitoring::prometheus_rule(project, graph, &name, &ns, &group);
+            let federation = app.federation()?;
+            federation.ensure_namespace(&ns).await.map_err(fed)?;
+            federation.apply(&obj).await.map_err(fed)?;
+            Ok(rules.len())
+        }
+        RulesTarget::RuleFile { dir } => {
+            let text = monitoring::rule_file(&[(
+                monitoring::rule_group_name(project, &graph.id),
+                rules.clone(),
+            )]);
+            let path = rule_file_path(dir, project, &graph.id);
+            let tmp = path.with_extension("yml.tmp");
+            std::fs::create_dir_all(dir)
+                .map_err(|e| JobError::Transient(format!("{}: {e}", dir.display())))?;
+            std::fs::write(&tmp, text)
+                .map_err(|e| JobError::Transient(format!("{}: {e}", tmp.display())))?;
+            std::fs::rename(&tmp, &path)
+                .map_err(|e| JobError::Transient(format!("{}: {e}", path.display())))?;
+            if let Some(p) = &app.monitoring.prometheus {
+                p.reload().await.map_err(io)?;
+            }
+            Ok(rules.len())
+        }
+    }
+}
+
+/// Removes a graph's alert rules (stop and remove) and, with `dashboards`, its dashboards (remove).
+pub async fn unpublish(
+    app: &App,
+    project: &str,
+    graph: &Graph,
+    dashboards: bool,
+) -> Result<(), JobError> {
+    if dashboards && let Some(grafana) = &app.monitoring.grafana {
+        for d in monitoring::render_graph_dashboards(project, graph).iter() {
+            grafana.delete(&d.uid).await.map_err(io)?;
+        }
+    }
+    match &app.monitoring.rules {
+        RulesTarget::None => {}
+        // PrometheusRule objects carry the graph label: the federation's delete-by-label removes them.
+        RulesTarget::PrometheusRule {
+            namespace: Some(ns),
+            ..
+        } if ns != project => {
+            let name = manifests::object_name(&graph.id, "alerts");
+            let obj = json!({"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
+                             "metadata": {"name": name, "namespace": ns}});
+            app.federation()?.delete(&obj).await.map_err(fed)?;
+        }
+        RulesTarget::PrometheusRule { .. } => {}
+        RulesTarget::RuleFile { dir } => {
+            let path = rule_file_path(dir, project, &graph.id);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {
+                    if let Some(p) = &app.monitoring.prometheus {
+                        p.reload().await.map_err(io)?;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(JobError::Transient(format!("{}: {e}", path.display()))),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Enqueues one scale tick per running graph; a graph whose previous tick is still queued or
+/// running keeps that one (unique key), so ticks never pile up.
+pub async fn fanout(app: &App, ctx: &JobContext) -> Result<(), JobError> {
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM smo.graphs WHERE desired = 'running' AND status = 'Running' ORDER BY name")
+            .fetch_all(&app.pool)
+            .await
+            .map_err(db)?;
+    let jobs: Vec<NewJob> = names
+        .iter()
+        .map(|g| NewJob::from_args(&ScaleTickJob { graph: g.clone() }))
+        .collect::<Result<_, _>>()
+        .map_err(|e| JobError::Permanent(e.to_string()))?;
+    for chunk in jobs.chunks(5_000) {
+        ctx.queue
+            .enqueue_many(chunk)
+            .await
+            .map_err(|e| JobError::Transient(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// One scale tick for one graph.
+pub async fn scale_tick(app: &App, name: &str, ctx: &JobContext) -> Result<(), JobError> {
+    let Ok(mut tx) = lock_graph(app, name).await else {
+        return Ok(()); // another job holds the graph: this tick is skipped, the next one comes
+    };
+    let Some(g) = store::find_graph(&mut tx, name).await.map_err(db)? else {
+        return Ok(());
+    };
+    if g.desired != Desired::Running.as_str() || g.status != status::RUNNING {
+        return Ok(());
+    }
+    let prometheus = app.monitoring.prometheus.as_ref().ok_or_else(|| {
+        JobError::Permanent("no prometheus_url configured: scaling needs request rates".into())
+    })?;
+    let graph: Graph = serde_json::from_value(g.descriptor.clone()).map_err(|e| {
+        JobError::Permanent(format!("stored descriptor of {name} does not load: {e}"))
+    })?;
+    let services = store::services(&mut tx, g.id).await.map_err(db)?;
+    let clusters = store::list_clusters(&app.pool).await.map_err(db)?;
+    let window = if app.monitoring.rate_window.is_empty() {
+        monitoring::DEFAULT_WINDOW
+    } else {
+        &app.monitoring.rate_window
+    };
+
+    // Inputs per cluster. A Prometheus failure fails the tick (retried): never scale on a guess.
+    let mut by_cluster: BTreeMap<String, Vec<ScaleService>> = BTreeMap::new();
+    let mut rates = BTreeMap::new();
+    for s in services
+        .iter()
+        .filter(|s| s.status != "Pending" && s.status != "Stopped")
+    {
+        let (Some(cluster), Some(svc)) = (&s.cluster, graph.service(&s.name)) else {
+            continue;
+        };
+        if !manifests::is_native(svc) {
+            continue;
+        }
+        let deployment = manifests::object_name(&graph.id, &s.name);
+        let scaling = svc.deployment.intent.scaling.as_ref();
+        let query = monitoring::rate_query(
+            scaling.and_then(|sc| sc.metric.as_deref()),
+            &g.project,
+            &deployment,
+            &s.name,
+            window,
+        );
+        let rate = prometheus.query(&query).await.map_err(io)?;
+        let cpu = s.cpu_millis as f64 / 1000.0;
+        let (alpha, beta, min, max) = match scaling {
+            Some(sc) => (sc.alpha, sc.beta, sc.min_replicas, sc.max_replicas),
+            None => scaling::defaults_for(cpu),
+        };
+        rates.insert(s.name.clone(), json!({ "query": query, "rate": rate }));
+        by_cluster
+            .entry(cluster.clone())
+            .or_default()
+            .push(ScaleService {
+                name: s.name.clone(),
+                rate,
+                current: s.replicas.max(0) as u32,
+                cpu,
+                alpha,
+                beta,
+                min,
+                max,
+                gpu: s.gpu,
+            });
+    }
+    if by_cluster.is_empty() {
+        return Ok(());
+    }
+    // The graph's own replicas already count as allocated: add them back to the free capacity.
+    let scale_clusters: Vec<ScaleCluster> = clusters
+        .iter()
+        .filter(|c| by_cluster.contains_key(&c.name))
+        .map(|c| {
+            let own: f64 = by_cluster[&c.name]
+                .iter()
+                .map(|s| s.cpu * f64::from(s.current))
+                .sum();
+            ScaleCluster {
+                name: c.name.clone(),
+                cpu: (c.cpu_free + own).max(0.0),
+                accelerator: c.gpus > 0,
+            }
+        })
+        .collect();
+    let outcomes = scaling::solve_graph(&scale_clusters, &by_cluster)
+        .map_err(|e| JobError::Permanent(format!("scaling input: {e}")))?;
+    let now = ctx.queue.now();
+    let federation = app.federation()?;
+    let mut changed = Vec::new();
+    let mut infeasible = Vec::new();
+    for (cluster, outcome) in &outcomes {
+        match outcome {
+            ScaleOutcome::Scaled { changed: ch, .. } => {
+                for c in ch {
+                    let deployment = manifests::object_name(&graph.id, &c.service);
+                    federation
+                        .scale(&g.project, &deployment, c.to as i32)
+                        .await
+                        .map_err(fed)?;
+                    sqlx::query("UPDATE smo.services SET replicas = $3, updated_at = $4 WHERE graph_id = $1 AND name = $2")
+                        .bind(g.id)
+                        .bind(&c.service)
+                        .bind(c.to as i32)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db)?;
+                    changed.push(format!("{} {}→{}", c.service, c.from, c.to));
+                }
+            }
+            ScaleOutcome::Infeasible { reasons, .. } => {
+                infeasible.push(format!("{cluster}: {}", reasons.join("; ")))
+            }
+        }
+    }
+    let message = if !infeasible.is_empty() {
+        let job = ctx
+            .queue
+            .enqueue_in(
+                &mut tx,
+                &RePlaceJob {
+                    graph: g.name.clone(),
+                },
+            )
+            .await
+            .map_err(|e| JobError::Transient(e.to_string()))?;
+        store::record_job(&mut tx, &g.name, job.id, "re-place", now)
+            .await
+            .map_err(db)?;
+        format!(
+            "infeasible, re-placement enqueued: {}",
+            infeasible.join(" | ")
+        )
+    } else if changed.is_empty() {
+        "replicas unchanged".to_string()
+    } else {
+        format!("scaled {}", changed.join(", "))
+    };
+    // Unchanged ticks are frequent: log them only when something happened, to keep history useful.
+    if !changed.is_empty() || !infeasible.is_empty() {
+        store::add_decision(
+            &mut tx,
+            &g.name,
+            &g.project,
+            "scaling",
+            Some(ctx.id),
+            &message,
+            json!({ "rates": rates, "clusters": scale_clusters, "services": by_cluster }),
+            serde_json::to_value(&outcomes).unwrap_or_default(),
+            now,
+        )
+        .await
+        .map_err(db)?;
+    }
+    tx.commit().await.map_err(db)
+}

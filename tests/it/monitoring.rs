@@ -1,0 +1,292 @@
+//! Scaling, dashboards and event-triggered services end to end, with a real Prometheus and a real
+//! Alertmanager (Debian packages, started here on loopback) scraping the simulated federation.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use serde_json::Value;
+use smo::{
+    jobs::{self, App, Monitoring, RulesTarget, ScaleFanoutJob},
+    monitoring::io::{Grafana, GrafanaAuth, Prometheus},
+};
+use smo_jobs::{CronEntry, Queue, Scheduler, SchedulerConfig, Worker, testing::fast_worker_config};
+
+use crate::{stack::Stack, support::example};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn binary(name: &str) -> Option<PathBuf> {
+    ["/usr/bin", "/usr/local/bin"]
+        .iter()
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.exists())
+}
+
+async fn wait_http(url: &str) {
+    for _ in 0..200 {
+        if reqwest::get(url)
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{url} never became ready");
+}
+
+async fn until<F, Fut>(what: &str, secs: u64, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while tokio::time::Instant::now() < deadline {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("timed out after {secs}s waiting for {what}");
+}
+
+async fn replicas(s: &Stack, service: &str) -> i64 {
+    let g: Value = s.client.get("/graphs/autoscale").await.unwrap();
+    g["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == service)
+        .map(|x| x["replicas"].as_i64().unwrap())
+        .unwrap()
+}
+
+async fn set_load(s: &Stack, rate: f64) {
+    let r = reqwest::Client::new()
+        .post(format!("{}/sim/load", s.sim_url))
+        .json(&serde_json::json!({"service": "autoscale-web", "namespace": "demo", "rate": rate}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.status().is_success(),
+        "{}",
+        r.text().await.unwrap_or_default()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_follow_load_an_alert_deploys_its_service_once_and_remove_cleans_up() {
+    let (Some(prom_bin), Some(am_bin)) = (binary("prometheus"), binary("prometheus-alertmanager"))
+    else {
+        panic!("prometheus and prometheus-alertmanager are required: run scripts/setup");
+    };
+    // The stack without its default worker: this one is wired to the monitoring stack.
+    let s = Stack::start_with(false, smo::sim::SimConfig::demo()).await;
+    let dir = std::env::temp_dir().join(format!("{}-mon", s.db.name));
+    let rules = dir.join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    let (prom_port, am_port) = (free_port(), free_port());
+    let sim_target = s.sim_url.trim_start_matches("http://").to_string();
+    let api_target = s.api.clone();
+    std::fs::write(
+        dir.join("prometheus.yml"),
+        format!(
+            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
+             rule_files: ['{}/*.yml']\n\
+             alerting: {{alertmanagers: [{{static_configs: [{{targets: ['127.0.0.1:{am_port}']}}]}}]}}\n\
+             scrape_configs: [{{job_name: sim, static_configs: [{{targets: ['{sim_target}']}}]}}]\n",
+            rules.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("alertmanager.yml"),
+        format!(
+            "route: {{receiver: smo, group_by: [alertname, graph, service], group_wait: 1s, group_interval: 1s, repeat_interval: 2s}}\n\
+             receivers: [{{name: smo, webhook_configs: [{{url: '{api_target}/alerts', send_resolved: false}}]}}]\n"
+        ),
+    )
+    .unwrap();
+    let _prom = Proc(
+        Command::new(prom_bin)
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .arg("--web.enable-lifecycle")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus starts"),
+    );
+    let _am = Proc(
+        Command::new(am_bin)
+            .arg(format!(
+                "--config.file={}",
+                dir.join("alertmanager.yml").display()
+            ))
+            .arg(format!("--storage.path={}", dir.join("am").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
+            .arg("--cluster.listen-address=")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("alertmanager starts"),
+    );
+    let prom_url = format!("http://127.0.0.1:{prom_port}");
+    wait_http(&format!("{prom_url}/-/ready")).await;
+    wait_http(&format!("http://127.0.0.1:{am_port}/-/ready")).await;
+
+    let prometheus = Prometheus::new(&prom_url, Duration::from_secs(5));
+    let grafana = Grafana::new(&s.sim_url, GrafanaAuth::None, Duration::from_secs(5));
+    let monitoring = Monitoring {
+        prometheus: Some(prometheus.clone()),
+        grafana: Some(grafana.clone()),
+        rules: RulesTarget::RuleFile { dir: rules.clone() },
+        rate_window: "10s".into(),
+    };
+    let app = App {
+        pool: s.db.pool.clone(),
+        federation: Some(s.federation.clone()),
+        monitoring,
+    };
+    let queue = Queue::new(s.db.pool.clone());
+    let mut cfg = fast_worker_config(&format!("mon-{}", s.db.name));
+    cfg.poll_interval = Duration::from_millis(100);
+    tokio::spawn(Worker::new(queue.clone(), jobs::registry(app), cfg).run(s.stop.clone()));
+    let entry = CronEntry::new("scale-fanout", "* * * * * *", &ScaleFanoutJob {}).unwrap();
+    let scheduler = Scheduler::new(
+        queue.clone(),
+        SchedulerConfig {
+            tick: Duration::from_millis(200),
+        },
+    )
+    .with_entry(entry);
+    tokio::spawn(scheduler.run(s.stop.clone()));
+
+    let accepted = s
+        .client
+        .deploy("demo", example("autoscale.yaml"), false)
+        .await
+        .unwrap();
+    s.succeed(&accepted).await;
+    until("the alert rule group to load", 30, || async {
+        prometheus
+            .rule_groups()
+            .await
+            .unwrap_or_default()
+            .contains(&"smo-demo-autoscale".to_string())
+    })
+    .await;
+    let g: Value = s.client.get("/graphs/autoscale").await.unwrap();
+    let dashboards = g["dashboards"].as_object().cloned().unwrap_or_default();
+    assert_eq!(dashboards.len(), 3, "graph + one per service: {g}");
+    assert_eq!(replicas(&s, "web").await, 1);
+
+    // Load up: 60 req/s at 10 req/s per replica → 6 replicas; and the overload alert fires.
+    set_load(&s, 60.0).await;
+    until("web to scale to 6 replicas", 90, || async {
+        replicas(&s, "web").await == 6
+    })
+    .await;
+    let objects = s.objects("demo", "autoscale").await;
+    assert!(objects.iter().any(|(_, n)| n == "autoscale-web"));
+    until("the alert to deploy burst-vo", 90, || async {
+        s.objects("demo", "autoscale")
+            .await
+            .iter()
+            .any(|(k, n)| k == "Deployment" && n == "autoscale-burst-vo")
+    })
+    .await;
+    // Alertmanager repeats every 2 s: give it several repeats, then count.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let history: Vec<Value> = s
+        .client
+        .get("/graphs/autoscale/history?limit=1000")
+        .await
+        .unwrap();
+    let conditional = history
+        .iter()
+        .filter(|d| d["kind"] == "deploy-conditional")
+        .count();
+    assert_eq!(
+        conditional, 1,
+        "deployed exactly once however often Alertmanager repeats"
+    );
+    let vo_objects = s
+        .objects("demo", "autoscale")
+        .await
+        .into_iter()
+        .filter(|(_, n)| n == "autoscale-burst-vo")
+        .count();
+    assert_eq!(vo_objects, 3, "Service, Deployment, PropagationPolicy");
+
+    // Load down: back to one replica.
+    set_load(&s, 5.0).await;
+    until("web to scale back to 1 replica", 90, || async {
+        replicas(&s, "web").await == 1
+    })
+    .await;
+    let scaling = history_kinds(&s, "scaling").await;
+    assert!(scaling >= 2, "every scaling step is in the decision log");
+
+    // Remove: objects, rule group and dashboards are gone.
+    let rm: Value = s.client.delete("/graphs/autoscale").await.unwrap();
+    s.succeed(&rm).await;
+    assert!(s.objects("demo", "autoscale").await.is_empty());
+    until("the rule group to unload", 30, || async {
+        !prometheus
+            .rule_groups()
+            .await
+            .unwrap_or_default()
+            .contains(&"smo-demo-autoscale".to_string())
+    })
+    .await;
+    for d in smo::monitoring::render_graph_dashboards(
+        "demo",
+        &smo::hdag::parse(&example("autoscale.yaml")).unwrap().graph,
+    )
+    .iter()
+    {
+        assert!(
+            !grafana.exists(&d.uid).await.unwrap(),
+            "dashboard {} left behind",
+            d.title
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+async fn history_kinds(s: &Stack, kind: &str) -> usize {
+    let history: Vec<Value> = s
+        .client
+        .get("/graphs/autoscale/history?limit=1000")
+        .await
+        .unwrap();
+    history.iter().filter(|d| d["kind"] == kind).count()
+}
