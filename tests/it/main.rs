@@ -9,3 +9,4 @@ mod monitoring;
 mod openapi;
 mod stack;
 mod support;
+mod ticks;
