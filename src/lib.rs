@@ -13,6 +13,7 @@
 //! - [`client`]     a typed client of the REST API (the `smo` CLI uses it)
 //! - [`sim`]        the simulated Karmada federation (`smo sim`)
 
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod federation;

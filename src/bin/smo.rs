@@ -56,6 +56,9 @@ enum Command {
     /// synthetic load on /metrics and Grafana's dashboard API) and write a kubeconfig for it.
     #[command(args_conflicts_with_subcommands = true)]
     Sim(SimArgs),
+    /// Benchmarks that print figures.
+    #[command(subcommand)]
+    Bench(BenchCmd),
     /// Apply database migrations and exit.
     Migrate,
     /// Print the OpenAPI document (YAML) of the REST API.
@@ -72,6 +75,23 @@ enum ClusterCmd {
     },
     /// List clusters with free capacity.
     List,
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// One scale-tick round for many running graphs (stub Prometheus, real engine and tick code),
+    /// in a scratch database `<db>_bench`.
+    ScaleRound {
+        /// Running graphs (3 services each).
+        #[arg(long, default_value_t = 10_000)]
+        graphs: usize,
+        /// Worker instances.
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        /// Jobs each worker runs at once.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -359,6 +379,58 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             server::run(settings, &a.roles, server::shutdown_on_signals()).await?;
         }
         Command::Sim(a) => return sim(a).await,
+        Command::Bench(BenchCmd::ScaleRound {
+            graphs,
+            workers,
+            concurrency,
+        }) => {
+            let scratch = format!(
+                "{}_bench",
+                database_url
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or("smo")
+                    .split('?')
+                    .next()
+                    .unwrap_or("smo")
+            );
+            let admin = connect(&database_url, 1).await?;
+            let exists: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+                    .bind(&scratch)
+                    .fetch_one(&admin)
+                    .await?;
+            if !exists {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "CREATE DATABASE \"{}\"",
+                    scratch.replace('"', "")
+                )))
+                .execute(&admin)
+                .await?;
+            }
+            let url = format!(
+                "{}/{scratch}",
+                &database_url[..database_url.rfind('/').unwrap_or(database_url.len())]
+            );
+            let pool = connect(&url, (workers * concurrency + 10) as u32).await?;
+            let r =
+                smo::bench::scale_round(pool, graphs, workers, concurrency, |m| eprintln!("… {m}"))
+                    .await?;
+            if out == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "scale round: {} graphs × {} services, {} workers × {}: {:.2} s ({:.0} ticks/s); setup {:.1} s",
+                    r.graphs,
+                    r.services_per_graph,
+                    r.workers,
+                    r.concurrency,
+                    r.round_secs,
+                    r.ticks_per_sec,
+                    r.setup_secs
+                );
+            }
+        }
         Command::Placement(PlacementCmd::Solve { input, first_fit }) => {
             return solve(&input, first_fit, out);
         }

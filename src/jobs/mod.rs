@@ -240,6 +240,15 @@ pub fn registry(app: App) -> Registry {
         }))
 }
 
+/// The scale tick, for `smo bench scale-round` (which counts ticks around it).
+pub async fn scale_tick_for_bench(
+    app: &App,
+    graph: &str,
+    ctx: &JobContext,
+) -> Result<(), JobError> {
+    monitor::scale_tick(app, graph, ctx).await
+}
+
 pub(crate) fn db(e: impl std::fmt::Display) -> JobError {
     JobError::Transient(format!("database: {e}"))
 }

@@ -337,7 +337,6 @@ pub async fn scale_tick(app: &App, name: &str, ctx: &JobContext) -> Result<(), J
     let outcomes = scaling::solve_graph(&scale_clusters, &by_cluster)
         .map_err(|e| JobError::Permanent(format!("scaling input: {e}")))?;
     let now = ctx.queue.now();
-    let federation = app.federation()?;
     let mut changed = Vec::new();
     let mut infeasible = Vec::new();
     for (cluster, outcome) in &outcomes {
@@ -345,7 +344,7 @@ pub async fn scale_tick(app: &App, name: &str, ctx: &JobContext) -> Result<(), J
             ScaleOutcome::Scaled { changed: ch, .. } => {
                 for c in ch {
                     let deployment = manifests::object_name(&graph.id, &c.service);
-                    federation
+                    app.federation()?
                         .scale(&g.project, &deployment, c.to as i32)
                         .await
                         .map_err(fed)?;

@@ -10,7 +10,10 @@ use smo::{
     jobs::{self, App, ScaleFanoutJob, ScaleTickJob},
     store,
 };
-use smo_jobs::{CronEntry, JobContext, ManualClock, Queue, Scheduler, SchedulerConfig, testing::{fast_worker_config, work_until_idle}};
+use smo_jobs::{
+    CronEntry, JobContext, ManualClock, Queue, Scheduler, SchedulerConfig,
+    testing::{fast_worker_config, work_until_idle},
+};
 
 use crate::support::test_db;
 
@@ -22,17 +25,36 @@ async fn two_schedulers_give_each_running_graph_one_tick_per_interval() {
     let graphs = ["g1", "g2", "g3"];
     for (i, name) in graphs.iter().enumerate() {
         let mut tx = db.pool.begin().await.unwrap();
-        let (g, _) = store::upsert_graph(&mut tx, "p", name, "1.0.0", &serde_json::json!({}), "", &[], queue.now())
+        let (g, _) = store::upsert_graph(
+            &mut tx,
+            "p",
+            name,
+            "1.0.0",
+            &serde_json::json!({}),
+            "",
+            &[],
+            queue.now(),
+        )
+        .await
+        .unwrap();
+        // g3 is stopped: it gets no ticks.
+        let status = if i < 2 {
+            store::status::RUNNING
+        } else {
+            store::status::STOPPED
+        };
+        store::set_status(&mut tx, g.id, status, None, queue.now())
             .await
             .unwrap();
-        // g3 is stopped: it gets no ticks.
-        let status = if i < 2 { store::status::RUNNING } else { store::status::STOPPED };
-        store::set_status(&mut tx, g.id, status, None, queue.now()).await.unwrap();
         tx.commit().await.unwrap();
     }
     let ticks = Arc::new(AtomicUsize::new(0));
     let t = ticks.clone();
-    let app = App { pool: db.pool.clone(), federation: None, monitoring: Default::default() };
+    let app = App {
+        pool: db.pool.clone(),
+        federation: None,
+        monitoring: Default::default(),
+    };
     // The real fan-out; the tick itself only counts (its work is tested end to end elsewhere).
     let registry = jobs::registry(app).register(move |_: ScaleTickJob, _: JobContext| {
         let t = t.clone();
@@ -49,8 +71,14 @@ async fn two_schedulers_give_each_running_graph_one_tick_per_interval() {
     for _ in 0..5 {
         clock.advance(chrono::Duration::seconds(30));
         let (x, y) = tokio::join!(a.tick(), b.tick());
-        assert_eq!(x.unwrap().len() + y.unwrap().len(), 1, "one fan-out per interval");
-        work_until_idle(&queue, registry.clone(), fast_worker_config("ticks")).await.unwrap();
+        assert_eq!(
+            x.unwrap().len() + y.unwrap().len(),
+            1,
+            "one fan-out per interval"
+        );
+        work_until_idle(&queue, registry.clone(), fast_worker_config("ticks"))
+            .await
+            .unwrap();
     }
     let per_graph: Vec<(String, i64)> = sqlx::query_as(
         "SELECT args->>'graph', count(*) FROM smo_jobs.jobs WHERE kind = 'scale-tick' GROUP BY 1 ORDER BY 1",
@@ -58,6 +86,9 @@ async fn two_schedulers_give_each_running_graph_one_tick_per_interval() {
     .fetch_all(&db.pool)
     .await
     .unwrap();
-    assert_eq!(per_graph, vec![("g1".to_string(), 5), ("g2".to_string(), 5)]);
+    assert_eq!(
+        per_graph,
+        vec![("g1".to_string(), 5), ("g2".to_string(), 5)]
+    );
     assert_eq!(ticks.load(Ordering::SeqCst), 10);
 }
