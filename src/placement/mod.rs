@@ -56,6 +56,8 @@
 
 mod error;
 mod first_fit;
+mod heuristic;
+mod milp;
 mod model;
 mod prepare;
 mod problem;
@@ -84,7 +86,7 @@ pub use solution::{
 pub fn solve_problem(problem: &Problem) -> Result<Solution, PlacementError> {
     problem.validate()?;
     let prep = prepare::prepare(problem).map_err(PlacementError::Infeasible)?;
-    let (plan, status) = model::solve(problem, &prep)?;
+    let (plan, status) = milp::solve(problem, &prep)?;
     Ok(solution::build(problem, &prep, &plan, status))
 }
 

@@ -257,7 +257,7 @@ pub(crate) fn prepare(problem: &Problem) -> Result<Prepared, Vec<Infeasibility>>
     let mut group_of = vec![usize::MAX; n];
     let mut groups: Vec<Group> = Vec::new();
     let mut root_group: HashMap<usize, usize> = HashMap::new();
-    for s in 0..n {
+    for (s, slot) in group_of.iter_mut().enumerate() {
         let r = uf.find(s);
         let g = *root_group.entry(r).or_insert_with(|| {
             groups.push(Group {
@@ -269,7 +269,7 @@ pub(crate) fn prepare(problem: &Problem) -> Result<Prepared, Vec<Infeasibility>>
             });
             groups.len() - 1
         });
-        group_of[s] = g;
+        *slot = g;
         groups[g].members.push(s);
         groups[g].cpu += problem.services[s].total_cpu();
         groups[g].memory += problem.services[s].total_memory();

@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 
 use super::error::{FieldError, PlacementError};
-use super::model::{Objective, Plan, evaluate, solve, violations};
+use super::milp::solve;
+use super::model::{Objective, Plan, evaluate, violations};
 use super::prepare::prepare;
 use super::problem::Problem;
 use super::solution::{Solution, build};
