@@ -119,6 +119,9 @@ pub async fn publish(app: &App, name: &str, ctx: &JobContext) -> Result<(), JobE
         }
     }
     let rules = publish_rules(app, &g.project, &graph).await?;
+    if urls.is_empty() && rules == 0 {
+        return Ok(()); // nothing configured, nothing to say
+    }
     sqlx::query("UPDATE smo.graphs SET dashboards = $2 WHERE id = $1")
         .bind(g.id)
         .bind(serde_json::to_value(&urls).unwrap_or_default())
