@@ -39,6 +39,24 @@ pub enum CliError {
     Other(String),
 }
 
+/// Makes `smo … | head` end quietly: when stdout is closed early, exit like a Unix tool killed by
+/// SIGPIPE (status 141) instead of printing a panic. Other panics keep the default report.
+pub fn quiet_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.contains("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
+
 /// Hides the password of a database URL for messages and logs.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {

@@ -128,6 +128,7 @@ struct BenchArgs {
 #[tokio::main]
 async fn main() -> ExitCode {
     smo::install_crypto_provider();
+    smo::cli::quiet_broken_pipe();
     smo::init_tracing("warn");
     let cli = Cli::parse();
     match run(cli).await {

@@ -267,6 +267,7 @@ struct RunArgs {
 #[tokio::main]
 async fn main() -> ExitCode {
     smo::install_crypto_provider();
+    smo::cli::quiet_broken_pipe();
     smo::init_tracing("info");
     let cli = Cli::parse();
     match run(cli).await {

@@ -230,6 +230,10 @@ pub async fn unpublish(
 /// Enqueues one scale tick per running graph; a graph whose previous tick is still queued or
 /// running keeps that one (unique key), so ticks never pile up.
 pub async fn fanout(app: &App, ctx: &JobContext) -> Result<(), JobError> {
+    if app.monitoring.prometheus.is_none() {
+        tracing::debug!("no prometheus_url configured: no scale ticks");
+        return Ok(());
+    }
     let names: Vec<String> =
         sqlx::query_scalar("SELECT name FROM smo.graphs WHERE desired = 'running' AND status = 'Running' ORDER BY name")
             .fetch_all(&app.pool)
@@ -351,11 +355,19 @@ pub async fn scale_tick(app: &App, name: &str, ctx: &JobContext) -> Result<(), J
                         .scale(&g.project, &deployment, c.to as i32)
                         .await
                         .map_err(fed)?;
-                    sqlx::query("UPDATE smo.services SET replicas = $3, updated_at = $4 WHERE graph_id = $1 AND name = $2")
+                    // What the federation reports now (a member may not fit every new replica).
+                    let ready = app
+                        .federation()?
+                        .deployment_replicas(&g.project, &deployment)
+                        .await
+                        .map_err(fed)?
+                        .map_or(0, |(_, ready)| ready);
+                    sqlx::query("UPDATE smo.services SET replicas = $3, ready = $5, updated_at = $4 WHERE graph_id = $1 AND name = $2")
                         .bind(g.id)
                         .bind(&c.service)
                         .bind(c.to as i32)
                         .bind(now)
+                        .bind(ready)
                         .execute(&mut *tx)
                         .await
                         .map_err(db)?;
