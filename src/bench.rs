@@ -135,6 +135,7 @@ pub async fn scale_round(
             rules: RulesTarget::None,
             rate_window: "1m".into(),
         },
+        helm: None,
     };
     let done = Arc::new(AtomicUsize::new(0));
     let queue = Queue::new(pool.clone());

@@ -129,6 +129,16 @@ impl Client {
         self.send(self.req(reqwest::Method::POST, path)).await
     }
 
+    /// POST a JSON body.
+    pub async fn post_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> Result<T, ClientError> {
+        self.send(self.req(reqwest::Method::POST, path).json(body))
+            .await
+    }
+
     /// DELETE.
     pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         self.send(self.req(reqwest::Method::DELETE, path)).await

@@ -44,10 +44,25 @@ pub async fn registry(pool: PgPool, settings: &ServerSettings) -> anyhow::Result
         }
     };
     let monitoring = monitoring(&settings.monitoring)?;
+    let helm = settings
+        .karmada_kubeconfig
+        .as_ref()
+        .map(|k| crate::federation::helm::HelmRunner {
+            binary: settings.helm_binary.clone(),
+            kubeconfig: k.clone(),
+            plain_http: settings.helm_plain_http,
+            timeout: Duration::from_secs(300),
+        });
+    if let Some(h) = &helm
+        && let Err(e) = h.check().await
+    {
+        tracing::warn!("{e}; Helm-chart services will fail until it is installed");
+    }
     Ok(crate::jobs::registry(crate::jobs::App {
         pool,
         federation,
         monitoring,
+        helm,
     }))
 }
 

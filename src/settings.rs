@@ -57,6 +57,9 @@ pub struct FileSettings {
     /// `rate()` window of the request-rate queries, e.g. `1m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_window: Option<String>,
+    /// The helm executable for Helm-chart artifacts (default `helm` on PATH).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helm_binary: Option<PathBuf>,
     /// Pass `--plain-http` to helm for OCI registries without TLS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub helm_insecure_registry: Option<bool>,
@@ -147,6 +150,10 @@ pub struct ServerSettings {
     pub api_token: Option<String>,
     /// Prometheus, Grafana, alert rules, scaling.
     pub monitoring: MonitoringSettings,
+    /// The helm executable.
+    pub helm_binary: PathBuf,
+    /// `--plain-http` for helm.
+    pub helm_plain_http: bool,
 }
 
 /// The monitoring stack's settings.

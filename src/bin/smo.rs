@@ -348,6 +348,11 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 heartbeat_interval: a.heartbeat_interval,
                 karmada_kubeconfig: a.karmada_kubeconfig.or(file.karmada_kubeconfig.clone()),
                 api_token: a.api_token.or(file.api_token.clone()),
+                helm_binary: std::env::var_os("SMO_HELM_BINARY")
+                    .map(PathBuf::from)
+                    .or(file.helm_binary.clone())
+                    .unwrap_or_else(|| PathBuf::from("helm")),
+                helm_plain_http: file.helm_insecure_registry.unwrap_or(false),
                 monitoring: smo::settings::MonitoringSettings {
                     prometheus_url: a.prometheus_url.or(file.prometheus_url.clone()),
                     grafana_url: a.grafana_url.or(file.grafana_url.clone()),

@@ -3,6 +3,7 @@
 //! and deletes the generated objects — against a real Karmada API server or `smo sim`, through the
 //! same code.
 
+pub mod helm;
 pub mod manifests;
 
 use std::{collections::BTreeMap, path::Path};

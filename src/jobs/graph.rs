@@ -348,17 +348,24 @@ async fn deploy_locked(
     };
     let mut applied = 0;
     let mut skipped = Vec::new();
+    let mut helm_installed = Vec::new();
     federation.ensure_namespace(&g.project).await.map_err(fed)?;
     for service in graph.deploy_order() {
         let Some(cluster) = plan.placement.get(&service.id) else {
             continue;
         };
-        if !manifests::is_native(service) {
-            skipped.push(service.id.clone());
-            continue;
-        }
         if force && current.get(&service.id) == Some(cluster) {
             continue; // re-placement applies only what moved
+        }
+        if !manifests::is_native(service) {
+            match &app.helm {
+                Some(helm) => {
+                    helm_install(helm, &graph, &g.project, service, &plan.placement).await?;
+                    helm_installed.push(service.id.clone());
+                }
+                None => skipped.push(service.id.clone()),
+            }
+            continue;
         }
         for obj in manifests::render_service(&input, service, cluster) {
             federation.apply(&obj).await.map_err(fed)?;
@@ -383,6 +390,10 @@ async fn deploy_locked(
             store::set_service_status(tx, g.id, &service.id, st, observed, now)
                 .await
                 .map_err(db)?;
+        } else if helm_installed.contains(&service.id) {
+            store::set_service_status(tx, g.id, &service.id, "Deployed", None, now)
+                .await
+                .map_err(db)?;
         }
     }
     store::set_placement(tx, g.id, &plan.placement, now)
@@ -390,7 +401,8 @@ async fn deploy_locked(
         .map_err(db)?;
     let message = if skipped.is_empty() {
         format!(
-            "applied {applied} objects for {} services",
+            "applied {applied} objects and {} Helm releases for {} services",
+            helm_installed.len(),
             plan.placement.len()
         )
     } else {
@@ -480,6 +492,12 @@ pub async fn deploy_conditional(
         .service(service)
         .ok_or_else(|| JobError::Permanent(format!("no service {service}")))?;
     let mut applied = 0;
+    if !manifests::is_native(svc)
+        && let Some(helm) = &app.helm
+    {
+        helm_install(helm, &graph, &g.project, svc, &plan.placement).await?;
+        applied += 1;
+    }
     if manifests::is_native(svc) {
         let replicas: BTreeMap<String, i32> = services
             .iter()
@@ -540,6 +558,7 @@ pub async fn stop(app: &App, name: &str, ctx: &JobContext) -> Result<(), JobErro
         .await
         .map_err(fed)?;
     if let Ok(graph) = serde_json::from_value::<Graph>(g.descriptor.clone()) {
+        helm_uninstall_all(app, &graph, &g.project).await?;
         super::monitor::unpublish(app, &g.project, &graph, false).await?;
     }
     for s in store::services(&mut tx, g.id).await.map_err(db)? {
@@ -593,6 +612,7 @@ pub async fn remove(
         .as_ref()
         .and_then(|g| serde_json::from_value::<Graph>(g.descriptor.clone()).ok())
     {
+        helm_uninstall_all(app, &graph, project).await?;
         super::monitor::unpublish(app, project, &graph, true).await?;
     }
     if let Some(g) = g {
@@ -612,4 +632,51 @@ pub async fn remove(
     .await
     .map_err(db)?;
     tx.commit().await.map_err(db)
+}
+
+fn helm_error(e: crate::federation::helm::HelmError) -> JobError {
+    if e.is_transient() {
+        JobError::Transient(e.to_string())
+    } else {
+        JobError::Permanent(e.to_string())
+    }
+}
+
+/// Installs (or upgrades) one Helm-chart service as release `<graph>-<service>` in the project's
+/// namespace, with its placement and its callers' clusters injected into the values.
+async fn helm_install(
+    helm: &crate::federation::helm::HelmRunner,
+    graph: &Graph,
+    project: &str,
+    service: &crate::hdag::Service,
+    placement: &BTreeMap<String, String>,
+) -> Result<(), JobError> {
+    let Some(cluster) = placement.get(&service.id) else {
+        return Ok(());
+    };
+    let chart = service.artifact.oci_image.clone().unwrap_or_default();
+    let mut importers: Vec<String> = graph
+        .callers_of(&service.id)
+        .iter()
+        .filter_map(|c| placement.get(&c.id))
+        .cloned()
+        .collect();
+    importers.sort();
+    importers.dedup();
+    let values = crate::federation::helm::values_for(service, cluster, &importers);
+    let release = manifests::object_name(&graph.id, &service.id);
+    helm.install(&release, &chart, project, &values)
+        .await
+        .map_err(helm_error)
+}
+
+/// Uninstalls every Helm-chart service of a graph (absent releases are fine).
+async fn helm_uninstall_all(app: &App, graph: &Graph, project: &str) -> Result<(), JobError> {
+    let Some(helm) = &app.helm else { return Ok(()) };
+    for s in graph.services.iter().filter(|s| !manifests::is_native(s)) {
+        helm.uninstall(&manifests::object_name(&graph.id, &s.id), project)
+            .await
+            .map_err(helm_error)?;
+    }
+    Ok(())
 }

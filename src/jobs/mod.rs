@@ -26,6 +26,8 @@ pub struct App {
     pub federation: Option<Federation>,
     /// Prometheus, Grafana and where alert rules go.
     pub monitoring: Monitoring,
+    /// The Helm runner for Helm-chart services; `None` leaves them Pending.
+    pub helm: Option<crate::federation::helm::HelmRunner>,
 }
 
 impl App {

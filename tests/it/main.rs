@@ -5,6 +5,7 @@ mod conformance;
 mod crash;
 mod crd_validator;
 mod graphs;
+mod helm;
 mod monitoring;
 mod openapi;
 mod stack;

@@ -174,6 +174,7 @@ async fn replicas_follow_load_an_alert_deploys_its_service_once_and_remove_clean
         pool: s.db.pool.clone(),
         federation: Some(s.federation.clone()),
         monitoring,
+        helm: None,
     };
     let queue = Queue::new(s.db.pool.clone());
     let mut cfg = fast_worker_config(&format!("mon-{}", s.db.name));

@@ -34,6 +34,15 @@ impl Stack {
 
     /// Everything; the worker only when `worker` (crash tests run worker processes instead).
     pub async fn start_with(worker: bool, sim: SimConfig) -> Stack {
+        Self::start_full(worker, sim, None).await
+    }
+
+    /// Everything, with a Helm runner built from the stack's kubeconfig by `helm`.
+    pub async fn start_full(
+        worker: bool,
+        sim: SimConfig,
+        helm: Option<&dyn Fn(&std::path::Path) -> smo::federation::helm::HelmRunner>,
+    ) -> Stack {
         smo::install_crypto_provider();
         let db = test_db().await;
         let sim = Sim::new(sim);
@@ -58,6 +67,7 @@ impl Stack {
                 pool: db.pool.clone(),
                 federation: Some(federation.clone()),
                 monitoring: Default::default(),
+                helm: helm.map(|h| h(&kubeconfig)),
             });
             let w = Worker::new(
                 Queue::new(db.pool.clone()),

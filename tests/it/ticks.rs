@@ -54,6 +54,7 @@ async fn two_schedulers_give_each_running_graph_one_tick_per_interval() {
         pool: db.pool.clone(),
         federation: None,
         monitoring: Default::default(),
+        helm: None,
     };
     // The real fan-out; the tick itself only counts (its work is tested end to end elsewhere).
     let registry = jobs::registry(app).register(move |_: ScaleTickJob, _: JobContext| {

@@ -1,0 +1,149 @@
+//! Helm-chart services through a recording stand-in `helm` (helm cannot be installed here): the
+//! exact arguments, the values file with the placement injected (nested under voChartOverwrite for
+//! WOT charts), the namespace, and uninstall on removal.
+
+use std::{os::unix::fs::PermissionsExt, path::Path, time::Duration};
+
+use serde_json::Value;
+use smo::{federation::helm::HelmRunner, sim::SimConfig};
+
+use crate::{
+    stack::Stack,
+    support::{fixture, shared_dir},
+};
+
+/// A `helm` that records each call (arguments, then the values file's content) and succeeds.
+fn recording_helm(dir: &Path) -> std::path::PathBuf {
+    let log = dir.join("helm.log");
+    let script = dir.join("helm");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"ARGS $*\" >> '{log}'\nprev=''\nfor a in \"$@\"; do\n  if [ \"$prev\" = '--values' ]; then echo \"VALUES $(tr -d '\\n' < \"$a\")\" >> '{log}'; fi\n  prev=\"$a\"\ndone\nexit 0\n",
+            log = log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    script
+}
+
+fn calls(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("helm.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn helm_services_are_installed_with_their_placement_and_uninstalled_on_remove() {
+    let dir = std::env::temp_dir().join(format!("smo-helm-it-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let helm = recording_helm(&dir);
+    let make = |kubeconfig: &Path| HelmRunner {
+        binary: helm.clone(),
+        kubeconfig: kubeconfig.to_path_buf(),
+        plain_http: false,
+        timeout: Duration::from_secs(30),
+    };
+    let s = Stack::start_full(true, SimConfig::demo(), Some(&make)).await;
+    let kubeconfig = s.kubeconfig.display().to_string();
+
+    // Our own Helm fixture: two chart services and a conditional WOT VO.
+    let accepted = s
+        .client
+        .deploy("sensors", fixture("hdag/conditional.yaml"), false)
+        .await
+        .unwrap();
+    s.succeed(&accepted).await;
+    let g: Value = s.client.get("/graphs/sensor-pipeline").await.unwrap();
+    let log = calls(&dir);
+    let installs: Vec<&String> = log
+        .iter()
+        .filter(|l| l.starts_with("ARGS upgrade"))
+        .collect();
+    assert_eq!(
+        installs.len(),
+        2,
+        "the two non-conditional chart services: {log:#?}"
+    );
+    for svc in ["ingest", "analytics"] {
+        let cluster = g["placement"][svc].as_str().expect("placed");
+        let i = log
+            .iter()
+            .position(|l| l.starts_with(&format!("ARGS upgrade --install sensor-pipeline-{svc} ")))
+            .unwrap_or_else(|| panic!("no install of {svc}: {log:#?}"));
+        let args = &log[i];
+        let expected_prefix = format!(
+            "ARGS upgrade --install sensor-pipeline-{svc} oci://registry.example.com:5000/sensors/{svc} --namespace sensors --create-namespace --kubeconfig {kubeconfig} --values "
+        );
+        assert!(args.starts_with(&expected_prefix), "{args}");
+        let values: Value =
+            serde_json::from_str(log[i + 1].trim_start_matches("VALUES ")).expect("values JSON");
+        assert_eq!(
+            values["clustersAffinity"],
+            serde_json::json!([cluster]),
+            "{values}"
+        );
+        assert!(values["serviceImportClusters"].is_array());
+        // The values file is private and gone after the call.
+        let file = args.rsplit(' ').next().unwrap();
+        assert!(!Path::new(file).exists(), "values file {file} left behind");
+    }
+    assert_eq!(
+        g["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|x| x["status"] == "Deployed")
+            .count(),
+        2
+    );
+
+    let rm: Value = s.client.delete("/graphs/sensor-pipeline").await.unwrap();
+    s.succeed(&rm).await;
+    let log = calls(&dir);
+    for svc in ["ingest", "analytics", "alarm-vo"] {
+        let line = format!(
+            "ARGS uninstall sensor-pipeline-{svc} --namespace sensors --kubeconfig {kubeconfig}"
+        );
+        assert!(log.contains(&line), "missing `{line}` in {log:#?}");
+    }
+
+    // The three real example descriptors deploy through it too; the WOT VO is conditional, so its
+    // values (nested under voChartOverwrite) are checked through a conditional deploy.
+    if let Some(shared) = shared_dir() {
+        for f in [
+            "hello-world-graph.yaml",
+            "gpu-offloading-graph.yaml",
+            "image-detection-graph.yaml",
+        ] {
+            let body = std::fs::read(shared.join("hdag-examples").join(f)).unwrap();
+            let accepted = s.client.deploy("examples", body, false).await.unwrap();
+            s.succeed(&accepted).await;
+        }
+        let log = calls(&dir);
+        let gpu: Value = s.client.get("/graphs/gpu-offloading-graph").await.unwrap();
+        assert_eq!(gpu["placement"]["ml-inference"], "cloud-gpu");
+        assert!(log.iter().any(|l| l.contains("upgrade --install gpu-offloading-graph-ml-inference oci://127.0.0.1:5000/demo2/ml-inference --namespace examples")), "{log:#?}");
+        let alert = serde_json::json!({"version": "4", "status": "firing", "alerts": [{"status": "firing",
+            "labels": {"alertname": "main-event", "graph": "image-detection-graph", "service": "image-compression-vo", "project": "examples"}}]});
+        let res: Value = s.client.post_json("/alerts", &alert).await.unwrap();
+        s.succeed(&res["jobs"][0]).await;
+        let log = calls(&dir);
+        let i = log
+            .iter()
+            .position(|l| {
+                l.contains("upgrade --install image-detection-graph-image-compression-vo ")
+            })
+            .expect("VO installed");
+        let values: Value = serde_json::from_str(log[i + 1].trim_start_matches("VALUES ")).unwrap();
+        assert!(
+            values["voChartOverwrite"]["clustersAffinity"].is_array(),
+            "WOT nesting: {values}"
+        );
+        assert!(values.get("clustersAffinity").is_none(), "{values}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
