@@ -212,3 +212,104 @@ async fn a_hanging_registry_times_out_naming_the_url() {
     assert!(matches!(e, OciError::Timeout { .. }), "{e}");
     hold.abort();
 }
+
+/// A one-shot HTTP/1.1 server implementing the token dance: the registry answers 401 with a
+/// Bearer challenge unless the request carries the token the realm hands out for Basic u:p.
+async fn token_server() -> (std::net::SocketAddr, tokio::task::JoinHandle<Vec<String>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            let Ok((mut c, _)) = listener.accept().await else {
+                break;
+            };
+            let mut buf = vec![0u8; 8192];
+            let n = c.read(&mut buf).await.unwrap_or(0);
+            let req = String::from_utf8_lossy(&buf[..n]).to_string();
+            let line = req.lines().next().unwrap_or_default().to_string();
+            let auth = req
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("authorization: ")
+                        .or(l.strip_prefix("Authorization: "))
+                })
+                .unwrap_or_default()
+                .to_string();
+            seen.push(format!("{line} | {auth}"));
+            let (status, extra, body) = if line.contains("/token?") {
+                // base64("u:p")
+                if auth == "Basic dTpw" && line.contains("scope=repository%3Aa%2Fb%3Apull") {
+                    ("200 OK", String::new(), r#"{"token":"T0K"}"#)
+                } else {
+                    ("401 Unauthorized", String::new(), "{}")
+                }
+            } else if auth == "Bearer T0K" {
+                ("404 Not Found", String::new(), "{}")
+            } else {
+                (
+                    "401 Unauthorized",
+                    format!(
+                        "WWW-Authenticate: Bearer realm=\"http://{addr}/token\",service=\"test\",scope=\"repository:a/b:pull\"\r\n"
+                    ),
+                    "{}",
+                )
+            };
+            let resp = format!(
+                "HTTP/1.1 {status}\r\n{extra}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = c.write_all(resp.as_bytes()).await;
+            let _ = c.shutdown().await;
+        }
+        seen
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn bearer_challenges_fetch_a_token_with_basic_credentials_and_retry() {
+    provider();
+    let (addr, task) = token_server().await;
+    let client = Registry::new(
+        true,
+        RegistryAuth::Basic {
+            user: "u".into(),
+            password: "p".into(),
+        },
+    )
+    .with_timeout(Duration::from_secs(5));
+    let r = parse_ref(&format!("oci://{addr}/a/b:c")).expect("ref");
+    // 401 → token → retry with the token → 404: NotFound proves the retry was authorized.
+    let e = client.pull_descriptor(&r).await.expect_err("not found");
+    assert!(matches!(e, OciError::NotFound { .. }), "{e}");
+    let seen = task.await.expect("server");
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert!(seen[0].ends_with("| Basic dTpw"), "{seen:?}");
+    assert!(
+        seen[1].contains("/token?") && seen[1].contains("service=test"),
+        "{seen:?}"
+    );
+    assert!(seen[2].ends_with("| Bearer T0K"), "{seen:?}");
+}
+
+#[tokio::test]
+async fn refused_credentials_are_unauthorized() {
+    provider();
+    let (addr, _task) = token_server().await;
+    let client = Registry::new(
+        true,
+        RegistryAuth::Basic {
+            user: "u".into(),
+            password: "wrong".into(),
+        },
+    )
+    .with_timeout(Duration::from_secs(5));
+    let r = parse_ref(&format!("oci://{addr}/a/b:c")).expect("ref");
+    let e = client.pull_descriptor(&r).await.expect_err("denied");
+    assert!(matches!(e, OciError::Unauthorized { .. }), "{e}");
+    assert!(e.to_string().contains("credentials"), "{e}");
+}
