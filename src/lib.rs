@@ -21,6 +21,7 @@ pub mod hdag;
 pub mod http;
 pub mod jobs;
 pub mod monitoring;
+pub mod oci;
 pub mod placement;
 pub mod scaling;
 pub mod server;
