@@ -138,12 +138,13 @@ pub async fn serve_api(
     pool: PgPool,
     listen: &str,
     token: Option<String>,
+    registry: crate::settings::RegistrySettings,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
-    serve_api_on(pool, listener, token, shutdown).await
+    serve_api_on(pool, listener, token, registry, shutdown).await
 }
 
 /// Serves the API on an already bound listener (tests bind port 0).
@@ -151,10 +152,11 @@ pub async fn serve_api_on(
     pool: PgPool,
     listener: tokio::net::TcpListener,
     token: Option<String>,
+    registry: crate::settings::RegistrySettings,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
-    let app = crate::http::app(pool, token);
+    let app = crate::http::app(pool, token, registry);
     tracing::info!(%addr, "api listening; Swagger UI at /ui");
     poem::Server::new_with_acceptor(TcpAcceptor::from_tokio(listener)?)
         .run_with_graceful_shutdown(
@@ -205,7 +207,8 @@ pub async fn run(
             settings.api_token.clone(),
             shutdown.clone(),
         );
-        tasks.spawn(async move { serve_api(p, &l, t, s).await });
+        let r = settings.registry.clone();
+        tasks.spawn(async move { serve_api(p, &l, t, r, s).await });
     }
     // The first role to fail stops the others: a half-running process is worse than a restart.
     let mut result = Ok(());

@@ -60,6 +60,18 @@ pub struct FileSettings {
     /// The helm executable for Helm-chart artifacts (default `helm` on PATH).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub helm_binary: Option<PathBuf>,
+    /// Reach OCI registries over plain HTTP (loopback registries always are).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_plain_http: Option<bool>,
+    /// OCI registry basic-auth user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_user: Option<String>,
+    /// OCI registry basic-auth password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_password: Option<String>,
+    /// OCI registry bearer token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_token: Option<String>,
     /// Pass `--plain-http` to helm for OCI registries without TLS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub helm_insecure_registry: Option<bool>,
@@ -75,6 +87,8 @@ impl FileSettings {
         Self {
             api_token: hide(&self.api_token),
             grafana_token: hide(&self.grafana_token),
+            registry_password: hide(&self.registry_password),
+            registry_token: hide(&self.registry_token),
             grafana_password: hide(&self.grafana_password),
             database_url: self.database_url.as_deref().map(crate::cli::redact_url),
             ..self.clone()
@@ -108,6 +122,55 @@ pub fn database_url(flag_or_env: Option<String>, file: &FileSettings) -> String 
         .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string())
 }
 
+impl FileSettings {
+    /// The OCI registry settings this file describes.
+    pub fn registry(&self) -> RegistrySettings {
+        let auth = match (
+            &self.registry_token,
+            &self.registry_user,
+            &self.registry_password,
+        ) {
+            (Some(t), _, _) => crate::oci::RegistryAuth::Bearer(t.clone()),
+            (None, Some(u), Some(p)) => crate::oci::RegistryAuth::Basic {
+                user: u.clone(),
+                password: p.clone(),
+            },
+            _ => crate::oci::RegistryAuth::None,
+        };
+        RegistrySettings {
+            plain_http: self.registry_plain_http.unwrap_or(false),
+            auth,
+        }
+    }
+}
+
+/// How smo reaches OCI registries (deploy by reference, `smo graph push`).
+#[derive(Clone, Default)]
+pub struct RegistrySettings {
+    /// Plain HTTP for every registry (loopback registries always are).
+    pub plain_http: bool,
+    /// Credentials.
+    pub auth: crate::oci::RegistryAuth,
+}
+
+impl RegistrySettings {
+    /// A client for a registry at `host`: plain HTTP when configured or when the host is this
+    /// machine (as Docker does for localhost registries).
+    pub fn client_for(&self, host: Option<&str>) -> crate::oci::Registry {
+        let loopback = host.is_some_and(is_loopback);
+        crate::oci::Registry::new(self.plain_http || loopback, self.auth.clone())
+    }
+}
+
+/// Whether a registry host (with optional port) is on this machine.
+pub fn is_loopback(host: &str) -> bool {
+    let h = host
+        .rsplit_once(':')
+        .filter(|(_, p)| p.chars().all(|c| c.is_ascii_digit()))
+        .map_or(host, |(h, _)| h);
+    matches!(h, "localhost" | "[::1]") || h.starts_with("127.")
+}
+
 /// Writes the config file, creating `~/.smo`; refuses to overwrite unless `force`.
 pub fn write_file(settings: &FileSettings, force: bool) -> Result<PathBuf, String> {
     let path = config_path();
@@ -126,7 +189,7 @@ pub fn write_file(settings: &FileSettings, force: bool) -> Result<PathBuf, Strin
 }
 
 /// Settings of the long-running roles.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServerSettings {
     /// PostgreSQL URL.
     pub database_url: String,
@@ -150,6 +213,8 @@ pub struct ServerSettings {
     pub api_token: Option<String>,
     /// Prometheus, Grafana, alert rules, scaling.
     pub monitoring: MonitoringSettings,
+    /// OCI registries (deploy by reference).
+    pub registry: RegistrySettings,
     /// The helm executable.
     pub helm_binary: PathBuf,
     /// `--plain-http` for helm.

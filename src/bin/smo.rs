@@ -110,9 +110,10 @@ enum PlacementCmd {
 
 #[derive(Subcommand)]
 enum GraphCmd {
-    /// Deploy (or upgrade) a graph from a descriptor file (YAML or JSON; `-` for stdin).
+    /// Deploy (or upgrade) a graph from a descriptor file (YAML or JSON; `-` for stdin) or by
+    /// reference to a packaged descriptor (`oci://host/repo/name:tag`, `https://…/graph.tar.gz`).
     Deploy {
-        /// Descriptor file.
+        /// Descriptor file or artifact reference.
         file: PathBuf,
         /// Project (= Kubernetes namespace).
         #[arg(long, short)]
@@ -123,6 +124,24 @@ enum GraphCmd {
         /// Print the placement and the objects that would be applied; change nothing.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Package a descriptor (a file, or a directory holding one) as a tar.gz for a registry.
+    Package {
+        /// Descriptor file, or a directory with exactly one *.yaml/*.yml/*.json.
+        path: PathBuf,
+        /// Output file [default: <graph>-<version>.tgz in the current directory]
+        #[arg(long, short = 'O')]
+        out: Option<PathBuf>,
+    },
+    /// Push a descriptor (packaged first if it is not a .tgz) to an OCI registry.
+    Push {
+        /// Descriptor or package file.
+        file: PathBuf,
+        /// Target, e.g. oci://registry:5000/graphs/shop:1.0.0.
+        reference: String,
+        /// Plain HTTP to the registry (loopback registries always are).
+        #[arg(long)]
+        plain_http: bool,
     },
     /// Validate a descriptor locally (no server needed): every problem with its path.
     Validate {
@@ -348,6 +367,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 heartbeat_interval: a.heartbeat_interval,
                 karmada_kubeconfig: a.karmada_kubeconfig.or(file.karmada_kubeconfig.clone()),
                 api_token: a.api_token.or(file.api_token.clone()),
+                registry: file.registry(),
                 helm_binary: std::env::var_os("SMO_HELM_BINARY")
                     .map(PathBuf::from)
                     .or(file.helm_binary.clone())
@@ -582,6 +602,47 @@ fn solve(input: &std::path::Path, first_fit: bool, out: Output) -> anyhow::Resul
     Ok(0)
 }
 
+/// The descriptor at `path`: the file itself, or the only *.yaml/*.yml/*.json in a directory.
+fn read_descriptor(path: &std::path::Path) -> anyhow::Result<(String, Vec<u8>)> {
+    let file = if path.is_dir() {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(path)?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.extension()
+                    .is_some_and(|x| x == "yaml" || x == "yml" || x == "json")
+            })
+            .collect();
+        found.sort();
+        match found.len() {
+            1 => found.remove(0),
+            0 => {
+                return Err(BadInput(format!(
+                    "{}: no *.yaml, *.yml or *.json descriptor",
+                    path.display()
+                ))
+                .into());
+            }
+            _ => {
+                return Err(BadInput(format!(
+                    "{}: several descriptors ({}); name one",
+                    path.display(),
+                    found.len()
+                ))
+                .into());
+            }
+        }
+    } else {
+        path.to_path_buf()
+    };
+    let bytes = std::fs::read(&file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "graph.yaml".into());
+    Ok((name, bytes))
+}
+
 /// Input the user must fix: exit code 2.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -656,7 +717,13 @@ async fn graph(client: &Client, cmd: GraphCmd, out: Output) -> anyhow::Result<u8
             wait,
             dry_run,
         } => {
-            let body = if file.as_os_str() == "-" {
+            let arg = file.to_string_lossy();
+            let body = if ["oci://", "http://", "https://"]
+                .iter()
+                .any(|p| arg.starts_with(p))
+            {
+                serde_json::to_vec(&serde_json::json!({ "artifact": arg }))?
+            } else if file.as_os_str() == "-" {
                 let mut b = Vec::new();
                 std::io::Read::read_to_end(&mut std::io::stdin(), &mut b)?;
                 b
@@ -672,6 +739,65 @@ async fn graph(client: &Client, cmd: GraphCmd, out: Output) -> anyhow::Result<u8
                 return Ok(0);
             }
             follow(client, &answer, wait, out).await
+        }
+        GraphCmd::Package {
+            path,
+            out: out_path,
+        } => {
+            let (name, descriptor) = read_descriptor(&path)?;
+            let parsed = smo::hdag::parse(&descriptor)
+                .map_err(|e| BadInput(format!("{}: {e}", path.display())))?;
+            let tgz = smo::oci::package(&descriptor, &name)?;
+            let target = out_path.unwrap_or_else(|| {
+                PathBuf::from(format!("{}-{}.tgz", parsed.graph.id, parsed.graph.version))
+            });
+            std::fs::write(&target, &tgz)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", target.display()))?;
+            println!(
+                "packaged graph {} into {} ({} bytes)",
+                parsed.graph.id,
+                target.display(),
+                tgz.len()
+            );
+            Ok(0)
+        }
+        GraphCmd::Push {
+            file,
+            reference,
+            plain_http,
+        } => {
+            let r = smo::oci::parse_ref(&reference).map_err(|e| BadInput(e.to_string()))?;
+            let bytes =
+                std::fs::read(&file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let tgz = if bytes.starts_with(&[0x1f, 0x8b]) {
+                bytes
+            } else {
+                smo::hdag::parse(&bytes)
+                    .map_err(|e| BadInput(format!("{}: {e}", file.display())))?;
+                let name = file
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "graph.yaml".into());
+                smo::oci::package(&bytes, &name)?
+            };
+            let file_settings = settings::load_file().map_err(anyhow::Error::msg)?;
+            let mut reg = file_settings.registry();
+            reg.plain_http |= plain_http;
+            let digest = reg
+                .client_for(Some(&r.registry))
+                .push_descriptor(&r, &tgz)
+                .await?;
+            if out == Output::Json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"reference": reference, "digest": digest})
+                    )?
+                );
+            } else {
+                println!("pushed {reference} ({digest})");
+            }
+            Ok(0)
         }
         GraphCmd::Validate { file } => {
             let body =

@@ -35,6 +35,7 @@ type ApiResult<T> = Result<T, ApiError>;
 /// The API's state.
 pub struct SmoApi {
     pool: PgPool,
+    registry: crate::settings::RegistrySettings,
     queue: Queue,
     /// Parsing a large YAML descriptor is CPU and memory heavy: at most two at once.
     parse_slots: Arc<Semaphore>,
@@ -42,10 +43,11 @@ pub struct SmoApi {
 
 impl SmoApi {
     /// An API over `pool`.
-    pub fn new(pool: PgPool) -> Self {
+    pub fn new(pool: PgPool, registry: crate::settings::RegistrySettings) -> Self {
         Self {
             queue: Queue::new(pool.clone()),
             pool,
+            registry,
             parse_slots: Arc::new(Semaphore::new(2)),
         }
     }
@@ -367,6 +369,17 @@ impl SmoApi {
         })
     }
 
+    /// Pulls a packaged descriptor. Registries on loopback are reached over plain HTTP (as Docker
+    /// does); others need `registry_plain_http`.
+    async fn fetch_artifact(&self, reference: &str) -> ApiResult<Vec<u8>> {
+        let source = crate::oci::parse_source(reference)?;
+        let host = match &source {
+            crate::oci::Source::Oci(r) => Some(r.registry.as_str()),
+            crate::oci::Source::Url(_) => None,
+        };
+        Ok(self.registry.client_for(host).fetch_source(&source).await?)
+    }
+
     async fn accept<A: JobArgs>(
         &self,
         graph: &str,
@@ -581,17 +594,28 @@ impl SmoApi {
         body: Binary<Vec<u8>>,
     ) -> ApiResult<DeployResponse> {
         valid_name("project", &project.0)?;
+        // Deploy by reference: {"artifact": "oci://host/repo/name:tag" | "https://…/x.tar.gz"}.
+        let mut bytes = body.0;
+        let mut source = None;
         if let Ok(serde_json::Value::Object(m)) =
-            serde_json::from_slice::<serde_json::Value>(&body.0)
-            && m.contains_key("artifact")
+            serde_json::from_slice::<serde_json::Value>(&bytes)
             && !m.contains_key("hdaGraph")
+            && let Some(r) = m.get("artifact")
         {
-            return Err(ApiError::not_implemented(
-                "deploy by reference ({\"artifact\": \"oci://…\"}) is not available in this build; upload the descriptor",
-            ));
+            let reference = r.as_str().ok_or_else(|| {
+                ApiError::invalid(
+                    "artifact must be a string",
+                    vec![ProblemItem {
+                        path: "artifact".into(),
+                        message: "expected an oci:// or http(s):// reference".into(),
+                    }],
+                )
+            })?;
+            bytes = self.fetch_artifact(reference).await?;
+            source = Some(reference.to_string());
         }
-        let source = String::from_utf8_lossy(&body.0).into_owned();
-        let parsed = self.parse_descriptor(body.0).await?;
+        let source = source.unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
+        let parsed = self.parse_descriptor(bytes).await?;
         if dry_run.0.unwrap_or(false) {
             return Ok(DeployResponse::DryRun(Json(
                 self.dry_run(parsed, &project.0).await?,
@@ -849,8 +873,11 @@ fn summary(g: store::GraphRecord) -> GraphSummary {
 }
 
 /// The OpenAPI service.
-pub fn api_service(pool: PgPool) -> OpenApiService<SmoApi, ()> {
-    OpenApiService::new(SmoApi::new(pool), "smo", env!("CARGO_PKG_VERSION"))
+pub fn api_service(
+    pool: PgPool,
+    registry: crate::settings::RegistrySettings,
+) -> OpenApiService<SmoApi, ()> {
+    OpenApiService::new(SmoApi::new(pool, registry), "smo", env!("CARGO_PKG_VERSION"))
         .description(
             "smo deploys application graphs (HDAGs) onto a Karmada federation. Mutations are recorded and \
              enqueued as jobs (202 + job id; follow GET /jobs/{id}). Errors are RFC 7807 problem documents. \
@@ -864,7 +891,7 @@ pub fn openapi_yaml() -> String {
     let pool = sqlx::postgres::PgPoolOptions::new()
         .connect_lazy("postgres://localhost/unused")
         .expect("a lazy pool never connects");
-    api_service(pool).spec_yaml()
+    api_service(pool, Default::default()).spec_yaml()
 }
 
 fn too_large() -> ApiError {
@@ -906,8 +933,12 @@ async fn problem_for(err: poem::Error) -> Response {
 
 /// The whole HTTP application: API, Swagger UI at /ui and /docs, the spec at /openapi.yaml,
 /// optional bearer-token auth, a body-size guard and problem documents for every error.
-pub fn app(pool: PgPool, token: Option<String>) -> impl Endpoint {
-    let api = api_service(pool);
+pub fn app(
+    pool: PgPool,
+    token: Option<String>,
+    registry: crate::settings::RegistrySettings,
+) -> impl Endpoint {
+    let api = api_service(pool, registry);
     let ui = api.swagger_ui();
     let docs = api.swagger_ui();
     let spec = api.spec_endpoint_yaml();

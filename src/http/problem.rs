@@ -49,6 +49,9 @@ pub enum ApiError {
     /// The descriptor (or another input) is invalid; every problem is listed.
     #[oai(status = 422, content_type = "application/problem+json")]
     Invalid(Json<Problem>),
+    /// The registry holding a referenced artifact failed or hung.
+    #[oai(status = 502, content_type = "application/problem+json")]
+    BadGateway(Json<Problem>),
     /// A feature this server does not provide.
     #[oai(status = 501, content_type = "application/problem+json")]
     NotImplemented(Json<Problem>),
@@ -116,6 +119,10 @@ impl ApiError {
             Some(problems),
         ))
     }
+    /// 502.
+    pub fn bad_gateway(detail: impl Into<String>) -> Self {
+        Self::BadGateway(doc("bad-gateway", "Bad gateway", 502, detail.into(), None))
+    }
     /// 501.
     pub fn not_implemented(detail: impl Into<String>) -> Self {
         Self::NotImplemented(doc(
@@ -161,6 +168,24 @@ impl From<smo_jobs::Error> for ApiError {
                 tracing::error!(error = %other, "job queue error");
                 Self::unavailable("the job queue is unavailable; retry shortly")
             }
+        }
+    }
+}
+
+impl From<crate::oci::OciError> for ApiError {
+    fn from(e: crate::oci::OciError) -> Self {
+        use crate::oci::OciError as E;
+        let item = |path: &str| {
+            vec![ProblemItem {
+                path: path.into(),
+                message: e.to_string(),
+            }]
+        };
+        match &e {
+            E::TooLarge { .. } => Self::too_large(e.to_string()),
+            E::Timeout { .. } | E::Unreachable { .. } => Self::bad_gateway(e.to_string()),
+            E::InvalidReference { .. } => Self::invalid(format!("artifact: {e}"), item("artifact")),
+            _ => Self::invalid(format!("artifact: {e}"), item("artifact")),
         }
     }
 }

@@ -7,6 +7,7 @@ mod crd_validator;
 mod graphs;
 mod helm;
 mod monitoring;
+mod oci;
 mod openapi;
 mod stack;
 mod support;

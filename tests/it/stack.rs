@@ -60,6 +60,7 @@ impl Stack {
             db.pool.clone(),
             listener,
             None,
+            Default::default(),
             stop.clone(),
         ));
         if worker {
