@@ -288,9 +288,8 @@ pub async fn scale_tick(app: &App, name: &str, ctx: &JobContext) -> Result<(), J
         let (Some(cluster), Some(svc)) = (&s.cluster, graph.service(&s.name)) else {
             continue;
         };
-        if !manifests::is_native(svc) {
-            continue;
-        }
+        // Helm-chart services are scaled through their Deployment too, which charts name after the
+        // release (`<graph>-<service>`) in the project's namespace (the reference assumed `default`).
         let deployment = manifests::object_name(&graph.id, &s.name);
         let scaling = svc.deployment.intent.scaling.as_ref();
         let query = monitoring::rate_query(
@@ -346,15 +345,30 @@ pub async fn scale_tick(app: &App, name: &str, ctx: &JobContext) -> Result<(), J
     let now = ctx.queue.now();
     let mut changed = Vec::new();
     let mut infeasible = Vec::new();
+    let mut infeasible_notes: Vec<String> = Vec::new();
     for (cluster, outcome) in &outcomes {
         match outcome {
             ScaleOutcome::Scaled { changed: ch, .. } => {
                 for c in ch {
                     let deployment = manifests::object_name(&graph.id, &c.service);
-                    app.federation()?
+                    match app
+                        .federation()?
                         .scale(&g.project, &deployment, c.to as i32)
                         .await
-                        .map_err(fed)?;
+                    {
+                        Ok(()) => {}
+                        Err(crate::federation::FederationError::Kube(kube::Error::Api(e)))
+                            if e.code == 404 =>
+                        {
+                            // A chart that names its Deployment otherwise: nothing to scale here.
+                            infeasible_notes.push(format!(
+                                "{}: no Deployment {deployment} to scale",
+                                c.service
+                            ));
+                            continue;
+                        }
+                        Err(e) => return Err(fed(e)),
+                    }
                     // What the federation reports now (a member may not fit every new replica).
                     let ready = app
                         .federation()?
@@ -397,8 +411,10 @@ pub async fn scale_tick(app: &App, name: &str, ctx: &JobContext) -> Result<(), J
             "infeasible, re-placement enqueued: {}",
             infeasible.join(" | ")
         )
-    } else if changed.is_empty() {
+    } else if changed.is_empty() && infeasible_notes.is_empty() {
         "replicas unchanged".to_string()
+    } else if changed.is_empty() {
+        format!("not scaled: {}", infeasible_notes.join("; "))
     } else {
         format!("scaled {}", changed.join(", "))
     };
