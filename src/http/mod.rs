@@ -39,6 +39,8 @@ pub struct SmoApi {
     queue: Queue,
     /// Parsing a large YAML descriptor is CPU and memory heavy: at most two at once.
     parse_slots: Arc<Semaphore>,
+    /// This API's request metrics (filled by the middleware of [`app`]).
+    http_metrics: Arc<HttpMetrics>,
 }
 
 impl SmoApi {
@@ -49,6 +51,7 @@ impl SmoApi {
             pool,
             registry,
             parse_slots: Arc::new(Semaphore::new(2)),
+            http_metrics: Arc::default(),
         }
     }
 }
@@ -532,6 +535,73 @@ impl SmoApi {
         }
     }
 
+    /// smo's own metrics (Prometheus exposition): jobs per kind × state, queue depth and oldest
+    /// queued age per kind, recent job durations, live workers, HTTP requests by route and status.
+    #[oai(path = "/metrics", method = "get")]
+    async fn metrics(&self) -> ApiResult<PlainText<String>> {
+        let stats = self.queue.stats().await?;
+        let mut out = String::new();
+        out.push_str("# HELP smo_jobs Jobs per kind and state.\n# TYPE smo_jobs gauge\n");
+        for k in &stats.kinds {
+            for (state, n) in &k.states {
+                out.push_str(&format!(
+                    "smo_jobs{{kind=\"{}\",state=\"{state}\"}} {n}\n",
+                    k.kind
+                ));
+            }
+        }
+        out.push_str("# HELP smo_queue_depth Jobs waiting to run (queued or retrying).\n# TYPE smo_queue_depth gauge\n");
+        for k in &stats.kinds {
+            let depth = k.states.get("queued").copied().unwrap_or(0)
+                + k.states.get("retrying").copied().unwrap_or(0);
+            out.push_str(&format!("smo_queue_depth{{kind=\"{}\"}} {depth}\n", k.kind));
+        }
+        out.push_str("# HELP smo_queue_oldest_seconds Age of the oldest runnable queued job.\n# TYPE smo_queue_oldest_seconds gauge\n");
+        for k in &stats.kinds {
+            out.push_str(&format!(
+                "smo_queue_oldest_seconds{{kind=\"{}\"}} {}\n",
+                k.kind,
+                k.oldest_queued_secs.unwrap_or(0.0)
+            ));
+        }
+        out.push_str("# HELP smo_jobs_succeeded_last_minute Jobs that succeeded in the last minute.\n# TYPE smo_jobs_succeeded_last_minute gauge\n");
+        for k in &stats.kinds {
+            out.push_str(&format!(
+                "smo_jobs_succeeded_last_minute{{kind=\"{}\"}} {}\n",
+                k.kind, k.succeeded_last_minute
+            ));
+        }
+        let durations: Vec<(String, Option<f64>, Option<f64>, i64)> = sqlx::query_as(
+            "SELECT kind,
+                    percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - attempted_at)),
+                    percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - attempted_at)),
+                    count(*)
+               FROM smo_jobs.jobs
+              WHERE state = 'succeeded' AND finished_at > now() - interval '5 minutes'
+              GROUP BY kind ORDER BY kind",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        out.push_str("# HELP smo_job_duration_seconds Run time of the last attempt of jobs that succeeded in the last 5 minutes.\n# TYPE smo_job_duration_seconds summary\n");
+        for (kind, p50, p99, n) in durations {
+            out.push_str(&format!(
+                "smo_job_duration_seconds{{kind=\"{kind}\",quantile=\"0.5\"}} {}\n",
+                p50.unwrap_or(0.0)
+            ));
+            out.push_str(&format!(
+                "smo_job_duration_seconds{{kind=\"{kind}\",quantile=\"0.99\"}} {}\n",
+                p99.unwrap_or(0.0)
+            ));
+            out.push_str(&format!(
+                "smo_job_duration_seconds_count{{kind=\"{kind}\"}} {n}\n"
+            ));
+        }
+        let workers = self.queue.workers(false).await?;
+        out.push_str(&format!("# HELP smo_workers_alive Live workers.\n# TYPE smo_workers_alive gauge\nsmo_workers_alive {}\n", workers.len()));
+        out.push_str(&self.http_metrics.render());
+        Ok(PlainText(out))
+    }
+
     /// Member clusters as last synced from Karmada.
     #[oai(path = "/clusters", method = "get")]
     async fn clusters(&self) -> ApiResult<Json<Vec<ClusterView>>> {
@@ -877,11 +947,15 @@ pub fn api_service(
     pool: PgPool,
     registry: crate::settings::RegistrySettings,
 ) -> OpenApiService<SmoApi, ()> {
-    OpenApiService::new(SmoApi::new(pool, registry), "smo", env!("CARGO_PKG_VERSION"))
+    service_of(SmoApi::new(pool, registry))
+}
+
+fn service_of(api: SmoApi) -> OpenApiService<SmoApi, ()> {
+    OpenApiService::new(api, "smo", env!("CARGO_PKG_VERSION"))
         .description(
             "smo deploys application graphs (HDAGs) onto a Karmada federation. Mutations are recorded and \
              enqueued as jobs (202 + job id; follow GET /jobs/{id}). Errors are RFC 7807 problem documents. \
-             When a token is configured, every route except /healthz and /readyz needs `Authorization: Bearer <token>`.",
+             When a token is configured, every route except /healthz, /readyz and /metrics needs `Authorization: Bearer <token>`.",
         )
         .server("/")
 }
@@ -896,6 +970,74 @@ pub fn openapi_yaml() -> String {
 
 fn too_large() -> ApiError {
     ApiError::too_large(format!("the request body exceeds {MAX_BODY_BYTES} bytes"))
+}
+
+/// Request counts and latency by route and status, kept in process (the API's own traffic).
+#[derive(Default)]
+pub struct HttpMetrics {
+    inner: std::sync::Mutex<BTreeMap<SeriesKey, Series>>,
+}
+
+/// (method, route, status).
+type SeriesKey = (String, String, u16);
+/// (count, sum of seconds, cumulative bucket counts).
+type Series = (u64, f64, [u64; 8]);
+
+const LATENCY_BUCKETS: [f64; 8] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
+
+impl HttpMetrics {
+    fn observe(&self, method: &str, route: &str, status: u16, secs: f64) {
+        let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let e = m
+            .entry((method.to_string(), route.to_string(), status))
+            .or_insert((0, 0.0, [0; 8]));
+        e.0 += 1;
+        e.1 += secs;
+        for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
+            if secs <= *b {
+                e.2[i] += 1;
+            }
+        }
+    }
+
+    fn render(&self) -> String {
+        let m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = String::from(
+            "# HELP smo_http_request_duration_seconds API request latency by route and status.\n# TYPE smo_http_request_duration_seconds histogram\n",
+        );
+        for ((method, route, status), (count, sum, buckets)) in m.iter() {
+            let l = format!("method=\"{method}\",route=\"{route}\",status=\"{status}\"");
+            for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
+                out.push_str(&format!(
+                    "smo_http_request_duration_seconds_bucket{{{l},le=\"{b}\"}} {}\n",
+                    buckets[i]
+                ));
+            }
+            out.push_str(&format!(
+                "smo_http_request_duration_seconds_bucket{{{l},le=\"+Inf\"}} {count}\n"
+            ));
+            out.push_str(&format!(
+                "smo_http_request_duration_seconds_sum{{{l}}} {sum}\n"
+            ));
+            out.push_str(&format!(
+                "smo_http_request_duration_seconds_count{{{l}}} {count}\n"
+            ));
+        }
+        out
+    }
+}
+
+/// The route template of a path, so metrics do not get one series per graph or job.
+fn route_of(path: &str) -> String {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let templ: Vec<&str> = match parts.as_slice() {
+        ["graphs", _, rest @ ..] => [&["graphs", "{name}"][..], rest].concat(),
+        ["jobs", _] => vec!["jobs", "{id}"],
+        ["project", _, rest @ ..] => [&["project", "{project}"][..], rest].concat(),
+        ["ui" | "docs", ..] => vec!["ui"],
+        other => other.to_vec(),
+    };
+    format!("/{}", templ.join("/"))
 }
 
 /// Turns any poem error (unparsable path parameter, unknown route, body too large) into a problem
@@ -938,7 +1080,10 @@ pub fn app(
     token: Option<String>,
     registry: crate::settings::RegistrySettings,
 ) -> impl Endpoint {
-    let api = api_service(pool, registry);
+    let metrics = Arc::new(HttpMetrics::default());
+    let mut smo_api = SmoApi::new(pool, registry);
+    smo_api.http_metrics = metrics.clone();
+    let api = service_of(smo_api);
     let ui = api.swagger_ui();
     let docs = api.swagger_ui();
     let spec = api.spec_endpoint_yaml();
@@ -950,6 +1095,7 @@ pub fn app(
         .at("/openapi.yaml", spec)
         .around(move |ep, mut req: Request| {
             let token = token.clone();
+            let metrics = metrics.clone();
             async move {
                 // Bound every body: by its declared length, or by reading at most the limit.
                 let declared = req
@@ -969,7 +1115,7 @@ pub fn app(
                     }
                 }
                 if let Some(t) = token {
-                    let open = matches!(req.uri().path(), "/healthz" | "/readyz");
+                    let open = matches!(req.uri().path(), "/healthz" | "/readyz" | "/metrics");
                     let given = req
                         .headers()
                         .get("authorization")
@@ -979,7 +1125,15 @@ pub fn app(
                         return Ok(ApiError::unauthorized().into_response());
                     }
                 }
-                ep.call(req).await.map(IntoResponse::into_response)
+                let (method, route) = (req.method().to_string(), route_of(req.uri().path()));
+                let started = std::time::Instant::now();
+                let resp = ep.call(req).await.map(IntoResponse::into_response);
+                let status = match &resp {
+                    Ok(r) => r.status().as_u16(),
+                    Err(e) => e.status().as_u16(),
+                };
+                metrics.observe(&method, &route, status, started.elapsed().as_secs_f64());
+                resp
             }
         })
         .catch_all_error(problem_for)

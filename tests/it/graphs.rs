@@ -269,3 +269,33 @@ async fn a_dry_run_shows_placement_and_objects_and_changes_nothing() {
         "a dry run applies nothing"
     );
 }
+
+#[tokio::test]
+async fn metrics_show_jobs_queue_depth_and_api_latency() {
+    let s = Stack::start_with(false, smo::sim::SimConfig::demo()).await;
+    // No worker runs: the deploy job waits, and the queue depth says so.
+    s.client
+        .deploy("demo", example("hello.yaml"), false)
+        .await
+        .unwrap();
+    let _: Value = s.client.get("/graphs/hello").await.unwrap();
+    let text = reqwest::get(format!("{}/metrics", s.api))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("smo_queue_depth{kind=\"deploy\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("smo_jobs{kind=\"deploy\",state=\"queued\"} 1\n"),
+        "{text}"
+    );
+    assert!(text.contains("smo_http_request_duration_seconds_count{method=\"GET\",route=\"/graphs/{name}\",status=\"200\"} 1\n"), "{text}");
+    assert!(
+        text.contains("route=\"/project/{project}/graphs\",status=\"202\""),
+        "{text}"
+    );
+}
