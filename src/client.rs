@@ -57,6 +57,7 @@ pub struct Client {
 impl Client {
     /// A client of the API at `base` (e.g. `http://127.0.0.1:8080`).
     pub fn new(base: &str, token: Option<String>) -> Self {
+        crate::install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .connect_timeout(Duration::from_secs(5))

@@ -45,6 +45,8 @@ impl IoError {
 }
 
 fn http(timeout: Duration) -> reqwest::Client {
+    // reqwest is built without a bundled TLS provider: make sure the process has one.
+    crate::install_crypto_provider();
     reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(Duration::from_secs(3))

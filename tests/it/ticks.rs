@@ -53,7 +53,14 @@ async fn two_schedulers_give_each_running_graph_one_tick_per_interval() {
     let app = App {
         pool: db.pool.clone(),
         federation: None,
-        monitoring: Default::default(),
+        // A Prometheus must be configured for ticks to be fanned out; the counting tick below never queries it.
+        monitoring: jobs::Monitoring {
+            prometheus: Some(smo::monitoring::io::Prometheus::new(
+                "http://127.0.0.1:9",
+                std::time::Duration::from_secs(1),
+            )),
+            ..Default::default()
+        },
         helm: None,
     };
     // The real fan-out; the tick itself only counts (its work is tested end to end elsewhere).
