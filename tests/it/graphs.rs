@@ -299,3 +299,38 @@ async fn metrics_show_jobs_queue_depth_and_api_latency() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_configured_token_guards_every_route_but_health_checks() {
+    smo::install_crypto_provider();
+    let db = crate::support::test_db().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(smo::server::serve_api_on(
+        db.pool.clone(),
+        listener,
+        Some("s3cret".into()),
+        Default::default(),
+        stop.clone(),
+    ));
+    let http = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..100 {
+        if http.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(up, "the API never answered /healthz without a token");
+    let r = http.get(format!("{base}/graphs")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let r = http.get(format!("{base}/graphs")).bearer_auth("wrong").send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let client = smo::client::Client::new(&base, Some("s3cret".into()));
+    let graphs: Vec<Value> = client.get("/graphs").await.unwrap();
+    assert!(graphs.is_empty());
+    stop.cancel();
+}
