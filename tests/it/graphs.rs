@@ -317,7 +317,12 @@ async fn a_configured_token_guards_every_route_but_health_checks() {
     let http = reqwest::Client::new();
     let mut up = false;
     for _ in 0..100 {
-        if http.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
+        if http
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
             up = true;
             break;
         }
@@ -327,7 +332,12 @@ async fn a_configured_token_guards_every_route_but_health_checks() {
     let r = http.get(format!("{base}/graphs")).send().await.unwrap();
     assert_eq!(r.status(), 401);
     assert_eq!(r.headers()["content-type"], "application/problem+json");
-    let r = http.get(format!("{base}/graphs")).bearer_auth("wrong").send().await.unwrap();
+    let r = http
+        .get(format!("{base}/graphs"))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     let client = smo::client::Client::new(&base, Some("s3cret".into()));
     let graphs: Vec<Value> = client.get("/graphs").await.unwrap();
