@@ -293,10 +293,12 @@ fn build(
             add(&mut model, hi.leq(0.0));
             // x ≤ n[s,e]: every member has a replica on every cluster the group uses. For a
             // single service on a cluster it does not run on now, x costs ≥ 0 and an x without
-            // replicas is never better, so the row is left out there.
+            // replicas is never better, so the row is left out there — unless a co-located
+            // non-split service relies on this x.
             let e = g.cand[k];
             let current_here = g.members.iter().any(|&s| prep.current[s].contains(&e));
-            if g.members.len() == 1 && !current_here && co.x[gi][k] >= 0.0 {
+            let hosts_partner = prep.mixed.iter().any(|&(_, gs)| gs == gi);
+            if g.members.len() == 1 && !current_here && !hosts_partner && co.x[gi][k] >= 0.0 {
                 continue;
             }
             for &s in &g.members {
@@ -474,6 +476,7 @@ struct Run {
     gap: f64,
     cols: Vec<f64>,
     row_duals: Vec<f64>,
+    col_duals: Vec<f64>,
 }
 
 fn run(
@@ -515,6 +518,7 @@ fn run(
             gap: if gap.is_finite() { gap.max(0.0) } else { 0.0 },
             cols: sol.columns().to_vec(),
             row_duals: sol.dual_rows().to_vec(),
+            col_duals: sol.dual_columns().to_vec(),
         },
         idx,
     ))
@@ -899,6 +903,7 @@ fn price(
     co: &Coefs,
     idx: &Index,
     y: &[f64],
+    col_duals: &[f64],
     active: &[Vec<bool>],
 ) -> Vec<Vec<Option<Price>>> {
     let dual = |r: Option<usize>| r.and_then(|r| y.get(r).copied()).unwrap_or(0.0);
@@ -912,13 +917,18 @@ fn price(
             Priced::No => vec![None; g.cand.len()],
             Priced::Plain => {
                 let pi = dual(idx.assign_row[gi]);
+                // Missing pairs are in no row besides these (current clusters, the only ones in
+                // eviction cuts, are always in the model); present ones use HiGHS' own value.
                 let rc: Vec<f64> = g
                     .cand
                     .iter()
                     .enumerate()
-                    .map(|(k, &e)| co.x[gi][k] - pi - cap_dual(e, g.cpu, g.memory))
+                    .map(|(k, &e)| match idx.x_col[gi][k] {
+                        Some(c) => col_duals.get(c).copied().unwrap_or(0.0),
+                        None => co.x[gi][k] - pi - cap_dual(e, g.cpu, g.memory),
+                    })
                     .collect();
-                // The basic pair has reduced cost 0; measure against the best active one.
+                // The basic pair has reduced cost 0; measure against the best present one.
                 let base = rc
                     .iter()
                     .zip(&active[gi])
@@ -1043,7 +1053,15 @@ fn column_generation(
                 best = plan;
             }
         }
-        let prices = price(problem, prep, co, &idx, &out.row_duals, &active);
+        let prices = price(
+            problem,
+            prep,
+            co,
+            &idx,
+            &out.row_duals,
+            &out.col_duals,
+            &active,
+        );
         let mut bound = 0.0;
         let mut added = 0usize;
         for (gi, g_prices) in prices.iter().enumerate() {
