@@ -156,15 +156,30 @@ fn report(label: &str, p: &Problem) {
     let t = Instant::now();
     match solve_problem(p) {
         Ok(s) => eprintln!(
-            "[placement] {label}: {:?} in {:.1} ms, objective {:.3}, moves {}, first-fit {}",
+            "[placement] {label}: {:?} in {:.1} ms, objective {:.3}, first-fit {}",
             s.status,
             t.elapsed().as_secs_f64() * 1e3,
             s.objective.total,
-            s.objective.moves,
             match first_fit(p) {
                 Ok(ff) => format!("objective {:.3}", ff.objective.total),
-                Err(_) => "failed".to_string(),
+                Err(e) => format!("failed ({e})"),
             }
+        ),
+        Err(e) => eprintln!("[placement] {label}: error {e}"),
+    }
+}
+
+fn report_replan(label: &str, p: &Problem) {
+    let t = Instant::now();
+    match replan(p, &own_usage_from_current(p)) {
+        Ok(r) => eprintln!(
+            "[placement] {label}: {:?} in {:.1} ms, {} services moved, objective before {:?} after {:.3}, current violations {}",
+            r.solution.status,
+            t.elapsed().as_secs_f64() * 1e3,
+            r.solution.moved.len(),
+            r.objective_before.map(|o| o.total),
+            r.objective_after.total,
+            r.current_violations.len()
         ),
         Err(e) => eprintln!("[placement] {label}: error {e}"),
     }
@@ -190,7 +205,7 @@ fn benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("replan");
     for &(n, m) in &sizes {
         let p = perturbed(11, &instance(7, n, m));
-        report(&format!("replan {n}x{m}"), &p);
+        report_replan(&format!("replan {n}x{m}"), &p);
         let usage = own_usage_from_current(&p);
         if n >= 2000 {
             g.sample_size(10);

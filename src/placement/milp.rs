@@ -293,10 +293,12 @@ fn build(
             add(&mut model, hi.leq(0.0));
             // x ≤ n[s,e]: every member has a replica on every cluster the group uses. For a
             // single service on a cluster it does not run on now, x costs ≥ 0 and an x without
-            // replicas is never better, so the row is left out there.
+            // replicas is never better, so the row is left out there — unless a co-located
+            // non-split service relies on this x.
             let e = g.cand[k];
             let current_here = g.members.iter().any(|&s| prep.current[s].contains(&e));
-            if g.members.len() == 1 && !current_here && co.x[gi][k] >= 0.0 {
+            let hosts_partner = prep.mixed.iter().any(|&(_, gs)| gs == gi);
+            if g.members.len() == 1 && !current_here && !hosts_partner && co.x[gi][k] >= 0.0 {
                 continue;
             }
             for &s in &g.members {
@@ -474,6 +476,7 @@ struct Run {
     gap: f64,
     cols: Vec<f64>,
     row_duals: Vec<f64>,
+    col_duals: Vec<f64>,
 }
 
 fn run(
@@ -515,6 +518,7 @@ fn run(
             gap: if gap.is_finite() { gap.max(0.0) } else { 0.0 },
             cols: sol.columns().to_vec(),
             row_duals: sol.dual_rows().to_vec(),
+            col_duals: sol.dual_columns().to_vec(),
         },
         idx,
     ))
@@ -775,6 +779,111 @@ fn finish(
     Ok((checked(problem, prep, plan)?, status))
 }
 
+/// Rounds an LP solution to a plan: split services keep their LP replica counts (rounded by
+/// largest remainder within the caps), then each other group goes to its highest-valued cluster
+/// with room, most decided groups first. `None` if that does not fit (or co-location links
+/// groups of both kinds, which this rounding does not handle).
+fn round_lp(
+    problem: &Problem,
+    prep: &Prepared,
+    co: &Coefs,
+    idx: &Index,
+    cols: &[f64],
+) -> Option<Plan> {
+    if !prep.mixed.is_empty() {
+        return None;
+    }
+    let val = |c: Option<usize>| c.and_then(|c| cols.get(c).copied()).unwrap_or(0.0);
+    let mut cpu_left = prep.cpu_cap.clone();
+    let mut mem_left = prep.mem_cap.clone();
+    let mut shares: Vec<Vec<(usize, u32)>> = vec![Vec::new(); problem.services.len()];
+    for (gi, g) in prep.groups.iter().enumerate().filter(|(_, g)| g.split) {
+        // Co-located split services must share clusters: take the first member's support.
+        let mut support: Option<Vec<usize>> = None;
+        for &s in &g.members {
+            let svc = &problem.services[s];
+            let cap = svc.max_replicas_per_cluster();
+            let mut counts: Vec<(usize, u32, f64)> = g
+                .cand
+                .iter()
+                .enumerate()
+                .filter(|(k, _)| idx.n_col[s][*k].is_some() && idx.x_col[gi][*k].is_some())
+                .map(|(k, &e)| {
+                    let v = val(idx.n_col[s][k]).max(0.0);
+                    (e, (v.floor() as u32).min(cap), v - v.floor())
+                })
+                .collect();
+            let mut left = svc
+                .replicas
+                .saturating_sub(counts.iter().map(|c| c.1).sum());
+            counts.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.cmp(&b.0)));
+            for c in counts.iter_mut() {
+                if left == 0 {
+                    break;
+                }
+                if c.1 < cap && c.2 > 1e-6 {
+                    c.1 += 1;
+                    left -= 1;
+                }
+            }
+            if left > 0 {
+                return None;
+            }
+            let mut mine: Vec<(usize, u32)> = counts
+                .into_iter()
+                .filter(|c| c.1 > 0)
+                .map(|c| (c.0, c.1))
+                .collect();
+            mine.sort_unstable();
+            let used: Vec<usize> = mine.iter().map(|c| c.0).collect();
+            if support.as_ref().is_some_and(|sup| *sup != used) {
+                return None;
+            }
+            support = Some(used);
+            for &(e, r) in &mine {
+                cpu_left[e] -= svc.cpu * f64::from(r);
+                mem_left[e] -= svc.memory * f64::from(r);
+            }
+            shares[s] = mine;
+        }
+    }
+    let mut plain: Vec<(f64, usize)> = prep
+        .groups
+        .iter()
+        .enumerate()
+        .filter(|(_, g)| !g.split)
+        .map(|(gi, _)| {
+            let best = idx.x_col[gi].iter().map(|c| val(*c)).fold(0.0, f64::max);
+            (best, gi)
+        })
+        .collect();
+    plain.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    for (_, gi) in plain {
+        let g = &prep.groups[gi];
+        // Highest LP value first, then the cheapest of the remaining clusters.
+        let mut options: Vec<(f64, f64, usize)> = g
+            .cand
+            .iter()
+            .enumerate()
+            .map(|(k, &e)| (val(idx.x_col[gi][k]), co.x[gi][k], e))
+            .collect();
+        options.sort_by(|a, b| {
+            b.0.total_cmp(&a.0)
+                .then(a.1.total_cmp(&b.1))
+                .then(a.2.cmp(&b.2))
+        });
+        let &(_, _, e) = options.iter().find(|&&(_, _, e)| {
+            super::prepare::fits(g.cpu, cpu_left[e]) && super::prepare::fits(g.memory, mem_left[e])
+        })?;
+        cpu_left[e] -= g.cpu;
+        mem_left[e] -= g.memory;
+        for &s in &g.members {
+            shares[s] = vec![(e, problem.services[s].replicas)];
+        }
+    }
+    Some(Plan { shares })
+}
+
 /// Pricing of one pair missing from the restricted model.
 #[derive(Debug, Clone, Copy)]
 struct Price {
@@ -794,6 +903,7 @@ fn price(
     co: &Coefs,
     idx: &Index,
     y: &[f64],
+    col_duals: &[f64],
     active: &[Vec<bool>],
 ) -> Vec<Vec<Option<Price>>> {
     let dual = |r: Option<usize>| r.and_then(|r| y.get(r).copied()).unwrap_or(0.0);
@@ -807,13 +917,18 @@ fn price(
             Priced::No => vec![None; g.cand.len()],
             Priced::Plain => {
                 let pi = dual(idx.assign_row[gi]);
+                // Missing pairs are in no row besides these (current clusters, the only ones in
+                // eviction cuts, are always in the model); present ones use HiGHS' own value.
                 let rc: Vec<f64> = g
                     .cand
                     .iter()
                     .enumerate()
-                    .map(|(k, &e)| co.x[gi][k] - pi - cap_dual(e, g.cpu, g.memory))
+                    .map(|(k, &e)| match idx.x_col[gi][k] {
+                        Some(c) => col_duals.get(c).copied().unwrap_or(0.0),
+                        None => co.x[gi][k] - pi - cap_dual(e, g.cpu, g.memory),
+                    })
                     .collect();
-                // The basic pair has reduced cost 0; measure against the best active one.
+                // The basic pair has reduced cost 0; measure against the best present one.
                 let base = rc
                     .iter()
                     .zip(&active[gi])
@@ -922,7 +1037,31 @@ fn column_generation(
         if out.status != HighsModelStatus::Optimal {
             break;
         }
-        let prices = price(problem, prep, co, &idx, &out.row_duals, &active);
+        // The LP optimum is often integral or nearly so: a rounded copy is a cheap incumbent.
+        if let Some(plan) = round_lp(problem, prep, co, &idx, &out.cols) {
+            let c = plan_cost(problem, prep, co, &plan);
+            if c < ub && violations(problem, prep, &plan).is_empty() {
+                // Its pairs join the model so the MILP can start from it.
+                for (gi, g) in prep.groups.iter().enumerate() {
+                    for &(e, _) in &plan.shares[g.members[0]] {
+                        if let Ok(k) = g.cand.binary_search(&e) {
+                            active[gi][k] = true;
+                        }
+                    }
+                }
+                ub = c;
+                best = plan;
+            }
+        }
+        let prices = price(
+            problem,
+            prep,
+            co,
+            &idx,
+            &out.row_duals,
+            &out.col_duals,
+            &active,
+        );
         let mut bound = 0.0;
         let mut added = 0usize;
         for (gi, g_prices) in prices.iter().enumerate() {

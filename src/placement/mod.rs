@@ -17,6 +17,14 @@
 //! Cheap checks run before the solver so that an infeasible problem gets a message naming the
 //! services and the constraint ([`Infeasibility`]).
 //!
+//! Status: [`SolveStatus::Optimal`] means proven within `mip_gap` (relative) of the best
+//! placement of the *full* model. Up to 2,000 (service, cluster) pairs the tie-break is part of
+//! that proof; larger problems are solved by column generation (LP pricing, Lagrangian bound,
+//! reduced-cost fixing) and prove the weighted SPEC objective — exactly when it is integral, as
+//! with the default weights — with the tie-break kept within `weights.tie_break / 2`.
+//! [`SolveStatus::Feasible`] (time limit) carries the remaining gap. Equal inputs give equal
+//! outputs unless the time limit cuts a solve short.
+//!
 //! # JSON problem format (`smo placement solve --input problem.json`)
 //!
 //! ```json
