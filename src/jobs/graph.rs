@@ -10,26 +10,15 @@ use serde_json::json;
 use smo_jobs::{JobContext, JobError};
 use sqlx::{PgConnection, Postgres, Transaction};
 
-use super::{App, db};
+use super::{App, db, retryable};
 use crate::{
-    federation::{
-        FederationError,
-        manifests::{self, RenderInput},
-    },
+    federation::manifests::{self, RenderInput},
     hdag::Graph,
     placement::{self, CurrentPlacement, Problem, Solution},
     store::{self, ClusterRecord, Desired, GraphRecord, ServiceRecord, status},
 };
 
 const MIB: f64 = 1024.0 * 1024.0;
-
-fn fed(e: FederationError) -> JobError {
-    if e.is_transient() {
-        JobError::Transient(e.to_string())
-    } else {
-        JobError::Permanent(e.to_string())
-    }
-}
 
 pub(super) async fn lock_graph(
     app: &App,
@@ -200,7 +189,7 @@ pub async fn cluster_sync(app: &App, ctx: &JobContext) -> Result<Vec<ClusterReco
         .federation()?
         .clusters(ctx.queue.now())
         .await
-        .map_err(fed)?;
+        .map_err(retryable)?;
     let mut conn = app.pool.acquire().await.map_err(db)?;
     store::replace_clusters(&mut conn, &clusters)
         .await
@@ -349,7 +338,10 @@ async fn deploy_locked(
     let mut applied = 0;
     let mut skipped = Vec::new();
     let mut helm_installed = Vec::new();
-    federation.ensure_namespace(&g.project).await.map_err(fed)?;
+    federation
+        .ensure_namespace(&g.project)
+        .await
+        .map_err(retryable)?;
     for service in graph.deploy_order() {
         let Some(cluster) = plan.placement.get(&service.id) else {
             continue;
@@ -368,7 +360,7 @@ async fn deploy_locked(
             continue;
         }
         for obj in manifests::render_service(&input, service, cluster) {
-            federation.apply(&obj).await.map_err(fed)?;
+            federation.apply(&obj).await.map_err(retryable)?;
             applied += 1;
         }
     }
@@ -381,7 +373,7 @@ async fn deploy_locked(
             let observed = federation
                 .deployment_replicas(&g.project, &name)
                 .await
-                .map_err(fed)?;
+                .map_err(retryable)?;
             let st = match observed {
                 Some((want, ready)) if ready >= want => "Running",
                 Some(_) => "Deployed",
@@ -509,16 +501,19 @@ pub async fn deploy_conditional(
             placement: &plan.placement,
             replicas: &replicas,
         };
-        federation.ensure_namespace(&g.project).await.map_err(fed)?;
+        federation
+            .ensure_namespace(&g.project)
+            .await
+            .map_err(retryable)?;
         for obj in manifests::render_service(&input, svc, &cluster) {
-            federation.apply(&obj).await.map_err(fed)?;
+            federation.apply(&obj).await.map_err(retryable)?;
             applied += 1;
         }
     }
     let observed = federation
         .deployment_replicas(&g.project, &manifests::object_name(&graph.id, service))
         .await
-        .map_err(fed)?;
+        .map_err(retryable)?;
     let st = match observed {
         Some((want, ready)) if ready >= want => "Running",
         _ => "Deployed",
@@ -556,7 +551,7 @@ pub async fn stop(app: &App, name: &str, ctx: &JobContext) -> Result<(), JobErro
         .federation()?
         .delete_labelled(&g.project, &g.name, None)
         .await
-        .map_err(fed)?;
+        .map_err(retryable)?;
     if let Ok(graph) = serde_json::from_value::<Graph>(g.descriptor.clone()) {
         helm_uninstall_all(app, &graph, &g.project).await?;
         super::monitor::unpublish(app, &g.project, &graph, false).await?;
@@ -607,7 +602,7 @@ pub async fn remove(
         .federation()?
         .delete_labelled(project, name, None)
         .await
-        .map_err(fed)?;
+        .map_err(retryable)?;
     if let Some(graph) = g
         .as_ref()
         .and_then(|g| serde_json::from_value::<Graph>(g.descriptor.clone()).ok())
@@ -632,14 +627,6 @@ pub async fn remove(
     .await
     .map_err(db)?;
     tx.commit().await.map_err(db)
-}
-
-fn helm_error(e: crate::federation::helm::HelmError) -> JobError {
-    if e.is_transient() {
-        JobError::Transient(e.to_string())
-    } else {
-        JobError::Permanent(e.to_string())
-    }
 }
 
 /// Installs (or upgrades) one Helm-chart service as release `<graph>-<service>` in the project's
@@ -667,7 +654,7 @@ async fn helm_install(
     let release = manifests::object_name(&graph.id, &service.id);
     helm.install(&release, &chart, project, &values)
         .await
-        .map_err(helm_error)
+        .map_err(retryable)
 }
 
 /// Uninstalls every Helm-chart service of a graph (absent releases are fine).
@@ -676,7 +663,7 @@ async fn helm_uninstall_all(app: &App, graph: &Graph, project: &str) -> Result<(
     for s in graph.services.iter().filter(|s| !manifests::is_native(s)) {
         helm.uninstall(&manifests::object_name(&graph.id, &s.id), project)
             .await
-            .map_err(helm_error)?;
+            .map_err(retryable)?;
     }
     Ok(())
 }

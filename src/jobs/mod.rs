@@ -251,6 +251,38 @@ pub async fn scale_tick_for_bench(
     monitor::scale_tick(app, graph, ctx).await
 }
 
+/// Errors that know whether a retry can help.
+pub(crate) trait Retryable: std::fmt::Display {
+    fn is_transient(&self) -> bool;
+}
+
+impl Retryable for crate::federation::FederationError {
+    fn is_transient(&self) -> bool {
+        crate::federation::FederationError::is_transient(self)
+    }
+}
+
+impl Retryable for crate::federation::helm::HelmError {
+    fn is_transient(&self) -> bool {
+        crate::federation::helm::HelmError::is_transient(self)
+    }
+}
+
+impl Retryable for crate::monitoring::io::IoError {
+    fn is_transient(&self) -> bool {
+        crate::monitoring::io::IoError::is_transient(self)
+    }
+}
+
+/// A job error that is retried exactly when the cause says a retry can help.
+pub(crate) fn retryable(e: impl Retryable) -> JobError {
+    if e.is_transient() {
+        JobError::Transient(e.to_string())
+    } else {
+        JobError::Permanent(e.to_string())
+    }
+}
+
 pub(crate) fn db(e: impl std::fmt::Display) -> JobError {
     JobError::Transient(format!("database: {e}"))
 }

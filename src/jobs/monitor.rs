@@ -7,13 +7,13 @@ use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 use serde_json::json;
 use smo_jobs::{JobContext, JobError, NewJob};
 
-use super::{App, RePlaceJob, ScaleTickJob, db, graph::lock_graph};
+use super::{App, RePlaceJob, ScaleTickJob, db, graph::lock_graph, retryable};
 use crate::{
     federation::manifests,
     hdag::Graph,
     monitoring::{
         self,
-        io::{Grafana, IoError, Prometheus},
+        io::{Grafana, Prometheus},
     },
     scaling::{self, ScaleCluster, ScaleOutcome, ScaleService},
     store::{self, Desired, status},
@@ -72,22 +72,6 @@ pub fn cron_schedule_for(interval: Duration) -> String {
     }
 }
 
-fn io(e: IoError) -> JobError {
-    if e.is_transient() {
-        JobError::Transient(e.to_string())
-    } else {
-        JobError::Permanent(e.to_string())
-    }
-}
-
-fn fed(e: crate::federation::FederationError) -> JobError {
-    if e.is_transient() {
-        JobError::Transient(e.to_string())
-    } else {
-        JobError::Permanent(e.to_string())
-    }
-}
-
 fn rule_file_path(dir: &std::path::Path, project: &str, graph: &str) -> PathBuf {
     dir.join(format!(
         "{}.yml",
@@ -114,7 +98,7 @@ pub async fn publish(app: &App, name: &str, ctx: &JobContext) -> Result<(), JobE
             let url = grafana
                 .upsert(&monitoring::grafana_payload(d, None))
                 .await
-                .map_err(io)?;
+                .map_err(retryable)?;
             urls.insert(d.title.clone(), url);
         }
     }
@@ -161,8 +145,8 @@ async fn publish_rules(app: &App, project: &str, graph: &Graph) -> Result<usize,
             let name = manifests::object_name(&graph.id, "alerts");
             let obj = monitoring::prometheus_rule(project, graph, &name, &ns, &group);
             let federation = app.federation()?;
-            federation.ensure_namespace(&ns).await.map_err(fed)?;
-            federation.apply(&obj).await.map_err(fed)?;
+            federation.ensure_namespace(&ns).await.map_err(retryable)?;
+            federation.apply(&obj).await.map_err(retryable)?;
             Ok(rules.len())
         }
         RulesTarget::RuleFile { dir } => {
@@ -179,7 +163,7 @@ async fn publish_rules(app: &App, project: &str, graph: &Graph) -> Result<usize,
             std::fs::rename(&tmp, &path)
                 .map_err(|e| JobError::Transient(format!("{}: {e}", path.display())))?;
             if let Some(p) = &app.monitoring.prometheus {
-                p.reload().await.map_err(io)?;
+                p.reload().await.map_err(retryable)?;
             }
             Ok(rules.len())
         }
@@ -195,7 +179,7 @@ pub async fn unpublish(
 ) -> Result<(), JobError> {
     if dashboards && let Some(grafana) = &app.monitoring.grafana {
         for d in monitoring::render_graph_dashboards(project, graph).iter() {
-            grafana.delete(&d.uid).await.map_err(io)?;
+            grafana.delete(&d.uid).await.map_err(retryable)?;
         }
     }
     match &app.monitoring.rules {
@@ -208,7 +192,7 @@ pub async fn unpublish(
             let name = manifests::object_name(&graph.id, "alerts");
             let obj = json!({"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
                              "metadata": {"name": name, "namespace": ns}});
-            app.federation()?.delete(&obj).await.map_err(fed)?;
+            app.federation()?.delete(&obj).await.map_err(retryable)?;
         }
         RulesTarget::PrometheusRule { .. } => {}
         RulesTarget::RuleFile { dir } => {
@@ -216,7 +200,7 @@ pub async fn unpublish(
             match std::fs::remove_file(&path) {
                 Ok(()) => {
                     if let Some(p) = &app.monitoring.prometheus {
-                        p.reload().await.map_err(io)?;
+                        p.reload().await.map_err(retryable)?;
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -299,7 +283,7 @@ pub async fn scale_tick(app: &App, name: &str, ctx: &JobContext) -> Result<(), J
             &s.name,
             window,
         );
-        let rate = prometheus.query(&query).await.map_err(io)?;
+        let rate = prometheus.query(&query).await.map_err(retryable)?;
         let cpu = s.cpu_millis as f64 / 1000.0;
         let (alpha, beta, min, max) = match scaling {
             Some(sc) => (sc.alpha, sc.beta, sc.min_replicas, sc.max_replicas),
@@ -367,14 +351,14 @@ pub async fn scale_tick(app: &App, name: &str, ctx: &JobContext) -> Result<(), J
                             ));
                             continue;
                         }
-                        Err(e) => return Err(fed(e)),
+                        Err(e) => return Err(retryable(e)),
                     }
                     // What the federation reports now (a member may not fit every new replica).
                     let ready = app
                         .federation()?
                         .deployment_replicas(&g.project, &deployment)
                         .await
-                        .map_err(fed)?
+                        .map_err(retryable)?
                         .map_or(0, |(_, ready)| ready);
                     sqlx::query("UPDATE smo.services SET replicas = $3, ready = $5, updated_at = $4 WHERE graph_id = $1 AND name = $2")
                         .bind(g.id)
