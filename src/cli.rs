@@ -95,6 +95,39 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, CliError
         })
 }
 
+/// The URL of a scratch database `<db>_bench` beside `url` on the same server, created if
+/// missing: benchmarks write there and never touch real jobs or graphs.
+pub async fn scratch_database(url: &str) -> Result<String, CliError> {
+    let db = url
+        .rsplit('/')
+        .next()
+        .unwrap_or("smo")
+        .split('?')
+        .next()
+        .unwrap_or("smo");
+    let name = format!("{db}_bench");
+    let admin = connect(url, 1).await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&name)
+            .fetch_one(&admin)
+            .await
+            .map_err(|e| CliError::Other(format!("cannot list databases: {e}")))?;
+    if !exists {
+        let ident = name.replace('"', "");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{ident}\"")))
+            .execute(&admin)
+            .await
+            .map_err(|e| {
+                CliError::Other(format!("cannot create the scratch database {name}: {e}"))
+            })?;
+    }
+    Ok(format!(
+        "{}/{name}",
+        &url[..url.rfind('/').unwrap_or(url.len())]
+    ))
+}
+
 /// Parses `90s`, `15m`, `12h`, `7d` (or a bare number of seconds).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();

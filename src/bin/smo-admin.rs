@@ -406,35 +406,7 @@ fn show(r: &JobRow, out: Output) -> Result<(), CliError> {
 async fn run_bench(url: &str, args: BenchArgs, out: Output) -> Result<(), CliError> {
     let bench_url = match args.bench_database_url {
         Some(u) => u,
-        None => {
-            // A scratch database beside the configured one: the benchmark never touches real jobs.
-            let admin = connect(url, 1).await?;
-            let name = format!(
-                "{}_bench",
-                url.rsplit('/')
-                    .next()
-                    .unwrap_or("smo")
-                    .split('?')
-                    .next()
-                    .unwrap_or("smo")
-            );
-            let exists: bool =
-                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-                    .bind(&name)
-                    .fetch_one(&admin)
-                    .await
-                    .map_err(smo_jobs::Error::from)?;
-            if !exists {
-                let ident = name.replace('"', "");
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{ident}\"")))
-                    .execute(&admin)
-                    .await
-                    .map_err(|e| {
-                        CliError::Other(format!("cannot create the scratch database {name}: {e}"))
-                    })?;
-            }
-            format!("{}/{}", &url[..url.rfind('/').unwrap_or(url.len())], name)
-        }
+        None => smo::cli::scratch_database(url).await?,
     };
     let pool = connect(&bench_url, (args.workers as u32 * 3 + 6).max(8)).await?;
     let (durable_fsync, sync_commit): (String, String) =

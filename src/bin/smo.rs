@@ -410,34 +410,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             workers,
             concurrency,
         }) => {
-            let scratch = format!(
-                "{}_bench",
-                database_url
-                    .rsplit('/')
-                    .next()
-                    .unwrap_or("smo")
-                    .split('?')
-                    .next()
-                    .unwrap_or("smo")
-            );
-            let admin = connect(&database_url, 1).await?;
-            let exists: bool =
-                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-                    .bind(&scratch)
-                    .fetch_one(&admin)
-                    .await?;
-            if !exists {
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "CREATE DATABASE \"{}\"",
-                    scratch.replace('"', "")
-                )))
-                .execute(&admin)
-                .await?;
-            }
-            let url = format!(
-                "{}/{scratch}",
-                &database_url[..database_url.rfind('/').unwrap_or(database_url.len())]
-            );
+            let url = smo::cli::scratch_database(&database_url).await?;
             let pool = connect(&url, (workers * concurrency + 10) as u32).await?;
             let r =
                 smo::bench::scale_round(pool, graphs, workers, concurrency, |m| eprintln!("… {m}"))
