@@ -515,13 +515,13 @@ fn first_line(s: &str) -> &str {
 #[OpenApi]
 impl SmoApi {
     /// Liveness: the process serves HTTP.
-    #[oai(path = "/healthz", method = "get")]
+    #[oai(path = "/healthz", method = "get", operation_id = "healthz")]
     async fn healthz(&self) -> PlainText<&'static str> {
         PlainText("ok")
     }
 
     /// Readiness: the database answers within a second.
-    #[oai(path = "/readyz", method = "get")]
+    #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
     async fn readyz(&self) -> Ready {
         match tokio::time::timeout(
             Duration::from_secs(1),
@@ -537,7 +537,7 @@ impl SmoApi {
 
     /// smo's own metrics (Prometheus exposition): jobs per kind × state, queue depth and oldest
     /// queued age per kind, recent job durations, live workers, HTTP requests by route and status.
-    #[oai(path = "/metrics", method = "get")]
+    #[oai(path = "/metrics", method = "get", operation_id = "metrics")]
     async fn metrics(&self) -> ApiResult<PlainText<String>> {
         let stats = self.queue.stats().await?;
         let mut out = String::new();
@@ -603,7 +603,7 @@ impl SmoApi {
     }
 
     /// Member clusters as last synced from Karmada.
-    #[oai(path = "/clusters", method = "get")]
+    #[oai(path = "/clusters", method = "get", operation_id = "listClusters")]
     async fn clusters(&self) -> ApiResult<Json<Vec<ClusterView>>> {
         let rows = store::list_clusters(&self.pool).await?;
         Ok(Json(
@@ -625,7 +625,11 @@ impl SmoApi {
     }
 
     /// Refresh the clusters from Karmada (enqueues `cluster-sync`).
-    #[oai(path = "/clusters/sync", method = "post")]
+    #[oai(
+        path = "/clusters/sync",
+        method = "post",
+        operation_id = "syncClusters"
+    )]
     async fn cluster_sync(&self) -> ApiResult<Accepted> {
         let e = self.queue.enqueue(&ClusterSyncJob {}).await?;
         Ok(Accepted::Accepted(Json(JobAccepted {
@@ -639,14 +643,18 @@ impl SmoApi {
     }
 
     /// The graphs of a project.
-    #[oai(path = "/project/:project/graphs", method = "get")]
+    #[oai(
+        path = "/project/:project/graphs",
+        method = "get",
+        operation_id = "listProjectGraphs"
+    )]
     async fn list_graphs(&self, project: Path<String>) -> ApiResult<Json<Vec<GraphSummary>>> {
         let rows = store::list_graphs(&self.pool, Some(&project.0)).await?;
         Ok(Json(rows.into_iter().map(summary).collect()))
     }
 
     /// Every graph.
-    #[oai(path = "/graphs", method = "get")]
+    #[oai(path = "/graphs", method = "get", operation_id = "listGraphs")]
     async fn all_graphs(&self) -> ApiResult<Json<Vec<GraphSummary>>> {
         let rows = store::list_graphs(&self.pool, None).await?;
         Ok(Json(rows.into_iter().map(summary).collect()))
@@ -656,7 +664,11 @@ impl SmoApi {
     /// validated (422 lists every problem), stored and its `deploy` job enqueued in one
     /// transaction (202). Re-posting a graph is an upgrade. `?dry_run=true` returns the placement
     /// and the objects that would be applied, storing nothing.
-    #[oai(path = "/project/:project/graphs", method = "post")]
+    #[oai(
+        path = "/project/:project/graphs",
+        method = "post",
+        operation_id = "deployGraph"
+    )]
     async fn deploy(
         &self,
         project: Path<String>,
@@ -729,7 +741,7 @@ impl SmoApi {
     }
 
     /// One graph: services, clusters, status, placement.
-    #[oai(path = "/graphs/:name", method = "get")]
+    #[oai(path = "/graphs/:name", method = "get", operation_id = "getGraph")]
     async fn get_graph(&self, name: Path<String>) -> ApiResult<Json<GraphDetail>> {
         let mut conn = self.pool.acquire().await?;
         let g = store::get_graph(&mut conn, &name.0).await?;
@@ -779,25 +791,41 @@ impl SmoApi {
     }
 
     /// Remove a graph: its objects, dashboards and records (enqueues `remove`).
-    #[oai(path = "/graphs/:name", method = "delete")]
+    #[oai(
+        path = "/graphs/:name",
+        method = "delete",
+        operation_id = "removeGraph"
+    )]
     async fn remove(&self, name: Path<String>) -> ApiResult<Accepted> {
         self.change(&name.0, Desired::Removed).await
     }
 
     /// Start a stopped graph (enqueues `start`).
-    #[oai(path = "/graphs/:name/start", method = "post")]
+    #[oai(
+        path = "/graphs/:name/start",
+        method = "post",
+        operation_id = "startGraph"
+    )]
     async fn start(&self, name: Path<String>) -> ApiResult<Accepted> {
         self.change(&name.0, Desired::Running).await
     }
 
     /// Stop a graph: its workloads are deleted, the graph is kept (enqueues `stop`).
-    #[oai(path = "/graphs/:name/stop", method = "post")]
+    #[oai(
+        path = "/graphs/:name/stop",
+        method = "post",
+        operation_id = "stopGraph"
+    )]
     async fn stop(&self, name: Path<String>) -> ApiResult<Accepted> {
         self.change(&name.0, Desired::Stopped).await
     }
 
     /// Re-place a graph with its current placement as the baseline (enqueues `re-place`).
-    #[oai(path = "/graphs/:name/placement", method = "post")]
+    #[oai(
+        path = "/graphs/:name/placement",
+        method = "post",
+        operation_id = "replaceGraph"
+    )]
     async fn re_place(&self, name: Path<String>) -> ApiResult<Accepted> {
         let mut tx = self.pool.begin().await?;
         let g = store::get_graph(&mut tx, &name.0).await?;
@@ -822,7 +850,11 @@ impl SmoApi {
     }
 
     /// The jobs of a graph, newest first.
-    #[oai(path = "/graphs/:name/jobs", method = "get")]
+    #[oai(
+        path = "/graphs/:name/jobs",
+        method = "get",
+        operation_id = "listGraphJobs"
+    )]
     async fn graph_jobs(
         &self,
         name: Path<String>,
@@ -845,7 +877,11 @@ impl SmoApi {
     }
 
     /// The decision log of a graph (placement, deploy, scaling …), newest first. Kept after removal.
-    #[oai(path = "/graphs/:name/history", method = "get")]
+    #[oai(
+        path = "/graphs/:name/history",
+        method = "get",
+        operation_id = "graphHistory"
+    )]
     async fn history(
         &self,
         name: Path<String>,
@@ -875,7 +911,7 @@ impl SmoApi {
     /// Alertmanager webhook: each firing alert whose labels name a graph and one of its conditional
     /// services enqueues `deploy-conditional` for it (once: repeats find the job or the service
     /// already deployed). Other alerts are ignored and counted.
-    #[oai(path = "/alerts", method = "post")]
+    #[oai(path = "/alerts", method = "post", operation_id = "postAlerts")]
     async fn alerts(&self, body: Binary<Vec<u8>>) -> ApiResult<Json<AlertsAccepted>> {
         let alerts = crate::monitoring::parse_alertmanager(&body.0).map_err(|e| {
             ApiError::invalid(
@@ -922,7 +958,7 @@ impl SmoApi {
     }
 
     /// A job: state, attempts, errors, timings.
-    #[oai(path = "/jobs/:id", method = "get")]
+    #[oai(path = "/jobs/:id", method = "get", operation_id = "getJob")]
     async fn job(&self, id: Path<String>) -> ApiResult<Json<JobView>> {
         let id = Uuid::parse_str(&id.0)
             .map_err(|e| ApiError::bad_request(format!("job id {:?}: {e}", id.0)))?;
