@@ -10,6 +10,7 @@
 //! - [`federation`] generated Karmada objects (pure) and the kube-rs client
 //! - [`jobs`]       smo's job kinds: deploy, start, stop, re-place, remove, cluster-sync
 //! - [`http`]       the REST API (poem-openapi), problem+json errors
+//! - [`metrics`]    smo's own Prometheus series (queue, jobs, requests, solves)
 //! - [`client`]     a typed client of the REST API (the `smo` CLI uses it)
 //! - [`sim`]        the simulated Karmada federation (`smo sim`)
 
@@ -20,6 +21,7 @@ pub mod federation;
 pub mod hdag;
 pub mod http;
 pub mod jobs;
+pub mod metrics;
 pub mod monitoring;
 pub mod oci;
 pub mod placement;

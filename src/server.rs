@@ -210,6 +210,10 @@ pub async fn run(
         let r = settings.registry.clone();
         tasks.spawn(async move { serve_api(p, &l, t, r, s).await });
     }
+    if let Some(listen) = settings.metrics_listen.clone() {
+        let s = shutdown.clone();
+        tasks.spawn(async move { crate::metrics::serve(&listen, s).await });
+    }
     // The first role to fail stops the others: a half-running process is worse than a restart.
     let mut result = Ok(());
     while let Some(r) = tasks.join_next().await {

@@ -195,6 +195,8 @@ pub struct ServerSettings {
     pub database_url: String,
     /// API listen address.
     pub listen: String,
+    /// Where this process also serves its own /metrics (worker and scheduler pods).
+    pub metrics_listen: Option<String>,
     /// Jobs each worker runs at once.
     pub worker_concurrency: usize,
     /// Jobs claimed per fetch.

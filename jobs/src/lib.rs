@@ -20,6 +20,7 @@ pub mod bench;
 mod clock;
 mod error;
 mod job;
+pub mod metrics;
 mod queue;
 mod scheduler;
 pub mod testing;

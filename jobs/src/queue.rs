@@ -208,6 +208,7 @@ impl Queue {
         .fetch_all(&mut *conn)
         .await?;
 
+        count_enqueued(jobs, &ids, &inserted);
         let mut kinds_to_wake: Vec<&str> = kinds.clone();
         kinds_to_wake.sort_unstable();
         kinds_to_wake.dedup();
@@ -255,5 +256,25 @@ impl Queue {
         let out = self.enqueue_many_in(&mut tx, jobs).await?;
         tx.commit().await?;
         Ok(out.iter().filter(|e| e.created).count())
+    }
+}
+
+/// Counts the rows actually inserted, per kind, in this process's metrics.
+fn count_enqueued(jobs: &[NewJob], ids: &[Uuid], inserted: &[Uuid]) {
+    let mut per_kind: std::collections::BTreeMap<&str, u64> = Default::default();
+    if inserted.len() == jobs.len() {
+        for j in jobs {
+            *per_kind.entry(j.kind.as_str()).or_default() += 1;
+        }
+    } else {
+        let inserted: std::collections::HashSet<&Uuid> = inserted.iter().collect();
+        for (j, id) in jobs.iter().zip(ids) {
+            if inserted.contains(id) {
+                *per_kind.entry(j.kind.as_str()).or_default() += 1;
+            }
+        }
+    }
+    for (kind, n) in per_kind {
+        crate::metrics::ENQUEUED.inc_by(&[kind], n);
     }
 }

@@ -10,7 +10,7 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::{Error, JobContext, JobError, NOTIFY_CHANNEL, Queue, Registry};
+use crate::{Error, JobContext, JobError, NOTIFY_CHANNEL, Queue, Registry, metrics};
 
 /// Exponential backoff between attempts, stored in the job's `run_at` so that every worker
 /// (not just the one that saw the failure) respects it.
@@ -354,6 +354,8 @@ async fn run_one(
         worker: cfg.name.clone(),
         queue,
     };
+    metrics::STARTED.inc(&[&job.kind]);
+    let started = std::time::Instant::now();
     let fut = AssertUnwindSafe(registry.call(&job.kind, job.args, ctx)).catch_unwind();
     let result = match cfg.job_timeout {
         Some(limit) => match tokio::time::timeout(limit, fut).await {
@@ -372,8 +374,20 @@ async fn run_one(
             .unwrap_or_else(|| "unknown panic".into());
         Err(JobError::Transient(format!("handler panicked: {msg}")))
     });
-    if let Err(e) = &result {
-        tracing::warn!(job = %job.id, kind = %job.kind, attempt, error = %e, "job failed");
+    let secs = started.elapsed().as_secs_f64();
+    match &result {
+        Ok(()) => {
+            metrics::SUCCEEDED.inc(&[&job.kind]);
+            metrics::DURATION.observe(&[&job.kind, "succeeded"], secs);
+        }
+        Err(e) => {
+            tracing::warn!(job = %job.id, kind = %job.kind, attempt, error = %e, "job failed");
+            metrics::FAILED.inc(&[&job.kind]);
+            metrics::DURATION.observe(&[&job.kind, "failed"], secs);
+            if is_final(e, attempt, max_attempts) {
+                metrics::DEAD.inc(&[&job.kind]);
+            }
+        }
     }
     let _ = ack.send(Completion {
         id: job.id,
@@ -441,6 +455,11 @@ where
     f().await
 }
 
+/// A failure is final when the error is permanent or no attempt is left.
+fn is_final(e: &JobError, attempt: u32, max_attempts: u32) -> bool {
+    e.is_permanent() || attempt >= max_attempts
+}
+
 async fn record_failure(
     queue: &Queue,
     cfg: &WorkerConfig,
@@ -448,7 +467,7 @@ async fn record_failure(
     e: &JobError,
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    let dead = e.is_permanent() || c.attempt >= c.max_attempts;
+    let dead = is_final(e, c.attempt, c.max_attempts);
     let run_at = if dead {
         now
     } else {

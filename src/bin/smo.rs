@@ -239,6 +239,10 @@ struct RunArgs {
     /// API listen address.
     #[arg(long, env = "SMO_LISTEN", default_value = "127.0.0.1:8080")]
     listen: String,
+    /// Also serve this process's metrics on this address (GET /metrics): for worker and
+    /// scheduler processes, whose series the API's /metrics cannot carry. [default: none]
+    #[arg(long, env = "SMO_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
     /// Jobs this worker runs at once.
     #[arg(long, env = "SMO_WORKER_CONCURRENCY", default_value_t = 64)]
     concurrency: usize,
@@ -359,6 +363,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             let settings = ServerSettings {
                 database_url,
                 listen: a.listen,
+                metrics_listen: a.metrics_listen.filter(|l| !l.is_empty()),
                 worker_concurrency: a.concurrency,
                 worker_batch: a.batch,
                 worker_prefix: a.worker_prefix,

@@ -39,8 +39,6 @@ pub struct SmoApi {
     queue: Queue,
     /// Parsing a large YAML descriptor is CPU and memory heavy: at most two at once.
     parse_slots: Arc<Semaphore>,
-    /// This API's request metrics (filled by the middleware of [`app`]).
-    http_metrics: Arc<HttpMetrics>,
 }
 
 impl SmoApi {
@@ -51,7 +49,6 @@ impl SmoApi {
             pool,
             registry,
             parse_slots: Arc::new(Semaphore::new(2)),
-            http_metrics: Arc::default(),
         }
     }
 }
@@ -535,70 +532,14 @@ impl SmoApi {
         }
     }
 
-    /// smo's own metrics (Prometheus exposition): jobs per kind × state, queue depth and oldest
-    /// queued age per kind, recent job durations, live workers, HTTP requests by route and status.
+    /// smo's own metrics (Prometheus exposition): queue depth and oldest queued age per kind, jobs
+    /// per kind × state and live workers (read from the database), plus this process's job
+    /// counters (enqueued/started/succeeded/failed/dead), job duration, request latency by route
+    /// and status, and placement/scaling solve-time histograms.
     #[oai(path = "/metrics", method = "get", operation_id = "metrics")]
     async fn metrics(&self) -> ApiResult<PlainText<String>> {
-        let stats = self.queue.stats().await?;
-        let mut out = String::new();
-        out.push_str("# HELP smo_jobs Jobs per kind and state.\n# TYPE smo_jobs gauge\n");
-        for k in &stats.kinds {
-            for (state, n) in &k.states {
-                out.push_str(&format!(
-                    "smo_jobs{{kind=\"{}\",state=\"{state}\"}} {n}\n",
-                    k.kind
-                ));
-            }
-        }
-        out.push_str("# HELP smo_queue_depth Jobs waiting to run (queued or retrying).\n# TYPE smo_queue_depth gauge\n");
-        for k in &stats.kinds {
-            let depth = k.states.get("queued").copied().unwrap_or(0)
-                + k.states.get("retrying").copied().unwrap_or(0);
-            out.push_str(&format!("smo_queue_depth{{kind=\"{}\"}} {depth}\n", k.kind));
-        }
-        out.push_str("# HELP smo_queue_oldest_seconds Age of the oldest runnable queued job.\n# TYPE smo_queue_oldest_seconds gauge\n");
-        for k in &stats.kinds {
-            out.push_str(&format!(
-                "smo_queue_oldest_seconds{{kind=\"{}\"}} {}\n",
-                k.kind,
-                k.oldest_queued_secs.unwrap_or(0.0)
-            ));
-        }
-        out.push_str("# HELP smo_jobs_succeeded_last_minute Jobs that succeeded in the last minute.\n# TYPE smo_jobs_succeeded_last_minute gauge\n");
-        for k in &stats.kinds {
-            out.push_str(&format!(
-                "smo_jobs_succeeded_last_minute{{kind=\"{}\"}} {}\n",
-                k.kind, k.succeeded_last_minute
-            ));
-        }
-        let durations: Vec<(String, Option<f64>, Option<f64>, i64)> = sqlx::query_as(
-            "SELECT kind,
-                    percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - attempted_at)),
-                    percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - attempted_at)),
-                    count(*)
-               FROM smo_jobs.jobs
-              WHERE state = 'succeeded' AND finished_at > now() - interval '5 minutes'
-              GROUP BY kind ORDER BY kind",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        out.push_str("# HELP smo_job_duration_seconds Run time of the last attempt of jobs that succeeded in the last 5 minutes.\n# TYPE smo_job_duration_seconds summary\n");
-        for (kind, p50, p99, n) in durations {
-            out.push_str(&format!(
-                "smo_job_duration_seconds{{kind=\"{kind}\",quantile=\"0.5\"}} {}\n",
-                p50.unwrap_or(0.0)
-            ));
-            out.push_str(&format!(
-                "smo_job_duration_seconds{{kind=\"{kind}\",quantile=\"0.99\"}} {}\n",
-                p99.unwrap_or(0.0)
-            ));
-            out.push_str(&format!(
-                "smo_job_duration_seconds_count{{kind=\"{kind}\"}} {n}\n"
-            ));
-        }
-        let workers = self.queue.workers(false).await?;
-        out.push_str(&format!("# HELP smo_workers_alive Live workers.\n# TYPE smo_workers_alive gauge\nsmo_workers_alive {}\n", workers.len()));
-        out.push_str(&self.http_metrics.render());
+        let mut out = crate::metrics::render_queue(&self.queue).await?;
+        out.push_str(&crate::metrics::render_process());
         Ok(PlainText(out))
     }
 
@@ -1008,61 +949,6 @@ fn too_large() -> ApiError {
     ApiError::too_large(format!("the request body exceeds {MAX_BODY_BYTES} bytes"))
 }
 
-/// Request counts and latency by route and status, kept in process (the API's own traffic).
-#[derive(Default)]
-pub struct HttpMetrics {
-    inner: std::sync::Mutex<BTreeMap<SeriesKey, Series>>,
-}
-
-/// (method, route, status).
-type SeriesKey = (String, String, u16);
-/// (count, sum of seconds, cumulative bucket counts).
-type Series = (u64, f64, [u64; 8]);
-
-const LATENCY_BUCKETS: [f64; 8] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
-
-impl HttpMetrics {
-    fn observe(&self, method: &str, route: &str, status: u16, secs: f64) {
-        let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let e = m
-            .entry((method.to_string(), route.to_string(), status))
-            .or_insert((0, 0.0, [0; 8]));
-        e.0 += 1;
-        e.1 += secs;
-        for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
-            if secs <= *b {
-                e.2[i] += 1;
-            }
-        }
-    }
-
-    fn render(&self) -> String {
-        let m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let mut out = String::from(
-            "# HELP smo_http_request_duration_seconds API request latency by route and status.\n# TYPE smo_http_request_duration_seconds histogram\n",
-        );
-        for ((method, route, status), (count, sum, buckets)) in m.iter() {
-            let l = format!("method=\"{method}\",route=\"{route}\",status=\"{status}\"");
-            for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
-                out.push_str(&format!(
-                    "smo_http_request_duration_seconds_bucket{{{l},le=\"{b}\"}} {}\n",
-                    buckets[i]
-                ));
-            }
-            out.push_str(&format!(
-                "smo_http_request_duration_seconds_bucket{{{l},le=\"+Inf\"}} {count}\n"
-            ));
-            out.push_str(&format!(
-                "smo_http_request_duration_seconds_sum{{{l}}} {sum}\n"
-            ));
-            out.push_str(&format!(
-                "smo_http_request_duration_seconds_count{{{l}}} {count}\n"
-            ));
-        }
-        out
-    }
-}
-
 /// The route template of a path, so metrics do not get one series per graph or job.
 fn route_of(path: &str) -> String {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -1116,10 +1002,7 @@ pub fn app(
     token: Option<String>,
     registry: crate::settings::RegistrySettings,
 ) -> impl Endpoint {
-    let metrics = Arc::new(HttpMetrics::default());
-    let mut smo_api = SmoApi::new(pool, registry);
-    smo_api.http_metrics = metrics.clone();
-    let api = service_of(smo_api);
+    let api = service_of(SmoApi::new(pool, registry));
     let ui = api.swagger_ui();
     let docs = api.swagger_ui();
     let spec = api.spec_endpoint_yaml();
@@ -1131,7 +1014,6 @@ pub fn app(
         .at("/openapi.yaml", spec)
         .around(move |ep, mut req: Request| {
             let token = token.clone();
-            let metrics = metrics.clone();
             async move {
                 // Bound every body: by its declared length, or by reading at most the limit.
                 let declared = req
@@ -1168,7 +1050,10 @@ pub fn app(
                     Ok(r) => r.status().as_u16(),
                     Err(e) => e.status().as_u16(),
                 };
-                metrics.observe(&method, &route, status, started.elapsed().as_secs_f64());
+                crate::metrics::HTTP_REQUESTS.observe(
+                    &[&method, &route, &status.to_string()],
+                    started.elapsed().as_secs_f64(),
+                );
                 resp
             }
         })

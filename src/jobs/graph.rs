@@ -140,10 +140,11 @@ fn plan_placement_with(
     // Services already running count against their clusters' free capacity; add that back so the
     // graph is not charged twice for itself (the reference was).
     let solution = if problem.current.is_empty() {
-        placement::solve_problem(&problem)?
+        crate::metrics::timed_solve("placement", || placement::solve_problem(&problem))?
     } else {
         let usage = placement::own_usage_from_current(&problem);
-        placement::replan(&problem, &usage)?.solution
+        crate::metrics::timed_solve("re-placement", || placement::replan(&problem, &usage))?
+            .solution
     };
     let placement = wanted
         .iter()

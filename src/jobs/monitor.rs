@@ -324,8 +324,10 @@ pub async fn scale_tick(app: &App, name: &str, ctx: &JobContext) -> Result<(), J
             }
         })
         .collect();
-    let outcomes = scaling::solve_graph(&scale_clusters, &by_cluster)
-        .map_err(|e| JobError::Permanent(format!("scaling input: {e}")))?;
+    let outcomes = crate::metrics::timed_solve("scaling", || {
+        scaling::solve_graph(&scale_clusters, &by_cluster)
+    })
+    .map_err(|e| JobError::Permanent(format!("scaling input: {e}")))?;
     let now = ctx.queue.now();
     let mut changed = Vec::new();
     let mut infeasible = Vec::new();

@@ -293,6 +293,14 @@ async fn metrics_show_jobs_queue_depth_and_api_latency() {
         text.contains("smo_jobs{kind=\"deploy\",state=\"queued\"} 1\n"),
         "{text}"
     );
+    assert!(
+        text.contains("smo_jobs_enqueued_total{kind=\"deploy\"} 1\n"),
+        "the API counts what it enqueued: {text}"
+    );
+    assert!(
+        !text.contains("smo_jobs_started_total{kind=\"deploy\"}"),
+        "nothing ran in this process: {text}"
+    );
     assert!(text.contains("smo_http_request_duration_seconds_count{method=\"GET\",route=\"/graphs/{name}\",status=\"200\"} 1\n"), "{text}");
     assert!(
         text.contains("route=\"/project/{project}/graphs\",status=\"202\""),

@@ -2,8 +2,7 @@
 //! Alertmanager (Debian packages, started here on loopback) scraping the simulated federation.
 
 use std::{
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::Duration,
 };
 
@@ -14,60 +13,10 @@ use smo::{
 };
 use smo_jobs::{CronEntry, Queue, Scheduler, SchedulerConfig, Worker, testing::fast_worker_config};
 
-use crate::{stack::Stack, support::example};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A child process killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn binary(name: &str) -> Option<PathBuf> {
-    ["/usr/bin", "/usr/local/bin"]
-        .iter()
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.exists())
-}
-
-async fn wait_http(url: &str) {
-    for _ in 0..200 {
-        if reqwest::get(url)
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{url} never became ready");
-}
-
-async fn until<F, Fut>(what: &str, secs: u64, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    while tokio::time::Instant::now() < deadline {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    panic!("timed out after {secs}s waiting for {what}");
-}
+use crate::{
+    stack::Stack,
+    support::{Proc, binary, example, free_port, spawn_prometheus, until, wait_http},
+};
 
 async fn replicas(s: &Stack, service: &str) -> i64 {
     let g: Value = s.client.get("/graphs/autoscale").await.unwrap();
@@ -96,29 +45,27 @@ async fn set_load(s: &Stack, rate: f64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_follow_load_an_alert_deploys_its_service_once_and_remove_cleans_up() {
-    let (Some(prom_bin), Some(am_bin)) = (binary("prometheus"), binary("prometheus-alertmanager"))
-    else {
-        panic!("prometheus and prometheus-alertmanager are required: run scripts/setup");
+    let Some(am_bin) = binary("prometheus-alertmanager") else {
+        panic!("prometheus-alertmanager is required: run scripts/setup");
     };
     // The stack without its default worker: this one is wired to the monitoring stack.
     let s = Stack::start_with(false, smo::sim::SimConfig::demo()).await;
     let dir = std::env::temp_dir().join(format!("{}-mon", s.db.name));
     let rules = dir.join("rules");
     std::fs::create_dir_all(&rules).unwrap();
-    let (prom_port, am_port) = (free_port(), free_port());
+    let am_port = free_port();
     let sim_target = s.sim_url.trim_start_matches("http://").to_string();
     let api_target = s.api.clone();
-    std::fs::write(
-        dir.join("prometheus.yml"),
-        format!(
+    let (_prom, prom_url) = spawn_prometheus(
+        &dir,
+        &format!(
             "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
              rule_files: ['{}/*.yml']\n\
              alerting: {{alertmanagers: [{{static_configs: [{{targets: ['127.0.0.1:{am_port}']}}]}}]}}\n\
              scrape_configs: [{{job_name: sim, static_configs: [{{targets: ['{sim_target}']}}]}}]\n",
             rules.display()
         ),
-    )
-    .unwrap();
+    );
     std::fs::write(
         dir.join("alertmanager.yml"),
         format!(
@@ -127,23 +74,6 @@ async fn replicas_follow_load_an_alert_deploys_its_service_once_and_remove_clean
         ),
     )
     .unwrap();
-    let _prom = Proc(
-        Command::new(prom_bin)
-            .arg(format!(
-                "--config.file={}",
-                dir.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .arg("--web.enable-lifecycle")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus starts"),
-    );
     let _am = Proc(
         Command::new(am_bin)
             .arg(format!(
@@ -158,7 +88,6 @@ async fn replicas_follow_load_an_alert_deploys_its_service_once_and_remove_clean
             .spawn()
             .expect("alertmanager starts"),
     );
-    let prom_url = format!("http://127.0.0.1:{prom_port}");
     wait_http(&format!("{prom_url}/-/ready")).await;
     wait_http(&format!("http://127.0.0.1:{am_port}/-/ready")).await;
 
