@@ -226,6 +226,8 @@ fn templates_cover_every_role() {
         "job-migrate.yaml",
         "serviceaccount.yaml",
         "servicemonitor.yaml",
+        "service-metrics.yaml",
+        "configmap-dashboard.yaml",
         "NOTES.txt",
     ] {
         assert!(all.contains_key(name), "templates/{name} is missing");
@@ -460,4 +462,45 @@ fn the_dockerfile_builds_a_non_root_smo_image_with_helm() {
             ".dockerignore lacks {entry}"
         );
     }
+}
+
+#[test]
+fn every_role_exposes_metrics_and_the_dashboard_ships_with_the_chart() {
+    let all = templates();
+    // Workers and schedulers serve their own /metrics on a named port behind a headless Service.
+    for role in ["worker", "scheduler"] {
+        let t = &all[&format!("deployment-{role}.yaml")];
+        assert!(t.contains("name: SMO_METRICS_LISTEN"), "{role}");
+        assert!(t.contains("- name: metrics"), "{role} has no metrics port");
+        assert!(
+            t.contains("containerPort: {{ .Values.metrics.port }}"),
+            "{role}"
+        );
+    }
+    let svc = &all["service-metrics.yaml"];
+    assert!(svc.contains(r#"range $component := list "worker" "scheduler""#));
+    assert!(svc.contains("clusterIP: None") && svc.contains("targetPort: metrics"));
+    // The ServiceMonitor scrapes both port names, selecting every Service of the release.
+    let sm = &all["servicemonitor.yaml"];
+    assert!(sm.contains("- port: http") && sm.contains("- port: metrics"));
+    assert!(
+        !sm.contains("app.kubernetes.io/component"),
+        "must not select one component only"
+    );
+    // smo's flag and env var exist.
+    let smo = read(&root().join("src/bin/smo.rs"));
+    assert!(smo.contains(r#"env = "SMO_METRICS_LISTEN""#));
+    // The dashboard ConfigMap embeds the file smo renders (its freshness is a unit test of smo).
+    let cm = &all["configmap-dashboard.yaml"];
+    assert!(cm.starts_with("{{- if .Values.dashboard.enabled }}"));
+    let file = cm
+        .split(".Files.Get \"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect(".Files.Get path");
+    let dashboard: Value = serde_json::from_str(&read(&chart_dir().join(file)))
+        .expect("the shipped dashboard is JSON");
+    assert_eq!(dashboard["uid"], "smo-self");
+    assert!(dashboard["panels"].as_array().is_some_and(|p| p.len() >= 8));
+    assert_eq!(values()["dashboard"]["labels"]["grafana_dashboard"], "1");
 }

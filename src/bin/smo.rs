@@ -63,6 +63,9 @@ enum Command {
     Migrate,
     /// Print the OpenAPI document (YAML) of the REST API.
     Openapi,
+    /// Print the Grafana dashboard of smo itself (queue, workers, API, optimizers) as JSON; the
+    /// chart ships it as charts/smo/dashboards/smo.json.
+    Dashboard,
 }
 
 #[derive(Subcommand)]
@@ -444,6 +447,10 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             println!("migrations applied");
         }
         Command::Openapi => print!("{}", smo::http::openapi_yaml()),
+        Command::Dashboard => println!(
+            "{}",
+            serde_json::to_string_pretty(&smo::monitoring::render_smo_dashboard().model)?
+        ),
         Command::Cluster(ClusterCmd::List) => {
             let clusters: Vec<Value> = client.get("/clusters").await?;
             if out == Output::Json {

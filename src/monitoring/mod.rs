@@ -27,8 +27,9 @@ pub use alerts::{
     parse_alertmanager, prometheus_rule, rule_file, rule_group_name, try_alert_rules,
 };
 pub use dashboards::{
-    Dashboard, DashboardSet, SCHEMA_VERSION, cluster_dashboard_uid, grafana_payload,
-    graph_dashboard_uid, render_cluster_dashboard, render_graph_dashboards, service_dashboard_uid,
+    Dashboard, DashboardSet, SCHEMA_VERSION, SMO_DASHBOARD_UID, cluster_dashboard_uid,
+    dashboard_queries, grafana_payload, graph_dashboard_uid, render_cluster_dashboard,
+    render_graph_dashboards, render_smo_dashboard, service_dashboard_uid,
 };
 pub use duration::prometheus_duration;
 pub use query::{

@@ -136,16 +136,6 @@ fn rendering_is_deterministic() {
     assert_eq!(rule_object(&g), rule_object(&g));
 }
 
-fn exprs(model: &Value) -> Vec<&str> {
-    model["panels"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|p| p["targets"].as_array().into_iter().flatten())
-        .filter_map(|t| t["expr"].as_str())
-        .collect()
-}
-
 /// Brackets balance outside string literals: a cheap guard against a `format!` brace slip.
 fn balanced(expr: &str) -> bool {
     let mut stack = Vec::new();
@@ -195,10 +185,10 @@ fn dashboards_follow_the_conventions() {
         assert_eq!(d.model["uid"], d.uid.as_str());
         assert_eq!(d.model["title"], d.title.as_str());
         assert_eq!(d.model["schemaVersion"], SCHEMA_VERSION);
-        let exprs = exprs(&d.model);
+        let exprs = dashboard_queries(&d.model);
         assert!(!exprs.is_empty(), "{} has no queries", d.title);
         for e in exprs {
-            assert!(balanced(e), "unbalanced brackets in {e}");
+            assert!(balanced(&e), "unbalanced brackets in {e}");
         }
     }
 
@@ -227,7 +217,7 @@ fn dashboards_follow_the_conventions() {
             "CPU throttling"
         ]
     );
-    for e in exprs(&set.graph.model) {
+    for e in dashboard_queries(&set.graph.model) {
         assert!(e.contains(r#"namespace="demo""#), "{e}");
         assert!(e.contains("$service") || e.contains("${service}"), "{e}");
     }
@@ -235,14 +225,14 @@ fn dashboards_follow_the_conventions() {
     for ((s, d), dep) in g.services.iter().zip(&set.services).zip(&deployments) {
         assert_eq!(d.title, format!("smo / demo / shop / {}", s.id));
         assert_eq!(d.uid, service_dashboard_uid(PROJECT, "shop", &s.id));
-        for e in exprs(&d.model) {
+        for e in dashboard_queries(&d.model) {
             assert!(e.contains(dep.as_str()), "{e} should name {dep}");
             assert!(!e.contains('$'), "{e}");
         }
     }
 
     let cluster = render_cluster_dashboard("edge-1");
-    let all = exprs(&cluster.model).join("\n");
+    let all = dashboard_queries(&cluster.model).join("\n");
     for metric in [
         "node_cpu_seconds_total",
         "node_memory_MemAvailable_bytes",
@@ -251,7 +241,7 @@ fn dashboards_follow_the_conventions() {
     ] {
         assert!(all.contains(metric), "cluster dashboard lacks {metric}");
     }
-    for e in exprs(&cluster.model) {
+    for e in dashboard_queries(&cluster.model) {
         assert!(e.contains(r#"cluster="edge-1""#), "{e}");
     }
 }
@@ -505,4 +495,48 @@ fn normalised_durations_match_the_crd_pattern() {
     // Values smo's descriptor validation accepts but Prometheus would not, as written.
     assert!(!re.is_match("30s1m"));
     assert!(!re.is_match("90"));
+}
+
+#[test]
+fn smo_dashboard_watches_every_family_smo_exports() {
+    let d = render_smo_dashboard();
+    assert_eq!(d.uid, SMO_DASHBOARD_UID);
+    let queries = dashboard_queries(&d.model);
+    for e in &queries {
+        assert!(balanced(e), "unbalanced brackets in {e}");
+    }
+    let all = queries.join("\n");
+    // Every family smo exposes is on the dashboard, so a new one is not forgotten silently.
+    let mut text = crate::metrics::render_process();
+    smo_jobs::metrics::ENQUEUED.inc(&["dashboard-test"]);
+    text.push_str(&crate::metrics::render_process());
+    let families: BTreeSet<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .chain([
+            "smo_queue_depth",
+            "smo_queue_oldest_seconds",
+            "smo_workers_alive",
+        ])
+        .collect();
+    assert!(families.len() >= 10, "{families:?}");
+    for f in families {
+        assert!(all.contains(f), "smo's dashboard does not show {f}");
+    }
+}
+
+#[test]
+fn the_chart_ships_the_dashboard_smo_renders() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/smo/dashboards/smo.json");
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    let current = format!(
+        "{}\n",
+        serde_json::to_string_pretty(&render_smo_dashboard().model).unwrap()
+    );
+    assert!(
+        committed == current,
+        "{} is stale; refresh it with: cargo run -q --bin smo -- dashboard > charts/smo/dashboards/smo.json",
+        path.display()
+    );
 }

@@ -185,4 +185,28 @@ async fn prometheus_scrapes_queue_depth_while_jobs_wait_and_worker_counters_afte
         query_one(&prom, "smo_workers_alive{job=\"smo-api\"}").await,
         Some(1.0)
     );
+
+    // Every query of smo's own dashboard is valid PromQL for the real Prometheus, and the
+    // panels over series that exist by now return data.
+    let dashboard = smo::monitoring::render_smo_dashboard();
+    for q in smo::monitoring::dashboard_queries(&dashboard.model) {
+        let v: Value = reqwest::Client::new()
+            .get(format!("{prom}/api/v1/query"))
+            .query(&[("query", q.as_str())])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v["status"], "success", "{q}: {v}");
+        if q.starts_with("max by (kind) (smo_queue_depth)") || q == "max(smo_workers_alive)" {
+            assert!(
+                v["data"]["result"]
+                    .as_array()
+                    .is_some_and(|r| !r.is_empty()),
+                "{q} returns no data"
+            );
+        }
+    }
 }
