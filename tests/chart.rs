@@ -503,4 +503,7 @@ fn every_role_exposes_metrics_and_the_dashboard_ships_with_the_chart() {
     assert_eq!(dashboard["uid"], "smo-self");
     assert!(dashboard["panels"].as_array().is_some_and(|p| p.len() >= 8));
     assert_eq!(values()["dashboard"]["labels"]["grafana_dashboard"], "1");
+    // The image documents the metrics port the chart uses.
+    let port = values()["metrics"]["port"].as_u64().expect("metrics.port");
+    assert!(read(&root().join("Dockerfile")).contains(&format!("EXPOSE 8080 {port}")));
 }
