@@ -14,7 +14,7 @@ pub struct CounterVec {
     name: &'static str,
     help: &'static str,
     labels: &'static [&'static str],
-    series: Mutex<BTreeMap<Vec<String>, u64>>,
+    series: Mutex<BTreeMap<String, u64>>,
 }
 
 impl CounterVec {
@@ -34,8 +34,14 @@ impl CounterVec {
 
     /// Adds `n` to the series of `values` (one value per label name, in order).
     pub fn inc_by(&self, values: &[&str], n: u64) {
+        let key = Key::of(values);
         let mut m = self.series.lock().unwrap_or_else(|p| p.into_inner());
-        *m.entry(owned(values)).or_insert(0) += n;
+        match m.get_mut(key.as_str()) {
+            Some(v) => *v += n,
+            None => {
+                m.insert(key.into_owned(), n);
+            }
+        }
     }
 
     /// Adds one.
@@ -46,19 +52,20 @@ impl CounterVec {
     /// The current value of one series (0 when never touched) — for tests and benchmarks.
     pub fn get(&self, values: &[&str]) -> u64 {
         let m = self.series.lock().unwrap_or_else(|p| p.into_inner());
-        m.get(&owned(values)).copied().unwrap_or(0)
+        m.get(Key::of(values).as_str()).copied().unwrap_or(0)
     }
 
     /// Appends the family in the text exposition format.
     pub fn render(&self, out: &mut String) {
         let m = self.series.lock().unwrap_or_else(|p| p.into_inner());
         header(out, self.name, self.help, "counter");
-        for (values, v) in m.iter() {
+        for (key, v) in m.iter() {
+            let values = Key::split(key);
             let _ = writeln!(
                 out,
                 "{}{} {v}",
                 self.name,
-                label_set(self.labels, values, None)
+                label_set(self.labels, &values, None)
             );
         }
     }
@@ -70,7 +77,7 @@ pub struct HistogramVec {
     help: &'static str,
     labels: &'static [&'static str],
     buckets: &'static [f64],
-    series: Mutex<BTreeMap<Vec<String>, Histogram>>,
+    series: Mutex<BTreeMap<String, Histogram>>,
 }
 
 #[derive(Default)]
@@ -106,11 +113,20 @@ impl HistogramVec {
 
     /// Records one observation.
     pub fn observe(&self, values: &[&str], v: f64) {
+        let key = Key::of(values);
         let mut m = self.series.lock().unwrap_or_else(|p| p.into_inner());
-        let h = m.entry(owned(values)).or_default();
-        if h.buckets.is_empty() {
-            h.buckets = vec![0; self.buckets.len()];
+        if !m.contains_key(key.as_str()) {
+            m.insert(
+                key.as_str().to_string(),
+                Histogram {
+                    buckets: vec![0; self.buckets.len()],
+                    ..Histogram::default()
+                },
+            );
         }
+        let Some(h) = m.get_mut(key.as_str()) else {
+            return;
+        };
         h.count += 1;
         h.sum += v;
         if let Some(i) = self.buckets.iter().position(|b| v <= *b) {
@@ -121,14 +137,18 @@ impl HistogramVec {
     /// Observations recorded for one series — for tests and benchmarks.
     pub fn count(&self, values: &[&str]) -> u64 {
         let m = self.series.lock().unwrap_or_else(|p| p.into_inner());
-        m.get(&owned(values)).map(|h| h.count).unwrap_or(0)
+        m.get(Key::of(values).as_str())
+            .map(|h| h.count)
+            .unwrap_or(0)
     }
 
     /// Appends the family in the text exposition format.
     pub fn render(&self, out: &mut String) {
         let m = self.series.lock().unwrap_or_else(|p| p.into_inner());
         header(out, self.name, self.help, "histogram");
-        for (values, h) in m.iter() {
+        for (key, h) in m.iter() {
+            let values = Key::split(key);
+            let values = &values;
             let mut cumulative = 0;
             for (bound, n) in self.buckets.iter().zip(&h.buckets) {
                 cumulative += n;
@@ -154,8 +174,37 @@ impl HistogramVec {
     }
 }
 
-fn owned(values: &[&str]) -> Vec<String> {
-    values.iter().map(|v| v.to_string()).collect()
+/// A series key: the label values joined by a separator that cannot occur in them sensibly
+/// (U+001F). One label — the common case on the hot path — borrows instead of allocating.
+enum Key<'a> {
+    Borrowed(&'a str),
+    Owned(String),
+}
+
+const SEP: char = '\u{1f}';
+
+impl<'a> Key<'a> {
+    fn of(values: &[&'a str]) -> Self {
+        match values {
+            [one] => Key::Borrowed(one),
+            many => Key::Owned(many.join(&SEP.to_string())),
+        }
+    }
+    fn as_str(&self) -> &str {
+        match self {
+            Key::Borrowed(s) => s,
+            Key::Owned(s) => s,
+        }
+    }
+    fn into_owned(self) -> String {
+        match self {
+            Key::Borrowed(s) => s.to_string(),
+            Key::Owned(s) => s,
+        }
+    }
+    fn split(key: &str) -> Vec<String> {
+        key.split(SEP).map(str::to_string).collect()
+    }
 }
 
 fn header(out: &mut String, name: &str, help: &str, kind: &str) {
