@@ -153,7 +153,11 @@ impl Api {
     ) -> Result<T, smo_sdk::Error> {
         let body = serde_json::to_vec(body).expect("JSON");
         self.0
-            .request_json(smo_sdk::Method::POST, path, Some(body))
+            .request_json(
+                smo_sdk::Method::POST,
+                path,
+                Some(("application/json", body)),
+            )
             .await
     }
 

@@ -741,15 +741,21 @@ impl Gen<'_> {
         }
 
         let decode = |p: &Payload| match p {
-            Payload::Json(_) => "crate::decode_json(&bytes)".to_string(),
-            Payload::Text => "crate::decode_text(&bytes)".to_string(),
+            Payload::Json(_) => "crate::decode_json(status, &bytes)".to_string(),
+            Payload::Text => "crate::decode_text(status, &bytes)".to_string(),
             Payload::Empty => "Ok(())".to_string(),
         };
         if op.success.iter().all(|(_, p)| p.rust() == ret) {
-            out.push_str(&format!(
-                "        let (_, bytes) = self.execute(req){wait}?;\n"
-            ));
-            out.push_str(&format!("        {}\n", decode(&op.success[0].1)));
+            if let Payload::Empty = op.success[0].1 {
+                out.push_str(&format!(
+                    "        self.execute(req){wait}?;\n        Ok(())\n"
+                ));
+            } else {
+                out.push_str(&format!(
+                    "        let (status, bytes) = self.execute(req){wait}?;\n"
+                ));
+                out.push_str(&format!("        {}\n", decode(&op.success[0].1)));
+            }
         } else {
             out.push_str(&format!(
                 "        let (status, bytes) = self.execute(req){wait}?;\n"

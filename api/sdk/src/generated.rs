@@ -267,8 +267,8 @@ impl crate::Client {
     /// `GET /healthz` (`healthz`).
     pub async fn healthz(&self) -> Result<String, crate::Error> {
         let req = crate::Request::new("healthz", reqwest::Method::GET, "/healthz".to_string());
-        let (_, bytes) = self.execute(req).await?;
-        crate::decode_text(&bytes)
+        let (status, bytes) = self.execute(req).await?;
+        crate::decode_text(status, &bytes)
     }
 
     /// Readiness: the database answers within a second.
@@ -276,8 +276,8 @@ impl crate::Client {
     /// `GET /readyz` (`readyz`).
     pub async fn readyz(&self) -> Result<String, crate::Error> {
         let req = crate::Request::new("readyz", reqwest::Method::GET, "/readyz".to_string());
-        let (_, bytes) = self.execute(req).await?;
-        crate::decode_text(&bytes)
+        let (status, bytes) = self.execute(req).await?;
+        crate::decode_text(status, &bytes)
     }
 
     /// smo's own metrics (Prometheus exposition): jobs per kind × state, queue depth and oldest
@@ -286,8 +286,8 @@ impl crate::Client {
     /// `GET /metrics` (`metrics`).
     pub async fn metrics(&self) -> Result<String, crate::Error> {
         let req = crate::Request::new("metrics", reqwest::Method::GET, "/metrics".to_string());
-        let (_, bytes) = self.execute(req).await?;
-        crate::decode_text(&bytes)
+        let (status, bytes) = self.execute(req).await?;
+        crate::decode_text(status, &bytes)
     }
 
     /// Member clusters as last synced from Karmada.
@@ -295,8 +295,8 @@ impl crate::Client {
     /// `GET /clusters` (`listClusters`).
     pub async fn list_clusters(&self) -> Result<Vec<ClusterView>, crate::Error> {
         let req = crate::Request::new("listClusters", reqwest::Method::GET, "/clusters".to_string());
-        let (_, bytes) = self.execute(req).await?;
-        crate::decode_json(&bytes)
+        let (status, bytes) = self.execute(req).await?;
+        crate::decode_json(status, &bytes)
     }
 
     /// Refresh the clusters from Karmada (enqueues `cluster-sync`).
@@ -304,8 +304,8 @@ impl crate::Client {
     /// `POST /clusters/sync` (`syncClusters`).
     pub async fn sync_clusters(&self) -> Result<JobAccepted, crate::Error> {
         let req = crate::Request::new("syncClusters", reqwest::Method::POST, "/clusters/sync".to_string());
-        let (_, bytes) = self.execute(req).await?;
-        crate::decode_json(&bytes)
+        let (status, bytes) = self.execute(req).await?;
+        crate::decode_json(status, &bytes)
     }
 
     /// The graphs of a project.
@@ -313,8 +313,8 @@ impl crate::Client {
     /// `GET /project/{project}/graphs` (`listProjectGraphs`).
     pub async fn list_project_graphs(&self, project: &str) -> Result<Vec<GraphSummary>, crate::Error> {
         let req = crate::Request::new("listProjectGraphs", reqwest::Method::GET, format!("/project/{}/graphs", crate::encode_path_segment(project)));
-        let (_, bytes) = self.execute(req).await?;
-        crate::decode_json(&bytes)
+        let (status, bytes) = self.execute(req).await?;
+        crate::decode_json(status, &bytes)
     }
 
     /// Deploy a graph: the body is an HDAG descriptor in YAML or JSON (any content type). It is
@@ -331,8 +331,8 @@ impl crate::Client {
         req.body(body, "application/octet-stream");
         let (status, bytes) = self.execute(req).await?;
         match status {
-            202 => crate::decode_json(&bytes).map(DeployGraphResponse::Accepted),
-            200 => crate::decode_json(&bytes).map(DeployGraphResponse::Ok),
+            202 => crate::decode_json(status, &bytes).map(DeployGraphResponse::Accepted),
+            200 => crate::decode_json(status, &bytes).map(DeployGraphResponse::Ok),
             _ => Err(crate::Error::unexpected_status(status, &bytes)),
         }
     }
@@ -342,8 +342,8 @@ impl crate::Client {
     /// `GET /graphs` (`listGraphs`).
     pub async fn list_graphs(&self) -> Result<Vec<GraphSummary>, crate::Error> {
         let req = crate::Request::new("listGraphs", reqwest::Method::GET, "/graphs".to_string());
-        let (_, bytes) = self.execute(req).await?;
-        crate::decode_json(&bytes)
+        let (status, bytes) = self.execute(req).await?;
+        crate::decode_json(status, &bytes)
     }
 
     /// One graph: services, clusters, status, placement.
@@ -351,8 +351,8 @@ impl crate::Client {
     /// `GET /graphs/{name}` (`getGraph`).
     pub async fn get_graph(&self, name: &str) -> Result<GraphDetail, crate::Error> {
         let req = crate::Request::new("getGraph", reqwest::Method::GET, format!("/graphs/{}", crate::encode_path_segment(name)));
-        let (_, bytes) = self.execute(req).await?;
-        crate::decode_json(&bytes)
+        let (status, bytes) = self.execute(req).await?;
+        crate::decode_json(status, &bytes)
     }
 
     /// Remove a graph: its objects, dashboards and records (enqueues `remove`).
@@ -360,8 +360,8 @@ impl crate::Client {
     /// `DELETE /graphs/{name}` (`removeGraph`).
     pub async fn remove_graph(&self, name: &str) -> Result<JobAccepted, crate::Error> {
         let req = crate::Request::new("removeGraph", reqwest::Method::DELETE, format!("/graphs/{}", crate::encode_path_segment(name)));
-        let (_, bytes) = self.execute(req).await?;
-        crate::decode_json(&bytes)
+        let (status, bytes) = self.execute(req).await?;
+        crate::decode_json(status, &bytes)
     }
 
     /// Start a stopped graph (enqueues `start`).
@@ -369,8 +369,8 @@ impl crate::Client {
     /// `POST /graphs/{name}/start` (`startGraph`).
     pub async fn start_graph(&self, name: &str) -> Result<JobAccepted, crate::Error> {
         let req = crate::Request::new("startGraph", reqwest::Method::POST, format!("/graphs/{}/start", crate::encode_path_segment(name)));
-        let (_, bytes) = self.execute(req).await?;
-        crate::decode_json(&bytes)
+        let (status, bytes) = self.execute(req).await?;
+        crate::decode_json(status, &bytes)
     }
 
     /// Stop a graph: its workloads are deleted, the graph is kept (enqueues `stop`).
@@ -378,8 +378,8 @@ impl crate::Client {
     /// `POST /graphs/{name}/stop` (`stopGraph`).
     pub async fn stop_graph(&self, name: &str) -> Result<JobAccepted, crate::Error> {
         let req = crate::Request::new("stopGraph", reqwest::Method::POST, format!("/graphs/{}/stop", crate::encode_path_segment(name)));
-        let (_, bytes) = self.execute(req).await?;
-        crate::decode_json(&bytes)
+        let (status, bytes) = self.execute(req).await?;
+        crate::decode_json(status, &bytes)
     }
 
     /// Re-place a graph with its current placement as the baseline (enqueues `re-place`).
@@ -387,8 +387,8 @@ impl crate::Client {
     /// `POST /graphs/{name}/placement` (`replaceGraph`).
     pub async fn replace_graph(&self, name: &str) -> Result<JobAccepted, crate::Error> {
         let req = crate::Request::new("replaceGraph", reqwest::Method::POST, format!("/graphs/{}/placement", crate::encode_path_segment(name)));
-        let (_, bytes) = self.execute(req).await?;
-        crate::decode_json(&bytes)
+        let (status, bytes) = self.execute(req).await?;
+        crate::decode_json(status, &bytes)
     }
 
     /// The jobs of a graph, newest first.
@@ -399,8 +399,8 @@ impl crate::Client {
         if let Some(limit) = limit {
             req.query("limit", limit.to_string());
         }
-        let (_, bytes) = self.execute(req).await?;
-        crate::decode_json(&bytes)
+        let (status, bytes) = self.execute(req).await?;
+        crate::decode_json(status, &bytes)
     }
 
     /// The decision log of a graph (placement, deploy, scaling …), newest first. Kept after removal.
@@ -411,8 +411,8 @@ impl crate::Client {
         if let Some(limit) = limit {
             req.query("limit", limit.to_string());
         }
-        let (_, bytes) = self.execute(req).await?;
-        crate::decode_json(&bytes)
+        let (status, bytes) = self.execute(req).await?;
+        crate::decode_json(status, &bytes)
     }
 
     /// Alertmanager webhook: each firing alert whose labels name a graph and one of its conditional
@@ -423,8 +423,8 @@ impl crate::Client {
     pub async fn post_alerts(&self, body: Vec<u8>) -> Result<AlertsAccepted, crate::Error> {
         let mut req = crate::Request::new("postAlerts", reqwest::Method::POST, "/alerts".to_string());
         req.body(body, "application/octet-stream");
-        let (_, bytes) = self.execute(req).await?;
-        crate::decode_json(&bytes)
+        let (status, bytes) = self.execute(req).await?;
+        crate::decode_json(status, &bytes)
     }
 
     /// A job: state, attempts, errors, timings.
@@ -432,8 +432,8 @@ impl crate::Client {
     /// `GET /jobs/{id}` (`getJob`).
     pub async fn get_job(&self, id: &str) -> Result<JobView, crate::Error> {
         let req = crate::Request::new("getJob", reqwest::Method::GET, format!("/jobs/{}", crate::encode_path_segment(id)));
-        let (_, bytes) = self.execute(req).await?;
-        crate::decode_json(&bytes)
+        let (status, bytes) = self.execute(req).await?;
+        crate::decode_json(status, &bytes)
     }
 }
 
@@ -443,8 +443,8 @@ impl crate::blocking::Client {
     /// `GET /healthz` (`healthz`).
     pub fn healthz(&self) -> Result<String, crate::Error> {
         let req = crate::Request::new("healthz", reqwest::Method::GET, "/healthz".to_string());
-        let (_, bytes) = self.execute(req)?;
-        crate::decode_text(&bytes)
+        let (status, bytes) = self.execute(req)?;
+        crate::decode_text(status, &bytes)
     }
 
     /// Readiness: the database answers within a second.
@@ -452,8 +452,8 @@ impl crate::blocking::Client {
     /// `GET /readyz` (`readyz`).
     pub fn readyz(&self) -> Result<String, crate::Error> {
         let req = crate::Request::new("readyz", reqwest::Method::GET, "/readyz".to_string());
-        let (_, bytes) = self.execute(req)?;
-        crate::decode_text(&bytes)
+        let (status, bytes) = self.execute(req)?;
+        crate::decode_text(status, &bytes)
     }
 
     /// smo's own metrics (Prometheus exposition): jobs per kind × state, queue depth and oldest
@@ -462,8 +462,8 @@ impl crate::blocking::Client {
     /// `GET /metrics` (`metrics`).
     pub fn metrics(&self) -> Result<String, crate::Error> {
         let req = crate::Request::new("metrics", reqwest::Method::GET, "/metrics".to_string());
-        let (_, bytes) = self.execute(req)?;
-        crate::decode_text(&bytes)
+        let (status, bytes) = self.execute(req)?;
+        crate::decode_text(status, &bytes)
     }
 
     /// Member clusters as last synced from Karmada.
@@ -471,8 +471,8 @@ impl crate::blocking::Client {
     /// `GET /clusters` (`listClusters`).
     pub fn list_clusters(&self) -> Result<Vec<ClusterView>, crate::Error> {
         let req = crate::Request::new("listClusters", reqwest::Method::GET, "/clusters".to_string());
-        let (_, bytes) = self.execute(req)?;
-        crate::decode_json(&bytes)
+        let (status, bytes) = self.execute(req)?;
+        crate::decode_json(status, &bytes)
     }
 
     /// Refresh the clusters from Karmada (enqueues `cluster-sync`).
@@ -480,8 +480,8 @@ impl crate::blocking::Client {
     /// `POST /clusters/sync` (`syncClusters`).
     pub fn sync_clusters(&self) -> Result<JobAccepted, crate::Error> {
         let req = crate::Request::new("syncClusters", reqwest::Method::POST, "/clusters/sync".to_string());
-        let (_, bytes) = self.execute(req)?;
-        crate::decode_json(&bytes)
+        let (status, bytes) = self.execute(req)?;
+        crate::decode_json(status, &bytes)
     }
 
     /// The graphs of a project.
@@ -489,8 +489,8 @@ impl crate::blocking::Client {
     /// `GET /project/{project}/graphs` (`listProjectGraphs`).
     pub fn list_project_graphs(&self, project: &str) -> Result<Vec<GraphSummary>, crate::Error> {
         let req = crate::Request::new("listProjectGraphs", reqwest::Method::GET, format!("/project/{}/graphs", crate::encode_path_segment(project)));
-        let (_, bytes) = self.execute(req)?;
-        crate::decode_json(&bytes)
+        let (status, bytes) = self.execute(req)?;
+        crate::decode_json(status, &bytes)
     }
 
     /// Deploy a graph: the body is an HDAG descriptor in YAML or JSON (any content type). It is
@@ -507,8 +507,8 @@ impl crate::blocking::Client {
         req.body(body, "application/octet-stream");
         let (status, bytes) = self.execute(req)?;
         match status {
-            202 => crate::decode_json(&bytes).map(DeployGraphResponse::Accepted),
-            200 => crate::decode_json(&bytes).map(DeployGraphResponse::Ok),
+            202 => crate::decode_json(status, &bytes).map(DeployGraphResponse::Accepted),
+            200 => crate::decode_json(status, &bytes).map(DeployGraphResponse::Ok),
             _ => Err(crate::Error::unexpected_status(status, &bytes)),
         }
     }
@@ -518,8 +518,8 @@ impl crate::blocking::Client {
     /// `GET /graphs` (`listGraphs`).
     pub fn list_graphs(&self) -> Result<Vec<GraphSummary>, crate::Error> {
         let req = crate::Request::new("listGraphs", reqwest::Method::GET, "/graphs".to_string());
-        let (_, bytes) = self.execute(req)?;
-        crate::decode_json(&bytes)
+        let (status, bytes) = self.execute(req)?;
+        crate::decode_json(status, &bytes)
     }
 
     /// One graph: services, clusters, status, placement.
@@ -527,8 +527,8 @@ impl crate::blocking::Client {
     /// `GET /graphs/{name}` (`getGraph`).
     pub fn get_graph(&self, name: &str) -> Result<GraphDetail, crate::Error> {
         let req = crate::Request::new("getGraph", reqwest::Method::GET, format!("/graphs/{}", crate::encode_path_segment(name)));
-        let (_, bytes) = self.execute(req)?;
-        crate::decode_json(&bytes)
+        let (status, bytes) = self.execute(req)?;
+        crate::decode_json(status, &bytes)
     }
 
     /// Remove a graph: its objects, dashboards and records (enqueues `remove`).
@@ -536,8 +536,8 @@ impl crate::blocking::Client {
     /// `DELETE /graphs/{name}` (`removeGraph`).
     pub fn remove_graph(&self, name: &str) -> Result<JobAccepted, crate::Error> {
         let req = crate::Request::new("removeGraph", reqwest::Method::DELETE, format!("/graphs/{}", crate::encode_path_segment(name)));
-        let (_, bytes) = self.execute(req)?;
-        crate::decode_json(&bytes)
+        let (status, bytes) = self.execute(req)?;
+        crate::decode_json(status, &bytes)
     }
 
     /// Start a stopped graph (enqueues `start`).
@@ -545,8 +545,8 @@ impl crate::blocking::Client {
     /// `POST /graphs/{name}/start` (`startGraph`).
     pub fn start_graph(&self, name: &str) -> Result<JobAccepted, crate::Error> {
         let req = crate::Request::new("startGraph", reqwest::Method::POST, format!("/graphs/{}/start", crate::encode_path_segment(name)));
-        let (_, bytes) = self.execute(req)?;
-        crate::decode_json(&bytes)
+        let (status, bytes) = self.execute(req)?;
+        crate::decode_json(status, &bytes)
     }
 
     /// Stop a graph: its workloads are deleted, the graph is kept (enqueues `stop`).
@@ -554,8 +554,8 @@ impl crate::blocking::Client {
     /// `POST /graphs/{name}/stop` (`stopGraph`).
     pub fn stop_graph(&self, name: &str) -> Result<JobAccepted, crate::Error> {
         let req = crate::Request::new("stopGraph", reqwest::Method::POST, format!("/graphs/{}/stop", crate::encode_path_segment(name)));
-        let (_, bytes) = self.execute(req)?;
-        crate::decode_json(&bytes)
+        let (status, bytes) = self.execute(req)?;
+        crate::decode_json(status, &bytes)
     }
 
     /// Re-place a graph with its current placement as the baseline (enqueues `re-place`).
@@ -563,8 +563,8 @@ impl crate::blocking::Client {
     /// `POST /graphs/{name}/placement` (`replaceGraph`).
     pub fn replace_graph(&self, name: &str) -> Result<JobAccepted, crate::Error> {
         let req = crate::Request::new("replaceGraph", reqwest::Method::POST, format!("/graphs/{}/placement", crate::encode_path_segment(name)));
-        let (_, bytes) = self.execute(req)?;
-        crate::decode_json(&bytes)
+        let (status, bytes) = self.execute(req)?;
+        crate::decode_json(status, &bytes)
     }
 
     /// The jobs of a graph, newest first.
@@ -575,8 +575,8 @@ impl crate::blocking::Client {
         if let Some(limit) = limit {
             req.query("limit", limit.to_string());
         }
-        let (_, bytes) = self.execute(req)?;
-        crate::decode_json(&bytes)
+        let (status, bytes) = self.execute(req)?;
+        crate::decode_json(status, &bytes)
     }
 
     /// The decision log of a graph (placement, deploy, scaling …), newest first. Kept after removal.
@@ -587,8 +587,8 @@ impl crate::blocking::Client {
         if let Some(limit) = limit {
             req.query("limit", limit.to_string());
         }
-        let (_, bytes) = self.execute(req)?;
-        crate::decode_json(&bytes)
+        let (status, bytes) = self.execute(req)?;
+        crate::decode_json(status, &bytes)
     }
 
     /// Alertmanager webhook: each firing alert whose labels name a graph and one of its conditional
@@ -599,8 +599,8 @@ impl crate::blocking::Client {
     pub fn post_alerts(&self, body: Vec<u8>) -> Result<AlertsAccepted, crate::Error> {
         let mut req = crate::Request::new("postAlerts", reqwest::Method::POST, "/alerts".to_string());
         req.body(body, "application/octet-stream");
-        let (_, bytes) = self.execute(req)?;
-        crate::decode_json(&bytes)
+        let (status, bytes) = self.execute(req)?;
+        crate::decode_json(status, &bytes)
     }
 
     /// A job: state, attempts, errors, timings.
@@ -608,7 +608,7 @@ impl crate::blocking::Client {
     /// `GET /jobs/{id}` (`getJob`).
     pub fn get_job(&self, id: &str) -> Result<JobView, crate::Error> {
         let req = crate::Request::new("getJob", reqwest::Method::GET, format!("/jobs/{}", crate::encode_path_segment(id)));
-        let (_, bytes) = self.execute(req)?;
-        crate::decode_json(&bytes)
+        let (status, bytes) = self.execute(req)?;
+        crate::decode_json(status, &bytes)
     }
 }

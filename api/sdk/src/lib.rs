@@ -212,16 +212,16 @@ fn encode_path_segment(s: &str) -> String {
     out
 }
 
-fn decode_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+fn decode_json<T: serde::de::DeserializeOwned>(status: u16, bytes: &[u8]) -> Result<T, Error> {
     serde_json::from_slice(bytes).map_err(|e| Error::Decode {
-        status: 200,
+        status,
         message: e.to_string(),
     })
 }
 
-fn decode_text(bytes: &[u8]) -> Result<String, Error> {
+fn decode_text(status: u16, bytes: &[u8]) -> Result<String, Error> {
     String::from_utf8(bytes.to_vec()).map_err(|e| Error::Decode {
-        status: 200,
+        status,
         message: e.to_string(),
     })
 }
@@ -342,20 +342,20 @@ impl Client {
         check(status, bytes.to_vec())
     }
 
-    /// A request by path (which may carry a query string) with an optional body, for routes
-    /// newer than this SDK; prefer the generated methods.
+    /// A request by path (which may carry a query string) with an optional body (content type,
+    /// bytes), for routes newer than this SDK; prefer the generated methods.
     pub async fn request_json<T: serde::de::DeserializeOwned>(
         &self,
         method: reqwest::Method,
         path_and_query: &str,
-        body: Option<Vec<u8>>,
+        body: Option<(&str, Vec<u8>)>,
     ) -> Result<T, Error> {
         let mut b = self.builder(method, &format!("{}{path_and_query}", self.config.base_url));
-        if let Some(body) = body {
-            b = b.body(body);
+        if let Some((ct, body)) = body {
+            b = b.header(reqwest::header::CONTENT_TYPE, ct).body(body);
         }
-        let (_, bytes) = self.send("raw", b).await?;
-        decode_json(&bytes)
+        let (status, bytes) = self.send("raw", b).await?;
+        decode_json(status, &bytes)
     }
 }
 
@@ -450,19 +450,20 @@ pub mod blocking {
             check(status, bytes.to_vec())
         }
 
-        /// A request by path with an optional body, for routes newer than this SDK.
+        /// A request by path with an optional body (content type, bytes), for routes newer than
+        /// this SDK.
         pub fn request_json<T: serde::de::DeserializeOwned>(
             &self,
             method: reqwest::Method,
             path_and_query: &str,
-            body: Option<Vec<u8>>,
+            body: Option<(&str, Vec<u8>)>,
         ) -> Result<T, Error> {
             let mut b = self.builder(method, &format!("{}{path_and_query}", self.config.base_url));
-            if let Some(body) = body {
-                b = b.body(body);
+            if let Some((ct, body)) = body {
+                b = b.header(reqwest::header::CONTENT_TYPE, ct).body(body);
             }
-            let (_, bytes) = self.send("raw", b)?;
-            decode_json(&bytes)
+            let (status, bytes) = self.send("raw", b)?;
+            decode_json(status, &bytes)
         }
     }
 }
