@@ -126,6 +126,29 @@ async fn sdk_round_trips_every_operation() {
     assert!(!history.is_empty() && history.len() <= 10);
     assert!(history.iter().any(|d| d.kind == "deploy"), "{history:?}");
 
+    // Typed answers re-serialise to exactly what the server sent: nothing dropped or renamed.
+    let raw = smo_sdk::Client::new(&s.api);
+    let same = |typed: serde_json::Value, path: &'static str| {
+        let raw = raw.clone();
+        async move {
+            let sent: serde_json::Value = raw
+                .request_json(smo_sdk::Method::GET, path, None)
+                .await
+                .unwrap();
+            assert_eq!(typed, sent, "{path}");
+        }
+    };
+    same(serde_json::to_value(&g).unwrap(), "/graphs/autoscale").await;
+    // (the deploy job re-synced the clusters since the list above)
+    let clusters = api.list_clusters().await.unwrap();
+    same(serde_json::to_value(&clusters).unwrap(), "/clusters").await;
+    same(
+        serde_json::to_value(&history).unwrap(),
+        "/graphs/autoscale/history?limit=10",
+    )
+    .await;
+    same(serde_json::to_value(&listed).unwrap(), "/graphs").await;
+
     // The blocking client, from a blocking thread, sees the same graph.
     let base = s.api.clone();
     let blocking_record = record.clone();

@@ -206,8 +206,9 @@ impl Gen<'_> {
                         ty
                     }
                 } else {
+                    // Absent or null reads as `None`; `None` is written as `null`, as smo's
+                    // server (poem-openapi) does, so re-serialised answers match the originals.
                     attrs.push("default".into());
-                    attrs.push("skip_serializing_if = \"Option::is_none\"".into());
                     format!("Option<{ty}>")
                 };
                 if !attrs.is_empty() {
@@ -957,7 +958,10 @@ mod tests {
         let a = generate(&s).unwrap();
         assert_eq!(a, generate(&s).unwrap());
         assert!(a.contains("pub r#type: String,"), "{a}");
-        assert!(a.contains("pub n: Option<u64>,"), "{a}");
+        assert!(
+            a.contains("    #[serde(default)]\n    pub n: Option<u64>,"),
+            "{a}"
+        );
         assert!(a.contains("DarkRed,"), "{a}");
         assert!(
             a.contains("pub async fn get_x(&self) -> Result<(), crate::Error>"),

@@ -32,7 +32,7 @@ pub struct ClusterView {
     /// Labels.
     pub labels: std::collections::BTreeMap<String, String>,
     /// Readiness message.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub message: Option<String>,
     /// When read from Karmada.
     pub synced_at: String,
@@ -46,7 +46,7 @@ pub struct DecisionView {
     /// placement | deploy | re-place | stop | remove | scaling …
     pub kind: String,
     /// The job that took it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub job_id: Option<String>,
     /// One line.
     pub message: String,
@@ -89,15 +89,15 @@ pub struct GraphDetail {
     /// Current status.
     pub status: String,
     /// Why, when failed or partial.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub status_message: Option<String>,
     /// What was asked.
     pub desired: String,
     /// Descriptor designer.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub designer: Option<String>,
     /// Descriptor description.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub description: Option<String>,
     /// service → cluster.
     pub placement: std::collections::BTreeMap<String, String>,
@@ -167,13 +167,13 @@ pub struct JobView {
     /// Next run (for retrying jobs).
     pub run_at: String,
     /// First start.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub started_at: Option<String>,
     /// Finished.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub finished_at: Option<String>,
     /// Latest error.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub last_error: Option<String>,
     /// Every error: `[{attempt, at, error, permanent, worker}]`.
     pub errors: serde_json::Value,
@@ -191,7 +191,7 @@ pub struct Problem {
     /// This occurrence, in one line.
     pub detail: String,
     /// Every problem found, when there are several (validation).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub problems: Option<Vec<ProblemItem>>,
 }
 
@@ -212,7 +212,7 @@ pub struct ServiceView {
     /// Pending | Deployed | Running | Stopped | Failed.
     pub status: String,
     /// Where it runs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub cluster: Option<String>,
     /// Desired replicas.
     pub replicas: i32,
