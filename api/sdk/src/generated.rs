@@ -280,8 +280,10 @@ impl crate::Client {
         crate::decode_text(status, &bytes)
     }
 
-    /// smo's own metrics (Prometheus exposition): jobs per kind × state, queue depth and oldest
-    /// queued age per kind, recent job durations, live workers, HTTP requests by route and status.
+    /// smo's own metrics (Prometheus exposition): queue depth and oldest queued age per kind, jobs
+    /// per kind × state and live workers (read from the database), plus this process's job
+    /// counters (enqueued/started/succeeded/failed/dead), job duration, request latency by route
+    /// and status, and placement/scaling solve-time histograms.
     ///
     /// `GET /metrics` (`metrics`).
     pub async fn metrics(&self) -> Result<String, crate::Error> {
@@ -456,8 +458,10 @@ impl crate::blocking::Client {
         crate::decode_text(status, &bytes)
     }
 
-    /// smo's own metrics (Prometheus exposition): jobs per kind × state, queue depth and oldest
-    /// queued age per kind, recent job durations, live workers, HTTP requests by route and status.
+    /// smo's own metrics (Prometheus exposition): queue depth and oldest queued age per kind, jobs
+    /// per kind × state and live workers (read from the database), plus this process's job
+    /// counters (enqueued/started/succeeded/failed/dead), job duration, request latency by route
+    /// and status, and placement/scaling solve-time histograms.
     ///
     /// `GET /metrics` (`metrics`).
     pub fn metrics(&self) -> Result<String, crate::Error> {
