@@ -11,12 +11,10 @@
 //! - [`jobs`]       smo's job kinds: deploy, start, stop, re-place, remove, cluster-sync
 //! - [`http`]       the REST API (poem-openapi), problem+json errors
 //! - [`metrics`]    smo's own Prometheus series (queue, jobs, requests, solves)
-//! - [`client`]     a typed client of the REST API (the `smo` CLI uses it)
 //! - [`sim`]        the simulated Karmada federation (`smo sim`)
 
 pub mod bench;
 pub mod cli;
-pub mod client;
 pub mod federation;
 pub mod hdag;
 pub mod http;

@@ -1,4 +1,5 @@
-//! `smo`: the orchestrator's command line (it talks to the REST API) and its server roles.
+//! `smo`: the orchestrator's command line (it talks to the REST API through `smo-sdk`, the client
+//! generated from api/openapi.yaml) and its server roles.
 
 use std::{io::Write, path::PathBuf, process::ExitCode, time::Duration};
 
@@ -6,9 +7,12 @@ use clap::{Parser, Subcommand};
 use serde_json::Value;
 use smo::{
     cli::{Output, connect, parse_duration},
-    client::{Client, ClientError},
     server::{self, Role},
     settings::{self, FileSettings, ServerSettings},
+};
+use smo_sdk::{
+    Client, DecisionView, DeployGraphResponse, DryRun, GraphDetail, JobAccepted, JobView,
+    ProblemItem,
 };
 
 /// smo — deploy application graphs (HDAGs) onto a Karmada federation.
@@ -299,19 +303,16 @@ async fn main() -> ExitCode {
     match run(cli).await {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            let code = match (
-                e.downcast_ref::<ClientError>(),
-                e.downcast_ref::<BadInput>(),
-            ) {
-                (Some(c), _) => c.exit_code(),
+            let api = e.downcast_ref::<smo_sdk::Error>();
+            let code = match (api, e.downcast_ref::<BadInput>()) {
+                // Bad input (400/413/422) exits 2, like a local validation failure.
+                (Some(c), _) => u8::from(c.is_bad_input()) + 1,
                 (None, Some(_)) => 2,
                 (None, None) => 1,
             };
             eprintln!("error: {e:#}");
-            if let Some(ClientError::Problem { problems, .. }) = e.downcast_ref::<ClientError>() {
-                for p in problems {
-                    eprintln!("  {p}");
-                }
+            for p in api.map(smo_sdk::Error::problem_lines).unwrap_or_default() {
+                eprintln!("  {p}");
             }
             ExitCode::from(code)
         }
@@ -325,11 +326,12 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         .api_url
         .or(file.api_url.clone())
         .unwrap_or_else(|| settings::DEFAULT_API_URL.into());
-    let client = Client::new(
-        &api_url,
-        std::env::var("SMO_API_TOKEN")
-            .ok()
-            .or(file.api_token.clone()),
+    let client = Client::with_config(
+        smo_sdk::Config::new(&api_url).token(
+            std::env::var("SMO_API_TOKEN")
+                .ok()
+                .or(file.api_token.clone()),
+        ),
     );
     let out = cli.output;
     match cli.command {
@@ -452,7 +454,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             serde_json::to_string_pretty(&smo::monitoring::render_smo_dashboard().model)?
         ),
         Command::Cluster(ClusterCmd::List) => {
-            let clusters: Vec<Value> = client.get("/clusters").await?;
+            let clusters = client.list_clusters().await?;
             if out == Output::Json {
                 println!("{}", serde_json::to_string_pretty(&clusters)?);
                 return Ok(0);
@@ -467,20 +469,16 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             ]);
             for c in &clusters {
                 t.add_row(vec![
-                    s(&c["name"]),
-                    if c["ready"] == true {
+                    c.name.clone(),
+                    if c.ready {
                         "yes".into()
                     } else {
-                        format!("no ({})", s(&c["message"]))
+                        format!("no ({})", opt(&c.message))
                     },
-                    format!("{:.1}/{:.1}", f(&c["cpu_free"]), f(&c["cpu_allocatable"])),
-                    format!(
-                        "{}/{}",
-                        gib(&c["memory_free"]),
-                        gib(&c["memory_allocatable"])
-                    ),
-                    s(&c["gpus"]),
-                    s(&c["synced_at"]),
+                    format!("{:.1}/{:.1}", c.cpu_free, c.cpu_allocatable),
+                    format!("{}/{}", gib(c.memory_free), gib(c.memory_allocatable)),
+                    c.gpus.to_string(),
+                    c.synced_at.clone(),
                 ]);
             }
             println!("{t}");
@@ -489,7 +487,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             }
         }
         Command::Cluster(ClusterCmd::Sync { wait }) => {
-            let accepted: Value = client.post("/clusters/sync").await?;
+            let accepted = client.sync_clusters().await?;
             return follow(&client, &accepted, wait, out).await;
         }
         Command::Graph(cmd) => return graph(&client, cmd, out).await,
@@ -715,15 +713,20 @@ async fn graph(client: &Client, cmd: GraphCmd, out: Output) -> anyhow::Result<u8
             } else {
                 std::fs::read(&file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?
             };
-            let answer = client.deploy(&project, body, dry_run).await?;
-            for w in answer["warnings"].as_array().into_iter().flatten() {
-                eprintln!("warning: {}: {}", s(&w["path"]), s(&w["message"]));
+            match client
+                .deploy_graph(&project, dry_run.then_some(true), body)
+                .await?
+            {
+                DeployGraphResponse::Ok(answer) => {
+                    warn(&answer.warnings);
+                    print_dry_run(&answer, out)?;
+                    Ok(0)
+                }
+                DeployGraphResponse::Accepted(accepted) => {
+                    warn(&accepted.warnings);
+                    follow(client, &accepted, wait, out).await
+                }
             }
-            if dry_run {
-                print_dry_run(&answer, out)?;
-                return Ok(0);
-            }
-            follow(client, &answer, wait, out).await
         }
         GraphCmd::Package {
             path,
@@ -828,10 +831,10 @@ async fn graph(client: &Client, cmd: GraphCmd, out: Output) -> anyhow::Result<u8
             }
         }
         GraphCmd::List { project } => {
-            let path = project
-                .map(|p| format!("/project/{p}/graphs"))
-                .unwrap_or_else(|| "/graphs".into());
-            let graphs: Vec<Value> = client.get(&path).await?;
+            let graphs = match project {
+                Some(p) => client.list_project_graphs(&p).await?,
+                None => client.list_graphs().await?,
+            };
             if out == Output::Json {
                 println!("{}", serde_json::to_string_pretty(&graphs)?);
                 return Ok(0);
@@ -840,12 +843,12 @@ async fn graph(client: &Client, cmd: GraphCmd, out: Output) -> anyhow::Result<u8
                 smo::cli::table(&["name", "project", "version", "status", "desired", "updated"]);
             for g in &graphs {
                 t.add_row(vec![
-                    s(&g["name"]),
-                    s(&g["project"]),
-                    s(&g["version"]),
-                    s(&g["status"]),
-                    s(&g["desired"]),
-                    s(&g["updated_at"]),
+                    g.name.clone(),
+                    g.project.clone(),
+                    g.version.clone(),
+                    g.status.clone(),
+                    g.desired.clone(),
+                    g.updated_at.clone(),
                 ]);
             }
             println!("{t}");
@@ -855,11 +858,9 @@ async fn graph(client: &Client, cmd: GraphCmd, out: Output) -> anyhow::Result<u8
             Ok(0)
         }
         GraphCmd::Describe { name } => {
-            let g: Value = client.get(&format!("/graphs/{name}")).await?;
-            let jobs: Vec<Value> = client.get(&format!("/graphs/{name}/jobs?limit=5")).await?;
-            let history: Vec<Value> = client
-                .get(&format!("/graphs/{name}/history?limit=10"))
-                .await?;
+            let g = client.get_graph(&name).await?;
+            let jobs = client.list_graph_jobs(&name, Some(5)).await?;
+            let history = client.graph_history(&name, Some(10)).await?;
             if out == Output::Json {
                 println!(
                     "{}",
@@ -873,72 +874,44 @@ async fn graph(client: &Client, cmd: GraphCmd, out: Output) -> anyhow::Result<u8
             Ok(0)
         }
         GraphCmd::Start(a) => {
-            action(
-                client,
-                &format!("/graphs/{}/start", a.name),
-                a.wait,
-                out,
-                false,
-            )
-            .await
+            follow(client, &client.start_graph(&a.name).await?, a.wait, out).await
         }
-        GraphCmd::Stop(a) => {
-            action(
-                client,
-                &format!("/graphs/{}/stop", a.name),
-                a.wait,
-                out,
-                false,
-            )
-            .await
-        }
+        GraphCmd::Stop(a) => follow(client, &client.stop_graph(&a.name).await?, a.wait, out).await,
         GraphCmd::RePlace(a) => {
-            action(
-                client,
-                &format!("/graphs/{}/placement", a.name),
-                a.wait,
-                out,
-                false,
-            )
-            .await
+            follow(client, &client.replace_graph(&a.name).await?, a.wait, out).await
         }
         GraphCmd::Remove(a) => {
-            action(client, &format!("/graphs/{}", a.name), a.wait, out, true).await
+            follow(client, &client.remove_graph(&a.name).await?, a.wait, out).await
         }
     }
 }
 
-async fn action(
-    client: &Client,
-    path: &str,
-    wait: bool,
-    out: Output,
-    delete: bool,
-) -> anyhow::Result<u8> {
-    let accepted: Value = if delete {
-        client.delete(path).await?
-    } else {
-        client.post(path).await?
-    };
-    follow(client, &accepted, wait, out).await
+fn warn(warnings: &[ProblemItem]) {
+    for w in warnings {
+        eprintln!("warning: {}: {}", w.path, w.message);
+    }
 }
 
 /// Prints the accepted job; with `wait`, follows it with a progress line until it ends.
-async fn follow(client: &Client, accepted: &Value, wait: bool, out: Output) -> anyhow::Result<u8> {
-    let id = s(&accepted["job_id"]);
+async fn follow(
+    client: &Client,
+    accepted: &JobAccepted,
+    wait: bool,
+    out: Output,
+) -> anyhow::Result<u8> {
+    let id = &accepted.job_id;
     if !wait {
         if out == Output::Json {
             println!("{}", serde_json::to_string_pretty(accepted)?);
         } else {
-            let graph = s(&accepted["graph"]);
-            let what = if graph.is_empty() {
+            let what = if accepted.graph.is_empty() {
                 String::new()
             } else {
-                format!(" for graph {graph}")
+                format!(" for graph {}", accepted.graph)
             };
             println!(
                 "{} job {id} accepted{what}; follow it with `smo-admin jobs show {id}`",
-                s(&accepted["kind"])
+                accepted.kind
             );
         }
         return Ok(0);
@@ -947,13 +920,13 @@ async fn follow(client: &Client, accepted: &Value, wait: bool, out: Output) -> a
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let mut last = String::new();
     let job = loop {
-        let job: Value = client.get(&format!("/jobs/{id}")).await?;
-        let state = s(&job["state"]);
+        let job: JobView = client.get_job(id).await?;
+        let state = job.state.clone();
         let line = format!(
             "{} {id}: {state} (attempt {}/{}) {:.1}s",
-            s(&job["kind"]),
-            s(&job["attempt"]),
-            s(&job["max_attempts"]),
+            job.kind,
+            job.attempt,
+            job.max_attempts,
             started.elapsed().as_secs_f64()
         );
         if tty {
@@ -974,86 +947,71 @@ async fn follow(client: &Client, accepted: &Value, wait: bool, out: Output) -> a
     if out == Output::Json {
         println!("{}", serde_json::to_string_pretty(&job)?);
     }
-    match s(&job["state"]).as_str() {
+    match job.state.as_str() {
         "succeeded" => {
             if out != Output::Json {
                 println!(
                     "{} {id} succeeded in {:.1}s",
-                    s(&job["kind"]),
+                    job.kind,
                     started.elapsed().as_secs_f64()
                 );
             }
             Ok(0)
         }
         state => {
-            eprintln!(
-                "error: {} {id} {state}: {}",
-                s(&job["kind"]),
-                s(&job["last_error"])
-            );
+            eprintln!("error: {} {id} {state}: {}", job.kind, opt(&job.last_error));
             Ok(1)
         }
     }
 }
 
-fn print_dry_run(answer: &Value, out: Output) -> anyhow::Result<()> {
+fn print_dry_run(answer: &DryRun, out: Output) -> anyhow::Result<()> {
     if out == Output::Json {
         println!("{}", serde_json::to_string_pretty(answer)?);
         return Ok(());
     }
     println!(
         "dry run for graph {} — nothing stored, nothing applied",
-        s(&answer["graph"])
+        answer.graph
     );
     println!("\nplacement:");
-    for e in answer["solution"]["explanations"]
+    for e in answer.solution["explanations"]
         .as_array()
         .into_iter()
         .flatten()
     {
         println!("  {}", s(&e["summary"]));
     }
-    if answer["solution"].is_null() {
-        for (svc, c) in answer["placement"].as_object().into_iter().flatten() {
-            println!("  {svc} → {}", s(c));
+    if answer.solution.is_null() {
+        for (svc, c) in &answer.placement {
+            println!("  {svc} → {c}");
         }
     }
-    let helm = answer["helm_services"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    if !helm.is_empty() {
+    if !answer.helm_services.is_empty() {
         println!(
             "\nHelm-chart services (installed by the Helm runner): {}",
-            helm.iter().map(s).collect::<Vec<_>>().join(", ")
+            answer.helm_services.join(", ")
         );
     }
     println!("\nobjects that would be applied:");
-    for o in answer["objects"].as_array().into_iter().flatten() {
+    for o in &answer.objects {
         println!("---");
         print!("{}", serde_norway::to_string(o)?);
     }
     Ok(())
 }
 
-fn describe(g: &Value, jobs: &[Value], history: &[Value]) {
+fn describe(g: &GraphDetail, jobs: &[JobView], history: &[DecisionView]) {
     println!(
         "graph:       {} (project {}, version {}, revision {})",
-        s(&g["name"]),
-        s(&g["project"]),
-        s(&g["version"]),
-        s(&g["revision"])
+        g.name, g.project, g.version, g.revision
     );
-    println!(
-        "status:      {} (desired: {})",
-        s(&g["status"]),
-        s(&g["desired"])
-    );
-    if !g["status_message"].is_null() {
-        println!("message:     {}", s(&g["status_message"]));
+    println!("status:      {} (desired: {})", g.status, g.desired);
+    if let Some(m) = &g.status_message {
+        println!("message:     {m}");
     }
-    if !g["description"].is_null() {
-        println!("description: {}", s(&g["description"]).trim());
+    if let Some(d) = &g.description {
+        println!("description: {}", d.trim());
     }
     println!("\nservices:");
     let mut t = smo::cli::table(&[
@@ -1066,66 +1024,53 @@ fn describe(g: &Value, jobs: &[Value], history: &[Value]) {
         "gpu",
         "artifact",
     ]);
-    for sv in g["services"].as_array().into_iter().flatten() {
-        let status = if sv["conditional"] == true {
-            format!("{} (on event)", s(&sv["status"]))
+    for sv in &g.services {
+        let status = if sv.conditional {
+            format!("{} (on event)", sv.status)
         } else {
-            s(&sv["status"])
+            sv.status.clone()
         };
         t.add_row(vec![
-            s(&sv["name"]),
+            sv.name.clone(),
             status,
-            s(&sv["cluster"]),
-            format!("{}/{}", s(&sv["ready"]), s(&sv["replicas"])),
-            format!("{}m", s(&sv["cpu_millis"])),
-            mib(&sv["memory_bytes"]),
-            if sv["gpu"] == true {
-                "yes".into()
-            } else {
-                "-".into()
-            },
-            s(&sv["artifact"]),
+            opt(&sv.cluster),
+            format!("{}/{}", sv.ready, sv.replicas),
+            format!("{}m", sv.cpu_millis),
+            mib(sv.memory_bytes),
+            if sv.gpu { "yes".into() } else { "-".into() },
+            sv.artifact.clone(),
         ]);
     }
     println!("{t}");
-    if let Some(d) = g["dashboards"].as_object().filter(|d| !d.is_empty()) {
+    if !g.dashboards.is_empty() {
         println!("\ndashboards:");
-        for (k, v) in d {
-            println!("  {k}: {}", s(v));
+        for (k, v) in &g.dashboards {
+            println!("  {k}: {v}");
         }
     }
     println!("\nrecent jobs:");
     for j in jobs {
-        let err = if j["last_error"].is_null() {
-            String::new()
-        } else {
-            format!(" — {}", s(&j["last_error"]))
+        let err = match &j.last_error {
+            Some(e) => format!(" — {e}"),
+            None => String::new(),
         };
         println!(
             "  {} {:<10} {:<9} attempt {}/{}{err}",
-            s(&j["id"]),
-            s(&j["kind"]),
-            s(&j["state"]),
-            s(&j["attempt"]),
-            s(&j["max_attempts"])
+            j.id, j.kind, j.state, j.attempt, j.max_attempts
         );
     }
     println!("\ndecisions (newest first):");
     for d in history {
-        println!(
-            "  {} {:<9} {}",
-            s(&d["at"]),
-            s(&d["kind"]),
-            s(&d["message"])
-        );
-        for e in d["outcome"]["explanations"]
-            .as_array()
-            .into_iter()
-            .flatten()
-        {
+        println!("  {} {:<9} {}", d.at, d.kind, d.message);
+        for e in d.outcome["explanations"].as_array().into_iter().flatten() {
             println!("      {}", s(&e["summary"]));
         }
     }
+}
+
+/// An optional field as a table cell.
+fn opt(v: &Option<String>) -> String {
+    v.clone().unwrap_or_else(|| "-".into())
 }
 
 fn s(v: &Value) -> String {
@@ -1136,14 +1081,10 @@ fn s(v: &Value) -> String {
     }
 }
 
-fn f(v: &Value) -> f64 {
-    v.as_f64().unwrap_or(0.0)
+fn gib(bytes: i64) -> String {
+    format!("{:.1}Gi", bytes as f64 / (1024.0 * 1024.0 * 1024.0))
 }
 
-fn gib(v: &Value) -> String {
-    format!("{:.1}Gi", f(v) / (1024.0 * 1024.0 * 1024.0))
-}
-
-fn mib(v: &Value) -> String {
-    format!("{:.0}Mi", f(v) / (1024.0 * 1024.0))
+fn mib(bytes: i64) -> String {
+    format!("{:.0}Mi", bytes as f64 / (1024.0 * 1024.0))
 }

@@ -131,7 +131,7 @@ async fn three_graphs_deploy_run_stop_start_and_remove_without_leftovers() {
             .await
             .unwrap_err();
         assert!(
-            matches!(err, smo::client::ClientError::Problem { status: 404, .. }),
+            matches!(err, smo_sdk::Error::Api { status: 404, .. }),
             "{err}"
         );
     }
@@ -168,13 +168,8 @@ hdaGraph:
         .deploy("demo", bad.to_vec(), false)
         .await
         .unwrap_err();
-    let smo::client::ClientError::Problem {
-        status, problems, ..
-    } = &err
-    else {
-        panic!("{err}")
-    };
-    assert_eq!(*status, 422);
+    assert_eq!(err.status(), Some(422), "{err}");
+    let problems = err.problem_lines();
     let joined = problems.join("\n");
     for path in [
         "id",
@@ -186,7 +181,7 @@ hdaGraph:
             "no problem at {path}:\n{joined}"
         );
     }
-    assert_eq!(err.exit_code(), 2);
+    assert!(err.is_bad_input(), "the CLI exits 2 for it");
 
     // Hostile bodies: not UTF-8, too large, a bad project name.
     let err = s
@@ -195,7 +190,7 @@ hdaGraph:
         .await
         .unwrap_err();
     assert!(
-        matches!(err, smo::client::ClientError::Problem { status: 422, .. }),
+        matches!(err, smo_sdk::Error::Api { status: 422, .. }),
         "{err}"
     );
     let err = s
@@ -204,7 +199,7 @@ hdaGraph:
         .await
         .unwrap_err();
     assert!(
-        matches!(err, smo::client::ClientError::Problem { status: 413, .. }),
+        matches!(err, smo_sdk::Error::Api { status: 413, .. }),
         "{err}"
     );
     let err = s
@@ -213,7 +208,7 @@ hdaGraph:
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, smo::client::ClientError::Problem { status: 422, problems, .. } if problems[0].starts_with("project:")),
+        matches!(&err, smo_sdk::Error::Api { status: 422, .. } if err.problem_lines()[0].starts_with("project:")),
         "{err}"
     );
 
@@ -227,7 +222,7 @@ hdaGraph:
     // Unknown graph and job ids are problem documents too.
     let err = s.client.get::<Value>("/jobs/not-a-uuid").await.unwrap_err();
     assert!(
-        matches!(err, smo::client::ClientError::Problem { status: 400, .. }),
+        matches!(err, smo_sdk::Error::Api { status: 400, .. }),
         "{err}"
     );
     let err = s
@@ -236,7 +231,7 @@ hdaGraph:
         .await
         .unwrap_err();
     assert!(
-        matches!(err, smo::client::ClientError::Problem { status: 404, .. }),
+        matches!(err, smo_sdk::Error::Api { status: 404, .. }),
         "{err}"
     );
 }
@@ -347,8 +342,9 @@ async fn a_configured_token_guards_every_route_but_health_checks() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
-    let client = smo::client::Client::new(&base, Some("s3cret".into()));
-    let graphs: Vec<Value> = client.get("/graphs").await.unwrap();
+    let client =
+        smo_sdk::Client::with_config(smo_sdk::Config::new(&base).token(Some("s3cret".into())));
+    let graphs = client.list_graphs().await.unwrap();
     assert!(graphs.is_empty());
     stop.cancel();
 }

@@ -9,6 +9,7 @@ mod helm;
 mod monitoring;
 mod oci;
 mod openapi;
+mod sdk;
 mod self_metrics;
 mod stack;
 mod support;

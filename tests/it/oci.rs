@@ -147,7 +147,7 @@ async fn a_pushed_descriptor_deploys_by_reference_and_bad_references_store_nothi
         let body = serde_json::to_vec(&serde_json::json!({ "artifact": artifact })).unwrap();
         let err = s.client.deploy("other", body, false).await.unwrap_err();
         assert!(
-            matches!(&err, smo::client::ClientError::Problem { status: st, .. } if *st == status),
+            matches!(&err, smo_sdk::Error::Api { status: st, .. } if *st == status),
             "{artifact}: {err}"
         );
     }

@@ -1,11 +1,11 @@
 //! A whole smo in one test process: real PostgreSQL, the simulated federation, the REST API on a
 //! free port and a worker — the same pieces `smo run` wires together.
 
-use std::{path::PathBuf, time::Duration};
+use std::{ops::Deref, path::PathBuf, time::Duration};
 
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use smo::{
-    client::Client,
     federation::Federation,
     jobs::{self, App},
     sim::{Sim, SimConfig, SimHandle},
@@ -17,7 +17,7 @@ use crate::support::test_db;
 
 pub struct Stack {
     pub db: smo_jobs::testing::TestDb,
-    pub client: Client,
+    pub client: Api,
     pub api: String,
     pub federation: Federation,
     pub kubeconfig: PathBuf,
@@ -78,7 +78,7 @@ impl Stack {
             tokio::spawn(w.run(stop.clone()));
         }
         Stack {
-            client: Client::new(&api, None),
+            client: Api(smo_sdk::Client::new(&api)),
             api,
             db,
             federation,
@@ -93,7 +93,7 @@ impl Stack {
     pub async fn wait_job(&self, accepted: &Value) -> Value {
         let id = accepted["job_id"].as_str().expect("job id");
         for _ in 0..600 {
-            let job: Value = self.client.get(&format!("/jobs/{id}")).await.expect("job");
+            let job = serde_json::to_value(self.client.get_job(id).await.expect("job")).unwrap();
             if matches!(
                 job["state"].as_str(),
                 Some("succeeded" | "dead" | "cancelled")
@@ -118,6 +118,72 @@ impl Stack {
             .list_labelled(project, graph)
             .await
             .expect("list objects")
+    }
+}
+
+/// The stack's API client: the SDK (its typed methods through `Deref`), plus by-path helpers on the
+/// SDK's raw `request_json` for tests that look at answers as JSON.
+#[derive(Clone)]
+pub struct Api(pub smo_sdk::Client);
+
+impl Deref for Api {
+    type Target = smo_sdk::Client;
+
+    fn deref(&self) -> &smo_sdk::Client {
+        &self.0
+    }
+}
+
+impl Api {
+    /// GET `path` (with any query string) as JSON.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, smo_sdk::Error> {
+        self.0.request_json(smo_sdk::Method::GET, path, None).await
+    }
+
+    /// POST `path` without a body.
+    pub async fn post<T: DeserializeOwned>(&self, path: &str) -> Result<T, smo_sdk::Error> {
+        self.0.request_json(smo_sdk::Method::POST, path, None).await
+    }
+
+    /// POST `path` with a JSON body.
+    pub async fn post_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> Result<T, smo_sdk::Error> {
+        let body = serde_json::to_vec(body).expect("JSON");
+        self.0
+            .request_json(
+                smo_sdk::Method::POST,
+                path,
+                Some(("application/json", body)),
+            )
+            .await
+    }
+
+    /// DELETE `path`.
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, smo_sdk::Error> {
+        self.0
+            .request_json(smo_sdk::Method::DELETE, path, None)
+            .await
+    }
+
+    /// `deployGraph` through the SDK, its answer (accepted job or dry run) as JSON.
+    pub async fn deploy(
+        &self,
+        project: &str,
+        body: Vec<u8>,
+        dry_run: bool,
+    ) -> Result<Value, smo_sdk::Error> {
+        let answer = self
+            .0
+            .deploy_graph(project, dry_run.then_some(true), body)
+            .await?;
+        Ok(match answer {
+            smo_sdk::DeployGraphResponse::Accepted(a) => serde_json::to_value(a),
+            smo_sdk::DeployGraphResponse::Ok(d) => serde_json::to_value(d),
+        }
+        .expect("JSON"))
     }
 }
 
