@@ -526,3 +526,64 @@ async fn stats_count_per_kind_and_state() {
     assert!(s.throughput_per_sec > 0.0);
     assert_eq!(JobState::ALL.len(), noop.states.len());
 }
+
+#[derive(Serialize, Deserialize)]
+struct Counted {
+    fail: bool,
+}
+
+impl JobArgs for Counted {
+    const KIND: &'static str = "test.counted";
+    const MAX_ATTEMPTS: u32 = 2;
+}
+
+#[tokio::test]
+async fn the_process_counts_every_enqueue_attempt_outcome_and_death_per_kind() {
+    use smo_jobs::metrics::{DEAD, DURATION, ENQUEUED, FAILED, STARTED, SUCCEEDED};
+    let k = [Counted::KIND];
+    let before = [&ENQUEUED, &STARTED, &SUCCEEDED, &FAILED, &DEAD].map(|c| c.get(&k));
+    let db = TestDb::new().await;
+    let (q, clock) = manual(&db);
+    q.enqueue(&Counted { fail: false }).await.unwrap();
+    let doomed = q.enqueue(&Counted { fail: true }).await.unwrap();
+    let registry = || {
+        Registry::new().register(|j: Counted, _ctx: JobContext| async move {
+            if j.fail {
+                Err(JobError::transient("always fails"))
+            } else {
+                Ok(())
+            }
+        })
+    };
+    for _ in 0..3 {
+        work_until_idle(&q, registry(), fast_worker_config("w-count"))
+            .await
+            .unwrap();
+        clock.advance(chrono::Duration::seconds(10));
+    }
+    assert_eq!(q.get(doomed.id).await.unwrap().state, "dead");
+    let after = [&ENQUEUED, &STARTED, &SUCCEEDED, &FAILED, &DEAD].map(|c| c.get(&k));
+    let delta: Vec<u64> = after.iter().zip(before).map(|(a, b)| a - b).collect();
+    // enqueued 2; started 3 (1 + 2 attempts); succeeded 1; failed 2 (each attempt); dead 1.
+    assert_eq!(delta, [2, 3, 1, 2, 1]);
+    assert!(DURATION.count(&[Counted::KIND, "succeeded"]) >= 1);
+    assert!(DURATION.count(&[Counted::KIND, "failed"]) >= 2);
+    // Rendered in the exposition format under the documented names.
+    let mut text = String::new();
+    smo_jobs::metrics::render(&mut text);
+    for family in [
+        "smo_jobs_enqueued_total",
+        "smo_jobs_started_total",
+        "smo_jobs_succeeded_total",
+        "smo_jobs_failed_total",
+        "smo_jobs_dead_total",
+    ] {
+        assert!(
+            text.contains(&format!("{family}{{kind=\"test.counted\"}}")),
+            "{family} missing:\n{text}"
+        );
+    }
+    assert!(
+        text.contains("smo_job_duration_seconds_count{kind=\"test.counted\",outcome=\"failed\"}")
+    );
+}
