@@ -265,6 +265,14 @@ fn templates_cover_every_role() {
     assert!(hpa.contains("apiVersion: autoscaling/v2"));
     assert!(hpa.contains("kind: HorizontalPodAutoscaler"));
     assert!(hpa.contains("name: {{ include \"smo.fullname\" . }}-worker"));
+    // Optional second signal: the queue depth smo exports, through an external-metrics adapter.
+    assert!(hpa.contains("{{- if .Values.worker.hpa.queueDepthPerWorker }}"));
+    assert!(hpa.contains("type: External") && hpa.contains("type: AverageValue"));
+    assert_eq!(values()["worker"]["hpa"]["queueDepthPerWorker"], 0);
+    assert_eq!(
+        values()["worker"]["hpa"]["queueDepthMetric"],
+        "smo_queue_depth"
+    );
 
     let job = &all["job-migrate.yaml"];
     assert!(job.contains("kind: Job"));
