@@ -122,12 +122,22 @@ pub struct AutoTrigger {
 /// Deploy only when one (or all, per `condition`) of the events fires as a Prometheus alert.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct EventTrigger {
-    /// `ANY` or `ALL` in the examples; stored as written.
+    /// `ANY` (one firing event deploys the service, the default) or `ALL` (every event firing at
+    /// once); stored as written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub condition: Option<String>,
     pub events: Vec<Event>,
     #[serde(flatten)]
     pub extra: Extra,
+}
+
+impl EventTrigger {
+    /// `condition: ALL` (any case): every event must be firing; anything else is `ANY`.
+    pub fn requires_all(&self) -> bool {
+        self.condition
+            .as_deref()
+            .is_some_and(|c| c.trim().eq_ignore_ascii_case("ALL"))
+    }
 }
 
 /// One event: becomes a Prometheus alert rule named after `id`.
@@ -356,6 +366,15 @@ impl Service {
     /// A conditional service is not deployed at first but when its event fires.
     pub fn is_conditional(&self) -> bool {
         self.deployment.trigger.event.is_some()
+    }
+
+    /// The event ids that must all be firing at once before this conditional service deploys:
+    /// every event for `condition: ALL`, none (any one event suffices) otherwise.
+    pub fn events_required_together(&self) -> Vec<&str> {
+        match &self.deployment.trigger.event {
+            Some(t) if t.requires_all() => t.events.iter().map(|e| e.id.as_str()).collect(),
+            _ => Vec::new(),
+        }
     }
 
     /// What one replica needs.

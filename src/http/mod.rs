@@ -261,8 +261,13 @@ pub struct DryRun {
 pub struct AlertsAccepted {
     /// Firing alerts in the payload.
     pub firing: usize,
-    /// Alerts that name no pending conditional service.
+    /// Resolved alerts in the payload (they matter to `condition: ALL` services).
+    pub resolved: usize,
+    /// Alerts that name no pending conditional service (or no event of it).
     pub ignored: usize,
+    /// Firing events recorded for `condition: ALL` services whose other events are not firing yet,
+    /// as `graph/service: event` lines.
+    pub waiting: Vec<String>,
     /// `deploy-conditional` jobs (existing ones when Alertmanager repeats).
     pub jobs: Vec<JobAccepted>,
 }
@@ -849,9 +854,12 @@ impl SmoApi {
         ))
     }
 
-    /// Alertmanager webhook: each firing alert whose labels name a graph and one of its conditional
-    /// services enqueues `deploy-conditional` for it (once: repeats find the job or the service
-    /// already deployed). Other alerts are ignored and counted.
+    /// Alertmanager webhook: a firing alert whose labels name a graph and one of its pending
+    /// conditional services enqueues `deploy-conditional` for it (once: repeats find the job or
+    /// the service already deployed). For a `condition: ALL` service each event's firing and
+    /// resolved notifications are recorded, and the job is enqueued only once every event is
+    /// firing (configure Alertmanager with `send_resolved: true`). Other alerts are ignored and
+    /// counted.
     #[oai(path = "/alerts", method = "post", operation_id = "postAlerts")]
     async fn alerts(&self, body: Binary<Vec<u8>>) -> ApiResult<Json<AlertsAccepted>> {
         let alerts = crate::monitoring::parse_alertmanager(&body.0).map_err(|e| {
@@ -864,8 +872,9 @@ impl SmoApi {
             )
         })?;
         let mut jobs = Vec::new();
-        let mut ignored = 0;
+        let (mut ignored, mut waiting) = (0, Vec::new());
         let mut tx = self.pool.begin().await?;
+        let now = self.queue.now();
         for a in &alerts {
             let (Some(graph), Some(service)) = (&a.graph, &a.service) else {
                 ignored += 1;
@@ -883,6 +892,30 @@ impl SmoApi {
                 ignored += 1;
                 continue;
             }
+            // ANY: one firing event deploys. ALL: every event must be firing at once, so each
+            // notification (firing or resolved) is recorded and the set checked.
+            let descriptor: Option<Graph> = serde_json::from_value(g.descriptor.clone()).ok();
+            let spec = descriptor.as_ref().and_then(|d| d.service(service));
+            let together = spec
+                .map(|s| s.events_required_together())
+                .unwrap_or_default();
+            if !together.is_empty() {
+                if !together.contains(&a.alertname.as_str()) {
+                    ignored += 1;
+                    continue;
+                }
+                let firing =
+                    store::note_event(&mut tx, g.id, service, &a.alertname, a.firing, now).await?;
+                if !a.firing {
+                    continue;
+                }
+                if !together.iter().all(|e| firing.contains(*e)) {
+                    waiting.push(format!("{graph}/{service}: {}", a.alertname));
+                    continue;
+                }
+            } else if !a.firing {
+                continue;
+            }
             let args = jobs::DeployConditionalJob {
                 graph: graph.clone(),
                 service: service.clone(),
@@ -891,9 +924,12 @@ impl SmoApi {
             jobs.push(self.accept(graph, args, vec![], &mut tx).await?);
         }
         tx.commit().await?;
+        let firing = alerts.iter().filter(|a| a.firing).count();
         Ok(Json(AlertsAccepted {
-            firing: alerts.len(),
+            firing,
+            resolved: alerts.len() - firing,
             ignored,
+            waiting,
             jobs,
         }))
     }

@@ -471,6 +471,37 @@ pub async fn deploy_conditional(
     let graph: Graph = serde_json::from_value(g.descriptor.clone()).map_err(|e| {
         JobError::Permanent(format!("stored descriptor of {name} does not load: {e}"))
     })?;
+    // `condition: ALL`: an event may have resolved since the webhook enqueued this job.
+    let together = graph
+        .service(service)
+        .map(|s| s.events_required_together())
+        .unwrap_or_default();
+    if !together.is_empty() {
+        let firing = store::firing_events(&mut tx, g.id, service)
+            .await
+            .map_err(db)?;
+        let missing: Vec<&str> = together
+            .iter()
+            .copied()
+            .filter(|e| !firing.contains(*e))
+            .collect();
+        if !missing.is_empty() {
+            decision(
+                &mut tx,
+                &g,
+                "deploy-conditional",
+                ctx,
+                &format!(
+                    "{service} waits: condition ALL and {} not firing any more",
+                    missing.join(", ")
+                ),
+                json!({ "alert": alert, "firing": firing }),
+                json!({ "deployed": false, "missing": missing }),
+            )
+            .await?;
+            return tx.commit().await.map_err(db);
+        }
+    }
     let clusters = cluster_sync(app, ctx).await?;
     let current: BTreeMap<String, String> =
         serde_json::from_value(g.placement.clone()).unwrap_or_default();
@@ -520,6 +551,9 @@ pub async fn deploy_conditional(
         _ => "Deployed",
     };
     store::set_service_status(&mut tx, g.id, service, st, observed, now)
+        .await
+        .map_err(db)?;
+    store::clear_events(&mut tx, g.id, service)
         .await
         .map_err(db)?;
     store::set_placement(&mut tx, g.id, &plan.placement, now)

@@ -203,11 +203,14 @@ pub fn rule_file(groups: &[(String, Vec<AlertRule>)]) -> String {
     )
 }
 
-/// A firing alert from Alertmanager, with the labels smo acts on.
+/// An alert reported by Alertmanager (firing, or resolved when the receiver has
+/// `send_resolved`), with the labels smo acts on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FiringAlert {
+pub struct WebhookAlert {
     /// The rule's `alert`, i.e. the event id.
     pub alertname: String,
+    /// `firing` (true) or `resolved` (false): an `ALL` service needs every event firing at once.
+    pub firing: bool,
     pub project: Option<String>,
     pub graph: Option<String>,
     /// The conditional service to deploy.
@@ -220,14 +223,14 @@ pub struct FiringAlert {
     pub starts_at: Option<String>,
 }
 
-/// The firing alerts of an Alertmanager webhook body (`{version: "4", status, alerts: [...]}`),
-/// in body order; resolved alerts are dropped.
+/// The alerts of an Alertmanager webhook body (`{version: "4", status, alerts: [...]}`), firing
+/// and resolved, in body order.
 ///
 /// Refused, with the path of the problem: bodies over [`MAX_WEBHOOK_BYTES`], non-JSON, a
 /// missing `alerts` list, an alert without `labels.alertname`, non-string label values, and an
 /// alert status other than `firing`/`resolved` (an alert without one takes the body's
 /// `status`). Empty `project`/`graph`/`service` labels read as absent.
-pub fn parse_alertmanager(body: &[u8]) -> Result<Vec<FiringAlert>, MonitoringError> {
+pub fn parse_alertmanager(body: &[u8]) -> Result<Vec<WebhookAlert>, MonitoringError> {
     const WHAT: &str = "Alertmanager webhook";
     if body.len() > MAX_WEBHOOK_BYTES {
         return Err(MonitoringError::TooLarge {
@@ -322,9 +325,6 @@ pub fn parse_alertmanager(body: &[u8]) -> Result<Vec<FiringAlert>, MonitoringErr
                 ));
             }
         };
-        if !firing {
-            continue;
-        }
         let label = |k: &str| {
             strings
                 .get(k)
@@ -338,7 +338,8 @@ pub fn parse_alertmanager(body: &[u8]) -> Result<Vec<FiringAlert>, MonitoringErr
                 format!("smo-{:016x}", fnv1a(&parts))
             }
         };
-        out.push(FiringAlert {
+        out.push(WebhookAlert {
+            firing,
             project: label("project"),
             graph: label("graph"),
             service: label("service"),
@@ -443,7 +444,7 @@ hdaGraph:
     }
 
     #[test]
-    fn webhook_keeps_firing_alerts_only() {
+    fn webhook_alerts_keep_their_status() {
         let body = br#"{
           "version": "4", "status": "firing", "receiver": "smo", "groupKey": "{}:{}",
           "alerts": [
@@ -454,11 +455,12 @@ hdaGraph:
           ]
         }"#;
         let alerts = parse_alertmanager(body).expect("parsed");
-        assert_eq!(alerts.len(), 2);
+        assert_eq!(alerts.len(), 3);
         assert_eq!(
             alerts[0],
-            FiringAlert {
+            WebhookAlert {
                 alertname: "hot".into(),
+                firing: true,
                 project: Some("p".into()),
                 graph: Some("g".into()),
                 service: Some("alarm".into()),
@@ -466,13 +468,20 @@ hdaGraph:
                 starts_at: Some("2026-01-01T00:00:00Z".into()),
             }
         );
-        // No status of its own: the body's; no fingerprint: a stable one; empty label: absent.
-        assert_eq!(alerts[1].alertname, "bare");
-        assert_eq!(alerts[1].service, None);
-        assert!(alerts[1].fingerprint.starts_with("smo-"));
         assert_eq!(
-            parse_alertmanager(body).expect("again")[1].fingerprint,
-            alerts[1].fingerprint
+            (alerts[1].alertname.as_str(), alerts[1].firing),
+            ("cold", false)
+        );
+        // No status of its own: the body's; no fingerprint: a stable one; empty label: absent.
+        assert_eq!(
+            (alerts[2].alertname.as_str(), alerts[2].firing),
+            ("bare", true)
+        );
+        assert_eq!(alerts[2].service, None);
+        assert!(alerts[2].fingerprint.starts_with("smo-"));
+        assert_eq!(
+            parse_alertmanager(body).expect("again")[2].fingerprint,
+            alerts[2].fingerprint
         );
         assert_eq!(parse_alertmanager(br#"{"alerts": []}"#), Ok(vec![]));
     }

@@ -7,7 +7,7 @@
 //!   dashboard models with deterministic uids, ready for `POST /api/dashboards/db`;
 //! - [`alert_rules`], [`prometheus_rule`], [`rule_file`]: one alert rule per event of every
 //!   conditional service, as a `PrometheusRule` object or as a plain Prometheus rule file;
-//! - [`parse_alertmanager`]: the firing alerts of an Alertmanager webhook body (`POST /alerts`);
+//! - [`parse_alertmanager`]: the firing and resolved alerts of an Alertmanager webhook body (`POST /alerts`);
 //! - [`rate_query`], [`parse_query_result`]: the scaler's request-rate query and its answer.
 //!
 //! Names follow [`crate::federation::manifests`]: a service's Deployment is
@@ -23,7 +23,7 @@ mod query;
 mod tests;
 
 pub use alerts::{
-    AlertRule, DEFAULT_GRACE_PERIOD, FiringAlert, MAX_WEBHOOK_BYTES, alert_rules,
+    AlertRule, DEFAULT_GRACE_PERIOD, MAX_WEBHOOK_BYTES, WebhookAlert, alert_rules,
     parse_alertmanager, prometheus_rule, rule_file, rule_group_name, try_alert_rules,
 };
 pub use dashboards::{

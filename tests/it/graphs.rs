@@ -348,3 +348,154 @@ async fn a_configured_token_guards_every_route_but_health_checks() {
     assert!(graphs.is_empty());
     stop.cancel();
 }
+
+/// An Alertmanager webhook body with one alert of graph `guarded`'s `failover` service.
+fn notification(event: &str, status: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({"version": "4", "status": status, "alerts": [
+        {"status": status, "labels": {"alertname": event, "graph": "guarded", "service": "failover"}}
+    ]}))
+    .unwrap()
+}
+
+async fn failover_status(s: &Stack) -> String {
+    let g = s.client.get_graph("guarded").await.unwrap();
+    g.services
+        .iter()
+        .find(|x| x.name == "failover")
+        .map(|x| x.status.clone())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_condition_all_service_deploys_only_while_every_event_fires() {
+    let s = Stack::start().await;
+    let accepted = s
+        .client
+        .deploy(
+            "demo",
+            crate::support::fixture("hdag/all-events.yaml"),
+            false,
+        )
+        .await
+        .unwrap();
+    s.succeed(&accepted).await;
+    assert_eq!(failover_status(&s).await, "Pending");
+
+    // One event alone is recorded but deploys nothing.
+    let a = s
+        .client
+        .post_alerts(notification("web-slow", "firing"))
+        .await
+        .unwrap();
+    assert!(a.jobs.is_empty(), "{a:?}");
+    assert_eq!(a.waiting, ["guarded/failover: web-slow"]);
+    // It resolves; then the other event fires: still not both at once.
+    let a = s
+        .client
+        .post_alerts(notification("web-slow", "resolved"))
+        .await
+        .unwrap();
+    assert_eq!((a.firing, a.resolved, a.jobs.len()), (0, 1, 0), "{a:?}");
+    let a = s
+        .client
+        .post_alerts(notification("web-erroring", "firing"))
+        .await
+        .unwrap();
+    assert_eq!(a.waiting, ["guarded/failover: web-erroring"], "{a:?}");
+    assert!(a.jobs.is_empty());
+    // An alert that is no event of the service is ignored.
+    let a = s
+        .client
+        .post_alerts(notification("unrelated", "firing"))
+        .await
+        .unwrap();
+    assert_eq!((a.ignored, a.jobs.len()), (1, 0), "{a:?}");
+    assert_eq!(failover_status(&s).await, "Pending");
+    assert!(
+        !s.objects("demo", "guarded")
+            .await
+            .iter()
+            .any(|(_, n)| n.contains("failover")),
+        "nothing of failover is applied yet"
+    );
+
+    // Both firing together: deployed, once.
+    let a = s
+        .client
+        .post_alerts(notification("web-slow", "firing"))
+        .await
+        .unwrap();
+    assert_eq!(a.jobs.len(), 1, "{a:?}");
+    let job = serde_json::to_value(&a.jobs[0]).unwrap();
+    s.succeed(&job).await;
+    assert_ne!(failover_status(&s).await, "Pending");
+    assert!(
+        s.objects("demo", "guarded")
+            .await
+            .iter()
+            .any(|(_, n)| n.contains("failover")),
+        "failover's objects are applied"
+    );
+    let again = s
+        .client
+        .post_alerts(notification("web-slow", "firing"))
+        .await
+        .unwrap();
+    assert_eq!((again.ignored, again.jobs.len()), (1, 0), "{again:?}");
+    let history = s.client.graph_history("guarded", None).await.unwrap();
+    assert!(
+        history
+            .iter()
+            .any(|d| d.kind == "deploy-conditional" && d.message.contains("web-slow fired")),
+        "{history:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_condition_all_job_rechecks_events_that_resolved_after_it_was_enqueued() {
+    // No worker yet: the deploy and the deploy-conditional jobs wait in the queue.
+    let s = Stack::start_with(false, smo::sim::SimConfig::demo()).await;
+    let run_jobs = || async {
+        let registry = smo::jobs::registry(smo::jobs::App {
+            pool: s.db.pool.clone(),
+            federation: Some(s.federation.clone()),
+            monitoring: Default::default(),
+            helm: None,
+        });
+        smo_jobs::testing::work_until_idle(
+            &s.db.queue(),
+            registry,
+            smo_jobs::testing::fast_worker_config("w-all"),
+        )
+        .await
+        .unwrap();
+    };
+    s.client
+        .deploy(
+            "demo",
+            crate::support::fixture("hdag/all-events.yaml"),
+            false,
+        )
+        .await
+        .unwrap();
+    run_jobs().await;
+    for event in ["web-slow", "web-erroring"] {
+        s.client
+            .post_alerts(notification(event, "firing"))
+            .await
+            .unwrap();
+    }
+    // Enqueued while both fired; one resolves before a worker gets to it.
+    s.client
+        .post_alerts(notification("web-erroring", "resolved"))
+        .await
+        .unwrap();
+    run_jobs().await;
+    assert_eq!(failover_status(&s).await, "Pending");
+    let history = s.client.graph_history("guarded", None).await.unwrap();
+    assert!(
+        history.iter().any(|d| d.kind == "deploy-conditional"
+            && d.message.contains("web-erroring not firing any more")),
+        "{history:?}"
+    );
+}

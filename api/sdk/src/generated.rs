@@ -6,8 +6,13 @@
 pub struct AlertsAccepted {
     /// Firing alerts in the payload.
     pub firing: u64,
-    /// Alerts that name no pending conditional service.
+    /// Resolved alerts in the payload (they matter to `condition: ALL` services).
+    pub resolved: u64,
+    /// Alerts that name no pending conditional service (or no event of it).
     pub ignored: u64,
+    /// Firing events recorded for `condition: ALL` services whose other events are not firing yet,
+    /// as `graph/service: event` lines.
+    pub waiting: Vec<String>,
     /// `deploy-conditional` jobs (existing ones when Alertmanager repeats).
     pub jobs: Vec<JobAccepted>,
 }
@@ -417,9 +422,12 @@ impl crate::Client {
         crate::decode_json(status, &bytes)
     }
 
-    /// Alertmanager webhook: each firing alert whose labels name a graph and one of its conditional
-    /// services enqueues `deploy-conditional` for it (once: repeats find the job or the service
-    /// already deployed). Other alerts are ignored and counted.
+    /// Alertmanager webhook: a firing alert whose labels name a graph and one of its pending
+    /// conditional services enqueues `deploy-conditional` for it (once: repeats find the job or
+    /// the service already deployed). For a `condition: ALL` service each event's firing and
+    /// resolved notifications are recorded, and the job is enqueued only once every event is
+    /// firing (configure Alertmanager with `send_resolved: true`). Other alerts are ignored and
+    /// counted.
     ///
     /// `POST /alerts` (`postAlerts`).
     pub async fn post_alerts(&self, body: Vec<u8>) -> Result<AlertsAccepted, crate::Error> {
@@ -595,9 +603,12 @@ impl crate::blocking::Client {
         crate::decode_json(status, &bytes)
     }
 
-    /// Alertmanager webhook: each firing alert whose labels name a graph and one of its conditional
-    /// services enqueues `deploy-conditional` for it (once: repeats find the job or the service
-    /// already deployed). Other alerts are ignored and counted.
+    /// Alertmanager webhook: a firing alert whose labels name a graph and one of its pending
+    /// conditional services enqueues `deploy-conditional` for it (once: repeats find the job or
+    /// the service already deployed). For a `condition: ALL` service each event's firing and
+    /// resolved notifications are recorded, and the job is enqueued only once every event is
+    /// firing (configure Alertmanager with `send_resolved: true`). Other alerts are ignored and
+    /// counted.
     ///
     /// `POST /alerts` (`postAlerts`).
     pub fn post_alerts(&self, body: Vec<u8>) -> Result<AlertsAccepted, crate::Error> {
