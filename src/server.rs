@@ -70,16 +70,20 @@ pub async fn registry(pool: PgPool, settings: &ServerSettings) -> anyhow::Result
 pub fn monitoring(
     m: &crate::settings::MonitoringSettings,
 ) -> anyhow::Result<crate::jobs::Monitoring> {
-    use crate::monitoring::io::{Grafana, GrafanaAuth, Prometheus};
+    use crate::monitoring::io::{Grafana, HttpAuth, Prometheus};
     let timeout = Duration::from_secs(10);
-    let auth = match (&m.grafana_token, &m.grafana_user, &m.grafana_password) {
-        (Some(t), _, _) => GrafanaAuth::Token(t.clone()),
-        (None, Some(u), Some(p)) => GrafanaAuth::Basic {
-            user: u.clone(),
-            password: p.clone(),
-        },
-        _ => GrafanaAuth::None,
-    };
+    let grafana_auth = HttpAuth::from_parts(
+        m.grafana_token.as_deref(),
+        m.grafana_user.as_deref(),
+        m.grafana_password.as_deref(),
+    )
+    .map_err(|e| anyhow::anyhow!("grafana credentials: {e}"))?;
+    let prometheus_auth = HttpAuth::from_parts(
+        m.prometheus_token.as_deref(),
+        m.prometheus_user.as_deref(),
+        m.prometheus_password.as_deref(),
+    )
+    .map_err(|e| anyhow::anyhow!("prometheus credentials: {e}"))?;
     let rules = match m.alert_rules.as_str() {
         "none" | "" => crate::jobs::RulesTarget::None,
         "prometheus-rule" => crate::jobs::RulesTarget::PrometheusRule {
@@ -100,11 +104,11 @@ pub fn monitoring(
         prometheus: m
             .prometheus_url
             .as_deref()
-            .map(|u| Prometheus::new(u, timeout)),
+            .map(|u| Prometheus::new(u, timeout).with_auth(prometheus_auth)),
         grafana: m
             .grafana_url
             .as_deref()
-            .map(|u| Grafana::new(u, auth, timeout)),
+            .map(|u| Grafana::new(u, grafana_auth, timeout)),
         rules,
         rate_window: m.rate_window.clone(),
     })

@@ -35,6 +35,15 @@ pub struct FileSettings {
     /// Prometheus base URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prometheus_url: Option<String>,
+    /// Prometheus basic-auth user (Prometheus's `--web.config.file`, or a proxy in front).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus_user: Option<String>,
+    /// Prometheus basic-auth password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus_password: Option<String>,
+    /// Bearer token sent to Prometheus (instead of user/password), e.g. for an auth proxy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus_token: Option<String>,
     /// Grafana base URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grafana_url: Option<String>,
@@ -90,6 +99,8 @@ impl FileSettings {
             registry_password: hide(&self.registry_password),
             registry_token: hide(&self.registry_token),
             grafana_password: hide(&self.grafana_password),
+            prometheus_password: hide(&self.prometheus_password),
+            prometheus_token: hide(&self.prometheus_token),
             database_url: self.database_url.as_deref().map(crate::cli::redact_url),
             ..self.clone()
         }
@@ -228,6 +239,12 @@ pub struct ServerSettings {
 pub struct MonitoringSettings {
     /// Prometheus base URL (scaling reads request rates there).
     pub prometheus_url: Option<String>,
+    /// Prometheus basic auth.
+    pub prometheus_user: Option<String>,
+    /// Prometheus basic auth.
+    pub prometheus_password: Option<String>,
+    /// Prometheus bearer token.
+    pub prometheus_token: Option<String>,
     /// Grafana base URL (dashboards).
     pub grafana_url: Option<String>,
     /// Grafana basic auth.

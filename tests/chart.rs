@@ -335,7 +335,7 @@ fn the_worker_grace_period_exceeds_the_shutdown_grace() {
 #[test]
 fn secrets_come_from_secret_key_refs_and_env_names_are_real() {
     let helpers = template("_helpers.tpl");
-    for var in ["SMO_API_TOKEN", "SMO_GRAFANA_TOKEN", "SMO_DATABASE_URL"] {
+    for var in ["SMO_API_TOKEN", "SMO_DATABASE_URL"] {
         let at = helpers
             .find(&format!("- name: {var}\n"))
             .unwrap_or_else(|| panic!("{var} not set in _helpers.tpl"));
@@ -351,6 +351,31 @@ fn secrets_come_from_secret_key_refs_and_env_names_are_real() {
         );
         assert!(after.contains("secretKeyRef:"));
     }
+    // Monitoring credentials: each from an optional Secret key, through one helper.
+    let define = helpers
+        .split(r#"{{- define "smo.optionalSecretEnv" }}"#)
+        .nth(1)
+        .expect("smo.optionalSecretEnv")
+        .split("{{- end -}}")
+        .next()
+        .unwrap();
+    assert!(define.contains("valueFrom:") && define.contains("secretKeyRef:"));
+    assert!(define.contains("optional: true") && !define.contains("value:"));
+    for var in [
+        "SMO_PROMETHEUS_TOKEN",
+        "SMO_PROMETHEUS_USER",
+        "SMO_PROMETHEUS_PASSWORD",
+        "SMO_GRAFANA_TOKEN",
+        "SMO_GRAFANA_USER",
+        "SMO_GRAFANA_PASSWORD",
+    ] {
+        assert!(
+            helpers.contains(&format!(
+                r#"include "smo.optionalSecretEnv" (dict "env" "{var}""#
+            )),
+            "{var} is not read from a Secret"
+        );
+    }
     // Only the database URL has a plain fallback (documented as password-less).
     let all = templates();
     for (name, text) in &all {
@@ -362,7 +387,7 @@ fn secrets_come_from_secret_key_refs_and_env_names_are_real() {
     }
     // Every SMO_* variable the chart sets is one smo reads.
     let smo = read(&root().join("src/bin/smo.rs"));
-    let var = Regex::new(r"name: (SMO_[A-Z_]+)").unwrap();
+    let var = Regex::new(r#"(?:name: |"env" ")(SMO_[A-Z_]+)"#).unwrap();
     for (name, text) in &all {
         for cap in var.captures_iter(text) {
             assert!(

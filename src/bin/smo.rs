@@ -386,11 +386,15 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 monitoring: smo::settings::MonitoringSettings {
                     prometheus_url: a.prometheus_url.or(file.prometheus_url.clone()),
                     grafana_url: a.grafana_url.or(file.grafana_url.clone()),
-                    grafana_user: file.grafana_user.clone(),
-                    grafana_password: file.grafana_password.clone(),
-                    grafana_token: std::env::var("SMO_GRAFANA_TOKEN")
-                        .ok()
-                        .or(file.grafana_token.clone()),
+                    prometheus_user: env_or("SMO_PROMETHEUS_USER", &file.prometheus_user),
+                    prometheus_password: env_or(
+                        "SMO_PROMETHEUS_PASSWORD",
+                        &file.prometheus_password,
+                    ),
+                    prometheus_token: env_or("SMO_PROMETHEUS_TOKEN", &file.prometheus_token),
+                    grafana_user: env_or("SMO_GRAFANA_USER", &file.grafana_user),
+                    grafana_password: env_or("SMO_GRAFANA_PASSWORD", &file.grafana_password),
+                    grafana_token: env_or("SMO_GRAFANA_TOKEN", &file.grafana_token),
                     alert_rules: a
                         .alert_rules
                         .or(file.alert_rules.clone())
@@ -1087,4 +1091,12 @@ fn gib(bytes: i64) -> String {
 
 fn mib(bytes: i64) -> String {
     format!("{:.0}Mi", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// A secret from the environment (how the chart passes Secrets), else from the config file.
+fn env_or(var: &str, file: &Option<String>) -> Option<String> {
+    std::env::var(var)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .or_else(|| file.clone())
 }

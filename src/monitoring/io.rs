@@ -85,25 +85,40 @@ async fn check(
 #[derive(Clone)]
 pub struct Prometheus {
     base: String,
+    auth: HttpAuth,
     http: reqwest::Client,
 }
 
 impl Prometheus {
-    /// A client of the Prometheus at `base` (e.g. `http://127.0.0.1:9090`).
+    /// A client of the Prometheus at `base` (e.g. `http://127.0.0.1:9090`), without credentials.
     pub fn new(base: &str, timeout: Duration) -> Self {
         Self {
             base: base.trim_end_matches('/').to_string(),
+            auth: HttpAuth::None,
             http: http(timeout),
         }
     }
 
+    /// The same client sending `auth` with every request.
+    pub fn with_auth(mut self, auth: HttpAuth) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    fn req(&self, m: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.auth
+            .apply(self.http.request(m, format!("{}{path}", self.base)))
+    }
+
     /// Evaluates an instant query to one number (empty or NaN results are 0, as SPEC §3 says).
     pub async fn query(&self, query: &str) -> Result<f64, IoError> {
-        let url = format!("{}/api/v1/query", self.base);
         let body = check(
             "prometheus",
             &self.base,
-            self.http.get(&url).query(&[("query", query)]).send().await,
+            self.req(reqwest::Method::GET, "/api/v1/query")
+                .query(&[("query", query)])
+                .send()
+                .await,
         )
         .await?;
         super::parse_query_result(&body).map_err(|e| IoError::Answer(format!("prometheus: {e}")))
@@ -114,10 +129,7 @@ impl Prometheus {
         check(
             "prometheus",
             &self.base,
-            self.http
-                .post(format!("{}/-/reload", self.base))
-                .send()
-                .await,
+            self.req(reqwest::Method::POST, "/-/reload").send().await,
         )
         .await?;
         Ok(())
@@ -128,10 +140,7 @@ impl Prometheus {
         let body = check(
             "prometheus",
             &self.base,
-            self.http
-                .get(format!("{}/api/v1/rules", self.base))
-                .send()
-                .await,
+            self.req(reqwest::Method::GET, "/api/v1/rules").send().await,
         )
         .await?;
         let v: Value = serde_json::from_slice(&body).map_err(|e| IoError::Answer(e.to_string()))?;
@@ -146,33 +155,60 @@ impl Prometheus {
     }
 }
 
-/// How smo authenticates to Grafana.
-#[derive(Clone, Debug)]
-pub enum GrafanaAuth {
+/// How smo authenticates to Prometheus or Grafana.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum HttpAuth {
     /// No credentials (anonymous, or the sim).
+    #[default]
     None,
-    /// Basic auth.
+    /// Basic auth (Prometheus's `--web.config.file`, a proxy, Grafana users).
     Basic {
         /// User.
         user: String,
         /// Password.
         password: String,
     },
-    /// A service-account token.
-    Token(String),
+    /// A bearer token (a Grafana service-account token, a proxy in front of Prometheus).
+    Bearer(String),
+}
+
+impl HttpAuth {
+    /// From configured parts: a token wins; a user needs a password; nothing set means none.
+    pub fn from_parts(
+        token: Option<&str>,
+        user: Option<&str>,
+        password: Option<&str>,
+    ) -> Result<Self, String> {
+        let nonempty = |v: Option<&str>| v.filter(|s| !s.is_empty()).map(str::to_string);
+        match (nonempty(token), nonempty(user), nonempty(password)) {
+            (Some(t), _, _) => Ok(Self::Bearer(t)),
+            (None, Some(user), Some(password)) => Ok(Self::Basic { user, password }),
+            (None, Some(_), None) => Err("a user is set but no password".into()),
+            (None, None, Some(_)) => Err("a password is set but no user".into()),
+            (None, None, None) => Ok(Self::None),
+        }
+    }
+
+    fn apply(&self, r: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self {
+            HttpAuth::None => r,
+            HttpAuth::Basic { user, password } => r.basic_auth(user, Some(password)),
+            HttpAuth::Bearer(t) => r.bearer_auth(t),
+        }
+    }
 }
 
 /// Grafana's dashboard API.
 #[derive(Clone)]
 pub struct Grafana {
     base: String,
-    auth: GrafanaAuth,
+    auth: HttpAuth,
     http: reqwest::Client,
 }
 
 impl Grafana {
     /// A client of the Grafana at `base`.
-    pub fn new(base: &str, auth: GrafanaAuth, timeout: Duration) -> Self {
+    pub fn new(base: &str, auth: HttpAuth, timeout: Duration) -> Self {
         Self {
             base: base.trim_end_matches('/').to_string(),
             auth,
@@ -181,12 +217,8 @@ impl Grafana {
     }
 
     fn req(&self, m: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let r = self.http.request(m, format!("{}{path}", self.base));
-        match &self.auth {
-            GrafanaAuth::None => r,
-            GrafanaAuth::Basic { user, password } => r.basic_auth(user, Some(password)),
-            GrafanaAuth::Token(t) => r.bearer_auth(t),
-        }
+        self.auth
+            .apply(self.http.request(m, format!("{}{path}", self.base)))
     }
 
     /// Creates or overwrites a dashboard (`POST /api/dashboards/db`); returns its absolute URL.
@@ -242,5 +274,40 @@ impl Grafana {
             Err(IoError::Status { status: 404, .. }) => Ok(false),
             Err(e) => Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HttpAuth;
+
+    #[test]
+    fn credentials_from_parts_prefer_a_token_and_refuse_half_pairs() {
+        assert_eq!(
+            HttpAuth::from_parts(Some("t"), Some("u"), Some("p")),
+            Ok(HttpAuth::Bearer("t".into()))
+        );
+        assert_eq!(
+            HttpAuth::from_parts(None, Some("u"), Some("p")),
+            Ok(HttpAuth::Basic {
+                user: "u".into(),
+                password: "p".into()
+            })
+        );
+        // Empty values (an unset Secret key rendered as "") count as unset.
+        assert_eq!(
+            HttpAuth::from_parts(Some(""), None, Some("")),
+            Ok(HttpAuth::None)
+        );
+        assert!(
+            HttpAuth::from_parts(None, Some("u"), None)
+                .unwrap_err()
+                .contains("no password")
+        );
+        assert!(
+            HttpAuth::from_parts(None, None, Some("p"))
+                .unwrap_err()
+                .contains("no user")
+        );
     }
 }

@@ -9,7 +9,7 @@ use std::{
 use serde_json::Value;
 use smo::{
     jobs::{self, App, Monitoring, RulesTarget, ScaleFanoutJob},
-    monitoring::io::{Grafana, GrafanaAuth, Prometheus},
+    monitoring::io::{Grafana, HttpAuth, Prometheus},
 };
 use smo_jobs::{CronEntry, Queue, Scheduler, SchedulerConfig, Worker, testing::fast_worker_config};
 
@@ -92,7 +92,7 @@ async fn replicas_follow_load_an_alert_deploys_its_service_once_and_remove_clean
     wait_http(&format!("http://127.0.0.1:{am_port}/-/ready")).await;
 
     let prometheus = Prometheus::new(&prom_url, Duration::from_secs(5));
-    let grafana = Grafana::new(&s.sim_url, GrafanaAuth::None, Duration::from_secs(5));
+    let grafana = Grafana::new(&s.sim_url, HttpAuth::None, Duration::from_secs(5));
     let monitoring = Monitoring {
         prometheus: Some(prometheus.clone()),
         grafana: Some(grafana.clone()),
@@ -219,4 +219,52 @@ async fn history_kinds(s: &Stack, kind: &str) -> usize {
         .await
         .unwrap();
     history.iter().filter(|d| d["kind"] == kind).count()
+}
+
+#[tokio::test]
+async fn a_prometheus_behind_basic_auth_is_reached_with_the_configured_credentials() {
+    // Prometheus's own basic auth (--web.config.file), user smo / password s3cret (bcrypt).
+    let dir = std::env::temp_dir().join(format!("smo-prom-auth-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let web = dir.join("web.yml");
+    std::fs::write(
+        &web,
+        "basic_auth_users:\n  smo: $2b$12$BsEXCLG42x/s7.2s6nwsXea38YBYA05ifZhsWpNvaQS.Gd2kwwTYa\n",
+    )
+    .unwrap();
+    let (_prom, url) = crate::support::spawn_prometheus_with(
+        &dir,
+        "global: {scrape_interval: 1m}\n",
+        &[format!("--web.config.file={}", web.display())],
+    );
+    let settings = |user: Option<&str>, password: Option<&str>| {
+        smo::server::monitoring(&smo::settings::MonitoringSettings {
+            prometheus_url: Some(url.clone()),
+            prometheus_user: user.map(str::to_string),
+            prometheus_password: password.map(str::to_string),
+            alert_rules: "none".into(),
+            ..Default::default()
+        })
+    };
+    let with = settings(Some("smo"), Some("s3cret"))
+        .unwrap()
+        .prometheus
+        .unwrap();
+    // Ready once it answers the authenticated query.
+    until("Prometheus to answer with credentials", 30, || async {
+        with.query("vector(1)").await.is_ok()
+    })
+    .await;
+    assert_eq!(with.query("vector(42)").await.unwrap(), 42.0);
+    let without = settings(None, None).unwrap().prometheus.unwrap();
+    let err = without.query("vector(1)").await.unwrap_err().to_string();
+    assert!(err.contains("401"), "{err}");
+    let wrong = settings(Some("smo"), Some("nope"))
+        .unwrap()
+        .prometheus
+        .unwrap();
+    assert!(wrong.query("vector(1)").await.is_err());
+    // Half a pair is a configuration error, named.
+    let half = settings(Some("smo"), None).err().unwrap().to_string();
+    assert!(half.contains("prometheus credentials"), "{half}");
 }

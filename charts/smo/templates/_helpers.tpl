@@ -94,12 +94,15 @@ app.kubernetes.io/part-of: smo
 - name: SMO_GRAFANA_URL
   value: {{ .Values.grafana.url | quote }}
 {{- end }}
-{{- if .Values.grafana.existingSecret }}
-- name: SMO_GRAFANA_TOKEN
-  valueFrom:
-    secretKeyRef:
-      name: {{ .Values.grafana.existingSecret | quote }}
-      key: {{ .Values.grafana.tokenKey | quote }}
+{{- with .Values.prometheus.existingSecret }}
+{{- include "smo.optionalSecretEnv" (dict "env" "SMO_PROMETHEUS_TOKEN" "secret" . "key" $.Values.prometheus.tokenKey) }}
+{{- include "smo.optionalSecretEnv" (dict "env" "SMO_PROMETHEUS_USER" "secret" . "key" $.Values.prometheus.userKey) }}
+{{- include "smo.optionalSecretEnv" (dict "env" "SMO_PROMETHEUS_PASSWORD" "secret" . "key" $.Values.prometheus.passwordKey) }}
+{{- end }}
+{{- with .Values.grafana.existingSecret }}
+{{- include "smo.optionalSecretEnv" (dict "env" "SMO_GRAFANA_TOKEN" "secret" . "key" $.Values.grafana.tokenKey) }}
+{{- include "smo.optionalSecretEnv" (dict "env" "SMO_GRAFANA_USER" "secret" . "key" $.Values.grafana.userKey) }}
+{{- include "smo.optionalSecretEnv" (dict "env" "SMO_GRAFANA_PASSWORD" "secret" . "key" $.Values.grafana.passwordKey) }}
 {{- end }}
 {{- if .Values.api.token.existingSecret }}
 - name: SMO_API_TOKEN
@@ -108,6 +111,17 @@ app.kubernetes.io/part-of: smo
       name: {{ .Values.api.token.existingSecret | quote }}
       key: {{ .Values.api.token.key | quote }}
 {{- end }}
+{{- end -}}
+
+{{/* One credential from a Secret key that may be absent (a token, or a user and password);
+     call with (dict "env" <variable> "secret" <Secret name> "key" <key>). */}}
+{{- define "smo.optionalSecretEnv" }}
+- name: {{ .env }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ .secret | quote }}
+      key: {{ .key | quote }}
+      optional: true
 {{- end -}}
 
 {{/* Volumes of every server pod: writable /tmp and $HOME (helm caches) and the Karmada kubeconfig. */}}

@@ -117,6 +117,11 @@ where
 /// Starts the real Prometheus (Debian package) on a free loopback port with `config` as its
 /// prometheus.yml in `dir`; returns the process (killed on drop) and its base URL.
 pub fn spawn_prometheus(dir: &Path, config: &str) -> (Proc, String) {
+    spawn_prometheus_with(dir, config, &[])
+}
+
+/// [`spawn_prometheus`] with extra command-line arguments (e.g. `--web.config.file=…`).
+pub fn spawn_prometheus_with(dir: &Path, config: &str, extra: &[String]) -> (Proc, String) {
     let Some(bin) = binary("prometheus") else {
         panic!("prometheus is required: run scripts/setup");
     };
@@ -134,6 +139,7 @@ pub fn spawn_prometheus(dir: &Path, config: &str) -> (Proc, String) {
         ))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .arg("--web.enable-lifecycle")
+        .args(extra)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
