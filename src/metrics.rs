@@ -107,10 +107,10 @@ fn esc(v: &str) -> String {
     smo_jobs::metrics::escape(v)
 }
 
-/// Serves this process's series on `listen` (`GET /metrics`, `GET /healthz`) until `shutdown` —
-/// for worker and scheduler pods, which have no API to carry them.
-pub async fn serve(
-    listen: &str,
+/// Serves this process's series on `listener` (`GET /metrics`, `GET /healthz`) until
+/// `shutdown` — for worker and scheduler pods, which have no API to carry them.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<()> {
     use poem::{EndpointExt as _, Route, get, handler};
@@ -126,9 +126,6 @@ pub async fn serve(
         "ok"
     }
 
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {listen} for metrics: {e}"))?;
     tracing::info!(addr = %listener.local_addr()?, "metrics listening on /metrics");
     let app = Route::new()
         .at("/metrics", get(metrics))

@@ -137,6 +137,12 @@ pub fn cron_entries(settings: &ServerSettings) -> anyhow::Result<Vec<CronEntry>>
     ])
 }
 
+async fn bind(listen: &str, what: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {listen} for {what}: {e}"))
+}
+
 /// Serves the API on `listen` until `shutdown`.
 pub async fn serve_api(
     pool: PgPool,
@@ -145,9 +151,7 @@ pub async fn serve_api(
     registry: crate::settings::RegistrySettings,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    let listener = bind(listen, "the API").await?;
     serve_api_on(pool, listener, token, registry, shutdown).await
 }
 
@@ -178,9 +182,18 @@ pub async fn run(
     roles: &[Role],
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let has = |r: Role| roles.contains(&r) || roles.contains(&Role::All);
+    // Bind the listeners first: a bad or taken address fails before anything registers or runs.
+    let api_listener = match has(Role::Api) {
+        true => Some(bind(&settings.listen, "the API").await?),
+        false => None,
+    };
+    let metrics_listener = match &settings.metrics_listen {
+        Some(l) => Some(bind(l, "metrics").await?),
+        None => None,
+    };
     let pool = crate::cli::connect(&settings.database_url, 32).await?;
     migrate(&pool).await?;
-    let has = |r: Role| roles.contains(&r) || roles.contains(&Role::All);
     let queue = Queue::new(pool.clone());
     let mut tasks = tokio::task::JoinSet::new();
     if has(Role::Worker) {
@@ -204,19 +217,14 @@ pub async fn run(
         let s = shutdown.clone();
         tasks.spawn(async move { scheduler.run(s).await.map_err(anyhow::Error::from) });
     }
-    if has(Role::Api) {
-        let (p, l, t, s) = (
-            pool.clone(),
-            settings.listen.clone(),
-            settings.api_token.clone(),
-            shutdown.clone(),
-        );
+    if let Some(listener) = api_listener {
+        let (p, t, s) = (pool.clone(), settings.api_token.clone(), shutdown.clone());
         let r = settings.registry.clone();
-        tasks.spawn(async move { serve_api(p, &l, t, r, s).await });
+        tasks.spawn(async move { serve_api_on(p, listener, t, r, s).await });
     }
-    if let Some(listen) = settings.metrics_listen.clone() {
+    if let Some(listener) = metrics_listener {
         let s = shutdown.clone();
-        tasks.spawn(async move { crate::metrics::serve(&listen, s).await });
+        tasks.spawn(async move { crate::metrics::serve_on(listener, s).await });
     }
     // The first role to fail stops the others: a half-running process is worse than a restart.
     let mut result = Ok(());

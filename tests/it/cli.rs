@@ -162,3 +162,41 @@ fn placement_solve_answers_what_ifs_and_refuses_bad_problems() {
     assert_eq!(out.status.code(), Some(1));
     let _ = std::fs::remove_dir_all(&home);
 }
+
+#[test]
+fn run_refuses_an_unusable_listen_address_before_touching_anything() {
+    let home = std::env::temp_dir().join(format!("smo-listen-{}", std::process::id()));
+    std::fs::create_dir_all(&home).unwrap();
+    // A database that does not exist: the address is checked first, so it is never reached.
+    let unreachable_db = "postgres://nobody@127.0.0.1:9/none";
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_addr = taken.local_addr().unwrap().to_string();
+    for (args, expected) in [
+        (
+            vec!["run", "--role", "worker", "--metrics-listen", "nonsense"],
+            "cannot listen on nonsense for metrics",
+        ),
+        (
+            vec!["run", "--role", "api", "--listen", taken_addr.as_str()],
+            "for the API",
+        ),
+    ] {
+        let out = smo_process(&args, &home)
+            .env("SMO_DATABASE_URL", unreachable_db)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = text(&out.stderr);
+        let last = err.lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with("error: ") && last.contains(expected),
+            "{args:?}: {err}"
+        );
+        assert!(
+            !err.contains("database"),
+            "{args:?} reached the database: {err}"
+        );
+    }
+    drop(taken);
+    let _ = std::fs::remove_dir_all(&home);
+}
