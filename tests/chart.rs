@@ -228,6 +228,7 @@ fn templates_cover_every_role() {
         "servicemonitor.yaml",
         "service-metrics.yaml",
         "configmap-dashboard.yaml",
+        "pdb.yaml",
         "NOTES.txt",
     ] {
         assert!(all.contains_key(name), "templates/{name} is missing");
@@ -539,4 +540,26 @@ fn every_role_exposes_metrics_and_the_dashboard_ships_with_the_chart() {
     // The image documents the metrics port the chart uses.
     let port = values()["metrics"]["port"].as_u64().expect("metrics.port");
     assert!(read(&root().join("Dockerfile")).contains(&format!("EXPOSE 8080 {port}")));
+}
+
+#[test]
+fn every_role_has_a_disruption_budget_below_its_replicas() {
+    let pdb = template("pdb.yaml");
+    assert!(pdb.starts_with("{{- if .Values.podDisruptionBudget.enabled }}"));
+    assert!(pdb.contains("apiVersion: policy/v1") && pdb.contains("kind: PodDisruptionBudget"));
+    assert!(pdb.contains(r#"range $component := list "api" "worker" "scheduler""#));
+    assert!(pdb.contains(r#"include "smo.selectorLabels" $ctx"#));
+    let v = values();
+    let min = v["podDisruptionBudget"]["minAvailable"]
+        .as_u64()
+        .expect("podDisruptionBudget.minAvailable");
+    // With the defaults a drain can always proceed: every role has more replicas than the budget.
+    for role in ["api", "worker", "scheduler"] {
+        let replicas = v[role]["replicas"].as_u64().expect("replicas");
+        assert!(
+            replicas > min,
+            "{role}: {replicas} replicas, minAvailable {min}"
+        );
+    }
+    assert!(v["worker"]["hpa"]["min"].as_u64().unwrap() > min);
 }
