@@ -10,7 +10,7 @@ use std::{
 };
 
 use regex::Regex;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -562,4 +562,76 @@ fn every_role_has_a_disruption_budget_below_its_replicas() {
         );
     }
     assert!(v["worker"]["hpa"]["min"].as_u64().unwrap() > min);
+}
+
+#[path = "it/support/crd.rs"]
+mod crd;
+
+fn schema() -> Value {
+    serde_json::from_str(&read(&chart_dir().join("values.schema.json")))
+        .expect("values.schema.json is JSON")
+}
+
+/// values.yaml with one value replaced (dotted path), as `--set` would.
+fn values_with(path: &str, value: Value) -> Value {
+    let mut v = values();
+    let mut node = &mut v;
+    let keys: Vec<&str> = path.split('.').collect();
+    for k in &keys[..keys.len() - 1] {
+        node = &mut node[*k];
+    }
+    node[keys[keys.len() - 1]] = value;
+    v
+}
+
+#[test]
+fn values_yaml_satisfies_values_schema_json_and_bad_overrides_are_refused() {
+    let schema = schema();
+    // Keywords the validator checks (helm would check the same ones).
+    let text = serde_json::to_string(&schema).unwrap();
+    for unsupported in ["\"$ref\"", "\"if\"", "\"dependencies\"", "\"const\""] {
+        assert!(!text.contains(unsupported), "schema uses {unsupported}");
+    }
+    let problems = crd::validate_value(&schema, &values());
+    assert!(
+        problems.is_empty(),
+        "values.yaml breaks its schema: {problems:#?}"
+    );
+    // additionalProperties: false everywhere but free-form maps, so every key of values.yaml
+    // is declared (a new key without schema fails above) and a typo is refused.
+    for (path, bad, expected) in [
+        ("worker.replicas", json!("two"), "worker.replicas"),
+        ("worker.replicas", json!(0), "worker.replicas"),
+        ("alertRules.mode", json!("rules"), "alertRules.mode"),
+        ("image.pullPolicy", json!("Sometimes"), "image.pullPolicy"),
+        ("scaling.interval", json!("30 seconds"), "scaling.interval"),
+        (
+            "scaling.rateWindow",
+            json!("1 minute"),
+            "scaling.rateWindow",
+        ),
+        ("worker.hpa.targetCPU", json!(150), "worker.hpa.targetCPU"),
+        ("metrics.port", json!(70000), "metrics.port"),
+        ("api.replicaz", json!(3), "api.replicaz"),
+    ] {
+        let problems = crd::validate_value(&schema, &values_with(path, bad.clone()));
+        assert!(
+            problems.iter().any(|p| p.contains(expected)),
+            "{path}={bad} accepted: {problems:?}"
+        );
+    }
+    // Accepted overrides stay accepted.
+    for (path, ok) in [
+        ("worker.heartbeatInterval", json!("500ms")),
+        ("retention", json!("2w")),
+        ("scaling.rateWindow", json!("1m30s")),
+        (
+            "serviceMonitor.labels",
+            json!({"release": "kube-prometheus-stack"}),
+        ),
+        ("imagePullSecrets", json!([{"name": "regcred"}])),
+    ] {
+        let problems = crd::validate_value(&schema, &values_with(path, ok.clone()));
+        assert!(problems.is_empty(), "{path}={ok} refused: {problems:?}");
+    }
 }

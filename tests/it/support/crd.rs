@@ -202,6 +202,14 @@ pub fn validate(crd: &Crd, obj: &Value) -> Vec<String> {
     v.problems
 }
 
+/// `<json path>: <what is wrong>` for `value` against a bare schema (no Kubernetes object
+/// envelope): the same keywords as [`validate`], e.g. for a chart's `values.schema.json`.
+pub fn validate_value(schema: &Value, value: &Value) -> Vec<String> {
+    let mut v = Validator::default();
+    v.check(schema, value, "");
+    v.problems
+}
+
 /// Accumulates problems while walking; holds compiled `pattern`s so each is built once.
 #[derive(Default)]
 struct Validator {
