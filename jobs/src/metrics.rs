@@ -273,9 +273,16 @@ pub static DURATION: HistogramVec = HistogramVec::new(
     DURATION_BUCKETS,
 );
 
+/// Cron slots this process's scheduler claimed (each slot is claimed by one scheduler only).
+pub static CRON_FIRED: CounterVec = CounterVec::new(
+    "smo_cron_fired_total",
+    "Cron slots this process's scheduler claimed and enqueued, by entry.",
+    &["entry"],
+);
+
 /// Appends the engine's per-process series (counters and the duration histogram).
 pub fn render(out: &mut String) {
-    for c in [&ENQUEUED, &STARTED, &SUCCEEDED, &FAILED, &DEAD] {
+    for c in [&ENQUEUED, &STARTED, &SUCCEEDED, &FAILED, &DEAD, &CRON_FIRED] {
         c.render(out);
     }
     DURATION.render(out);

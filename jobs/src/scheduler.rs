@@ -153,6 +153,7 @@ impl Scheduler {
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
+            crate::metrics::CRON_FIRED.inc(&[&e.name]);
             fired.push((e.name.clone(), enq));
         }
         Ok(fired)

@@ -346,6 +346,7 @@ async fn two_schedulers_enqueue_each_slot_once() {
     let b = Scheduler::new(q.clone(), SchedulerConfig::default()).with_entry(entry);
     a.register().await.unwrap();
     b.register().await.unwrap();
+    let fired_before = smo_jobs::metrics::CRON_FIRED.get(&["tick-all"]);
     let mut fired = 0;
     for _ in 0..6 {
         clock.advance(chrono::Duration::seconds(30));
@@ -357,6 +358,11 @@ async fn two_schedulers_enqueue_each_slot_once() {
             .unwrap();
     }
     assert_eq!(fired, 6);
+    assert_eq!(
+        smo_jobs::metrics::CRON_FIRED.get(&["tick-all"]) - fired_before,
+        6,
+        "the cron counter counts claimed slots, once each"
+    );
     let jobs = q
         .list(&JobFilter {
             kind: Some("noop".into()),

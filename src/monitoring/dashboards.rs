@@ -564,8 +564,9 @@ pub fn render_smo_dashboard() -> Dashboard {
             ],
         },
         PanelSpec {
-            title: "Workers",
-            description: "Workers with a live heartbeat, and attempts they start per second.",
+            title: "Workers and scheduler",
+            description: "Workers with a live heartbeat, attempts they start per second, and cron \
+                          slots the schedulers fired in the last 5 minutes.",
             unit: "short",
             ratio: false,
             targets: vec![
@@ -573,6 +574,10 @@ pub fn render_smo_dashboard() -> Dashboard {
                 q(
                     &format!("sum(rate(smo_jobs_started_total[{WINDOW}]))"),
                     "started/s",
+                ),
+                q(
+                    "sum by (entry) (increase(smo_cron_fired_total[5m]))",
+                    "cron {{entry}} /5m",
                 ),
             ],
         },
