@@ -357,6 +357,14 @@ fn notification(event: &str, status: &str) -> Vec<u8> {
     .unwrap()
 }
 
+/// Posts [`notification`] through the SDK; the webhook's answer.
+async fn notify(s: &Stack, event: &str, status: &str) -> smo_sdk::AlertsAccepted {
+    s.client
+        .post_alerts(notification(event, status))
+        .await
+        .unwrap()
+}
+
 async fn failover_status(s: &Stack) -> String {
     let g = s.client.get_graph("guarded").await.unwrap();
     g.services
@@ -382,33 +390,17 @@ async fn a_condition_all_service_deploys_only_while_every_event_fires() {
     assert_eq!(failover_status(&s).await, "Pending");
 
     // One event alone is recorded but deploys nothing.
-    let a = s
-        .client
-        .post_alerts(notification("web-slow", "firing"))
-        .await
-        .unwrap();
+    let a = notify(&s, "web-slow", "firing").await;
     assert!(a.jobs.is_empty(), "{a:?}");
     assert_eq!(a.waiting, ["guarded/failover: web-slow"]);
     // It resolves; then the other event fires: still not both at once.
-    let a = s
-        .client
-        .post_alerts(notification("web-slow", "resolved"))
-        .await
-        .unwrap();
+    let a = notify(&s, "web-slow", "resolved").await;
     assert_eq!((a.firing, a.resolved, a.jobs.len()), (0, 1, 0), "{a:?}");
-    let a = s
-        .client
-        .post_alerts(notification("web-erroring", "firing"))
-        .await
-        .unwrap();
+    let a = notify(&s, "web-erroring", "firing").await;
     assert_eq!(a.waiting, ["guarded/failover: web-erroring"], "{a:?}");
     assert!(a.jobs.is_empty());
     // An alert that is no event of the service is ignored.
-    let a = s
-        .client
-        .post_alerts(notification("unrelated", "firing"))
-        .await
-        .unwrap();
+    let a = notify(&s, "unrelated", "firing").await;
     assert_eq!((a.ignored, a.jobs.len()), (1, 0), "{a:?}");
     assert_eq!(failover_status(&s).await, "Pending");
     assert!(
@@ -420,11 +412,7 @@ async fn a_condition_all_service_deploys_only_while_every_event_fires() {
     );
 
     // Both firing together: deployed, once.
-    let a = s
-        .client
-        .post_alerts(notification("web-slow", "firing"))
-        .await
-        .unwrap();
+    let a = notify(&s, "web-slow", "firing").await;
     assert_eq!(a.jobs.len(), 1, "{a:?}");
     let job = serde_json::to_value(&a.jobs[0]).unwrap();
     s.succeed(&job).await;
@@ -436,11 +424,7 @@ async fn a_condition_all_service_deploys_only_while_every_event_fires() {
             .any(|(_, n)| n.contains("failover")),
         "failover's objects are applied"
     );
-    let again = s
-        .client
-        .post_alerts(notification("web-slow", "firing"))
-        .await
-        .unwrap();
+    let again = notify(&s, "web-slow", "firing").await;
     assert_eq!((again.ignored, again.jobs.len()), (1, 0), "{again:?}");
     let history = s.client.graph_history("guarded", None).await.unwrap();
     assert!(
@@ -479,17 +463,11 @@ async fn a_condition_all_job_rechecks_events_that_resolved_after_it_was_enqueued
         .await
         .unwrap();
     run_jobs().await;
-    for event in ["web-slow", "web-erroring"] {
-        s.client
-            .post_alerts(notification(event, "firing"))
-            .await
-            .unwrap();
-    }
+    notify(&s, "web-slow", "firing").await;
+    let both = notify(&s, "web-erroring", "firing").await;
+    assert_eq!(both.jobs.len(), 1, "{both:?}");
     // Enqueued while both fired; one resolves before a worker gets to it.
-    s.client
-        .post_alerts(notification("web-erroring", "resolved"))
-        .await
-        .unwrap();
+    notify(&s, "web-erroring", "resolved").await;
     run_jobs().await;
     assert_eq!(failover_status(&s).await, "Pending");
     let history = s.client.graph_history("guarded", None).await.unwrap();

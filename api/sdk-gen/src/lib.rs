@@ -532,12 +532,9 @@ impl Gen<'_> {
         })
     }
 
-    fn body(&self, b: &Value, at: &str) -> Result<Body, String> {
-        if b.get("required").and_then(Value::as_bool) != Some(true) {
-            return Err(format!("{at}: optional request bodies are not supported"));
-        }
-        let content = b
-            .get("content")
+    /// The one media type of a `content` map and the Rust type of its schema.
+    fn single_media(&self, content: Option<&Value>, at: &str) -> Result<(String, String), String> {
+        let content = content
             .and_then(Value::as_mapping)
             .filter(|c| c.len() == 1)
             .ok_or_else(|| format!("{at}/content: exactly one media type is supported"))?;
@@ -547,6 +544,14 @@ impl Gen<'_> {
             .get("schema")
             .ok_or_else(|| format!("{at}/content/{mt}: no schema"))?;
         let ty = self.rust_type(schema, &format!("{at}/content/{mt}/schema"))?;
+        Ok((mt, ty))
+    }
+
+    fn body(&self, b: &Value, at: &str) -> Result<Body, String> {
+        if b.get("required").and_then(Value::as_bool) != Some(true) {
+            return Err(format!("{at}: optional request bodies are not supported"));
+        }
+        let (mt, ty) = self.single_media(b.get("content"), at)?;
         if ty == "Vec<u8>" {
             Ok(Body::Bytes(mt))
         } else if is_json(&mt) {
@@ -562,16 +567,7 @@ impl Gen<'_> {
         let Some(content) = r.get("content") else {
             return Ok(Payload::Empty);
         };
-        let content = content
-            .as_mapping()
-            .filter(|c| c.len() == 1)
-            .ok_or_else(|| format!("{at}/content: exactly one media type is supported"))?;
-        let (mt, media) = content.iter().next().expect("one entry");
-        let mt = key(mt, &format!("{at}/content"))?;
-        let schema = media
-            .get("schema")
-            .ok_or_else(|| format!("{at}/content/{mt}: no schema"))?;
-        let ty = self.rust_type(schema, &format!("{at}/content/{mt}/schema"))?;
+        let (mt, ty) = self.single_media(Some(content), at)?;
         if mt.starts_with("text/plain") {
             if ty != "String" {
                 return Err(format!("{at}/content/{mt}: text must have a string schema"));
