@@ -5,6 +5,7 @@
 //! - [`placement`]  which cluster each service runs on: a MILP over good_lp + HiGHS (pure)
 //! - [`settings`]   layered configuration shared by every binary
 //! - [`server`]     the long-running roles (api, worker, scheduler) over the job engine `smo-jobs`
+//! - [`credentials`] one credentials type for registries, Prometheus and Grafana
 //! - [`cli`]        output, duration and connection helpers of the command lines
 //! - [`store`]      smo's tables: graphs, services, clusters, decisions
 //! - [`federation`] generated Karmada objects (pure) and the kube-rs client
@@ -15,6 +16,7 @@
 
 pub mod bench;
 pub mod cli;
+pub mod credentials;
 pub mod federation;
 pub mod hdag;
 pub mod http;

@@ -70,15 +70,16 @@ pub async fn registry(pool: PgPool, settings: &ServerSettings) -> anyhow::Result
 pub fn monitoring(
     m: &crate::settings::MonitoringSettings,
 ) -> anyhow::Result<crate::jobs::Monitoring> {
-    use crate::monitoring::io::{Grafana, HttpAuth, Prometheus};
+    use crate::credentials::Credentials;
+    use crate::monitoring::io::{Grafana, Prometheus};
     let timeout = Duration::from_secs(10);
-    let grafana_auth = HttpAuth::from_parts(
+    let grafana_auth = Credentials::from_parts(
         m.grafana_token.as_deref(),
         m.grafana_user.as_deref(),
         m.grafana_password.as_deref(),
     )
     .map_err(|e| anyhow::anyhow!("grafana credentials: {e}"))?;
-    let prometheus_auth = HttpAuth::from_parts(
+    let prometheus_auth = Credentials::from_parts(
         m.prometheus_token.as_deref(),
         m.prometheus_user.as_deref(),
         m.prometheus_password.as_deref(),

@@ -136,18 +136,13 @@ pub fn database_url(flag_or_env: Option<String>, file: &FileSettings) -> String 
 impl FileSettings {
     /// The OCI registry settings this file describes.
     pub fn registry(&self) -> RegistrySettings {
-        let auth = match (
-            &self.registry_token,
-            &self.registry_user,
-            &self.registry_password,
-        ) {
-            (Some(t), _, _) => crate::oci::RegistryAuth::Bearer(t.clone()),
-            (None, Some(u), Some(p)) => crate::oci::RegistryAuth::Basic {
-                user: u.clone(),
-                password: p.clone(),
-            },
-            _ => crate::oci::RegistryAuth::None,
-        };
+        // A half user/password pair stays anonymous here; the registry's 401 then says why.
+        let auth = crate::credentials::Credentials::from_parts(
+            self.registry_token.as_deref(),
+            self.registry_user.as_deref(),
+            self.registry_password.as_deref(),
+        )
+        .unwrap_or_default();
         RegistrySettings {
             plain_http: self.registry_plain_http.unwrap_or(false),
             auth,
@@ -161,7 +156,7 @@ pub struct RegistrySettings {
     /// Plain HTTP for every registry (loopback registries always are).
     pub plain_http: bool,
     /// Credentials.
-    pub auth: crate::oci::RegistryAuth,
+    pub auth: crate::credentials::Credentials,
 }
 
 impl RegistrySettings {

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::credentials::Credentials;
+
 /// Errors talking to Prometheus or Grafana. All are transient from a job's point of view except a
 /// rejected request (4xx other than 404/408/429).
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +87,7 @@ async fn check(
 #[derive(Clone)]
 pub struct Prometheus {
     base: String,
-    auth: HttpAuth,
+    auth: Credentials,
     http: reqwest::Client,
 }
 
@@ -94,13 +96,13 @@ impl Prometheus {
     pub fn new(base: &str, timeout: Duration) -> Self {
         Self {
             base: base.trim_end_matches('/').to_string(),
-            auth: HttpAuth::None,
+            auth: Credentials::None,
             http: http(timeout),
         }
     }
 
     /// The same client sending `auth` with every request.
-    pub fn with_auth(mut self, auth: HttpAuth) -> Self {
+    pub fn with_auth(mut self, auth: Credentials) -> Self {
         self.auth = auth;
         self
     }
@@ -155,60 +157,17 @@ impl Prometheus {
     }
 }
 
-/// How smo authenticates to Prometheus or Grafana.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub enum HttpAuth {
-    /// No credentials (anonymous, or the sim).
-    #[default]
-    None,
-    /// Basic auth (Prometheus's `--web.config.file`, a proxy, Grafana users).
-    Basic {
-        /// User.
-        user: String,
-        /// Password.
-        password: String,
-    },
-    /// A bearer token (a Grafana service-account token, a proxy in front of Prometheus).
-    Bearer(String),
-}
-
-impl HttpAuth {
-    /// From configured parts: a token wins; a user needs a password; nothing set means none.
-    pub fn from_parts(
-        token: Option<&str>,
-        user: Option<&str>,
-        password: Option<&str>,
-    ) -> Result<Self, String> {
-        let nonempty = |v: Option<&str>| v.filter(|s| !s.is_empty()).map(str::to_string);
-        match (nonempty(token), nonempty(user), nonempty(password)) {
-            (Some(t), _, _) => Ok(Self::Bearer(t)),
-            (None, Some(user), Some(password)) => Ok(Self::Basic { user, password }),
-            (None, Some(_), None) => Err("a user is set but no password".into()),
-            (None, None, Some(_)) => Err("a password is set but no user".into()),
-            (None, None, None) => Ok(Self::None),
-        }
-    }
-
-    fn apply(&self, r: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match self {
-            HttpAuth::None => r,
-            HttpAuth::Basic { user, password } => r.basic_auth(user, Some(password)),
-            HttpAuth::Bearer(t) => r.bearer_auth(t),
-        }
-    }
-}
-
 /// Grafana's dashboard API.
 #[derive(Clone)]
 pub struct Grafana {
     base: String,
-    auth: HttpAuth,
+    auth: Credentials,
     http: reqwest::Client,
 }
 
 impl Grafana {
     /// A client of the Grafana at `base`.
-    pub fn new(base: &str, auth: HttpAuth, timeout: Duration) -> Self {
+    pub fn new(base: &str, auth: Credentials, timeout: Duration) -> Self {
         Self {
             base: base.trim_end_matches('/').to_string(),
             auth,
@@ -274,40 +233,5 @@ impl Grafana {
             Err(IoError::Status { status: 404, .. }) => Ok(false),
             Err(e) => Err(e),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::HttpAuth;
-
-    #[test]
-    fn credentials_from_parts_prefer_a_token_and_refuse_half_pairs() {
-        assert_eq!(
-            HttpAuth::from_parts(Some("t"), Some("u"), Some("p")),
-            Ok(HttpAuth::Bearer("t".into()))
-        );
-        assert_eq!(
-            HttpAuth::from_parts(None, Some("u"), Some("p")),
-            Ok(HttpAuth::Basic {
-                user: "u".into(),
-                password: "p".into()
-            })
-        );
-        // Empty values (an unset Secret key rendered as "") count as unset.
-        assert_eq!(
-            HttpAuth::from_parts(Some(""), None, Some("")),
-            Ok(HttpAuth::None)
-        );
-        assert!(
-            HttpAuth::from_parts(None, Some("u"), None)
-                .unwrap_err()
-                .contains("no password")
-        );
-        assert!(
-            HttpAuth::from_parts(None, None, Some("p"))
-                .unwrap_err()
-                .contains("no user")
-        );
     }
 }

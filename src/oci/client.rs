@@ -10,6 +10,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::{OciError, OciRef, Source, UnpackLimits, unpack};
+use crate::credentials::Credentials;
 
 /// The layer media type smo writes and looks for first.
 pub const LAYER_MEDIA_TYPE: &str = "application/vnd.cncf.hdag.descriptor.v1.tar+gzip";
@@ -26,41 +27,13 @@ const MAX_MANIFEST_BYTES: u64 = 4 * 1024 * 1024;
 /// Token endpoint answers are small too.
 const MAX_TOKEN_BYTES: u64 = 1024 * 1024;
 
-/// How to authenticate to a registry. Never logged: [`std::fmt::Debug`] redacts secrets.
-#[derive(Clone, Default)]
-pub enum RegistryAuth {
-    /// Anonymous (public repositories, token servers that grant anonymous pulls).
-    #[default]
-    None,
-    /// Username and password: sent as Basic to the registry, and to its token server on a Bearer
-    /// challenge.
-    Basic {
-        /// User name.
-        user: String,
-        /// Password or access token.
-        password: String,
-    },
-    /// A ready bearer token, sent as is.
-    Bearer(String),
-}
-
-impl std::fmt::Debug for RegistryAuth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::None => f.write_str("None"),
-            Self::Basic { user, .. } => write!(f, "Basic {{ user: {user:?}, password: *** }}"),
-            Self::Bearer(_) => f.write_str("Bearer(***)"),
-        }
-    }
-}
-
 /// An OCI distribution client for packaged HDAG descriptors.
 #[derive(Debug)]
 pub struct Registry {
     /// `http://` instead of `https://` (a local registry in development and tests).
     pub plain_http: bool,
     /// Credentials.
-    pub auth: RegistryAuth,
+    pub auth: Credentials,
     /// Per-request timeout, from connecting to the last body byte.
     pub timeout: Duration,
     /// Largest blob (or plain-URL artifact) accepted.
@@ -165,7 +138,7 @@ impl Registry {
     ///
     /// Installs rustls' ring provider as the process default if none is installed yet (a no-op
     /// in the binaries, which install it first): without one, reqwest would panic here.
-    pub fn new(plain_http: bool, auth: RegistryAuth) -> Self {
+    pub fn new(plain_http: bool, auth: Credentials) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
         Self {
             plain_http,
@@ -221,11 +194,7 @@ impl Registry {
         if let Some(t) = self.cached_token() {
             return rb.bearer_auth(t);
         }
-        match &self.auth {
-            RegistryAuth::None => rb,
-            RegistryAuth::Basic { user, password } => rb.basic_auth(user, Some(password)),
-            RegistryAuth::Bearer(t) => rb.bearer_auth(t),
-        }
+        self.auth.apply(rb)
     }
 
     /// Sends a request; on a 401 with a Bearer challenge, fetches a token and retries once.
@@ -302,7 +271,7 @@ impl Registry {
             query.push(("scope", s));
         }
         let mut rb = self.http.get(realm).query(&query).timeout(self.timeout);
-        if let RegistryAuth::Basic { user, password } = &self.auth {
+        if let Credentials::Basic { user, password } = &self.auth {
             rb = rb.basic_auth(user, Some(password));
         }
         let resp = rb.send().await.map_err(|e| self.net_error(realm, e))?;
@@ -667,7 +636,7 @@ mod tests {
             "{:?}",
             Registry::new(
                 false,
-                RegistryAuth::Basic {
+                Credentials::Basic {
                     user: "u".into(),
                     password: "hunter2".into()
                 }

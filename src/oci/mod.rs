@@ -21,9 +21,7 @@ mod reference;
 #[cfg(test)]
 mod registry_tests;
 
-pub use client::{
-    CONFIG_MEDIA_TYPE, DEFAULT_MAX_BLOB_BYTES, LAYER_MEDIA_TYPE, Registry, RegistryAuth,
-};
+pub use client::{CONFIG_MEDIA_TYPE, DEFAULT_MAX_BLOB_BYTES, LAYER_MEDIA_TYPE, Registry};
 pub use error::OciError;
 pub use package::{UnpackLimits, package, unpack};
 pub use reference::{OciRef, Source, parse_ref, parse_source};

@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::credentials::Credentials;
 
 const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
 const GRAPH: &[u8] = include_bytes!("../../tests/fixtures/oci/graph.yaml");
@@ -99,7 +100,7 @@ async fn push_then_pull_round_trips_through_a_real_registry() {
     let Some(reg) = start_registry().await else {
         return;
     };
-    let client = Registry::new(true, RegistryAuth::None).with_timeout(Duration::from_secs(10));
+    let client = Registry::new(true, Credentials::None).with_timeout(Duration::from_secs(10));
     let r = parse_ref(&format!("oci://{}/hdag/shop:2.1.0", reg.addr)).expect("ref");
     let tgz = package(GRAPH, "shop.yaml").expect("package");
 
@@ -140,7 +141,7 @@ async fn push_then_pull_round_trips_through_a_real_registry() {
     }
 
     // A blob larger than the limit is refused from the manifest, before downloading.
-    let mut small = Registry::new(true, RegistryAuth::None);
+    let mut small = Registry::new(true, Credentials::None);
     small.max_blob_bytes = 10;
     let e = small.pull_descriptor(&r).await.expect_err("too large");
     assert!(matches!(e, OciError::TooLarge { limit: 10, .. }), "{e}");
@@ -160,7 +161,7 @@ async fn plain_urls_are_unpacked_or_taken_as_is() {
         return;
     };
     // The registry serves blobs at plain URLs: a handy http server holding a tgz.
-    let client = Registry::new(true, RegistryAuth::None).with_timeout(Duration::from_secs(10));
+    let client = Registry::new(true, Credentials::None).with_timeout(Duration::from_secs(10));
     let r = parse_ref(&format!("oci://{}/hdag/url:1", reg.addr)).expect("ref");
     let tgz = package(GRAPH, "g.yml").expect("package");
     client.push_descriptor(&r, &tgz).await.expect("push");
@@ -194,7 +195,7 @@ async fn a_hanging_registry_times_out_naming_the_url() {
             conns.push(c);
         }
     });
-    let client = Registry::new(true, RegistryAuth::None).with_timeout(Duration::from_millis(500));
+    let client = Registry::new(true, Credentials::None).with_timeout(Duration::from_millis(500));
     let r = parse_ref(&format!("oci://{addr}/a/b:c")).expect("ref");
     let started = Instant::now();
     let e = client.pull_descriptor(&r).await.expect_err("timeout");
@@ -276,7 +277,7 @@ async fn bearer_challenges_fetch_a_token_with_basic_credentials_and_retry() {
     let (addr, task) = token_server().await;
     let client = Registry::new(
         true,
-        RegistryAuth::Basic {
+        Credentials::Basic {
             user: "u".into(),
             password: "p".into(),
         },
@@ -302,7 +303,7 @@ async fn refused_credentials_are_unauthorized() {
     let (addr, _task) = token_server().await;
     let client = Registry::new(
         true,
-        RegistryAuth::Basic {
+        Credentials::Basic {
             user: "u".into(),
             password: "wrong".into(),
         },

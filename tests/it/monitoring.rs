@@ -9,7 +9,7 @@ use std::{
 use serde_json::Value;
 use smo::{
     jobs::{self, App, Monitoring, RulesTarget, ScaleFanoutJob},
-    monitoring::io::{Grafana, HttpAuth, Prometheus},
+    monitoring::io::{Grafana, Prometheus},
 };
 use smo_jobs::{CronEntry, Queue, Scheduler, SchedulerConfig, Worker, testing::fast_worker_config};
 
@@ -92,7 +92,11 @@ async fn replicas_follow_load_an_alert_deploys_its_service_once_and_remove_clean
     wait_http(&format!("http://127.0.0.1:{am_port}/-/ready")).await;
 
     let prometheus = Prometheus::new(&prom_url, Duration::from_secs(5));
-    let grafana = Grafana::new(&s.sim_url, HttpAuth::None, Duration::from_secs(5));
+    let grafana = Grafana::new(
+        &s.sim_url,
+        smo::credentials::Credentials::None,
+        Duration::from_secs(5),
+    );
     let monitoring = Monitoring {
         prometheus: Some(prometheus.clone()),
         grafana: Some(grafana.clone()),
