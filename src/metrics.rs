@@ -100,7 +100,7 @@ pub async fn render_queue(queue: &Queue) -> Result<String, smo_jobs::Error> {
 }
 
 fn gauge_header(out: &mut String, name: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+    smo_jobs::metrics::header(out, name, help, "gauge");
 }
 
 fn esc(v: &str) -> String {

@@ -207,7 +207,8 @@ impl<'a> Key<'a> {
     }
 }
 
-fn header(out: &mut String, name: &str, help: &str, kind: &str) {
+/// Appends the `# HELP` and `# TYPE` lines of a family (`kind`: counter, gauge, histogram).
+pub fn header(out: &mut String, name: &str, help: &str, kind: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
