@@ -144,19 +144,8 @@ async fn bind(listen: &str, what: &str) -> anyhow::Result<tokio::net::TcpListene
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen} for {what}: {e}"))
 }
 
-/// Serves the API on `listen` until `shutdown`.
-pub async fn serve_api(
-    pool: PgPool,
-    listen: &str,
-    token: Option<String>,
-    registry: crate::settings::RegistrySettings,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let listener = bind(listen, "the API").await?;
-    serve_api_on(pool, listener, token, registry, shutdown).await
-}
-
-/// Serves the API on an already bound listener (tests bind port 0).
+/// Serves the API on an already bound listener until `shutdown` (`run` binds before it
+/// connects; tests bind port 0).
 pub async fn serve_api_on(
     pool: PgPool,
     listener: tokio::net::TcpListener,
