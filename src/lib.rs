@@ -38,11 +38,26 @@ pub fn install_crypto_provider() {
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`), so stdout stays for command output.
+///
+/// `SMO_LOG_FORMAT=json` writes one JSON object per line instead (what log collectors in a
+/// cluster want; the chart sets it). Colours only when stderr is a terminal.
 pub fn init_tracing(default: &str) {
+    use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let format = std::env::var("SMO_LOG_FORMAT").unwrap_or_default();
+    let _ = match format.trim().to_ascii_lowercase().as_str() {
+        "json" => builder.json().flatten_event(true).try_init(),
+        other => {
+            if !matches!(other, "" | "text") {
+                eprintln!("warning: SMO_LOG_FORMAT={format:?} is not text or json; using text");
+            }
+            builder
+                .with_ansi(std::io::stderr().is_terminal())
+                .try_init()
+        }
+    };
 }

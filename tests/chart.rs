@@ -134,6 +134,8 @@ fn values_yaml_parses_and_every_key_is_documented() {
         "alertRules.mode",
         "scaling.interval",
         "retention",
+        "logging.format",
+        "logging.level",
         "api.token.existingSecret",
         "api.replicas",
         "api.service.port",
@@ -386,8 +388,8 @@ fn secrets_come_from_secret_key_refs_and_env_names_are_real() {
             assert!(!inline.is_match(text), "{name} inlines {var}");
         }
     }
-    // Every SMO_* variable the chart sets is one smo reads.
-    let smo = read(&root().join("src/bin/smo.rs"));
+    // Every SMO_* variable the chart sets is one smo reads (its flags, or the logging setup).
+    let smo = read(&root().join("src/bin/smo.rs")) + &read(&root().join("src/lib.rs"));
     let var = Regex::new(r#"(?:name: |"env" ")(SMO_[A-Z_]+)"#).unwrap();
     for (name, text) in &all {
         for cap in var.captures_iter(text) {
@@ -612,6 +614,7 @@ fn values_yaml_satisfies_values_schema_json_and_bad_overrides_are_refused() {
         ),
         ("worker.hpa.targetCPU", json!(150), "worker.hpa.targetCPU"),
         ("metrics.port", json!(70000), "metrics.port"),
+        ("logging.format", json!("yaml"), "logging.format"),
         ("api.replicaz", json!(3), "api.replicaz"),
     ] {
         let problems = crd::validate_value(&schema, &values_with(path, bad.clone()));

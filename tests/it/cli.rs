@@ -200,3 +200,46 @@ fn run_refuses_an_unusable_listen_address_before_touching_anything() {
     drop(taken);
     let _ = std::fs::remove_dir_all(&home);
 }
+
+#[tokio::test]
+async fn logs_are_json_lines_when_asked_and_plain_text_otherwise() {
+    let db = crate::support::test_db().await;
+    let home = std::env::temp_dir().join(format!("{}-logs", db.name));
+    std::fs::create_dir_all(&home).unwrap();
+    let migrate = |format: &str| {
+        smo_process(&["migrate"], &home)
+            .env("SMO_DATABASE_URL", &db.url)
+            .env("RUST_LOG", "info")
+            .env("SMO_LOG_FORMAT", format)
+            .output()
+            .unwrap()
+    };
+    let out = migrate("json");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty(), "migrate logged nothing at info");
+    for line in lines {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            v["level"].is_string() && v["timestamp"].is_string(),
+            "{line}"
+        );
+        assert!(v["message"].is_string(), "{line}");
+    }
+    // Text (the default): no JSON, and no colour codes when stderr is not a terminal.
+    let out = migrate("text");
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains(" INFO "), "{stderr}");
+    assert!(
+        !stderr.contains('\u{1b}') && !stderr.starts_with('{'),
+        "{stderr}"
+    );
+    let out = migrate("yaml");
+    assert!(
+        text(&out.stderr).contains("SMO_LOG_FORMAT=\"yaml\" is not text or json"),
+        "{}",
+        text(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&home);
+}

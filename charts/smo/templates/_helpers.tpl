@@ -72,6 +72,10 @@ app.kubernetes.io/part-of: smo
 {{ include "smo.databaseEnv" . }}
 - name: SMO_RETENTION
   value: {{ .Values.retention | quote }}
+- name: SMO_LOG_FORMAT
+  value: {{ .Values.logging.format | quote }}
+- name: RUST_LOG
+  value: {{ .Values.logging.level | quote }}
 - name: SMO_SCALING_INTERVAL
   value: {{ .Values.scaling.interval | quote }}
 - name: SMO_RATE_WINDOW
