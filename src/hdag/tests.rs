@@ -1414,6 +1414,59 @@ fn huge_flat_document_within_the_size_limit_is_bounded() {
     assert_eq!(e, Err(DescriptorError::TooManyNodes { limit: MAX_NODES }));
 }
 
+/// Big graphs (which the node budget allows) stay linear-ish: no quadratic checks or ordering.
+#[test]
+fn large_graphs_are_handled_in_bounded_time() {
+    let service = |id: String, next: Option<String>| {
+        json!({
+            "id": id,
+            "deployment": {
+                "trigger": { "auto": { "dependencies": next.iter().collect::<Vec<_>>() } },
+                "intent": { "compute": { "cpu": "1", "ram": "1", "storage": "1" }, "connectionPoints": next.iter().collect::<Vec<_>>() }
+            },
+            "artifact": { "image": "x" }
+        })
+    };
+    let n = 12_000;
+    let services: Vec<Value> = (0..n)
+        .map(|i| service(format!("s{i}"), (i + 1 < n).then(|| format!("s{}", i + 1))))
+        .collect();
+    let doc = bytes(
+        &json!({ "hdaGraph": { "imVersion": "0.4.0", "id": "big", "version": "1", "services": services } }),
+    );
+    let g = fast(Duration::from_secs(10), || ok(&doc)).graph;
+    let order = fast(Duration::from_secs(2), || ids(&g.deploy_order()));
+    assert_eq!(order.first().map(String::as_str), Some("s11999"));
+    assert_eq!(order.last().map(String::as_str), Some("s0"));
+
+    // Thousands of 2-cycles: every one found, the list capped.
+    let services: Vec<Value> = (0..n)
+        .map(|i| service(format!("s{i}"), Some(format!("s{}", i ^ 1))))
+        .collect();
+    let doc = bytes(
+        &json!({ "hdaGraph": { "imVersion": "0.4.0", "id": "big", "version": "1", "services": services } }),
+    );
+    let p = fast(Duration::from_secs(10), || invalid(&doc));
+    assert_eq!(p.len(), validate::MAX_PROBLEMS + 1);
+    assert!(
+        p.last()
+            .is_some_and(|x| x.message.contains("more not listed")),
+        "{:?}",
+        p.last()
+    );
+    has(
+        &p,
+        "services[0].deployment.intent.connectionPoints",
+        "cycle in connectionPoints: s0 -> s1 -> s0",
+    );
+
+    // A huge list of repeated references.
+    let mut v = base();
+    intent(&mut v, 0)["connectionPoints"] = json!(vec!["b"; 200_000]);
+    let w = fast(Duration::from_secs(10), || parse(&bytes(&v)));
+    assert!(w.is_ok_and(|p| p.warnings.len() == validate::MAX_PROBLEMS + 1));
+}
+
 /// Deterministic mutations of every known-good document: never a panic.
 #[test]
 fn mutated_documents_never_panic() {
