@@ -1241,6 +1241,16 @@ fn deep_nesting_is_refused() {
     let abyss = "- ".repeat(200_000);
     let e = fast(Duration::from_secs(10), || parse(abyss.as_bytes()));
     assert!(matches!(e, Err(DescriptorError::TooDeep { .. })), "{e:?}");
+    // serde_norway stops at 128 levels whatever the caller allows.
+    let loose = Limits {
+        max_depth: 1_000,
+        ..Limits::default()
+    };
+    let flow = format!("hdaGraph: {}{}\n", "[".repeat(200), "]".repeat(200));
+    assert_eq!(
+        parse_with_limits(flow.as_bytes(), &loose),
+        Err(DescriptorError::TooDeep { limit: 128 })
+    );
     // Within the limit is fine.
     let ok_depth = format!("hdaGraph: {}{}\n", "[".repeat(50), "]".repeat(50));
     assert!(matches!(
@@ -1338,6 +1348,15 @@ fn billion_laughs_is_refused_quickly() {
         "{e:?}"
     );
     // Our own node budget (not only serde_norway's repetition limit) stops it.
+    // ... and serde_norway's repetition limit, when a caller lifts ours, still stops it.
+    let loose = Limits {
+        max_nodes: usize::MAX,
+        ..Limits::default()
+    };
+    let e = fast(Duration::from_secs(10), || {
+        parse_with_limits(BILLION_LAUGHS.as_bytes(), &loose)
+    });
+    assert_eq!(e, Err(DescriptorError::TooManyNodes { limit: usize::MAX }));
     let tight = Limits {
         max_nodes: 1_000,
         ..Limits::default()
@@ -1381,6 +1400,16 @@ hdaGraph:
 "#;
     let g = ok(doc.as_bytes()).graph;
     assert_eq!(g.resources("a"), g.resources("b"));
+    // Reusing an anchored block many times expands to more text than the document itself.
+    let mut doc = String::from("x: &blk {k: \"");
+    doc.push_str(&"v".repeat(2_000));
+    doc.push_str("\"}\nhdaGraph: [");
+    doc.push_str(&vec!["*blk"; 1_000].join(","));
+    doc.push_str("]\n");
+    assert!(
+        matches!(parse(doc.as_bytes()), Err(DescriptorError::Invalid(_))),
+        "2 MB of text from 7 kB is fine"
+    );
 }
 
 #[test]
