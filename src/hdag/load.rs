@@ -250,6 +250,12 @@ pub(super) fn flow_work(text: &str) -> u64 {
     (b.len() as u64 + 1).saturating_mul(opens + 1)
 }
 
+/// Text that alias expansion may add beyond twice the input.
+const ALIAS_TEXT_ALLOWANCE: usize = 16 << 20;
+
+/// serde_norway's own nesting limit, reported when a caller sets `max_depth` above it.
+const SERDE_NORWAY_DEPTH: usize = 128;
+
 /// Whether the body is JSON: its first non-blank character opens an object.
 fn looks_like_json(text: &str) -> bool {
     text.trim_start().starts_with('{')
@@ -273,8 +279,14 @@ pub(super) fn load(bytes: &[u8], limits: &Limits) -> Result<Value, DescriptorErr
     let budget = Budget {
         nodes_left: Cell::new(limits.max_nodes),
         // Without aliases, string data cannot exceed about the input size (escapes only shrink or
-        // grow it by half); twice the input bounds what aliases may add on top.
-        bytes_left: Cell::new(bytes.len().saturating_mul(2)),
+        // grow it by half); aliases may add a fixed allowance on top (legitimate reuse of anchored
+        // blocks), so one long aliased string cannot be repeated without bound.
+        bytes_left: Cell::new(
+            bytes
+                .len()
+                .saturating_mul(2)
+                .saturating_add(ALIAS_TEXT_ALLOWANCE),
+        ),
         max_depth: limits.max_depth,
         tripped: Cell::new(None),
     };
@@ -332,7 +344,7 @@ fn yaml_error(line: usize, column: usize, message: String, limits: &Limits) -> D
         }
     } else if message.contains("recursion limit exceeded") {
         DescriptorError::TooDeep {
-            limit: limits.max_depth,
+            limit: limits.max_depth.min(SERDE_NORWAY_DEPTH),
         }
     } else {
         syntax(line, column, message)

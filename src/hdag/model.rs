@@ -7,7 +7,7 @@
 use super::quantity::{CpuSize, RamSize, Resources, StorageSize};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// Keys the information model does not define, kept verbatim for forward compatibility.
 pub type Extra = BTreeMap<String, Value>;
@@ -354,7 +354,7 @@ pub struct Port {
 }
 
 /// Transport protocol of a port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub enum Protocol {
     #[default]
     TCP,
@@ -421,13 +421,10 @@ impl Service {
 }
 
 fn dedup<'a>(ids: impl Iterator<Item = &'a String>) -> Vec<&'a str> {
-    let mut out: Vec<&str> = Vec::new();
-    for id in ids {
-        if !out.contains(&id.as_str()) {
-            out.push(id);
-        }
-    }
-    out
+    let mut seen = HashSet::new();
+    ids.map(String::as_str)
+        .filter(|id| seen.insert(*id))
+        .collect()
 }
 
 impl Graph {
@@ -463,38 +460,43 @@ impl Graph {
     /// has no dependency cycle; should a stored one have one, the services on it come last, in
     /// descriptor order, rather than being dropped.
     pub fn deploy_order(&self) -> Vec<&Service> {
-        let index: HashMap<&str, usize> = self
-            .services
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.id.as_str(), i))
-            .collect();
         let n = self.services.len();
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        for (i, s) in self.services.iter().enumerate() {
+            index.entry(s.id.as_str()).or_insert(i);
+        }
+        // Kahn's algorithm; the ready set is ordered so ties keep descriptor order.
+        let mut waiting_on = vec![0usize; n];
+        let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for (i, s) in self.services.iter().enumerate() {
+            for d in s.dependencies() {
+                if let Some(&j) = index.get(d.as_str())
+                    && j != i
+                {
+                    waiting_on[i] += 1;
+                    dependents[j].push(i);
+                }
+            }
+        }
+        let mut ready: BTreeSet<usize> = (0..n).filter(|&i| waiting_on[i] == 0).collect();
         let mut placed = vec![false; n];
         let mut order = Vec::with_capacity(n);
-        // O(n²) over the services, fine for graphs of human size and keeps descriptor order simply.
-        loop {
-            let next = (0..n).find(|&i| {
-                !placed[i]
-                    && self.services[i]
-                        .dependencies()
-                        .iter()
-                        .all(|d| index.get(d.as_str()).is_none_or(|&j| placed[j] || j == i))
-            });
-            match next {
-                Some(i) => {
-                    placed[i] = true;
-                    order.push(&self.services[i]);
+        while let Some(i) = ready.pop_first() {
+            placed[i] = true;
+            order.push(&self.services[i]);
+            for &k in &dependents[i] {
+                waiting_on[k] -= 1;
+                if waiting_on[k] == 0 {
+                    ready.insert(k);
                 }
-                None => break,
             }
         }
         order.extend(
             self.services
                 .iter()
-                .enumerate()
-                .filter(|(i, _)| !placed[*i])
-                .map(|(_, s)| s),
+                .zip(&placed)
+                .filter(|(_, p)| !**p)
+                .map(|(s, _)| s),
         );
         order
     }

@@ -1241,6 +1241,16 @@ fn deep_nesting_is_refused() {
     let abyss = "- ".repeat(200_000);
     let e = fast(Duration::from_secs(10), || parse(abyss.as_bytes()));
     assert!(matches!(e, Err(DescriptorError::TooDeep { .. })), "{e:?}");
+    // serde_norway stops at 128 levels whatever the caller allows.
+    let loose = Limits {
+        max_depth: 1_000,
+        ..Limits::default()
+    };
+    let flow = format!("hdaGraph: {}{}\n", "[".repeat(200), "]".repeat(200));
+    assert_eq!(
+        parse_with_limits(flow.as_bytes(), &loose),
+        Err(DescriptorError::TooDeep { limit: 128 })
+    );
     // Within the limit is fine.
     let ok_depth = format!("hdaGraph: {}{}\n", "[".repeat(50), "]".repeat(50));
     assert!(matches!(
@@ -1338,6 +1348,15 @@ fn billion_laughs_is_refused_quickly() {
         "{e:?}"
     );
     // Our own node budget (not only serde_norway's repetition limit) stops it.
+    // ... and serde_norway's repetition limit, when a caller lifts ours, still stops it.
+    let loose = Limits {
+        max_nodes: usize::MAX,
+        ..Limits::default()
+    };
+    let e = fast(Duration::from_secs(10), || {
+        parse_with_limits(BILLION_LAUGHS.as_bytes(), &loose)
+    });
+    assert_eq!(e, Err(DescriptorError::TooManyNodes { limit: usize::MAX }));
     let tight = Limits {
         max_nodes: 1_000,
         ..Limits::default()
@@ -1381,6 +1400,16 @@ hdaGraph:
 "#;
     let g = ok(doc.as_bytes()).graph;
     assert_eq!(g.resources("a"), g.resources("b"));
+    // Reusing an anchored block many times expands to more text than the document itself.
+    let mut doc = String::from("x: &blk {k: \"");
+    doc.push_str(&"v".repeat(2_000));
+    doc.push_str("\"}\nhdaGraph: [");
+    doc.push_str(&vec!["*blk"; 1_000].join(","));
+    doc.push_str("]\n");
+    assert!(
+        matches!(parse(doc.as_bytes()), Err(DescriptorError::Invalid(_))),
+        "2 MB of text from 7 kB is fine"
+    );
 }
 
 #[test]
@@ -1412,6 +1441,59 @@ fn huge_flat_document_within_the_size_limit_is_bounded() {
     doc.push_str("1]");
     let e = fast(Duration::from_secs(60), || parse(doc.as_bytes()));
     assert_eq!(e, Err(DescriptorError::TooManyNodes { limit: MAX_NODES }));
+}
+
+/// Big graphs (which the node budget allows) stay linear-ish: no quadratic checks or ordering.
+#[test]
+fn large_graphs_are_handled_in_bounded_time() {
+    let service = |id: String, next: Option<String>| {
+        json!({
+            "id": id,
+            "deployment": {
+                "trigger": { "auto": { "dependencies": next.iter().collect::<Vec<_>>() } },
+                "intent": { "compute": { "cpu": "1", "ram": "1", "storage": "1" }, "connectionPoints": next.iter().collect::<Vec<_>>() }
+            },
+            "artifact": { "image": "x" }
+        })
+    };
+    let n = 12_000;
+    let services: Vec<Value> = (0..n)
+        .map(|i| service(format!("s{i}"), (i + 1 < n).then(|| format!("s{}", i + 1))))
+        .collect();
+    let doc = bytes(
+        &json!({ "hdaGraph": { "imVersion": "0.4.0", "id": "big", "version": "1", "services": services } }),
+    );
+    let g = fast(Duration::from_secs(10), || ok(&doc)).graph;
+    let order = fast(Duration::from_secs(2), || ids(&g.deploy_order()));
+    assert_eq!(order.first().map(String::as_str), Some("s11999"));
+    assert_eq!(order.last().map(String::as_str), Some("s0"));
+
+    // Thousands of 2-cycles: every one found, the list capped.
+    let services: Vec<Value> = (0..n)
+        .map(|i| service(format!("s{i}"), Some(format!("s{}", i ^ 1))))
+        .collect();
+    let doc = bytes(
+        &json!({ "hdaGraph": { "imVersion": "0.4.0", "id": "big", "version": "1", "services": services } }),
+    );
+    let p = fast(Duration::from_secs(10), || invalid(&doc));
+    assert_eq!(p.len(), validate::MAX_PROBLEMS + 1);
+    assert!(
+        p.last()
+            .is_some_and(|x| x.message.contains("more not listed")),
+        "{:?}",
+        p.last()
+    );
+    has(
+        &p,
+        "services[0].deployment.intent.connectionPoints",
+        "cycle in connectionPoints: s0 -> s1 -> s0",
+    );
+
+    // A huge list of repeated references.
+    let mut v = base();
+    intent(&mut v, 0)["connectionPoints"] = json!(vec!["b"; 200_000]);
+    let w = fast(Duration::from_secs(10), || parse(&bytes(&v)));
+    assert!(w.is_ok_and(|p| p.warnings.len() == validate::MAX_PROBLEMS + 1));
 }
 
 /// Deterministic mutations of every known-good document: never a panic.

@@ -5,7 +5,7 @@ use super::Problem;
 use super::model::*;
 use super::quantity::{CpuSize, RamSize, StorageSize};
 use serde_json::{Map, Value};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Information-model versions smo was written against; others parse with a warning.
 pub const KNOWN_IM_VERSIONS: &[&str] = &["0.4.0"];
@@ -223,12 +223,13 @@ fn id_list(v: Option<&Value>, path: &str, from: usize, kind: RefKind, cx: &mut C
         return Vec::new();
     };
     let mut out: Vec<String> = Vec::new();
+    let mut seen: HashSet<String> = HashSet::new();
     for (i, item) in items.iter().enumerate() {
         let p = index(path, i);
         let Some(id) = text(item, &p, cx) else {
             continue;
         };
-        if out.contains(&id) {
+        if !seen.insert(id.clone()) {
             cx.warn(&p, format!("{} is listed twice", q(&id)));
         }
         cx.refs.push(Ref {
@@ -297,6 +298,9 @@ fn is_prom_duration(s: &str) -> bool {
     if rest.is_empty() {
         return false;
     }
+    if rest == "0" {
+        return true;
+    }
     while !rest.is_empty() {
         let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
         if digits == 0 {
@@ -312,6 +316,21 @@ fn is_prom_duration(s: &str) -> bool {
         }
     }
     true
+}
+
+/// Most problems listed (of each kind): a hostile document could otherwise produce hundreds of
+/// thousands, and the first ones are what a user can act on.
+pub const MAX_PROBLEMS: usize = 1000;
+
+fn cap(problems: &mut Vec<Problem>) {
+    if problems.len() > MAX_PROBLEMS {
+        let more = problems.len() - MAX_PROBLEMS;
+        problems.truncate(MAX_PROBLEMS);
+        problems.push(Problem {
+            path: String::new(),
+            message: format!("… and {more} more not listed"),
+        });
+    }
 }
 
 /// Validates a loaded document (the whole file, with its `hdaGraph` key).
@@ -349,6 +368,8 @@ pub(super) fn validate(root: &Value) -> Result<(Graph, Vec<Problem>), Vec<Proble
         },
         &mut cx,
     );
+    cap(&mut cx.errors);
+    cap(&mut cx.warnings);
     match graph {
         Some(g) if cx.errors.is_empty() => Ok((g, cx.warnings)),
         _ => Err(cx.errors),
@@ -638,10 +659,11 @@ fn event_trigger(v: &Value, path: &str, i: usize, cx: &mut Cx) -> Option<EventTr
                 "a conditional service needs at least one event",
             );
         }
+        let mut first_at: HashMap<String, usize> = HashMap::new();
         for (k, item) in items.iter().enumerate() {
             let p = index(&events_path, k);
             if let Some(e) = event(item, &p, i, cx) {
-                if let Some(first) = events.iter().position(|x: &Event| x.id == e.id) {
+                if let Some(&first) = first_at.get(&e.id) {
                     cx.error(
                         &join(&p, "id"),
                         format!(
@@ -650,6 +672,8 @@ fn event_trigger(v: &Value, path: &str, i: usize, cx: &mut Cx) -> Option<EventTr
                             index(&events_path, first)
                         ),
                     );
+                } else {
+                    first_at.insert(e.id.clone(), k);
                 }
                 events.push(e);
             }
@@ -1136,6 +1160,7 @@ fn ports(items: &[Value], path: &str, cx: &mut Cx) -> Vec<Port> {
             }
         };
     let mut out: Vec<Port> = Vec::new();
+    let mut seen: HashSet<(u16, Protocol)> = HashSet::new();
     for (k, item) in items.iter().enumerate() {
         let p = index(path, k);
         let port = match item {
@@ -1192,10 +1217,7 @@ fn ports(items: &[Value], path: &str, cx: &mut Cx) -> Vec<Port> {
             }),
         };
         if let Some(port) = port {
-            if out
-                .iter()
-                .any(|q| q.port == port.port && q.protocol == port.protocol)
-            {
+            if !seen.insert((port.port, port.protocol)) {
                 cx.error(&p, format!("port {} is listed twice", port.port));
             }
             out.push(port);
@@ -1370,9 +1392,9 @@ fn cycles(edges: &[Vec<usize>]) -> Vec<Vec<usize>> {
             continue;
         };
         // Breadth-first inside the component from `start` until an edge leads back to it.
-        let mut parent = vec![usize::MAX; n];
+        // (A map, not a vector of n, so that many small cycles stay linear.)
+        let mut parent: HashMap<usize, usize> = HashMap::from([(start, start)]);
         let mut queue = std::collections::VecDeque::from([start]);
-        parent[start] = start;
         let mut last = None;
         'bfs: while let Some(v) = queue.pop_front() {
             for &w in &edges[v] {
@@ -1380,8 +1402,8 @@ fn cycles(edges: &[Vec<usize>]) -> Vec<Vec<usize>> {
                     last = Some(v);
                     break 'bfs;
                 }
-                if comp[w] == c && parent[w] == usize::MAX {
-                    parent[w] = v;
+                if comp[w] == c && !parent.contains_key(&w) {
+                    parent.insert(w, v);
                     queue.push_back(w);
                 }
             }
@@ -1389,7 +1411,8 @@ fn cycles(edges: &[Vec<usize>]) -> Vec<Vec<usize>> {
         let Some(mut v) = last else { continue };
         let mut path = vec![v];
         while v != start {
-            v = parent[v];
+            let Some(&p) = parent.get(&v) else { break };
+            v = p;
             path.push(v);
         }
         path.reverse();
