@@ -60,13 +60,8 @@ impl CounterVec {
         let m = self.series.lock().unwrap_or_else(|p| p.into_inner());
         header(out, self.name, self.help, "counter");
         for (key, v) in m.iter() {
-            let values = Key::split(key);
-            let _ = writeln!(
-                out,
-                "{}{} {v}",
-                self.name,
-                label_set(self.labels, &values, None)
-            );
+            let pairs = label_pairs(self.labels, key);
+            let _ = writeln!(out, "{}{} {v}", self.name, braced(&pairs));
         }
     }
 }
@@ -146,28 +141,25 @@ impl HistogramVec {
     pub fn render(&self, out: &mut String) {
         let m = self.series.lock().unwrap_or_else(|p| p.into_inner());
         header(out, self.name, self.help, "histogram");
+        let bounds: Vec<String> = self.buckets.iter().map(f64::to_string).collect();
         for (key, h) in m.iter() {
-            let values = Key::split(key);
-            let values = &values;
+            let pairs = label_pairs(self.labels, key);
+            let sep = if pairs.is_empty() { "" } else { "," };
             let mut cumulative = 0;
-            for (bound, n) in self.buckets.iter().zip(&h.buckets) {
+            for (le, n) in bounds.iter().zip(&h.buckets) {
                 cumulative += n;
-                let le = bound.to_string();
                 let _ = writeln!(
                     out,
-                    "{}_bucket{} {cumulative}",
-                    self.name,
-                    label_set(self.labels, values, Some(&le))
+                    "{}_bucket{{{pairs}{sep}le=\"{le}\"}} {cumulative}",
+                    self.name
                 );
             }
             let _ = writeln!(
                 out,
-                "{}_bucket{} {}",
-                self.name,
-                label_set(self.labels, values, Some("+Inf")),
-                h.count
+                "{}_bucket{{{pairs}{sep}le=\"+Inf\"}} {}",
+                self.name, h.count
             );
-            let l = label_set(self.labels, values, None);
+            let l = braced(&pairs);
             let _ = writeln!(out, "{}_sum{l} {}", self.name, h.sum);
             let _ = writeln!(out, "{}_count{l} {}", self.name, h.count);
         }
@@ -202,9 +194,6 @@ impl<'a> Key<'a> {
             Key::Owned(s) => s,
         }
     }
-    fn split(key: &str) -> Vec<String> {
-        key.split(SEP).map(str::to_string).collect()
-    }
 }
 
 /// Appends the `# HELP` and `# TYPE` lines of a family (`kind`: counter, gauge, histogram).
@@ -212,20 +201,24 @@ pub fn header(out: &mut String, name: &str, help: &str, kind: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
-/// `{a="x",b="y"}` (with `le` last for buckets); empty when there are no labels.
-fn label_set(names: &[&str], values: &[String], le: Option<&str>) -> String {
-    let mut parts: Vec<String> = names
-        .iter()
-        .zip(values)
-        .map(|(n, v)| format!("{n}=\"{}\"", escape(v)))
-        .collect();
-    if let Some(le) = le {
-        parts.push(format!("le=\"{le}\""));
+/// `a="x",b="y"`: the escaped label pairs of the series stored under `key`.
+fn label_pairs(names: &[&str], key: &str) -> String {
+    let mut pairs = String::new();
+    for (n, v) in names.iter().zip(key.split(SEP)) {
+        if !pairs.is_empty() {
+            pairs.push(',');
+        }
+        let _ = write!(pairs, "{n}=\"{}\"", escape(v));
     }
-    if parts.is_empty() {
+    pairs
+}
+
+/// `{pairs}`, or nothing for a series without labels.
+fn braced(pairs: &str) -> String {
+    if pairs.is_empty() {
         String::new()
     } else {
-        format!("{{{}}}", parts.join(","))
+        format!("{{{pairs}}}")
     }
 }
 
