@@ -357,6 +357,18 @@ fn notification(event: &str, status: &str) -> Vec<u8> {
     .unwrap()
 }
 
+/// Deploys graph `guarded` (a `condition: ALL` service) into project demo.
+async fn deploy_guarded(s: &Stack) -> Value {
+    s.client
+        .deploy(
+            "demo",
+            crate::support::fixture("hdag/all-events.yaml"),
+            false,
+        )
+        .await
+        .unwrap()
+}
+
 /// Posts [`notification`] through the SDK; the webhook's answer.
 async fn notify(s: &Stack, event: &str, status: &str) -> smo_sdk::AlertsAccepted {
     s.client
@@ -377,15 +389,7 @@ async fn failover_status(s: &Stack) -> String {
 #[tokio::test]
 async fn a_condition_all_service_deploys_only_while_every_event_fires() {
     let s = Stack::start().await;
-    let accepted = s
-        .client
-        .deploy(
-            "demo",
-            crate::support::fixture("hdag/all-events.yaml"),
-            false,
-        )
-        .await
-        .unwrap();
+    let accepted = deploy_guarded(&s).await;
     s.succeed(&accepted).await;
     assert_eq!(failover_status(&s).await, "Pending");
 
@@ -454,14 +458,7 @@ async fn a_condition_all_job_rechecks_events_that_resolved_after_it_was_enqueued
         .await
         .unwrap();
     };
-    s.client
-        .deploy(
-            "demo",
-            crate::support::fixture("hdag/all-events.yaml"),
-            false,
-        )
-        .await
-        .unwrap();
+    deploy_guarded(&s).await;
     run_jobs().await;
     notify(&s, "web-slow", "firing").await;
     let both = notify(&s, "web-erroring", "firing").await;
