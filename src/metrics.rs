@@ -8,6 +8,7 @@
 //!   per state, live workers), exposed by the API role only, since every replica would report the
 //!   same numbers.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Instant;
 
@@ -107,6 +108,52 @@ fn esc(v: &str) -> String {
     smo_jobs::metrics::escape(v)
 }
 
+/// What `smo status` shows of the queue, read back from the API's `/metrics` text.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct QueueHealth {
+    /// Workers with a live heartbeat.
+    pub workers_alive: u64,
+    /// Per kind with jobs waiting: (waiting jobs, age in seconds of the oldest).
+    pub waiting: BTreeMap<String, (u64, f64)>,
+}
+
+impl QueueHealth {
+    /// Reads `smo_workers_alive`, `smo_queue_depth` and `smo_queue_oldest_seconds` out of an
+    /// exposition text; kinds with nothing waiting are left out.
+    pub fn from_exposition(text: &str) -> Self {
+        let mut h = QueueHealth::default();
+        let mut oldest = BTreeMap::new();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some((series, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let Ok(value) = value.parse::<f64>() else {
+                continue;
+            };
+            let kind = |family: &str| {
+                series
+                    .strip_prefix(family)?
+                    .strip_prefix("{kind=\"")?
+                    .strip_suffix("\"}")
+                    .map(str::to_string)
+            };
+            if series == "smo_workers_alive" {
+                h.workers_alive = value as u64;
+            } else if let Some(k) = kind("smo_queue_depth") {
+                if value > 0.0 {
+                    h.waiting.insert(k, (value as u64, 0.0));
+                }
+            } else if let Some(k) = kind("smo_queue_oldest_seconds") {
+                oldest.insert(k, value);
+            }
+        }
+        for (k, (_, age)) in h.waiting.iter_mut() {
+            *age = oldest.get(k).copied().unwrap_or(0.0);
+        }
+        h
+    }
+}
+
 /// Serves this process's series on `listener` (`GET /metrics`, `GET /healthz`) until
 /// `shutdown` — for worker and scheduler pods, which have no API to carry them.
 pub async fn serve_on(
@@ -140,6 +187,22 @@ pub async fn serve_on(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn queue_health_reads_back_what_render_queue_writes() {
+        let text = "# HELP smo_queue_depth x\n# TYPE smo_queue_depth gauge\n\
+                    smo_queue_depth{kind=\"deploy\"} 2\nsmo_queue_depth{kind=\"noop\"} 0\n\
+                    smo_queue_oldest_seconds{kind=\"deploy\"} 4.5\n\
+                    smo_queue_oldest_seconds{kind=\"noop\"} 0\n\
+                    smo_jobs{kind=\"deploy\",state=\"queued\"} 2\nsmo_workers_alive 3\n";
+        let h = QueueHealth::from_exposition(text);
+        assert_eq!(h.workers_alive, 3);
+        assert_eq!(
+            h.waiting,
+            BTreeMap::from([("deploy".to_string(), (2, 4.5))])
+        );
+        assert_eq!(QueueHealth::from_exposition(""), QueueHealth::default());
+    }
 
     #[test]
     fn timed_solve_records_outcome_and_passes_the_result_through() {

@@ -4,7 +4,7 @@
 use std::{io::Write, path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
-use serde_json::Value;
+use serde_json::{Value, json};
 use smo::{
     cli::{Output, connect, parse_duration},
     server::{self, Role},
@@ -43,6 +43,9 @@ enum Command {
         #[arg(long)]
         karmada_kubeconfig: Option<PathBuf>,
     },
+    /// Is smo healthy? The API, its database, live workers and waiting jobs. Exits 1 when the API
+    /// is unreachable or not ready, or no worker is alive.
+    Status,
     /// Show the effective configuration (secrets hidden).
     Config,
     /// Member clusters.
@@ -453,6 +456,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             println!("migrations applied");
         }
         Command::Openapi => print!("{}", smo::http::openapi_yaml()),
+        Command::Status => return status(&client, &api_url, out).await,
         Command::Dashboard => println!(
             "{}",
             serde_json::to_string_pretty(&smo::monitoring::render_smo_dashboard().model)?
@@ -1099,4 +1103,62 @@ fn env_or(var: &str, file: &Option<String>) -> Option<String> {
         .ok()
         .filter(|v| !v.is_empty())
         .or_else(|| file.clone())
+}
+
+/// `smo status`: three questions to the API (live? ready? the queue?), one line each.
+async fn status(client: &Client, api_url: &str, out: Output) -> anyhow::Result<u8> {
+    client.healthz().await?;
+    let ready = match client.readyz().await {
+        Ok(_) => Ok(()),
+        Err(e) if e.status() == Some(503) => Err(e
+            .problem()
+            .map(|p| p.detail.clone())
+            .unwrap_or_else(|| e.to_string())),
+        Err(e) => return Err(e.into()),
+    };
+    let health = smo::metrics::QueueHealth::from_exposition(&client.metrics().await?);
+    let healthy = ready.is_ok() && health.workers_alive > 0;
+    if out == Output::Json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "api": api_url,
+                "ready": ready.is_ok(),
+                "not_ready_because": ready.as_ref().err(),
+                "workers_alive": health.workers_alive,
+                "waiting": health.waiting.iter().map(|(k, (n, age))| {
+                    (k.clone(), json!({ "jobs": n, "oldest_seconds": age }))
+                }).collect::<serde_json::Map<_, _>>(),
+                "healthy": healthy,
+            }))?
+        );
+        return Ok(u8::from(!healthy));
+    }
+    println!("api       {api_url}: up");
+    match &ready {
+        Ok(()) => println!("database  ready"),
+        Err(why) => println!("database  NOT ready: {why}"),
+    }
+    match health.workers_alive {
+        0 => println!(
+            "workers   none alive: jobs wait until a worker runs (`smo run --role worker`)"
+        ),
+        n => println!("workers   {n} alive"),
+    }
+    if health.waiting.is_empty() {
+        println!("queue     nothing waiting");
+    } else {
+        let total: u64 = health.waiting.values().map(|(n, _)| n).sum();
+        let oldest = health.waiting.values().map(|(_, a)| *a).fold(0.0, f64::max);
+        let per_kind: Vec<String> = health
+            .waiting
+            .iter()
+            .map(|(k, (n, _))| format!("{k} {n}"))
+            .collect();
+        println!(
+            "queue     {total} waiting ({}); oldest {oldest:.1}s",
+            per_kind.join(", ")
+        );
+    }
+    Ok(u8::from(!healthy))
 }

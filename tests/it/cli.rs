@@ -243,3 +243,44 @@ async fn logs_are_json_lines_when_asked_and_plain_text_otherwise() {
     );
     let _ = std::fs::remove_dir_all(&home);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_reports_readiness_workers_and_waiting_jobs_with_its_exit_code() {
+    let home = std::env::temp_dir().join(format!("smo-status-{}", std::process::id()));
+    std::fs::create_dir_all(&home).unwrap();
+    // No worker: the deploy waits, and status says why smo is not healthy.
+    let s = Stack::start_with(false, smo::sim::SimConfig::demo()).await;
+    s.client
+        .deploy("demo", crate::support::example("hello.yaml"), false)
+        .await
+        .unwrap();
+    let out = tokio::task::block_in_place(|| run(&s, &home, &["status"]));
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("database  ready"), "{stdout}");
+    assert!(stdout.contains("workers   none alive"), "{stdout}");
+    assert!(stdout.contains("1 waiting (deploy 1)"), "{stdout}");
+    let out = tokio::task::block_in_place(|| run(&s, &home, &["status", "-o", "json"]));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["healthy"], false);
+    assert_eq!(v["waiting"]["deploy"]["jobs"], 1);
+    assert!(v["waiting"]["deploy"]["oldest_seconds"].as_f64().unwrap() >= 0.0);
+
+    // With a worker, once the deploy ran: healthy, exit 0.
+    let s = Stack::start().await;
+    let accepted = s
+        .client
+        .deploy("demo", crate::support::example("hello.yaml"), false)
+        .await
+        .unwrap();
+    s.succeed(&accepted).await;
+    let out = tokio::task::block_in_place(|| run(&s, &home, &["status", "-o", "json"]));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{v}");
+    assert_eq!(
+        (v["ready"].as_bool(), v["healthy"].as_bool()),
+        (Some(true), Some(true))
+    );
+    assert!(v["workers_alive"].as_u64().unwrap() >= 1, "{v}");
+    let _ = std::fs::remove_dir_all(&home);
+}
