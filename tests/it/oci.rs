@@ -26,6 +26,18 @@ impl Drop for Registry {
     }
 }
 
+/// Runs `smo args` from a blocking section (the stack's API runs on this runtime) and asserts
+/// it succeeded.
+fn smo_ok(args: &[&str], home: &std::path::Path) -> std::process::Output {
+    let out = tokio::task::block_in_place(|| smo_process(args, home).output().unwrap());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 async fn start_registry() -> Registry {
     smo::install_crypto_provider();
     let bin = "/usr/bin/docker-registry";
@@ -81,29 +93,11 @@ async fn a_pushed_descriptor_deploys_by_reference_and_bad_references_store_nothi
 
     // Package, then push with the CLI: no hdarctl, no helm.
     let tgz = home.join("hello.tgz");
-    let out = tokio::task::block_in_place(|| {
-        smo_process(
-            &["graph", "package", example, "-O", tgz.to_str().unwrap()],
-            &home,
-        )
-        .output()
-        .unwrap()
-    });
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    smo_ok(
+        &["graph", "package", example, "-O", tgz.to_str().unwrap()],
+        &home,
     );
-    let out = tokio::task::block_in_place(|| {
-        smo_process(&["graph", "push", tgz.to_str().unwrap(), &reference], &home)
-            .output()
-            .unwrap()
-    });
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = smo_ok(&["graph", "push", tgz.to_str().unwrap(), &reference], &home);
     assert!(String::from_utf8_lossy(&out.stdout).contains("sha256:"));
 
     // Deploy by reference through the API.
@@ -115,27 +109,18 @@ async fn a_pushed_descriptor_deploys_by_reference_and_bad_references_store_nothi
     assert_eq!(s.objects("byref", "hello").await.len(), 3);
 
     // The CLI takes a reference in place of a file.
-    let out = tokio::task::block_in_place(|| {
-        smo_process(
-            &[
-                "--api-url",
-                &s.api,
-                "graph",
-                "deploy",
-                &reference,
-                "-p",
-                "byref",
-                "--wait",
-            ],
-            &home,
-        )
-        .output()
-        .unwrap()
-    });
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    smo_ok(
+        &[
+            "--api-url",
+            &s.api,
+            "graph",
+            "deploy",
+            &reference,
+            "-p",
+            "byref",
+            "--wait",
+        ],
+        &home,
     );
 
     // A missing tag, a registry that is not there, garbage: clear errors, nothing stored.
