@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use poem::listener::TcpAcceptor;
 use smo_jobs::{
     CronEntry, PruneJob, Queue, Registry, Scheduler, SchedulerConfig, Worker, WorkerConfig,
 };
@@ -131,11 +130,65 @@ pub fn cron_entries(settings: &ServerSettings) -> anyhow::Result<Vec<CronEntry>>
             &crate::jobs::ClusterSyncJob {},
         )?,
         CronEntry::new(
+            "drift-fanout",
+            "30 */5 * * * *",
+            &crate::jobs::DriftFanoutJob {},
+        )?,
+        CronEntry::new(
             "scale-fanout",
             &crate::jobs::cron_schedule_for(settings.monitoring.scaling_interval),
             &crate::jobs::ScaleFanoutJob {},
         )?,
     ])
+}
+
+/// How a process sizes its database pool and how many jobs its worker may run at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolPlan {
+    /// Connections in the pool.
+    pub size: u32,
+    /// Jobs the worker runs at once (0 without the worker role).
+    pub concurrency: usize,
+}
+
+/// Connections the API keeps for its requests.
+const API_CONNECTIONS: u32 = 12;
+/// The scheduler's claim-and-enqueue transaction.
+const SCHEDULER_CONNECTIONS: u32 = 2;
+/// The worker's claim loop and acknowledger, besides its jobs.
+const WORKER_OVERHEAD: u32 = 2;
+/// At most this many connections serve a worker's jobs by default: a job holds one only for its
+/// short reads and its closing write (never across a call to the federation or Helm), so many
+/// jobs share few connections, and PostgreSQL's own limit is shared by every replica.
+const WORKER_JOB_CONNECTIONS: u32 = 16;
+/// Jobs one job connection can serve: concurrency beyond this waits on the pool, not on work.
+const JOBS_PER_CONNECTION: usize = 4;
+
+/// Derives the pool size from the roles and the configured concurrency (or takes `size` as
+/// given), and bounds the worker's concurrency by what its share of the pool can serve. The
+/// heartbeat and the LISTEN connection are outside the pool, so a busy pool never makes a live
+/// worker look dead.
+pub fn pool_plan(roles: &[Role], concurrency: usize, size: Option<u32>) -> PoolPlan {
+    let has = |r: Role| roles.contains(&r) || roles.contains(&Role::All);
+    let fixed = if has(Role::Api) { API_CONNECTIONS } else { 0 }
+        + if has(Role::Scheduler) {
+            SCHEDULER_CONNECTIONS
+        } else {
+            0
+        };
+    if !has(Role::Worker) {
+        return PoolPlan {
+            size: size.unwrap_or(fixed.max(2)).max(1),
+            concurrency: 0,
+        };
+    }
+    let wanted = (concurrency.max(1) as u32).min(WORKER_JOB_CONNECTIONS);
+    let size = size.unwrap_or(fixed + WORKER_OVERHEAD + wanted).max(1);
+    let job_connections = size.saturating_sub(fixed + WORKER_OVERHEAD).max(1) as usize;
+    PoolPlan {
+        size,
+        concurrency: concurrency.clamp(1, job_connections * JOBS_PER_CONNECTION),
+    }
 }
 
 async fn bind(listen: &str, what: &str) -> anyhow::Result<tokio::net::TcpListener> {
@@ -151,18 +204,13 @@ pub async fn serve_api_on(
     listener: tokio::net::TcpListener,
     token: Option<String>,
     registry: crate::settings::RegistrySettings,
+    limits: crate::http::HttpLimits,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
-    let app = crate::http::app(pool, token, registry);
+    let app = crate::http::app(pool, token, registry, limits.body_read_timeout);
     tracing::info!(%addr, "api listening; Swagger UI at /ui");
-    poem::Server::new_with_acceptor(TcpAcceptor::from_tokio(listener)?)
-        .run_with_graceful_shutdown(
-            app,
-            shutdown.cancelled_owned(),
-            Some(Duration::from_secs(10)),
-        )
-        .await?;
+    crate::http::serve(listener, app, limits, shutdown, Duration::from_secs(10)).await?;
     Ok(())
 }
 
@@ -182,14 +230,23 @@ pub async fn run(
         Some(l) => Some(bind(l, "metrics").await?),
         None => None,
     };
-    let pool = crate::cli::connect(&settings.database_url, 32).await?;
+    let plan = pool_plan(roles, settings.worker_concurrency, settings.db_pool_size);
+    if has(Role::Worker) && plan.concurrency < settings.worker_concurrency {
+        tracing::warn!(
+            configured = settings.worker_concurrency,
+            concurrency = plan.concurrency,
+            pool = plan.size,
+            "worker concurrency lowered to what the database pool can serve"
+        );
+    }
+    let pool = crate::cli::connect(&settings.database_url, plan.size).await?;
     migrate(&pool).await?;
     let queue = Queue::new(pool.clone());
     let mut tasks = tokio::task::JoinSet::new();
     if has(Role::Worker) {
         let cfg = WorkerConfig {
             name: smo_jobs::worker_name(&settings.worker_prefix),
-            concurrency: settings.worker_concurrency,
+            concurrency: plan.concurrency,
             batch_size: settings.worker_batch,
             shutdown_grace: settings.shutdown_grace,
             heartbeat_interval: settings.heartbeat_interval,
@@ -209,8 +266,8 @@ pub async fn run(
     }
     if let Some(listener) = api_listener {
         let (p, t, s) = (pool.clone(), settings.api_token.clone(), shutdown.clone());
-        let r = settings.registry.clone();
-        tasks.spawn(async move { serve_api_on(p, listener, t, r, s).await });
+        let (r, l) = (settings.registry.clone(), settings.http);
+        tasks.spawn(async move { serve_api_on(p, listener, t, r, l, s).await });
     }
     if let Some(listener) = metrics_listener {
         let s = shutdown.clone();
@@ -253,4 +310,43 @@ pub fn shutdown_on_signals() -> CancellationToken {
         t.cancel();
     });
     token
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pool_is_sized_from_roles_and_concurrency_and_bounds_it() {
+        // Defaults: a worker of 64 jobs gets 16 job connections plus its own two.
+        let w = pool_plan(&[Role::Worker], 64, None);
+        assert_eq!(
+            w,
+            PoolPlan {
+                size: 18,
+                concurrency: 64
+            }
+        );
+        // Small concurrency: no idle connections.
+        assert_eq!(pool_plan(&[Role::Worker], 4, None).size, 6);
+        // Everything in one process: the API's and the scheduler's share come on top.
+        let all = pool_plan(&[Role::All], 64, None);
+        assert_eq!(all.size, 12 + 2 + 2 + 16);
+        // A pool set too small for the concurrency lowers the concurrency, never the reverse.
+        assert_eq!(
+            pool_plan(&[Role::Worker], 64, Some(6)),
+            PoolPlan {
+                size: 6,
+                concurrency: 16
+            }
+        );
+        // No worker: no concurrency, the API's share.
+        assert_eq!(
+            pool_plan(&[Role::Api], 64, None),
+            PoolPlan {
+                size: 12,
+                concurrency: 0
+            }
+        );
+    }
 }

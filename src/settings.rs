@@ -126,6 +126,62 @@ pub fn load_file() -> Result<FileSettings, String> {
     }
 }
 
+impl FileSettings {
+    /// Every key of the file, as serde names them (so `SMO_<KEY>` variables need no list of
+    /// their own that could drift from the struct).
+    pub fn keys() -> &'static [&'static str] {
+        struct Fields(Option<&'static [&'static str]>);
+        impl<'de> serde::Deserializer<'de> for &mut Fields {
+            type Error = serde::de::value::Error;
+            fn deserialize_any<V: serde::de::Visitor<'de>>(
+                self,
+                _: V,
+            ) -> Result<V::Value, Self::Error> {
+                Err(serde::de::Error::custom("fields only"))
+            }
+            fn deserialize_struct<V: serde::de::Visitor<'de>>(
+                self,
+                _name: &'static str,
+                fields: &'static [&'static str],
+                _visitor: V,
+            ) -> Result<V::Value, Self::Error> {
+                self.0 = Some(fields);
+                Err(serde::de::Error::custom("fields only"))
+            }
+            serde::forward_to_deserialize_any! {
+                bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+                byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+                identifier ignored_any
+            }
+        }
+        let mut f = Fields(None);
+        let _ = FileSettings::deserialize(&mut f);
+        f.0.unwrap_or(&[])
+    }
+
+    /// The file's settings with `SMO_<KEY>` environment variables laid over them: what the
+    /// commands see, for `smo config` to print.
+    pub fn with_env(self, env: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let mut map = match serde_json::to_value(&self) {
+            Ok(serde_json::Value::Object(m)) => m,
+            _ => serde_json::Map::new(),
+        };
+        for key in Self::keys() {
+            let var = format!("SMO_{}", key.to_ascii_uppercase());
+            let Some(text) = env(&var) else { continue };
+            // A string first; a boolean or number when the key wants one.
+            map.insert(key.to_string(), serde_json::Value::String(text.clone()));
+            if serde_json::from_value::<Self>(serde_json::Value::Object(map.clone())).is_err() {
+                let typed = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+                map.insert(key.to_string(), typed);
+            }
+            serde_json::from_value::<Self>(serde_json::Value::Object(map.clone()))
+                .map_err(|e| format!("{var}: {e}"))?;
+        }
+        serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| e.to_string())
+    }
+}
+
 /// Resolves the database URL: flag/env (already merged by clap) < file < default.
 pub fn database_url(flag_or_env: Option<String>, file: &FileSettings) -> String {
     flag_or_env
@@ -203,8 +259,12 @@ pub struct ServerSettings {
     pub listen: String,
     /// Where this process also serves its own /metrics (worker and scheduler pods).
     pub metrics_listen: Option<String>,
-    /// Jobs each worker runs at once.
+    /// Jobs each worker runs at once (bounded by what the pool can serve; see `server::pool_plan`).
     pub worker_concurrency: usize,
+    /// Database connections of the process; `None` derives it from the roles and concurrency.
+    pub db_pool_size: Option<u32>,
+    /// The API server's timeouts and connection cap.
+    pub http: crate::http::HttpLimits,
     /// Jobs claimed per fetch.
     pub worker_batch: usize,
     /// Prefix of the worker name (the pod name in Kubernetes).
@@ -256,4 +316,39 @@ pub struct MonitoringSettings {
     pub scaling_interval: Duration,
     /// `rate()` window.
     pub rate_window: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smo_variables_override_the_file_for_every_key_with_its_type() {
+        assert!(FileSettings::keys().contains(&"database_url"));
+        assert!(FileSettings::keys().contains(&"registry_plain_http"));
+        let file = FileSettings {
+            api_url: Some("http://file:8080".into()),
+            grafana_url: Some("http://grafana-from-file".into()),
+            ..Default::default()
+        };
+        let env = |k: &str| match k {
+            "SMO_API_URL" => Some("http://env:9090".to_string()),
+            "SMO_REGISTRY_PLAIN_HTTP" => Some("true".to_string()),
+            "SMO_API_TOKEN" => Some("1234".to_string()),
+            _ => None,
+        };
+        let s = file.with_env(env).unwrap();
+        assert_eq!(s.api_url.as_deref(), Some("http://env:9090"));
+        assert_eq!(s.grafana_url.as_deref(), Some("http://grafana-from-file"));
+        assert_eq!(s.registry_plain_http, Some(true));
+        assert_eq!(
+            s.api_token.as_deref(),
+            Some("1234"),
+            "a numeric-looking token stays text"
+        );
+        let bad = FileSettings::default()
+            .with_env(|k| (k == "SMO_REGISTRY_PLAIN_HTTP").then(|| "maybe".to_string()))
+            .unwrap_err();
+        assert!(bad.contains("SMO_REGISTRY_PLAIN_HTTP"), "{bad}");
+    }
 }

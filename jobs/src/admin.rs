@@ -23,6 +23,8 @@ pub struct JobRow {
     pub attempt: i32,
     /// Attempts allowed.
     pub max_attempts: i32,
+    /// Attempts lost to dead workers (not counted in `attempt`; bounded by the worker's `max_lost`).
+    pub lost: i32,
     /// Priority.
     pub priority: i16,
     /// Uniqueness key.
@@ -144,7 +146,7 @@ pub struct CronRow {
 /// kind, state, count, oldest runnable run_at, succeeded in the last minute.
 type StatsRow = (String, String, i64, Option<DateTime<Utc>>, i64);
 
-const JOB_COLUMNS: &str = "id, kind, state, args, attempt, max_attempts, priority, unique_key, run_at, \
+const JOB_COLUMNS: &str = "id, kind, state, args, attempt, max_attempts, lost, priority, unique_key, run_at, \
      created_at, started_at, attempted_at, finished_at, locked_by, errors";
 
 impl Queue {

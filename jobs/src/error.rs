@@ -47,6 +47,10 @@ pub enum JobError {
     /// Retrying cannot help (bad arguments, a resource that will never exist): the job goes dead.
     #[error("{0}")]
     Permanent(String),
+    /// Not a failure: the job cannot start yet (another job holds what it needs). It runs again
+    /// after the delay without spending an attempt and without an entry in its errors.
+    #[error("snoozed for {0:?}")]
+    Snooze(std::time::Duration),
 }
 
 impl JobError {
@@ -57,6 +61,14 @@ impl JobError {
     /// A final failure from anything displayable.
     pub fn permanent(e: impl std::fmt::Display) -> Self {
         Self::Permanent(e.to_string())
+    }
+    /// Re-schedules the job after `delay` without spending an attempt.
+    pub fn snooze(delay: std::time::Duration) -> Self {
+        Self::Snooze(delay)
+    }
+    /// True for a snooze (the job waits; it did not fail).
+    pub fn is_snooze(&self) -> bool {
+        matches!(self, Self::Snooze(_))
     }
     /// True when retrying cannot help.
     pub fn is_permanent(&self) -> bool {

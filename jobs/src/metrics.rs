@@ -259,6 +259,12 @@ pub static DEAD: CounterVec = CounterVec::new(
     "Jobs that failed for good (permanent error or last attempt), by kind.",
     &["kind"],
 );
+/// Attempts that snoozed (waited for something another job holds; no attempt spent).
+pub static SNOOZED: CounterVec = CounterVec::new(
+    "smo_jobs_snoozed_total",
+    "Job attempts that snoozed (re-scheduled without spending an attempt), by kind.",
+    &["kind"],
+);
 /// Handler run time per attempt.
 pub static DURATION: HistogramVec = HistogramVec::new(
     "smo_job_duration_seconds",
@@ -276,7 +282,15 @@ pub static CRON_FIRED: CounterVec = CounterVec::new(
 
 /// Appends the engine's per-process series (counters and the duration histogram).
 pub fn render(out: &mut String) {
-    for c in [&ENQUEUED, &STARTED, &SUCCEEDED, &FAILED, &DEAD, &CRON_FIRED] {
+    for c in [
+        &ENQUEUED,
+        &STARTED,
+        &SUCCEEDED,
+        &FAILED,
+        &SNOOZED,
+        &DEAD,
+        &CRON_FIRED,
+    ] {
         c.render(out);
     }
     DURATION.render(out);

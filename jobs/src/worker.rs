@@ -2,7 +2,7 @@ use std::{collections::HashSet, panic::AssertUnwindSafe, sync::Arc, time::Durati
 
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
-use sqlx::postgres::PgListener;
+use sqlx::{Connection, PgConnection, postgres::PgListener};
 use tokio::{
     sync::{Notify, Semaphore, mpsc},
     task::JoinSet,
@@ -63,6 +63,9 @@ pub struct WorkerConfig {
     pub heartbeat_interval: Duration,
     /// Heartbeats a worker may miss before its running jobs are handed to others.
     pub missed_heartbeats: u32,
+    /// Times a job may be lost to dead workers before it goes dead. Counted apart from
+    /// `max_attempts`, which are meant for the job's own errors.
+    pub max_lost: u32,
     /// Delay between attempts.
     pub backoff: Backoff,
     /// On shutdown, how long in-flight jobs may take before they are handed back.
@@ -80,6 +83,7 @@ impl Default for WorkerConfig {
             poll_interval: Duration::from_secs(1),
             heartbeat_interval: Duration::from_secs(5),
             missed_heartbeats: 3,
+            max_lost: 5,
             backoff: Backoff::default(),
             shutdown_grace: Duration::from_secs(30),
             job_timeout: Some(Duration::from_secs(600)),
@@ -380,6 +384,10 @@ async fn run_one(
             metrics::SUCCEEDED.inc(&[&job.kind]);
             metrics::DURATION.observe(&[&job.kind, "succeeded"], secs);
         }
+        Err(JobError::Snooze(d)) => {
+            tracing::debug!(job = %job.id, kind = %job.kind, delay = ?d, "job snoozed");
+            metrics::SNOOZED.inc(&[&job.kind]);
+        }
         Err(e) => {
             tracing::warn!(job = %job.id, kind = %job.kind, attempt, error = %e, "job failed");
             metrics::FAILED.inc(&[&job.kind]);
@@ -406,6 +414,13 @@ async fn ack_loop(queue: Queue, cfg: WorkerConfig, mut rx: mpsc::UnboundedReceiv
         for c in buf.drain(..) {
             match &c.result {
                 Ok(()) => ok.push(c.id),
+                Err(JobError::Snooze(delay)) => {
+                    let at = queue.now()
+                        + chrono::Duration::from_std(*delay).unwrap_or(chrono::Duration::MAX);
+                    if let Err(db) = with_retries(|| record_snooze(&queue, &cfg, c.id, at)).await {
+                        tracing::error!(job = %c.id, error = %db, "could not snooze; the job will be reaped");
+                    }
+                }
                 Err(e) => {
                     let now = queue.now();
                     if let Err(db) = with_retries(|| record_failure(&queue, &cfg, &c, e, now)).await
@@ -460,6 +475,27 @@ fn is_final(e: &JobError, attempt: u32, max_attempts: u32) -> bool {
     e.is_permanent() || attempt >= max_attempts
 }
 
+/// Puts a snoozed job back without spending its attempt or recording an error.
+async fn record_snooze(
+    queue: &Queue,
+    cfg: &WorkerConfig,
+    id: Uuid,
+    run_at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE smo_jobs.jobs
+            SET state = CASE WHEN attempt > 1 THEN 'retrying' ELSE 'queued' END,
+                attempt = attempt - 1, run_at = $2, locked_by = NULL
+          WHERE id = $1 AND state = 'running' AND locked_by = $3",
+    )
+    .bind(id)
+    .bind(run_at)
+    .bind(&cfg.name)
+    .execute(&queue.pool)
+    .await?;
+    Ok(())
+}
+
 async fn record_failure(
     queue: &Queue,
     cfg: &WorkerConfig,
@@ -494,48 +530,81 @@ async fn record_failure(
 }
 
 /// Proves liveness and hands the running jobs of workers that stopped heartbeating to others.
+///
+/// The heartbeat has its own connection, outside the pool the jobs use: a burst that keeps every
+/// pooled connection busy must never make a live worker look dead to its peers.
 async fn heartbeat_loop(queue: Queue, cfg: WorkerConfig, stop: CancellationToken) {
     let mut tick = tokio::time::interval(cfg.heartbeat_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut conn: Option<PgConnection> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = stop.cancelled() => return,
+            _ = stop.cancelled() => break,
         }
-        let now = queue.now();
-        match sqlx::query(
-            "UPDATE smo_jobs.workers SET heartbeat_at = $2 WHERE name = $1 AND stopped_at IS NULL",
-        )
-        .bind(&cfg.name)
-        .bind(now)
-        .execute(&queue.pool)
-        .await
-        {
-            Ok(r) if r.rows_affected() == 0 => {
-                // Declared dead by a peer (e.g. after a long pause): our jobs were handed out
-                // already, our late acknowledgements will be ignored. Come back to life.
-                tracing::warn!(worker = %cfg.name, "this worker was declared lost; re-registering");
-                let _ = sqlx::query("UPDATE smo_jobs.workers SET stopped_at = NULL, stop_reason = NULL, heartbeat_at = $2 WHERE name = $1")
-                    .bind(&cfg.name)
-                    .bind(now)
-                    .execute(&queue.pool)
-                    .await;
+        if conn.is_none() {
+            match PgConnection::connect_with(&queue.pool.connect_options()).await {
+                Ok(c) => conn = Some(c),
+                Err(e) => {
+                    tracing::warn!(error = %e, "heartbeat connection failed; retrying next tick");
+                    continue;
+                }
             }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
         }
-        let lease = cfg.heartbeat_interval * cfg.missed_heartbeats.max(1);
-        match reap(&queue, now, lease).await {
-            Ok(0) => {}
-            Ok(n) => tracing::warn!(jobs = n, "handed back jobs of lost workers"),
-            Err(e) => tracing::warn!(error = %e, "reaping lost workers failed"),
+        let Some(c) = conn.as_mut() else { continue };
+        match heartbeat_once(c, &queue, &cfg).await {
+            Ok(()) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "heartbeat failed; reconnecting");
+                conn = None;
+            }
         }
+    }
+    if let Some(c) = conn {
+        let _ = c.close().await;
     }
 }
 
-/// Marks workers whose heartbeat is older than `lease` as lost and re-queues their running jobs
-/// (or marks them dead when they were on their last attempt). Returns the number of jobs touched.
-pub(crate) async fn reap(queue: &Queue, now: DateTime<Utc>, lease: Duration) -> Result<u64, Error> {
+async fn heartbeat_once(
+    conn: &mut PgConnection,
+    queue: &Queue,
+    cfg: &WorkerConfig,
+) -> Result<(), Error> {
+    let now = queue.now();
+    let r = sqlx::query(
+        "UPDATE smo_jobs.workers SET heartbeat_at = $2 WHERE name = $1 AND stopped_at IS NULL",
+    )
+    .bind(&cfg.name)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    if r.rows_affected() == 0 {
+        // Declared dead by a peer (e.g. after a long pause): our jobs were handed out
+        // already, our late acknowledgements will be ignored. Come back to life.
+        tracing::warn!(worker = %cfg.name, "this worker was declared lost; re-registering");
+        sqlx::query("UPDATE smo_jobs.workers SET stopped_at = NULL, stop_reason = NULL, heartbeat_at = $2 WHERE name = $1")
+            .bind(&cfg.name)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+    }
+    let lease = cfg.heartbeat_interval * cfg.missed_heartbeats.max(1);
+    match reap(&mut *conn, now, lease, cfg.max_lost).await? {
+        0 => {}
+        n => tracing::warn!(jobs = n, "handed back jobs of lost workers"),
+    }
+    Ok(())
+}
+
+/// Marks workers whose heartbeat is older than `lease` as lost and re-queues their running jobs.
+/// The attempt they were on is given back and counted in `lost` instead: a job goes dead from
+/// losses only after `max_lost` of them. Returns the number of jobs touched.
+pub(crate) async fn reap(
+    conn: &mut PgConnection,
+    now: DateTime<Utc>,
+    lease: Duration,
+    max_lost: u32,
+) -> Result<u64, Error> {
     let cutoff = now - chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
     let res = sqlx::query(
         "WITH lost AS (
@@ -543,11 +612,13 @@ pub(crate) async fn reap(queue: &Queue, now: DateTime<Utc>, lease: Duration) -> 
               WHERE stopped_at IS NULL AND heartbeat_at < $2
              RETURNING name)
          UPDATE smo_jobs.jobs j
-            SET state = CASE WHEN j.attempt >= j.max_attempts THEN 'dead' ELSE 'retrying' END,
-                finished_at = CASE WHEN j.attempt >= j.max_attempts THEN $1 END,
+            SET state = CASE WHEN j.lost + 1 >= $3 THEN 'dead'
+                             WHEN j.attempt > 1 THEN 'retrying' ELSE 'queued' END,
+                finished_at = CASE WHEN j.lost + 1 >= $3 THEN $1 END,
+                attempt = j.attempt - 1, lost = j.lost + 1,
                 run_at = $1, locked_by = NULL,
                 errors = j.errors || jsonb_build_array(jsonb_build_object(
-                    'attempt', j.attempt, 'at', $1,
+                    'attempt', j.attempt, 'at', $1, 'lost', true,
                     'error', 'worker ' || j.locked_by || ' was lost (no heartbeat) while running this job',
                     'permanent', false, 'worker', j.locked_by))
           WHERE j.state = 'running'
@@ -557,12 +628,13 @@ pub(crate) async fn reap(queue: &Queue, now: DateTime<Utc>, lease: Duration) -> 
     )
     .bind(now)
     .bind(cutoff)
-    .execute(&queue.pool)
+    .bind(max_lost.max(1) as i32)
+    .execute(&mut *conn)
     .await?;
     if res.rows_affected() > 0 {
         sqlx::query("SELECT pg_notify($1, 'reaped')")
             .bind(NOTIFY_CHANNEL)
-            .execute(&queue.pool)
+            .execute(&mut *conn)
             .await?;
     }
     Ok(res.rows_affected())

@@ -252,6 +252,135 @@ async fn a_job_goes_dead_after_max_attempts_keeping_its_errors_and_can_be_retrie
     );
 }
 
+#[derive(Serialize, Deserialize)]
+struct Waits {
+    /// Snoozes while the shared counter is below this.
+    snoozes: u32,
+}
+
+impl JobArgs for Waits {
+    const KIND: &'static str = "test.waits";
+    const MAX_ATTEMPTS: u32 = 2;
+}
+
+#[tokio::test]
+async fn a_snoozed_job_runs_again_later_without_spending_an_attempt_or_recording_an_error() {
+    let db = TestDb::new().await;
+    let (q, clock) = manual(&db);
+    let calls = Arc::new(AtomicU32::new(0));
+    let registry = || {
+        let calls = calls.clone();
+        Registry::new().register(move |j: Waits, _ctx: JobContext| {
+            let calls = calls.clone();
+            async move {
+                if calls.fetch_add(1, Ordering::SeqCst) < j.snoozes {
+                    return Err(JobError::snooze(Duration::from_secs(5)));
+                }
+                Ok(())
+            }
+        })
+    };
+    // More snoozes than attempts: a job waiting for a lock must never go dead for it.
+    let job = q.enqueue(&Waits { snoozes: 4 }).await.unwrap();
+    work_until_idle(&q, registry(), fast_worker_config("w-snooze"))
+        .await
+        .unwrap();
+    let row = q.get(job.id).await.unwrap();
+    assert_eq!((row.state.as_str(), row.attempt), ("queued", 0));
+    assert_eq!(row.run_at, q.now() + chrono::Duration::seconds(5));
+    for _ in 0..4 {
+        clock.advance(chrono::Duration::seconds(5));
+        work_until_idle(&q, registry(), fast_worker_config("w-snooze"))
+            .await
+            .unwrap();
+    }
+    let row = q.get(job.id).await.unwrap();
+    assert_eq!(row.state, "succeeded");
+    assert_eq!(row.attempt, 1, "snoozes spend no attempt");
+    assert_eq!(
+        row.errors,
+        serde_json::json!([]),
+        "a snooze is not an error"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 5);
+}
+
+#[tokio::test]
+async fn a_job_lost_to_dead_workers_is_given_its_attempt_back_until_max_lost() {
+    let db = TestDb::new().await;
+    let q = db.queue();
+    let once = q.enqueue(&NoopJob::default()).await.unwrap();
+    let often = q
+        .enqueue(&NoopJob {
+            note: Some("often".into()),
+        })
+        .await
+        .unwrap();
+    // Both are running on a worker that no longer exists; `often` was lost four times before.
+    sqlx::query(
+        "UPDATE smo_jobs.jobs SET state = 'running', attempt = 1, locked_by = 'ghost',
+                lost = CASE WHEN args->>'note' = 'often' THEN 4 ELSE 0 END",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let mut cfg = fast_worker_config("w-reaper");
+    cfg.max_lost = 5;
+    let stop = CancellationToken::new();
+    let worker = tokio::spawn(Worker::new(q.clone(), Registry::new(), cfg).run(stop.clone()));
+    wait_for_state(&q, once.id, "succeeded").await;
+    wait_for_state(&q, often.id, "dead").await;
+    stop.cancel();
+    worker.await.unwrap().unwrap();
+    let row = q.get(once.id).await.unwrap();
+    assert_eq!(
+        (row.attempt, row.lost),
+        (1, 1),
+        "the lost attempt was given back"
+    );
+    let row = q.get(often.id).await.unwrap();
+    assert_eq!((row.attempt, row.lost), (0, 5));
+    assert!(row.last_error().unwrap().contains("ghost was lost"));
+}
+
+#[tokio::test]
+async fn a_claim_skips_rows_another_worker_has_locked_instead_of_waiting_for_them() {
+    let db = TestDb::new().await;
+    let q = db.queue();
+    let held = q.enqueue(&NoopJob::default()).await.unwrap();
+    let mut others = Vec::new();
+    for _ in 0..5 {
+        others.push(q.enqueue(&NoopJob::default()).await.unwrap());
+    }
+    // Another worker's claim in flight: the first job's row is locked until its transaction ends.
+    let mut tx = db.pool.begin().await.unwrap();
+    sqlx::query("SELECT id FROM smo_jobs.jobs WHERE id = $1 FOR UPDATE")
+        .bind(held.id)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let stop = CancellationToken::new();
+    let worker = tokio::spawn(
+        Worker::new(q.clone(), Registry::new(), fast_worker_config("w-skip")).run(stop.clone()),
+    );
+    // Every unlocked job runs while the lock is held; a claim that waited would run none.
+    let all_ran = tokio::time::timeout(Duration::from_secs(20), async {
+        for o in &others {
+            wait_for_state(&q, o.id, "succeeded").await;
+        }
+    })
+    .await;
+    assert_eq!(q.get(held.id).await.unwrap().state, "queued");
+    tx.rollback().await.unwrap();
+    assert!(
+        all_ran.is_ok(),
+        "the claim waited on a row another worker had locked"
+    );
+    wait_for_state(&q, held.id, "succeeded").await;
+    stop.cancel();
+    worker.await.unwrap().unwrap();
+}
+
 #[tokio::test]
 async fn a_permanent_error_stops_retrying_at_once() {
     let db = TestDb::new().await;
@@ -489,7 +618,13 @@ async fn a_worker_process_killed_mid_job_loses_nothing_and_the_effect_happens_on
     let _ = second.wait();
     assert_eq!(state, "succeeded");
     let row = q.get(id).await.unwrap();
-    assert_eq!(row.attempt, 2);
+    // The attempt the dead worker was on is given back and counted as lost, apart from the
+    // attempts meant for the job's own errors.
+    assert_eq!(
+        row.attempt, 1,
+        "a SIGKILLed worker must not cost the job an attempt"
+    );
+    assert_eq!(row.lost, 1);
     assert_eq!(row.locked_by.as_deref(), Some("probe-b"));
     assert!(
         row.last_error().unwrap().contains("probe-a was lost"),

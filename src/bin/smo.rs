@@ -58,7 +58,7 @@ enum Command {
     #[command(subcommand)]
     Placement(PlacementCmd),
     /// Run server roles until SIGTERM: api, worker, scheduler, or all.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Run the simulated Karmada federation (an apiserver-shaped server with member clusters,
     /// synthetic load on /metrics and Grafana's dashboard API) and write a kubeconfig for it.
     #[command(args_conflicts_with_subcommands = true)]
@@ -256,6 +256,19 @@ struct RunArgs {
     /// Jobs this worker runs at once.
     #[arg(long, env = "SMO_WORKER_CONCURRENCY", default_value_t = 64)]
     concurrency: usize,
+    /// Database connections of this process (default: derived from its roles and concurrency).
+    #[arg(long, env = "SMO_DB_POOL_SIZE")]
+    db_pool_size: Option<u32>,
+    /// Time a client has to send a request's headers; also closes keep-alive connections idle
+    /// that long.
+    #[arg(long, env = "SMO_HTTP_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration_ms)]
+    http_header_timeout: Duration,
+    /// Time a client has to send a request's whole body (then 408).
+    #[arg(long, env = "SMO_HTTP_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration_ms)]
+    http_body_timeout: Duration,
+    /// Connections the API serves at once; more wait in the listen backlog.
+    #[arg(long, env = "SMO_HTTP_MAX_CONNECTIONS", default_value_t = 1024)]
+    http_max_connections: usize,
     /// Jobs claimed per fetch.
     #[arg(long, env = "SMO_WORKER_BATCH", default_value_t = 256)]
     batch: usize,
@@ -357,7 +370,12 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             println!("wrote {}", path.display());
         }
         Command::Config => {
-            let mut shown = file.redacted();
+            // What the commands see: the file with SMO_* variables laid over it.
+            let effective = file
+                .clone()
+                .with_env(|k| std::env::var(k).ok())
+                .map_err(anyhow::Error::msg)?;
+            let mut shown = effective.redacted();
             shown.database_url = Some(smo::cli::redact_url(&database_url));
             shown.api_url = Some(api_url);
             if out == Output::Json {
@@ -373,6 +391,12 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 listen: a.listen,
                 metrics_listen: a.metrics_listen.filter(|l| !l.is_empty()),
                 worker_concurrency: a.concurrency,
+                db_pool_size: a.db_pool_size,
+                http: smo::http::HttpLimits {
+                    header_read_timeout: a.http_header_timeout,
+                    body_read_timeout: a.http_body_timeout,
+                    max_connections: a.http_max_connections,
+                },
                 worker_batch: a.batch,
                 worker_prefix: a.worker_prefix,
                 retention: a.retention,

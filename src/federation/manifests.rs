@@ -237,6 +237,63 @@ fn propagation_policy(
 }
 
 #[cfg(test)]
+mod drift_tests {
+    use super::*;
+
+    #[test]
+    fn system_namespaces_are_reserved_and_ordinary_ones_are_not() {
+        for n in [
+            "kube-system",
+            "kube-public",
+            "kube-node-lease",
+            "karmada-system",
+            "karmada-cluster",
+            "karmada-es-edge-a",
+        ] {
+            assert!(reserved_namespace(n).is_some(), "{n}");
+        }
+        for n in ["default", "demo", "kubeflow", "my-karmada"] {
+            assert!(reserved_namespace(n).is_none(), "{n}");
+        }
+    }
+
+    #[test]
+    fn drift_is_a_missing_or_different_field_of_what_smo_wrote_never_a_server_default() {
+        let desired = json!({"metadata": {"name": "g-web", "labels": {"smo.io/graph": "g"}},
+            "spec": {"replicas": 2, "template": {"spec": {"containers": [
+                {"name": "web", "image": "nginx:1", "resources": {"requests": {"cpu": "0.5"}}}]}}}});
+        let mut live = desired.clone();
+        live["metadata"]["uid"] = json!("u-1");
+        live["metadata"]["labels"]["added-by-someone"] = json!("x");
+        live["spec"]["strategy"] = json!({"type": "RollingUpdate"});
+        live["spec"]["replicas"] = json!(2.0);
+        live["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"] =
+            json!("500m");
+        live["status"] = json!({"readyReplicas": 2});
+        assert!(
+            !drifted(&desired, &live),
+            "server defaults and status are not drift"
+        );
+
+        let mut image = live.clone();
+        image["spec"]["template"]["spec"]["containers"][0]["image"] = json!("evil:1");
+        assert!(drifted(&desired, &image));
+        let mut label = live.clone();
+        label["metadata"]["labels"]
+            .as_object_mut()
+            .unwrap()
+            .remove("smo.io/graph");
+        assert!(drifted(&desired, &label));
+        let mut scaled = live.clone();
+        scaled["spec"]["replicas"] = json!(5);
+        assert!(drifted(&desired, &scaled));
+        let mut container = live;
+        container["spec"]["template"]["spec"]["containers"] = json!([]);
+        assert!(drifted(&desired, &container));
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -354,4 +411,43 @@ hdaGraph:
         // No caller is placed, so no import.
         assert!(objs.iter().all(|o| o["kind"] != "ServiceImport"));
     }
+}
+
+/// Why a project may not be named so, if it may not: a project is a namespace in every member
+/// cluster, and these belong to Kubernetes or Karmada themselves (deploying there, and worse,
+/// deleting the namespace on removal, would damage the federation).
+pub fn reserved_namespace(name: &str) -> Option<&'static str> {
+    if name.starts_with("kube-") {
+        Some("namespaces starting with kube- belong to Kubernetes")
+    } else if name.starts_with("karmada-") {
+        Some("namespaces starting with karmada- belong to Karmada")
+    } else {
+        // `default` stays allowed: the reference's examples deploy there, and smo never deletes
+        // a namespace it did not create.
+        None
+    }
+}
+
+/// True when a live object no longer carries what smo wrote: a field of `desired`'s labels,
+/// annotations or spec is missing or different in `live`. Fields the server added (defaults,
+/// status, managedFields) do not count. `resources` are skipped: API servers canonicalise
+/// quantities (`0.5` → `500m`), so their text is not smo's to compare.
+pub fn drifted(desired: &Value, live: &Value) -> bool {
+    fn covers(want: &Value, have: &Value) -> bool {
+        match (want, have) {
+            (Value::Null, _) => true,
+            (Value::Object(w), Value::Object(h)) => w
+                .iter()
+                .all(|(k, v)| k == "resources" || covers(v, h.get(k).unwrap_or(&Value::Null))),
+            (Value::Array(w), Value::Array(h)) => {
+                w.len() == h.len() && w.iter().zip(h).all(|(a, b)| covers(a, b))
+            }
+            (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
+            (a, b) => a == b,
+        }
+    }
+    let meta = |v: &Value, k: &str| v["metadata"][k].clone();
+    !(covers(&meta(desired, "labels"), &meta(live, "labels"))
+        && covers(&meta(desired, "annotations"), &meta(live, "annotations"))
+        && covers(&desired["spec"], &live["spec"]))
 }

@@ -20,6 +20,9 @@ use serde_json::Value;
 
 use crate::{hdag, store::ClusterRecord};
 
+/// The label that marks a namespace smo created (and may delete once it is empty).
+const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+
 /// The field manager of every server-side apply smo makes.
 pub const FIELD_MANAGER: &str = "smo";
 
@@ -147,13 +150,17 @@ impl Federation {
         Ok(())
     }
 
-    /// Creates the project's namespace if needed (server-side apply: a no-op when it exists).
+    /// Creates the project's namespace if it does not exist, labelled as smo's. An existing
+    /// namespace is left as it is: the label means "smo created it", which removal relies on.
     pub async fn ensure_namespace(&self, namespace: &str) -> Result<(), FederationError> {
         let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
+        if api.get_opt(namespace).await?.is_some() {
+            return Ok(());
+        }
         let ns = serde_json::json!({
             "apiVersion": "v1",
             "kind": "Namespace",
-            "metadata": { "name": namespace, "labels": { "app.kubernetes.io/managed-by": "smo" } },
+            "metadata": { "name": namespace, "labels": { MANAGED_BY: "smo" } },
         });
         api.patch(
             namespace,
@@ -162,6 +169,65 @@ impl Federation {
         )
         .await?;
         Ok(())
+    }
+
+    /// Deletes a namespace smo created once nothing lives in it any more: no object of the kinds
+    /// smo writes, no workload or pod of anyone else, no Helm release. Returns whether it deleted.
+    pub async fn delete_namespace_if_unused(
+        &self,
+        namespace: &str,
+    ) -> Result<bool, FederationError> {
+        let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
+        let Some(ns) = api.get_opt(namespace).await? else {
+            return Ok(false);
+        };
+        let ours = ns
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(MANAGED_BY))
+            .is_some_and(|v| v == "smo");
+        if !ours {
+            return Ok(false);
+        }
+        let others: &[(&str, &str, &str, &str, &str)] = &[
+            ("apps", "v1", "StatefulSet", "statefulsets", ""),
+            ("apps", "v1", "DaemonSet", "daemonsets", ""),
+            ("batch", "v1", "Job", "jobs", ""),
+            ("", "v1", "Pod", "pods", ""),
+            ("", "v1", "Secret", "secrets", "owner=helm"),
+        ];
+        let kinds = KINDS
+            .iter()
+            .map(|(g, v, k, p, _)| (*g, *v, *k, *p, ""))
+            .chain(others.iter().copied());
+        for (g, v, k, p, selector) in kinds {
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(self.client.clone(), namespace, &resource(g, v, k, p));
+            match api
+                .list(&ListParams::default().labels(selector).limit(1))
+                .await
+            {
+                Ok(l) if !l.items.is_empty() => return Ok(false),
+                Ok(_) => {}
+                // A kind this API server does not serve has no objects.
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        match api.delete(namespace, &DeleteParams::default()).await {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Reads the live counterpart of a generated object, if it exists.
+    pub async fn get(&self, obj: &Value) -> Result<Option<Value>, FederationError> {
+        let (api, name) = self.api_for(obj)?;
+        let live = api.get_opt(&name).await?;
+        live.map(|o| serde_json::to_value(o).map_err(|e| FederationError::Object(e.to_string())))
+            .transpose()
     }
 
     /// Deletes one generated object; a missing object is fine.

@@ -3,6 +3,7 @@
 //! Routes keep the reference SMO's paths so its clients work; errors are RFC 7807 documents.
 
 mod problem;
+mod serve;
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -19,6 +20,7 @@ use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 pub use problem::{ApiError, Problem, ProblemItem};
+pub use serve::{HttpLimits, serve};
 
 use crate::{
     federation::manifests::{self, RenderInput},
@@ -622,6 +624,15 @@ impl SmoApi {
         body: Binary<Vec<u8>>,
     ) -> ApiResult<DeployResponse> {
         valid_name("project", &project.0)?;
+        if let Some(why) = manifests::reserved_namespace(&project.0) {
+            return Err(ApiError::invalid(
+                format!("project {:?} is reserved", project.0),
+                vec![ProblemItem {
+                    path: "project".into(),
+                    message: why.into(),
+                }],
+            ));
+        }
         // Deploy by reference: {"artifact": "oci://host/repo/name:tag" | "https://…/x.tar.gz"}.
         let mut bytes = body.0;
         let mut source = None;
@@ -642,6 +653,15 @@ impl SmoApi {
             bytes = self.fetch_artifact(reference).await?;
             source = Some(reference.to_string());
         }
+        if bytes.contains(&0) {
+            return Err(ApiError::invalid(
+                "the descriptor contains a NUL byte",
+                vec![ProblemItem {
+                    path: "body".into(),
+                    message: "NUL characters cannot be stored".into(),
+                }],
+            ));
+        }
         let source = source.unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
         let parsed = self.parse_descriptor(bytes).await?;
         if dry_run.0.unwrap_or(false) {
@@ -660,6 +680,7 @@ impl SmoApi {
             .collect();
         let descriptor =
             serde_json::to_value(graph).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        problem::no_nul_in(&serde_json::json!({ "hdaGraph": &descriptor }))?;
         let mut tx = self.pool.begin().await?;
         store::upsert_graph(
             &mut tx,
@@ -871,6 +892,10 @@ impl SmoApi {
                 }],
             )
         })?;
+        // Parsed (and size-checked) above; NUL cannot reach a label column.
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body.0) {
+            problem::no_nul_in(&v)?;
+        }
         let mut jobs = Vec::new();
         let (mut ignored, mut waiting) = (0, Vec::new());
         let mut tx = self.pool.begin().await?;
@@ -943,7 +968,7 @@ impl SmoApi {
     }
 }
 
-fn summary(g: store::GraphRecord) -> GraphSummary {
+fn summary(g: store::GraphListing) -> GraphSummary {
     GraphSummary {
         name: g.name,
         project: g.project,
@@ -985,17 +1010,87 @@ fn too_large() -> ApiError {
     ApiError::too_large(format!("the request body exceeds {MAX_BODY_BYTES} bytes"))
 }
 
-/// The route template of a path, so metrics do not get one series per graph or job.
-fn route_of(path: &str) -> String {
+/// Every route the API serves, as templates (kept equal to the OpenAPI document's paths by a
+/// test), plus the UI and the spec.
+const ROUTES: &[&str] = &[
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/clusters",
+    "/clusters/sync",
+    "/project/{project}/graphs",
+    "/graphs",
+    "/graphs/{name}",
+    "/graphs/{name}/start",
+    "/graphs/{name}/stop",
+    "/graphs/{name}/placement",
+    "/graphs/{name}/jobs",
+    "/graphs/{name}/history",
+    "/alerts",
+    "/jobs/{id}",
+];
+
+/// The label of paths no route serves: one series for every 404 of an unknown path, so a
+/// scanner cannot grow /metrics without bound.
+const UNMATCHED: &str = "unmatched";
+
+/// The route template of a path, so metrics do not get one series per graph or job, and never a
+/// label from an unknown path.
+fn route_of(path: &str) -> &'static str {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     let templ: Vec<&str> = match parts.as_slice() {
+        ["ui" | "docs", ..] => return "ui",
+        ["openapi.yaml"] => return "/openapi.yaml",
         ["graphs", _, rest @ ..] => [&["graphs", "{name}"][..], rest].concat(),
         ["jobs", _] => vec!["jobs", "{id}"],
         ["project", _, rest @ ..] => [&["project", "{project}"][..], rest].concat(),
-        ["ui" | "docs", ..] => vec!["ui"],
         other => other.to_vec(),
     };
-    format!("/{}", templ.join("/"))
+    let templ = format!("/{}", templ.join("/"));
+    ROUTES
+        .iter()
+        .find(|r| **r == templ)
+        .copied()
+        .unwrap_or(UNMATCHED)
+}
+
+/// The method label: the standard methods by name, any other (clients may send any token) as one.
+fn method_of(method: &poem::http::Method) -> &'static str {
+    match method.as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "PATCH" => "PATCH",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+/// The name of the path parameter that holds a (percent-encoded) NUL character, if one does:
+/// PostgreSQL text cannot hold NUL, so such a request is the client's mistake (422), never a
+/// database failure.
+fn nul_path_parameter(path: &str, route: &str) -> Option<&'static str> {
+    if !path.contains("%00") {
+        return None;
+    }
+    let templates: Vec<&'static str> = ROUTES
+        .iter()
+        .find(|r| **r == route)
+        .map(|r| r.trim_matches('/').split('/').collect())
+        .unwrap_or_default();
+    let at = path
+        .trim_matches('/')
+        .split('/')
+        .position(|seg| seg.contains("%00"))?;
+    Some(
+        templates
+            .get(at)
+            .and_then(|t| t.strip_prefix('{'))
+            .and_then(|t| t.strip_suffix('}'))
+            .unwrap_or("path"),
+    )
 }
 
 /// Turns any poem error (unparsable path parameter, unknown route, body too large) into a problem
@@ -1037,6 +1132,7 @@ pub fn app(
     pool: PgPool,
     token: Option<String>,
     registry: crate::settings::RegistrySettings,
+    body_read_timeout: Duration,
 ) -> impl Endpoint {
     let api = service_of(SmoApi::new(pool, registry));
     let ui = api.swagger_ui();
@@ -1051,20 +1147,25 @@ pub fn app(
         .around(move |ep, mut req: Request| {
             let token = token.clone();
             async move {
-                // Bound every body: by its declared length, or by reading at most the limit.
+                // Bound every body: by its declared length, then by reading at most the limit
+                // within the body timeout (a body that trickles in holds a connection and a
+                // parse slot's worth of memory).
                 let declared = req
                     .headers()
                     .get("content-length")
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.parse::<usize>().ok());
-                match declared {
-                    Some(n) if n > MAX_BODY_BYTES => return Ok(too_large().into_response()),
-                    Some(_) => {}
-                    None => {
-                        let body = req.take_body();
-                        match body.into_bytes_limit(MAX_BODY_BYTES).await {
-                            Ok(b) => req.set_body(b),
-                            Err(_) => return Ok(too_large().into_response()),
+                if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+                    return Ok(too_large().into_response());
+                }
+                if declared != Some(0) {
+                    let body = req.take_body();
+                    let read = body.into_bytes_limit(MAX_BODY_BYTES);
+                    match tokio::time::timeout(body_read_timeout, read).await {
+                        Ok(Ok(b)) => req.set_body(b),
+                        Ok(Err(_)) => return Ok(too_large().into_response()),
+                        Err(_) => {
+                            return Ok(ApiError::body_timeout(body_read_timeout).into_response());
                         }
                     }
                 }
@@ -1079,7 +1180,10 @@ pub fn app(
                         return Ok(ApiError::unauthorized().into_response());
                     }
                 }
-                let (method, route) = (req.method().to_string(), route_of(req.uri().path()));
+                let (method, route) = (method_of(req.method()), route_of(req.uri().path()));
+                if let Some(field) = nul_path_parameter(req.uri().path(), route) {
+                    return Ok(problem::no_nul(field, "\0").unwrap_err().into_response());
+                }
                 let started = std::time::Instant::now();
                 let resp = ep.call(req).await.map(IntoResponse::into_response);
                 let status = match &resp {
@@ -1087,7 +1191,7 @@ pub fn app(
                     Err(e) => e.status().as_u16(),
                 };
                 crate::metrics::HTTP_REQUESTS.observe(
-                    &[&method, &route, &status.to_string()],
+                    &[method, route, &status.to_string()],
                     started.elapsed().as_secs_f64(),
                 );
                 resp
@@ -1095,4 +1199,59 @@ pub fn app(
         })
         .catch_all_error(problem_for)
         .with(poem::middleware::Tracing)
+}
+
+#[cfg(test)]
+mod route_tests {
+    use super::*;
+
+    #[test]
+    fn metric_labels_are_route_templates_and_unknown_paths_share_one() {
+        assert_eq!(route_of("/graphs/demo"), "/graphs/{name}");
+        assert_eq!(route_of("/graphs/demo/history"), "/graphs/{name}/history");
+        assert_eq!(route_of("/project/p/graphs"), "/project/{project}/graphs");
+        assert_eq!(route_of("/jobs/0190-x"), "/jobs/{id}");
+        assert_eq!(route_of("/ui/index.html"), "ui");
+        for junk in [
+            "/wp-admin.php",
+            "/graphs/a/b/c/d",
+            "/x/y",
+            "/.env",
+            "/jobs/a/b",
+        ] {
+            assert_eq!(route_of(junk), UNMATCHED, "{junk}");
+        }
+        assert_eq!(
+            nul_path_parameter("/graphs/a%00b/jobs", "/graphs/{name}/jobs"),
+            Some("name")
+        );
+        assert_eq!(
+            nul_path_parameter("/project/p%00/graphs", "/project/{project}/graphs"),
+            Some("project")
+        );
+        assert_eq!(nul_path_parameter("/graphs/ab", "/graphs/{name}"), None);
+        assert_eq!(method_of(&poem::http::Method::GET), "GET");
+        let odd = poem::http::Method::from_bytes(b"BREW").unwrap();
+        assert_eq!(method_of(&odd), "OTHER");
+    }
+
+    #[test]
+    fn the_route_list_is_the_openapi_documents_paths() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let yaml = rt.block_on(async { openapi_yaml() });
+        let doc: serde_json::Value = serde_norway::from_str(&yaml).unwrap();
+        let mut paths: Vec<&str> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut routes = ROUTES.to_vec();
+        paths.sort_unstable();
+        routes.sort_unstable();
+        assert_eq!(routes, paths);
+    }
 }

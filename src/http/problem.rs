@@ -43,6 +43,9 @@ pub enum ApiError {
     /// The request conflicts with the current state (name taken, graph being removed).
     #[oai(status = 409, content_type = "application/problem+json")]
     Conflict(Json<Problem>),
+    /// The body did not arrive within the body timeout.
+    #[oai(status = 408, content_type = "application/problem+json")]
+    Timeout(Json<Problem>),
     /// The body is larger than the descriptor limit.
     #[oai(status = 413, content_type = "application/problem+json")]
     TooLarge(Json<Problem>),
@@ -55,7 +58,10 @@ pub enum ApiError {
     /// A feature this server does not provide.
     #[oai(status = 501, content_type = "application/problem+json")]
     NotImplemented(Json<Problem>),
-    /// The database failed.
+    /// A fault of smo itself (a query it got wrong, a row it cannot read); logged at ERROR.
+    #[oai(status = 500, content_type = "application/problem+json")]
+    Internal(Json<Problem>),
+    /// A dependency (the database) is down or unreachable: retry shortly.
     #[oai(status = 503, content_type = "application/problem+json")]
     Unavailable(Json<Problem>),
 }
@@ -99,6 +105,16 @@ impl ApiError {
     pub fn conflict(detail: impl Into<String>) -> Self {
         Self::Conflict(doc("conflict", "Conflict", 409, detail.into(), None))
     }
+    /// 408.
+    pub fn body_timeout(limit: std::time::Duration) -> Self {
+        Self::Timeout(doc(
+            "body-timeout",
+            "Request timeout",
+            408,
+            format!("the request body did not arrive within {limit:?}"),
+            None,
+        ))
+    }
     /// 413.
     pub fn too_large(detail: impl Into<String>) -> Self {
         Self::TooLarge(doc(
@@ -133,6 +149,10 @@ impl ApiError {
             None,
         ))
     }
+    /// 500.
+    pub fn internal(detail: impl Into<String>) -> Self {
+        Self::Internal(doc("internal", "Internal error", 500, detail.into(), None))
+    }
     /// 503.
     pub fn unavailable(detail: impl Into<String>) -> Self {
         Self::Unavailable(doc(
@@ -151,10 +171,7 @@ impl From<crate::store::StoreError> for ApiError {
         match e {
             E::GraphNotFound(_) => Self::not_found(e.to_string()),
             E::NameTaken { .. } | E::Removing(_) => Self::conflict(e.to_string()),
-            E::Db(d) => {
-                tracing::error!(error = %d, "database error");
-                Self::unavailable("the database is unavailable; retry shortly")
-            }
+            E::Db(d) => from_db(&d, "the database is unavailable; retry shortly"),
         }
     }
 }
@@ -164,12 +181,153 @@ impl From<smo_jobs::Error> for ApiError {
         match e {
             smo_jobs::Error::NotFound(_) => Self::not_found(e.to_string()),
             smo_jobs::Error::InvalidState { .. } => Self::conflict(e.to_string()),
+            smo_jobs::Error::Db(d) => from_db(&d, "the job queue is unavailable; retry shortly"),
             other => {
                 tracing::error!(error = %other, "job queue error");
-                Self::unavailable("the job queue is unavailable; retry shortly")
+                Self::internal(format!("job queue: {other}"))
             }
         }
     }
+}
+
+/// Whose fault a database error is: a value PostgreSQL cannot store is the client's (422), a
+/// constraint or a lost race with a concurrent request is a conflict (409), only a database that
+/// cannot be reached or is shutting down is 503, and anything else is smo's own fault (500).
+pub fn from_db(e: &sqlx::Error, unavailable: &str) -> ApiError {
+    match db_fault(e) {
+        DbFault::Client => ApiError::invalid(
+            "the request holds a value the database cannot store (e.g. a NUL character)",
+            vec![ProblemItem {
+                path: "body".into(),
+                message: first_db_line(e),
+            }],
+        ),
+        DbFault::Conflict => ApiError::conflict(format!(
+            "a concurrent request changed the same record; retry ({})",
+            first_db_line(e)
+        )),
+        DbFault::Unavailable => {
+            tracing::warn!(error = %e, "database unavailable");
+            ApiError::unavailable(unavailable)
+        }
+        DbFault::Ours => {
+            tracing::error!(error = %e, "database error");
+            ApiError::internal("an internal error occurred; it was logged")
+        }
+    }
+}
+
+/// The classes of [`from_db`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbFault {
+    /// Data the database rejects (SQLSTATE class 22).
+    Client,
+    /// Integrity constraints (23), serialization failures and deadlocks (40).
+    Conflict,
+    /// Connections, pool, shutdown, resources (08, 53, 57P0x; I/O, TLS, pool timeouts).
+    Unavailable,
+    /// Everything else.
+    Ours,
+}
+
+/// Classifies a database error by SQLSTATE or by how it failed.
+pub fn db_fault(e: &sqlx::Error) -> DbFault {
+    use sqlx::Error as E;
+    match e {
+        E::Database(d) => {
+            let code = d.code().map(|c| c.to_string()).unwrap_or_default();
+            match code.get(..2) {
+                Some("22") => DbFault::Client,
+                Some("23" | "40") => DbFault::Conflict,
+                Some("08" | "53" | "57") => DbFault::Unavailable,
+                _ => DbFault::Ours,
+            }
+        }
+        E::Io(_) | E::Tls(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed => {
+            DbFault::Unavailable
+        }
+        E::Protocol(_) => DbFault::Unavailable,
+        _ => DbFault::Ours,
+    }
+}
+
+fn first_db_line(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(d) => d.message().lines().next().unwrap_or_default().to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// Refuses a NUL character: PostgreSQL text cannot hold one, and no name or label needs it.
+pub fn no_nul(path: &str, v: &str) -> Result<(), ApiError> {
+    if v.contains('\0') {
+        return Err(ApiError::invalid(
+            format!("{path} contains a NUL character"),
+            vec![ProblemItem {
+                path: path.into(),
+                message: "NUL characters cannot be stored".into(),
+            }],
+        ));
+    }
+    Ok(())
+}
+
+/// Every place in a JSON document where a key or string holds a NUL character, as
+/// `services[2].id` paths (at most `limit`).
+pub fn nul_paths(v: &serde_json::Value, limit: usize) -> Vec<String> {
+    fn walk(v: &serde_json::Value, at: &mut String, out: &mut Vec<String>, limit: usize) {
+        use serde_json::Value as V;
+        if out.len() >= limit {
+            return;
+        }
+        match v {
+            V::String(s) if s.contains('\0') => out.push(at.clone()),
+            V::Array(a) => {
+                for (i, x) in a.iter().enumerate() {
+                    let len = at.len();
+                    at.push_str(&format!("[{i}]"));
+                    walk(x, at, out, limit);
+                    at.truncate(len);
+                }
+            }
+            V::Object(m) => {
+                for (k, x) in m {
+                    let len = at.len();
+                    if !at.is_empty() {
+                        at.push('.');
+                    }
+                    at.push_str(&k.replace('\0', "\\0"));
+                    if k.contains('\0') && out.len() < limit {
+                        out.push(at.clone());
+                    }
+                    walk(x, at, out, limit);
+                    at.truncate(len);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(v, &mut String::new(), &mut out, limit);
+    out
+}
+
+/// 422 naming every field of `v` that holds a NUL character, if any does.
+pub fn no_nul_in(v: &serde_json::Value) -> Result<(), ApiError> {
+    let paths = nul_paths(v, 20);
+    if paths.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::invalid(
+        format!("{} contains a NUL character", paths[0]),
+        paths
+            .into_iter()
+            .map(|path| ProblemItem {
+                path,
+                message: "NUL characters cannot be stored".into(),
+            })
+            .collect(),
+    ))
 }
 
 impl From<crate::oci::OciError> for ApiError {
@@ -193,5 +351,36 @@ impl From<crate::oci::OciError> for ApiError {
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         crate::store::StoreError::Db(e).into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nul_characters_are_found_by_path() {
+        let v = serde_json::json!({"hdaGraph": {"id": "g", "services": [
+            {"id": "a"}, {"id": "b\u{0}"}], "description": "x\u{0}y"}});
+        assert_eq!(
+            nul_paths(&v, 10),
+            vec![
+                "hdaGraph.description".to_string(),
+                "hdaGraph.services[1].id".into()
+            ]
+        );
+        assert!(no_nul_in(&serde_json::json!({"a": ["fine"]})).is_ok());
+        assert!(matches!(
+            no_nul("name", "a\u{0}"),
+            Err(ApiError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn connectivity_is_unavailable_and_the_rest_is_not() {
+        assert_eq!(db_fault(&sqlx::Error::PoolTimedOut), DbFault::Unavailable);
+        assert_eq!(db_fault(&sqlx::Error::RowNotFound), DbFault::Ours);
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert_eq!(db_fault(&sqlx::Error::Io(io)), DbFault::Unavailable);
     }
 }

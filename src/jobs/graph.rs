@@ -1,14 +1,15 @@
-//! The graph reconciles. Each takes a per-graph advisory lock for its whole run (two jobs of one
-//! graph never interleave; a busy graph is a transient error, retried after a backoff), reads the
-//! desired state, applies it with server-side apply and deterministic names, then records status
-//! and decisions in the same transaction.
+//! The graph reconciles: load → plan → apply → record. Two jobs of one graph never interleave:
+//! each holds the graph's lock row (`smo.graph_locks`) for its run, and a job that finds the graph
+//! busy snoozes (runs again shortly, no attempt spent). No transaction is held across a call to
+//! the federation or Helm: the job reads what it needs, applies with server-side apply and
+//! deterministic names, then records status and decisions in one short transaction.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, future::Future, time::Duration};
 
 use serde::Serialize;
 use serde_json::json;
 use smo_jobs::{JobContext, JobError};
-use sqlx::{PgConnection, Postgres, Transaction};
+use sqlx::PgConnection;
 
 use super::{App, db, retryable};
 use crate::{
@@ -20,23 +21,61 @@ use crate::{
 
 const MIB: f64 = 1024.0 * 1024.0;
 
-pub(super) async fn lock_graph(
+/// How long a job waits before it looks at a busy graph again (plus up to as much jitter).
+const BUSY_SNOOZE: Duration = Duration::from_millis(1500);
+
+/// Takes the graph's lock for this job; false when another running job holds it.
+pub(super) async fn try_lock(app: &App, name: &str, ctx: &JobContext) -> Result<bool, JobError> {
+    let mut conn = app.pool.acquire().await.map_err(db)?;
+    store::try_lock_graph(&mut conn, name, ctx.id, ctx.queue.now())
+        .await
+        .map_err(db)
+}
+
+/// Releases the graph's lock (best effort: a lock whose job is not running is free anyway).
+pub(super) async fn unlock(app: &App, name: &str, ctx: &JobContext) {
+    let res = match app.pool.acquire().await {
+        Ok(mut conn) => store::unlock_graph(&mut conn, name, ctx.id)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = res {
+        tracing::warn!(graph = name, error = %e, "could not release the graph lock; it frees when the job ends");
+    }
+}
+
+/// Runs `body` holding the graph's lock. A busy graph snoozes the job: waiting for another job
+/// of the same graph is not a failure and must not spend the attempts meant for real errors.
+pub(super) async fn with_locked_graph<T>(
     app: &App,
     name: &str,
-) -> Result<Transaction<'static, Postgres>, JobError> {
-    let mut tx = app.pool.begin().await.map_err(db)?;
-    let locked: bool =
-        sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext('smo.graph'), hashtext($1))")
-            .bind(name)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db)?;
-    if !locked {
-        return Err(JobError::Transient(format!(
-            "graph {name} is busy with another job"
-        )));
+    ctx: &JobContext,
+    body: impl Future<Output = Result<T, JobError>>,
+) -> Result<T, JobError> {
+    if !try_lock(app, name, ctx).await? {
+        let jitter = Duration::from_millis(u64::from(rand::random::<u16>()) % 1500);
+        return Err(JobError::snooze(BUSY_SNOOZE + jitter));
     }
-    Ok(tx)
+    let result = body.await;
+    unlock(app, name, ctx).await;
+    result
+}
+
+/// The graph's record, read on a short-lived connection.
+pub(super) async fn load_graph(app: &App, name: &str) -> Result<Option<GraphRecord>, JobError> {
+    let mut conn = app.pool.acquire().await.map_err(db)?;
+    store::find_graph(&mut conn, name).await.map_err(db)
+}
+
+/// The stored descriptor as a graph.
+pub(super) fn descriptor_of(g: &GraphRecord) -> Result<Graph, JobError> {
+    serde_json::from_value(g.descriptor.clone()).map_err(|e| {
+        JobError::Permanent(format!(
+            "stored descriptor of {} does not load: {e}",
+            g.name
+        ))
+    })
 }
 
 /// Where each service goes, and why.
@@ -198,133 +237,100 @@ pub async fn cluster_sync(app: &App, ctx: &JobContext) -> Result<Vec<ClusterReco
     Ok(clusters)
 }
 
-/// Deploy/start: place, apply every non-conditional image-based service, record status.
+/// Deploy/start: place, apply every non-conditional service, record status.
 pub async fn deploy(app: &App, name: &str, ctx: &JobContext) -> Result<(), JobError> {
-    let mut tx = lock_graph(app, name).await?;
-    let Some(g) = store::find_graph(&mut tx, name).await.map_err(db)? else {
+    with_locked_graph(app, name, ctx, reconcile_running(app, name, ctx, false)).await
+}
+
+/// Re-placement: recompute with the current placement as the baseline; apply what moved.
+pub async fn re_place(app: &App, name: &str, ctx: &JobContext) -> Result<(), JobError> {
+    with_locked_graph(app, name, ctx, reconcile_running(app, name, ctx, true)).await
+}
+
+async fn reconcile_running(
+    app: &App,
+    name: &str,
+    ctx: &JobContext,
+    force: bool,
+) -> Result<(), JobError> {
+    let Some(g) = load_graph(app, name).await? else {
         return Ok(()); // removed meanwhile: nothing to deploy
     };
     if g.desired != Desired::Running.as_str() {
         return Ok(());
     }
-    let result = deploy_locked(app, &mut tx, &g, ctx, false).await;
-    finish(app, tx, &g, ctx, result).await
+    let result = deploy_locked(app, &g, ctx, force).await;
+    finish(app, &g, ctx, result).await
 }
 
-/// Re-placement: recompute with the current placement as the baseline; apply what moved.
-pub async fn re_place(app: &App, name: &str, ctx: &JobContext) -> Result<(), JobError> {
-    let mut tx = lock_graph(app, name).await?;
-    let Some(g) = store::find_graph(&mut tx, name).await.map_err(db)? else {
-        return Ok(());
-    };
-    if g.desired != Desired::Running.as_str() {
-        return Ok(());
-    }
-    let result = deploy_locked(app, &mut tx, &g, ctx, true).await;
-    finish(app, tx, &g, ctx, result).await
-}
-
-/// Commits a successful reconcile; on a permanent failure records it on the graph and commits that.
+/// On a permanent failure (or the last attempt) records it on the graph.
 async fn finish(
     app: &App,
-    tx: Transaction<'static, Postgres>,
     g: &GraphRecord,
     ctx: &JobContext,
     result: Result<(), JobError>,
 ) -> Result<(), JobError> {
-    match result {
-        Ok(()) => tx.commit().await.map_err(db),
-        Err(e) => {
-            drop(tx);
-            let last = ctx.attempt >= ctx.max_attempts;
-            if e.is_permanent() || last {
-                let mut conn = app.pool.acquire().await.map_err(db)?;
-                store::set_status(
-                    &mut conn,
-                    g.id,
-                    status::FAILED,
-                    Some(&e.to_string()),
-                    ctx.queue.now(),
-                )
-                .await
-                .map_err(db)?;
-                decision(
-                    &mut conn,
-                    g,
-                    "deploy",
-                    ctx,
-                    &format!("failed: {e}"),
-                    json!({}),
-                    json!({"error": e.to_string()}),
-                )
-                .await?;
-            }
-            Err(e)
-        }
+    let Err(e) = result else { return Ok(()) };
+    if e.is_permanent() || ctx.attempt >= ctx.max_attempts {
+        let mut tx = app.pool.begin().await.map_err(db)?;
+        store::set_status(
+            &mut tx,
+            g.id,
+            status::FAILED,
+            Some(&e.to_string()),
+            ctx.queue.now(),
+        )
+        .await
+        .map_err(db)?;
+        decision(
+            &mut tx,
+            g,
+            "deploy",
+            ctx,
+            &format!("failed: {e}"),
+            json!({}),
+            json!({"error": e.to_string()}),
+        )
+        .await?;
+        tx.commit().await.map_err(db)?;
+    }
+    Err(e)
+}
+
+/// What the federation reports for a native service, as a service status.
+fn observed_status(observed: Option<(i32, i32)>) -> &'static str {
+    match observed {
+        Some((want, ready)) if ready >= want => "Running",
+        Some(_) => "Deployed",
+        None => "Pending",
     }
 }
 
 async fn deploy_locked(
     app: &App,
-    tx: &mut Transaction<'static, Postgres>,
     g: &GraphRecord,
     ctx: &JobContext,
     force: bool,
 ) -> Result<(), JobError> {
     let now = ctx.queue.now();
     let federation = app.federation()?;
-    {
+    let services = {
         let mut conn = app.pool.acquire().await.map_err(db)?;
         store::set_status(&mut conn, g.id, status::DEPLOYING, None, now)
             .await
             .map_err(db)?;
-    }
-    let graph: Graph = serde_json::from_value(g.descriptor.clone()).map_err(|e| {
-        JobError::Permanent(format!(
-            "stored descriptor of {} does not load: {e}",
-            g.name
-        ))
-    })?;
+        store::services(&mut conn, g.id).await.map_err(db)?
+    };
+    let graph = descriptor_of(g)?;
     // Fresh capacities for every decision: placement on stale numbers is how clusters overflow.
     let clusters = cluster_sync(app, ctx).await?;
-    let services = store::services(tx, g.id).await.map_err(db)?;
     let current: BTreeMap<String, String> =
         serde_json::from_value(g.placement.clone()).unwrap_or_default();
 
     let plan = plan_placement(&graph, &services, &clusters, &current, force)
         .map_err(|e| JobError::Permanent(format!("placement: {e}")))?;
-    if let Some(sol) = &plan.solution {
-        let moved = plan
-            .placement
-            .iter()
-            .filter(|(s, c)| current.get(*s).is_some_and(|old| old != *c))
-            .count();
-        let new = plan
-            .placement
-            .keys()
-            .filter(|s| !current.contains_key(*s))
-            .count();
-        decision(
-            tx,
-            g,
-            "placement",
-            ctx,
-            &format!(
-                "placed {} services ({new} new, {moved} moved), {}",
-                plan.placement.len(),
-                if sol.status.is_optimal() {
-                    "proven optimal"
-                } else {
-                    "not proven optimal"
-                }
-            ),
-            json!({ "current": current, "clusters": clusters, "force": force }),
-            serde_json::to_value(sol).unwrap_or_default(),
-        )
-        .await?;
-    }
 
-    // Services that moved away from a cluster are re-applied below with their new cluster (same
+    // Apply. Services that moved away from a cluster are re-applied with their new cluster (same
     // object names), so Karmada moves them; nothing is duplicated.
     let replicas: BTreeMap<String, i32> = services
         .iter()
@@ -365,31 +371,61 @@ async fn deploy_locked(
             applied += 1;
         }
     }
+    let mut statuses = Vec::new();
     for service in graph.services.iter() {
-        let Some(_) = plan.placement.get(&service.id) else {
+        if !plan.placement.contains_key(&service.id) {
             continue;
-        };
+        }
         if manifests::is_native(service) {
             let name = manifests::object_name(&graph.id, &service.id);
             let observed = federation
                 .deployment_replicas(&g.project, &name)
                 .await
                 .map_err(retryable)?;
-            let st = match observed {
-                Some((want, ready)) if ready >= want => "Running",
-                Some(_) => "Deployed",
-                None => "Pending",
-            };
-            store::set_service_status(tx, g.id, &service.id, st, observed, now)
-                .await
-                .map_err(db)?;
+            statuses.push((service.id.clone(), observed_status(observed), observed));
         } else if helm_installed.contains(&service.id) {
-            store::set_service_status(tx, g.id, &service.id, "Deployed", None, now)
-                .await
-                .map_err(db)?;
+            statuses.push((service.id.clone(), "Deployed", None));
         }
     }
-    store::set_placement(tx, g.id, &plan.placement, now)
+
+    // Record, in one short transaction.
+    let mut tx = app.pool.begin().await.map_err(db)?;
+    if let Some(sol) = &plan.solution {
+        let moved = plan
+            .placement
+            .iter()
+            .filter(|(s, c)| current.get(*s).is_some_and(|old| old != *c))
+            .count();
+        let new = plan
+            .placement
+            .keys()
+            .filter(|s| !current.contains_key(*s))
+            .count();
+        decision(
+            &mut tx,
+            g,
+            "placement",
+            ctx,
+            &format!(
+                "placed {} services ({new} new, {moved} moved), {}",
+                plan.placement.len(),
+                if sol.status.is_optimal() {
+                    "proven optimal"
+                } else {
+                    "not proven optimal"
+                }
+            ),
+            json!({ "current": current, "clusters": clusters, "force": force }),
+            serde_json::to_value(sol).unwrap_or_default(),
+        )
+        .await?;
+    }
+    for (service, st, observed) in &statuses {
+        store::set_service_status(&mut tx, g.id, service, st, *observed, now)
+            .await
+            .map_err(db)?;
+    }
+    store::set_placement(&mut tx, g.id, &plan.placement, now)
         .await
         .map_err(db)?;
     let message = if skipped.is_empty() {
@@ -405,7 +441,7 @@ async fn deploy_locked(
         )
     };
     store::set_status(
-        tx,
+        &mut tx,
         g.id,
         status::RUNNING,
         (!skipped.is_empty()).then_some(message.as_str()),
@@ -414,7 +450,7 @@ async fn deploy_locked(
     .await
     .map_err(db)?;
     decision(
-        tx,
+        &mut tx,
         g,
         if force { "re-place" } else { "deploy" },
         ctx,
@@ -427,18 +463,18 @@ async fn deploy_locked(
         let job = ctx
             .queue
             .enqueue_in(
-                tx,
+                &mut tx,
                 &super::PublishDashboardsJob {
                     graph: g.name.clone(),
                 },
             )
             .await
             .map_err(|e| JobError::Transient(e.to_string()))?;
-        store::record_job(tx, &g.name, job.id, "publish-dashboards", now)
+        store::record_job(&mut tx, &g.name, job.id, "publish-dashboards", now)
             .await
             .map_err(db)?;
     }
-    Ok(())
+    tx.commit().await.map_err(db)
 }
 
 /// Deploys a conditional service once: a second alert (Alertmanager repeats) finds it deployed
@@ -450,14 +486,36 @@ pub async fn deploy_conditional(
     alert: &str,
     ctx: &JobContext,
 ) -> Result<(), JobError> {
-    let mut tx = lock_graph(app, name).await?;
-    let Some(g) = store::find_graph(&mut tx, name).await.map_err(db)? else {
+    with_locked_graph(
+        app,
+        name,
+        ctx,
+        deploy_conditional_locked(app, name, service, alert, ctx),
+    )
+    .await
+}
+
+async fn deploy_conditional_locked(
+    app: &App,
+    name: &str,
+    service: &str,
+    alert: &str,
+    ctx: &JobContext,
+) -> Result<(), JobError> {
+    let Some(g) = load_graph(app, name).await? else {
         return Ok(());
     };
     if g.desired != Desired::Running.as_str() {
         return Ok(());
     }
-    let services = store::services(&mut tx, g.id).await.map_err(db)?;
+    let (services, firing) = {
+        let mut conn = app.pool.acquire().await.map_err(db)?;
+        let services = store::services(&mut conn, g.id).await.map_err(db)?;
+        let firing = store::firing_events(&mut conn, g.id, service)
+            .await
+            .map_err(db)?;
+        (services, firing)
+    };
     let Some(record) = services.iter().find(|s| s.name == service) else {
         return Err(JobError::Permanent(format!(
             "graph {name} has no service {service}"
@@ -468,39 +526,32 @@ pub async fn deploy_conditional(
     }
     let now = ctx.queue.now();
     let federation = app.federation()?;
-    let graph: Graph = serde_json::from_value(g.descriptor.clone()).map_err(|e| {
-        JobError::Permanent(format!("stored descriptor of {name} does not load: {e}"))
-    })?;
+    let graph = descriptor_of(&g)?;
     // `condition: ALL`: an event may have resolved since the webhook enqueued this job.
     let together = graph
         .service(service)
         .map(|s| s.events_required_together())
         .unwrap_or_default();
-    if !together.is_empty() {
-        let firing = store::firing_events(&mut tx, g.id, service)
-            .await
-            .map_err(db)?;
-        let missing: Vec<&str> = together
-            .iter()
-            .copied()
-            .filter(|e| !firing.contains(*e))
-            .collect();
-        if !missing.is_empty() {
-            decision(
-                &mut tx,
-                &g,
-                "deploy-conditional",
-                ctx,
-                &format!(
-                    "{service} waits: condition ALL and {} not firing any more",
-                    missing.join(", ")
-                ),
-                json!({ "alert": alert, "firing": firing }),
-                json!({ "deployed": false, "missing": missing }),
-            )
-            .await?;
-            return tx.commit().await.map_err(db);
-        }
+    let missing: Vec<&str> = together
+        .iter()
+        .copied()
+        .filter(|e| !firing.contains(*e))
+        .collect();
+    if !missing.is_empty() {
+        let mut conn = app.pool.acquire().await.map_err(db)?;
+        return decision(
+            &mut conn,
+            &g,
+            "deploy-conditional",
+            ctx,
+            &format!(
+                "{service} waits: condition ALL and {} not firing any more",
+                missing.join(", ")
+            ),
+            json!({ "alert": alert, "firing": firing }),
+            json!({ "deployed": false, "missing": missing }),
+        )
+        .await;
     }
     let clusters = cluster_sync(app, ctx).await?;
     let current: BTreeMap<String, String> =
@@ -546,10 +597,11 @@ pub async fn deploy_conditional(
         .deployment_replicas(&g.project, &manifests::object_name(&graph.id, service))
         .await
         .map_err(retryable)?;
-    let st = match observed {
-        Some((want, ready)) if ready >= want => "Running",
-        _ => "Deployed",
+    let st = match observed_status(observed) {
+        "Pending" => "Deployed",
+        s => s,
     };
+    let mut tx = app.pool.begin().await.map_err(db)?;
     store::set_service_status(&mut tx, g.id, service, st, observed, now)
         .await
         .map_err(db)?;
@@ -574,8 +626,11 @@ pub async fn deploy_conditional(
 
 /// Stop: delete the workloads, keep the graph.
 pub async fn stop(app: &App, name: &str, ctx: &JobContext) -> Result<(), JobError> {
-    let mut tx = lock_graph(app, name).await?;
-    let Some(g) = store::find_graph(&mut tx, name).await.map_err(db)? else {
+    with_locked_graph(app, name, ctx, stop_locked(app, name, ctx)).await
+}
+
+async fn stop_locked(app: &App, name: &str, ctx: &JobContext) -> Result<(), JobError> {
+    let Some(g) = load_graph(app, name).await? else {
         return Ok(());
     };
     if g.desired != Desired::Stopped.as_str() {
@@ -587,10 +642,11 @@ pub async fn stop(app: &App, name: &str, ctx: &JobContext) -> Result<(), JobErro
         .delete_labelled(&g.project, &g.name, None)
         .await
         .map_err(retryable)?;
-    if let Ok(graph) = serde_json::from_value::<Graph>(g.descriptor.clone()) {
+    if let Ok(graph) = descriptor_of(&g) {
         helm_uninstall_all(app, &graph, &g.project).await?;
         super::monitor::unpublish(app, &g.project, &graph, false).await?;
     }
+    let mut tx = app.pool.begin().await.map_err(db)?;
     for s in store::services(&mut tx, g.id).await.map_err(db)? {
         store::set_service_status(
             &mut tx,
@@ -619,48 +675,207 @@ pub async fn stop(app: &App, name: &str, ctx: &JobContext) -> Result<(), JobErro
     tx.commit().await.map_err(db)
 }
 
-/// Remove: delete every object of the graph, then its records (decisions stay as history).
+/// After this many attempts a removal stops waiting for Helm: it deletes the graph and records
+/// the releases Helm could not uninstall, so removal always converges.
+const REMOVE_HELM_PATIENCE: u32 = 3;
+
+/// Remove: delete every object of the graph, then its records (decisions stay as history), then
+/// the project's namespace when smo created it and nothing else lives there.
 pub async fn remove(
     app: &App,
     name: &str,
     project: &str,
     ctx: &JobContext,
 ) -> Result<(), JobError> {
-    let mut tx = lock_graph(app, name).await?;
-    let g = store::find_graph(&mut tx, name).await.map_err(db)?;
+    with_locked_graph(app, name, ctx, remove_locked(app, name, project, ctx)).await
+}
+
+async fn remove_locked(
+    app: &App,
+    name: &str,
+    project: &str,
+    ctx: &JobContext,
+) -> Result<(), JobError> {
+    let g = load_graph(app, name).await?;
     if let Some(g) = &g
         && g.desired != Desired::Removed.as_str()
     {
         return Ok(()); // re-uploaded after the removal was asked: the newer intent wins
     }
-    let deleted = app
-        .federation()?
+    let federation = app.federation()?;
+    let deleted = federation
         .delete_labelled(project, name, None)
         .await
         .map_err(retryable)?;
-    if let Some(graph) = g
-        .as_ref()
-        .and_then(|g| serde_json::from_value::<Graph>(g.descriptor.clone()).ok())
-    {
-        helm_uninstall_all(app, &graph, project).await?;
+    let mut left_behind = Vec::new();
+    if let Some(graph) = g.as_ref().and_then(|g| descriptor_of(g).ok()) {
+        if let Err(e) = helm_uninstall_all(app, &graph, project).await {
+            // Helm may keep failing (a broken release, a chart it cannot render): give it a few
+            // attempts, then remove the graph anyway and say which releases were left.
+            if !e.is_permanent() && ctx.attempt < REMOVE_HELM_PATIENCE.min(ctx.max_attempts) {
+                return Err(e);
+            }
+            left_behind.push(e.to_string());
+        }
         super::monitor::unpublish(app, project, &graph, true).await?;
     }
-    if let Some(g) = g {
-        store::delete_graph(&mut tx, g.id).await.map_err(db)?;
+    let mut tx = app.pool.begin().await.map_err(db)?;
+    if let Some(current) = store::find_graph_for_update(&mut tx, name)
+        .await
+        .map_err(db)?
+    {
+        if current.desired != Desired::Removed.as_str() {
+            return Ok(()); // re-uploaded while we deleted: the next deploy re-applies it
+        }
+        store::delete_graph(&mut tx, current.id).await.map_err(db)?;
     }
+    tx.commit().await.map_err(db)?;
+    let mut conn = app.pool.acquire().await.map_err(db)?;
+    let others = store::project_has_other_graphs(&mut conn, project, name)
+        .await
+        .map_err(db)?;
+    drop(conn);
+    // A deploy racing into this project re-creates the namespace before it applies anything.
+    let namespace_deleted = !others
+        && federation
+            .delete_namespace_if_unused(project)
+            .await
+            .map_err(retryable)?;
+    let mut message = format!("removed: deleted {deleted} objects");
+    if namespace_deleted {
+        message.push_str(&format!(" and namespace {project}"));
+    }
+    if !left_behind.is_empty() {
+        message.push_str(&format!(
+            "; Helm could not uninstall (left behind, remove by hand with helm uninstall): {}",
+            left_behind.join("; ")
+        ));
+    }
+    let mut conn = app.pool.acquire().await.map_err(db)?;
     store::add_decision(
-        &mut tx,
+        &mut conn,
         name,
         project,
         "remove",
         Some(ctx.id),
-        &format!("removed: deleted {deleted} objects"),
+        &message,
         json!({}),
-        json!({"deleted": deleted}),
+        json!({"deleted": deleted, "namespace_deleted": namespace_deleted, "helm_left_behind": left_behind}),
         ctx.queue.now(),
     )
     .await
-    .map_err(db)?;
+    .map_err(db)
+}
+
+/// Drift repair: compares what a running graph should have in the federation with what is there
+/// and re-applies what is missing or changed (server-side apply: the same objects, idempotent);
+/// missing dashboards or alert rules are re-published. Records a decision only when it repaired
+/// something, so `describe` shows drift without a line per check.
+pub async fn repair_drift(app: &App, name: &str, ctx: &JobContext) -> Result<(), JobError> {
+    if !try_lock(app, name, ctx).await? {
+        return Ok(()); // another job of the graph is reconciling it right now
+    }
+    let result = repair_drift_locked(app, name, ctx).await;
+    unlock(app, name, ctx).await;
+    result
+}
+
+async fn repair_drift_locked(app: &App, name: &str, ctx: &JobContext) -> Result<(), JobError> {
+    let Some(g) = load_graph(app, name).await? else {
+        return Ok(());
+    };
+    if g.desired != Desired::Running.as_str() || g.status != status::RUNNING {
+        return Ok(());
+    }
+    let graph = descriptor_of(&g)?;
+    let services = {
+        let mut conn = app.pool.acquire().await.map_err(db)?;
+        store::services(&mut conn, g.id).await.map_err(db)?
+    };
+    let placement: BTreeMap<String, String> =
+        serde_json::from_value(g.placement.clone()).unwrap_or_default();
+    let replicas: BTreeMap<String, i32> = services
+        .iter()
+        .map(|s| (s.name.clone(), s.replicas.max(1)))
+        .collect();
+    let input = RenderInput {
+        graph: &graph,
+        project: &g.project,
+        placement: &placement,
+        replicas: &replicas,
+    };
+    let federation = app.federation()?;
+    federation
+        .ensure_namespace(&g.project)
+        .await
+        .map_err(retryable)?;
+    let (mut missing, mut changed) = (Vec::new(), Vec::new());
+    for service in graph.deploy_order() {
+        let deployed = services
+            .iter()
+            .any(|s| s.name == service.id && s.status != "Pending" && s.status != "Stopped");
+        let Some(cluster) = placement.get(&service.id).filter(|_| deployed) else {
+            continue;
+        };
+        if !manifests::is_native(service) {
+            continue; // a Helm release's objects are Helm's: see ARCHITECTURE.md
+        }
+        for obj in manifests::render_service(&input, service, cluster) {
+            let what = format!(
+                "{} {}",
+                obj["kind"].as_str().unwrap_or_default(),
+                obj["metadata"]["name"].as_str().unwrap_or_default()
+            );
+            let live = federation.get(&obj).await.map_err(retryable)?;
+            match live {
+                None => missing.push(what),
+                Some(l) if manifests::drifted(&obj, &l) => changed.push(what),
+                Some(_) => continue,
+            }
+            federation.apply(&obj).await.map_err(retryable)?;
+        }
+    }
+    let republish = super::monitor::missing_publications(app, &g.project, &graph).await?;
+    if missing.is_empty() && changed.is_empty() && republish.is_empty() {
+        return Ok(());
+    }
+    let now = ctx.queue.now();
+    let mut tx = app.pool.begin().await.map_err(db)?;
+    if !republish.is_empty() {
+        let job = ctx
+            .queue
+            .enqueue_in(
+                &mut tx,
+                &super::PublishDashboardsJob {
+                    graph: g.name.clone(),
+                },
+            )
+            .await
+            .map_err(|e| JobError::Transient(e.to_string()))?;
+        store::record_job(&mut tx, &g.name, job.id, "publish-dashboards", now)
+            .await
+            .map_err(db)?;
+    }
+    let mut parts = Vec::new();
+    if !missing.is_empty() {
+        parts.push(format!("re-created {} missing objects", missing.len()));
+    }
+    if !changed.is_empty() {
+        parts.push(format!("restored {} changed objects", changed.len()));
+    }
+    if !republish.is_empty() {
+        parts.push(format!("re-publishing {}", republish.join(", ")));
+    }
+    decision(
+        &mut tx,
+        &g,
+        "drift",
+        ctx,
+        &format!("drift repaired: {}", parts.join("; ")),
+        json!({ "placement": placement }),
+        json!({ "missing": missing, "changed": changed, "republished": republish }),
+    )
+    .await?;
     tx.commit().await.map_err(db)
 }
 

@@ -160,6 +160,35 @@ impl JobArgs for DeployConditionalJob {
     }
 }
 
+/// Enqueue one `repair-drift` per running graph (the cron entry).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DriftFanoutJob {}
+
+impl JobArgs for DriftFanoutJob {
+    const KIND: &'static str = "drift-fanout";
+    const MAX_ATTEMPTS: u32 = 3;
+    fn unique_key(&self) -> Option<String> {
+        Some("all".into())
+    }
+}
+
+/// Compare what a running graph should have in the federation (objects, dashboards, alert
+/// rules) with what is there, and re-apply what is missing or changed. At most one per graph
+/// queued or running.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RepairDriftJob {
+    /// Graph name.
+    pub graph: String,
+}
+
+impl JobArgs for RepairDriftJob {
+    const KIND: &'static str = "repair-drift";
+    const MAX_ATTEMPTS: u32 = 3;
+    fn unique_key(&self) -> Option<String> {
+        Some(self.graph.clone())
+    }
+}
+
 /// Refresh the cluster table from Karmada.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ClusterSyncJob {}
@@ -234,6 +263,14 @@ pub fn registry(app: App) -> Registry {
         )
         .await))
         .register(bind!(ScaleTickJob, |app, j, ctx| monitor::scale_tick(
+            &app, &j.graph, &ctx
+        )
+        .await))
+        .register(bind!(DriftFanoutJob, |app, _j, ctx| monitor::drift_fanout(
+            &app, &ctx
+        )
+        .await))
+        .register(bind!(RepairDriftJob, |app, j, ctx| graph::repair_drift(
             &app, &j.graph, &ctx
         )
         .await))

@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 use serde_json::json;
 use smo_jobs::{JobContext, JobError, NewJob};
 
-use super::{App, RePlaceJob, ScaleTickJob, db, graph::lock_graph, retryable};
+use super::{App, RePlaceJob, ScaleTickJob, db, graph, retryable};
 use crate::{
     federation::manifests,
     hdag::Graph,
@@ -81,16 +81,13 @@ fn rule_file_path(dir: &std::path::Path, project: &str, graph: &str) -> PathBuf 
 
 /// Publishes the graph's dashboards (Grafana) and alert rules; stores the dashboard URLs.
 pub async fn publish(app: &App, name: &str, ctx: &JobContext) -> Result<(), JobError> {
-    let mut conn = app.pool.acquire().await.map_err(db)?;
-    let Some(g) = store::find_graph(&mut conn, name).await.map_err(db)? else {
+    let Some(g) = graph::load_graph(app, name).await? else {
         return Ok(());
     };
     if g.desired != Desired::Running.as_str() {
         return Ok(());
     }
-    let graph: Graph = serde_json::from_value(g.descriptor.clone()).map_err(|e| {
-        JobError::Permanent(format!("stored descriptor of {name} does not load: {e}"))
-    })?;
+    let graph: Graph = graph::descriptor_of(&g)?;
     let mut urls = BTreeMap::new();
     if let Some(grafana) = &app.monitoring.grafana {
         let set = monitoring::render_graph_dashboards(&g.project, &graph);
@@ -106,6 +103,7 @@ pub async fn publish(app: &App, name: &str, ctx: &JobContext) -> Result<(), JobE
     if urls.is_empty() && rules == 0 {
         return Ok(()); // nothing configured, nothing to say
     }
+    let mut conn = app.pool.acquire().await.map_err(db)?;
     sqlx::query("UPDATE smo.graphs SET dashboards = $2 WHERE id = $1")
         .bind(g.id)
         .bind(serde_json::to_value(&urls).unwrap_or_default())
@@ -170,6 +168,48 @@ async fn publish_rules(app: &App, project: &str, graph: &Graph) -> Result<usize,
     }
 }
 
+/// What of a graph's published monitoring is gone: dashboards missing from Grafana, the alert
+/// rules missing from the federation or the rule directory. Empty when nothing is configured.
+pub async fn missing_publications(
+    app: &App,
+    project: &str,
+    graph: &Graph,
+) -> Result<Vec<String>, JobError> {
+    let mut missing = Vec::new();
+    if let Some(grafana) = &app.monitoring.grafana {
+        for d in monitoring::render_graph_dashboards(project, graph).iter() {
+            if !grafana.exists(&d.uid).await.map_err(retryable)? {
+                missing.push(format!("dashboard {}", d.uid));
+            }
+        }
+    }
+    if monitoring::alert_rules(project, graph).is_empty() {
+        return Ok(missing);
+    }
+    match &app.monitoring.rules {
+        RulesTarget::None => {}
+        RulesTarget::PrometheusRule { namespace, group } => {
+            let ns = namespace.clone().unwrap_or_else(|| project.to_string());
+            let group = group
+                .clone()
+                .unwrap_or_else(|| monitoring::rule_group_name(project, &graph.id));
+            let name = manifests::object_name(&graph.id, "alerts");
+            let obj = monitoring::prometheus_rule(project, graph, &name, &ns, &group);
+            let live = app.federation()?.get(&obj).await.map_err(retryable)?;
+            if live.is_none_or(|l| manifests::drifted(&obj, &l)) {
+                missing.push(format!("PrometheusRule {ns}/{name}"));
+            }
+        }
+        RulesTarget::RuleFile { dir } => {
+            let path = rule_file_path(dir, project, &graph.id);
+            if !path.exists() {
+                missing.push(format!("rule file {}", path.display()));
+            }
+        }
+    }
+    Ok(missing)
+}
+
 /// Removes a graph's alert rules (stop and remove) and, with `dashboards`, its dashboards (remove).
 pub async fn unpublish(
     app: &App,
@@ -218,11 +258,10 @@ pub async fn fanout(app: &App, ctx: &JobContext) -> Result<(), JobError> {
         tracing::debug!("no prometheus_url configured: no scale ticks");
         return Ok(());
     }
-    let names: Vec<String> =
-        sqlx::query_scalar("SELECT name FROM smo.graphs WHERE desired = 'running' AND status = 'Running' ORDER BY name")
-            .fetch_all(&app.pool)
-            .await
-            .map_err(db)?;
+    let names = {
+        let mut conn = app.pool.acquire().await.map_err(db)?;
+        store::running_graph_names(&mut conn).await.map_err(db)?
+    };
     let jobs: Vec<NewJob> = names
         .iter()
         .map(|g| NewJob::from_args(&ScaleTickJob { graph: g.clone() }))
@@ -237,12 +276,39 @@ pub async fn fanout(app: &App, ctx: &JobContext) -> Result<(), JobError> {
     Ok(())
 }
 
+/// Enqueues one drift repair per running graph; a graph whose previous repair is still queued or
+/// running keeps that one (unique key).
+pub async fn drift_fanout(app: &App, ctx: &JobContext) -> Result<(), JobError> {
+    let names = {
+        let mut conn = app.pool.acquire().await.map_err(db)?;
+        store::running_graph_names(&mut conn).await.map_err(db)?
+    };
+    let jobs: Vec<NewJob> = names
+        .iter()
+        .map(|g| NewJob::from_args(&super::RepairDriftJob { graph: g.clone() }))
+        .collect::<Result<_, _>>()
+        .map_err(|e| JobError::Permanent(e.to_string()))?;
+    for chunk in jobs.chunks(5_000) {
+        ctx.queue
+            .enqueue_many(chunk)
+            .await
+            .map_err(|e| JobError::Transient(e.to_string()))?;
+    }
+    Ok(())
+}
+
 /// One scale tick for one graph.
 pub async fn scale_tick(app: &App, name: &str, ctx: &JobContext) -> Result<(), JobError> {
-    let Ok(mut tx) = lock_graph(app, name).await else {
+    if !graph::try_lock(app, name, ctx).await? {
         return Ok(()); // another job holds the graph: this tick is skipped, the next one comes
-    };
-    let Some(g) = store::find_graph(&mut tx, name).await.map_err(db)? else {
+    }
+    let result = scale_tick_locked(app, name, ctx).await;
+    graph::unlock(app, name, ctx).await;
+    result
+}
+
+async fn scale_tick_locked(app: &App, name: &str, ctx: &JobContext) -> Result<(), JobError> {
+    let Some(g) = graph::load_graph(app, name).await? else {
         return Ok(());
     };
     if g.desired != Desired::Running.as_str() || g.status != status::RUNNING {
@@ -251,10 +317,11 @@ pub async fn scale_tick(app: &App, name: &str, ctx: &JobContext) -> Result<(), J
     let prometheus = app.monitoring.prometheus.as_ref().ok_or_else(|| {
         JobError::Permanent("no prometheus_url configured: scaling needs request rates".into())
     })?;
-    let graph: Graph = serde_json::from_value(g.descriptor.clone()).map_err(|e| {
-        JobError::Permanent(format!("stored descriptor of {name} does not load: {e}"))
-    })?;
-    let services = store::services(&mut tx, g.id).await.map_err(db)?;
+    let graph: Graph = graph::descriptor_of(&g)?;
+    let services = {
+        let mut conn = app.pool.acquire().await.map_err(db)?;
+        store::services(&mut conn, g.id).await.map_err(db)?
+    };
     let clusters = store::list_clusters(&app.pool).await.map_err(db)?;
     let window = if app.monitoring.rate_window.is_empty() {
         monitoring::DEFAULT_WINDOW
@@ -330,6 +397,7 @@ pub async fn scale_tick(app: &App, name: &str, ctx: &JobContext) -> Result<(), J
     .map_err(|e| JobError::Permanent(format!("scaling input: {e}")))?;
     let now = ctx.queue.now();
     let mut changed = Vec::new();
+    let mut replicas = Vec::new();
     let mut infeasible = Vec::new();
     let mut infeasible_notes: Vec<String> = Vec::new();
     for (cluster, outcome) in &outcomes {
@@ -362,15 +430,7 @@ pub async fn scale_tick(app: &App, name: &str, ctx: &JobContext) -> Result<(), J
                         .await
                         .map_err(retryable)?
                         .map_or(0, |(_, ready)| ready);
-                    sqlx::query("UPDATE smo.services SET replicas = $3, ready = $5, updated_at = $4 WHERE graph_id = $1 AND name = $2")
-                        .bind(g.id)
-                        .bind(&c.service)
-                        .bind(c.to as i32)
-                        .bind(now)
-                        .bind(ready)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(db)?;
+                    replicas.push((c.service.clone(), c.to as i32, ready));
                     changed.push(format!("{} {}→{}", c.service, c.from, c.to));
                 }
             }
@@ -378,6 +438,12 @@ pub async fn scale_tick(app: &App, name: &str, ctx: &JobContext) -> Result<(), J
                 infeasible.push(format!("{cluster}: {}", reasons.join("; ")))
             }
         }
+    }
+    let mut tx = app.pool.begin().await.map_err(db)?;
+    for (service, to, ready) in &replicas {
+        store::set_service_replicas(&mut tx, g.id, service, *to, *ready, now)
+            .await
+            .map_err(db)?;
     }
     let message = if !infeasible.is_empty() {
         let job = ctx

@@ -538,8 +538,9 @@ pub fn render_smo_dashboard() -> Dashboard {
         },
         PanelSpec {
             title: "Failures",
-            description: "Failed attempts per second (each retry counts) and jobs that died \
-                          (permanent error or last attempt) in the last 5 minutes.",
+            description: "Failed attempts per second (each retry counts), jobs that died \
+                          (permanent error or last attempt) in the last 5 minutes, and jobs \
+                          snoozed per second (waiting for a graph lock; no attempt spent).",
             unit: "short",
             ratio: false,
             targets: vec![
@@ -550,6 +551,10 @@ pub fn render_smo_dashboard() -> Dashboard {
                 q(
                     "sum by (kind) (increase(smo_jobs_dead_total[5m]))",
                     "dead {{kind}}",
+                ),
+                q(
+                    &format!("sum by (kind) (rate(smo_jobs_snoozed_total[{WINDOW}]))"),
+                    "snoozed/s {{kind}}",
                 ),
             ],
         },

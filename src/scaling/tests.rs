@@ -591,6 +591,31 @@ proptest! {
         }
     }
 
+    /// maxReplicas is a hard bound whatever the load asks for: below `max`'s capacity every
+    /// answer stays within it; beyond, the answer is infeasible and names maxReplicas, never a
+    /// count above the bound (capacity is plentiful, so nothing else can be the reason).
+    #[test]
+    fn max_replicas_bounds_every_answer((c, s) in instance(), load in 0.0f64..50.0) {
+        let loaded: Vec<ScaleService> = s
+            .iter()
+            .map(|x| ScaleService { rate: (x.alpha * f64::from(x.max) + x.beta) * load, ..x.clone() })
+            .collect();
+        let roomy = ScaleCluster { cpu: 1e6, ..c };
+        for out in [solve(&roomy, &loaded).unwrap(), solve_with(&roomy, &loaded, &milp_only()).unwrap()] {
+            match &out {
+                ScaleOutcome::Scaled { replicas, .. } => {
+                    for x in &loaded {
+                        prop_assert!(replicas[&x.name] <= x.max, "{}: {:?}", x.name, out);
+                    }
+                }
+                ScaleOutcome::Infeasible { reasons, .. } => {
+                    prop_assert!(load > 1.0 - 1e-9, "within max, yet infeasible: {:?}", out);
+                    prop_assert!(reasons.iter().any(|r| r.contains("maxReplicas")), "{:?}", out);
+                }
+            }
+        }
+    }
+
     #[test]
     fn infeasible_iff_minimum_does_not_fit((c, s) in instance(), cut in 0.0f64..1.0) {
         let prep = prepare(&c, &s);

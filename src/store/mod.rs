@@ -211,6 +211,13 @@ pub async fn upsert_graph(
     services: &[NewService],
     now: DateTime<Utc>,
 ) -> Result<(GraphRecord, bool), StoreError> {
+    // Concurrent uploads of one name queue here (until the caller's transaction ends) instead of
+    // racing to insert it: the first creates the graph, the next find it and upgrade it. Without
+    // this, simultaneous creates hit the unique key or deadlock and surface as errors.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('smo.graph-name'), hashtext($1))")
+        .bind(name)
+        .execute(&mut *conn)
+        .await?;
     sqlx::query(
         "INSERT INTO smo.projects (name, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
     )
@@ -318,14 +325,34 @@ pub async fn find_graph(
     )
 }
 
-/// Graphs, optionally of one project, by name.
+/// What a graph list shows: never the descriptor or its source, which may be megabytes each.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct GraphListing {
+    /// Name.
+    pub name: String,
+    /// Project.
+    pub project: String,
+    /// Descriptor version.
+    pub version: String,
+    /// Upload count.
+    pub revision: i32,
+    /// Current status.
+    pub status: String,
+    /// What was asked.
+    pub desired: String,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Graphs, optionally of one project, by name (only the listed columns are read).
 pub async fn list_graphs(
     pool: &PgPool,
     project: Option<&str>,
-) -> Result<Vec<GraphRecord>, StoreError> {
-    Ok(sqlx::query_as::<_, GraphRecord>(sqlx::AssertSqlSafe(format!(
-        "SELECT {GRAPH_COLUMNS} FROM smo.graphs WHERE $1::text IS NULL OR project = $1 ORDER BY project, name"
-    )))
+) -> Result<Vec<GraphListing>, StoreError> {
+    Ok(sqlx::query_as::<_, GraphListing>(
+        "SELECT name, project, version, revision, status, desired, updated_at FROM smo.graphs
+          WHERE $1::text IS NULL OR project = $1 ORDER BY project, name",
+    )
     .bind(project)
     .fetch_all(pool)
     .await?)
@@ -498,6 +525,105 @@ pub async fn clear_events(
         .execute(&mut *conn)
         .await?;
     Ok(())
+}
+
+/// Takes the graph's lock for `job` (re-entrant for the same job). The lock is free when no row
+/// exists or its holder is not running any more. Returns false when another running job holds it.
+pub async fn try_lock_graph(
+    conn: &mut PgConnection,
+    graph: &str,
+    job: Uuid,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let got: Option<Uuid> = sqlx::query_scalar(
+        "INSERT INTO smo.graph_locks AS l (graph, job_id, locked_at) VALUES ($1, $2, $3)
+         ON CONFLICT (graph) DO UPDATE SET job_id = EXCLUDED.job_id, locked_at = EXCLUDED.locked_at
+          WHERE l.job_id = EXCLUDED.job_id
+             OR NOT EXISTS (SELECT 1 FROM smo_jobs.jobs j WHERE j.id = l.job_id AND j.state = 'running')
+         RETURNING job_id",
+    )
+    .bind(graph)
+    .bind(job)
+    .bind(now)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(got.is_some())
+}
+
+/// Releases the graph's lock if `job` holds it.
+pub async fn unlock_graph(
+    conn: &mut PgConnection,
+    graph: &str,
+    job: Uuid,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM smo.graph_locks WHERE graph = $1 AND job_id = $2")
+        .bind(graph)
+        .bind(job)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// The graph's row locked for the rest of the transaction, if it still exists: the point where a
+/// job re-checks the desired state before it records an outcome.
+pub async fn find_graph_for_update(
+    conn: &mut PgConnection,
+    name: &str,
+) -> Result<Option<GraphRecord>, StoreError> {
+    Ok(
+        sqlx::query_as::<_, GraphRecord>(sqlx::AssertSqlSafe(format!(
+            "SELECT {GRAPH_COLUMNS} FROM smo.graphs WHERE name = $1 FOR UPDATE"
+        )))
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await?,
+    )
+}
+
+/// Records a scale tick's new replica count and what the federation reports ready.
+pub async fn set_service_replicas(
+    conn: &mut PgConnection,
+    graph_id: Uuid,
+    service: &str,
+    replicas: i32,
+    ready: i32,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE smo.services SET replicas = $3, ready = $5, updated_at = $4 WHERE graph_id = $1 AND name = $2",
+    )
+    .bind(graph_id)
+    .bind(service)
+    .bind(replicas)
+    .bind(now)
+    .bind(ready)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Names of the graphs that should be and are running (scale ticks, drift repair).
+pub async fn running_graph_names(conn: &mut PgConnection) -> Result<Vec<String>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT name FROM smo.graphs WHERE desired = 'running' AND status = 'Running' ORDER BY name",
+    )
+    .fetch_all(&mut *conn)
+    .await?)
+}
+
+/// True when another graph than `except` lives in `project`.
+pub async fn project_has_other_graphs(
+    conn: &mut PgConnection,
+    project: &str,
+    except: &str,
+) -> Result<bool, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM smo.graphs WHERE project = $1 AND name <> $2)",
+    )
+    .bind(project)
+    .bind(except)
+    .fetch_one(&mut *conn)
+    .await?)
 }
 
 /// Deletes a graph and its services (decisions and job links stay: they are history).

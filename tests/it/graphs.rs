@@ -315,6 +315,7 @@ async fn a_configured_token_guards_every_route_but_health_checks() {
         listener,
         Some("s3cret".into()),
         Default::default(),
+        Default::default(),
         stop.clone(),
     ));
     let http = reqwest::Client::new();

@@ -137,6 +137,16 @@ async fn replicas_follow_load_an_alert_deploys_its_service_once_and_remove_clean
             .contains(&"smo-demo-autoscale".to_string())
     })
     .await;
+    // The rule group loads before `publish-dashboards` records the dashboard URLs (it reloads
+    // Prometheus first, then writes the graph): wait for the job, not for a side effect of it.
+    let publish = sqlx::query_scalar::<_, uuid::Uuid>(
+        "SELECT id FROM smo_jobs.jobs WHERE kind = 'publish-dashboards' ORDER BY created_at LIMIT 1",
+    )
+    .fetch_one(&s.db.pool)
+    .await
+    .unwrap();
+    s.succeed(&serde_json::json!({ "job_id": publish.to_string() }))
+        .await;
     let g: Value = s.client.get("/graphs/autoscale").await.unwrap();
     let dashboards = g["dashboards"].as_object().cloned().unwrap_or_default();
     assert_eq!(dashboards.len(), 3, "graph + one per service: {g}");

@@ -61,6 +61,7 @@ impl Stack {
             listener,
             None,
             Default::default(),
+            Default::default(),
             stop.clone(),
         ));
         if worker {
