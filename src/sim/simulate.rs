@@ -284,30 +284,73 @@ fn selector_match(sel: &Value, w: &Workload) -> Option<u8> {
     }
 }
 
-/// Picks the PropagationPolicy Karmada would: highest `spec.priority`, then the most specific
-/// selector, then the alphabetically first name.
-fn pick_policy<'a>(policies: &[&'a Value], w: &Workload) -> Option<&'a Value> {
-    policies
-        .iter()
-        .filter(|p| str_at(p, "/metadata/namespace") == w.key.ns)
-        .filter_map(|p| {
+/// The PropagationPolicies of a reconcile, indexed so that picking one for a workload looks only
+/// at the policies that could select it: those naming it, and those of its namespace that select
+/// by labels or kind. (A scan of every policy per workload made each write quadratic.)
+struct PolicyIndex<'a> {
+    by_name: std::collections::HashMap<(&'a str, &'a str), Vec<&'a Value>>,
+    generic: std::collections::HashMap<&'a str, Vec<&'a Value>>,
+}
+
+impl<'a> PolicyIndex<'a> {
+    fn new(policies: Vec<&'a Value>) -> Self {
+        let mut index = PolicyIndex {
+            by_name: Default::default(),
+            generic: Default::default(),
+        };
+        for p in policies {
+            let ns = str_at(p, "/metadata/namespace");
             let sels = p
                 .pointer("/spec/resourceSelectors")
-                .and_then(Value::as_array)?;
-            let best = sels.iter().filter_map(|s| selector_match(s, w)).max()?;
-            let priority = p
-                .pointer("/spec/priority")
-                .and_then(Value::as_i64)
-                .unwrap_or(0);
-            Some((
-                priority,
-                best,
-                std::cmp::Reverse(str_at(p, "/metadata/name")),
-                *p,
-            ))
-        })
-        .max_by(|a, b| (a.0, a.1, &a.2).cmp(&(b.0, b.1, &b.2)))
-        .map(|t| t.3)
+                .and_then(Value::as_array);
+            let mut names: Vec<&'a str> = Vec::new();
+            let mut any_unnamed = false;
+            for sel in sels.into_iter().flatten() {
+                match str_at(sel, "/name") {
+                    "" => any_unnamed = true,
+                    n => names.push(n),
+                }
+            }
+            if any_unnamed {
+                index.generic.entry(ns).or_default().push(p);
+            }
+            names.sort_unstable();
+            names.dedup();
+            for n in names {
+                index.by_name.entry((ns, n)).or_default().push(p);
+            }
+        }
+        index
+    }
+
+    /// Picks the PropagationPolicy Karmada would: highest `spec.priority`, then the most
+    /// specific selector, then the alphabetically first name.
+    fn pick(&self, w: &Workload) -> Option<&'a Value> {
+        let named = self.by_name.get(&(w.key.ns.as_str(), w.key.name.as_str()));
+        let generic = self.generic.get(w.key.ns.as_str());
+        named
+            .into_iter()
+            .chain(generic)
+            .flatten()
+            .filter_map(|p| {
+                let sels = p
+                    .pointer("/spec/resourceSelectors")
+                    .and_then(Value::as_array)?;
+                let best = sels.iter().filter_map(|s| selector_match(s, w)).max()?;
+                let priority = p
+                    .pointer("/spec/priority")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0);
+                Some((
+                    priority,
+                    best,
+                    std::cmp::Reverse(str_at(p, "/metadata/name")),
+                    *p,
+                ))
+            })
+            .max_by(|a, b| (a.0, a.1, &a.2).cmp(&(b.0, b.1, &b.2)))
+            .map(|t| t.3)
+    }
 }
 
 /// The Ready clusters a placement's `clusterAffinity` allows (all clusters without one).
@@ -631,13 +674,7 @@ pub(crate) fn reconcile(st: &mut State, now: Instant) {
             )
         })
         .collect();
-    let policies: Vec<Value> = st
-        .store
-        .list(Res::PropagationPolicy, None)
-        .into_iter()
-        .cloned()
-        .collect();
-    let policy_refs: Vec<&Value> = policies.iter().collect();
+    let policies = PolicyIndex::new(st.store.list(Res::PropagationPolicy, None));
     let mut workloads: Vec<Workload> = st
         .store
         .entries(Res::Deployment, None)
@@ -667,7 +704,7 @@ pub(crate) fn reconcile(st: &mut State, now: Instant) {
     workloads.sort_by_key(|w| w.seq);
 
     for w in &mut workloads {
-        if let Some(p) = pick_policy(&policy_refs, w) {
+        if let Some(p) = policies.pick(w) {
             let placement = &p["spec"]["placement"];
             let eligible = eligible_clusters(placement, &st.clusters, &labels);
             let (kind, targets) = assign(placement, w, &eligible, &st.clusters);

@@ -216,3 +216,125 @@ async fn listing_graphs_reads_neither_descriptor_nor_source() {
     assert_eq!(listed[0].name, "listed");
     assert_eq!(project.unwrap().len(), 1);
 }
+
+/// An API with short limits, on its own port.
+async fn limited_api(
+    limits: smo::http::HttpLimits,
+) -> (
+    smo_jobs::testing::TestDb,
+    String,
+    tokio_util::sync::CancellationToken,
+) {
+    smo::install_crypto_provider();
+    let db = crate::support::test_db().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(smo::server::serve_api_on(
+        db.pool.clone(),
+        listener,
+        None,
+        Default::default(),
+        limits,
+        stop.clone(),
+    ));
+    (db, addr, stop)
+}
+
+/// Reads until the server closes the connection (or `within` passes); what it sent.
+async fn read_until_closed(
+    s: &mut tokio::net::TcpStream,
+    within: std::time::Duration,
+) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(within, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    read.ok()
+        .map(|()| String::from_utf8_lossy(&got).into_owned())
+}
+
+#[tokio::test]
+async fn slow_headers_idle_connections_and_slow_bodies_are_cut_off_and_connections_are_capped() {
+    use std::time::{Duration, Instant};
+    use tokio::io::AsyncWriteExt;
+    let limits = smo::http::HttpLimits {
+        header_read_timeout: Duration::from_millis(800),
+        body_read_timeout: Duration::from_millis(800),
+        max_connections: 8,
+    };
+    let (_db, addr, stop) = limited_api(limits).await;
+    let healthz = |addr: String| async move {
+        reqwest::Client::new()
+            .get(format!("http://{addr}/healthz"))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+    };
+    for _ in 0..100 {
+        if healthz(addr.clone()).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Slowloris: 16 connections (twice the cap) that trickle their headers a byte at a time.
+    let mut lorises = Vec::new();
+    for _ in 0..16 {
+        let addr = addr.clone();
+        lorises.push(tokio::spawn(async move {
+            let started = Instant::now();
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+                .await
+                .unwrap();
+            for _ in 0..40 {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                if s.write_all(b"X").await.is_err() {
+                    break;
+                }
+            }
+            let closed = read_until_closed(&mut s, Duration::from_secs(1)).await;
+            (closed.is_some(), started.elapsed())
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The cap holds them back, and the header timeout frees the slots: a real client gets in.
+    assert_eq!(healthz(addr.clone()).await.unwrap(), 200);
+    for l in lorises {
+        let (closed, took) = l.await.unwrap();
+        assert!(closed, "a slowloris connection stayed open for {took:?}");
+        assert!(took < Duration::from_secs(8), "{took:?}");
+    }
+
+    // An idle keep-alive connection is closed after the header timeout.
+    let mut idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_until_closed(&mut idle, Duration::from_secs(5)).await;
+    let answer = answer.expect("the idle connection was closed");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    // A body that stops arriving is answered 408.
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(
+        b"POST /alerts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"alerts\":",
+    )
+    .await
+    .unwrap();
+    let answer = read_until_closed(&mut slow, Duration::from_secs(5)).await;
+    let answer = answer.expect("the slow body's connection was closed");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("urn:smo:problem:body-timeout"), "{answer}");
+    stop.cancel();
+}
