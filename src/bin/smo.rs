@@ -89,6 +89,9 @@ enum ClusterCmd {
 
 #[derive(Subcommand)]
 enum BenchCmd {
+    /// The worst descriptor the API accepts (the service limit, near the body limit): parse,
+    /// place and render times and peak memory. Needs no database.
+    Descriptor,
     /// One scale-tick round for many running graphs (stub Prometheus, real engine and tick code),
     /// in a scratch database `<db>_bench`.
     ScaleRound {
@@ -446,6 +449,23 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             server::run(settings, &a.roles, server::shutdown_on_signals()).await?;
         }
         Command::Sim(a) => return sim(a).await,
+        Command::Bench(BenchCmd::Descriptor) => {
+            let r = smo::bench::descriptor()?;
+            if out == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "worst accepted descriptor: {} services, {:.1} MiB; parse {:.2} s, place + render {:.2} s ({} objects); RSS {:.0} MiB before, peak {:.0} MiB",
+                    r.services,
+                    r.bytes as f64 / (1024.0 * 1024.0),
+                    r.parse_secs,
+                    r.plan_secs,
+                    r.objects,
+                    r.rss_before_mib,
+                    r.peak_rss_mib
+                );
+            }
+        }
         Command::Bench(BenchCmd::ScaleRound {
             graphs,
             workers,

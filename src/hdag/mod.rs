@@ -40,6 +40,10 @@ use std::fmt;
 
 /// Largest descriptor accepted (10 MiB): bodies beyond it are refused before any parsing.
 pub const MAX_DESCRIPTOR_BYTES: usize = 10 * 1024 * 1024;
+/// Most services a graph may have. Real graphs have a handful to a few dozen; beyond this,
+/// placement, rendering and storage cost grows without serving anyone (a 50,000-service body
+/// once cost a gigabyte of memory). Checked before any service is validated.
+pub const MAX_SERVICES: usize = 1000;
 /// Deepest nesting accepted; real descriptors are about 8 levels deep.
 pub const MAX_DEPTH: usize = 64;
 /// Most nodes (scalars, lists, maps) a document may expand to, aliases included: bounds the
@@ -64,6 +68,7 @@ pub struct Limits {
     pub max_depth: usize,
     pub max_nodes: usize,
     pub max_flow_work: u64,
+    pub max_services: usize,
 }
 
 impl Default for Limits {
@@ -73,6 +78,7 @@ impl Default for Limits {
             max_depth: MAX_DEPTH,
             max_nodes: MAX_NODES,
             max_flow_work: MAX_FLOW_WORK,
+            max_services: MAX_SERVICES,
         }
     }
 }
@@ -172,6 +178,7 @@ pub fn parse_with_limits(bytes: &[u8], limits: &Limits) -> Result<Parsed, Descri
     if value.is_null() {
         return Err(DescriptorError::Empty);
     }
-    let (graph, warnings) = validate::validate(&value).map_err(DescriptorError::Invalid)?;
+    let (graph, warnings) =
+        validate::validate(&value, limits.max_services).map_err(DescriptorError::Invalid)?;
     Ok(Parsed { graph, warnings })
 }

@@ -1463,7 +1463,19 @@ fn large_graphs_are_handled_in_bounded_time() {
     let doc = bytes(
         &json!({ "hdaGraph": { "imVersion": "0.4.0", "id": "big", "version": "1", "services": services } }),
     );
-    let g = fast(Duration::from_secs(10), || ok(&doc)).graph;
+    // Beyond the service limit, which is refused first and cheaply, naming the field.
+    assert_eq!(n, 12 * MAX_SERVICES);
+    let p = fast(Duration::from_secs(10), || invalid(&doc));
+    assert_eq!(p.len(), 1, "{:?}", &p[..p.len().min(3)]);
+    has(&p, "services", "at most 1000 services; this one has 12000");
+    let unbounded = Limits {
+        max_services: usize::MAX,
+        ..Limits::default()
+    };
+    let parse_big = |doc: &[u8]| parse_with_limits(doc, &unbounded);
+    let g = fast(Duration::from_secs(10), || parse_big(&doc))
+        .unwrap()
+        .graph;
     let order = fast(Duration::from_secs(2), || ids(&g.deploy_order()));
     assert_eq!(order.first().map(String::as_str), Some("s11999"));
     assert_eq!(order.last().map(String::as_str), Some("s0"));
@@ -1475,7 +1487,10 @@ fn large_graphs_are_handled_in_bounded_time() {
     let doc = bytes(
         &json!({ "hdaGraph": { "imVersion": "0.4.0", "id": "big", "version": "1", "services": services } }),
     );
-    let p = fast(Duration::from_secs(10), || invalid(&doc));
+    let p = match fast(Duration::from_secs(10), || parse_big(&doc)) {
+        Err(DescriptorError::Invalid(p)) => p,
+        other => panic!("expected Invalid, got {other:?}"),
+    };
     assert_eq!(p.len(), validate::MAX_PROBLEMS + 1);
     assert!(
         p.last()

@@ -16,6 +16,8 @@ struct Cx {
     warnings: Vec<Problem>,
     /// References between services, checked once every id is known.
     refs: Vec<Ref>,
+    /// Most services accepted ([`super::MAX_SERVICES`] by default).
+    max_services: usize,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -334,8 +336,14 @@ fn cap(problems: &mut Vec<Problem>) {
 }
 
 /// Validates a loaded document (the whole file, with its `hdaGraph` key).
-pub(super) fn validate(root: &Value) -> Result<(Graph, Vec<Problem>), Vec<Problem>> {
-    let mut cx = Cx::default();
+pub(super) fn validate(
+    root: &Value,
+    max_services: usize,
+) -> Result<(Graph, Vec<Problem>), Vec<Problem>> {
+    let mut cx = Cx {
+        max_services,
+        ..Cx::default()
+    };
     let Value::Object(top) = root else {
         return Err(vec![Problem {
             path: String::new(),
@@ -431,6 +439,15 @@ fn graph(mut o: Obj<'_>, cx: &mut Cx) -> Option<Graph> {
     {
         if items.is_empty() {
             cx.error("services", "a graph needs at least one service");
+        }
+        if items.len() > cx.max_services {
+            let message = format!(
+                "a graph may have at most {} services; this one has {}",
+                cx.max_services,
+                items.len()
+            );
+            cx.error("services", message);
+            return None;
         }
         // What the cross-checks need of each item, even of services with other errors.
         let mut seen: Vec<Option<Seen>> = Vec::with_capacity(items.len());

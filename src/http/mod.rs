@@ -23,11 +23,14 @@ pub use problem::{ApiError, Problem, ProblemItem};
 pub use serve::{HttpLimits, serve};
 
 use crate::{
-    federation::manifests::{self, RenderInput},
+    federation::manifests,
     hdag::{self, DescriptorError, Graph},
     jobs::{self, ClusterSyncJob, DeployJob, RePlaceJob, RemoveJob, StartJob, StopJob},
     store::{self, Desired, NewService},
 };
+
+/// Largest body probed for a by-reference deploy (`{"artifact": "oci://…"}`).
+const MAX_REFERENCE_BODY: usize = 16 * 1024;
 
 /// Largest request body accepted at all; the descriptor limit inside is checked by `hdag`.
 pub const MAX_BODY_BYTES: usize = hdag::MAX_DESCRIPTOR_BYTES + 64 * 1024;
@@ -332,31 +335,6 @@ fn valid_name(field: &str, v: &str) -> ApiResult<()> {
     }
 }
 
-fn new_services(graph: &Graph) -> Vec<NewService> {
-    graph
-        .services
-        .iter()
-        .map(|s| {
-            let r = s.resources();
-            let min = s
-                .deployment
-                .intent
-                .scaling
-                .as_ref()
-                .map(|sc| sc.min_replicas)
-                .unwrap_or(1);
-            NewService {
-                name: s.id.clone(),
-                conditional: s.is_conditional(),
-                cpu_millis: r.cpu_millis.min(i64::MAX as u64) as i64,
-                memory_bytes: r.memory_bytes.min(i64::MAX as u64) as i64,
-                gpu: r.gpu,
-                replicas: min.clamp(1, 10_000) as i32,
-            }
-        })
-        .collect()
-}
-
 impl SmoApi {
     async fn parse_descriptor(&self, body: Vec<u8>) -> ApiResult<hdag::Parsed> {
         let _slot = self
@@ -453,42 +431,24 @@ impl SmoApi {
     async fn dry_run(&self, parsed: hdag::Parsed, project: &str) -> ApiResult<DryRun> {
         let graph = parsed.graph;
         let clusters = store::list_clusters(&self.pool).await?;
-        let services: Vec<store::ServiceRecord> = new_services(&graph)
-            .into_iter()
-            .enumerate()
-            .map(|(i, s)| store::ServiceRecord {
-                name: s.name,
-                position: i as i32,
-                status: "Pending".into(),
-                cluster: None,
-                replicas: s.replicas,
-                ready: 0,
-                conditional: s.conditional,
-                cpu_millis: s.cpu_millis,
-                memory_bytes: s.memory_bytes,
-                gpu: s.gpu,
-            })
-            .collect();
-        let plan = jobs::plan_placement(&graph, &services, &clusters, &BTreeMap::new(), false)
-            .map_err(|e| {
-                ApiError::invalid(
-                    format!("placement: {e}"),
-                    vec![ProblemItem {
-                        path: "placement".into(),
-                        message: e.to_string(),
-                    }],
-                )
-            })?;
-        let replicas = services
-            .iter()
-            .map(|s| (s.name.clone(), s.replicas))
-            .collect();
-        let objects = manifests::render(&RenderInput {
-            graph: &graph,
-            project,
-            placement: &plan.placement,
-            replicas: &replicas,
-        });
+        // Placement and rendering are CPU work: off the async threads, so health checks and
+        // other requests are not held up behind a big dry run.
+        let project = project.to_string();
+        let (graph, planned) = tokio::task::spawn_blocking(move || {
+            let planned = jobs::dry_run_plan(&graph, &clusters, &project);
+            (graph, planned)
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("dry run failed: {e}")))?;
+        let (plan, objects) = planned.map_err(|e| {
+            ApiError::invalid(
+                format!("placement: {e}"),
+                vec![ProblemItem {
+                    path: "placement".into(),
+                    message: e.to_string(),
+                }],
+            )
+        })?;
         Ok(DryRun {
             graph: graph.id.clone(),
             placement: plan.placement,
@@ -636,8 +596,11 @@ impl SmoApi {
         // Deploy by reference: {"artifact": "oci://host/repo/name:tag" | "https://…/x.tar.gz"}.
         let mut bytes = body.0;
         let mut source = None;
-        if let Ok(serde_json::Value::Object(m)) =
-            serde_json::from_slice::<serde_json::Value>(&bytes)
+        // A reference is a tiny JSON object: only small bodies are probed for one, so a large
+        // descriptor is parsed once, off the async threads, and never here.
+        if bytes.len() <= MAX_REFERENCE_BODY
+            && let Ok(serde_json::Value::Object(m)) =
+                serde_json::from_slice::<serde_json::Value>(&bytes)
             && !m.contains_key("hdaGraph")
             && let Some(r) = m.get("artifact")
         {
@@ -689,7 +652,7 @@ impl SmoApi {
             &graph.version,
             &descriptor,
             &source,
-            &new_services(graph),
+            &NewService::of_graph(graph),
             self.queue.now(),
         )
         .await?;

@@ -87,6 +87,43 @@ pub struct PlacementPlan {
     pub solution: Option<Solution>,
 }
 
+/// What a dry run shows for a descriptor not stored yet: where its services would go on
+/// `clusters` and every object that would be applied (pure: no store, no federation).
+pub fn dry_run_plan(
+    graph: &Graph,
+    clusters: &[ClusterRecord],
+    project: &str,
+) -> Result<(PlacementPlan, Vec<serde_json::Value>), placement::PlacementError> {
+    let services: Vec<ServiceRecord> = store::NewService::of_graph(graph)
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| ServiceRecord {
+            name: s.name,
+            position: i as i32,
+            status: "Pending".into(),
+            cluster: None,
+            replicas: s.replicas,
+            ready: 0,
+            conditional: s.conditional,
+            cpu_millis: s.cpu_millis,
+            memory_bytes: s.memory_bytes,
+            gpu: s.gpu,
+        })
+        .collect();
+    let plan = plan_placement(graph, &services, clusters, &BTreeMap::new(), false)?;
+    let replicas = services
+        .iter()
+        .map(|s| (s.name.clone(), s.replicas))
+        .collect();
+    let objects = manifests::render(&RenderInput {
+        graph,
+        project,
+        placement: &plan.placement,
+        replicas: &replicas,
+    });
+    Ok((plan, objects))
+}
+
 /// Builds the placement problem of SPEC §2 from the stored clusters and services and solves it.
 /// Services keep their current cluster when it is still usable and nothing else needs placing;
 /// `force` re-optimises everything (re-placement), with the graph's own usage added back.

@@ -13,7 +13,7 @@ use sqlx::{PgConnection, PgPool};
 
 use crate::{federation::Federation, store};
 
-pub use graph::{PlacementPlan, plan_placement};
+pub use graph::{PlacementPlan, dry_run_plan, plan_placement};
 pub use monitor::{Monitoring, RulesTarget, cron_schedule_for};
 
 /// What every handler needs: the database and, when configured, the federation and the

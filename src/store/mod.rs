@@ -147,6 +147,34 @@ pub struct NewService {
     pub replicas: i32,
 }
 
+impl NewService {
+    /// The services of a descriptor as stored on upload.
+    pub fn of_graph(graph: &crate::hdag::Graph) -> Vec<NewService> {
+        graph
+            .services
+            .iter()
+            .map(|s| {
+                let r = s.resources();
+                let min = s
+                    .deployment
+                    .intent
+                    .scaling
+                    .as_ref()
+                    .map(|sc| sc.min_replicas)
+                    .unwrap_or(1);
+                NewService {
+                    name: s.id.clone(),
+                    conditional: s.is_conditional(),
+                    cpu_millis: r.cpu_millis.min(i64::MAX as u64) as i64,
+                    memory_bytes: r.memory_bytes.min(i64::MAX as u64) as i64,
+                    gpu: r.gpu,
+                    replicas: min.clamp(1, 10_000) as i32,
+                }
+            })
+            .collect()
+    }
+}
+
 /// A member cluster as last read from Karmada.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, PartialEq)]
 pub struct ClusterRecord {
