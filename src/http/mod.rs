@@ -102,6 +102,7 @@ pub struct ServiceView {
     /// Pending | Deployed | Running | Stopped | Failed.
     pub status: String,
     /// Where it runs.
+    #[oai(skip_serializing_if_is_none)]
     pub cluster: Option<String>,
     /// Desired replicas.
     pub replicas: i32,
@@ -133,12 +134,15 @@ pub struct GraphDetail {
     /// Current status.
     pub status: String,
     /// Why, when failed or partial.
+    #[oai(skip_serializing_if_is_none)]
     pub status_message: Option<String>,
     /// What was asked.
     pub desired: String,
     /// Descriptor designer.
+    #[oai(skip_serializing_if_is_none)]
     pub designer: Option<String>,
     /// Descriptor description.
+    #[oai(skip_serializing_if_is_none)]
     pub description: Option<String>,
     /// service → cluster.
     pub placement: BTreeMap<String, String>,
@@ -172,6 +176,7 @@ pub struct ClusterView {
     /// Labels.
     pub labels: BTreeMap<String, String>,
     /// Readiness message.
+    #[oai(skip_serializing_if_is_none)]
     pub message: Option<String>,
     /// When read from Karmada.
     pub synced_at: DateTime<Utc>,
@@ -197,10 +202,13 @@ pub struct JobView {
     /// Next run (for retrying jobs).
     pub run_at: DateTime<Utc>,
     /// First start.
+    #[oai(skip_serializing_if_is_none)]
     pub started_at: Option<DateTime<Utc>>,
     /// Finished.
+    #[oai(skip_serializing_if_is_none)]
     pub finished_at: Option<DateTime<Utc>>,
     /// Latest error.
+    #[oai(skip_serializing_if_is_none)]
     pub last_error: Option<String>,
     /// Every error: `[{attempt, at, error, permanent, worker}]`.
     pub errors: serde_json::Value,
@@ -233,6 +241,7 @@ pub struct DecisionView {
     /// placement | deploy | re-place | stop | remove | scaling …
     pub kind: String,
     /// The job that took it.
+    #[oai(skip_serializing_if_is_none)]
     pub job_id: Option<Uuid>,
     /// One line.
     pub message: String,
@@ -924,10 +933,8 @@ impl SmoApi {
 
     /// A job: state, attempts, errors, timings.
     #[oai(path = "/jobs/:id", method = "get", operation_id = "getJob")]
-    async fn job(&self, id: Path<String>) -> ApiResult<Json<JobView>> {
-        let id = Uuid::parse_str(&id.0)
-            .map_err(|e| ApiError::bad_request(format!("job id {:?}: {e}", id.0)))?;
-        Ok(Json(self.queue.get(id).await?.into()))
+    async fn job(&self, id: Path<Uuid>) -> ApiResult<Json<JobView>> {
+        Ok(Json(self.queue.get(id.0).await?.into()))
     }
 }
 
@@ -973,24 +980,24 @@ fn too_large() -> ApiError {
     ApiError::too_large(format!("the request body exceeds {MAX_BODY_BYTES} bytes"))
 }
 
-/// Every route the API serves, as templates (kept equal to the OpenAPI document's paths by a
-/// test), plus the UI and the spec.
-const ROUTES: &[&str] = &[
-    "/healthz",
-    "/readyz",
-    "/metrics",
-    "/clusters",
-    "/clusters/sync",
-    "/project/{project}/graphs",
-    "/graphs",
-    "/graphs/{name}",
-    "/graphs/{name}/start",
-    "/graphs/{name}/stop",
-    "/graphs/{name}/placement",
-    "/graphs/{name}/jobs",
-    "/graphs/{name}/history",
-    "/alerts",
-    "/jobs/{id}",
+/// Every route the API serves, as templates with their methods (kept equal to the OpenAPI
+/// document by a test): metric labels, and the `Allow` header of a 405.
+const ROUTES: &[(&str, &str)] = &[
+    ("/healthz", "GET"),
+    ("/readyz", "GET"),
+    ("/metrics", "GET"),
+    ("/clusters", "GET"),
+    ("/clusters/sync", "POST"),
+    ("/project/{project}/graphs", "GET, POST"),
+    ("/graphs", "GET"),
+    ("/graphs/{name}", "GET, DELETE"),
+    ("/graphs/{name}/start", "POST"),
+    ("/graphs/{name}/stop", "POST"),
+    ("/graphs/{name}/placement", "POST"),
+    ("/graphs/{name}/jobs", "GET"),
+    ("/graphs/{name}/history", "GET"),
+    ("/alerts", "POST"),
+    ("/jobs/{id}", "GET"),
 ];
 
 /// The label of paths no route serves: one series for every 404 of an unknown path, so a
@@ -1012,9 +1019,8 @@ fn route_of(path: &str) -> &'static str {
     let templ = format!("/{}", templ.join("/"));
     ROUTES
         .iter()
-        .find(|r| **r == templ)
-        .copied()
-        .unwrap_or(UNMATCHED)
+        .find(|(r, _)| *r == templ)
+        .map_or(UNMATCHED, |(r, _)| *r)
 }
 
 /// The method label: the standard methods by name, any other (clients may send any token) as one.
@@ -1040,8 +1046,8 @@ fn nul_path_parameter(path: &str, route: &str) -> Option<&'static str> {
     }
     let templates: Vec<&'static str> = ROUTES
         .iter()
-        .find(|r| **r == route)
-        .map(|r| r.trim_matches('/').split('/').collect())
+        .find(|(r, _)| *r == route)
+        .map(|(r, _)| r.trim_matches('/').split('/').collect())
         .unwrap_or_default();
     let at = path
         .trim_matches('/')
@@ -1138,26 +1144,51 @@ pub fn app(
                         .headers()
                         .get("authorization")
                         .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.strip_prefix("Bearer "));
+                        .and_then(|v| v.trim().split_once(' '))
+                        // RFC 9110: the scheme is case-insensitive.
+                        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                        .map(|(_, token)| token.trim());
                     if !open && given != Some(t.as_str()) {
-                        return Ok(ApiError::unauthorized().into_response());
+                        let mut r = ApiError::unauthorized().into_response();
+                        r.headers_mut().insert(
+                            "www-authenticate",
+                            poem::http::HeaderValue::from_static("Bearer realm=\"smo\""),
+                        );
+                        return Ok(r);
                     }
                 }
                 let (method, route) = (method_of(req.method()), route_of(req.uri().path()));
                 if let Some(field) = nul_path_parameter(req.uri().path(), route) {
                     return Ok(problem::no_nul(field, "\0").unwrap_err().into_response());
                 }
+                // The descriptor and webhook bodies are read whatever their type: a client that
+                // sends none gets the same answer as one that says octet-stream.
+                if !req.headers().contains_key("content-type")
+                    && matches!(req.method().as_str(), "POST" | "PUT" | "PATCH")
+                {
+                    req.headers_mut().insert(
+                        "content-type",
+                        poem::http::HeaderValue::from_static("application/octet-stream"),
+                    );
+                }
                 let started = std::time::Instant::now();
                 let resp = ep.call(req).await.map(IntoResponse::into_response);
-                let status = match &resp {
-                    Ok(r) => r.status().as_u16(),
-                    Err(e) => e.status().as_u16(),
+                // RFC 9110: a 405 lists the methods the route has.
+                let mut resp = match resp {
+                    Ok(r) => r,
+                    Err(e) => problem_for(e).await,
                 };
+                if resp.status() == StatusCode::METHOD_NOT_ALLOWED
+                    && let Some((_, methods)) = ROUTES.iter().find(|(p, _)| *p == route)
+                {
+                    resp.headers_mut()
+                        .insert("allow", poem::http::HeaderValue::from_static(methods));
+                }
                 crate::metrics::HTTP_REQUESTS.observe(
-                    &[method, route, &status.to_string()],
+                    &[method, route, &resp.status().as_u16().to_string()],
                     started.elapsed().as_secs_f64(),
                 );
-                resp
+                Ok::<_, poem::Error>(resp)
             }
         })
         .catch_all_error(problem_for)
@@ -1206,13 +1237,23 @@ mod route_tests {
             .unwrap();
         let yaml = rt.block_on(async { openapi_yaml() });
         let doc: serde_json::Value = serde_norway::from_str(&yaml).unwrap();
-        let mut paths: Vec<&str> = doc["paths"]
+        let mut paths: Vec<(String, String)> = doc["paths"]
             .as_object()
             .unwrap()
-            .keys()
-            .map(String::as_str)
+            .iter()
+            .map(|(p, ops)| {
+                let methods: Vec<String> = ["get", "post", "put", "patch", "delete"]
+                    .iter()
+                    .filter(|m| ops.get(**m).is_some())
+                    .map(|m| m.to_ascii_uppercase())
+                    .collect();
+                (p.clone(), methods.join(", "))
+            })
             .collect();
-        let mut routes = ROUTES.to_vec();
+        let mut routes: Vec<(String, String)> = ROUTES
+            .iter()
+            .map(|(r, m)| (r.to_string(), m.to_string()))
+            .collect();
         paths.sort_unstable();
         routes.sort_unstable();
         assert_eq!(routes, paths);

@@ -336,6 +336,21 @@ async fn a_configured_token_guards_every_route_but_health_checks() {
     let r = http.get(format!("{base}/graphs")).send().await.unwrap();
     assert_eq!(r.status(), 401);
     assert_eq!(r.headers()["content-type"], "application/problem+json");
+    assert!(
+        r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer"),
+        "a 401 says which scheme it wants"
+    );
+    // The scheme is case-insensitive (RFC 9110).
+    let r = http
+        .get(format!("{base}/graphs"))
+        .header("authorization", "bearer s3cret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
     let r = http
         .get(format!("{base}/graphs"))
         .bearer_auth("wrong")

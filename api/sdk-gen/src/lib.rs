@@ -206,9 +206,11 @@ impl Gen<'_> {
                         ty
                     }
                 } else {
-                    // Absent or null reads as `None`; `None` is written as `null`, as smo's
-                    // server (poem-openapi) does, so re-serialised answers match the originals.
+                    // Absent or null reads as `None`; `None` is left out, as smo's server does
+                    // (a property not required is absent, never null), so re-serialised
+                    // answers match the originals.
                     attrs.push("default".into());
+                    attrs.push("skip_serializing_if = \"Option::is_none\"".into());
                     format!("Option<{ty}>")
                 };
                 if !attrs.is_empty() {

@@ -37,7 +37,7 @@ pub struct ClusterView {
     /// Labels.
     pub labels: std::collections::BTreeMap<String, String>,
     /// Readiness message.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// When read from Karmada.
     pub synced_at: String,
@@ -51,7 +51,7 @@ pub struct DecisionView {
     /// placement | deploy | re-place | stop | remove | scaling …
     pub kind: String,
     /// The job that took it.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_id: Option<String>,
     /// One line.
     pub message: String,
@@ -94,15 +94,15 @@ pub struct GraphDetail {
     /// Current status.
     pub status: String,
     /// Why, when failed or partial.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_message: Option<String>,
     /// What was asked.
     pub desired: String,
     /// Descriptor designer.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub designer: Option<String>,
     /// Descriptor description.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// service → cluster.
     pub placement: std::collections::BTreeMap<String, String>,
@@ -172,13 +172,13 @@ pub struct JobView {
     /// Next run (for retrying jobs).
     pub run_at: String,
     /// First start.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<String>,
     /// Finished.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<String>,
     /// Latest error.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
     /// Every error: `[{attempt, at, error, permanent, worker}]`.
     pub errors: serde_json::Value,
@@ -196,7 +196,7 @@ pub struct Problem {
     /// This occurrence, in one line.
     pub detail: String,
     /// Every problem found, when there are several (validation).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problems: Option<Vec<ProblemItem>>,
 }
 
@@ -217,7 +217,7 @@ pub struct ServiceView {
     /// Pending | Deployed | Running | Stopped | Failed.
     pub status: String,
     /// Where it runs.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
     /// Desired replicas.
     pub replicas: i32,
