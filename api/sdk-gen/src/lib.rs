@@ -957,7 +957,9 @@ mod tests {
         assert_eq!(a, generate(&s).unwrap());
         assert!(a.contains("pub r#type: String,"), "{a}");
         assert!(
-            a.contains("    #[serde(default)]\n    pub n: Option<u64>,"),
+            a.contains(
+                "    #[serde(default, skip_serializing_if = \"Option::is_none\")]\n    pub n: Option<u64>,"
+            ),
             "{a}"
         );
         assert!(a.contains("DarkRed,"), "{a}");
