@@ -107,20 +107,33 @@ impl FileSettings {
     }
 }
 
-/// Where the config file lives: `$SMO_CONFIG`, else `~/.smo/config.yaml`.
+/// Where the config file lives: `$SMO_CONFIG`, else `$SMO_DIR/config.yaml` (as the reference
+/// CLI), else `~/.smo/config.yaml`.
 pub fn config_path() -> PathBuf {
     if let Ok(p) = std::env::var("SMO_CONFIG") {
         return PathBuf::from(p);
+    }
+    if let Ok(d) = std::env::var("SMO_DIR") {
+        return PathBuf::from(d).join("config.yaml");
     }
     let home = std::env::var("HOME").unwrap_or_else(|_| ".".into());
     PathBuf::from(home).join(".smo").join("config.yaml")
 }
 
 /// Reads the config file; a missing file is an empty one, a malformed one is an error naming it.
+/// A file written by the reference SMO's CLI is read too (see [`parse_file`]); what it says that
+/// smo cannot use is printed once as a warning.
 pub fn load_file() -> Result<FileSettings, String> {
     let path = config_path();
     match std::fs::read_to_string(&path) {
-        Ok(text) => serde_norway::from_str(&text).map_err(|e| format!("{}: {e}", path.display())),
+        Ok(text) => {
+            let (settings, warnings) =
+                parse_file(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            for w in warnings {
+                eprintln!("warning: {}: {w}", path.display());
+            }
+            Ok(settings)
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(FileSettings::default()),
         Err(e) => Err(format!("{}: {e}", path.display())),
     }
@@ -180,6 +193,88 @@ impl FileSettings {
         }
         serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| e.to_string())
     }
+}
+
+/// Parses a config file: smo's keys, and the keys the reference SMO's CLI writes (`db.url`,
+/// `grafana.{host,username,password}`, `prometheus_host`, `helm.insecure_registry`,
+/// `scaling.interval_seconds`) mapped onto smo's, with a warning for each of its settings smo
+/// has no use for. Any other unknown key is still an error naming it (a typo must not pass).
+pub fn parse_file(text: &str) -> Result<(FileSettings, Vec<String>), String> {
+    use serde_json::Value;
+    let mut warnings = Vec::new();
+    let mut map = match serde_norway::from_str::<Value>(text).map_err(|e| e.to_string())? {
+        Value::Object(m) => m,
+        Value::Null => serde_json::Map::new(),
+        other => return Err(format!("expected a map of settings, got {other}")),
+    };
+    let set = |map: &mut serde_json::Map<String, Value>, key: &str, v: Option<Value>| {
+        if let Some(v) = v.filter(|v| !v.is_null())
+            && !map.contains_key(key)
+        {
+            map.insert(key.to_string(), v);
+        }
+    };
+    let nested = |map: &mut serde_json::Map<String, Value>,
+                  key: &str|
+     -> Option<serde_json::Map<String, Value>> {
+        match map.get(key) {
+            Some(Value::Object(_)) => match map.remove(key) {
+                Some(Value::Object(m)) => Some(m),
+                _ => None,
+            },
+            _ => None,
+        }
+    };
+    if let Some(mut db) = nested(&mut map, "db") {
+        match db.remove("url") {
+            Some(Value::String(u)) if u.starts_with("postgres") => {
+                set(&mut map, "database_url", Some(Value::String(u)));
+            }
+            Some(u) => warnings.push(format!(
+                "db.url {u} is the reference SMO's database; smo keeps its state in PostgreSQL (set database_url)"
+            )),
+            None => {}
+        }
+        for k in db.keys() {
+            warnings.push(format!("db.{k} has no meaning in smo (ignored)"));
+        }
+    }
+    if let Some(mut g) = nested(&mut map, "grafana") {
+        set(&mut map, "grafana_url", g.remove("host"));
+        set(&mut map, "grafana_user", g.remove("username"));
+        set(&mut map, "grafana_password", g.remove("password"));
+        for k in g.keys() {
+            warnings.push(format!("grafana.{k} has no meaning in smo (ignored)"));
+        }
+    }
+    if let Some(p) = map.remove("prometheus_host") {
+        set(&mut map, "prometheus_url", Some(p));
+    }
+    if let Some(mut h) = nested(&mut map, "helm") {
+        set(
+            &mut map,
+            "helm_insecure_registry",
+            h.remove("insecure_registry"),
+        );
+        for k in h.keys() {
+            warnings.push(format!("helm.{k} has no meaning in smo (ignored)"));
+        }
+    }
+    if let Some(mut sc) = nested(&mut map, "scaling") {
+        let interval = sc.remove("interval_seconds").and_then(|v| v.as_f64());
+        set(
+            &mut map,
+            "scaling_interval",
+            interval.map(|i| Value::String(format!("{}s", i.round() as u64))),
+        );
+        for k in sc.keys() {
+            warnings.push(format!(
+                "scaling.{k} has no meaning in smo (ignored; smo's scaling reads each service's intent)"
+            ));
+        }
+    }
+    let settings = serde_json::from_value(Value::Object(map)).map_err(|e| e.to_string())?;
+    Ok((settings, warnings))
 }
 
 /// Resolves the database URL: flag/env (already merged by clap) < file < default.
@@ -321,6 +416,42 @@ pub struct MonitoringSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_config_written_by_the_reference_cli_is_read_and_what_smo_cannot_use_is_named() {
+        let text = r#"
+db: {url: "sqlite:////home/u/.smo/smo.db"}
+karmada_kubeconfig: /home/u/.kube/karmada-apiserver.config
+grafana: {host: "http://localhost:3000", username: admin, password: s3cret}
+prometheus_host: "http://localhost:9090"
+helm: {insecure_registry: true}
+scaling: {interval_seconds: 30, cooldown: 60}
+"#;
+        let (s, warnings) = parse_file(text).unwrap();
+        assert_eq!(s.database_url, None);
+        assert_eq!(
+            s.karmada_kubeconfig.as_deref(),
+            Some(std::path::Path::new(
+                "/home/u/.kube/karmada-apiserver.config"
+            ))
+        );
+        assert_eq!(s.grafana_url.as_deref(), Some("http://localhost:3000"));
+        assert_eq!(s.grafana_user.as_deref(), Some("admin"));
+        assert_eq!(s.grafana_password.as_deref(), Some("s3cret"));
+        assert_eq!(s.prometheus_url.as_deref(), Some("http://localhost:9090"));
+        assert_eq!(s.helm_insecure_registry, Some(true));
+        assert_eq!(s.scaling_interval.as_deref(), Some("30s"));
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("db.url"), "{warnings:?}");
+        assert!(warnings[1].contains("scaling.cooldown"), "{warnings:?}");
+        // smo's own keys win over the reference's, and a typo is still an error naming it.
+        let (s, _) =
+            parse_file("grafana_url: http://mine\ngrafana: {host: http://theirs}\n").unwrap();
+        assert_eq!(s.grafana_url.as_deref(), Some("http://mine"));
+        let e = parse_file("grafana_ulr: http://x\n").unwrap_err();
+        assert!(e.contains("grafana_ulr"), "{e}");
+        assert!(parse_file("").unwrap().1.is_empty());
+    }
 
     #[test]
     fn smo_variables_override_the_file_for_every_key_with_its_type() {

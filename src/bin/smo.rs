@@ -28,12 +28,21 @@ struct Cli {
     /// Output format.
     #[arg(long, short, value_enum, default_value = "table", global = true)]
     output: Output,
+    /// More log detail on stderr: -v debug, -vv trace (RUST_LOG, when set, wins).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// The reference SMO's `scaler run`: smo has no separate scaler (prints what to run instead).
+    #[command(hide = true)]
+    Scaler {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        rest: Vec<String>,
+    },
     /// Write ~/.smo/config.yaml with defaults (the simulated federation's kubeconfig included).
     Init {
         /// Overwrite an existing file.
@@ -317,8 +326,12 @@ struct RunArgs {
 async fn main() -> ExitCode {
     smo::install_crypto_provider();
     smo::cli::quiet_broken_pipe();
-    smo::init_tracing("info");
     let cli = Cli::parse();
+    smo::init_tracing(match cli.verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    });
     match run(cli).await {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -449,6 +462,13 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             server::run(settings, &a.roles, server::shutdown_on_signals()).await?;
         }
         Command::Sim(a) => return sim(a).await,
+        Command::Scaler { .. } => {
+            eprintln!(
+                "smo has no separate scaler: the scheduler enqueues a scale tick per running graph every \
+                 scaling_interval and workers run them. Run: smo run --role scheduler,worker"
+            );
+            return Ok(2);
+        }
         Command::Bench(BenchCmd::Descriptor) => {
             let r = smo::bench::descriptor()?;
             if out == Output::Json {

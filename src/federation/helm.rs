@@ -55,9 +55,19 @@ impl HelmError {
 }
 
 /// The chart values of a placed service: the descriptor's `valuesOverwrite` with the placement
-/// injected — at the top level for HELM charts, under `voChartOverwrite` for WOT charts.
-pub fn values_for(service: &Service, cluster: &str, import_clusters: &[String]) -> Value {
+/// injected — at the top level for HELM charts, under `voChartOverwrite` for WOT charts. With
+/// `hdaGraphIntent.useStaticPlacement` (`static_placement`) the values go as written and the
+/// chart's own affinity applies, as in the reference SMO.
+pub fn values_for(
+    service: &Service,
+    cluster: &str,
+    import_clusters: &[String],
+    static_placement: bool,
+) -> Value {
     let mut values: Map<String, Value> = service.artifact.values_overwrite.clone();
+    if static_placement {
+        return Value::Object(values);
+    }
     let injected = [
         ("clustersAffinity".to_string(), json!([cluster])),
         ("serviceImportClusters".to_string(), json!(import_clusters)),
@@ -77,6 +87,16 @@ pub fn values_for(service: &Service, cluster: &str, import_clusters: &[String]) 
         _ => values.extend(injected),
     }
     Value::Object(values)
+}
+
+/// Whether helm reaches `chart`'s registry over plain HTTP: when configured, and always for a
+/// registry on this machine (as Docker does, and as the reference's default config has it for its
+/// local registry).
+pub fn plain_http_for(chart: &str, configured: bool) -> bool {
+    let host = chart
+        .strip_prefix("oci://")
+        .and_then(|rest| rest.split('/').next());
+    configured || host.is_some_and(crate::settings::is_loopback)
 }
 
 /// Runs helm against the Karmada API server.
@@ -135,7 +155,7 @@ impl HelmRunner {
             "--values".into(),
             file.display().to_string(),
         ];
-        if self.plain_http {
+        if plain_http_for(chart, self.plain_http) {
             args.push("--plain-http".into());
         }
         let result = self.run("install", release, &args).await;
@@ -238,14 +258,32 @@ mod tests {
     }
 
     #[test]
+    fn loopback_chart_registries_are_reached_over_plain_http() {
+        assert!(plain_http_for("oci://127.0.0.1:5000/demo/web", false));
+        assert!(plain_http_for("oci://localhost:5000/demo/web", false));
+        assert!(!plain_http_for(
+            "oci://registry.example.com:5000/demo/web",
+            false
+        ));
+        assert!(plain_http_for("oci://registry.example.com/demo/web", true));
+        assert!(!plain_http_for(
+            "https://charts.example.com/web-1.0.0.tgz",
+            false
+        ));
+    }
+
+    #[test]
     fn helm_charts_get_the_placement_at_the_top_level() {
         let s =
             service("        ociImage: oci://r/c\n        valuesOverwrite: {replicaCount: 2}\n");
-        let v = values_for(&s, "edge-a", &["edge-b".to_string()]);
+        let v = values_for(&s, "edge-a", &["edge-b".to_string()], false);
         assert_eq!(
             v,
             json!({"replicaCount": 2, "clustersAffinity": ["edge-a"], "serviceImportClusters": ["edge-b"]})
         );
+        // useStaticPlacement: the values as written, nothing injected.
+        let v = values_for(&s, "edge-a", &["edge-b".to_string()], true);
+        assert_eq!(v, json!({"replicaCount": 2}));
     }
 
     #[test]
@@ -253,7 +291,7 @@ mod tests {
         let s = service(
             "        ociImage: oci://r/vo\n        ociConfig: {type: VO, implementer: WOT}\n        valuesOverwrite:\n          voDescriptorOverwrite: {x: 1}\n          voChartOverwrite: {keep: true}\n",
         );
-        let v = values_for(&s, "edge-a", &[]);
+        let v = values_for(&s, "edge-a", &[], false);
         assert_eq!(v["voDescriptorOverwrite"], json!({"x": 1}));
         assert_eq!(
             v["voChartOverwrite"],

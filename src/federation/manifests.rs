@@ -19,6 +19,16 @@ pub const LABEL_SERVICE: &str = "smo.io/service";
 /// Label naming the project.
 pub const LABEL_PROJECT: &str = "smo.io/project";
 
+/// The Helm release of a chart service: `artifact.releaseName` when set (a release the reference
+/// SMO installed, adopted), else [`object_name`].
+pub fn release_name(graph: &str, service: &crate::hdag::Service) -> String {
+    service
+        .artifact
+        .release_name
+        .clone()
+        .unwrap_or_else(|| object_name(graph, &service.id))
+}
+
 /// The name of a service's objects: unique per project + graph + service, a DNS-1123 label.
 pub fn object_name(graph: &str, service: &str) -> String {
     let full = format!("{graph}-{service}");

@@ -287,6 +287,10 @@ pub struct Artifact {
     pub image: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<Port>,
+    /// smo: the Helm release to manage instead of `<graph>-<service>`, to adopt a release the
+    /// reference SMO installed (it named them by service id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_name: Option<String>,
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -366,6 +370,15 @@ impl Service {
     /// A conditional service is not deployed at first but when its event fires.
     pub fn is_conditional(&self) -> bool {
         self.deployment.trigger.event.is_some()
+    }
+
+    /// Whether `event` is one of the events this conditional service is triggered by.
+    pub fn is_triggered_by(&self, event: &str) -> bool {
+        self.deployment
+            .trigger
+            .event
+            .as_ref()
+            .is_some_and(|t| t.events.iter().any(|e| e.id == event))
     }
 
     /// The event ids that must all be firing at once before this conditional service deploys:

@@ -313,7 +313,6 @@ fn fixture_invalid_many_reports_everything() {
             "services[0].artifact.ociConfig.implementer",
             r#"expected one of HELM|WOT, got "DOCKER""#,
         ),
-        ("services[1].deployment.trigger", "exactly one of auto"),
         (
             "services[1].deployment.intent.coLocation[0].id",
             r#"unknown service "nowhere""#,
@@ -507,12 +506,17 @@ fn im_version_unknown_or_missing_warns() {
 
 #[test]
 fn required_keys() {
-    for key in ["id", "version", "services"] {
+    for key in ["id", "services"] {
         let p = errors_with(|v| {
             v["hdaGraph"].as_object_mut().map(|m| m.remove(key));
         });
         has(&p, key, "missing required key");
     }
+    // The reference never reads `version`: a descriptor without one is accepted, with a warning.
+    let w = warnings_with(|v| {
+        v["hdaGraph"].as_object_mut().map(|m| m.remove("version"));
+    });
+    has(&w, "version", "assumed \"0.0.0\"");
     for key in ["id", "deployment", "artifact"] {
         let p = errors_with(|v| {
             svc(v, 2).as_object_mut().map(|m| m.remove(key));
@@ -695,13 +699,18 @@ fn deploy_order_honours_dependencies_and_keeps_descriptor_order() {
 }
 
 #[test]
-fn trigger_needs_exactly_one_of_auto_and_event() {
-    let p = errors_with(|v| svc(v, 1)["deployment"]["trigger"] = json!({}));
-    has(
-        &p,
-        "services[1].deployment.trigger",
-        "set exactly one of auto (deploy now) and event",
-    );
+fn trigger_needs_at_most_one_of_auto_and_event() {
+    // Neither means "deploy at once", as the reference reads `trigger: {}` and
+    // `trigger: {type: standard}`: accepted with a warning, and not conditional.
+    for trigger in [json!({}), json!({"type": "standard"})] {
+        let w = warnings_with(|v| svc(v, 1)["deployment"]["trigger"] = trigger.clone());
+        has(&w, "services[1].deployment.trigger", "deployed at once");
+        let g = with(|v| svc(v, 1)["deployment"]["trigger"] = trigger.clone())
+            .unwrap()
+            .graph;
+        assert!(!g.services[1].is_conditional());
+        assert!(g.services[1].deployment.trigger.auto.is_some());
+    }
     let p = errors_with(|v| {
         svc(v, 1)["deployment"]["trigger"]["event"] =
             json!({"events": [{"id": "e", "condition": {"promQuery": "up == 0"}}]});

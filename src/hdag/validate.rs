@@ -407,22 +407,32 @@ fn graph(mut o: Obj<'_>, cx: &mut Cx) -> Option<Graph> {
         }),
     };
     let id = o.require("id", cx).and_then(|v| dns_id(v, "id", cx));
-    let version = o.require("version", cx).and_then(|v| {
-        if v.is_number() {
+    let version = match o.get("version") {
+        // The reference never reads it; descriptors written for it may lack it.
+        None => {
             cx.warn(
                 "version",
-                "a number; quote it (\"1.10\" and 1.1 are the same number)",
+                "missing; assumed \"0.0.0\" (the reference SMO never reads it; smo lists it)",
             );
+            Some("0.0.0".to_string())
         }
-        let s = text(v, "version", cx)?;
-        if !is_semverish(&s) {
-            cx.error(
-                "version",
-                format!("expected a SemVer version such as \"1.0.0\", got {}", q(&s)),
-            );
-        }
-        Some(s)
-    });
+        Some(v) => (|| {
+            if v.is_number() {
+                cx.warn(
+                    "version",
+                    "a number; quote it (\"1.10\" and 1.1 are the same number)",
+                );
+            }
+            let s = text(v, "version", cx)?;
+            if !is_semverish(&s) {
+                cx.error(
+                    "version",
+                    format!("expected a SemVer version such as \"1.0.0\", got {}", q(&s)),
+                );
+            }
+            Some(s)
+        })(),
+    };
     let designer = opt_text(&mut o, "designer", cx);
     let description = opt_text(&mut o, "description", cx);
     let hda_graph_intent = match o.get("hdaGraphIntent") {
@@ -618,7 +628,7 @@ fn trigger(mut o: Obj<'_>, i: usize, cx: &mut Cx) -> Option<Trigger> {
     // `auto:` with nothing after it still means "deploy now".
     let auto_v = o.get_raw("auto");
     let event_v = o.get_raw("event");
-    let auto = auto_v.map(|v| {
+    let mut auto = auto_v.map(|v| {
         let p = o.at("auto");
         match v {
             Value::Null => AutoTrigger::default(),
@@ -643,10 +653,15 @@ fn trigger(mut o: Obj<'_>, i: usize, cx: &mut Cx) -> Option<Trigger> {
     };
     match (&auto, &event) {
         (Some(_), Some(_)) => cx.error(&o.path, "set exactly one of auto and event, not both"),
-        (None, None) => cx.error(
-            &o.path,
-            "set exactly one of auto (deploy now) and event (deploy when an event fires)",
-        ),
+        // The reference deploys a service without an event at once (`trigger: {}`,
+        // `trigger: {type: standard}`): so does smo, saying so.
+        (None, None) => {
+            cx.warn(
+                &o.path,
+                "neither auto nor event: deployed at once, as the reference SMO does (write `auto: {}` to say so)",
+            );
+            auto = Some(AutoTrigger::default());
+        }
         _ => {}
     }
     let extra = o.finish(cx);
@@ -1147,6 +1162,22 @@ fn artifact(mut o: Obj<'_>, cx: &mut Cx) -> Artifact {
         .and_then(|v| list(v, &ppath, cx))
         .map(|items| ports(items, &ppath, cx))
         .unwrap_or_default();
+    let release_path = o.at("releaseName");
+    let release_name = opt_text(&mut o, "releaseName", cx);
+    if let Some(r) = &release_name {
+        // Helm's own limit on release names, and a DNS label like every name smo writes.
+        if let Some(problem) = dns_label_problem(r).or_else(|| {
+            (r.len() > 53).then(|| format!("at most 53 characters (Helm's limit), got {}", r.len()))
+        }) {
+            cx.error(&release_path, problem);
+        }
+        if oci_image.is_none() {
+            cx.warn(
+                &release_path,
+                "releaseName only applies to Helm charts (ignored)",
+            );
+        }
+    }
     if !ports.is_empty() && image.is_none() {
         cx.warn(
             &ppath,
@@ -1160,6 +1191,7 @@ fn artifact(mut o: Obj<'_>, cx: &mut Cx) -> Artifact {
         values_overwrite,
         image,
         ports,
+        release_name,
         extra: o.finish(cx),
     }
 }

@@ -2,6 +2,7 @@
 //! Karmada. Mutations store and enqueue in one transaction and answer 202 with the job.
 //! Routes keep the reference SMO's paths so its clients work; errors are RFC 7807 documents.
 
+mod compat;
 mod problem;
 mod serve;
 
@@ -28,6 +29,9 @@ use crate::{
     jobs::{self, ClusterSyncJob, DeployJob, RePlaceJob, RemoveJob, StartJob, StopJob},
     store::{self, Desired, NewService},
 };
+
+/// How long `GET /clusters` waits for the first sync of a fresh install.
+const FIRST_SYNC_WAIT: Duration = Duration::from_secs(5);
 
 /// Largest body probed for a by-reference deploy (`{"artifact": "oci://…"}`).
 const MAX_REFERENCE_BODY: usize = 16 * 1024;
@@ -118,6 +122,36 @@ pub struct ServiceView {
     pub gpu: bool,
     /// `image` (smo generates the objects) or `helm`.
     pub artifact: String,
+    /// Compatibility (reference SMO): the chart (`ociImage`) or image.
+    #[oai(skip_serializing_if_is_none)]
+    pub artifact_ref: Option<String>,
+    /// Compatibility (reference SMO): the cluster it is placed on (`cluster`).
+    #[oai(skip_serializing_if_is_none)]
+    pub cluster_affinity: Option<String>,
+    /// Compatibility (reference SMO): `intent.compute.cpu` as written.
+    #[oai(skip_serializing_if_is_none)]
+    pub cpu: Option<String>,
+    /// Compatibility (reference SMO): `intent.compute.ram` as written.
+    #[oai(skip_serializing_if_is_none)]
+    pub memory: Option<String>,
+    /// Compatibility (reference SMO): `intent.compute.storage` as written.
+    #[oai(skip_serializing_if_is_none)]
+    pub storage: Option<String>,
+    /// Compatibility (reference SMO): the chart's `valuesOverwrite`.
+    pub values_overwrite: serde_json::Value,
+    /// Compatibility (reference SMO): the alert rule (or rules) that deploy this conditional
+    /// service; absent for others.
+    #[oai(skip_serializing_if_is_none)]
+    pub alert: Option<serde_json::Value>,
+    /// Compatibility (reference SMO): `ociConfig.type`.
+    #[oai(skip_serializing_if_is_none)]
+    pub artifact_type: Option<String>,
+    /// Compatibility (reference SMO): `ociConfig.implementer` (`HELM`, `WOT`).
+    #[oai(skip_serializing_if_is_none)]
+    pub artifact_implementer: Option<String>,
+    /// Compatibility (reference SMO): the service's dashboard URL, when published.
+    #[oai(skip_serializing_if_is_none)]
+    pub grafana: Option<String>,
 }
 
 /// A graph in detail.
@@ -150,6 +184,12 @@ pub struct GraphDetail {
     pub services: Vec<ServiceView>,
     /// Dashboard name → URL.
     pub dashboards: BTreeMap<String, String>,
+    /// Compatibility (reference SMO): the descriptor as submitted (its `hdaGraph`).
+    #[oai(rename = "hdaGraph")]
+    pub hda_graph: serde_json::Value,
+    /// Compatibility (reference SMO): the graph dashboard's URL, when published.
+    #[oai(skip_serializing_if_is_none)]
+    pub grafana: Option<String>,
     /// Created.
     pub created_at: DateTime<Utc>,
     /// Last change.
@@ -180,6 +220,19 @@ pub struct ClusterView {
     pub message: Option<String>,
     /// When read from Karmada.
     pub synced_at: DateTime<Utc>,
+    /// Compatibility (reference SMO): a number per cluster, 1-based in name order.
+    pub id: i64,
+    /// Compatibility (reference SMO): the region or location label.
+    #[oai(skip_serializing_if_is_none)]
+    pub location: Option<String>,
+    /// Compatibility (reference SMO): free cores (`cpu_free`).
+    pub available_cpu: f64,
+    /// Compatibility (reference SMO): free memory as a quantity (`memory_free`).
+    pub available_ram: String,
+    /// Compatibility (reference SMO): Ready (`ready`).
+    pub availability: bool,
+    /// Compatibility (reference SMO): has accelerators (`gpus > 0`).
+    pub acceleration: bool,
 }
 
 /// A job.
@@ -284,6 +337,9 @@ pub struct AlertsAccepted {
     pub waiting: Vec<String>,
     /// `deploy-conditional` jobs (existing ones when Alertmanager repeats).
     pub jobs: Vec<JobAccepted>,
+    /// Alerts without a `graph` label (as the reference's rules send) whose event several graphs
+    /// wait for: nothing was deployed for them; add a `graph` label to the rule. One line each.
+    pub ambiguous: Vec<String>,
 }
 
 #[derive(ApiResponse)]
@@ -522,20 +578,45 @@ impl SmoApi {
     /// Member clusters as last synced from Karmada.
     #[oai(path = "/clusters", method = "get", operation_id = "listClusters")]
     async fn clusters(&self) -> ApiResult<Json<Vec<ClusterView>>> {
-        let rows = store::list_clusters(&self.pool).await?;
+        let mut rows = store::list_clusters(&self.pool).await?;
+        if rows.is_empty() {
+            // Nothing synced yet (a fresh install): the reference reads Karmada on every call,
+            // so ask a worker for a sync and wait for it a little rather than answer `[]`.
+            let e = self.queue.enqueue(&ClusterSyncJob {}).await?;
+            let deadline = tokio::time::Instant::now() + FIRST_SYNC_WAIT;
+            while tokio::time::Instant::now() < deadline {
+                let state = self.queue.get(e.id).await?.state;
+                if matches!(state.as_str(), "succeeded" | "dead" | "cancelled") {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            rows = store::list_clusters(&self.pool).await?;
+        }
         Ok(Json(
             rows.into_iter()
-                .map(|c| ClusterView {
-                    name: c.name,
-                    ready: c.ready,
-                    cpu_allocatable: c.cpu_allocatable,
-                    cpu_free: c.cpu_free,
-                    memory_allocatable: c.memory_allocatable,
-                    memory_free: c.memory_free,
-                    gpus: c.gpus,
-                    labels: serde_json::from_value(c.labels).unwrap_or_default(),
-                    message: c.message,
-                    synced_at: c.synced_at,
+                .enumerate()
+                .map(|(i, c)| {
+                    let labels: BTreeMap<String, String> =
+                        serde_json::from_value(c.labels).unwrap_or_default();
+                    ClusterView {
+                        id: i as i64 + 1,
+                        location: compat::location(&labels),
+                        available_cpu: c.cpu_free,
+                        available_ram: compat::ram(c.memory_free),
+                        availability: c.ready,
+                        acceleration: c.gpus > 0,
+                        name: c.name,
+                        ready: c.ready,
+                        cpu_allocatable: c.cpu_allocatable,
+                        cpu_free: c.cpu_free,
+                        memory_allocatable: c.memory_allocatable,
+                        memory_free: c.memory_free,
+                        gpus: c.gpus,
+                        labels,
+                        message: c.message,
+                        synced_at: c.synced_at,
+                    }
                 })
                 .collect(),
         ))
@@ -625,6 +706,13 @@ impl SmoApi {
             bytes = self.fetch_artifact(reference).await?;
             source = Some(reference.to_string());
         }
+        // Older clients of the reference post the YAML as a JSON string: read what it holds.
+        if bytes.first() == Some(&b'"')
+            && let Ok(serde_json::Value::String(inner)) =
+                serde_json::from_slice::<serde_json::Value>(&bytes)
+        {
+            bytes = inner.into_bytes();
+        }
         if bytes.contains(&0) {
             return Err(ApiError::invalid(
                 "the descriptor contains a NUL byte",
@@ -686,37 +774,54 @@ impl SmoApi {
         let g = store::get_graph(&mut conn, &name.0).await?;
         let services = store::services(&mut conn, g.id).await?;
         let graph: Option<Graph> = serde_json::from_value(g.descriptor.clone()).ok();
+        let placement: BTreeMap<String, String> =
+            serde_json::from_value(g.placement).unwrap_or_default();
+        let dashboards: BTreeMap<String, String> =
+            serde_json::from_value(g.dashboards).unwrap_or_default();
+        let view = |s: store::ServiceRecord| {
+            let spec = graph.as_ref().and_then(|gr| gr.service(&s.name));
+            let c = graph
+                .as_ref()
+                .map(|gr| compat::service(&g.project, gr, &s.name, &placement, &dashboards))
+                .unwrap_or_default();
+            ServiceView {
+                artifact: match spec {
+                    Some(sv) if manifests::is_native(sv) => "image",
+                    Some(_) => "helm",
+                    None => "unknown",
+                }
+                .into(),
+                artifact_ref: c.artifact_ref,
+                cluster_affinity: c.cluster_affinity,
+                cpu: c.cpu,
+                memory: c.memory,
+                storage: c.storage,
+                values_overwrite: c.values_overwrite,
+                alert: c.alert,
+                artifact_type: c.artifact_type,
+                artifact_implementer: c.artifact_implementer,
+                grafana: c.grafana,
+                name: s.name,
+                status: s.status,
+                cluster: s.cluster,
+                replicas: s.replicas,
+                ready: s.ready,
+                conditional: s.conditional,
+                cpu_millis: s.cpu_millis,
+                memory_bytes: s.memory_bytes,
+                gpu: s.gpu,
+            }
+        };
         Ok(Json(GraphDetail {
-            services: services
-                .into_iter()
-                .map(|s| ServiceView {
-                    artifact: graph
-                        .as_ref()
-                        .and_then(|gr| gr.service(&s.name))
-                        .map(|sv| {
-                            if manifests::is_native(sv) {
-                                "image"
-                            } else {
-                                "helm"
-                            }
-                        })
-                        .unwrap_or("unknown")
-                        .into(),
-                    name: s.name,
-                    status: s.status,
-                    cluster: s.cluster,
-                    replicas: s.replicas,
-                    ready: s.ready,
-                    conditional: s.conditional,
-                    cpu_millis: s.cpu_millis,
-                    memory_bytes: s.memory_bytes,
-                    gpu: s.gpu,
-                })
-                .collect(),
+            services: services.into_iter().map(view).collect(),
             designer: graph.as_ref().and_then(|g| g.designer.clone()),
             description: graph.as_ref().and_then(|g| g.description.clone()),
-            placement: serde_json::from_value(g.placement).unwrap_or_default(),
-            dashboards: serde_json::from_value(g.dashboards).unwrap_or_default(),
+            hda_graph: compat::hda_graph(&g.source, &g.descriptor),
+            grafana: graph
+                .as_ref()
+                .and_then(|gr| compat::graph_grafana(&g.project, gr, &dashboards)),
+            placement,
+            dashboards,
             name: g.name,
             project: g.project,
             version: g.version,
@@ -872,11 +977,48 @@ impl SmoApi {
         let (mut ignored, mut waiting) = (0, Vec::new());
         let mut tx = self.pool.begin().await?;
         let now = self.queue.now();
+        let mut ambiguous = Vec::new();
         for a in &alerts {
-            let (Some(graph), Some(service)) = (&a.graph, &a.service) else {
+            let Some(service) = &a.service else {
                 ignored += 1;
                 continue;
             };
+            let graph = match &a.graph {
+                Some(g) => g.clone(),
+                // The reference's rules label only the service (`alertname` = the event id):
+                // the graph is the one whose pending service waits for that event.
+                None => {
+                    let owners: Vec<String> = store::graphs_awaiting(&mut tx, service)
+                        .await?
+                        .into_iter()
+                        .filter(|g| {
+                            serde_json::from_value::<Graph>(g.descriptor.clone())
+                                .ok()
+                                .and_then(|d| {
+                                    d.service(service).map(|s| s.is_triggered_by(&a.alertname))
+                                })
+                                .unwrap_or(false)
+                        })
+                        .map(|g| g.name)
+                        .collect();
+                    match owners.as_slice() {
+                        [] => {
+                            ignored += 1;
+                            continue;
+                        }
+                        [one] => one.clone(),
+                        many => {
+                            ambiguous.push(format!(
+                                "{service}: event {} is awaited by graphs {}; add a graph label to the rule",
+                                a.alertname,
+                                many.join(", ")
+                            ));
+                            continue;
+                        }
+                    }
+                }
+            };
+            let graph = &graph;
             let Some(g) = store::find_graph(&mut tx, graph).await? else {
                 ignored += 1;
                 continue;
@@ -928,6 +1070,7 @@ impl SmoApi {
             ignored,
             waiting,
             jobs,
+            ambiguous,
         }))
     }
 
@@ -973,7 +1116,34 @@ pub fn openapi_yaml() -> String {
     let pool = sqlx::postgres::PgPoolOptions::new()
         .connect_lazy("postgres://localhost/unused")
         .expect("a lazy pool never connects");
-    api_service(pool, Default::default()).spec_yaml()
+    document_yaml(&api_service(pool, Default::default()))
+}
+
+/// Routes open without a token (health checks and metrics scrapes).
+const OPEN_ROUTES: &[&str] = &["/healthz", "/readyz", "/metrics"];
+
+/// poem-openapi's document plus what it cannot say: the bearer token, declared as a security
+/// scheme that every route but the open ones accepts (and needs, when a token is configured:
+/// hence the empty alternative, for a server run without one).
+fn document_yaml(api: &OpenApiService<SmoApi, ()>) -> String {
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&api.spec()).expect("poem-openapi writes JSON");
+    doc["components"]["securitySchemes"]["bearerAuth"] = serde_json::json!({
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The API token (`api_token`); required on every route but the health checks and /metrics when the server has one.",
+    });
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        for (path, ops) in paths.iter_mut() {
+            if OPEN_ROUTES.contains(&path.as_str()) {
+                continue;
+            }
+            for op in ops.as_object_mut().into_iter().flat_map(|o| o.values_mut()) {
+                op["security"] = serde_json::json!([{ "bearerAuth": [] }, {}]);
+            }
+        }
+    }
+    serde_norway::to_string(&doc).expect("a JSON document is YAML")
 }
 
 fn too_large() -> ApiError {
@@ -1062,6 +1232,21 @@ fn nul_path_parameter(path: &str, route: &str) -> Option<&'static str> {
     )
 }
 
+/// A problem document for a request that reached no route, saying which one to use.
+fn misrouted(status: StatusCode, kind: &str, detail: String) -> Response {
+    let title = status.canonical_reason().unwrap_or("Error");
+    let body = serde_json::json!({
+        "type": format!("urn:smo:problem:{kind}"),
+        "title": title,
+        "status": status.as_u16(),
+        "detail": detail,
+    });
+    Response::builder()
+        .status(status)
+        .content_type("application/problem+json")
+        .body(body.to_string())
+}
+
 /// Turns any poem error (unparsable path parameter, unknown route, body too large) into a problem
 /// document with the same status.
 async fn problem_for(err: poem::Error) -> Response {
@@ -1106,7 +1291,14 @@ pub fn app(
     let api = service_of(SmoApi::new(pool, registry));
     let ui = api.swagger_ui();
     let docs = api.swagger_ui();
-    let spec = api.spec_endpoint_yaml();
+    let spec = {
+        let yaml = Arc::new(document_yaml(&api));
+        poem::endpoint::make_sync(move |_| {
+            Response::builder()
+                .content_type("application/yaml")
+                .body(yaml.as_str().to_string())
+        })
+    };
     let token = token.filter(|t| !t.is_empty()).map(Arc::new);
     Route::new()
         .nest("/", api)
@@ -1139,7 +1331,7 @@ pub fn app(
                     }
                 }
                 if let Some(t) = token {
-                    let open = matches!(req.uri().path(), "/healthz" | "/readyz" | "/metrics");
+                    let open = OPEN_ROUTES.contains(&req.uri().path());
                     let given = req
                         .headers()
                         .get("authorization")
@@ -1171,6 +1363,7 @@ pub fn app(
                         poem::http::HeaderValue::from_static("application/octet-stream"),
                     );
                 }
+                let (asked, path) = (req.method().to_string(), req.uri().path().to_string());
                 let started = std::time::Instant::now();
                 let resp = ep.call(req).await.map(IntoResponse::into_response);
                 // RFC 9110: a 405 lists the methods the route has.
@@ -1181,8 +1374,25 @@ pub fn app(
                 if resp.status() == StatusCode::METHOD_NOT_ALLOWED
                     && let Some((_, methods)) = ROUTES.iter().find(|(p, _)| *p == route)
                 {
+                    // The reference's Flask-era clients GET what is now a POST: name the route.
+                    resp = misrouted(
+                        StatusCode::METHOD_NOT_ALLOWED,
+                        "method-not-allowed",
+                        format!("{asked} {path} is not served; use {methods} {path}"),
+                    );
                     resp.headers_mut()
                         .insert("allow", poem::http::HeaderValue::from_static(methods));
+                } else if resp.status() == StatusCode::NOT_FOUND
+                    && path.len() > 1
+                    && path.ends_with('/')
+                    && route != UNMATCHED
+                {
+                    let trimmed = path.trim_end_matches('/');
+                    resp = misrouted(
+                        StatusCode::NOT_FOUND,
+                        "not-found",
+                        format!("no route {path}; use {trimmed} (without the trailing slash)"),
+                    );
                 }
                 crate::metrics::HTTP_REQUESTS.observe(
                     &[method, route, &resp.status().as_u16().to_string()],

@@ -674,17 +674,29 @@ async fn stop_locked(app: &App, name: &str, ctx: &JobContext) -> Result<(), JobE
         return Ok(());
     }
     let now = ctx.queue.now();
+    let services = {
+        let mut conn = app.pool.acquire().await.map_err(db)?;
+        store::services(&mut conn, g.id).await.map_err(db)?
+    };
     let deleted = app
         .federation()?
         .delete_labelled(&g.project, &g.name, None)
         .await
         .map_err(retryable)?;
+    // A conditional service whose event never fired was never installed: it has nothing to
+    // uninstall, and it stays Pending so that start does not install it either.
+    let never_deployed = |s: &store::ServiceRecord| s.conditional && s.status == "Pending";
     if let Ok(graph) = descriptor_of(&g) {
-        helm_uninstall_all(app, &graph, &g.project).await?;
+        let installed: std::collections::HashSet<&str> = services
+            .iter()
+            .filter(|s| !never_deployed(s))
+            .map(|s| s.name.as_str())
+            .collect();
+        helm_uninstall(app, &graph, &g.project, |id| installed.contains(id)).await?;
         super::monitor::unpublish(app, &g.project, &graph, false).await?;
     }
     let mut tx = app.pool.begin().await.map_err(db)?;
-    for s in store::services(&mut tx, g.id).await.map_err(db)? {
+    for s in services.iter().filter(|s| !never_deployed(s)) {
         store::set_service_status(
             &mut tx,
             g.id,
@@ -937,8 +949,13 @@ async fn helm_install(
         .collect();
     importers.sort();
     importers.dedup();
-    let values = crate::federation::helm::values_for(service, cluster, &importers);
-    let release = manifests::object_name(&graph.id, &service.id);
+    let values = crate::federation::helm::values_for(
+        service,
+        cluster,
+        &importers,
+        graph.hda_graph_intent.use_static_placement,
+    );
+    let release = manifests::release_name(&graph.id, service);
     helm.install(&release, &chart, project, &values)
         .await
         .map_err(retryable)
@@ -946,9 +963,23 @@ async fn helm_install(
 
 /// Uninstalls every Helm-chart service of a graph (absent releases are fine).
 async fn helm_uninstall_all(app: &App, graph: &Graph, project: &str) -> Result<(), JobError> {
+    helm_uninstall(app, graph, project, |_| true).await
+}
+
+/// Uninstalls the Helm releases of the graph's chart services that `which` selects (by id).
+async fn helm_uninstall(
+    app: &App,
+    graph: &Graph,
+    project: &str,
+    which: impl Fn(&str) -> bool,
+) -> Result<(), JobError> {
     let Some(helm) = &app.helm else { return Ok(()) };
-    for s in graph.services.iter().filter(|s| !manifests::is_native(s)) {
-        helm.uninstall(&manifests::object_name(&graph.id, &s.id), project)
+    for s in graph
+        .services
+        .iter()
+        .filter(|s| !manifests::is_native(s) && which(&s.id))
+    {
+        helm.uninstall(&manifests::release_name(&graph.id, s), project)
             .await
             .map_err(retryable)?;
     }

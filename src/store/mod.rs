@@ -555,6 +555,22 @@ pub async fn clear_events(
     Ok(())
 }
 
+/// Graphs (with descriptors) that have a conditional service `service` still Pending: where an
+/// alert without a `graph` label (as the reference's rules send) may belong.
+pub async fn graphs_awaiting(
+    conn: &mut PgConnection,
+    service: &str,
+) -> Result<Vec<GraphRecord>, StoreError> {
+    Ok(sqlx::query_as::<_, GraphRecord>(sqlx::AssertSqlSafe(format!(
+        "SELECT {GRAPH_COLUMNS} FROM smo.graphs WHERE id IN (
+             SELECT graph_id FROM smo.services WHERE name = $1 AND conditional AND status = 'Pending')
+          ORDER BY name"
+    )))
+    .bind(service)
+    .fetch_all(&mut *conn)
+    .await?)
+}
+
 /// Takes the graph's lock for `job` (re-entrant for the same job). The lock is free when no row
 /// exists or its holder is not running any more. Returns false when another running job holds it.
 pub async fn try_lock_graph(

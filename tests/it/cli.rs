@@ -284,3 +284,40 @@ async fn status_reports_readiness_workers_and_waiting_jobs_with_its_exit_code() 
     assert!(v["workers_alive"].as_u64().unwrap() >= 1, "{v}");
     let _ = std::fs::remove_dir_all(&home);
 }
+
+/// What a user of the reference SMO types: its CLI's `~/.smo/config.yaml`, `-v`, `scaler run`.
+#[test]
+fn a_reference_users_config_flags_and_commands_work_or_say_what_to_run() {
+    let home = std::env::temp_dir().join(format!("smo-ref-cli-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(home.join(".smo")).unwrap();
+    std::fs::write(
+        home.join(".smo/config.yaml"),
+        "db: {url: \"sqlite:///root/.smo/smo.db\"}\nkarmada_kubeconfig: /root/.kube/karmada-apiserver.config\n\
+         grafana: {host: \"http://localhost:3000\", username: admin, password: pw}\n\
+         prometheus_host: \"http://localhost:9090\"\nhelm: {insecure_registry: true}\n\
+         scaling: {interval_seconds: 30}\n",
+    )
+    .unwrap();
+    let out = smo_process(&["-v", "config", "-o", "json"], &home)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["grafana_url"], "http://localhost:3000", "{shown}");
+    assert_eq!(shown["prometheus_url"], "http://localhost:9090", "{shown}");
+    assert_eq!(shown["helm_insecure_registry"], true, "{shown}");
+    assert_eq!(shown["scaling_interval"], "30s", "{shown}");
+    assert_eq!(shown["grafana_password"], "***", "{shown}");
+    let stderr = text(&out.stderr);
+    assert_eq!(stderr.matches("db.url").count(), 1, "warned once: {stderr}");
+
+    let out = smo_process(&["-vv", "scaler", "run"], &home)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("smo run --role scheduler,worker"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -139,11 +139,147 @@ async fn helm_services_are_installed_with_their_placement_and_uninstalled_on_rem
             })
             .expect("VO installed");
         let values: Value = serde_json::from_str(log[i + 1].trim_start_matches("VALUES ")).unwrap();
-        assert!(
-            values["voChartOverwrite"]["clustersAffinity"].is_array(),
-            "WOT nesting: {values}"
-        );
+        // The example says `useStaticPlacement: True`: its values go as written, as in the
+        // reference, and the chart's own affinity applies (WOT nesting is unit-tested in
+        // federation::helm).
         assert!(values.get("clustersAffinity").is_none(), "{values}");
+        assert!(
+            values["voChartOverwrite"].get("clustersAffinity").is_none(),
+            "{values}"
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The reference's own alert rules label the event (`alertname`) and the conditional service,
+/// never the graph; and a conditional service whose event never fired is neither uninstalled by
+/// stop nor installed by start.
+#[tokio::test]
+async fn stop_and_start_leave_a_never_fired_service_alone_and_reference_alerts_find_their_graph() {
+    let dir = std::env::temp_dir().join(format!("smo-helm-cond-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let helm = recording_helm(&dir);
+    let make = |kubeconfig: &Path| HelmRunner {
+        binary: helm.clone(),
+        kubeconfig: kubeconfig.to_path_buf(),
+        plain_http: false,
+        timeout: Duration::from_secs(30),
+    };
+    let s = Stack::start_full(true, SimConfig::demo(), Some(&make)).await;
+    let accepted = s
+        .client
+        .deploy("sensors", fixture("hdag/conditional.yaml"), false)
+        .await
+        .unwrap();
+    s.succeed(&accepted).await;
+    let alarm_status = |g: &Value| {
+        g["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == "alarm-vo")
+            .map(|x| x["status"].clone())
+            .unwrap()
+    };
+    let touched_alarm = |log: &[String]| {
+        log.iter()
+            .filter(|l| l.starts_with("ARGS") && l.contains("sensor-pipeline-alarm-vo"))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+
+    let stopped: Value = s.client.post("/graphs/sensor-pipeline/stop").await.unwrap();
+    s.succeed(&stopped).await;
+    let g: Value = s.client.get("/graphs/sensor-pipeline").await.unwrap();
+    assert_eq!(alarm_status(&g), "Pending", "{g}");
+    let started: Value = s
+        .client
+        .post("/graphs/sensor-pipeline/start")
+        .await
+        .unwrap();
+    s.succeed(&started).await;
+    let g: Value = s.client.get("/graphs/sensor-pipeline").await.unwrap();
+    assert_eq!(
+        alarm_status(&g),
+        "Pending",
+        "start must not install it: {g}"
+    );
+    let log = calls(&dir);
+    assert!(
+        touched_alarm(&log).is_empty(),
+        "stop/start touched a release that was never installed: {:#?}",
+        touched_alarm(&log)
+    );
+    assert!(
+        log.iter()
+            .any(|l| l.starts_with("ARGS uninstall sensor-pipeline-ingest ")),
+        "stop uninstalls what is deployed: {log:#?}"
+    );
+
+    // What the reference's rule for event temperature-high sends: no graph label.
+    let alert = serde_json::json!({"version": "4", "status": "firing", "alerts": [{"status": "firing",
+        "labels": {"alertname": "temperature-high", "severity": "critical", "service": "alarm-vo"}}]});
+    let res: Value = s.client.post_json("/alerts", &alert).await.unwrap();
+    assert_eq!(res["jobs"].as_array().unwrap().len(), 1, "{res}");
+    assert_eq!(res["jobs"][0]["graph"], "sensor-pipeline", "{res}");
+    s.succeed(&res["jobs"][0]).await;
+    assert!(
+        calls(&dir)
+            .iter()
+            .any(|l| l.starts_with("ARGS upgrade --install sensor-pipeline-alarm-vo ")),
+        "the alert installed the service"
+    );
+
+    // Two graphs waiting for the same event and service: nothing is guessed.
+    let copy = |id: &str| {
+        String::from_utf8(fixture("hdag/conditional.yaml"))
+            .unwrap()
+            .replace("id: sensor-pipeline", &format!("id: {id}"))
+            .into_bytes()
+    };
+    for (project, id) in [("east", "pipeline-east"), ("west", "pipeline-west")] {
+        let a = s.client.deploy(project, copy(id), false).await.unwrap();
+        s.succeed(&a).await;
+    }
+    let res: Value = s.client.post_json("/alerts", &alert).await.unwrap();
+    assert!(res["jobs"].as_array().unwrap().is_empty(), "{res}");
+    let ambiguous = res["ambiguous"][0].as_str().unwrap_or_default();
+    assert!(
+        ambiguous.contains("pipeline-east") && ambiguous.contains("pipeline-west"),
+        "{res}"
+    );
+
+    // Adopting a release the reference installed (named by service id): smo upgrades and
+    // uninstalls that release, not `<graph>-<service>`.
+    let adopted = String::from_utf8(copy("adopted"))
+        .unwrap()
+        .replacen(
+            "        ociImage: oci://registry.example.com:5000/sensors/ingest\n",
+            "        ociImage: oci://registry.example.com:5000/sensors/ingest\n        releaseName: ingest\n",
+            1,
+        );
+    assert!(adopted.contains("releaseName: ingest"));
+    let a = s
+        .client
+        .deploy("adopt", adopted.into_bytes(), false)
+        .await
+        .unwrap();
+    s.succeed(&a).await;
+    let rm: Value = s.client.delete("/graphs/adopted").await.unwrap();
+    s.succeed(&rm).await;
+    let log = calls(&dir);
+    assert!(
+        log.iter()
+            .any(|l| l.starts_with("ARGS upgrade --install ingest oci://")),
+        "{log:#?}"
+    );
+    assert!(
+        log.iter()
+            .any(|l| l.starts_with("ARGS uninstall ingest --namespace adopt ")),
+        "{log:#?}"
+    );
+    assert!(
+        !log.iter().any(|l| l.contains("adopted-ingest")),
+        "{log:#?}"
+    );
 }

@@ -338,3 +338,77 @@ async fn slow_headers_idle_connections_and_slow_bodies_are_cut_off_and_connectio
     assert!(answer.contains("urn:smo:problem:body-timeout"), "{answer}");
     stop.cancel();
 }
+
+/// Runs scripts/dev-db for a PostgreSQL of this test's own (it is restarted under the API).
+fn own_db(action: &str, port: u16, dir: &std::path::Path) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/dev-db");
+    let out = std::process::Command::new(script)
+        .arg(action)
+        .env("SMO_PG_PORT", port.to_string())
+        .env("SMO_PG_DIR", dir)
+        .output()
+        .expect("scripts/dev-db runs");
+    assert!(
+        out.status.success(),
+        "dev-db {action}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_fast_postgresql_restart_pooled_connections_are_not_served_stale() {
+    use std::time::Duration;
+    smo::install_crypto_provider();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let dir = std::env::temp_dir().join(format!("smo-pg-restart-{port}"));
+    own_db("start", port, &dir);
+    let url = format!("postgres://postgres@127.0.0.1:{port}/smo");
+    let pool = smo::cli::connect(&url, 8).await.unwrap();
+    smo::server::migrate(&pool).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api = format!("http://{}", listener.local_addr().unwrap());
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(smo::server::serve_api_on(
+        pool.clone(),
+        listener,
+        None,
+        Default::default(),
+        Default::default(),
+        stop.clone(),
+    ));
+    let http = reqwest::Client::new();
+    // Eight at once, so the pool holds eight connections that the restart will kill.
+    let burst = || async {
+        let mut all = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            let (http, url) = (http.clone(), format!("{api}/graphs"));
+            all.spawn(async move { http.get(url).send().await.map(|r| r.status().as_u16()) });
+        }
+        let mut statuses = Vec::new();
+        while let Some(r) = all.join_next().await {
+            statuses.push(r.unwrap().map_err(|e| e.to_string()));
+        }
+        statuses
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(burst().await.iter().all(|s| s == &Ok(200)));
+    assert!(
+        pool.size() >= 2,
+        "the pool holds connections: {}",
+        pool.size()
+    );
+    own_db("stop", port, &dir);
+    own_db("start", port, &dir);
+    let after = burst().await;
+    stop.cancel();
+    pool.close().await;
+    own_db("stop", port, &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        after.iter().all(|s| s == &Ok(200)),
+        "a request after the restart was answered from a dead connection: {after:?}"
+    );
+}

@@ -11,6 +11,7 @@ mod monitoring;
 mod oci;
 mod openapi;
 mod reconcile;
+mod reference;
 mod sdk;
 mod self_metrics;
 mod stack;

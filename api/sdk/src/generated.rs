@@ -4,41 +4,57 @@
 /// What `POST /alerts` did.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AlertsAccepted {
+    /// Alerts without a `graph` label (as the reference's rules send) whose event several graphs
+    /// wait for: nothing was deployed for them; add a `graph` label to the rule. One line each.
+    pub ambiguous: Vec<String>,
     /// Firing alerts in the payload.
     pub firing: u64,
-    /// Resolved alerts in the payload (they matter to `condition: ALL` services).
-    pub resolved: u64,
     /// Alerts that name no pending conditional service (or no event of it).
     pub ignored: u64,
+    /// `deploy-conditional` jobs (existing ones when Alertmanager repeats).
+    pub jobs: Vec<JobAccepted>,
+    /// Resolved alerts in the payload (they matter to `condition: ALL` services).
+    pub resolved: u64,
     /// Firing events recorded for `condition: ALL` services whose other events are not firing yet,
     /// as `graph/service: event` lines.
     pub waiting: Vec<String>,
-    /// `deploy-conditional` jobs (existing ones when Alertmanager repeats).
-    pub jobs: Vec<JobAccepted>,
 }
 
 /// A member cluster.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ClusterView {
-    /// Name.
-    pub name: String,
-    /// Ready condition.
-    pub ready: bool,
+    /// Compatibility (reference SMO): has accelerators (`gpus > 0`).
+    pub acceleration: bool,
+    /// Compatibility (reference SMO): Ready (`ready`).
+    pub availability: bool,
+    /// Compatibility (reference SMO): free cores (`cpu_free`).
+    pub available_cpu: f64,
+    /// Compatibility (reference SMO): free memory as a quantity (`memory_free`).
+    pub available_ram: String,
     /// Allocatable cores.
     pub cpu_allocatable: f64,
     /// Free cores.
     pub cpu_free: f64,
+    /// Accelerators.
+    pub gpus: i32,
+    /// Compatibility (reference SMO): a number per cluster, 1-based in name order.
+    pub id: i64,
+    /// Labels.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Compatibility (reference SMO): the region or location label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
     /// Allocatable bytes.
     pub memory_allocatable: i64,
     /// Free bytes.
     pub memory_free: i64,
-    /// Accelerators.
-    pub gpus: i32,
-    /// Labels.
-    pub labels: std::collections::BTreeMap<String, String>,
     /// Readiness message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Name.
+    pub name: String,
+    /// Ready condition.
+    pub ready: bool,
     /// When read from Karmada.
     pub synced_at: String,
 }
@@ -46,21 +62,21 @@ pub struct ClusterView {
 /// One decision of a graph.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DecisionView {
+    /// When.
+    pub at: String,
     /// Sequence number.
     pub id: i64,
-    /// placement | deploy | re-place | stop | remove | scaling …
-    pub kind: String,
+    /// Inputs.
+    pub inputs: serde_json::Value,
     /// The job that took it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_id: Option<String>,
+    /// placement | deploy | re-place | stop | remove | scaling …
+    pub kind: String,
     /// One line.
     pub message: String,
-    /// Inputs.
-    pub inputs: serde_json::Value,
     /// Outcome.
     pub outcome: serde_json::Value,
-    /// When.
-    pub at: String,
 }
 
 /// What a dry run would do: the placement and the objects that would be applied.
@@ -68,14 +84,14 @@ pub struct DecisionView {
 pub struct DryRun {
     /// Graph name.
     pub graph: String,
+    /// Helm-chart services (applied by the Helm runner, not as objects).
+    pub helm_services: Vec<String>,
+    /// The Kubernetes/Karmada objects that would be server-side-applied.
+    pub objects: Vec<serde_json::Value>,
     /// service → cluster.
     pub placement: std::collections::BTreeMap<String, String>,
     /// The solver's result with explanations (null when nothing needed placing).
     pub solution: serde_json::Value,
-    /// The Kubernetes/Karmada objects that would be server-side-applied.
-    pub objects: Vec<serde_json::Value>,
-    /// Helm-chart services (applied by the Helm runner, not as objects).
-    pub helm_services: Vec<String>,
     /// Descriptor warnings.
     pub warnings: Vec<ProblemItem>,
 }
@@ -83,71 +99,77 @@ pub struct DryRun {
 /// A graph in detail.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GraphDetail {
+    /// Created.
+    pub created_at: String,
+    /// Dashboard name → URL.
+    pub dashboards: std::collections::BTreeMap<String, String>,
+    /// Descriptor description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Descriptor designer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub designer: Option<String>,
+    /// What was asked.
+    pub desired: String,
+    /// Compatibility (reference SMO): the graph dashboard's URL, when published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grafana: Option<String>,
+    /// Compatibility (reference SMO): the descriptor as submitted (its `hdaGraph`).
+    #[serde(rename = "hdaGraph")]
+    pub hda_graph: serde_json::Value,
     /// Name.
     pub name: String,
+    /// service → cluster.
+    pub placement: std::collections::BTreeMap<String, String>,
     /// Project (= namespace).
     pub project: String,
-    /// Descriptor version.
-    pub version: String,
     /// Upload count.
     pub revision: i32,
+    /// The services, in descriptor order.
+    pub services: Vec<ServiceView>,
     /// Current status.
     pub status: String,
     /// Why, when failed or partial.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_message: Option<String>,
-    /// What was asked.
-    pub desired: String,
-    /// Descriptor designer.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub designer: Option<String>,
-    /// Descriptor description.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    /// service → cluster.
-    pub placement: std::collections::BTreeMap<String, String>,
-    /// The services, in descriptor order.
-    pub services: Vec<ServiceView>,
-    /// Dashboard name → URL.
-    pub dashboards: std::collections::BTreeMap<String, String>,
-    /// Created.
-    pub created_at: String,
     /// Last change.
     pub updated_at: String,
+    /// Descriptor version.
+    pub version: String,
 }
 
 /// A graph in lists.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GraphSummary {
+    /// What was asked.
+    pub desired: String,
     /// Name.
     pub name: String,
     /// Project.
     pub project: String,
-    /// Descriptor version.
-    pub version: String,
     /// Upload count.
     pub revision: i32,
     /// Current status.
     pub status: String,
-    /// What was asked.
-    pub desired: String,
     /// Last change.
     pub updated_at: String,
+    /// Descriptor version.
+    pub version: String,
 }
 
 /// A job accepted for a graph.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct JobAccepted {
+    /// False when an identical job was already queued or running (its id is returned).
+    pub created: bool,
+    /// The graph.
+    pub graph: String,
     /// The job to follow at `status_url`.
     pub job_id: String,
     /// Its kind.
     pub kind: String,
-    /// The graph.
-    pub graph: String,
     /// Where to follow it.
     pub status_url: String,
-    /// False when an identical job was already queued or running (its id is returned).
-    pub created: bool,
     /// Descriptor warnings (unknown keys, unknown versions).
     pub warnings: Vec<ProblemItem>,
 }
@@ -155,146 +177,161 @@ pub struct JobAccepted {
 /// A job.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct JobView {
+    /// Arguments.
+    pub args: serde_json::Value,
+    /// Attempts started.
+    pub attempt: i32,
+    /// Enqueued.
+    pub created_at: String,
+    /// Every error: `[{attempt, at, error, permanent, worker}]`.
+    pub errors: serde_json::Value,
+    /// Finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
     /// Id.
     pub id: String,
     /// Kind.
     pub kind: String,
-    /// queued | retrying | running | succeeded | dead | cancelled.
-    pub state: String,
-    /// Attempts started.
-    pub attempt: i32,
+    /// Latest error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
     /// Attempts allowed.
     pub max_attempts: i32,
-    /// Arguments.
-    pub args: serde_json::Value,
-    /// Enqueued.
-    pub created_at: String,
     /// Next run (for retrying jobs).
     pub run_at: String,
     /// First start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<String>,
-    /// Finished.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub finished_at: Option<String>,
-    /// Latest error.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<String>,
-    /// Every error: `[{attempt, at, error, permanent, worker}]`.
-    pub errors: serde_json::Value,
+    /// queued | retrying | running | succeeded | dead | cancelled.
+    pub state: String,
 }
 
 /// An `application/problem+json` document.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Problem {
-    /// A stable identifier of the kind of problem, e.g. `urn:smo:problem:invalid-descriptor`.
-    pub r#type: String,
-    /// Short, human-readable summary of the kind.
-    pub title: String,
-    /// HTTP status.
-    pub status: u16,
     /// This occurrence, in one line.
     pub detail: String,
     /// Every problem found, when there are several (validation).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problems: Option<Vec<ProblemItem>>,
+    /// HTTP status.
+    pub status: u16,
+    /// Short, human-readable summary of the kind.
+    pub title: String,
+    /// A stable identifier of the kind of problem, e.g. `urn:smo:problem:invalid-descriptor`.
+    pub r#type: String,
 }
 
 /// One problem inside a document (a descriptor field, usually).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ProblemItem {
-    /// Where: `services[2].deployment.intent.compute.cpu`.
-    pub path: String,
     /// What is wrong there.
     pub message: String,
+    /// Where: `services[2].deployment.intent.compute.cpu`.
+    pub path: String,
 }
 
 /// A service of a graph.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ServiceView {
-    /// Service id.
-    pub name: String,
-    /// Pending | Deployed | Running | Stopped | Failed.
-    pub status: String,
+    /// Compatibility (reference SMO): the alert rule (or rules) that deploy this conditional
+    /// service; absent for others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert: Option<serde_json::Value>,
+    /// `image` (smo generates the objects) or `helm`.
+    pub artifact: String,
+    /// Compatibility (reference SMO): `ociConfig.implementer` (`HELM`, `WOT`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_implementer: Option<String>,
+    /// Compatibility (reference SMO): the chart (`ociImage`) or image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_ref: Option<String>,
+    /// Compatibility (reference SMO): `ociConfig.type`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
     /// Where it runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    /// Desired replicas.
-    pub replicas: i32,
-    /// Ready replicas when last observed.
-    pub ready: i32,
+    /// Compatibility (reference SMO): the cluster it is placed on (`cluster`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_affinity: Option<String>,
     /// Deployed when its alert fires.
     pub conditional: bool,
+    /// Compatibility (reference SMO): `intent.compute.cpu` as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<String>,
     /// CPU per replica in milli-cores.
     pub cpu_millis: i64,
-    /// Memory per replica in bytes.
-    pub memory_bytes: i64,
     /// Needs an accelerator.
     pub gpu: bool,
-    /// `image` (smo generates the objects) or `helm`.
-    pub artifact: String,
+    /// Compatibility (reference SMO): the service's dashboard URL, when published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grafana: Option<String>,
+    /// Compatibility (reference SMO): `intent.compute.ram` as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+    /// Memory per replica in bytes.
+    pub memory_bytes: i64,
+    /// Service id.
+    pub name: String,
+    /// Ready replicas when last observed.
+    pub ready: i32,
+    /// Desired replicas.
+    pub replicas: i32,
+    /// Pending | Deployed | Running | Stopped | Failed.
+    pub status: String,
+    /// Compatibility (reference SMO): `intent.compute.storage` as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<String>,
+    /// Compatibility (reference SMO): the chart's `valuesOverwrite`.
+    pub values_overwrite: serde_json::Value,
 }
 
 /// The answers of [`Client::deploy_graph`](crate::Client::deploy_graph), by status.
 #[derive(Debug, Clone, PartialEq)]
 #[allow(clippy::large_enum_variant)]
 pub enum DeployGraphResponse {
-    /// HTTP 202.
-    Accepted(JobAccepted),
     /// HTTP 200.
     Ok(DryRun),
+    /// HTTP 202.
+    Accepted(JobAccepted),
 }
 
 /// Every `operationId` of the API, in document order.
 pub const OPERATIONS: &[&str] = &[
-    "healthz",
-    "readyz",
-    "metrics",
+    "postAlerts",
     "listClusters",
     "syncClusters",
-    "listProjectGraphs",
-    "deployGraph",
     "listGraphs",
-    "getGraph",
     "removeGraph",
+    "getGraph",
+    "graphHistory",
+    "listGraphJobs",
+    "replaceGraph",
     "startGraph",
     "stopGraph",
-    "replaceGraph",
-    "listGraphJobs",
-    "graphHistory",
-    "postAlerts",
+    "healthz",
     "getJob",
+    "metrics",
+    "listProjectGraphs",
+    "deployGraph",
+    "readyz",
 ];
 
 impl crate::Client {
-    /// Liveness: the process serves HTTP.
+    /// Alertmanager webhook: a firing alert whose labels name a graph and one of its pending
+    /// conditional services enqueues `deploy-conditional` for it (once: repeats find the job or
+    /// the service already deployed). For a `condition: ALL` service each event's firing and
+    /// resolved notifications are recorded, and the job is enqueued only once every event is
+    /// firing (configure Alertmanager with `send_resolved: true`). Other alerts are ignored and
+    /// counted.
     ///
-    /// `GET /healthz` (`healthz`).
-    pub async fn healthz(&self) -> Result<String, crate::Error> {
-        let req = crate::Request::new("healthz", reqwest::Method::GET, "/healthz".to_string());
+    /// `POST /alerts` (`postAlerts`).
+    pub async fn post_alerts(&self, body: Vec<u8>) -> Result<AlertsAccepted, crate::Error> {
+        let mut req = crate::Request::new("postAlerts", reqwest::Method::POST, "/alerts".to_string());
+        req.body(body, "application/octet-stream");
         let (status, bytes) = self.execute(req).await?;
-        crate::decode_text(status, &bytes)
-    }
-
-    /// Readiness: the database answers within a second.
-    ///
-    /// `GET /readyz` (`readyz`).
-    pub async fn readyz(&self) -> Result<String, crate::Error> {
-        let req = crate::Request::new("readyz", reqwest::Method::GET, "/readyz".to_string());
-        let (status, bytes) = self.execute(req).await?;
-        crate::decode_text(status, &bytes)
-    }
-
-    /// smo's own metrics (Prometheus exposition): queue depth and oldest queued age per kind, jobs
-    /// per kind × state and live workers (read from the database), plus this process's job
-    /// counters (enqueued/started/succeeded/failed/dead), job duration, request latency by route
-    /// and status, and placement/scaling solve-time histograms.
-    ///
-    /// `GET /metrics` (`metrics`).
-    pub async fn metrics(&self) -> Result<String, crate::Error> {
-        let req = crate::Request::new("metrics", reqwest::Method::GET, "/metrics".to_string());
-        let (status, bytes) = self.execute(req).await?;
-        crate::decode_text(status, &bytes)
+        crate::decode_json(status, &bytes)
     }
 
     /// Member clusters as last synced from Karmada.
@@ -313,6 +350,114 @@ impl crate::Client {
         let req = crate::Request::new("syncClusters", reqwest::Method::POST, "/clusters/sync".to_string());
         let (status, bytes) = self.execute(req).await?;
         crate::decode_json(status, &bytes)
+    }
+
+    /// Every graph.
+    ///
+    /// `GET /graphs` (`listGraphs`).
+    pub async fn list_graphs(&self) -> Result<Vec<GraphSummary>, crate::Error> {
+        let req = crate::Request::new("listGraphs", reqwest::Method::GET, "/graphs".to_string());
+        let (status, bytes) = self.execute(req).await?;
+        crate::decode_json(status, &bytes)
+    }
+
+    /// Remove a graph: its objects, dashboards and records (enqueues `remove`).
+    ///
+    /// `DELETE /graphs/{name}` (`removeGraph`).
+    pub async fn remove_graph(&self, name: &str) -> Result<JobAccepted, crate::Error> {
+        let req = crate::Request::new("removeGraph", reqwest::Method::DELETE, format!("/graphs/{}", crate::encode_path_segment(name)));
+        let (status, bytes) = self.execute(req).await?;
+        crate::decode_json(status, &bytes)
+    }
+
+    /// One graph: services, clusters, status, placement.
+    ///
+    /// `GET /graphs/{name}` (`getGraph`).
+    pub async fn get_graph(&self, name: &str) -> Result<GraphDetail, crate::Error> {
+        let req = crate::Request::new("getGraph", reqwest::Method::GET, format!("/graphs/{}", crate::encode_path_segment(name)));
+        let (status, bytes) = self.execute(req).await?;
+        crate::decode_json(status, &bytes)
+    }
+
+    /// The decision log of a graph (placement, deploy, scaling …), newest first. Kept after removal.
+    ///
+    /// `GET /graphs/{name}/history` (`graphHistory`).
+    pub async fn graph_history(&self, name: &str, limit: Option<i64>) -> Result<Vec<DecisionView>, crate::Error> {
+        let mut req = crate::Request::new("graphHistory", reqwest::Method::GET, format!("/graphs/{}/history", crate::encode_path_segment(name)));
+        if let Some(limit) = limit {
+            req.query("limit", limit.to_string());
+        }
+        let (status, bytes) = self.execute(req).await?;
+        crate::decode_json(status, &bytes)
+    }
+
+    /// The jobs of a graph, newest first.
+    ///
+    /// `GET /graphs/{name}/jobs` (`listGraphJobs`).
+    pub async fn list_graph_jobs(&self, name: &str, limit: Option<i64>) -> Result<Vec<JobView>, crate::Error> {
+        let mut req = crate::Request::new("listGraphJobs", reqwest::Method::GET, format!("/graphs/{}/jobs", crate::encode_path_segment(name)));
+        if let Some(limit) = limit {
+            req.query("limit", limit.to_string());
+        }
+        let (status, bytes) = self.execute(req).await?;
+        crate::decode_json(status, &bytes)
+    }
+
+    /// Re-place a graph with its current placement as the baseline (enqueues `re-place`).
+    ///
+    /// `POST /graphs/{name}/placement` (`replaceGraph`).
+    pub async fn replace_graph(&self, name: &str) -> Result<JobAccepted, crate::Error> {
+        let req = crate::Request::new("replaceGraph", reqwest::Method::POST, format!("/graphs/{}/placement", crate::encode_path_segment(name)));
+        let (status, bytes) = self.execute(req).await?;
+        crate::decode_json(status, &bytes)
+    }
+
+    /// Start a stopped graph (enqueues `start`).
+    ///
+    /// `POST /graphs/{name}/start` (`startGraph`).
+    pub async fn start_graph(&self, name: &str) -> Result<JobAccepted, crate::Error> {
+        let req = crate::Request::new("startGraph", reqwest::Method::POST, format!("/graphs/{}/start", crate::encode_path_segment(name)));
+        let (status, bytes) = self.execute(req).await?;
+        crate::decode_json(status, &bytes)
+    }
+
+    /// Stop a graph: its workloads are deleted, the graph is kept (enqueues `stop`).
+    ///
+    /// `POST /graphs/{name}/stop` (`stopGraph`).
+    pub async fn stop_graph(&self, name: &str) -> Result<JobAccepted, crate::Error> {
+        let req = crate::Request::new("stopGraph", reqwest::Method::POST, format!("/graphs/{}/stop", crate::encode_path_segment(name)));
+        let (status, bytes) = self.execute(req).await?;
+        crate::decode_json(status, &bytes)
+    }
+
+    /// Liveness: the process serves HTTP.
+    ///
+    /// `GET /healthz` (`healthz`).
+    pub async fn healthz(&self) -> Result<String, crate::Error> {
+        let req = crate::Request::new("healthz", reqwest::Method::GET, "/healthz".to_string());
+        let (status, bytes) = self.execute(req).await?;
+        crate::decode_text(status, &bytes)
+    }
+
+    /// A job: state, attempts, errors, timings.
+    ///
+    /// `GET /jobs/{id}` (`getJob`).
+    pub async fn get_job(&self, id: &str) -> Result<JobView, crate::Error> {
+        let req = crate::Request::new("getJob", reqwest::Method::GET, format!("/jobs/{}", crate::encode_path_segment(id)));
+        let (status, bytes) = self.execute(req).await?;
+        crate::decode_json(status, &bytes)
+    }
+
+    /// smo's own metrics (Prometheus exposition): queue depth and oldest queued age per kind, jobs
+    /// per kind × state and live workers (read from the database), plus this process's job
+    /// counters (enqueued/started/succeeded/failed/dead), job duration, request latency by route
+    /// and status, and placement/scaling solve-time histograms.
+    ///
+    /// `GET /metrics` (`metrics`).
+    pub async fn metrics(&self) -> Result<String, crate::Error> {
+        let req = crate::Request::new("metrics", reqwest::Method::GET, "/metrics".to_string());
+        let (status, bytes) = self.execute(req).await?;
+        crate::decode_text(status, &bytes)
     }
 
     /// The graphs of a project.
@@ -338,90 +483,23 @@ impl crate::Client {
         req.body(body, "application/octet-stream");
         let (status, bytes) = self.execute(req).await?;
         match status {
-            202 => crate::decode_json(status, &bytes).map(DeployGraphResponse::Accepted),
             200 => crate::decode_json(status, &bytes).map(DeployGraphResponse::Ok),
+            202 => crate::decode_json(status, &bytes).map(DeployGraphResponse::Accepted),
             _ => Err(crate::Error::unexpected_status(status, &bytes)),
         }
     }
 
-    /// Every graph.
+    /// Readiness: the database answers within a second.
     ///
-    /// `GET /graphs` (`listGraphs`).
-    pub async fn list_graphs(&self) -> Result<Vec<GraphSummary>, crate::Error> {
-        let req = crate::Request::new("listGraphs", reqwest::Method::GET, "/graphs".to_string());
+    /// `GET /readyz` (`readyz`).
+    pub async fn readyz(&self) -> Result<String, crate::Error> {
+        let req = crate::Request::new("readyz", reqwest::Method::GET, "/readyz".to_string());
         let (status, bytes) = self.execute(req).await?;
-        crate::decode_json(status, &bytes)
+        crate::decode_text(status, &bytes)
     }
+}
 
-    /// One graph: services, clusters, status, placement.
-    ///
-    /// `GET /graphs/{name}` (`getGraph`).
-    pub async fn get_graph(&self, name: &str) -> Result<GraphDetail, crate::Error> {
-        let req = crate::Request::new("getGraph", reqwest::Method::GET, format!("/graphs/{}", crate::encode_path_segment(name)));
-        let (status, bytes) = self.execute(req).await?;
-        crate::decode_json(status, &bytes)
-    }
-
-    /// Remove a graph: its objects, dashboards and records (enqueues `remove`).
-    ///
-    /// `DELETE /graphs/{name}` (`removeGraph`).
-    pub async fn remove_graph(&self, name: &str) -> Result<JobAccepted, crate::Error> {
-        let req = crate::Request::new("removeGraph", reqwest::Method::DELETE, format!("/graphs/{}", crate::encode_path_segment(name)));
-        let (status, bytes) = self.execute(req).await?;
-        crate::decode_json(status, &bytes)
-    }
-
-    /// Start a stopped graph (enqueues `start`).
-    ///
-    /// `POST /graphs/{name}/start` (`startGraph`).
-    pub async fn start_graph(&self, name: &str) -> Result<JobAccepted, crate::Error> {
-        let req = crate::Request::new("startGraph", reqwest::Method::POST, format!("/graphs/{}/start", crate::encode_path_segment(name)));
-        let (status, bytes) = self.execute(req).await?;
-        crate::decode_json(status, &bytes)
-    }
-
-    /// Stop a graph: its workloads are deleted, the graph is kept (enqueues `stop`).
-    ///
-    /// `POST /graphs/{name}/stop` (`stopGraph`).
-    pub async fn stop_graph(&self, name: &str) -> Result<JobAccepted, crate::Error> {
-        let req = crate::Request::new("stopGraph", reqwest::Method::POST, format!("/graphs/{}/stop", crate::encode_path_segment(name)));
-        let (status, bytes) = self.execute(req).await?;
-        crate::decode_json(status, &bytes)
-    }
-
-    /// Re-place a graph with its current placement as the baseline (enqueues `re-place`).
-    ///
-    /// `POST /graphs/{name}/placement` (`replaceGraph`).
-    pub async fn replace_graph(&self, name: &str) -> Result<JobAccepted, crate::Error> {
-        let req = crate::Request::new("replaceGraph", reqwest::Method::POST, format!("/graphs/{}/placement", crate::encode_path_segment(name)));
-        let (status, bytes) = self.execute(req).await?;
-        crate::decode_json(status, &bytes)
-    }
-
-    /// The jobs of a graph, newest first.
-    ///
-    /// `GET /graphs/{name}/jobs` (`listGraphJobs`).
-    pub async fn list_graph_jobs(&self, name: &str, limit: Option<i64>) -> Result<Vec<JobView>, crate::Error> {
-        let mut req = crate::Request::new("listGraphJobs", reqwest::Method::GET, format!("/graphs/{}/jobs", crate::encode_path_segment(name)));
-        if let Some(limit) = limit {
-            req.query("limit", limit.to_string());
-        }
-        let (status, bytes) = self.execute(req).await?;
-        crate::decode_json(status, &bytes)
-    }
-
-    /// The decision log of a graph (placement, deploy, scaling …), newest first. Kept after removal.
-    ///
-    /// `GET /graphs/{name}/history` (`graphHistory`).
-    pub async fn graph_history(&self, name: &str, limit: Option<i64>) -> Result<Vec<DecisionView>, crate::Error> {
-        let mut req = crate::Request::new("graphHistory", reqwest::Method::GET, format!("/graphs/{}/history", crate::encode_path_segment(name)));
-        if let Some(limit) = limit {
-            req.query("limit", limit.to_string());
-        }
-        let (status, bytes) = self.execute(req).await?;
-        crate::decode_json(status, &bytes)
-    }
-
+impl crate::blocking::Client {
     /// Alertmanager webhook: a firing alert whose labels name a graph and one of its pending
     /// conditional services enqueues `deploy-conditional` for it (once: repeats find the job or
     /// the service already deployed). For a `condition: ALL` service each event's firing and
@@ -430,52 +508,11 @@ impl crate::Client {
     /// counted.
     ///
     /// `POST /alerts` (`postAlerts`).
-    pub async fn post_alerts(&self, body: Vec<u8>) -> Result<AlertsAccepted, crate::Error> {
+    pub fn post_alerts(&self, body: Vec<u8>) -> Result<AlertsAccepted, crate::Error> {
         let mut req = crate::Request::new("postAlerts", reqwest::Method::POST, "/alerts".to_string());
         req.body(body, "application/octet-stream");
-        let (status, bytes) = self.execute(req).await?;
+        let (status, bytes) = self.execute(req)?;
         crate::decode_json(status, &bytes)
-    }
-
-    /// A job: state, attempts, errors, timings.
-    ///
-    /// `GET /jobs/{id}` (`getJob`).
-    pub async fn get_job(&self, id: &str) -> Result<JobView, crate::Error> {
-        let req = crate::Request::new("getJob", reqwest::Method::GET, format!("/jobs/{}", crate::encode_path_segment(id)));
-        let (status, bytes) = self.execute(req).await?;
-        crate::decode_json(status, &bytes)
-    }
-}
-
-impl crate::blocking::Client {
-    /// Liveness: the process serves HTTP.
-    ///
-    /// `GET /healthz` (`healthz`).
-    pub fn healthz(&self) -> Result<String, crate::Error> {
-        let req = crate::Request::new("healthz", reqwest::Method::GET, "/healthz".to_string());
-        let (status, bytes) = self.execute(req)?;
-        crate::decode_text(status, &bytes)
-    }
-
-    /// Readiness: the database answers within a second.
-    ///
-    /// `GET /readyz` (`readyz`).
-    pub fn readyz(&self) -> Result<String, crate::Error> {
-        let req = crate::Request::new("readyz", reqwest::Method::GET, "/readyz".to_string());
-        let (status, bytes) = self.execute(req)?;
-        crate::decode_text(status, &bytes)
-    }
-
-    /// smo's own metrics (Prometheus exposition): queue depth and oldest queued age per kind, jobs
-    /// per kind × state and live workers (read from the database), plus this process's job
-    /// counters (enqueued/started/succeeded/failed/dead), job duration, request latency by route
-    /// and status, and placement/scaling solve-time histograms.
-    ///
-    /// `GET /metrics` (`metrics`).
-    pub fn metrics(&self) -> Result<String, crate::Error> {
-        let req = crate::Request::new("metrics", reqwest::Method::GET, "/metrics".to_string());
-        let (status, bytes) = self.execute(req)?;
-        crate::decode_text(status, &bytes)
     }
 
     /// Member clusters as last synced from Karmada.
@@ -494,6 +531,114 @@ impl crate::blocking::Client {
         let req = crate::Request::new("syncClusters", reqwest::Method::POST, "/clusters/sync".to_string());
         let (status, bytes) = self.execute(req)?;
         crate::decode_json(status, &bytes)
+    }
+
+    /// Every graph.
+    ///
+    /// `GET /graphs` (`listGraphs`).
+    pub fn list_graphs(&self) -> Result<Vec<GraphSummary>, crate::Error> {
+        let req = crate::Request::new("listGraphs", reqwest::Method::GET, "/graphs".to_string());
+        let (status, bytes) = self.execute(req)?;
+        crate::decode_json(status, &bytes)
+    }
+
+    /// Remove a graph: its objects, dashboards and records (enqueues `remove`).
+    ///
+    /// `DELETE /graphs/{name}` (`removeGraph`).
+    pub fn remove_graph(&self, name: &str) -> Result<JobAccepted, crate::Error> {
+        let req = crate::Request::new("removeGraph", reqwest::Method::DELETE, format!("/graphs/{}", crate::encode_path_segment(name)));
+        let (status, bytes) = self.execute(req)?;
+        crate::decode_json(status, &bytes)
+    }
+
+    /// One graph: services, clusters, status, placement.
+    ///
+    /// `GET /graphs/{name}` (`getGraph`).
+    pub fn get_graph(&self, name: &str) -> Result<GraphDetail, crate::Error> {
+        let req = crate::Request::new("getGraph", reqwest::Method::GET, format!("/graphs/{}", crate::encode_path_segment(name)));
+        let (status, bytes) = self.execute(req)?;
+        crate::decode_json(status, &bytes)
+    }
+
+    /// The decision log of a graph (placement, deploy, scaling …), newest first. Kept after removal.
+    ///
+    /// `GET /graphs/{name}/history` (`graphHistory`).
+    pub fn graph_history(&self, name: &str, limit: Option<i64>) -> Result<Vec<DecisionView>, crate::Error> {
+        let mut req = crate::Request::new("graphHistory", reqwest::Method::GET, format!("/graphs/{}/history", crate::encode_path_segment(name)));
+        if let Some(limit) = limit {
+            req.query("limit", limit.to_string());
+        }
+        let (status, bytes) = self.execute(req)?;
+        crate::decode_json(status, &bytes)
+    }
+
+    /// The jobs of a graph, newest first.
+    ///
+    /// `GET /graphs/{name}/jobs` (`listGraphJobs`).
+    pub fn list_graph_jobs(&self, name: &str, limit: Option<i64>) -> Result<Vec<JobView>, crate::Error> {
+        let mut req = crate::Request::new("listGraphJobs", reqwest::Method::GET, format!("/graphs/{}/jobs", crate::encode_path_segment(name)));
+        if let Some(limit) = limit {
+            req.query("limit", limit.to_string());
+        }
+        let (status, bytes) = self.execute(req)?;
+        crate::decode_json(status, &bytes)
+    }
+
+    /// Re-place a graph with its current placement as the baseline (enqueues `re-place`).
+    ///
+    /// `POST /graphs/{name}/placement` (`replaceGraph`).
+    pub fn replace_graph(&self, name: &str) -> Result<JobAccepted, crate::Error> {
+        let req = crate::Request::new("replaceGraph", reqwest::Method::POST, format!("/graphs/{}/placement", crate::encode_path_segment(name)));
+        let (status, bytes) = self.execute(req)?;
+        crate::decode_json(status, &bytes)
+    }
+
+    /// Start a stopped graph (enqueues `start`).
+    ///
+    /// `POST /graphs/{name}/start` (`startGraph`).
+    pub fn start_graph(&self, name: &str) -> Result<JobAccepted, crate::Error> {
+        let req = crate::Request::new("startGraph", reqwest::Method::POST, format!("/graphs/{}/start", crate::encode_path_segment(name)));
+        let (status, bytes) = self.execute(req)?;
+        crate::decode_json(status, &bytes)
+    }
+
+    /// Stop a graph: its workloads are deleted, the graph is kept (enqueues `stop`).
+    ///
+    /// `POST /graphs/{name}/stop` (`stopGraph`).
+    pub fn stop_graph(&self, name: &str) -> Result<JobAccepted, crate::Error> {
+        let req = crate::Request::new("stopGraph", reqwest::Method::POST, format!("/graphs/{}/stop", crate::encode_path_segment(name)));
+        let (status, bytes) = self.execute(req)?;
+        crate::decode_json(status, &bytes)
+    }
+
+    /// Liveness: the process serves HTTP.
+    ///
+    /// `GET /healthz` (`healthz`).
+    pub fn healthz(&self) -> Result<String, crate::Error> {
+        let req = crate::Request::new("healthz", reqwest::Method::GET, "/healthz".to_string());
+        let (status, bytes) = self.execute(req)?;
+        crate::decode_text(status, &bytes)
+    }
+
+    /// A job: state, attempts, errors, timings.
+    ///
+    /// `GET /jobs/{id}` (`getJob`).
+    pub fn get_job(&self, id: &str) -> Result<JobView, crate::Error> {
+        let req = crate::Request::new("getJob", reqwest::Method::GET, format!("/jobs/{}", crate::encode_path_segment(id)));
+        let (status, bytes) = self.execute(req)?;
+        crate::decode_json(status, &bytes)
+    }
+
+    /// smo's own metrics (Prometheus exposition): queue depth and oldest queued age per kind, jobs
+    /// per kind × state and live workers (read from the database), plus this process's job
+    /// counters (enqueued/started/succeeded/failed/dead), job duration, request latency by route
+    /// and status, and placement/scaling solve-time histograms.
+    ///
+    /// `GET /metrics` (`metrics`).
+    pub fn metrics(&self) -> Result<String, crate::Error> {
+        let req = crate::Request::new("metrics", reqwest::Method::GET, "/metrics".to_string());
+        let (status, bytes) = self.execute(req)?;
+        crate::decode_text(status, &bytes)
     }
 
     /// The graphs of a project.
@@ -519,111 +664,18 @@ impl crate::blocking::Client {
         req.body(body, "application/octet-stream");
         let (status, bytes) = self.execute(req)?;
         match status {
-            202 => crate::decode_json(status, &bytes).map(DeployGraphResponse::Accepted),
             200 => crate::decode_json(status, &bytes).map(DeployGraphResponse::Ok),
+            202 => crate::decode_json(status, &bytes).map(DeployGraphResponse::Accepted),
             _ => Err(crate::Error::unexpected_status(status, &bytes)),
         }
     }
 
-    /// Every graph.
+    /// Readiness: the database answers within a second.
     ///
-    /// `GET /graphs` (`listGraphs`).
-    pub fn list_graphs(&self) -> Result<Vec<GraphSummary>, crate::Error> {
-        let req = crate::Request::new("listGraphs", reqwest::Method::GET, "/graphs".to_string());
+    /// `GET /readyz` (`readyz`).
+    pub fn readyz(&self) -> Result<String, crate::Error> {
+        let req = crate::Request::new("readyz", reqwest::Method::GET, "/readyz".to_string());
         let (status, bytes) = self.execute(req)?;
-        crate::decode_json(status, &bytes)
-    }
-
-    /// One graph: services, clusters, status, placement.
-    ///
-    /// `GET /graphs/{name}` (`getGraph`).
-    pub fn get_graph(&self, name: &str) -> Result<GraphDetail, crate::Error> {
-        let req = crate::Request::new("getGraph", reqwest::Method::GET, format!("/graphs/{}", crate::encode_path_segment(name)));
-        let (status, bytes) = self.execute(req)?;
-        crate::decode_json(status, &bytes)
-    }
-
-    /// Remove a graph: its objects, dashboards and records (enqueues `remove`).
-    ///
-    /// `DELETE /graphs/{name}` (`removeGraph`).
-    pub fn remove_graph(&self, name: &str) -> Result<JobAccepted, crate::Error> {
-        let req = crate::Request::new("removeGraph", reqwest::Method::DELETE, format!("/graphs/{}", crate::encode_path_segment(name)));
-        let (status, bytes) = self.execute(req)?;
-        crate::decode_json(status, &bytes)
-    }
-
-    /// Start a stopped graph (enqueues `start`).
-    ///
-    /// `POST /graphs/{name}/start` (`startGraph`).
-    pub fn start_graph(&self, name: &str) -> Result<JobAccepted, crate::Error> {
-        let req = crate::Request::new("startGraph", reqwest::Method::POST, format!("/graphs/{}/start", crate::encode_path_segment(name)));
-        let (status, bytes) = self.execute(req)?;
-        crate::decode_json(status, &bytes)
-    }
-
-    /// Stop a graph: its workloads are deleted, the graph is kept (enqueues `stop`).
-    ///
-    /// `POST /graphs/{name}/stop` (`stopGraph`).
-    pub fn stop_graph(&self, name: &str) -> Result<JobAccepted, crate::Error> {
-        let req = crate::Request::new("stopGraph", reqwest::Method::POST, format!("/graphs/{}/stop", crate::encode_path_segment(name)));
-        let (status, bytes) = self.execute(req)?;
-        crate::decode_json(status, &bytes)
-    }
-
-    /// Re-place a graph with its current placement as the baseline (enqueues `re-place`).
-    ///
-    /// `POST /graphs/{name}/placement` (`replaceGraph`).
-    pub fn replace_graph(&self, name: &str) -> Result<JobAccepted, crate::Error> {
-        let req = crate::Request::new("replaceGraph", reqwest::Method::POST, format!("/graphs/{}/placement", crate::encode_path_segment(name)));
-        let (status, bytes) = self.execute(req)?;
-        crate::decode_json(status, &bytes)
-    }
-
-    /// The jobs of a graph, newest first.
-    ///
-    /// `GET /graphs/{name}/jobs` (`listGraphJobs`).
-    pub fn list_graph_jobs(&self, name: &str, limit: Option<i64>) -> Result<Vec<JobView>, crate::Error> {
-        let mut req = crate::Request::new("listGraphJobs", reqwest::Method::GET, format!("/graphs/{}/jobs", crate::encode_path_segment(name)));
-        if let Some(limit) = limit {
-            req.query("limit", limit.to_string());
-        }
-        let (status, bytes) = self.execute(req)?;
-        crate::decode_json(status, &bytes)
-    }
-
-    /// The decision log of a graph (placement, deploy, scaling …), newest first. Kept after removal.
-    ///
-    /// `GET /graphs/{name}/history` (`graphHistory`).
-    pub fn graph_history(&self, name: &str, limit: Option<i64>) -> Result<Vec<DecisionView>, crate::Error> {
-        let mut req = crate::Request::new("graphHistory", reqwest::Method::GET, format!("/graphs/{}/history", crate::encode_path_segment(name)));
-        if let Some(limit) = limit {
-            req.query("limit", limit.to_string());
-        }
-        let (status, bytes) = self.execute(req)?;
-        crate::decode_json(status, &bytes)
-    }
-
-    /// Alertmanager webhook: a firing alert whose labels name a graph and one of its pending
-    /// conditional services enqueues `deploy-conditional` for it (once: repeats find the job or
-    /// the service already deployed). For a `condition: ALL` service each event's firing and
-    /// resolved notifications are recorded, and the job is enqueued only once every event is
-    /// firing (configure Alertmanager with `send_resolved: true`). Other alerts are ignored and
-    /// counted.
-    ///
-    /// `POST /alerts` (`postAlerts`).
-    pub fn post_alerts(&self, body: Vec<u8>) -> Result<AlertsAccepted, crate::Error> {
-        let mut req = crate::Request::new("postAlerts", reqwest::Method::POST, "/alerts".to_string());
-        req.body(body, "application/octet-stream");
-        let (status, bytes) = self.execute(req)?;
-        crate::decode_json(status, &bytes)
-    }
-
-    /// A job: state, attempts, errors, timings.
-    ///
-    /// `GET /jobs/{id}` (`getJob`).
-    pub fn get_job(&self, id: &str) -> Result<JobView, crate::Error> {
-        let req = crate::Request::new("getJob", reqwest::Method::GET, format!("/jobs/{}", crate::encode_path_segment(id)));
-        let (status, bytes) = self.execute(req)?;
-        crate::decode_json(status, &bytes)
+        crate::decode_text(status, &bytes)
     }
 }
