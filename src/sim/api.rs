@@ -96,6 +96,15 @@ pub(crate) fn handle(st: &mut State, req: &Req) -> Resp {
         return Resp::json(code, &v);
     }
     let result = match (req.method, path) {
+        // The sim stores JSON only. kubectl ≥ 1.3x sends built-in kinds as protobuf first and,
+        // on 415 (as an apiserver answers for a kind it serves only as JSON, e.g. CRDs), falls
+        // back to JSON for the rest of its session.
+        (m, p) if m != "GET" && p.starts_with("/api") && req.content_type.contains("protobuf") => {
+            Err(ApiError::UnsupportedMediaType(format!(
+                "the body content type {:?} is not supported; send application/json",
+                req.content_type
+            )))
+        }
         ("GET", "/version") => Ok((200, version())),
         ("GET", "/healthz" | "/livez" | "/readyz") => {
             return Resp::text(200, "text/plain", "ok".into());
@@ -189,10 +198,16 @@ fn resource_list(group: &str, version: &str) -> Option<Value> {
         .map(|r| r.meta())
         .filter(|m| m.group == group && m.version == version)
     {
-        resources.push(
-            json!({"name": m.plural, "singularName": m.singular, "namespaced": m.namespaced,
-                              "kind": m.kind, "verbs": verbs}),
-        );
+        let (short, categories) = super::store::short_names(m.plural);
+        let mut r = json!({"name": m.plural, "singularName": m.singular, "namespaced": m.namespaced,
+                           "kind": m.kind, "verbs": verbs});
+        if !short.is_empty() {
+            r["shortNames"] = json!(short);
+        }
+        if !categories.is_empty() {
+            r["categories"] = json!(categories);
+        }
+        resources.push(r);
         resources.push(
             json!({"name": format!("{}/status", m.plural), "singularName": "",
                               "namespaced": m.namespaced, "kind": m.kind, "verbs": sub_verbs}),

@@ -19,6 +19,20 @@ pub(crate) enum Res {
     PrometheusRule,
 }
 
+/// The short names and categories a real apiserver (or the kind's CRD) reports for a plural:
+/// what `kubectl get deploy,svc,pp` and `kubectl get all` resolve through discovery.
+pub(crate) fn short_names(plural: &str) -> (&'static [&'static str], &'static [&'static str]) {
+    match plural {
+        "namespaces" => (&["ns"], &[]),
+        "services" => (&["svc"], &["all"]),
+        "deployments" => (&["deploy"], &["all"]),
+        "propagationpolicies" => (&["pp"], &[]),
+        "overridepolicies" => (&["op"], &[]),
+        "prometheusrules" => (&["promrule"], &["prometheus-operator"]),
+        _ => (&[], &[]),
+    }
+}
+
 /// Static facts of a kind, as discovery would report them.
 pub(crate) struct KindMeta {
     pub group: &'static str,

@@ -7,6 +7,7 @@ mod crd_validator;
 mod graphs;
 mod helm;
 mod hostile;
+mod kubectl;
 mod monitoring;
 mod oci;
 mod openapi;
