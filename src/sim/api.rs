@@ -113,6 +113,11 @@ pub(crate) fn handle(st: &mut State, req: &Req) -> Resp {
             let body = super::metrics::render(st, Instant::now());
             return Resp::text(200, "text/plain; version=0.0.4", body);
         }
+        ("GET", "/openapi/v3") => Ok((200, openapi_v3_index())),
+        ("GET", p) if p.starts_with("/openapi/v3/") => match openapi_v3_group(&p[12..]) {
+            Some(doc) => Ok((200, doc)),
+            None => Err(ApiError::NoRoute),
+        },
         ("GET", "/api") => Ok((200, api_versions())),
         ("GET", "/apis") => Ok((200, api_groups())),
         (_, p) if p == "/sim" || p.starts_with("/sim/") => admin(st, req.method, p, req.body),
@@ -143,6 +148,99 @@ fn version() -> Value {
         "gitTreeState": "clean", "buildDate": "2025-01-01T00:00:00Z", "goVersion": "go1.24",
         "compiler": "gc", "platform": "linux/amd64",
     })
+}
+
+/// The group-versions the sim serves, as OpenAPI v3 path keys (`api/v1`, `apis/apps/v1`).
+fn openapi_group_versions() -> Vec<String> {
+    let mut gvs: Vec<String> = Res::ALL
+        .iter()
+        .map(|r| r.meta())
+        .map(|m| match m.group {
+            "" => format!("api/{}", m.version),
+            g => format!("apis/{g}/{}", m.version),
+        })
+        .collect();
+    gvs.sort();
+    gvs.dedup();
+    gvs
+}
+
+/// `/openapi/v3`: the index a real apiserver serves, one document per group-version.
+fn openapi_v3_index() -> Value {
+    let paths: serde_json::Map<String, Value> = openapi_group_versions()
+        .into_iter()
+        .map(|gv| {
+            let url = format!("/openapi/v3/{gv}?hash=sim");
+            (gv, json!({ "serverRelativeURL": url }))
+        })
+        .collect();
+    json!({ "paths": paths })
+}
+
+/// One group-version's OpenAPI v3 document: every path the sim serves with its operations, and
+/// `fieldValidation` on the writes, so kubectl finds server-side field validation (and validates
+/// there, as against a real apiserver) instead of refusing to apply. Schemas are open objects
+/// tagged with their kind: the sim keeps whatever fields it is given.
+fn openapi_v3_group(gv: &str) -> Option<Value> {
+    let (group, version) = match gv.split('/').collect::<Vec<_>>().as_slice() {
+        ["api", v] => ("", *v),
+        ["apis", g, v] => (*g, *v),
+        _ => return None,
+    };
+    let metas: Vec<_> = Res::ALL
+        .iter()
+        .map(|r| r.meta())
+        .filter(|m| m.group == group && m.version == version)
+        .collect();
+    if metas.is_empty() {
+        return None;
+    }
+    let prefix = match group {
+        "" => format!("/api/{version}"),
+        g => format!("/apis/{g}/{version}"),
+    };
+    let field_validation =
+        json!({"name": "fieldValidation", "in": "query", "schema": {"type": "string"}});
+    let write = |kind: &str| {
+        json!({"parameters": [field_validation.clone()], "responses": {"200": {"description": "OK"}},
+               "x-kubernetes-group-version-kind": {"group": group, "version": version, "kind": kind}})
+    };
+    let read = json!({"responses": {"200": {"description": "OK"}}});
+    let mut paths = serde_json::Map::new();
+    let mut schemas = serde_json::Map::new();
+    for m in metas {
+        let (collection, item) = if m.namespaced {
+            (
+                format!("{prefix}/namespaces/{{namespace}}/{}", m.plural),
+                format!("{prefix}/namespaces/{{namespace}}/{}/{{name}}", m.plural),
+            )
+        } else {
+            (
+                format!("{prefix}/{}", m.plural),
+                format!("{prefix}/{}/{{name}}", m.plural),
+            )
+        };
+        paths.insert(collection, json!({"get": read, "post": write(m.kind)}));
+        paths.insert(
+            item,
+            json!({"get": read, "put": write(m.kind), "patch": write(m.kind), "delete": read}),
+        );
+        let id = match group {
+            "" => format!("io.k8s.api.core.{version}.{}", m.kind),
+            g => format!("{g}.{version}.{}", m.kind),
+        };
+        schemas.insert(
+            id,
+            json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true,
+                   "x-kubernetes-group-version-kind": [{"group": group, "version": version, "kind": m.kind}]}),
+        );
+    }
+    Some(json!({
+        "openapi": "3.0.0",
+        "info": {"title": "smo sim", "version": "v1.33.0-sim"},
+        "paths": paths,
+        "components": {"schemas": schemas},
+    }))
 }
 
 fn api_versions() -> Value {

@@ -54,7 +54,10 @@ async fn kubectl_gets_by_short_name_applies_scales_and_deletes_against_the_sim()
     assert!(namespaces.contains("karmada-system"), "{namespaces}");
     ok(&["get", "deploy,svc,pp", "-A"]);
     let clusters = ok(&["get", "clusters", "-o", "name"]);
-    assert!(clusters.contains("cluster.cluster.karmada.io/edge-a"), "{clusters}");
+    assert!(
+        clusters.contains("cluster.cluster.karmada.io/edge-a"),
+        "{clusters}"
+    );
 
     // kubectl sends built-in kinds as protobuf when it creates them; the sim stores JSON, so the
     // namespace is made over JSON here (see the closing note for this gap).
@@ -74,10 +77,22 @@ async fn kubectl_gets_by_short_name_applies_scales_and_deletes_against_the_sim()
     )
     .unwrap();
     let manifest = manifest.display().to_string();
-    let applied = ok(&["apply", "--server-side", "--validate=false", "-f", &manifest]);
+    // With validation on (kubectl's default): it finds server-side field validation in the
+    // sim's /openapi/v3, as against a real apiserver.
+    let applied = ok(&["apply", "--server-side", "-f", &manifest]);
     assert!(applied.contains("serverside-applied"), "{applied}");
+    let applied = ok(&["apply", "-f", &manifest]);
+    assert!(applied.contains("deployment.apps/web"), "{applied}");
     ok(&["scale", "deploy", "web", "-n", "demo", "--replicas=2"]);
-    let replicas = ok(&["get", "deploy", "web", "-n", "demo", "-o", "jsonpath={.spec.replicas}"]);
+    let replicas = ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-n",
+        "demo",
+        "-o",
+        "jsonpath={.spec.replicas}",
+    ]);
     assert_eq!(replicas.trim(), "2");
     let all = ok(&["get", "all", "-n", "demo", "-o", "name"]);
     assert!(all.contains("deployment.apps/web"), "{all}");
