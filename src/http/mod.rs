@@ -1232,9 +1232,8 @@ fn nul_path_parameter(path: &str, route: &str) -> Option<&'static str> {
     )
 }
 
-/// A problem document for a request that reached no route, saying which one to use.
-fn misrouted(status: StatusCode, kind: &str, detail: String) -> Response {
-    let title = status.canonical_reason().unwrap_or("Error");
+/// A problem document built outside poem-openapi (errors of routing and of poem itself).
+fn problem_response(status: StatusCode, kind: &str, title: &str, detail: String) -> Response {
     let body = serde_json::json!({
         "type": format!("urn:smo:problem:{kind}"),
         "title": title,
@@ -1268,16 +1267,7 @@ async fn problem_for(err: poem::Error) -> Response {
         s if s.is_server_error() => ("internal", "Internal error"),
         _ => ("bad-request", "Bad request"),
     };
-    let body = serde_json::json!({
-        "type": format!("urn:smo:problem:{kind}"),
-        "title": title,
-        "status": status.as_u16(),
-        "detail": detail,
-    });
-    Response::builder()
-        .status(status)
-        .content_type("application/problem+json")
-        .body(body.to_string())
+    problem_response(status, kind, title, detail)
 }
 
 /// The whole HTTP application: API, Swagger UI at /ui and /docs, the spec at /openapi.yaml,
@@ -1375,9 +1365,10 @@ pub fn app(
                     && let Some((_, methods)) = ROUTES.iter().find(|(p, _)| *p == route)
                 {
                     // The reference's Flask-era clients GET what is now a POST: name the route.
-                    resp = misrouted(
+                    resp = problem_response(
                         StatusCode::METHOD_NOT_ALLOWED,
                         "method-not-allowed",
+                        "Method not allowed",
                         format!("{asked} {path} is not served; use {methods} {path}"),
                     );
                     resp.headers_mut()
@@ -1388,9 +1379,10 @@ pub fn app(
                     && route != UNMATCHED
                 {
                     let trimmed = path.trim_end_matches('/');
-                    resp = misrouted(
+                    resp = problem_response(
                         StatusCode::NOT_FOUND,
                         "not-found",
+                        "Not found",
                         format!("no route {path}; use {trimmed} (without the trailing slash)"),
                     );
                 }

@@ -78,6 +78,28 @@ pub(super) fn descriptor_of(g: &GraphRecord) -> Result<Graph, JobError> {
     })
 }
 
+/// Enqueues `publish-dashboards` for the graph in the caller's transaction, linked to the graph.
+async fn enqueue_publish(
+    tx: &mut PgConnection,
+    g: &GraphRecord,
+    ctx: &JobContext,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), JobError> {
+    let job = ctx
+        .queue
+        .enqueue_in(
+            &mut *tx,
+            &super::PublishDashboardsJob {
+                graph: g.name.clone(),
+            },
+        )
+        .await
+        .map_err(|e| JobError::Transient(e.to_string()))?;
+    store::record_job(tx, &g.name, job.id, "publish-dashboards", now)
+        .await
+        .map_err(db)
+}
+
 /// Where each service goes, and why.
 #[derive(Debug, Clone, Serialize)]
 pub struct PlacementPlan {
@@ -497,19 +519,7 @@ async fn deploy_locked(
     )
     .await?;
     if !force {
-        let job = ctx
-            .queue
-            .enqueue_in(
-                &mut tx,
-                &super::PublishDashboardsJob {
-                    graph: g.name.clone(),
-                },
-            )
-            .await
-            .map_err(|e| JobError::Transient(e.to_string()))?;
-        store::record_job(&mut tx, &g.name, job.id, "publish-dashboards", now)
-            .await
-            .map_err(db)?;
+        enqueue_publish(&mut tx, g, ctx, now).await?;
     }
     tx.commit().await.map_err(db)
 }
@@ -891,19 +901,7 @@ async fn repair_drift_locked(app: &App, name: &str, ctx: &JobContext) -> Result<
     let now = ctx.queue.now();
     let mut tx = app.pool.begin().await.map_err(db)?;
     if !republish.is_empty() {
-        let job = ctx
-            .queue
-            .enqueue_in(
-                &mut tx,
-                &super::PublishDashboardsJob {
-                    graph: g.name.clone(),
-                },
-            )
-            .await
-            .map_err(|e| JobError::Transient(e.to_string()))?;
-        store::record_job(&mut tx, &g.name, job.id, "publish-dashboards", now)
-            .await
-            .map_err(db)?;
+        enqueue_publish(&mut tx, &g, ctx, now).await?;
     }
     let mut parts = Vec::new();
     if !missing.is_empty() {

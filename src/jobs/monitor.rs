@@ -258,34 +258,28 @@ pub async fn fanout(app: &App, ctx: &JobContext) -> Result<(), JobError> {
         tracing::debug!("no prometheus_url configured: no scale ticks");
         return Ok(());
     }
-    let names = {
-        let mut conn = app.pool.acquire().await.map_err(db)?;
-        store::running_graph_names(&mut conn).await.map_err(db)?
-    };
-    let jobs: Vec<NewJob> = names
-        .iter()
-        .map(|g| NewJob::from_args(&ScaleTickJob { graph: g.clone() }))
-        .collect::<Result<_, _>>()
-        .map_err(|e| JobError::Permanent(e.to_string()))?;
-    for chunk in jobs.chunks(5_000) {
-        ctx.queue
-            .enqueue_many(chunk)
-            .await
-            .map_err(|e| JobError::Transient(e.to_string()))?;
-    }
-    Ok(())
+    per_running_graph(app, ctx, |graph| ScaleTickJob { graph }).await
 }
 
 /// Enqueues one drift repair per running graph; a graph whose previous repair is still queued or
 /// running keeps that one (unique key).
 pub async fn drift_fanout(app: &App, ctx: &JobContext) -> Result<(), JobError> {
+    per_running_graph(app, ctx, |graph| super::RepairDriftJob { graph }).await
+}
+
+/// Enqueues `job(graph)` for every running graph, in bulk (5,000 per statement).
+async fn per_running_graph<A: smo_jobs::JobArgs>(
+    app: &App,
+    ctx: &JobContext,
+    job: impl Fn(String) -> A,
+) -> Result<(), JobError> {
     let names = {
         let mut conn = app.pool.acquire().await.map_err(db)?;
         store::running_graph_names(&mut conn).await.map_err(db)?
     };
     let jobs: Vec<NewJob> = names
-        .iter()
-        .map(|g| NewJob::from_args(&super::RepairDriftJob { graph: g.clone() }))
+        .into_iter()
+        .map(|g| NewJob::from_args(&job(g)))
         .collect::<Result<_, _>>()
         .map_err(|e| JobError::Permanent(e.to_string()))?;
     for chunk in jobs.chunks(5_000) {

@@ -2,10 +2,9 @@
 //! exact arguments, the values file with the placement injected (nested under voChartOverwrite for
 //! WOT charts), the namespace, and uninstall on removal.
 
-use std::{os::unix::fs::PermissionsExt, path::Path, time::Duration};
+use std::{os::unix::fs::PermissionsExt, path::Path};
 
 use serde_json::Value;
-use smo::{federation::helm::HelmRunner, sim::SimConfig};
 
 use crate::{
     stack::Stack,
@@ -41,13 +40,7 @@ async fn helm_services_are_installed_with_their_placement_and_uninstalled_on_rem
     let dir = std::env::temp_dir().join(format!("smo-helm-it-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     let helm = recording_helm(&dir);
-    let make = |kubeconfig: &Path| HelmRunner {
-        binary: helm.clone(),
-        kubeconfig: kubeconfig.to_path_buf(),
-        plain_http: false,
-        timeout: Duration::from_secs(30),
-    };
-    let s = Stack::start_full(true, SimConfig::demo(), Some(&make)).await;
+    let s = Stack::with_helm(&helm).await;
     let kubeconfig = s.kubeconfig.display().to_string();
 
     // Our own Helm fixture: two chart services and a conditional WOT VO.
@@ -159,13 +152,7 @@ async fn stop_and_start_leave_a_never_fired_service_alone_and_reference_alerts_f
     let dir = std::env::temp_dir().join(format!("smo-helm-cond-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     let helm = recording_helm(&dir);
-    let make = |kubeconfig: &Path| HelmRunner {
-        binary: helm.clone(),
-        kubeconfig: kubeconfig.to_path_buf(),
-        plain_http: false,
-        timeout: Duration::from_secs(30),
-    };
-    let s = Stack::start_full(true, SimConfig::demo(), Some(&make)).await;
+    let s = Stack::with_helm(&helm).await;
     let accepted = s
         .client
         .deploy("sensors", fixture("hdag/conditional.yaml"), false)

@@ -5,7 +5,7 @@
 use std::{fmt::Write, os::unix::fs::PermissionsExt, path::Path, time::Duration};
 
 use serde_json::{Value, json};
-use smo::{federation::helm::HelmRunner, jobs::RepairDriftJob, sim::SimConfig};
+use smo::{jobs::RepairDriftJob, sim::SimConfig};
 
 use crate::{
     stack::{Stack, smo_process},
@@ -314,13 +314,7 @@ async fn removal_converges_when_helm_keeps_failing_and_deletes_only_the_namespac
     let dir = std::env::temp_dir().join(format!("smo-rm-it-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     let helm = helm_that_cannot_uninstall(&dir);
-    let make = |kubeconfig: &Path| HelmRunner {
-        binary: helm.clone(),
-        kubeconfig: kubeconfig.to_path_buf(),
-        plain_http: false,
-        timeout: Duration::from_secs(30),
-    };
-    let s = Stack::start_full(true, SimConfig::demo(), Some(&make)).await;
+    let s = Stack::with_helm(&helm).await;
     let namespace = |name: &str| {
         let url = format!("{}/api/v1/namespaces/{name}", s.sim_url);
         async move {

@@ -37,6 +37,17 @@ impl Stack {
         Self::start_full(worker, sim, None).await
     }
 
+    /// Everything, with the worker's Helm runner calling `binary` (a stand-in `helm`).
+    pub async fn with_helm(binary: &std::path::Path) -> Stack {
+        let make = |kubeconfig: &std::path::Path| smo::federation::helm::HelmRunner {
+            binary: binary.to_path_buf(),
+            kubeconfig: kubeconfig.to_path_buf(),
+            plain_http: false,
+            timeout: Duration::from_secs(30),
+        };
+        Self::start_full(true, SimConfig::demo(), Some(&make)).await
+    }
+
     /// Everything, with a Helm runner built from the stack's kubeconfig by `helm`.
     pub async fn start_full(
         worker: bool,
