@@ -396,7 +396,8 @@ fn valid_name(field: &str, v: &str) -> ApiResult<()> {
                 message: "must be 1-63 lowercase letters, digits or '-', starting and ending with a letter or digit"
                     .into(),
             }],
-        ))
+        )
+        .kind("invalid-name"))
     }
 }
 
@@ -513,6 +514,7 @@ impl SmoApi {
                     message: e.to_string(),
                 }],
             )
+            .kind("placement-infeasible")
         })?;
         Ok(DryRun {
             graph: graph.id.clone(),
@@ -681,7 +683,8 @@ impl SmoApi {
                     path: "project".into(),
                     message: why.into(),
                 }],
-            ));
+            )
+            .kind("reserved-name"));
         }
         // Deploy by reference: {"artifact": "oci://host/repo/name:tag" | "https://…/x.tar.gz"}.
         let mut bytes = body.0;
@@ -720,7 +723,8 @@ impl SmoApi {
                     path: "body".into(),
                     message: "NUL characters cannot be stored".into(),
                 }],
-            ));
+            )
+            .kind("unstorable-value"));
         }
         let source = source.unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
         let parsed = self.parse_descriptor(bytes).await?;
@@ -877,7 +881,8 @@ impl SmoApi {
             return Err(ApiError::conflict(format!(
                 "graph {} is {}; only running graphs are re-placed",
                 g.name, g.desired
-            )));
+            ))
+            .kind("graph-not-running"));
         }
         let a = self
             .accept(
@@ -968,6 +973,7 @@ impl SmoApi {
                     message: e.to_string(),
                 }],
             )
+            .kind("invalid-webhook")
         })?;
         // Parsed (and size-checked) above; NUL cannot reach a label column.
         if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body.0) {

@@ -83,6 +83,43 @@ fn doc(
 }
 
 impl ApiError {
+    /// The same error with a more specific problem `type` (`urn:smo:problem:<kind>`): the
+    /// status says what class of error it is, the type says its cause (see README's table).
+    pub fn kind(mut self, kind: &str) -> Self {
+        let doc = match &mut self {
+            Self::BadRequest(d)
+            | Self::Unauthorized(d)
+            | Self::NotFound(d)
+            | Self::Conflict(d)
+            | Self::Timeout(d)
+            | Self::TooLarge(d)
+            | Self::Invalid(d)
+            | Self::BadGateway(d)
+            | Self::NotImplemented(d)
+            | Self::Internal(d)
+            | Self::Unavailable(d) => d,
+        };
+        doc.0.kind = format!("urn:smo:problem:{kind}");
+        self
+    }
+
+    /// The problem `type`, for tests and logs.
+    pub fn problem_type(&self) -> &str {
+        match self {
+            Self::BadRequest(d)
+            | Self::Unauthorized(d)
+            | Self::NotFound(d)
+            | Self::Conflict(d)
+            | Self::Timeout(d)
+            | Self::TooLarge(d)
+            | Self::Invalid(d)
+            | Self::BadGateway(d)
+            | Self::NotImplemented(d)
+            | Self::Internal(d)
+            | Self::Unavailable(d) => &d.0.kind,
+        }
+    }
+
     /// 400.
     pub fn bad_request(detail: impl Into<String>) -> Self {
         Self::BadRequest(doc("bad-request", "Bad request", 400, detail.into(), None))
@@ -170,7 +207,8 @@ impl From<crate::store::StoreError> for ApiError {
         use crate::store::StoreError as E;
         match e {
             E::GraphNotFound(_) => Self::not_found(e.to_string()),
-            E::NameTaken { .. } | E::Removing(_) => Self::conflict(e.to_string()),
+            E::NameTaken { .. } => Self::conflict(e.to_string()).kind("name-taken"),
+            E::Removing(_) => Self::conflict(e.to_string()).kind("graph-removing"),
             E::Db(d) => from_db(&d, "the database is unavailable; retry shortly"),
         }
     }
@@ -180,7 +218,9 @@ impl From<smo_jobs::Error> for ApiError {
     fn from(e: smo_jobs::Error) -> Self {
         match e {
             smo_jobs::Error::NotFound(_) => Self::not_found(e.to_string()),
-            smo_jobs::Error::InvalidState { .. } => Self::conflict(e.to_string()),
+            smo_jobs::Error::InvalidState { .. } => {
+                Self::conflict(e.to_string()).kind("invalid-job-state")
+            }
             smo_jobs::Error::Db(d) => from_db(&d, "the job queue is unavailable; retry shortly"),
             other => {
                 tracing::error!(error = %other, "job queue error");
@@ -201,11 +241,13 @@ pub fn from_db(e: &sqlx::Error, unavailable: &str) -> ApiError {
                 path: "body".into(),
                 message: first_db_line(e),
             }],
-        ),
+        )
+        .kind("unstorable-value"),
         DbFault::Conflict => ApiError::conflict(format!(
             "a concurrent request changed the same record; retry ({})",
             first_db_line(e)
-        )),
+        ))
+        .kind("concurrent-change"),
         DbFault::Unavailable => {
             tracing::warn!(error = %e, "database unavailable");
             ApiError::unavailable(unavailable)
@@ -267,7 +309,8 @@ pub fn no_nul(path: &str, v: &str) -> Result<(), ApiError> {
                 path: path.into(),
                 message: "NUL characters cannot be stored".into(),
             }],
-        ));
+        )
+        .kind("unstorable-value"));
     }
     Ok(())
 }
@@ -327,7 +370,8 @@ pub fn no_nul_in(v: &serde_json::Value) -> Result<(), ApiError> {
                 message: "NUL characters cannot be stored".into(),
             })
             .collect(),
-    ))
+    )
+    .kind("unstorable-value"))
 }
 
 impl From<crate::oci::OciError> for ApiError {
@@ -342,8 +386,10 @@ impl From<crate::oci::OciError> for ApiError {
         match &e {
             E::TooLarge { .. } => Self::too_large(e.to_string()),
             E::Timeout { .. } | E::Unreachable { .. } => Self::bad_gateway(e.to_string()),
-            E::InvalidReference { .. } => Self::invalid(format!("artifact: {e}"), item("artifact")),
-            _ => Self::invalid(format!("artifact: {e}"), item("artifact")),
+            E::InvalidReference { .. } => {
+                Self::invalid(format!("artifact: {e}"), item("artifact")).kind("invalid-reference")
+            }
+            _ => Self::invalid(format!("artifact: {e}"), item("artifact")).kind("invalid-artifact"),
         }
     }
 }
@@ -374,6 +420,20 @@ mod tests {
             no_nul("name", "a\u{0}"),
             Err(ApiError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn the_problem_type_names_the_cause_and_the_status_its_class() {
+        let e = ApiError::conflict("taken").kind("name-taken");
+        assert_eq!(e.problem_type(), "urn:smo:problem:name-taken");
+        assert!(matches!(e, ApiError::Conflict(_)));
+        let taken: ApiError = crate::store::StoreError::NameTaken {
+            name: "g".into(),
+            project: "p".into(),
+        }
+        .into();
+        let removing: ApiError = crate::store::StoreError::Removing("g".into()).into();
+        assert_ne!(taken.problem_type(), removing.problem_type());
     }
 
     #[test]

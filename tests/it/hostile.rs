@@ -93,6 +93,10 @@ async fn a_nul_character_is_a_422_naming_the_field_and_nothing_is_stored() {
     let (status, p) = problem(r).await;
     assert_eq!(status, 422, "{p}");
     assert_eq!(p["problems"][0]["path"], "hdaGraph.description", "{p}");
+    assert_eq!(
+        p["type"], "urn:smo:problem:unstorable-value",
+        "the cause, not just the status"
+    );
 
     // In a path parameter.
     for (path, field) in [
