@@ -3,6 +3,9 @@
 //! Module map (read this first; ARCHITECTURE.md has the longer story):
 //! - [`hdag`]       descriptor types, parsing and validation (pure)
 //! - [`placement`]  which cluster each service runs on: a MILP over good_lp + HiGHS (pure)
+//! - [`scaling`]    replicas per service from request rates, per cluster (SPEC §3; pure)
+//! - [`monitoring`] dashboards, alert rules and PromQL (pure); Prometheus/Grafana clients (`io`)
+//! - [`oci`]        packaged descriptors: tar.gz, `oci://` references, registry pull/push
 //! - [`settings`]   layered configuration shared by every binary
 //! - [`server`]     the long-running roles (api, worker, scheduler) over the job engine `smo-jobs`
 //! - [`credentials`] one credentials type for registries, Prometheus and Grafana
@@ -13,6 +16,7 @@
 //! - [`http`]       the REST API (poem-openapi), problem+json errors
 //! - [`metrics`]    smo's own Prometheus series (queue, jobs, requests, solves)
 //! - [`sim`]        the simulated Karmada federation (`smo sim`)
+//! - [`bench`]      `smo bench`: figures printed, never asserted
 
 pub mod bench;
 pub mod cli;
@@ -60,4 +64,29 @@ pub fn init_tracing(default: &str) {
                 .try_init()
         }
     };
+}
+
+#[cfg(test)]
+mod tidy {
+    /// The module map above names every public module: a newcomer's first hop must not miss one.
+    #[test]
+    fn the_module_map_names_every_module() {
+        let lib = include_str!("lib.rs");
+        let (map, code) = lib
+            .split_once("\npub mod ")
+            .expect("modules follow the map");
+        let code = format!("pub mod {code}");
+        let modules: Vec<&str> = code
+            .lines()
+            .filter_map(|l| l.strip_prefix("pub mod "))
+            .filter_map(|l| l.strip_suffix(';'))
+            .collect();
+        assert!(modules.len() >= 10, "{modules:?}");
+        for m in modules {
+            assert!(
+                map.contains(&format!("[`{m}`]")),
+                "module {m} is missing from the module map in src/lib.rs"
+            );
+        }
+    }
 }
