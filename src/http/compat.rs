@@ -31,63 +31,81 @@ pub struct ServiceCompat {
     pub grafana: Option<String>,
 }
 
-/// The reference's fields of service `id` of `graph`, given where it is placed and the dashboard
-/// URLs smo published (by title).
-pub fn service(
-    project: &str,
-    graph: &Graph,
-    id: &str,
-    placement: &BTreeMap<String, String>,
-    dashboards: &BTreeMap<String, String>,
-) -> ServiceCompat {
-    let Some(s) = graph.service(id) else {
-        return ServiceCompat::default();
-    };
-    let compute = &s.deployment.intent.compute;
-    let a = &s.artifact;
-    let rules: Vec<Value> = monitoring::alert_rules(project, graph)
-        .into_iter()
-        .filter(|r| r.labels.get("service").map(String::as_str) == Some(id))
-        .filter_map(|r| serde_json::to_value(r).ok())
-        .collect();
-    let set = monitoring::render_graph_dashboards(project, graph);
-    let position = graph.services.iter().position(|x| x.id == id);
-    let grafana = position
-        .and_then(|i| set.services.get(i))
-        .and_then(|d| dashboards.get(&d.title))
-        .cloned();
-    ServiceCompat {
-        artifact_ref: a.oci_image.clone().or_else(|| a.image.clone()),
-        cluster_affinity: placement.get(id).cloned(),
-        cpu: text(serde_json::to_value(&compute.cpu).ok()),
-        memory: text(serde_json::to_value(&compute.ram).ok()),
-        storage: text(serde_json::to_value(&compute.storage).ok()),
-        values_overwrite: Value::Object(a.values_overwrite.clone()),
-        alert: match rules.len() {
-            0 => None,
-            1 => rules.into_iter().next(),
-            _ => Some(Value::Array(rules)),
-        },
-        artifact_type: a
-            .oci_config
-            .as_ref()
-            .and_then(|c| text(serde_json::to_value(c.kind).ok())),
-        artifact_implementer: a
-            .oci_config
-            .as_ref()
-            .and_then(|c| text(serde_json::to_value(c.implementer).ok())),
-        grafana,
-    }
+/// What the reference's fields of a graph's services are computed from, gathered once per
+/// graph: its alert rules by service and its dashboards' URLs (rendering them per service made a
+/// `GET /graphs/{name}` quadratic in services).
+pub struct GraphCompat<'a> {
+    graph: &'a Graph,
+    placement: &'a BTreeMap<String, String>,
+    rules: BTreeMap<String, Vec<Value>>,
+    service_dashboards: BTreeMap<String, String>,
+    /// The graph dashboard's URL, when smo published one.
+    pub grafana: Option<String>,
 }
 
-/// The graph dashboard's URL, when smo published one.
-pub fn graph_grafana(
-    project: &str,
-    graph: &Graph,
-    dashboards: &BTreeMap<String, String>,
-) -> Option<String> {
-    let set = monitoring::render_graph_dashboards(project, graph);
-    dashboards.get(&set.graph.title).cloned()
+impl<'a> GraphCompat<'a> {
+    /// `placement` is where each service runs; `dashboards` the URLs smo published, by title.
+    pub fn new(
+        project: &str,
+        graph: &'a Graph,
+        placement: &'a BTreeMap<String, String>,
+        dashboards: &BTreeMap<String, String>,
+    ) -> Self {
+        let mut rules: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        for r in monitoring::alert_rules(project, graph) {
+            if let (Some(service), Ok(v)) =
+                (r.labels.get("service").cloned(), serde_json::to_value(&r))
+            {
+                rules.entry(service).or_default().push(v);
+            }
+        }
+        let set = monitoring::render_graph_dashboards(project, graph);
+        let service_dashboards = graph
+            .services
+            .iter()
+            .zip(&set.services)
+            .filter_map(|(s, d)| Some((s.id.clone(), dashboards.get(&d.title)?.clone())))
+            .collect();
+        GraphCompat {
+            graph,
+            placement,
+            rules,
+            service_dashboards,
+            grafana: dashboards.get(&set.graph.title).cloned(),
+        }
+    }
+
+    /// The reference's fields of service `id`.
+    pub fn service(&self, id: &str) -> ServiceCompat {
+        let Some(s) = self.graph.service(id) else {
+            return ServiceCompat::default();
+        };
+        let compute = &s.deployment.intent.compute;
+        let a = &s.artifact;
+        let mut rules = self.rules.get(id).cloned().unwrap_or_default();
+        ServiceCompat {
+            artifact_ref: a.oci_image.clone().or_else(|| a.image.clone()),
+            cluster_affinity: self.placement.get(id).cloned(),
+            cpu: text(serde_json::to_value(&compute.cpu).ok()),
+            memory: text(serde_json::to_value(&compute.ram).ok()),
+            storage: text(serde_json::to_value(&compute.storage).ok()),
+            values_overwrite: Value::Object(a.values_overwrite.clone()),
+            alert: match rules.len() {
+                0 => None,
+                1 => rules.pop(),
+                _ => Some(Value::Array(rules)),
+            },
+            artifact_type: a
+                .oci_config
+                .as_ref()
+                .and_then(|c| text(serde_json::to_value(c.kind).ok())),
+            artifact_implementer: a
+                .oci_config
+                .as_ref()
+                .and_then(|c| text(serde_json::to_value(c.implementer).ok())),
+            grafana: self.service_dashboards.get(id).cloned(),
+        }
+    }
 }
 
 /// Largest stored source re-read for `hdaGraph`.
@@ -148,7 +166,7 @@ hdaGraph:
 "#;
         let g = crate::hdag::parse(doc).unwrap().graph;
         let placement = BTreeMap::from([("web".to_string(), "edge-a".to_string())]);
-        let c = service("p", &g, "web", &placement, &BTreeMap::new());
+        let c = GraphCompat::new("p", &g, &placement, &BTreeMap::new()).service("web");
         assert_eq!(
             c.artifact_ref.as_deref(),
             Some("oci://r.example/charts/web")

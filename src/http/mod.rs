@@ -782,11 +782,14 @@ impl SmoApi {
             serde_json::from_value(g.placement).unwrap_or_default();
         let dashboards: BTreeMap<String, String> =
             serde_json::from_value(g.dashboards).unwrap_or_default();
+        let reference = graph
+            .as_ref()
+            .map(|gr| compat::GraphCompat::new(&g.project, gr, &placement, &dashboards));
         let view = |s: store::ServiceRecord| {
             let spec = graph.as_ref().and_then(|gr| gr.service(&s.name));
-            let c = graph
+            let c = reference
                 .as_ref()
-                .map(|gr| compat::service(&g.project, gr, &s.name, &placement, &dashboards))
+                .map(|r| r.service(&s.name))
                 .unwrap_or_default();
             ServiceView {
                 artifact: match spec {
@@ -821,9 +824,7 @@ impl SmoApi {
             designer: graph.as_ref().and_then(|g| g.designer.clone()),
             description: graph.as_ref().and_then(|g| g.description.clone()),
             hda_graph: compat::hda_graph(&g.source, &g.descriptor),
-            grafana: graph
-                .as_ref()
-                .and_then(|gr| compat::graph_grafana(&g.project, gr, &dashboards)),
+            grafana: reference.as_ref().and_then(|r| r.grafana.clone()),
             placement,
             dashboards,
             name: g.name,

@@ -86,25 +86,12 @@ impl ApiError {
     /// The same error with a more specific problem `type` (`urn:smo:problem:<kind>`): the
     /// status says what class of error it is, the type says its cause (see README's table).
     pub fn kind(mut self, kind: &str) -> Self {
-        let doc = match &mut self {
-            Self::BadRequest(d)
-            | Self::Unauthorized(d)
-            | Self::NotFound(d)
-            | Self::Conflict(d)
-            | Self::Timeout(d)
-            | Self::TooLarge(d)
-            | Self::Invalid(d)
-            | Self::BadGateway(d)
-            | Self::NotImplemented(d)
-            | Self::Internal(d)
-            | Self::Unavailable(d) => d,
-        };
-        doc.0.kind = format!("urn:smo:problem:{kind}");
+        self.problem_mut().kind = format!("urn:smo:problem:{kind}");
         self
     }
 
-    /// The problem `type`, for tests and logs.
-    pub fn problem_type(&self) -> &str {
+    /// The problem document, whatever the status.
+    pub fn problem_mut(&mut self) -> &mut Problem {
         match self {
             Self::BadRequest(d)
             | Self::Unauthorized(d)
@@ -116,7 +103,7 @@ impl ApiError {
             | Self::BadGateway(d)
             | Self::NotImplemented(d)
             | Self::Internal(d)
-            | Self::Unavailable(d) => &d.0.kind,
+            | Self::Unavailable(d) => &mut d.0,
         }
     }
 
@@ -424,16 +411,16 @@ mod tests {
 
     #[test]
     fn the_problem_type_names_the_cause_and_the_status_its_class() {
-        let e = ApiError::conflict("taken").kind("name-taken");
-        assert_eq!(e.problem_type(), "urn:smo:problem:name-taken");
+        let mut e = ApiError::conflict("taken").kind("name-taken");
+        assert_eq!(e.problem_mut().kind, "urn:smo:problem:name-taken");
         assert!(matches!(e, ApiError::Conflict(_)));
-        let taken: ApiError = crate::store::StoreError::NameTaken {
+        let mut taken: ApiError = crate::store::StoreError::NameTaken {
             name: "g".into(),
             project: "p".into(),
         }
         .into();
-        let removing: ApiError = crate::store::StoreError::Removing("g".into()).into();
-        assert_ne!(taken.problem_type(), removing.problem_type());
+        let mut removing: ApiError = crate::store::StoreError::Removing("g".into()).into();
+        assert_ne!(taken.problem_mut().kind, removing.problem_mut().kind);
     }
 
     #[test]

@@ -25,7 +25,7 @@ const MIB: f64 = 1024.0 * 1024.0;
 const BUSY_SNOOZE: Duration = Duration::from_millis(1500);
 
 /// Takes the graph's lock for this job; false when another running job holds it.
-pub(super) async fn try_lock(app: &App, name: &str, ctx: &JobContext) -> Result<bool, JobError> {
+async fn try_lock(app: &App, name: &str, ctx: &JobContext) -> Result<bool, JobError> {
     let mut conn = app.pool.acquire().await.map_err(db)?;
     store::try_lock_graph(&mut conn, name, ctx.id, ctx.queue.now())
         .await
@@ -33,7 +33,7 @@ pub(super) async fn try_lock(app: &App, name: &str, ctx: &JobContext) -> Result<
 }
 
 /// Releases the graph's lock (best effort: a lock whose job is not running is free anyway).
-pub(super) async fn unlock(app: &App, name: &str, ctx: &JobContext) {
+async fn unlock(app: &App, name: &str, ctx: &JobContext) {
     let res = match app.pool.acquire().await {
         Ok(mut conn) => store::unlock_graph(&mut conn, name, ctx.id)
             .await
@@ -45,6 +45,22 @@ pub(super) async fn unlock(app: &App, name: &str, ctx: &JobContext) {
     }
 }
 
+/// Runs `body` holding the graph's lock; `None` (without running it) when another running job
+/// holds the lock.
+async fn locked<T>(
+    app: &App,
+    name: &str,
+    ctx: &JobContext,
+    body: impl Future<Output = Result<T, JobError>>,
+) -> Result<Option<T>, JobError> {
+    if !try_lock(app, name, ctx).await? {
+        return Ok(None);
+    }
+    let result = body.await;
+    unlock(app, name, ctx).await;
+    result.map(Some)
+}
+
 /// Runs `body` holding the graph's lock. A busy graph snoozes the job: waiting for another job
 /// of the same graph is not a failure and must not spend the attempts meant for real errors.
 pub(super) async fn with_locked_graph<T>(
@@ -53,13 +69,22 @@ pub(super) async fn with_locked_graph<T>(
     ctx: &JobContext,
     body: impl Future<Output = Result<T, JobError>>,
 ) -> Result<T, JobError> {
-    if !try_lock(app, name, ctx).await? {
+    locked(app, name, ctx, body).await?.ok_or_else(|| {
         let jitter = Duration::from_millis(u64::from(rand::random::<u16>()) % 1500);
-        return Err(JobError::snooze(BUSY_SNOOZE + jitter));
-    }
-    let result = body.await;
-    unlock(app, name, ctx).await;
-    result
+        JobError::snooze(BUSY_SNOOZE + jitter)
+    })
+}
+
+/// Runs `body` holding the graph's lock, or skips it when another job holds the graph: for
+/// periodic work (scale ticks, drift checks) whose next period comes anyway.
+pub(super) async fn unless_busy(
+    app: &App,
+    name: &str,
+    ctx: &JobContext,
+    body: impl Future<Output = Result<(), JobError>>,
+) -> Result<(), JobError> {
+    locked(app, name, ctx, body).await?;
+    Ok(())
 }
 
 /// The graph's record, read on a short-lived connection.
@@ -98,6 +123,14 @@ async fn enqueue_publish(
     store::record_job(tx, &g.name, job.id, "publish-dashboards", now)
         .await
         .map_err(db)
+}
+
+/// The replicas each service's objects are rendered with (at least one).
+fn desired_replicas(services: &[ServiceRecord]) -> BTreeMap<String, i32> {
+    services
+        .iter()
+        .map(|s| (s.name.clone(), s.replicas.max(1)))
+        .collect()
 }
 
 /// Where each service goes, and why.
@@ -391,10 +424,7 @@ async fn deploy_locked(
 
     // Apply. Services that moved away from a cluster are re-applied with their new cluster (same
     // object names), so Karmada moves them; nothing is duplicated.
-    let replicas: BTreeMap<String, i32> = services
-        .iter()
-        .map(|s| (s.name.clone(), s.replicas.max(1)))
-        .collect();
+    let replicas = desired_replicas(&services);
     let input = RenderInput {
         graph: &graph,
         project: &g.project,
@@ -621,10 +651,7 @@ async fn deploy_conditional_locked(
         applied += 1;
     }
     if manifests::is_native(svc) {
-        let replicas: BTreeMap<String, i32> = services
-            .iter()
-            .map(|s| (s.name.clone(), s.replicas.max(1)))
-            .collect();
+        let replicas = desired_replicas(&services);
         let input = RenderInput {
             graph: &graph,
             project: &g.project,
@@ -831,12 +858,8 @@ async fn remove_locked(
 /// missing dashboards or alert rules are re-published. Records a decision only when it repaired
 /// something, so `describe` shows drift without a line per check.
 pub async fn repair_drift(app: &App, name: &str, ctx: &JobContext) -> Result<(), JobError> {
-    if !try_lock(app, name, ctx).await? {
-        return Ok(()); // another job of the graph is reconciling it right now
-    }
-    let result = repair_drift_locked(app, name, ctx).await;
-    unlock(app, name, ctx).await;
-    result
+    // Another job reconciling the graph right now is as good as a repair.
+    unless_busy(app, name, ctx, repair_drift_locked(app, name, ctx)).await
 }
 
 async fn repair_drift_locked(app: &App, name: &str, ctx: &JobContext) -> Result<(), JobError> {
@@ -853,10 +876,7 @@ async fn repair_drift_locked(app: &App, name: &str, ctx: &JobContext) -> Result<
     };
     let placement: BTreeMap<String, String> =
         serde_json::from_value(g.placement.clone()).unwrap_or_default();
-    let replicas: BTreeMap<String, i32> = services
-        .iter()
-        .map(|s| (s.name.clone(), s.replicas.max(1)))
-        .collect();
+    let replicas = desired_replicas(&services);
     let input = RenderInput {
         graph: &graph,
         project: &g.project,

@@ -128,6 +128,22 @@ pub async fn publish(app: &App, name: &str, ctx: &JobContext) -> Result<(), JobE
     .map_err(db)
 }
 
+/// The graph's PrometheusRule object and its namespace (the configured one, else the project's).
+fn rule_object(
+    project: &str,
+    graph: &Graph,
+    namespace: &Option<String>,
+    group: &Option<String>,
+) -> (String, serde_json::Value) {
+    let ns = namespace.clone().unwrap_or_else(|| project.to_string());
+    let group = group
+        .clone()
+        .unwrap_or_else(|| monitoring::rule_group_name(project, &graph.id));
+    let name = manifests::object_name(&graph.id, "alerts");
+    let obj = monitoring::prometheus_rule(project, graph, &name, &ns, &group);
+    (ns, obj)
+}
+
 async fn publish_rules(app: &App, project: &str, graph: &Graph) -> Result<usize, JobError> {
     let rules = monitoring::alert_rules(project, graph);
     if rules.is_empty() {
@@ -136,12 +152,7 @@ async fn publish_rules(app: &App, project: &str, graph: &Graph) -> Result<usize,
     match &app.monitoring.rules {
         RulesTarget::None => Ok(0),
         RulesTarget::PrometheusRule { namespace, group } => {
-            let ns = namespace.clone().unwrap_or_else(|| project.to_string());
-            let group = group
-                .clone()
-                .unwrap_or_else(|| monitoring::rule_group_name(project, &graph.id));
-            let name = manifests::object_name(&graph.id, "alerts");
-            let obj = monitoring::prometheus_rule(project, graph, &name, &ns, &group);
+            let (ns, obj) = rule_object(project, graph, namespace, group);
             let federation = app.federation()?;
             federation.ensure_namespace(&ns).await.map_err(retryable)?;
             federation.apply(&obj).await.map_err(retryable)?;
@@ -189,14 +200,10 @@ pub async fn missing_publications(
     match &app.monitoring.rules {
         RulesTarget::None => {}
         RulesTarget::PrometheusRule { namespace, group } => {
-            let ns = namespace.clone().unwrap_or_else(|| project.to_string());
-            let group = group
-                .clone()
-                .unwrap_or_else(|| monitoring::rule_group_name(project, &graph.id));
-            let name = manifests::object_name(&graph.id, "alerts");
-            let obj = monitoring::prometheus_rule(project, graph, &name, &ns, &group);
+            let (ns, obj) = rule_object(project, graph, namespace, group);
             let live = app.federation()?.get(&obj).await.map_err(retryable)?;
             if live.is_none_or(|l| manifests::drifted(&obj, &l)) {
+                let name = obj["metadata"]["name"].as_str().unwrap_or_default();
                 missing.push(format!("PrometheusRule {ns}/{name}"));
             }
         }
@@ -293,12 +300,8 @@ async fn per_running_graph<A: smo_jobs::JobArgs>(
 
 /// One scale tick for one graph.
 pub async fn scale_tick(app: &App, name: &str, ctx: &JobContext) -> Result<(), JobError> {
-    if !graph::try_lock(app, name, ctx).await? {
-        return Ok(()); // another job holds the graph: this tick is skipped, the next one comes
-    }
-    let result = scale_tick_locked(app, name, ctx).await;
-    graph::unlock(app, name, ctx).await;
-    result
+    // Another job holds the graph: this tick is skipped, the next one comes.
+    graph::unless_busy(app, name, ctx, scale_tick_locked(app, name, ctx)).await
 }
 
 async fn scale_tick_locked(app: &App, name: &str, ctx: &JobContext) -> Result<(), JobError> {
