@@ -3,6 +3,7 @@
 //! Routes keep the reference SMO's paths so its clients work; errors are RFC 7807 documents.
 
 mod compat;
+pub mod console;
 mod problem;
 mod serve;
 
@@ -1187,6 +1188,7 @@ fn route_of(path: &str) -> &'static str {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     let templ: Vec<&str> = match parts.as_slice() {
         ["ui" | "docs", ..] => return "ui",
+        ["console", ..] => return "console",
         ["openapi.yaml"] => return "/openapi.yaml",
         ["graphs", _, rest @ ..] => [&["graphs", "{name}"][..], rest].concat(),
         ["jobs", _] => vec!["jobs", "{id}"],
@@ -1198,6 +1200,21 @@ fn route_of(path: &str) -> &'static str {
         .iter()
         .find(|(r, _)| *r == templ)
         .map_or(UNMATCHED, |(r, _)| *r)
+}
+
+/// True for the console's paths (`/console` and below).
+fn is_console(path: &str) -> bool {
+    path == "/console" || path.starts_with("/console/")
+}
+
+/// True when the client prefers HTML (a browser's navigation), not an API client.
+fn accepts_html(req: &Request) -> bool {
+    req.method() == poem::http::Method::GET
+        && req
+            .headers()
+            .get("accept")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/html"))
 }
 
 /// The method label: the standard methods by name, any other (clients may send any token) as one.
@@ -1285,6 +1302,7 @@ pub fn app(
     registry: crate::settings::RegistrySettings,
     body_read_timeout: Duration,
 ) -> impl Endpoint {
+    let console = console::routes(SmoApi::new(pool.clone(), registry.clone()), token.as_deref());
     let api = service_of(SmoApi::new(pool, registry));
     let ui = api.swagger_ui();
     let docs = api.swagger_ui();
@@ -1301,6 +1319,7 @@ pub fn app(
         .nest("/", api)
         .nest("/ui", ui)
         .nest("/docs", docs)
+        .nest("/console", console)
         .at("/openapi.yaml", spec)
         .around(move |ep, mut req: Request| {
             let token = token.clone();
@@ -1327,8 +1346,17 @@ pub fn app(
                         }
                     }
                 }
+                // A browser asking for the root gets the console.
+                if req.uri().path() == "/" && accepts_html(&req) {
+                    return Ok(Response::builder()
+                        .status(StatusCode::SEE_OTHER)
+                        .header("location", "/console")
+                        .finish());
+                }
                 if let Some(t) = token {
-                    let open = OPEN_ROUTES.contains(&req.uri().path());
+                    // The console signs browsers in with a session cookie of its own.
+                    let open = OPEN_ROUTES.contains(&req.uri().path())
+                        || is_console(req.uri().path());
                     let given = req
                         .headers()
                         .get("authorization")

@@ -803,3 +803,115 @@ pub async fn list_clusters(pool: &PgPool) -> Result<Vec<ClusterRecord>, StoreErr
     .fetch_all(pool)
     .await?)
 }
+
+/// A graph as the console's list shows it: its listing, how many services run, and its latest
+/// decision (one round trip for the whole page).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct GraphOverview {
+    /// Name.
+    pub name: String,
+    /// Project.
+    pub project: String,
+    /// Current status.
+    pub status: String,
+    /// What was asked.
+    pub desired: String,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+    /// Services in the descriptor.
+    pub services: i64,
+    /// Services whose status is Running.
+    pub running: i64,
+    /// Kind of the latest decision.
+    pub decision_kind: Option<String>,
+    /// Its message.
+    pub decision_message: Option<String>,
+    /// When it was taken.
+    pub decision_at: Option<DateTime<Utc>>,
+}
+
+/// Graphs with service counts and their latest decision, filtered by project and status, by name.
+pub async fn graph_overviews(
+    pool: &PgPool,
+    project: Option<&str>,
+    status: Option<&str>,
+    limit: i64,
+) -> Result<Vec<GraphOverview>, StoreError> {
+    Ok(sqlx::query_as::<_, GraphOverview>(
+        "SELECT g.name, g.project, g.status, g.desired, g.updated_at,
+                (SELECT count(*) FROM smo.services s WHERE s.graph_id = g.id) AS services,
+                (SELECT count(*) FROM smo.services s WHERE s.graph_id = g.id AND s.status = 'Running') AS running,
+                d.kind AS decision_kind, d.message AS decision_message, d.at AS decision_at
+           FROM smo.graphs g
+           LEFT JOIN LATERAL (SELECT kind, message, at FROM smo.decisions
+                               WHERE graph = g.name ORDER BY id DESC LIMIT 1) d ON true
+          WHERE ($1::text IS NULL OR g.project = $1) AND ($2::text IS NULL OR g.status = $2)
+          ORDER BY g.project, g.name LIMIT $3",
+    )
+    .bind(project)
+    .bind(status)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// A placed service of any graph: what runs where.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PlacedService {
+    /// Its graph.
+    pub graph: String,
+    /// Its project.
+    pub project: String,
+    /// Service name.
+    pub service: String,
+    /// Its cluster.
+    pub cluster: String,
+    /// Status.
+    pub status: String,
+    /// Desired replicas.
+    pub replicas: i32,
+    /// CPU per replica in milli-cores.
+    pub cpu_millis: i64,
+    /// Memory per replica in bytes.
+    pub memory_bytes: i64,
+    /// Needs an accelerator.
+    pub gpu: bool,
+}
+
+/// Every service that has a cluster, by cluster, graph and position.
+pub async fn placed_services(pool: &PgPool) -> Result<Vec<PlacedService>, StoreError> {
+    Ok(sqlx::query_as::<_, PlacedService>(
+        "SELECT g.name AS graph, g.project, s.name AS service, s.cluster, s.status, s.replicas,
+                s.cpu_millis, s.memory_bytes, s.gpu
+           FROM smo.services s JOIN smo.graphs g ON g.id = s.graph_id
+          WHERE s.cluster IS NOT NULL
+          ORDER BY s.cluster, g.name, s.position",
+    )
+    .fetch_all(pool)
+    .await?)
+}
+
+/// A graph's latest decision of `kind`.
+pub async fn latest_decision(
+    pool: &PgPool,
+    graph: &str,
+    kind: &str,
+) -> Result<Option<Decision>, StoreError> {
+    Ok(sqlx::query_as::<_, Decision>(
+        "SELECT id, graph, project, kind, job_id, message, inputs, outcome, at
+           FROM smo.decisions WHERE graph = $1 AND kind = $2 ORDER BY id DESC LIMIT 1",
+    )
+    .bind(graph)
+    .bind(kind)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// Project names, sorted.
+pub async fn project_names(pool: &PgPool) -> Result<Vec<String>, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT DISTINCT project FROM smo.graphs ORDER BY project")
+            .fetch_all(pool)
+            .await?,
+    )
+}

@@ -2,6 +2,7 @@
 
 mod cli;
 mod conformance;
+mod console;
 mod crash;
 mod crd_validator;
 mod graphs;

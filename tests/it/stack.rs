@@ -54,6 +54,21 @@ impl Stack {
         sim: SimConfig,
         helm: Option<&dyn Fn(&std::path::Path) -> smo::federation::helm::HelmRunner>,
     ) -> Stack {
+        Self::start_inner(worker, sim, helm, None).await
+    }
+
+    /// Everything, with the API (and the console) behind the bearer token `token`; the stack's
+    /// SDK client sends it.
+    pub async fn with_token(token: &str) -> Stack {
+        Self::start_inner(true, SimConfig::demo(), None, Some(token.to_string())).await
+    }
+
+    async fn start_inner(
+        worker: bool,
+        sim: SimConfig,
+        helm: Option<&dyn Fn(&std::path::Path) -> smo::federation::helm::HelmRunner>,
+        token: Option<String>,
+    ) -> Stack {
         smo::install_crypto_provider();
         let db = test_db().await;
         let sim = Sim::new(sim);
@@ -70,7 +85,7 @@ impl Stack {
         tokio::spawn(smo::server::serve_api_on(
             db.pool.clone(),
             listener,
-            None,
+            token.clone(),
             Default::default(),
             Default::default(),
             stop.clone(),
@@ -90,7 +105,9 @@ impl Stack {
             tokio::spawn(w.run(stop.clone()));
         }
         Stack {
-            client: Api(smo_sdk::Client::new(&api)),
+            client: Api(smo_sdk::Client::with_config(
+                smo_sdk::Config::new(&api).token(token),
+            )),
             api,
             db,
             federation,

@@ -1,5 +1,6 @@
 //! The integration tests' harness.
 
+pub mod browser;
 pub mod crd;
 
 use std::{

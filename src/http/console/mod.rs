@@ -1,0 +1,586 @@
+//! The smo console: server-rendered pages under `/console` for graphs, their topology, placement
+//! and decisions, deploys with a dry run, clusters and the job queue.
+//!
+//! Thin handlers: each loads through the same [`SmoApi`] operations (or store queries) the REST API
+//! uses and hands data to the pure renderers in [`view`]; actions go through the same operations,
+//! so the console can do nothing the API cannot. With an API token configured, the sign-in form
+//! sets an HttpOnly, SameSite=Strict session cookie holding a digest of the token — never the
+//! token itself, and never in a URL. Assets are compiled into the binary.
+
+pub mod view;
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use chrono::Utc;
+use poem::{
+    Endpoint, EndpointExt, IntoResponse, Request, Response, Route, get, handler,
+    http::{StatusCode, header},
+    post,
+    web::{Data, Form, Path, Query},
+};
+use poem_openapi::param::{Path as OPath, Query as OQuery};
+use poem_openapi::payload::Binary;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use self::view::{DeployOutcome, FormProblem, GraphFilter, Nav, ServiceNode};
+use super::{ApiError, DeployResponse, SmoApi};
+use crate::{hdag::Graph, store};
+
+/// The console's stylesheet and script, compiled in.
+const CSS: &str = include_str!("console.css");
+const JS: &str = include_str!("console.js");
+
+/// The session cookie's name.
+const COOKIE: &str = "smo_console";
+
+/// Most graphs one list page shows.
+const LIST_LIMIT: i64 = 5000;
+
+struct Console {
+    api: SmoApi,
+    /// The session cookie's value when a token is configured: a digest of the token, so the
+    /// browser never holds the token and rotating the token ends every session.
+    session: Option<String>,
+}
+
+/// The value a signed-in browser's cookie holds for `token`.
+fn session_value(token: &str) -> String {
+    let d = Sha256::digest(format!("smo-console-session\0{token}").as_bytes());
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Compares without an early exit, so timing does not tell how much of a guess was right.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn cookie_of(req: &Request) -> Option<String> {
+    req.headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v.to_string())
+}
+
+/// The console's routes (nested at `/console` by [`super::app`]).
+pub fn routes(api: SmoApi, token: Option<&str>) -> impl Endpoint + use<> {
+    let console = Arc::new(Console {
+        api,
+        session: token.filter(|t| !t.is_empty()).map(session_value),
+    });
+    let guard = console.clone();
+    Route::new()
+        .at("/", get(graphs))
+        .at("/login", get(login_page).post(login))
+        .at("/logout", post(logout))
+        .at("/assets/console.css", get(css))
+        .at("/assets/console.js", get(js))
+        .at("/graphs/:name", get(graph))
+        .at("/graphs/:name/confirm/:action", get(confirm))
+        .at("/graphs/:name/:action", post(act))
+        .at("/deploy", get(deploy_page).post(deploy))
+        .at("/clusters", get(clusters))
+        .at("/queue", get(queue))
+        .at("/jobs/:id/:action", post(job_action))
+        .data(console)
+        .around(move |ep, req: Request| {
+            let console = guard.clone();
+            async move {
+                let path = req.uri().path().to_string();
+                let open = path.ends_with("/login") || path.contains("/assets/");
+                if !open
+                    && let Some(want) = &console.session
+                    && !cookie_of(&req).is_some_and(|c| same(&c, want))
+                {
+                    return Ok(see_other("/console/login"));
+                }
+                // Forms post from the console's own pages only: a cross-site form cannot act
+                // (the cookie is SameSite=Strict too; without a token this is the only guard).
+                if req.method() == poem::http::Method::POST && !same_origin(&req) {
+                    return Ok(page_error(
+                        StatusCode::FORBIDDEN,
+                        "This form was posted from another site.",
+                    ));
+                }
+                ep.call(req).await.map(IntoResponse::into_response)
+            }
+        })
+}
+
+/// True unless the request names an `Origin` other than its own host.
+fn same_origin(req: &Request) -> bool {
+    let Some(origin) = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return true;
+    };
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    origin
+        .split_once("://")
+        .is_some_and(|(_, rest)| rest.trim_end_matches('/') == host)
+}
+
+fn see_other(to: &str) -> Response {
+    Response::builder()
+        .status(StatusCode::SEE_OTHER)
+        .header(header::LOCATION, to)
+        .finish()
+}
+
+fn html(body: String) -> Response {
+    Response::builder()
+        .content_type("text/html; charset=utf-8")
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(body)
+}
+
+/// A whole page, or only `<main>`'s content when the console's script asks (live refresh).
+fn page(req: &Request, title: &str, nav: Nav, main: String, live: bool, signed_in: bool) -> Response {
+    if req.headers().contains_key("x-console-partial") {
+        return html(main);
+    }
+    html(view::layout(title, nav, &main, live, signed_in))
+}
+
+fn page_error(status: StatusCode, message: &str) -> Response {
+    let main = format!(
+        "<h1>{}</h1><p class=\"error\" role=\"alert\">{}</p><p><a href=\"/console\">Back to the graphs</a></p>",
+        status.canonical_reason().unwrap_or("Error"),
+        view::esc(message)
+    );
+    let mut r = html(view::layout("Error", Nav::None, &main, false, false));
+    r.set_status(status);
+    r
+}
+
+fn api_error(mut e: ApiError) -> Response {
+    let p = e.problem_mut();
+    let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    page_error(status, &p.detail)
+}
+
+fn store_error(e: store::StoreError) -> Response {
+    api_error(e.into())
+}
+
+#[handler]
+fn css() -> Response {
+    Response::builder()
+        .content_type("text/css; charset=utf-8")
+        .header(header::CACHE_CONTROL, "max-age=300")
+        .body(CSS)
+}
+
+#[handler]
+fn js() -> Response {
+    Response::builder()
+        .content_type("text/javascript; charset=utf-8")
+        .header(header::CACHE_CONTROL, "max-age=300")
+        .body(JS)
+}
+
+#[handler]
+fn login_page(console: Data<&Arc<Console>>) -> Response {
+    if console.session.is_none() {
+        return see_other("/console");
+    }
+    html(view::login(None))
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    token: String,
+}
+
+#[handler]
+fn login(console: Data<&Arc<Console>>, form: Form<LoginForm>) -> Response {
+    let Some(want) = &console.session else {
+        return see_other("/console");
+    };
+    if !same(&session_value(form.token.trim()), want) {
+        let mut r = html(view::login(Some("That token is not this server's API token.")));
+        r.set_status(StatusCode::UNAUTHORIZED);
+        return r;
+    }
+    // No Max-Age: a session cookie, gone when the browser session ends.
+    let mut r = see_other("/console");
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        format!("{COOKIE}={want}; Path=/console; HttpOnly; SameSite=Strict")
+            .parse()
+            .expect("a valid header"),
+    );
+    r
+}
+
+#[handler]
+fn logout() -> Response {
+    let mut r = see_other("/console/login");
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        format!("{COOKIE}=; Path=/console; HttpOnly; SameSite=Strict; Max-Age=0")
+            .parse()
+            .expect("a valid header"),
+    );
+    r
+}
+
+#[derive(Deserialize, Default)]
+struct ListQuery {
+    project: Option<String>,
+    status: Option<String>,
+}
+
+fn non_empty(v: &Option<String>) -> Option<String> {
+    v.as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+#[handler]
+async fn graphs(req: &Request, console: Data<&Arc<Console>>, q: Query<ListQuery>) -> Response {
+    let filter = GraphFilter {
+        project: non_empty(&q.project),
+        status: non_empty(&q.status),
+    };
+    let pool = &console.api.pool;
+    let rows = match store::graph_overviews(
+        pool,
+        filter.project.as_deref(),
+        filter.status.as_deref(),
+        LIST_LIMIT,
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => return store_error(e),
+    };
+    let projects = match store::project_names(pool).await {
+        Ok(p) => p,
+        Err(e) => return store_error(e),
+    };
+    let main = view::graphs(&rows, &projects, &filter, Utc::now());
+    page(&req, "Graphs", Nav::Graphs, main, true, console.session.is_some())
+}
+
+#[handler]
+async fn graph(req: &Request, console: Data<&Arc<Console>>, name: Path<String>) -> Response {
+    match load_graph(&console, &name.0).await {
+        Ok(p) => page(
+            &req,
+            &p.name.clone(),
+            Nav::Graphs,
+            view::graph(&p, Utc::now()),
+            true,
+            console.session.is_some(),
+        ),
+        Err(r) => r,
+    }
+}
+
+/// Everything the graph page shows, through the API's own reads plus the store's.
+async fn load_graph(console: &Console, name: &str) -> Result<view::GraphPage, Response> {
+    let api = &console.api;
+    let detail = api
+        .get_graph(OPath(name.to_string()))
+        .await
+        .map_err(api_error)?
+        .0;
+    let pool = &api.pool;
+    let descriptor: Option<Graph> = {
+        let mut conn = pool.acquire().await.map_err(|e| api_error(e.into()))?;
+        let g = store::get_graph(&mut conn, name).await.map_err(store_error)?;
+        serde_json::from_value(g.descriptor).ok()
+    };
+    let explanations: BTreeMap<String, String> = store::latest_decision(pool, name, "placement")
+        .await
+        .map_err(store_error)?
+        .and_then(|d| serde_json::from_value::<crate::placement::Solution>(d.outcome).ok())
+        .map(|s| {
+            s.explanations
+                .into_iter()
+                .map(|e| (e.service, e.summary))
+                .collect()
+        })
+        .unwrap_or_default();
+    let services = detail
+        .services
+        .into_iter()
+        .map(|s| ServiceNode {
+            calls: descriptor
+                .as_ref()
+                .and_then(|g| g.service(&s.name))
+                .map(|sv| sv.connection_points().into_iter().map(String::from).collect())
+                .unwrap_or_default(),
+            explanation: explanations.get(&s.name).cloned(),
+            name: s.name,
+            status: s.status,
+            cluster: s.cluster,
+            replicas: s.replicas,
+            ready: s.ready,
+            conditional: s.conditional,
+            cpu_millis: s.cpu_millis,
+            memory_bytes: s.memory_bytes,
+            gpu: s.gpu,
+            artifact: s.artifact,
+        })
+        .collect();
+    let jobs = api
+        .graph_jobs(OPath(name.to_string()), OQuery(Some(20)))
+        .await
+        .map_err(api_error)?;
+    let job_ids: Vec<Uuid> = jobs.0.iter().map(|j| j.id).collect();
+    let jobs = api
+        .queue
+        .get_many(&job_ids)
+        .await
+        .map_err(|e| api_error(e.into()))?;
+    Ok(view::GraphPage {
+        name: detail.name,
+        project: detail.project,
+        status: detail.status,
+        status_message: detail.status_message,
+        desired: detail.desired,
+        revision: detail.revision,
+        version: detail.version,
+        description: detail.description,
+        services,
+        clusters: store::list_clusters(pool).await.map_err(store_error)?,
+        placed: store::placed_services(pool).await.map_err(store_error)?,
+        decisions: store::decisions(pool, name, 200)
+            .await
+            .map_err(store_error)?,
+        jobs,
+        dashboards: detail.dashboards,
+    })
+}
+
+/// The graph actions, as the API names them.
+const ACTIONS: &[&str] = &["start", "stop", "re-place", "remove"];
+
+#[handler]
+fn confirm(req: &Request, console: Data<&Arc<Console>>, p: Path<(String, String)>) -> Response {
+    let (name, action) = p.0;
+    if !ACTIONS.contains(&action.as_str()) {
+        return page_error(StatusCode::NOT_FOUND, &format!("no action {action:?}"));
+    }
+    page(
+        &req,
+        &format!("{action} {name}"),
+        Nav::Graphs,
+        view::confirm(&name, &action),
+        false,
+        console.session.is_some(),
+    )
+}
+
+#[handler]
+async fn act(console: Data<&Arc<Console>>, p: Path<(String, String)>) -> Response {
+    let (name, action) = p.0;
+    let api = &console.api;
+    let n = OPath(name.clone());
+    let done = match action.as_str() {
+        "start" => api.start(n).await,
+        "stop" => api.stop(n).await,
+        "re-place" => api.re_place(n).await,
+        "remove" => api.remove(n).await,
+        _ => return page_error(StatusCode::NOT_FOUND, &format!("no action {action:?}")),
+    };
+    match done {
+        Ok(_) => see_other(&format!("/console/graphs/{}", view::url_enc(&name))),
+        Err(e) => api_error(e),
+    }
+}
+
+#[handler]
+fn deploy_page(req: &Request, console: Data<&Arc<Console>>) -> Response {
+    page(
+        &req,
+        "Deploy",
+        Nav::Deploy,
+        view::deploy("default", "", &DeployOutcome::Nothing),
+        false,
+        console.session.is_some(),
+    )
+}
+
+#[derive(Deserialize)]
+struct DeployForm {
+    project: String,
+    descriptor: String,
+    action: Option<String>,
+}
+
+#[handler]
+async fn deploy(req: &Request, console: Data<&Arc<Console>>, form: Form<DeployForm>) -> Response {
+    let form = form.0;
+    let dry = form.action.as_deref() != Some("deploy");
+    let answer = console
+        .api
+        .deploy(
+            OPath(form.project.trim().to_string()),
+            OQuery(Some(dry)),
+            Binary(form.descriptor.clone().into_bytes()),
+        )
+        .await;
+    let outcome = match answer {
+        Ok(DeployResponse::Accepted(a)) => {
+            return see_other(&format!("/console/graphs/{}", view::url_enc(&a.0.graph)));
+        }
+        Ok(DeployResponse::DryRun(d)) => {
+            let d = d.0;
+            let explanations = serde_json::from_value::<crate::placement::Solution>(d.solution)
+                .map(|s| {
+                    s.explanations
+                        .into_iter()
+                        .map(|e| (e.service, e.summary))
+                        .collect()
+                })
+                .unwrap_or_default();
+            DeployOutcome::DryRun {
+                graph: d.graph,
+                placement: d.placement,
+                explanations,
+                objects: d.objects,
+                helm_services: d.helm_services,
+                warnings: d
+                    .warnings
+                    .into_iter()
+                    .map(|w| FormProblem {
+                        path: w.path,
+                        message: w.message,
+                    })
+                    .collect(),
+            }
+        }
+        Err(mut e) => {
+            let p = e.problem_mut();
+            if p.status >= 500 {
+                return api_error(e);
+            }
+            DeployOutcome::Problems {
+                detail: p.detail.clone(),
+                problems: p
+                    .problems
+                    .clone()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|i| FormProblem {
+                        path: i.path,
+                        message: i.message,
+                    })
+                    .collect(),
+            }
+        }
+    };
+    let mut r = page(
+        &req,
+        "Deploy",
+        Nav::Deploy,
+        view::deploy(form.project.trim(), &form.descriptor, &outcome),
+        false,
+        console.session.is_some(),
+    );
+    if matches!(outcome, DeployOutcome::Problems { .. }) {
+        r.set_status(StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    r
+}
+
+#[handler]
+async fn clusters(req: &Request, console: Data<&Arc<Console>>) -> Response {
+    let pool = &console.api.pool;
+    let (clusters, placed) = match (
+        store::list_clusters(pool).await,
+        store::placed_services(pool).await,
+    ) {
+        (Ok(c), Ok(p)) => (c, p),
+        (Err(e), _) | (_, Err(e)) => return store_error(e),
+    };
+    page(
+        &req,
+        "Clusters",
+        Nav::Clusters,
+        view::clusters(&clusters, &placed, Utc::now()),
+        true,
+        console.session.is_some(),
+    )
+}
+
+#[handler]
+async fn queue(req: &Request, console: Data<&Arc<Console>>) -> Response {
+    let q = &console.api.queue;
+    let loaded = async {
+        let stats = q.stats().await?;
+        let workers = q.workers(false).await?;
+        let mut attention = Vec::new();
+        for state in [smo_jobs::JobState::Dead, smo_jobs::JobState::Retrying] {
+            attention.extend(
+                q.list(&smo_jobs::JobFilter {
+                    state: Some(state),
+                    limit: Some(50),
+                    ..Default::default()
+                })
+                .await?,
+            );
+        }
+        Ok::<_, smo_jobs::Error>((stats, workers, attention))
+    }
+    .await;
+    match loaded {
+        Ok((stats, workers, attention)) => page(
+            &req,
+            "Queue",
+            Nav::Queue,
+            view::queue(&stats, &workers, &attention, Utc::now()),
+            true,
+            console.session.is_some(),
+        ),
+        Err(e) => api_error(e.into()),
+    }
+}
+
+#[handler]
+async fn job_action(console: Data<&Arc<Console>>, p: Path<(String, String)>) -> Response {
+    let (id, action) = p.0;
+    let Ok(id) = id.parse::<Uuid>() else {
+        return page_error(StatusCode::NOT_FOUND, "not a job id");
+    };
+    let q = &console.api.queue;
+    let done = match action.as_str() {
+        "retry" => q.retry(id).await,
+        "cancel" => q.cancel(id).await,
+        _ => return page_error(StatusCode::NOT_FOUND, &format!("no action {action:?}")),
+    };
+    match done {
+        Ok(_) => see_other("/console/queue"),
+        Err(e) => api_error(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_session_cookie_is_a_digest_never_the_token() {
+        let v = session_value("s3cret");
+        assert!(!v.contains("s3cret"));
+        assert_eq!(v.len(), 64);
+        assert_ne!(v, session_value("s3cret2"));
+        assert!(same(&v, &session_value("s3cret")));
+        assert!(!same(&v, &v[..63]));
+    }
+}
