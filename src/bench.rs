@@ -62,56 +62,9 @@ pub async fn scale_round(
         graphs > 0 && workers > 0 && concurrency > 0,
         "graphs, workers and concurrency must be at least 1"
     );
-    crate::server::migrate(&pool).await?;
-    sqlx::raw_sql(
-        "TRUNCATE smo.graphs, smo.services, smo.clusters, smo.graph_jobs, smo.decisions, smo.projects CASCADE;
-         DELETE FROM smo_jobs.jobs WHERE kind IN ('scale-tick', 'scale-fanout');",
-    )
-    .execute(&pool)
-    .await?;
-
     progress(&format!("creating {graphs} running graphs of 3 services…"));
     let started = Instant::now();
-    let now = chrono::Utc::now();
-    sqlx::query(
-        "INSERT INTO smo.clusters (name, ready, cpu_allocatable, cpu_free, memory_allocatable, memory_free, gpus, synced_at)
-         SELECT 'c' || i, true, 100000, 100000, 1099511627776, 1099511627776, 0, $1 FROM generate_series(0, 2) i",
-    )
-    .bind(now)
-    .execute(&pool)
-    .await?;
-    sqlx::query("INSERT INTO smo.projects (name, created_at) VALUES ('bench', $1)")
-        .bind(now)
-        .execute(&pool)
-        .await?;
-    let descriptor = serde_json::json!({
-        "id": "g", "version": "1.0.0",
-        "services": (0..3).map(|i| serde_json::json!({
-            "id": format!("s{i}"),
-            "deployment": {"trigger": {"auto": {"dependencies": []}}, "intent": {"compute": {"cpu": "100m", "ram": "64Mi", "storage": "light", "gpu": {"enabled": false}}, "scaling": {"minReplicas": 1, "maxReplicas": 10, "alpha": 10.0, "beta": 0.0}}},
-            "artifact": {"image": "example/s:1"}
-        })).collect::<Vec<_>>()
-    });
-    sqlx::query(
-        "INSERT INTO smo.graphs (id, project, name, version, descriptor, source, desired, status, placement, created_at, updated_at)
-         SELECT gen_random_uuid(), 'bench', 'g' || i, '1.0.0', jsonb_set($1, '{id}', to_jsonb('g' || i)), '', 'running', 'Running',
-                jsonb_build_object('s0', 'c' || (i % 3), 's1', 'c' || (i % 3), 's2', 'c' || (i % 3)), $2, $2
-           FROM generate_series(0, $3 - 1) i",
-    )
-    .bind(&descriptor)
-    .bind(now)
-    .bind(graphs as i64)
-    .execute(&pool)
-    .await?;
-    sqlx::query(
-        "INSERT INTO smo.services (graph_id, name, position, status, cluster, replicas, ready, conditional, cpu_millis,
-                                   memory_bytes, gpu, updated_at)
-         SELECT g.id, 's' || k, k, 'Running', g.placement->>('s' || k), 1, 1, false, 100, 67108864, false, $1
-           FROM smo.graphs g, generate_series(0, 2) k",
-    )
-    .bind(now)
-    .execute(&pool)
-    .await?;
+    seed_running_graphs(&pool, graphs).await?;
     let setup_secs = started.elapsed().as_secs_f64();
 
     // A stub Prometheus on a free port.
@@ -195,6 +148,153 @@ pub async fn scale_round(
         setup_secs,
         round_secs,
         ticks_per_sec: graphs as f64 / round_secs,
+    })
+}
+
+/// Empties smo's tables in the scratch database `pool` and fills them with `graphs` running graphs
+/// of three services each on three clusters (set-based inserts: seconds for 100,000 graphs).
+async fn seed_running_graphs(pool: &PgPool, graphs: usize) -> anyhow::Result<()> {
+    let pool = pool.clone();
+    crate::server::migrate(&pool).await?;
+    sqlx::raw_sql(
+        "TRUNCATE smo.graphs, smo.services, smo.clusters, smo.graph_jobs, smo.decisions, smo.projects CASCADE;
+         DELETE FROM smo_jobs.jobs WHERE kind IN ('scale-tick', 'scale-fanout');",
+    )
+    .execute(&pool)
+    .await?;
+
+    let now = chrono::Utc::now();
+    sqlx::query(
+        "INSERT INTO smo.clusters (name, ready, cpu_allocatable, cpu_free, memory_allocatable, memory_free, gpus, synced_at)
+         SELECT 'c' || i, true, 100000, 100000, 1099511627776, 1099511627776, 0, $1 FROM generate_series(0, 2) i",
+    )
+    .bind(now)
+    .execute(&pool)
+    .await?;
+    sqlx::query("INSERT INTO smo.projects (name, created_at) VALUES ('bench', $1)")
+        .bind(now)
+        .execute(&pool)
+        .await?;
+    let descriptor = serde_json::json!({
+        "id": "g", "version": "1.0.0",
+        "services": (0..3).map(|i| serde_json::json!({
+            "id": format!("s{i}"),
+            "deployment": {"trigger": {"auto": {"dependencies": []}}, "intent": {"compute": {"cpu": "100m", "ram": "64Mi", "storage": "light", "gpu": {"enabled": false}}, "scaling": {"minReplicas": 1, "maxReplicas": 10, "alpha": 10.0, "beta": 0.0}}},
+            "artifact": {"image": "example/s:1"}
+        })).collect::<Vec<_>>()
+    });
+    sqlx::query(
+        "INSERT INTO smo.graphs (id, project, name, version, descriptor, source, desired, status, placement, created_at, updated_at)
+         SELECT gen_random_uuid(), 'bench', 'g' || i, '1.0.0', jsonb_set($1, '{id}', to_jsonb('g' || i)), '', 'running', 'Running',
+                jsonb_build_object('s0', 'c' || (i % 3), 's1', 'c' || (i % 3), 's2', 'c' || (i % 3)), $2, $2
+           FROM generate_series(0, $3 - 1) i",
+    )
+    .bind(&descriptor)
+    .bind(now)
+    .bind(graphs as i64)
+    .execute(&pool)
+    .await?;
+    sqlx::query(
+        "INSERT INTO smo.services (graph_id, name, position, status, cluster, replicas, ready, conditional, cpu_millis,
+                                   memory_bytes, gpu, updated_at)
+         SELECT g.id, 's' || k, k, 'Running', g.placement->>('s' || k), 1, 1, false, 100, 67108864, false, $1
+           FROM smo.graphs g, generate_series(0, 2) k",
+    )
+    .bind(now)
+    .execute(&pool)
+    .await?;
+    Ok(())
+}
+
+/// The figures of `smo bench console`: server-side render times of its pages, through HTTP on
+/// loopback (one request at a time, so a figure is one page's whole server time plus loopback).
+#[derive(Debug, Serialize)]
+pub struct ConsoleReport {
+    /// Graphs stored.
+    pub graphs: usize,
+    /// Requests per page.
+    pub requests: usize,
+    /// Per page: path, bytes, p50, p99 and max in milliseconds.
+    pub pages: Vec<PageTimes>,
+    /// Bytes of the console's stylesheet and script compiled into the binary.
+    pub asset_bytes: usize,
+}
+
+/// One page's figures.
+#[derive(Debug, Serialize)]
+pub struct PageTimes {
+    pub path: String,
+    pub bytes: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+/// Serves the console over `graphs` running graphs (each with a decision) in the scratch database
+/// `pool` and times `requests` GETs of each page.
+pub async fn console(
+    pool: PgPool,
+    graphs: usize,
+    requests: usize,
+    progress: impl Fn(&str),
+) -> anyhow::Result<ConsoleReport> {
+    anyhow::ensure!(
+        graphs > 0 && requests > 0,
+        "graphs and requests must be at least 1"
+    );
+    progress(&format!("creating {graphs} running graphs of 3 services…"));
+    seed_running_graphs(&pool, graphs).await?;
+    sqlx::query(
+        "INSERT INTO smo.decisions (graph, project, kind, message, at)
+         SELECT name, project, 'placement', 'placed 3 services (3 new, 0 moved), proven optimal', now() FROM smo.graphs",
+    )
+    .execute(&pool)
+    .await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let stop = CancellationToken::new();
+    tokio::spawn(crate::server::serve_api_on(
+        pool.clone(),
+        listener,
+        None,
+        Default::default(),
+        Default::default(),
+        stop.clone(),
+    ));
+    let http = reqwest::Client::new();
+    let mut pages = Vec::new();
+    for path in [
+        "/console",
+        "/console/graphs/g0",
+        "/console/clusters",
+        "/console/queue",
+    ] {
+        progress(&format!("GET {path} × {requests}…"));
+        let mut times = Vec::with_capacity(requests);
+        let mut bytes = 0;
+        for _ in 0..requests {
+            let t = Instant::now();
+            let r = http.get(format!("{base}{path}")).send().await?;
+            anyhow::ensure!(r.status().is_success(), "GET {path}: {}", r.status());
+            bytes = r.bytes().await?.len();
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        times.sort_by(f64::total_cmp);
+        let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
+        pages.push(PageTimes {
+            path: path.into(),
+            bytes,
+            p50_ms: at(0.5),
+            p99_ms: at(0.99),
+            max_ms: at(1.0),
+        });
+    }
+    stop.cancel();
+    Ok(ConsoleReport {
+        graphs,
+        requests,
+        pages,
+        asset_bytes: crate::http::console::ASSET_BYTES,
     })
 }
 

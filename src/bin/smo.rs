@@ -103,6 +103,16 @@ enum BenchCmd {
     Descriptor,
     /// One scale-tick round for many running graphs (stub Prometheus, real engine and tick code),
     /// in a scratch database `<db>_bench`.
+    /// The console's pages over many stored graphs: server time per page (p50/p99/max) through
+    /// HTTP on loopback, in a scratch database `<db>_bench`. Target: < 50 ms for 1,000 graphs.
+    Console {
+        /// Running graphs (3 services each).
+        #[arg(long, default_value_t = 1_000)]
+        graphs: usize,
+        /// Requests per page.
+        #[arg(long, default_value_t = 200)]
+        requests: usize,
+    },
     ScaleRound {
         /// Running graphs (3 services each).
         #[arg(long, default_value_t = 10_000)]
@@ -484,6 +494,26 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                     r.rss_before_mib,
                     r.peak_rss_mib
                 );
+            }
+        }
+        Command::Bench(BenchCmd::Console { graphs, requests }) => {
+            let url = smo::cli::scratch_database(&database_url).await?;
+            let pool = connect(&url, 8).await?;
+            let r = smo::bench::console(pool, graphs, requests, |m| eprintln!("… {m}")).await?;
+            if out == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "console over {} graphs, {} requests per page (target: < 50 ms for 1,000 graphs):",
+                    r.graphs, r.requests
+                );
+                for p in &r.pages {
+                    println!(
+                        "  GET {:<22} {:>9} bytes  p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms",
+                        p.path, p.bytes, p.p50_ms, p.p99_ms, p.max_ms
+                    );
+                }
+                println!("  stylesheet + script compiled in: {} bytes", r.asset_bytes);
             }
         }
         Command::Bench(BenchCmd::ScaleRound {

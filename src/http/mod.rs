@@ -1302,7 +1302,10 @@ pub fn app(
     registry: crate::settings::RegistrySettings,
     body_read_timeout: Duration,
 ) -> impl Endpoint {
-    let console = console::routes(SmoApi::new(pool.clone(), registry.clone()), token.as_deref());
+    let console = console::routes(
+        SmoApi::new(pool.clone(), registry.clone()),
+        token.as_deref(),
+    );
     let api = service_of(SmoApi::new(pool, registry));
     let ui = api.swagger_ui();
     let docs = api.swagger_ui();
@@ -1355,8 +1358,8 @@ pub fn app(
                 }
                 if let Some(t) = token {
                     // The console signs browsers in with a session cookie of its own.
-                    let open = OPEN_ROUTES.contains(&req.uri().path())
-                        || is_console(req.uri().path());
+                    let open =
+                        OPEN_ROUTES.contains(&req.uri().path()) || is_console(req.uri().path());
                     let given = req
                         .headers()
                         .get("authorization")

@@ -915,3 +915,34 @@ pub async fn project_names(pool: &PgPool) -> Result<Vec<String>, StoreError> {
             .await?,
     )
 }
+
+/// What the graphs placed on a cluster request in all, split into one graph's and the others'.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct ClusterUsage {
+    /// Cluster name.
+    pub cluster: String,
+    /// True for the requests of the graph asked about, false for every other graph's.
+    pub mine: bool,
+    /// Milli-cores (per-replica requests × replicas).
+    pub cpu_millis: i64,
+    /// Bytes (per-replica requests × replicas).
+    pub memory_bytes: i64,
+    /// GPUs (one per replica of a GPU service).
+    pub gpus: i64,
+}
+
+/// Requests per cluster, summed in the database: `graph`'s own and everybody else's.
+pub async fn cluster_usage(pool: &PgPool, graph: &str) -> Result<Vec<ClusterUsage>, StoreError> {
+    Ok(sqlx::query_as::<_, ClusterUsage>(
+        "SELECT s.cluster, g.name = $1 AS mine,
+                sum(s.cpu_millis * s.replicas)::bigint AS cpu_millis,
+                sum(s.memory_bytes * s.replicas)::bigint AS memory_bytes,
+                sum(CASE WHEN s.gpu THEN s.replicas ELSE 0 END)::bigint AS gpus
+           FROM smo.services s JOIN smo.graphs g ON g.id = s.graph_id
+          WHERE s.cluster IS NOT NULL
+          GROUP BY s.cluster, g.name = $1",
+    )
+    .bind(graph)
+    .fetch_all(pool)
+    .await?)
+}

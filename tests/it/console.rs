@@ -19,7 +19,11 @@ async fn an_operator_signs_in_deploys_through_the_form_watches_it_run_stops_it_a
 
     // A browser at the root lands on the console, which asks for the token first.
     b.goto(&format!("{}/", stack.api)).await;
-    assert!(b.url().await.ends_with("/console/login"), "{}", b.url().await);
+    assert!(
+        b.url().await.ends_with("/console/login"),
+        "{}",
+        b.url().await
+    );
     b.screenshot("01-sign-in").await;
     b.type_into("#token", "not-the-token").await;
     b.click_to_page("main form button[type=submit]").await;
@@ -69,7 +73,10 @@ async fn an_operator_signs_in_deploys_through_the_form_watches_it_run_stops_it_a
     assert!(gpu.contains("GPU: this graph 1.0"), "{gpu}");
     let topology = b.source().await;
     assert!(topology.contains("web-frontend calls ml-inference"));
-    assert!(topology.contains("data-kind=\"placement\""), "no decision log");
+    assert!(
+        topology.contains("data-kind=\"placement\""),
+        "no decision log"
+    );
     b.screenshot("04-graph").await;
 
     // Stop, through the confirmation step.
@@ -152,7 +159,10 @@ async fn the_console_needs_a_session_and_refuses_forms_from_other_sites() {
     assert_eq!(r.status(), 303);
     let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
-    assert!(!cookie.contains(TOKEN), "the cookie holds the token: {cookie}");
+    assert!(
+        !cookie.contains(TOKEN),
+        "the cookie holds the token: {cookie}"
+    );
     let session = cookie.split(';').next().unwrap().to_string();
     let r = http
         .get(format!("{console}/queue"))
@@ -190,6 +200,38 @@ async fn the_console_needs_a_session_and_refuses_forms_from_other_sites() {
     assert_eq!(r.status(), 303);
     let g = stack.client.get_graph("hello").await.unwrap();
     assert_eq!(g.desired, "stopped");
+
+    // Cancel and retry from the queue page act on the job (a kind no worker runs stays queued).
+    let queue = smo_jobs::Queue::new(stack.db.pool.clone());
+    queue
+        .enqueue_many(&[smo_jobs::NewJob {
+            kind: "nobody-runs-this".into(),
+            args: serde_json::json!({}),
+            unique_key: None,
+            max_attempts: 1,
+            priority: 0,
+            run_at: None,
+        }])
+        .await
+        .unwrap();
+    let job = queue
+        .list(&smo_jobs::JobFilter {
+            kind: Some("nobody-runs-this".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .remove(0);
+    for (action, state) in [("cancel", "cancelled"), ("retry", "queued")] {
+        let r = http
+            .post(format!("{console}/jobs/{}/{action}", job.id))
+            .header("cookie", &session)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303, "{action}");
+        assert_eq!(queue.get(job.id).await.unwrap().state, state, "{action}");
+    }
 
     // A wrong token in the form is a 401 page, not a session.
     let r = http

@@ -26,11 +26,14 @@ use uuid::Uuid;
 
 use self::view::{DeployOutcome, FormProblem, GraphFilter, Nav, ServiceNode};
 use super::{ApiError, DeployResponse, SmoApi};
-use crate::{hdag::Graph, store};
+use crate::{federation::manifests, hdag::Graph, store};
 
 /// The console's stylesheet and script, compiled in.
 const CSS: &str = include_str!("console.css");
 const JS: &str = include_str!("console.js");
+
+/// Bytes of the stylesheet and script (the console's share of the binary, beside its code).
+pub const ASSET_BYTES: usize = CSS.len() + JS.len();
 
 /// The session cookie's name.
 const COOKIE: &str = "smo_console";
@@ -53,7 +56,11 @@ fn session_value(token: &str) -> String {
 
 /// Compares without an early exit, so timing does not tell how much of a guess was right.
 fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 fn cookie_of(req: &Request) -> Option<String> {
@@ -146,7 +153,14 @@ fn html(body: String) -> Response {
 }
 
 /// A whole page, or only `<main>`'s content when the console's script asks (live refresh).
-fn page(req: &Request, title: &str, nav: Nav, main: String, live: bool, signed_in: bool) -> Response {
+fn page(
+    req: &Request,
+    title: &str,
+    nav: Nav,
+    main: String,
+    live: bool,
+    signed_in: bool,
+) -> Response {
     if req.headers().contains_key("x-console-partial") {
         return html(main);
     }
@@ -209,7 +223,9 @@ fn login(console: Data<&Arc<Console>>, form: Form<LoginForm>) -> Response {
         return see_other("/console");
     };
     if !same(&session_value(form.token.trim()), want) {
-        let mut r = html(view::login(Some("That token is not this server's API token.")));
+        let mut r = html(view::login(Some(
+            "That token is not this server's API token.",
+        )));
         r.set_status(StatusCode::UNAUTHORIZED);
         return r;
     }
@@ -272,14 +288,21 @@ async fn graphs(req: &Request, console: Data<&Arc<Console>>, q: Query<ListQuery>
         Err(e) => return store_error(e),
     };
     let main = view::graphs(&rows, &projects, &filter, Utc::now());
-    page(&req, "Graphs", Nav::Graphs, main, true, console.session.is_some())
+    page(
+        req,
+        "Graphs",
+        Nav::Graphs,
+        main,
+        true,
+        console.session.is_some(),
+    )
 }
 
 #[handler]
 async fn graph(req: &Request, console: Data<&Arc<Console>>, name: Path<String>) -> Response {
     match load_graph(&console, &name.0).await {
         Ok(p) => page(
-            &req,
+            req,
             &p.name.clone(),
             Nav::Graphs,
             view::graph(&p, Utc::now()),
@@ -290,20 +313,21 @@ async fn graph(req: &Request, console: Data<&Arc<Console>>, name: Path<String>) 
     }
 }
 
-/// Everything the graph page shows, through the API's own reads plus the store's.
+/// Everything the graph page shows, read from the store (one connection for the graph's own rows).
 async fn load_graph(console: &Console, name: &str) -> Result<view::GraphPage, Response> {
     let api = &console.api;
-    let detail = api
-        .get_graph(OPath(name.to_string()))
-        .await
-        .map_err(api_error)?
-        .0;
     let pool = &api.pool;
-    let descriptor: Option<Graph> = {
+    let (g, services) = {
         let mut conn = pool.acquire().await.map_err(|e| api_error(e.into()))?;
-        let g = store::get_graph(&mut conn, name).await.map_err(store_error)?;
-        serde_json::from_value(g.descriptor).ok()
+        let g = store::get_graph(&mut conn, name)
+            .await
+            .map_err(store_error)?;
+        let services = store::services(&mut conn, g.id)
+            .await
+            .map_err(store_error)?;
+        (g, services)
     };
+    let descriptor: Option<Graph> = serde_json::from_value(g.descriptor).ok();
     let explanations: BTreeMap<String, String> = store::latest_decision(pool, name, "placement")
         .await
         .map_err(store_error)?
@@ -315,55 +339,65 @@ async fn load_graph(console: &Console, name: &str) -> Result<view::GraphPage, Re
                 .collect()
         })
         .unwrap_or_default();
-    let services = detail
-        .services
+    let services = services
         .into_iter()
-        .map(|s| ServiceNode {
-            calls: descriptor
-                .as_ref()
-                .and_then(|g| g.service(&s.name))
-                .map(|sv| sv.connection_points().into_iter().map(String::from).collect())
-                .unwrap_or_default(),
-            explanation: explanations.get(&s.name).cloned(),
-            name: s.name,
-            status: s.status,
-            cluster: s.cluster,
-            replicas: s.replicas,
-            ready: s.ready,
-            conditional: s.conditional,
-            cpu_millis: s.cpu_millis,
-            memory_bytes: s.memory_bytes,
-            gpu: s.gpu,
-            artifact: s.artifact,
+        .map(|s| {
+            let spec = descriptor.as_ref().and_then(|d| d.service(&s.name));
+            ServiceNode {
+                calls: spec
+                    .map(|sv| {
+                        sv.connection_points()
+                            .into_iter()
+                            .map(String::from)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                artifact: match spec {
+                    Some(sv) if manifests::is_native(sv) => "image",
+                    Some(_) => "helm",
+                    None => "unknown",
+                }
+                .into(),
+                explanation: explanations.get(&s.name).cloned(),
+                name: s.name,
+                status: s.status,
+                cluster: s.cluster,
+                replicas: s.replicas,
+                ready: s.ready,
+                conditional: s.conditional,
+                cpu_millis: s.cpu_millis,
+                memory_bytes: s.memory_bytes,
+                gpu: s.gpu,
+            }
         })
         .collect();
-    let jobs = api
-        .graph_jobs(OPath(name.to_string()), OQuery(Some(20)))
+    let job_ids = store::graph_job_ids(pool, name, 20)
         .await
-        .map_err(api_error)?;
-    let job_ids: Vec<Uuid> = jobs.0.iter().map(|j| j.id).collect();
+        .map_err(store_error)?;
     let jobs = api
         .queue
         .get_many(&job_ids)
         .await
         .map_err(|e| api_error(e.into()))?;
     Ok(view::GraphPage {
-        name: detail.name,
-        project: detail.project,
-        status: detail.status,
-        status_message: detail.status_message,
-        desired: detail.desired,
-        revision: detail.revision,
-        version: detail.version,
-        description: detail.description,
+        description: descriptor.as_ref().and_then(|d| d.description.clone()),
+        name: g.name,
+        project: g.project,
+        status: g.status,
+        status_message: g.status_message,
+        desired: g.desired,
+        revision: g.revision,
+        version: g.version,
         services,
         clusters: store::list_clusters(pool).await.map_err(store_error)?,
-        placed: store::placed_services(pool).await.map_err(store_error)?,
+        usage: store::cluster_usage(pool, name)
+            .await
+            .map_err(store_error)?,
         decisions: store::decisions(pool, name, 200)
             .await
             .map_err(store_error)?,
         jobs,
-        dashboards: detail.dashboards,
+        dashboards: serde_json::from_value(g.dashboards).unwrap_or_default(),
     })
 }
 
@@ -377,7 +411,7 @@ fn confirm(req: &Request, console: Data<&Arc<Console>>, p: Path<(String, String)
         return page_error(StatusCode::NOT_FOUND, &format!("no action {action:?}"));
     }
     page(
-        &req,
+        req,
         &format!("{action} {name}"),
         Nav::Graphs,
         view::confirm(&name, &action),
@@ -407,7 +441,7 @@ async fn act(console: Data<&Arc<Console>>, p: Path<(String, String)>) -> Respons
 #[handler]
 fn deploy_page(req: &Request, console: Data<&Arc<Console>>) -> Response {
     page(
-        &req,
+        req,
         "Deploy",
         Nav::Deploy,
         view::deploy("default", "", &DeployOutcome::Nothing),
@@ -486,7 +520,7 @@ async fn deploy(req: &Request, console: Data<&Arc<Console>>, form: Form<DeployFo
         }
     };
     let mut r = page(
-        &req,
+        req,
         "Deploy",
         Nav::Deploy,
         view::deploy(form.project.trim(), &form.descriptor, &outcome),
@@ -510,7 +544,7 @@ async fn clusters(req: &Request, console: Data<&Arc<Console>>) -> Response {
         (Err(e), _) | (_, Err(e)) => return store_error(e),
     };
     page(
-        &req,
+        req,
         "Clusters",
         Nav::Clusters,
         view::clusters(&clusters, &placed, Utc::now()),
@@ -541,7 +575,7 @@ async fn queue(req: &Request, console: Data<&Arc<Console>>) -> Response {
     .await;
     match loaded {
         Ok((stats, workers, attention)) => page(
-            &req,
+            req,
             "Queue",
             Nav::Queue,
             view::queue(&stats, &workers, &attention, Utc::now()),

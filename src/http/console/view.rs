@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, fmt::Write as _};
 
 use chrono::{DateTime, Utc};
 
-use crate::store::{ClusterRecord, Decision, GraphOverview, PlacedService};
+use crate::store::{ClusterRecord, ClusterUsage, Decision, GraphOverview, PlacedService};
 
 /// HTML-escapes text for element content and double-quoted attributes.
 pub fn esc(s: &str) -> String {
@@ -244,8 +244,8 @@ pub struct GraphPage {
     pub description: Option<String>,
     pub services: Vec<ServiceNode>,
     pub clusters: Vec<ClusterRecord>,
-    /// Every placed service of every graph (for the other graphs' share of each cluster).
-    pub placed: Vec<PlacedService>,
+    /// Requests per cluster: this graph's and the other graphs'.
+    pub usage: Vec<ClusterUsage>,
     /// Newest first.
     pub decisions: Vec<Decision>,
     pub jobs: Vec<smo_jobs::JobRow>,
@@ -387,12 +387,8 @@ impl Share {
     }
 }
 
-/// Per cluster: (cpu cores, memory GiB, GPUs) used by `graph`, by other graphs, and in all.
-pub fn shares(
-    graph: &str,
-    clusters: &[ClusterRecord],
-    placed: &[PlacedService],
-) -> Vec<(String, [Share; 3])> {
+/// Per cluster: (cpu cores, memory GiB, GPUs) requested by this graph, by the others, and in all.
+pub fn shares(clusters: &[ClusterRecord], usage: &[ClusterUsage]) -> Vec<(String, [Share; 3])> {
     clusters
         .iter()
         .map(|c| {
@@ -413,18 +409,17 @@ pub fn shares(
                     total: c.gpus as f64,
                 },
             ];
-            for p in placed.iter().filter(|p| p.cluster == c.name) {
-                let n = p.replicas.max(0) as f64;
+            for u in usage.iter().filter(|u| u.cluster == c.name) {
                 let used = [
-                    p.cpu_millis as f64 / 1000.0 * n,
-                    p.memory_bytes as f64 / GIB * n,
-                    if p.gpu { n } else { 0.0 },
+                    u.cpu_millis as f64 / 1000.0,
+                    u.memory_bytes as f64 / GIB,
+                    u.gpus as f64,
                 ];
-                for (share, u) in s.iter_mut().zip(used) {
-                    if p.graph == graph {
-                        share.this += u;
+                for (share, v) in s.iter_mut().zip(used) {
+                    if u.mine {
+                        share.this += v;
                     } else {
-                        share.others += u;
+                        share.others += v;
                     }
                 }
             }
@@ -433,16 +428,31 @@ pub fn shares(
         .collect()
 }
 
+/// [`ClusterUsage`] summed from placed services (the clusters page has them anyway).
+pub fn usage_of(placed: &[PlacedService], graph: &str) -> Vec<ClusterUsage> {
+    let mut sums: BTreeMap<(String, bool), ClusterUsage> = BTreeMap::new();
+    for p in placed {
+        let mine = p.graph == graph;
+        let u = sums
+            .entry((p.cluster.clone(), mine))
+            .or_insert_with(|| ClusterUsage {
+                cluster: p.cluster.clone(),
+                mine,
+                cpu_millis: 0,
+                memory_bytes: 0,
+                gpus: 0,
+            });
+        let n = i64::from(p.replicas.max(0));
+        u.cpu_millis += p.cpu_millis * n;
+        u.memory_bytes += p.memory_bytes * n;
+        u.gpus += if p.gpu { n } else { 0 };
+    }
+    sums.into_values().collect()
+}
+
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
 fn bar(label: &str, unit: &str, s: &Share) -> String {
-    let pct = |v: f64| {
-        if s.total > 0.0 {
-            (v / s.total * 100.0).clamp(0.0, 100.0)
-        } else {
-            0.0
-        }
-    };
     let text = format!(
         "{label}: this graph {:.1}, others {:.1}, free {:.1} of {:.1} {unit}",
         s.this,
@@ -450,12 +460,39 @@ fn bar(label: &str, unit: &str, s: &Share) -> String {
         s.free(),
         s.total
     );
+    bar_with(&text, s)
+}
+
+/// A bar of what every graph requests on a cluster (the clusters page has no "this graph").
+fn bar_all(label: &str, unit: &str, s: &Share) -> String {
+    let all = Share {
+        this: 0.0,
+        others: s.this + s.others,
+        total: s.total,
+    };
+    let text = format!(
+        "{label}: requested {:.1}, free {:.1} of {:.1} {unit}",
+        all.others,
+        all.free(),
+        all.total
+    );
+    bar_with(&text, &all)
+}
+
+fn bar_with(text: &str, s: &Share) -> String {
+    let pct = |v: f64| {
+        if s.total > 0.0 {
+            (v / s.total * 100.0).clamp(0.0, 100.0)
+        } else {
+            0.0
+        }
+    };
     format!(
         "<div class=\"res\"><div class=\"bar\" role=\"img\" aria-label=\"{t}\"><span class=\"seg this\" style=\"width:{:.1}%\"></span>\
 <span class=\"seg others\" style=\"width:{:.1}%\"></span></div><div class=\"bar-text\">{t}</div></div>",
         pct(s.this),
         pct(s.others),
-        t = esc(&text)
+        t = esc(text)
     )
 }
 
@@ -463,7 +500,7 @@ fn bar(label: &str, unit: &str, s: &Share) -> String {
 /// free) and this graph's services on each.
 pub fn placement_map(page: &GraphPage) -> String {
     let mut m = String::from("<div class=\"placement\">");
-    for (name, [cpu, mem, gpu]) in shares(&page.name, &page.clusters, &page.placed) {
+    for (name, [cpu, mem, gpu]) in shares(&page.clusters, &page.usage) {
         let ready = page
             .clusters
             .iter()
@@ -472,7 +509,11 @@ pub fn placement_map(page: &GraphPage) -> String {
         let _ = write!(
             m,
             "<section class=\"cluster-col\" data-cluster=\"{n}\" aria-label=\"cluster {n}\"><h3>{n}{}</h3>{}{}{}<ul class=\"here\">",
-            if ready { "" } else { " <span class=\"st st-bad\">not ready</span>" },
+            if ready {
+                ""
+            } else {
+                " <span class=\"st st-bad\">not ready</span>"
+            },
             bar("CPU", "cores", &cpu),
             bar("Memory", "GiB", &mem),
             if gpu.total > 0.0 {
@@ -617,7 +658,10 @@ pub fn replica_chart(series: &BTreeMap<String, Vec<(DateTime<Utc>, i64)>>) -> St
 fn json_block(v: &serde_json::Value) -> String {
     let mut s = serde_json::to_string_pretty(v).unwrap_or_default();
     if s.len() > 20_000 {
-        let cut = (0..=20_000).rev().find(|i| s.is_char_boundary(*i)).unwrap_or(0);
+        let cut = (0..=20_000)
+            .rev()
+            .find(|i| s.is_char_boundary(*i))
+            .unwrap_or(0);
         s.truncate(cut);
         s.push_str("\n… (truncated)");
     }
@@ -722,7 +766,11 @@ pub fn graph(page: &GraphPage, now: DateTime<Utc>) -> String {
         let _ = write!(
             m,
             "<tr data-service=\"{n}\"><th scope=\"row\">{n}{}</th><td>{}</td><td>{}</td><td>{}/{}</td><td>{}m</td><td>{} MiB</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            if s.conditional { " <small>(conditional)</small>" } else { "" },
+            if s.conditional {
+                " <small>(conditional)</small>"
+            } else {
+                ""
+            },
             status_badge(&s.status),
             esc(s.cluster.as_deref().unwrap_or("—")),
             s.ready,
@@ -798,7 +846,9 @@ pub fn confirm(graph: &str, action: &str) -> String {
         "stop" => "Stop it: its workloads are deleted, the graph is kept.",
         "start" => "Start it again on the federation.",
         "re-place" => "Run the placement again with the current placement as the baseline.",
-        _ => "Remove it: its objects, dashboards and records are deleted. The decision log is kept.",
+        _ => {
+            "Remove it: its objects, dashboards and records are deleted. The decision log is kept."
+        }
     };
     format!(
         "<p class=\"crumbs\"><a href=\"/console\">Graphs</a> / <a href=\"/console/graphs/{u}\">{n}</a></p>\
@@ -839,8 +889,31 @@ pub enum DeployOutcome {
 
 /// The deploy page: paste or upload a descriptor, dry-run it, deploy it.
 pub fn deploy(project: &str, descriptor: &str, outcome: &DeployOutcome) -> String {
-    let mut m = format!(
-        "<h1>Deploy a graph</h1><form method=\"post\" action=\"/console/deploy\" class=\"card deploy\" id=\"deploy-form\">\
+    let mut m = String::from("<h1>Deploy a graph</h1>");
+    // Problems come first, where the eye lands after submitting; a dry run's result follows the form.
+    if let DeployOutcome::Problems { detail, problems } = outcome {
+        let _ = write!(
+            m,
+            "<section class=\"problems\" role=\"alert\" aria-labelledby=\"h-problems\"><h2 id=\"h-problems\">Not deployed: {}</h2>",
+            esc(detail)
+        );
+        if !problems.is_empty() {
+            m.push_str("<table class=\"list\" id=\"problems\"><thead><tr><th scope=\"col\">Path</th><th scope=\"col\">Problem</th></tr></thead><tbody>");
+            for p in problems {
+                let _ = write!(
+                    m,
+                    "<tr><th scope=\"row\"><code>{}</code></th><td>{}</td></tr>",
+                    esc(&p.path),
+                    esc(&p.message)
+                );
+            }
+            m.push_str("</tbody></table>");
+        }
+        m.push_str("<p>Nothing was stored.</p></section>");
+    }
+    let _ = write!(
+        m,
+        "<form method=\"post\" action=\"/console/deploy\" class=\"card deploy\" id=\"deploy-form\">\
 <label for=\"project\">Project</label><input id=\"project\" name=\"project\" value=\"{}\" required pattern=\"[a-z0-9]([-a-z0-9]*[a-z0-9])?\" aria-describedby=\"project-hint\">\
 <p class=\"hint\" id=\"project-hint\">The Kubernetes namespace the graph runs in (a DNS label).</p>\
 <label for=\"descriptor\">Descriptor (HDAG, YAML or JSON)</label>\
@@ -852,27 +925,7 @@ pub fn deploy(project: &str, descriptor: &str, outcome: &DeployOutcome) -> Strin
         esc(descriptor)
     );
     match outcome {
-        DeployOutcome::Nothing => {}
-        DeployOutcome::Problems { detail, problems } => {
-            let _ = write!(
-                m,
-                "<section class=\"problems\" role=\"alert\" aria-labelledby=\"h-problems\"><h2 id=\"h-problems\">Not deployed: {}</h2>",
-                esc(detail)
-            );
-            if !problems.is_empty() {
-                m.push_str("<table class=\"list\" id=\"problems\"><thead><tr><th scope=\"col\">Path</th><th scope=\"col\">Problem</th></tr></thead><tbody>");
-                for p in problems {
-                    let _ = write!(
-                        m,
-                        "<tr><th scope=\"row\"><code>{}</code></th><td>{}</td></tr>",
-                        esc(&p.path),
-                        esc(&p.message)
-                    );
-                }
-                m.push_str("</tbody></table>");
-            }
-            m.push_str("<p>Nothing was stored.</p></section>");
-        }
+        DeployOutcome::Nothing | DeployOutcome::Problems { .. } => {}
         DeployOutcome::DryRun {
             graph,
             placement,
@@ -935,13 +988,17 @@ pub fn deploy(project: &str, descriptor: &str, outcome: &DeployOutcome) -> Strin
 }
 
 /// The clusters page: capacity, readiness, GPUs and what runs where.
-pub fn clusters(clusters: &[ClusterRecord], placed: &[PlacedService], now: DateTime<Utc>) -> String {
+pub fn clusters(
+    clusters: &[ClusterRecord],
+    placed: &[PlacedService],
+    now: DateTime<Utc>,
+) -> String {
     let mut m = String::from("<h1>Clusters</h1>");
     if clusters.is_empty() {
         m.push_str("<p class=\"empty\">No clusters synced yet (a worker runs <code>cluster-sync</code>).</p>");
         return m;
     }
-    let shares = shares("", clusters, placed);
+    let shares = shares(clusters, &usage_of(placed, ""));
     m.push_str("<div class=\"placement\">");
     for (c, (_, [cpu, mem, gpu])) in clusters.iter().zip(shares) {
         let labels: Vec<String> = c
@@ -956,7 +1013,7 @@ pub fn clusters(clusters: &[ClusterRecord], placed: &[PlacedService], now: DateT
         let _ = write!(
             m,
             "<section class=\"cluster-col\" data-cluster=\"{n}\" aria-label=\"cluster {n}\"><h2>{n} {}</h2>\
-<p class=\"meta\">{} cores free of {:.1} · {} GPUs · synced {}</p>{}{}{}",
+<p class=\"meta\">Karmada reported {} of {:.1} cores free · {} GPUs · synced {}</p>{}{}{}",
             if c.ready {
                 status_badge("Running").replace("Running", "Ready")
             } else {
@@ -966,17 +1023,18 @@ pub fn clusters(clusters: &[ClusterRecord], placed: &[PlacedService], now: DateT
             c.cpu_allocatable,
             c.gpus,
             ago(now, c.synced_at),
-            bar("CPU requested", "cores", &cpu),
-            bar("Memory requested", "GiB", &mem),
+            bar_all("CPU", "cores", &cpu),
+            bar_all("Memory", "GiB", &mem),
             if gpu.total > 0.0 {
-                bar("GPU", "GPUs", &gpu)
+                bar_all("GPU", "GPUs", &gpu)
             } else {
                 String::new()
             },
             n = esc(&c.name)
         );
         if let Some(msg) = &c.message {
-            let _ = write!(m, "<p class=\"status-message\">{}</p>", esc(msg));
+            let class = if c.ready { "meta" } else { "status-message" };
+            let _ = write!(m, "<p class=\"{class}\">{}</p>", esc(msg));
         }
         if !labels.is_empty() {
             let _ = write!(m, "<p class=\"labels\">{}</p>", esc(&labels.join(" · ")));
@@ -986,7 +1044,7 @@ pub fn clusters(clusters: &[ClusterRecord], placed: &[PlacedService], now: DateT
         if here.is_empty() {
             m.push_str("<li class=\"empty\">nothing placed</li>");
         }
-        for p in here {
+        for p in here.iter().take(PER_CLUSTER) {
             let _ = write!(
                 m,
                 "<li><a href=\"/console/graphs/{}\">{}</a> / {} ×{} {}</li>",
@@ -997,11 +1055,21 @@ pub fn clusters(clusters: &[ClusterRecord], placed: &[PlacedService], now: DateT
                 status_badge(&p.status)
             );
         }
+        if here.len() > PER_CLUSTER {
+            let _ = write!(
+                m,
+                "<li>… and {} more services</li>",
+                here.len() - PER_CLUSTER
+            );
+        }
         m.push_str("</ul></section>");
     }
     m.push_str("</div>");
     m
 }
+
+/// Services listed per cluster on the clusters page (a big fleet would make it megabytes).
+const PER_CLUSTER: usize = 100;
 
 fn secs(v: Option<f64>) -> String {
     v.map_or("—".into(), |s| format!("{s:.1} s"))
@@ -1151,7 +1219,13 @@ mod tests {
         }
     }
 
-    fn placed(graph: &str, cluster: &str, cpu_millis: i64, replicas: i32, gpu: bool) -> PlacedService {
+    fn placed(
+        graph: &str,
+        cluster: &str,
+        cpu_millis: i64,
+        replicas: i32,
+        gpu: bool,
+    ) -> PlacedService {
         PlacedService {
             graph: graph.into(),
             project: "p".into(),
@@ -1173,12 +1247,26 @@ mod tests {
             placed("other", "a", 2000, 1, false),
             placed("mine", "g", 1000, 1, true),
         ];
-        let s = shares("mine", &cs, &ps);
-        assert_eq!(s[0].1[0], Share { this: 1.0, others: 2.0, total: 8.0 });
+        let s = shares(&cs, &usage_of(&ps, "mine"));
+        assert_eq!(
+            s[0].1[0],
+            Share {
+                this: 1.0,
+                others: 2.0,
+                total: 8.0
+            }
+        );
         assert_eq!(s[0].1[0].free(), 5.0);
         assert_eq!(s[0].1[1].this, 2.0);
-        assert_eq!(s[1].1[2], Share { this: 1.0, others: 0.0, total: 2.0 });
-        let over = shares("x", &cs, &[placed("y", "a", 9000, 1, false)]);
+        assert_eq!(
+            s[1].1[2],
+            Share {
+                this: 1.0,
+                others: 0.0,
+                total: 2.0
+            }
+        );
+        let over = shares(&cs, &usage_of(&[placed("y", "a", 9000, 1, false)], "x"));
         assert_eq!(over[0].1[0].free(), 0.0);
     }
 
@@ -1198,8 +1286,16 @@ mod tests {
         };
         // Newest first, as the store returns them.
         let decisions = vec![
-            d(2, 10, serde_json::json!({"edge-a": {"kind": "scaled", "changed": [{"service": "web", "from": 3, "to": 2}]}})),
-            d(1, 60, serde_json::json!({"edge-a": {"kind": "scaled", "changed": [{"service": "web", "from": 1, "to": 3}]}})),
+            d(
+                2,
+                10,
+                serde_json::json!({"edge-a": {"kind": "scaled", "changed": [{"service": "web", "from": 3, "to": 2}]}}),
+            ),
+            d(
+                1,
+                60,
+                serde_json::json!({"edge-a": {"kind": "scaled", "changed": [{"service": "web", "from": 1, "to": 3}]}}),
+            ),
         ];
         let mut web = node("web", &[], "Running");
         web.replicas = 2;
