@@ -95,16 +95,34 @@ pub(crate) fn handle(st: &mut State, req: &Req) -> Resp {
     if let Some((code, v)) = st.dashboards.handle(req.method, path, &query, req.body) {
         return Resp::json(code, &v);
     }
-    let result = match (req.method, path) {
-        // The sim stores JSON only. kubectl ≥ 1.3x sends built-in kinds as protobuf first and,
-        // on 415 (as an apiserver answers for a kind it serves only as JSON, e.g. CRDs), falls
-        // back to JSON for the rest of its session.
-        (m, p) if m != "GET" && p.starts_with("/api") && req.content_type.contains("protobuf") => {
-            Err(ApiError::UnsupportedMediaType(format!(
-                "the body content type {:?} is not supported; send application/json",
-                req.content_type
-            )))
+    // Typed clients send built-in kinds as protobuf: read the kinds the sim knows how to (what
+    // Helm's release storage writes); for the rest answer 415, as an apiserver does for a kind it
+    // serves only as JSON (e.g. CRDs), and kubectl falls back to JSON for its session.
+    let translated;
+    let req = if req.method != "GET"
+        && path.starts_with("/api")
+        && req.content_type.contains("protobuf")
+    {
+        match super::proto::to_json(req.body) {
+            Ok(v) => {
+                translated = serde_json::to_vec(&v).unwrap_or_default();
+                &Req {
+                    content_type: "application/json",
+                    body: &translated,
+                    ..*req
+                }
+            }
+            Err(why) => {
+                return Resp::error(&ApiError::UnsupportedMediaType(format!(
+                    "the body content type {:?} is not supported for this request ({why}); send application/json",
+                    req.content_type
+                )));
+            }
         }
+    } else {
+        req
+    };
+    let result = match (req.method, path) {
         ("GET", "/version") => Ok((200, version())),
         ("GET", "/healthz" | "/livez" | "/readyz") => {
             return Resp::text(200, "text/plain", "ok".into());
@@ -255,6 +273,7 @@ fn group_json(group: &str) -> Value {
         .filter(|m| m.group == group)
         .map(|m| m.version)
         .collect();
+    versions.sort_unstable();
     versions.dedup();
     let versions: Vec<Value> = versions
         .iter()
@@ -269,6 +288,7 @@ fn api_groups() -> Value {
         .map(|r| r.meta().group)
         .filter(|g| !g.is_empty())
         .collect();
+    groups.sort_unstable();
     groups.dedup();
     let groups: Vec<Value> = groups.into_iter().map(group_json).collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})

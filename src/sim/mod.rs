@@ -37,6 +37,7 @@
 mod api;
 mod grafana;
 mod metrics;
+mod proto;
 mod simulate;
 mod store;
 #[cfg(test)]

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
-/// The kinds the simulated federation serves. A closed set: smo only talks to these.
+/// The kinds the simulated federation serves: what smo writes, plus the kinds Helm charts carry
+/// (stored as given, like a real apiserver's generic registry) and the Secrets Helm keeps its
+/// releases in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) enum Res {
     Namespace,
@@ -17,6 +19,16 @@ pub(crate) enum Res {
     ServiceExport,
     ServiceImport,
     PrometheusRule,
+    ConfigMap,
+    Secret,
+    ServiceAccount,
+    PersistentVolumeClaim,
+    StatefulSet,
+    DaemonSet,
+    Job,
+    Ingress,
+    Role,
+    RoleBinding,
 }
 
 /// The short names and categories a real apiserver (or the kind's CRD) reports for a plural:
@@ -29,6 +41,13 @@ pub(crate) fn short_names(plural: &str) -> (&'static [&'static str], &'static [&
         "propagationpolicies" => (&["pp"], &[]),
         "overridepolicies" => (&["op"], &[]),
         "prometheusrules" => (&["promrule"], &["prometheus-operator"]),
+        "configmaps" => (&["cm"], &[]),
+        "serviceaccounts" => (&["sa"], &[]),
+        "persistentvolumeclaims" => (&["pvc"], &[]),
+        "statefulsets" => (&["sts"], &["all"]),
+        "daemonsets" => (&["ds"], &["all"]),
+        "jobs" => (&[], &["all"]),
+        "ingresses" => (&["ing"], &[]),
         _ => (&[], &[]),
     }
 }
@@ -120,8 +139,61 @@ const PROMRULE: KindMeta = meta(
     true,
 );
 
+const CONFIGMAP: KindMeta = meta("", "v1", "configmaps", "configmap", "ConfigMap", true);
+const SECRET: KindMeta = meta("", "v1", "secrets", "secret", "Secret", true);
+const SERVICEACCOUNT: KindMeta = meta(
+    "",
+    "v1",
+    "serviceaccounts",
+    "serviceaccount",
+    "ServiceAccount",
+    true,
+);
+const PVC: KindMeta = meta(
+    "",
+    "v1",
+    "persistentvolumeclaims",
+    "persistentvolumeclaim",
+    "PersistentVolumeClaim",
+    true,
+);
+const STATEFULSET: KindMeta = meta(
+    "apps",
+    "v1",
+    "statefulsets",
+    "statefulset",
+    "StatefulSet",
+    true,
+);
+const DAEMONSET: KindMeta = meta("apps", "v1", "daemonsets", "daemonset", "DaemonSet", true);
+const JOB: KindMeta = meta("batch", "v1", "jobs", "job", "Job", true);
+const INGRESS: KindMeta = meta(
+    "networking.k8s.io",
+    "v1",
+    "ingresses",
+    "ingress",
+    "Ingress",
+    true,
+);
+const ROLE: KindMeta = meta(
+    "rbac.authorization.k8s.io",
+    "v1",
+    "roles",
+    "role",
+    "Role",
+    true,
+);
+const ROLEBINDING: KindMeta = meta(
+    "rbac.authorization.k8s.io",
+    "v1",
+    "rolebindings",
+    "rolebinding",
+    "RoleBinding",
+    true,
+);
+
 impl Res {
-    pub const ALL: [Res; 9] = [
+    pub const ALL: [Res; 19] = [
         Res::Namespace,
         Res::Service,
         Res::Deployment,
@@ -131,6 +203,16 @@ impl Res {
         Res::ServiceExport,
         Res::ServiceImport,
         Res::PrometheusRule,
+        Res::ConfigMap,
+        Res::Secret,
+        Res::ServiceAccount,
+        Res::PersistentVolumeClaim,
+        Res::StatefulSet,
+        Res::DaemonSet,
+        Res::Job,
+        Res::Ingress,
+        Res::Role,
+        Res::RoleBinding,
     ];
 
     pub fn meta(self) -> &'static KindMeta {
@@ -144,6 +226,16 @@ impl Res {
             Res::ServiceExport => &SVCEX,
             Res::ServiceImport => &SVCIM,
             Res::PrometheusRule => &PROMRULE,
+            Res::ConfigMap => &CONFIGMAP,
+            Res::Secret => &SECRET,
+            Res::ServiceAccount => &SERVICEACCOUNT,
+            Res::PersistentVolumeClaim => &PVC,
+            Res::StatefulSet => &STATEFULSET,
+            Res::DaemonSet => &DAEMONSET,
+            Res::Job => &JOB,
+            Res::Ingress => &INGRESS,
+            Res::Role => &ROLE,
+            Res::RoleBinding => &ROLEBINDING,
         }
     }
 
@@ -769,6 +861,24 @@ fn validate_name(res: Res, name: &str) -> Result<(), String> {
     }
 }
 
+/// Standard base64 with padding (what `data` of a Secret holds).
+pub(crate) fn base64_encode(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(A[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 /// The few defaults an apiserver adds that clients read back.
 fn apply_defaults(res: Res, obj: &mut Value, old: Option<&Value>, seq: u64) {
     match res {
@@ -795,8 +905,20 @@ fn apply_defaults(res: Res, obj: &mut Value, old: Option<&Value>, seq: u64) {
                 obj["spec"]["clusterIP"] = ip;
             }
         }
-        Res::Deployment if obj.pointer("/spec/replicas").is_none() => {
+        Res::Deployment | Res::StatefulSet if obj.pointer("/spec/replicas").is_none() => {
             obj["spec"]["replicas"] = json!(1);
+        }
+        // A Secret's `stringData` is write-only: the apiserver folds it into `data` (base64).
+        Res::Secret => {
+            if let Some(Value::Object(sd)) = obj.as_object_mut().and_then(|o| o.remove("stringData")) {
+                for (k, v) in sd {
+                    let text = v.as_str().unwrap_or_default().to_string();
+                    obj["data"][k] = json!(base64_encode(text.as_bytes()));
+                }
+            }
+            if obj.get("type").is_none() {
+                obj["type"] = json!("Opaque");
+            }
         }
         _ => {}
     }

@@ -270,3 +270,264 @@ async fn stop_and_start_leave_a_never_fired_service_alone_and_reference_alerts_f
         "{log:#?}"
     );
 }
+
+/// The repository's `scripts/helm`: Helm v4's own engine (helm-sdkpy, installed by scripts/setup)
+/// behind helm's command line.
+fn real_helm() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/helm")
+}
+
+/// Runs the real engine's `helm`, asserting success; its stdout.
+fn helm_ok(args: &[&str]) -> String {
+    let out = tokio::task::block_in_place(|| {
+        std::process::Command::new(real_helm())
+            .args(args)
+            .output()
+            .expect("scripts/helm runs")
+    });
+    assert!(
+        out.status.success(),
+        "helm {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Packages our own test charts and pushes them to `registry` with the real engine.
+fn push_charts(registry: &str, charts: &[&str]) {
+    let dir = std::env::temp_dir().join(format!("smo-charts-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for c in charts {
+        let src = format!("{}/tests/fixtures/charts/{c}", env!("CARGO_MANIFEST_DIR"));
+        helm_ok(&["package", &src, "-d", &dir.display().to_string()]);
+        let tgz = dir.join(format!("{c}-0.1.0.tgz")).display().to_string();
+        helm_ok(&[
+            "push",
+            &tgz,
+            &format!("oci://{registry}/charts"),
+            "--plain-http",
+        ]);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The releases Helm itself lists in `ns` (from the release Secrets it stored in the sim).
+fn helm_list(kubeconfig: &Path, ns: &str) -> Vec<Value> {
+    let out = helm_ok(&[
+        "list",
+        "-n",
+        ns,
+        "--kubeconfig",
+        &kubeconfig.display().to_string(),
+        "-o",
+        "json",
+    ]);
+    let mut rows: Vec<Value> = serde_json::from_str(&out).expect("helm list JSON");
+    rows.sort_by_key(|r| r["name"].as_str().unwrap_or_default().to_string());
+    rows
+}
+
+async fn sim_get(s: &Stack, path: &str) -> (u16, Value) {
+    let r = reqwest::get(format!("{}{path}", s.sim_url)).await.unwrap();
+    let code = r.status().as_u16();
+    (code, r.json().await.unwrap_or(Value::Null))
+}
+
+fn shop(registry: &str) -> Vec<u8> {
+    format!(
+        r#"hdaGraph:
+  imVersion: 0.4.0
+  id: shop
+  version: "1.0"
+  services:
+    - id: web
+      deployment:
+        trigger: {{auto: {{dependencies: [worker]}}}}
+        intent:
+          compute: {{cpu: small, ram: small, storage: small, gpu: {{enabled: false}}}}
+          connectionPoints: [worker]
+      artifact:
+        ociImage: oci://{registry}/charts/web
+        ociConfig: {{type: App, implementer: HELM}}
+        valuesOverwrite: {{greeting: from smo}}
+    - id: worker
+      deployment:
+        trigger: {{auto: {{dependencies: []}}}}
+        intent:
+          compute: {{cpu: small, ram: small, storage: small, gpu: {{enabled: false}}}}
+      artifact:
+        ociImage: oci://{registry}/charts/worker
+        ociConfig: {{type: App, implementer: HELM}}
+    - id: sensor
+      deployment:
+        trigger: {{auto: {{dependencies: []}}}}
+        intent:
+          compute: {{cpu: light, ram: light, storage: light, gpu: {{enabled: false}}}}
+      artifact:
+        ociImage: oci://{registry}/charts/vo
+        ociConfig: {{type: VO, implementer: WOT}}
+        valuesOverwrite: {{thingDescription: thermometer}}
+"#
+    )
+    .into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chart_services_go_through_the_real_helm_engine_from_a_real_registry() {
+    let reg = crate::oci::start_registry().await;
+    push_charts(&reg.addr, &["web", "worker", "vo"]);
+    let s = Stack::with_helm(&real_helm()).await;
+    let accepted = s.client.deploy("shop", shop(&reg.addr), false).await.unwrap();
+    s.succeed(&accepted).await;
+    let g: Value = s.client.get("/graphs/shop").await.unwrap();
+    let placed = |svc: &str| g["placement"][svc].as_str().expect("placed").to_string();
+
+    // What Helm rendered and created, with smo's placement injected into the values.
+    let base = "/apis/apps/v1/namespaces/shop";
+    for (svc, kind) in [("web", "deployments"), ("worker", "deployments"), ("sensor", "statefulsets")] {
+        let (code, _) = sim_get(&s, &format!("{base}/{kind}/shop-{svc}")).await;
+        assert_eq!(code, 200, "{kind}/shop-{svc}");
+        let (_, pp) = sim_get(
+            &s,
+            &format!("/apis/policy.karmada.io/v1alpha1/namespaces/shop/propagationpolicies/shop-{svc}"),
+        )
+        .await;
+        assert_eq!(
+            pp["spec"]["placement"]["clusterAffinity"]["clusterNames"],
+            serde_json::json!([placed(svc)]),
+            "{svc}: {pp}"
+        );
+    }
+    let (_, cm) = sim_get(&s, "/api/v1/namespaces/shop/configmaps/shop-web-config").await;
+    assert_eq!(cm["data"]["greeting"], "from smo", "{cm}");
+    let (_, sts) = sim_get(&s, &format!("{base}/statefulsets/shop-sensor")).await;
+    assert_eq!(
+        sts["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"],
+        "thermometer"
+    );
+    let (code, _) = sim_get(&s, "/api/v1/namespaces/shop/serviceaccounts/shop-worker").await;
+    assert_eq!(code, 200);
+    // The release records Helm stored, and Helm reading them back.
+    let (_, secrets) = sim_get(&s, "/api/v1/namespaces/shop/secrets?labelSelector=owner%3Dhelm").await;
+    let names: Vec<&str> = secrets["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert!(names.contains(&"sh.helm.release.v1.shop-web.v1"), "{names:?}");
+    let releases = helm_list(&s.kubeconfig, "shop");
+    let summary: Vec<(String, String, String)> = releases
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap().to_string(),
+                r["revision"].as_str().unwrap().to_string(),
+                r["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        ["shop-sensor", "shop-web", "shop-worker"]
+            .map(|n| (n.to_string(), "1".to_string(), "deployed".to_string()))
+            .to_vec()
+    );
+
+    // Re-place after a cluster fails: the moved services are upgraded (revision 2), the others
+    // are left alone (revision 1).
+    let lost = placed("web");
+    let r = reqwest::Client::new()
+        .post(format!("{}/sim/clusters/{lost}/ready", s.sim_url))
+        .json(&serde_json::json!({"ready": false}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let accepted: Value = s.client.post("/graphs/shop/placement").await.unwrap();
+    s.succeed(&accepted).await;
+    let g2: Value = s.client.get("/graphs/shop").await.unwrap();
+    assert_ne!(g2["placement"]["web"].as_str(), Some(lost.as_str()));
+    for r in helm_list(&s.kubeconfig, "shop") {
+        let svc = r["name"].as_str().unwrap().trim_start_matches("shop-");
+        let moved = g["placement"][svc] != g2["placement"][svc];
+        let want = if moved { "2" } else { "1" };
+        assert_eq!(r["revision"], want, "{svc} (moved: {moved}): {r}");
+    }
+    let (_, pp) = sim_get(
+        &s,
+        "/apis/policy.karmada.io/v1alpha1/namespaces/shop/propagationpolicies/shop-web",
+    )
+    .await;
+    assert_eq!(
+        pp["spec"]["placement"]["clusterAffinity"]["clusterNames"],
+        serde_json::json!([g2["placement"]["web"]])
+    );
+
+    // Stop uninstalls every release: nothing of them is left.
+    let accepted: Value = s.client.post("/graphs/shop/stop").await.unwrap();
+    s.succeed(&accepted).await;
+    assert!(helm_list(&s.kubeconfig, "shop").is_empty());
+    for path in [
+        "/api/v1/namespaces/shop/secrets?labelSelector=owner%3Dhelm",
+        &format!("{base}/deployments"),
+        &format!("{base}/statefulsets"),
+        "/api/v1/namespaces/shop/configmaps",
+    ] {
+        let (_, list) = sim_get(&s, path).await;
+        assert_eq!(list["items"], serde_json::json!([]), "{path}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chart_that_fails_to_render_fails_the_job_with_helms_message_and_the_graph_can_be_removed() {
+    let reg = crate::oci::start_registry().await;
+    push_charts(&reg.addr, &["broken"]);
+    let s = Stack::with_helm(&real_helm()).await;
+    let descriptor = format!(
+        r#"hdaGraph:
+  id: broken
+  version: "1.0"
+  services:
+    - id: app
+      deployment:
+        trigger: {{auto: {{dependencies: []}}}}
+        intent:
+          compute: {{cpu: small, ram: small, storage: small, gpu: {{enabled: false}}}}
+      artifact:
+        ociImage: oci://{}/charts/broken
+        ociConfig: {{type: App, implementer: HELM}}
+"#,
+        reg.addr
+    );
+    let accepted = s
+        .client
+        .deploy("broken", descriptor.into_bytes(), false)
+        .await
+        .unwrap();
+    let id = accepted["job_id"].as_str().unwrap().to_string();
+    // The first attempt fails with Helm's own words, and the job is retried.
+    let mut job = Value::Null;
+    for _ in 0..600 {
+        job = serde_json::to_value(s.client.get_job(&id).await.unwrap()).unwrap();
+        if job["errors"].as_array().is_some_and(|e| !e.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let error = job["errors"][0]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("this chart is broken on purpose"),
+        "not Helm's message: {job}"
+    );
+    assert!(
+        matches!(job["state"].as_str(), Some("retrying" | "running" | "queued")),
+        "{job}"
+    );
+    // Removal converges even so.
+    let accepted: Value = s.client.delete("/graphs/broken").await.unwrap();
+    s.succeed(&accepted).await;
+    assert!(s.client.get::<Value>("/graphs/broken").await.is_err());
+    assert!(helm_list(&s.kubeconfig, "broken").is_empty());
+}

@@ -12,10 +12,10 @@ use serde_json::Value;
 
 use crate::stack::{Stack, smo_process};
 
-struct Registry {
+pub(crate) struct Registry {
     child: Child,
     dir: PathBuf,
-    addr: String,
+    pub addr: String,
 }
 
 impl Drop for Registry {
@@ -38,7 +38,7 @@ fn smo_ok(args: &[&str], home: &std::path::Path) -> std::process::Output {
     out
 }
 
-async fn start_registry() -> Registry {
+pub(crate) async fn start_registry() -> Registry {
     smo::install_crypto_provider();
     let bin = "/usr/bin/docker-registry";
     assert!(
