@@ -4,7 +4,7 @@ Rendering, OCI pulls and pushes, release storage and object creation are all Hel
 maps arguments and exits as helm does (0, or 1 with `Error: …` on stderr).
 
     helm version [--short]
-    helm upgrade --install REL CHART [-n NS] [--create-namespace] [--kubeconfig F] [-f F]...
+    helm upgrade --install REL CHART [-n NS] [--create-namespace] [--kubeconfig F] [-f F]... [--set K=V]...
          [--plain-http] [--timeout D] [--wait] [--version V]
     helm uninstall REL [-n NS] [--kubeconfig F] [--wait] [--timeout D]
     helm list [-n NS | -A] [--kubeconfig F] [-o json]
@@ -54,6 +54,28 @@ def values_of(files):
             fail(f"values file {path} is not a map")
         merge(merged, doc)
     return merged
+
+
+def scalar(text):
+    """helm --set's typing: integers, booleans and null are typed, anything else is a string."""
+    if re.fullmatch(r"-?\d+", text):
+        return int(text)
+    return {"true": True, "false": False, "null": None}.get(text, text)
+
+
+def set_values(into, expressions):
+    """`--set a.b=1,c=x` (no list indexes or escaped commas: smo never needs them)."""
+    for expression in expressions or []:
+        for pair in expression.split(","):
+            key, sep, value = pair.partition("=")
+            if not sep:
+                fail(f'failed parsing --set data: key "{pair}" has no value')
+            node = into
+            *parents, leaf = key.split(".")
+            for p in parents:
+                node = node.setdefault(p, {})
+            node[leaf] = scalar(value)
+    return into
 
 
 def merge(into, other):
@@ -113,7 +135,7 @@ async def upgrade(a):
         r = await helm.Upgrade(cfg).run(
             a.release,
             a.chart,
-            values=values_of(a.values),
+            values=set_values(values_of(a.values), a.set),
             version=version,
             install=True,
             create_namespace=a.create_namespace,
@@ -226,6 +248,7 @@ def parser():
     u.add_argument("-i", "--install", action="store_true")
     u.add_argument("--create-namespace", action="store_true")
     u.add_argument("-f", "--values", action="append")
+    u.add_argument("--set", action="append")
     u.add_argument("--plain-http", action="store_true")
     u.add_argument("--timeout")
     u.add_argument("--wait", action="store_true")

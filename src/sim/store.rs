@@ -29,6 +29,9 @@ pub(crate) enum Res {
     Ingress,
     Role,
     RoleBinding,
+    PodDisruptionBudget,
+    HorizontalPodAutoscaler,
+    ServiceMonitor,
 }
 
 /// The short names and categories a real apiserver (or the kind's CRD) reports for a plural:
@@ -48,6 +51,9 @@ pub(crate) fn short_names(plural: &str) -> (&'static [&'static str], &'static [&
         "daemonsets" => (&["ds"], &["all"]),
         "jobs" => (&[], &["all"]),
         "ingresses" => (&["ing"], &[]),
+        "poddisruptionbudgets" => (&["pdb"], &[]),
+        "horizontalpodautoscalers" => (&["hpa"], &["all"]),
+        "servicemonitors" => (&["smon"], &["prometheus-operator"]),
         _ => (&[], &[]),
     }
 }
@@ -192,8 +198,33 @@ const ROLEBINDING: KindMeta = meta(
     true,
 );
 
+const PDB: KindMeta = meta(
+    "policy",
+    "v1",
+    "poddisruptionbudgets",
+    "poddisruptionbudget",
+    "PodDisruptionBudget",
+    true,
+);
+const HPA: KindMeta = meta(
+    "autoscaling",
+    "v2",
+    "horizontalpodautoscalers",
+    "horizontalpodautoscaler",
+    "HorizontalPodAutoscaler",
+    true,
+);
+const SERVICEMONITOR: KindMeta = meta(
+    "monitoring.coreos.com",
+    "v1",
+    "servicemonitors",
+    "servicemonitor",
+    "ServiceMonitor",
+    true,
+);
+
 impl Res {
-    pub const ALL: [Res; 19] = [
+    pub const ALL: [Res; 22] = [
         Res::Namespace,
         Res::Service,
         Res::Deployment,
@@ -213,6 +244,9 @@ impl Res {
         Res::Ingress,
         Res::Role,
         Res::RoleBinding,
+        Res::PodDisruptionBudget,
+        Res::HorizontalPodAutoscaler,
+        Res::ServiceMonitor,
     ];
 
     pub fn meta(self) -> &'static KindMeta {
@@ -236,6 +270,9 @@ impl Res {
             Res::Ingress => &INGRESS,
             Res::Role => &ROLE,
             Res::RoleBinding => &ROLEBINDING,
+            Res::PodDisruptionBudget => &PDB,
+            Res::HorizontalPodAutoscaler => &HPA,
+            Res::ServiceMonitor => &SERVICEMONITOR,
         }
     }
 
@@ -907,6 +944,14 @@ fn apply_defaults(res: Res, obj: &mut Value, old: Option<&Value>, seq: u64) {
         }
         Res::Deployment | Res::StatefulSet if obj.pointer("/spec/replicas").is_none() => {
             obj["spec"]["replicas"] = json!(1);
+        }
+        // The sim runs no pods: a Job completes as soon as it exists (what Helm's hooks wait for).
+        Res::Job if obj.get("status").is_none() => {
+            let now = now_rfc3339();
+            obj["status"] = json!({
+                "succeeded": 1, "startTime": now, "completionTime": now,
+                "conditions": [{"type": "Complete", "status": "True", "lastTransitionTime": now}],
+            });
         }
         // A Secret's `stringData` is write-only: the apiserver folds it into `data` (base64).
         Res::Secret => {

@@ -531,3 +531,81 @@ async fn a_chart_that_fails_to_render_fails_the_job_with_helms_message_and_the_g
     assert!(s.client.get::<Value>("/graphs/broken").await.is_err());
     assert!(helm_list(&s.kubeconfig, "broken").is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn charts_smo_installs_into_the_sim_with_the_real_engine_and_its_schema_refuses_bad_values() {
+    smo::install_crypto_provider();
+    let (addr, _sim) = smo::sim::Sim::new(smo::sim::SimConfig::demo())
+        .spawn_on("127.0.0.1:0")
+        .expect("sim starts");
+    let sim = format!("http://{addr}");
+    let kubeconfig = std::env::temp_dir().join(format!("smo-chart-{}.kubeconfig", addr.port()));
+    std::fs::write(&kubeconfig, smo::sim::kubeconfig_yaml(&sim)).unwrap();
+    let kc = kubeconfig.display().to_string();
+    let chart = format!("{}/charts/smo", env!("CARGO_MANIFEST_DIR"));
+    // Every optional template on, so every template renders and is applied.
+    helm_ok(&[
+        "upgrade", "--install", "smo", &chart, "-n", "smo-system", "--create-namespace",
+        "--kubeconfig", &kc,
+        "--set", "database.url=postgres://smo@db/smo,worker.hpa.enabled=true,serviceMonitor.enabled=true",
+    ]);
+    let names = |path: &str| {
+        let url = format!("{sim}{path}");
+        async move {
+            let v: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+            let mut n: Vec<String> = v["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["metadata"]["name"].as_str().unwrap().to_string())
+                .collect();
+            n.sort();
+            n
+        }
+    };
+    let ns = "namespaces/smo-system";
+    assert_eq!(
+        names(&format!("/apis/apps/v1/{ns}/deployments")).await,
+        ["smo-api", "smo-scheduler", "smo-worker"]
+    );
+    for path in [
+        format!("/api/v1/{ns}/services"),
+        format!("/api/v1/{ns}/serviceaccounts"),
+        format!("/api/v1/{ns}/configmaps"),
+        format!("/apis/policy/v1/{ns}/poddisruptionbudgets"),
+        format!("/apis/autoscaling/v2/{ns}/horizontalpodautoscalers"),
+        format!("/apis/monitoring.coreos.com/v1/{ns}/servicemonitors"),
+    ] {
+        assert!(!names(&path).await.is_empty(), "nothing at {path}");
+    }
+    // The migration hook (a Job) ran and succeeded, and Helm deleted it as its policy says.
+    let status: Value = serde_json::from_str(&helm_ok(&[
+        "status", "smo", "-n", "smo-system", "--kubeconfig", &kc, "-o", "json",
+    ]))
+    .unwrap();
+    assert_eq!(status["hooks"][0]["name"], "smo-migrate", "{status}");
+    assert_eq!(status["hooks"][0]["last_run"]["phase"], "Succeeded");
+    assert!(names(&format!("/apis/batch/v1/{ns}/jobs")).await.is_empty());
+    let releases = helm_list(&kubeconfig, "smo-system");
+    assert_eq!(releases.len(), 1);
+    assert_eq!(releases[0]["status"], "deployed");
+
+    // values.schema.json refuses a wrong value, in Helm's own words, and nothing is installed.
+    let out = tokio::task::block_in_place(|| {
+        std::process::Command::new(real_helm())
+            .args([
+                "upgrade", "--install", "bad", &chart, "-n", "smo-bad", "--create-namespace",
+                "--kubeconfig", &kc, "--set", "database.url=postgres://x,worker.replicas=lots",
+            ])
+            .output()
+            .unwrap()
+    });
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("/worker/replicas") && stderr.contains("want integer"),
+        "{stderr}"
+    );
+    assert!(helm_list(&kubeconfig, "smo-bad").is_empty());
+    let _ = std::fs::remove_file(&kubeconfig);
+}
