@@ -223,6 +223,10 @@ struct SimArgs {
     /// Where to write the kubeconfig smo uses to reach the sim.
     #[arg(long, default_value_t = default_sim_kubeconfig())]
     kubeconfig_out: String,
+    /// A directory of CustomResourceDefinition files (Karmada, MCS, Prometheus operator): their
+    /// schemas are served in /openapi/v3, so `kubectl explain` works [default: open schemas]
+    #[arg(long)]
+    crds: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -765,6 +769,11 @@ async fn sim(a: SimArgs) -> anyhow::Result<u8> {
         }
         None => smo::sim::SimConfig::demo(),
     };
+    let mut config = config;
+    if let Some(dir) = &a.crds {
+        config.schemas = smo::sim::crd_schemas(dir)
+            .map_err(|e| anyhow::anyhow!("--crds {}: {e}", dir.display()))?;
+    }
     let listener = std::net::TcpListener::bind(&a.listen)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", a.listen))?;
     let addr = listener.local_addr()?;

@@ -132,7 +132,7 @@ pub(crate) fn handle(st: &mut State, req: &Req) -> Resp {
             return Resp::text(200, "text/plain; version=0.0.4", body);
         }
         ("GET", "/openapi/v3") => Ok((200, openapi_v3_index())),
-        ("GET", p) if p.starts_with("/openapi/v3/") => match openapi_v3_group(&p[12..]) {
+        ("GET", p) if p.starts_with("/openapi/v3/") => match openapi_v3_group(&p[12..], &st.schemas) {
             Some(doc) => Ok((200, doc)),
             None => Err(ApiError::NoRoute),
         },
@@ -148,6 +148,7 @@ pub(crate) fn handle(st: &mut State, req: &Req) -> Resp {
                 traffic: st.traffic.clone(),
                 dashboards: Default::default(),
                 write_latency_ms: 0,
+                schemas: st.schemas.clone(),
             };
             kube(&mut scratch, req, p, &query)
         }
@@ -199,7 +200,7 @@ fn openapi_v3_index() -> Value {
 /// `fieldValidation` on the writes, so kubectl finds server-side field validation (and validates
 /// there, as against a real apiserver) instead of refusing to apply. Schemas are open objects
 /// tagged with their kind: the sim keeps whatever fields it is given.
-fn openapi_v3_group(gv: &str) -> Option<Value> {
+fn openapi_v3_group(gv: &str, known: &BTreeMap<String, Value>) -> Option<Value> {
     let (group, version) = match gv.split('/').collect::<Vec<_>>().as_slice() {
         ["api", v] => ("", *v),
         ["apis", g, v] => (*g, *v),
@@ -247,11 +248,18 @@ fn openapi_v3_group(gv: &str) -> Option<Value> {
             "" => format!("io.k8s.api.core.{version}.{}", m.kind),
             g => format!("{g}.{version}.{}", m.kind),
         };
-        schemas.insert(
-            id,
-            json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true,
-                   "x-kubernetes-group-version-kind": [{"group": group, "version": version, "kind": m.kind}]}),
-        );
+        let gvk = json!([{"group": group, "version": version, "kind": m.kind}]);
+        let schema = match known.get(&format!("{group}/{version}/{}", m.kind)) {
+            // The kind's real schema (from its CRD), so `kubectl explain` can walk its fields.
+            Some(real) => {
+                let mut s = real.clone();
+                s["x-kubernetes-group-version-kind"] = gvk;
+                s
+            }
+            None => json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true,
+                           "x-kubernetes-group-version-kind": gvk}),
+        };
+        schemas.insert(id, schema);
     }
     Some(json!({
         "openapi": "3.0.0",

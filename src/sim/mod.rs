@@ -78,6 +78,44 @@ pub struct SimConfig {
     /// server, so tests can interrupt a job mid-way.
     #[serde(default)]
     pub write_latency_ms: u64,
+    /// OpenAPI v3 schemas of the custom kinds, keyed `group/version/Kind`, served in
+    /// `/openapi/v3` (what `kubectl explain` reads); kinds without one get an open object.
+    /// Filled from real CRD files by [`crd_schemas`] (`smo sim --crds DIR`).
+    #[serde(skip)]
+    pub schemas: BTreeMap<String, serde_json::Value>,
+}
+
+/// The `openAPIV3Schema` of every served version of the CustomResourceDefinitions in `dir`
+/// (`*.yaml`, one document each), keyed `group/version/Kind`. Files that are not CRDs are skipped.
+pub fn crd_schemas(dir: &std::path::Path) -> std::io::Result<BTreeMap<String, serde_json::Value>> {
+    let mut out = BTreeMap::new();
+    let mut files: Vec<_> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    files.sort();
+    for f in files {
+        let Ok(crd) = serde_norway::from_str::<serde_json::Value>(&std::fs::read_to_string(&f)?)
+        else {
+            continue;
+        };
+        if crd["kind"] != "CustomResourceDefinition" {
+            continue;
+        }
+        let (group, kind) = (
+            crd["spec"]["group"].as_str().unwrap_or_default(),
+            crd["spec"]["names"]["kind"].as_str().unwrap_or_default(),
+        );
+        for v in crd["spec"]["versions"].as_array().into_iter().flatten() {
+            if let (Some(version), Some(schema)) =
+                (v["name"].as_str(), v.pointer("/schema/openAPIV3Schema"))
+            {
+                out.insert(format!("{group}/{version}/{kind}"), schema.clone());
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn default_rate() -> f64 {
@@ -91,6 +129,7 @@ impl Default for SimConfig {
             auto_create_namespaces: false,
             default_rate: default_rate(),
             write_latency_ms: 0,
+            schemas: BTreeMap::new(),
         }
     }
 }
@@ -273,6 +312,8 @@ pub(crate) struct State {
     traffic: Traffic,
     dashboards: Dashboards,
     write_latency_ms: u64,
+    /// See [`SimConfig::schemas`].
+    schemas: Arc<BTreeMap<String, serde_json::Value>>,
 }
 
 /// A simulated federation. Cheap to clone: clones share the same state.
@@ -323,6 +364,7 @@ impl Sim {
             traffic: Traffic::new(rate),
             dashboards: Dashboards::default(),
             write_latency_ms: config.write_latency_ms,
+            schemas: Arc::new(config.schemas.clone()),
         };
         reconcile(&mut state, Instant::now());
         Sim {

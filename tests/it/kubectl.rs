@@ -3,7 +3,6 @@
 
 use std::process::Command;
 
-use serde_json::json;
 use smo::sim::{Sim, SimConfig};
 
 fn kubectl() -> String {
@@ -59,15 +58,15 @@ async fn kubectl_gets_by_short_name_applies_scales_and_deletes_against_the_sim()
         "{clusters}"
     );
 
-    // kubectl sends built-in kinds as protobuf when it creates them; the sim stores JSON, so the
-    // namespace is made over JSON here (see the closing note for this gap).
-    let r = reqwest::Client::new()
-        .post(format!("{url}/api/v1/namespaces"))
-        .json(&json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "demo"}}))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success());
+    // kubectl sends the built-in kinds it creates as protobuf: the sim reads them.
+    let created = ok(&["create", "ns", "demo"]);
+    assert!(created.contains("namespace/demo created"), "{created}");
+    ok(&["create", "configmap", "settings", "-n", "demo", "--from-literal=mode=fast"]);
+    ok(&["create", "secret", "generic", "creds", "-n", "demo", "--from-literal=user=smo"]);
+    let user = ok(&["get", "secret", "creds", "-n", "demo", "-o", "jsonpath={.data.user}"]);
+    assert_eq!(user.trim(), "c21v", "base64 of \"smo\"");
+    let cm = ok(&["get", "cm", "-n", "demo"]);
+    assert!(cm.contains("settings"), "{cm}");
     let manifest = dir.join("web.yaml");
     std::fs::write(
         &manifest,
@@ -99,5 +98,48 @@ async fn kubectl_gets_by_short_name_applies_scales_and_deletes_against_the_sim()
     ok(&["delete", "ns", "demo"]);
     let (gone, text) = tokio::task::block_in_place(|| run(&["get", "deploy", "web", "-n", "demo"]));
     assert!(!gone, "the namespace's content went with it: {text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_explains_karmada_kinds_from_their_real_crd_schemas() {
+    let Some(shared) = crate::support::shared_dir() else {
+        eprintln!("skipped: ../shared (with the real CRDs) is absent");
+        return;
+    };
+    smo::install_crypto_provider();
+    let bin = kubectl();
+    let config = SimConfig {
+        schemas: smo::sim::crd_schemas(&shared.join("crds")).expect("CRDs load"),
+        ..SimConfig::demo()
+    };
+    assert!(config.schemas.contains_key("policy.karmada.io/v1alpha1/PropagationPolicy"));
+    let (addr, _handle) = Sim::new(config).spawn_on("127.0.0.1:0").expect("sim starts");
+    let dir = std::env::temp_dir().join(format!("smo-explain-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(&kubeconfig, smo::sim::kubeconfig_yaml(&format!("http://{addr}"))).unwrap();
+    for (field, expect) in [
+        ("propagationpolicy.spec", "resourceSelectors"),
+        ("propagationpolicy.spec.placement.clusterAffinity", "clusterNames"),
+        ("prometheusrule.spec.groups", "rules"),
+        ("serviceexport", "ServiceExport"),
+    ] {
+        let out = tokio::task::block_in_place(|| {
+            Command::new(&bin)
+                .arg("--kubeconfig")
+                .arg(&kubeconfig)
+                .args(["explain", field])
+                .env("HOME", &dir)
+                .output()
+                .expect("kubectl runs")
+        });
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains(expect),
+            "kubectl explain {field}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
