@@ -657,6 +657,108 @@ fn sync_clusters(st: &mut State) {
     }
 }
 
+/// Karmada's ResourceBinding of a propagated Deployment: `<name>-deployment` in its namespace,
+/// owned by it, with the scheduling result in `spec.clusters` and each member's status in
+/// `status.aggregatedStatus`. Bindings of workloads no policy selects any more are deleted.
+fn bind(st: &mut State, workloads: &[Workload], stamp: &str) {
+    let mut wanted = std::collections::BTreeSet::new();
+    for w in workloads.iter().filter(|w| w.policy.is_some()) {
+        let name = format!("{}-deployment", w.key.name);
+        wanted.insert((w.key.ns.clone(), name.clone()));
+        let Some(d) = st.store.get(&w.key) else {
+            continue;
+        };
+        let (uid, rv) = (
+            d["metadata"]["uid"].clone(),
+            d["metadata"]["resourceVersion"].clone(),
+        );
+        let spec = json!({
+            "resource": {"apiVersion": "apps/v1", "kind": "Deployment", "namespace": w.key.ns,
+                         "name": w.key.name, "uid": uid, "resourceVersion": rv},
+            "replicas": w.replicas,
+            "clusters": w.targets.iter().map(|(c, n)| json!({"name": c, "replicas": n})).collect::<Vec<_>>(),
+            "propagateDeps": false,
+            "schedulerName": "default-scheduler",
+        });
+        let scheduled = !w.targets.is_empty();
+        let aggregated: Vec<Value> = w
+            .targets
+            .iter()
+            .map(|(c, n)| {
+                let ready = w.placed.get(c).copied().unwrap_or(0);
+                json!({
+                    "clusterName": c, "applied": true,
+                    "health": if ready >= *n { "Healthy" } else { "Unhealthy" },
+                    "status": {"replicas": n, "readyReplicas": ready, "availableReplicas": ready,
+                               "updatedReplicas": n, "observedGeneration": w.generation},
+                })
+            })
+            .collect();
+        let all_ready = w
+            .targets
+            .iter()
+            .all(|(c, n)| w.placed.get(c).copied().unwrap_or(0) >= *n);
+        let key = ObjKey::new(Res::ResourceBinding, &w.key.ns, &name);
+        let old = st
+            .store
+            .get(&key)
+            .map(|b| b["status"]["conditions"].clone())
+            .unwrap_or(Value::Null);
+        // A condition's transition time moves only when its status does (as Karmada writes it).
+        let cond = |kind: &str, ok: bool, reason: &str| {
+            let status = if ok { "True" } else { "False" };
+            let since = old
+                .as_array()
+                .and_then(|a| a.iter().find(|c| c["type"] == kind && c["status"] == status))
+                .and_then(|c| c["lastTransitionTime"].as_str())
+                .unwrap_or(stamp)
+                .to_string();
+            json!({"type": kind, "status": status, "reason": reason, "message": "",
+                   "lastTransitionTime": since})
+        };
+        let status = json!({
+            "schedulerObservedGeneration": w.generation,
+            "aggregatedStatus": aggregated,
+            "conditions": [
+                cond("Scheduled", scheduled, if scheduled { "Success" } else { "NoClusterFit" }),
+                cond("FullyApplied", scheduled && all_ready, if all_ready { "FullyAppliedSuccess" } else { "FullyAppliedFailed" }),
+            ],
+        });
+        if st.store.get(&key).is_none() {
+            let body = json!({
+                "apiVersion": "work.karmada.io/v1alpha2", "kind": "ResourceBinding",
+                "metadata": {
+                    "name": name, "namespace": w.key.ns,
+                    "labels": {"propagationpolicy.karmada.io/name": w.policy},
+                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": w.key.name,
+                                         "uid": uid, "controller": true, "blockOwnerDeletion": true}],
+                },
+                "spec": spec,
+            });
+            let _ = st.store.create(Res::ResourceBinding, &w.key.ns, body);
+        } else {
+            st.store.update_with(&key, |o| o["spec"] = spec);
+        }
+        st.store.set_status(&key, status);
+    }
+    let stale: Vec<ObjKey> = st
+        .store
+        .list(Res::ResourceBinding, None)
+        .iter()
+        .map(|b| {
+            ObjKey::new(
+                Res::ResourceBinding,
+                str_at(b, "/metadata/namespace"),
+                str_at(b, "/metadata/name"),
+            )
+        })
+        .filter(|k| !wanted.contains(&(k.ns.clone(), k.name.clone())))
+        .collect();
+    for k in stale {
+        let _ = st.store.delete(&k);
+    }
+}
+
 /// Recomputes every placement and writes statuses. Replicas already running keep their place
 /// (oldest deployment first), then new replicas are placed in creation order; whatever does
 /// not fit stays pending and counts as `allocating` on its cluster.
@@ -787,6 +889,7 @@ pub(crate) fn reconcile(st: &mut State, now: Instant) {
             },
         );
     }
+    bind(st, &workloads, &stamp);
     let live = &st.placements;
     st.traffic.retain(|k| live.contains_key(k));
 

@@ -32,6 +32,7 @@ pub(crate) enum Res {
     PodDisruptionBudget,
     HorizontalPodAutoscaler,
     ServiceMonitor,
+    ResourceBinding,
 }
 
 /// The short names and categories a real apiserver (or the kind's CRD) reports for a plural:
@@ -54,6 +55,7 @@ pub(crate) fn short_names(plural: &str) -> (&'static [&'static str], &'static [&
         "poddisruptionbudgets" => (&["pdb"], &[]),
         "horizontalpodautoscalers" => (&["hpa"], &["all"]),
         "servicemonitors" => (&["smon"], &["prometheus-operator"]),
+        "resourcebindings" => (&["rb"], &[]),
         _ => (&[], &[]),
     }
 }
@@ -223,8 +225,17 @@ const SERVICEMONITOR: KindMeta = meta(
     true,
 );
 
+const RESOURCEBINDING: KindMeta = meta(
+    "work.karmada.io",
+    "v1alpha2",
+    "resourcebindings",
+    "resourcebinding",
+    "ResourceBinding",
+    true,
+);
+
 impl Res {
-    pub const ALL: [Res; 22] = [
+    pub const ALL: [Res; 23] = [
         Res::Namespace,
         Res::Service,
         Res::Deployment,
@@ -247,6 +258,7 @@ impl Res {
         Res::PodDisruptionBudget,
         Res::HorizontalPodAutoscaler,
         Res::ServiceMonitor,
+        Res::ResourceBinding,
     ];
 
     pub fn meta(self) -> &'static KindMeta {
@@ -273,6 +285,7 @@ impl Res {
             Res::PodDisruptionBudget => &PDB,
             Res::HorizontalPodAutoscaler => &HPA,
             Res::ServiceMonitor => &SERVICEMONITOR,
+            Res::ResourceBinding => &RESOURCEBINDING,
         }
     }
 

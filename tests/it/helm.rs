@@ -398,6 +398,21 @@ async fn chart_services_go_through_the_real_helm_engine_from_a_real_registry() {
             "{svc}: {pp}"
         );
     }
+    // Karmada's view of the propagated workload: a ResourceBinding with the scheduling result
+    // and each member's status, valid against the real CRD.
+    let rb_path = "/apis/work.karmada.io/v1alpha2/namespaces/shop/resourcebindings/shop-web-deployment";
+    let (code, rb) = sim_get(&s, rb_path).await;
+    assert_eq!(code, 200, "{rb}");
+    assert_eq!(rb["spec"]["clusters"], serde_json::json!([{"name": placed("web"), "replicas": 1}]));
+    assert_eq!(rb["status"]["aggregatedStatus"][0]["status"]["readyReplicas"], 1, "{rb}");
+    assert_eq!(rb["status"]["conditions"][1]["type"], "FullyApplied");
+    assert_eq!(rb["status"]["conditions"][1]["status"], "True");
+    if let Some(shared) = crate::support::shared_dir() {
+        let crd = crate::support::crd::load(&shared.join("crds/work.karmada.io_resourcebindings.yaml"))
+            .expect("the ResourceBinding CRD");
+        let problems = crate::support::crd::validate(&crd, &rb);
+        assert!(problems.is_empty(), "{problems:#?}\n{rb}");
+    }
     let (_, cm) = sim_get(&s, "/api/v1/namespaces/shop/configmaps/shop-web-config").await;
     assert_eq!(cm["data"]["greeting"], "from smo", "{cm}");
     let (_, sts) = sim_get(&s, &format!("{base}/statefulsets/shop-sensor")).await;
@@ -464,6 +479,8 @@ async fn chart_services_go_through_the_real_helm_engine_from_a_real_registry() {
         pp["spec"]["placement"]["clusterAffinity"]["clusterNames"],
         serde_json::json!([g2["placement"]["web"]])
     );
+    let (_, rb) = sim_get(&s, rb_path).await;
+    assert_eq!(rb["spec"]["clusters"][0]["name"], g2["placement"]["web"], "{rb}");
 
     // Stop uninstalls every release: nothing of them is left.
     let accepted: Value = s.client.post("/graphs/shop/stop").await.unwrap();
@@ -474,6 +491,7 @@ async fn chart_services_go_through_the_real_helm_engine_from_a_real_registry() {
         &format!("{base}/deployments"),
         &format!("{base}/statefulsets"),
         "/api/v1/namespaces/shop/configmaps",
+        "/apis/work.karmada.io/v1alpha2/namespaces/shop/resourcebindings",
     ] {
         let (_, list) = sim_get(&s, path).await;
         assert_eq!(list["items"], serde_json::json!([]), "{path}");
