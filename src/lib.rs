@@ -15,7 +15,6 @@
 //! - [`jobs`]       smo's job kinds: deploy, start, stop, re-place, remove, cluster-sync
 //! - [`http`]       the REST API (poem-openapi), problem+json errors
 //! - [`metrics`]    smo's own Prometheus series (queue, jobs, requests, solves)
-//! - [`sim`]        the simulated Karmada federation (`smo sim`)
 //! - [`bench`]      `smo bench`: figures printed, never asserted
 
 pub mod bench;
@@ -32,7 +31,6 @@ pub mod placement;
 pub mod scaling;
 pub mod server;
 pub mod settings;
-pub mod sim;
 pub mod store;
 
 /// Installs the process-wide TLS provider (ring). kube, reqwest and sqlx all use rustls; with a

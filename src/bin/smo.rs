@@ -764,14 +764,14 @@ async fn sim(a: SimArgs) -> anyhow::Result<u8> {
         Some(p) => {
             let text =
                 std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
-            smo::sim::SimConfig::from_yaml(&text)
+            smo_sim::SimConfig::from_yaml(&text)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
         }
-        None => smo::sim::SimConfig::demo(),
+        None => smo_sim::SimConfig::demo(),
     };
     let mut config = config;
     if let Some(dir) = &a.crds {
-        config.schemas = smo::sim::crd_schemas(dir)
+        config.schemas = smo_sim::crd_schemas(dir)
             .map_err(|e| anyhow::anyhow!("--crds {}: {e}", dir.display()))?;
     }
     let listener = std::net::TcpListener::bind(&a.listen)
@@ -781,7 +781,7 @@ async fn sim(a: SimArgs) -> anyhow::Result<u8> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    std::fs::write(&path, smo::sim::kubeconfig_yaml(&format!("http://{addr}")))?;
+    std::fs::write(&path, smo_sim::kubeconfig_yaml(&format!("http://{addr}")))?;
     eprintln!(
         "smo sim: {} member clusters ({}) on http://{addr}; kubeconfig written to {}",
         config.clusters.len(),
@@ -794,8 +794,8 @@ async fn sim(a: SimArgs) -> anyhow::Result<u8> {
         path.display()
     );
     let shutdown = server::shutdown_on_signals();
-    smo::sim::serve(
-        smo::sim::Sim::new(config),
+    smo_sim::serve(
+        smo_sim::Sim::new(config),
         listener,
         shutdown.cancelled_owned(),
     )

@@ -249,7 +249,7 @@ async fn status_reports_readiness_workers_and_waiting_jobs_with_its_exit_code() 
     let home = std::env::temp_dir().join(format!("smo-status-{}", std::process::id()));
     std::fs::create_dir_all(&home).unwrap();
     // No worker: the deploy waits, and status says why smo is not healthy.
-    let s = Stack::start_with(false, smo::sim::SimConfig::demo()).await;
+    let s = Stack::start_with(false, smo_sim::SimConfig::demo()).await;
     s.client
         .deploy("demo", crate::support::example("hello.yaml"), false)
         .await

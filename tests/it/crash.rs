@@ -4,7 +4,7 @@
 use std::{fmt::Write, time::Duration};
 
 use serde_json::Value;
-use smo::sim::SimConfig;
+use smo_sim::SimConfig;
 
 use crate::stack::{Stack, smo_process};
 

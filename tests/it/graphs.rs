@@ -267,7 +267,7 @@ async fn a_dry_run_shows_placement_and_objects_and_changes_nothing() {
 
 #[tokio::test]
 async fn metrics_show_jobs_queue_depth_and_api_latency() {
-    let s = Stack::start_with(false, smo::sim::SimConfig::demo()).await;
+    let s = Stack::start_with(false, smo_sim::SimConfig::demo()).await;
     // No worker runs: the deploy job waits, and the queue depth says so.
     s.client
         .deploy("demo", example("hello.yaml"), false)
@@ -458,7 +458,7 @@ async fn a_condition_all_service_deploys_only_while_every_event_fires() {
 #[tokio::test]
 async fn a_condition_all_job_rechecks_events_that_resolved_after_it_was_enqueued() {
     // No worker yet: the deploy and the deploy-conditional jobs wait in the queue.
-    let s = Stack::start_with(false, smo::sim::SimConfig::demo()).await;
+    let s = Stack::start_with(false, smo_sim::SimConfig::demo()).await;
     let run_jobs = || async {
         let registry = smo::jobs::registry(smo::jobs::App {
             pool: s.db.pool.clone(),

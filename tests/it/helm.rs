@@ -377,19 +377,29 @@ async fn chart_services_go_through_the_real_helm_engine_from_a_real_registry() {
     let reg = crate::oci::start_registry().await;
     push_charts(&reg.addr, &["web", "worker", "vo"]);
     let s = Stack::with_helm(&real_helm()).await;
-    let accepted = s.client.deploy("shop", shop(&reg.addr), false).await.unwrap();
+    let accepted = s
+        .client
+        .deploy("shop", shop(&reg.addr), false)
+        .await
+        .unwrap();
     s.succeed(&accepted).await;
     let g: Value = s.client.get("/graphs/shop").await.unwrap();
     let placed = |svc: &str| g["placement"][svc].as_str().expect("placed").to_string();
 
     // What Helm rendered and created, with smo's placement injected into the values.
     let base = "/apis/apps/v1/namespaces/shop";
-    for (svc, kind) in [("web", "deployments"), ("worker", "deployments"), ("sensor", "statefulsets")] {
+    for (svc, kind) in [
+        ("web", "deployments"),
+        ("worker", "deployments"),
+        ("sensor", "statefulsets"),
+    ] {
         let (code, _) = sim_get(&s, &format!("{base}/{kind}/shop-{svc}")).await;
         assert_eq!(code, 200, "{kind}/shop-{svc}");
         let (_, pp) = sim_get(
             &s,
-            &format!("/apis/policy.karmada.io/v1alpha1/namespaces/shop/propagationpolicies/shop-{svc}"),
+            &format!(
+                "/apis/policy.karmada.io/v1alpha1/namespaces/shop/propagationpolicies/shop-{svc}"
+            ),
         )
         .await;
         assert_eq!(
@@ -400,16 +410,24 @@ async fn chart_services_go_through_the_real_helm_engine_from_a_real_registry() {
     }
     // Karmada's view of the propagated workload: a ResourceBinding with the scheduling result
     // and each member's status, valid against the real CRD.
-    let rb_path = "/apis/work.karmada.io/v1alpha2/namespaces/shop/resourcebindings/shop-web-deployment";
+    let rb_path =
+        "/apis/work.karmada.io/v1alpha2/namespaces/shop/resourcebindings/shop-web-deployment";
     let (code, rb) = sim_get(&s, rb_path).await;
     assert_eq!(code, 200, "{rb}");
-    assert_eq!(rb["spec"]["clusters"], serde_json::json!([{"name": placed("web"), "replicas": 1}]));
-    assert_eq!(rb["status"]["aggregatedStatus"][0]["status"]["readyReplicas"], 1, "{rb}");
+    assert_eq!(
+        rb["spec"]["clusters"],
+        serde_json::json!([{"name": placed("web"), "replicas": 1}])
+    );
+    assert_eq!(
+        rb["status"]["aggregatedStatus"][0]["status"]["readyReplicas"], 1,
+        "{rb}"
+    );
     assert_eq!(rb["status"]["conditions"][1]["type"], "FullyApplied");
     assert_eq!(rb["status"]["conditions"][1]["status"], "True");
     if let Some(shared) = crate::support::shared_dir() {
-        let crd = crate::support::crd::load(&shared.join("crds/work.karmada.io_resourcebindings.yaml"))
-            .expect("the ResourceBinding CRD");
+        let crd =
+            crate::support::crd::load(&shared.join("crds/work.karmada.io_resourcebindings.yaml"))
+                .expect("the ResourceBinding CRD");
         let problems = crate::support::crd::validate(&crd, &rb);
         assert!(problems.is_empty(), "{problems:#?}\n{rb}");
     }
@@ -423,7 +441,11 @@ async fn chart_services_go_through_the_real_helm_engine_from_a_real_registry() {
     let (code, _) = sim_get(&s, "/api/v1/namespaces/shop/serviceaccounts/shop-worker").await;
     assert_eq!(code, 200);
     // The release records Helm stored, and Helm reading them back.
-    let (_, secrets) = sim_get(&s, "/api/v1/namespaces/shop/secrets?labelSelector=owner%3Dhelm").await;
+    let (_, secrets) = sim_get(
+        &s,
+        "/api/v1/namespaces/shop/secrets?labelSelector=owner%3Dhelm",
+    )
+    .await;
     let names: Vec<&str> = secrets["items"]
         .as_array()
         .unwrap()
@@ -431,7 +453,10 @@ async fn chart_services_go_through_the_real_helm_engine_from_a_real_registry() {
         .map(|x| x["metadata"]["name"].as_str().unwrap())
         .collect();
     assert_eq!(names.len(), 3, "{names:?}");
-    assert!(names.contains(&"sh.helm.release.v1.shop-web.v1"), "{names:?}");
+    assert!(
+        names.contains(&"sh.helm.release.v1.shop-web.v1"),
+        "{names:?}"
+    );
     let releases = helm_list(&s.kubeconfig, "shop");
     let summary: Vec<(String, String, String)> = releases
         .iter()
@@ -480,7 +505,10 @@ async fn chart_services_go_through_the_real_helm_engine_from_a_real_registry() {
         serde_json::json!([g2["placement"]["web"]])
     );
     let (_, rb) = sim_get(&s, rb_path).await;
-    assert_eq!(rb["spec"]["clusters"][0]["name"], g2["placement"]["web"], "{rb}");
+    assert_eq!(
+        rb["spec"]["clusters"][0]["name"], g2["placement"]["web"],
+        "{rb}"
+    );
 
     // Stop uninstalls every release: nothing of them is left.
     let accepted: Value = s.client.post("/graphs/shop/stop").await.unwrap();
@@ -499,7 +527,8 @@ async fn chart_services_go_through_the_real_helm_engine_from_a_real_registry() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_chart_that_fails_to_render_fails_the_job_with_helms_message_and_the_graph_can_be_removed() {
+async fn a_chart_that_fails_to_render_fails_the_job_with_helms_message_and_the_graph_can_be_removed()
+ {
     let reg = crate::oci::start_registry().await;
     push_charts(&reg.addr, &["broken"]);
     let s = Stack::with_helm(&real_helm()).await;
@@ -540,7 +569,10 @@ async fn a_chart_that_fails_to_render_fails_the_job_with_helms_message_and_the_g
         "not Helm's message: {job}"
     );
     assert!(
-        matches!(job["state"].as_str(), Some("retrying" | "running" | "queued")),
+        matches!(
+            job["state"].as_str(),
+            Some("retrying" | "running" | "queued")
+        ),
         "{job}"
     );
     // Removal converges even so.
@@ -553,19 +585,27 @@ async fn a_chart_that_fails_to_render_fails_the_job_with_helms_message_and_the_g
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn charts_smo_installs_into_the_sim_with_the_real_engine_and_its_schema_refuses_bad_values() {
     smo::install_crypto_provider();
-    let (addr, _sim) = smo::sim::Sim::new(smo::sim::SimConfig::demo())
+    let (addr, _sim) = smo_sim::Sim::new(smo_sim::SimConfig::demo())
         .spawn_on("127.0.0.1:0")
         .expect("sim starts");
     let sim = format!("http://{addr}");
     let kubeconfig = std::env::temp_dir().join(format!("smo-chart-{}.kubeconfig", addr.port()));
-    std::fs::write(&kubeconfig, smo::sim::kubeconfig_yaml(&sim)).unwrap();
+    std::fs::write(&kubeconfig, smo_sim::kubeconfig_yaml(&sim)).unwrap();
     let kc = kubeconfig.display().to_string();
     let chart = format!("{}/charts/smo", env!("CARGO_MANIFEST_DIR"));
     // Every optional template on, so every template renders and is applied.
     helm_ok(&[
-        "upgrade", "--install", "smo", &chart, "-n", "smo-system", "--create-namespace",
-        "--kubeconfig", &kc,
-        "--set", "database.url=postgres://smo@db/smo,worker.hpa.enabled=true,serviceMonitor.enabled=true",
+        "upgrade",
+        "--install",
+        "smo",
+        &chart,
+        "-n",
+        "smo-system",
+        "--create-namespace",
+        "--kubeconfig",
+        &kc,
+        "--set",
+        "database.url=postgres://smo@db/smo,worker.hpa.enabled=true,serviceMonitor.enabled=true",
     ]);
     let names = |path: &str| {
         let url = format!("{sim}{path}");
@@ -598,7 +638,14 @@ async fn charts_smo_installs_into_the_sim_with_the_real_engine_and_its_schema_re
     }
     // The migration hook (a Job) ran and succeeded, and Helm deleted it as its policy says.
     let status: Value = serde_json::from_str(&helm_ok(&[
-        "status", "smo", "-n", "smo-system", "--kubeconfig", &kc, "-o", "json",
+        "status",
+        "smo",
+        "-n",
+        "smo-system",
+        "--kubeconfig",
+        &kc,
+        "-o",
+        "json",
     ]))
     .unwrap();
     assert_eq!(status["hooks"][0]["name"], "smo-migrate", "{status}");
@@ -612,8 +659,17 @@ async fn charts_smo_installs_into_the_sim_with_the_real_engine_and_its_schema_re
     let out = tokio::task::block_in_place(|| {
         std::process::Command::new(real_helm())
             .args([
-                "upgrade", "--install", "bad", &chart, "-n", "smo-bad", "--create-namespace",
-                "--kubeconfig", &kc, "--set", "database.url=postgres://x,worker.replicas=lots",
+                "upgrade",
+                "--install",
+                "bad",
+                &chart,
+                "-n",
+                "smo-bad",
+                "--create-namespace",
+                "--kubeconfig",
+                &kc,
+                "--set",
+                "database.url=postgres://x,worker.replicas=lots",
             ])
             .output()
             .unwrap()

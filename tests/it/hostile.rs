@@ -3,7 +3,7 @@
 //! grow /metrics, and listing graphs never reads their descriptors.
 
 use serde_json::{Value, json};
-use smo::sim::SimConfig;
+use smo_sim::SimConfig;
 
 use crate::stack::Stack;
 

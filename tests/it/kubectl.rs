@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use smo::sim::{Sim, SimConfig};
+use smo_sim::{Sim, SimConfig};
 
 fn kubectl() -> String {
     let bin = std::env::var("SMO_KUBECTL").unwrap_or_else(|_| {
@@ -26,7 +26,7 @@ async fn kubectl_gets_by_short_name_applies_scales_and_deletes_against_the_sim()
     let dir = std::env::temp_dir().join(format!("smo-kubectl-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     let kubeconfig = dir.join("kubeconfig");
-    std::fs::write(&kubeconfig, smo::sim::kubeconfig_yaml(&url)).unwrap();
+    std::fs::write(&kubeconfig, smo_sim::kubeconfig_yaml(&url)).unwrap();
     let run = |args: &[&str]| {
         let out = Command::new(&bin)
             .arg("--kubeconfig")
@@ -61,9 +61,32 @@ async fn kubectl_gets_by_short_name_applies_scales_and_deletes_against_the_sim()
     // kubectl sends the built-in kinds it creates as protobuf: the sim reads them.
     let created = ok(&["create", "ns", "demo"]);
     assert!(created.contains("namespace/demo created"), "{created}");
-    ok(&["create", "configmap", "settings", "-n", "demo", "--from-literal=mode=fast"]);
-    ok(&["create", "secret", "generic", "creds", "-n", "demo", "--from-literal=user=smo"]);
-    let user = ok(&["get", "secret", "creds", "-n", "demo", "-o", "jsonpath={.data.user}"]);
+    ok(&[
+        "create",
+        "configmap",
+        "settings",
+        "-n",
+        "demo",
+        "--from-literal=mode=fast",
+    ]);
+    ok(&[
+        "create",
+        "secret",
+        "generic",
+        "creds",
+        "-n",
+        "demo",
+        "--from-literal=user=smo",
+    ]);
+    let user = ok(&[
+        "get",
+        "secret",
+        "creds",
+        "-n",
+        "demo",
+        "-o",
+        "jsonpath={.data.user}",
+    ]);
     assert_eq!(user.trim(), "c21v", "base64 of \"smo\"");
     let cm = ok(&["get", "cm", "-n", "demo"]);
     assert!(cm.contains("settings"), "{cm}");
@@ -110,18 +133,31 @@ async fn kubectl_explains_karmada_kinds_from_their_real_crd_schemas() {
     smo::install_crypto_provider();
     let bin = kubectl();
     let config = SimConfig {
-        schemas: smo::sim::crd_schemas(&shared.join("crds")).expect("CRDs load"),
+        schemas: smo_sim::crd_schemas(&shared.join("crds")).expect("CRDs load"),
         ..SimConfig::demo()
     };
-    assert!(config.schemas.contains_key("policy.karmada.io/v1alpha1/PropagationPolicy"));
-    let (addr, _handle) = Sim::new(config).spawn_on("127.0.0.1:0").expect("sim starts");
+    assert!(
+        config
+            .schemas
+            .contains_key("policy.karmada.io/v1alpha1/PropagationPolicy")
+    );
+    let (addr, _handle) = Sim::new(config)
+        .spawn_on("127.0.0.1:0")
+        .expect("sim starts");
     let dir = std::env::temp_dir().join(format!("smo-explain-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     let kubeconfig = dir.join("kubeconfig");
-    std::fs::write(&kubeconfig, smo::sim::kubeconfig_yaml(&format!("http://{addr}"))).unwrap();
+    std::fs::write(
+        &kubeconfig,
+        smo_sim::kubeconfig_yaml(&format!("http://{addr}")),
+    )
+    .unwrap();
     for (field, expect) in [
         ("propagationpolicy.spec", "resourceSelectors"),
-        ("propagationpolicy.spec.placement.clusterAffinity", "clusterNames"),
+        (
+            "propagationpolicy.spec.placement.clusterAffinity",
+            "clusterNames",
+        ),
         ("prometheusrule.spec.groups", "rules"),
         ("serviceexport", "ServiceExport"),
     ] {

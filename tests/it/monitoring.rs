@@ -49,7 +49,7 @@ async fn replicas_follow_load_an_alert_deploys_its_service_once_and_remove_clean
         panic!("prometheus-alertmanager is required: run scripts/setup");
     };
     // The stack without its default worker: this one is wired to the monitoring stack.
-    let s = Stack::start_with(false, smo::sim::SimConfig::demo()).await;
+    let s = Stack::start_with(false, smo_sim::SimConfig::demo()).await;
     let dir = std::env::temp_dir().join(format!("{}-mon", s.db.name));
     let rules = dir.join("rules");
     std::fs::create_dir_all(&rules).unwrap();

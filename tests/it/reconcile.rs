@@ -5,7 +5,8 @@
 use std::{fmt::Write, os::unix::fs::PermissionsExt, path::Path, time::Duration};
 
 use serde_json::{Value, json};
-use smo::{jobs::RepairDriftJob, sim::SimConfig};
+use smo::jobs::RepairDriftJob;
+use smo_sim::SimConfig;
 
 use crate::{
     stack::{Stack, smo_process},

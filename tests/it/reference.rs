@@ -103,7 +103,7 @@ async fn reference_clients_find_their_fields_and_reference_descriptors_deploy() 
 
 #[tokio::test]
 async fn flask_era_requests_are_read_or_told_the_route_to_use() {
-    let s = Stack::start_with(false, smo::sim::SimConfig::demo()).await;
+    let s = Stack::start_with(false, smo_sim::SimConfig::demo()).await;
     let http = reqwest::Client::new();
     // A JSON string holding the YAML, as older scripts post it.
     let r = http

@@ -4,7 +4,7 @@
 use std::process::Stdio;
 
 use serde_json::Value;
-use smo::sim::{Sim, SimConfig};
+use smo_sim::{Sim, SimConfig};
 
 use crate::{
     stack::smo_process,
@@ -54,7 +54,7 @@ async fn prometheus_scrapes_queue_depth_while_jobs_wait_and_worker_counters_afte
     let kubeconfig = home.join("karmada.kubeconfig");
     std::fs::write(
         &kubeconfig,
-        smo::sim::kubeconfig_yaml(&format!("http://{sim_addr}")),
+        smo_sim::kubeconfig_yaml(&format!("http://{sim_addr}")),
     )
     .unwrap();
 

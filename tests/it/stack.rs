@@ -8,9 +8,9 @@ use serde_json::Value;
 use smo::{
     federation::Federation,
     jobs::{self, App},
-    sim::{Sim, SimConfig, SimHandle},
 };
 use smo_jobs::{Queue, Worker, testing::fast_worker_config};
+use smo_sim::{Sim, SimConfig, SimHandle};
 use tokio_util::sync::CancellationToken;
 
 use crate::support::test_db;
@@ -75,7 +75,7 @@ impl Stack {
         let (addr, handle) = sim.spawn_on("127.0.0.1:0").expect("sim starts");
         let sim_url = format!("http://{addr}");
         let kubeconfig = std::env::temp_dir().join(format!("{}.kubeconfig", db.name));
-        std::fs::write(&kubeconfig, smo::sim::kubeconfig_yaml(&sim_url)).unwrap();
+        std::fs::write(&kubeconfig, smo_sim::kubeconfig_yaml(&sim_url)).unwrap();
         let federation = Federation::from_kubeconfig(&kubeconfig)
             .await
             .expect("federation client");

@@ -788,8 +788,8 @@ async fn grafana_dashboards_roundtrip() {
 
 #[test]
 fn fixture_config_parses_and_bad_configs_are_refused() {
-    let c = SimConfig::from_yaml(include_str!("../../tests/fixtures/sim/federation.yaml"))
-        .expect("fixture");
+    let c =
+        SimConfig::from_yaml(include_str!("../tests/fixtures/federation.yaml")).expect("fixture");
     assert_eq!(c.clusters.len(), 3);
     assert_eq!(c.clusters[1].memory, "34359738368");
     assert!(!c.clusters[2].ready);

@@ -709,7 +709,10 @@ fn bind(st: &mut State, workloads: &[Workload], stamp: &str) {
             let status = if ok { "True" } else { "False" };
             let since = old
                 .as_array()
-                .and_then(|a| a.iter().find(|c| c["type"] == kind && c["status"] == status))
+                .and_then(|a| {
+                    a.iter()
+                        .find(|c| c["type"] == kind && c["status"] == status)
+                })
                 .and_then(|c| c["lastTransitionTime"].as_str())
                 .unwrap_or(stamp)
                 .to_string();

@@ -916,7 +916,11 @@ pub(crate) fn base64_encode(bytes: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -968,7 +972,9 @@ fn apply_defaults(res: Res, obj: &mut Value, old: Option<&Value>, seq: u64) {
         }
         // A Secret's `stringData` is write-only: the apiserver folds it into `data` (base64).
         Res::Secret => {
-            if let Some(Value::Object(sd)) = obj.as_object_mut().and_then(|o| o.remove("stringData")) {
+            if let Some(Value::Object(sd)) =
+                obj.as_object_mut().and_then(|o| o.remove("stringData"))
+            {
                 for (k, v) in sd {
                     let text = v.as_str().unwrap_or_default().to_string();
                     obj["data"][k] = json!(base64_encode(text.as_bytes()));

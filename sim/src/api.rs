@@ -132,10 +132,12 @@ pub(crate) fn handle(st: &mut State, req: &Req) -> Resp {
             return Resp::text(200, "text/plain; version=0.0.4", body);
         }
         ("GET", "/openapi/v3") => Ok((200, openapi_v3_index())),
-        ("GET", p) if p.starts_with("/openapi/v3/") => match openapi_v3_group(&p[12..], &st.schemas) {
-            Some(doc) => Ok((200, doc)),
-            None => Err(ApiError::NoRoute),
-        },
+        ("GET", p) if p.starts_with("/openapi/v3/") => {
+            match openapi_v3_group(&p[12..], &st.schemas) {
+                Some(doc) => Ok((200, doc)),
+                None => Err(ApiError::NoRoute),
+            }
+        }
         ("GET", "/api") => Ok((200, api_versions())),
         ("GET", "/apis") => Ok((200, api_groups())),
         (_, p) if p == "/sim" || p.starts_with("/sim/") => admin(st, req.method, p, req.body),
@@ -748,7 +750,7 @@ fn state_json(st: &State) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::{Sim, SimConfig};
+    use crate::{Sim, SimConfig};
 
     fn call(sim: &Sim, method: &str, path: &str, ct: &str, body: &str) -> (u16, Value) {
         let (path, query) = path.split_once('?').unwrap_or((path, ""));

@@ -187,9 +187,7 @@ fn delete_options(b: &[u8]) -> Result<Value, String> {
 /// The JSON object a protobuf body holds, or why it cannot be read (the caller answers 415, and
 /// kubectl retries in JSON).
 pub(crate) fn to_json(body: &[u8]) -> Result<Value, String> {
-    let envelope = body
-        .strip_prefix(b"k8s\0")
-        .ok_or("no k8s protobuf magic")?;
+    let envelope = body.strip_prefix(b"k8s\0").ok_or("no k8s protobuf magic")?;
     let (mut api_version, mut kind, mut raw) = (String::new(), String::new(), &body[..0]);
     for (n, f) in fields(envelope)? {
         match (n, f) {

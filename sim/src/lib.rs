@@ -1,16 +1,25 @@
-//! `smo sim`: a simulated Karmada federation that speaks the Kubernetes REST API, so smo and its
-//! tests reach it through exactly the code paths they use against a real Karmada (a
-//! `kube::Client` on `http://127.0.0.1:PORT`, no auth), plus `/metrics` for Prometheus and the
-//! slice of Grafana's API smo uses.
+//! `smo-sim` (`smo sim`): a simulated Karmada federation that speaks the Kubernetes REST API, so
+//! smo and its tests reach it through exactly the code paths they use against a real Karmada (a
+//! `kube::Client` on `http://127.0.0.1:PORT`, no auth), and real clients (kubectl, Helm's engine)
+//! work against it; plus `/metrics` for Prometheus and the slice of Grafana's API smo uses. A test
+//! and demo tool in its own crate: it knows nothing of smo.
 //!
 //! What it serves:
 //! - Kubernetes: `/version`, `/healthz`, discovery (`/api`, `/apis`, `/api/v1`, `/apis/{g}[/{v}]`);
 //!   `namespaces`, `services` (core v1); `deployments` (+`/scale`, `/status`, apps/v1);
 //!   `clusters` (cluster.karmada.io/v1alpha1); `propagationpolicies`, `overridepolicies`
 //!   (policy.karmada.io/v1alpha1); `serviceexports`, `serviceimports` (multicluster.x-k8s.io/v1alpha1);
-//!   `prometheusrules` (monitoring.coreos.com/v1). Verbs: list (label and field selectors, also
-//!   across namespaces), get, create, replace, patch (apply, merge, strategic-as-merge, JSON
-//!   patch), delete, deletecollection, and `/status` for every kind; `dryRun` honoured. No watch.
+//!   `prometheusrules`, `servicemonitors` (monitoring.coreos.com/v1); `resourcebindings`
+//!   (work.karmada.io/v1alpha2, written by the simulation); and what Helm charts carry, stored as
+//!   given: `configmaps`, `secrets`, `serviceaccounts`, `persistentvolumeclaims`, `statefulsets`,
+//!   `daemonsets`, `jobs`, `ingresses`, `roles`, `rolebindings`, `poddisruptionbudgets`,
+//!   `horizontalpodautoscalers`. Verbs: list (label and field selectors, also across namespaces),
+//!   get, create, replace, patch (apply, merge, strategic-as-merge, JSON patch), delete,
+//!   deletecollection, and `/status` for every kind; `dryRun` honoured. No watch. Bodies in JSON,
+//!   YAML (apply) or, for Secrets, ConfigMaps, Namespaces and DeleteOptions, Kubernetes protobuf
+//!   (what typed clients such as Helm's release storage and `kubectl create` send).
+//! - OpenAPI v3 (`/openapi/v3`): every kind, with `fieldValidation`; the real schemas of the
+//!   custom kinds when given their CRDs ([`crd_schemas`], `smo sim --crds DIR`), else open objects.
 //! - Admin: `GET /sim/state`, `GET /sim/placements`, `POST /sim/clusters` (add a [`SimCluster`]),
 //!   `POST /sim/clusters/{name}/ready {"ready": bool}`, `POST /sim/load {"service", "namespace", "rate"}`.
 //! - `GET /metrics`; Grafana: `POST /api/dashboards/db`, `GET|DELETE /api/dashboards/uid/{uid}`,
@@ -30,9 +39,12 @@
 //!   replicas evenly (or by static weights, by `dynamicWeight: AvailableReplicas`, or packed for
 //!   `Aggregated`). Only Ready clusters are selected. Replicas that do not fit stay unavailable
 //!   and count as `allocating` on their cluster, as pending pods do in Karmada's summary.
-//! - Main-resource writes never change `status`; the simulation owns Deployment and Cluster status.
+//! - Main-resource writes never change `status`; the simulation owns Deployment and Cluster status
+//!   and writes a ResourceBinding (`<name>-deployment`) per propagated Deployment with the
+//!   scheduling result and each member's status. Jobs complete as soon as they exist (no pods run).
 //! - Not simulated: watch, ClusterPropagationPolicy, the effect of OverridePolicies (stored only),
-//!   `clusterAffinities`, spread constraints, Helm's storage (Secrets).
+//!   `clusterAffinities`, spread constraints, Table output (kubectl prints lists client-side),
+//!   ClusterResourceBindings and Works, persistence across restarts.
 
 mod api;
 mod grafana;
