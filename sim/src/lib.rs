@@ -95,6 +95,10 @@ pub struct SimConfig {
     /// Filled from real CRD files by [`crd_schemas`] (`smo sim --crds DIR`).
     #[serde(skip)]
     pub schemas: BTreeMap<String, serde_json::Value>,
+    /// Where the objects are kept across restarts (`smo sim --state FILE`): read at start when it
+    /// exists, written within a second of every change and at shutdown.
+    #[serde(skip)]
+    pub state_file: Option<std::path::PathBuf>,
 }
 
 /// The `openAPIV3Schema` of every served version of the CustomResourceDefinitions in `dir`
@@ -142,6 +146,7 @@ impl Default for SimConfig {
             default_rate: default_rate(),
             write_latency_ms: 0,
             schemas: BTreeMap::new(),
+            state_file: None,
         }
     }
 }
@@ -332,6 +337,13 @@ pub(crate) struct State {
 #[derive(Clone)]
 pub struct Sim {
     state: Arc<Mutex<State>>,
+    /// The state file and whether the store changed since it was last written.
+    persist: Option<Arc<Persist>>,
+}
+
+struct Persist {
+    path: std::path::PathBuf,
+    dirty: std::sync::atomic::AtomicBool,
 }
 
 impl Sim {
@@ -378,10 +390,45 @@ impl Sim {
             write_latency_ms: config.write_latency_ms,
             schemas: Arc::new(config.schemas.clone()),
         };
+        let persist = config.state_file.as_ref().map(|path| {
+            match std::fs::read(path) {
+                Ok(bytes) => match serde_json::from_slice::<serde_json::Value>(&bytes) {
+                    Ok(saved) => {
+                        let n = state.store.restore(&saved);
+                        tracing::info!(objects = n, path = %path.display(), "sim state restored");
+                    }
+                    Err(e) => tracing::warn!(path = %path.display(), "sim state unreadable, starting empty: {e}"),
+                },
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!(path = %path.display(), "sim state unreadable, starting empty: {e}"),
+            }
+            Arc::new(Persist {
+                path: path.clone(),
+                dirty: std::sync::atomic::AtomicBool::new(false),
+            })
+        });
         reconcile(&mut state, Instant::now());
         Sim {
             state: Arc::new(Mutex::new(state)),
+            persist,
         }
+    }
+
+    /// Writes the state file now if anything changed (atomically: a temporary file, renamed).
+    pub fn save(&self) -> std::io::Result<()> {
+        let Some(p) = &self.persist else {
+            return Ok(());
+        };
+        if !p.dirty.swap(false, std::sync::atomic::Ordering::AcqRel) {
+            return Ok(());
+        }
+        let snapshot = self.with_state(|st| st.store.snapshot());
+        let tmp = p.path.with_extension("tmp");
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec(&snapshot).map_err(std::io::Error::other)?,
+        )?;
+        std::fs::rename(&tmp, &p.path)
     }
 
     pub(crate) fn with_state<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
@@ -425,6 +472,12 @@ impl Sim {
                 },
             )
         });
+        if let Some(p) = &self.persist
+            && method != "GET"
+            && r.status < 400
+        {
+            p.dirty.store(true, std::sync::atomic::Ordering::Release);
+        }
         tracing::debug!(%method, %path, status = r.status, "sim request");
         Response::builder()
             .status(StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
@@ -460,9 +513,26 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
     let acceptor = TcpAcceptor::from_std(listener)?;
-    poem::Server::new_with_acceptor(acceptor)
+    // With a state file: written within a second of a change, and once more at shutdown.
+    let saver = sim.persist.is_some().then(|| {
+        let sim = sim.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if let Err(e) = sim.save() {
+                    tracing::warn!("sim state not saved: {e}");
+                }
+            }
+        })
+    });
+    let served = poem::Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(sim.router(), shutdown, Some(Duration::from_secs(2)))
-        .await
+        .await;
+    if let Some(task) = saver {
+        task.abort();
+    }
+    sim.save()?;
+    served
 }
 
 /// A running simulation server; dropping it stops the server.

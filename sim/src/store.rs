@@ -470,6 +470,53 @@ pub(crate) struct Store {
     pub auto_create_namespaces: bool,
 }
 
+impl Store {
+    /// Every object a restart should keep, with the version counter: Clusters come from the
+    /// configuration and ResourceBindings from the simulation, so neither is saved.
+    pub fn snapshot(&self) -> Value {
+        let objects: Vec<Value> = self
+            .objects
+            .iter()
+            .filter(|(k, _)| !matches!(k.res, Res::Cluster | Res::ResourceBinding))
+            .map(|(_, e)| json!({"seq": e.seq, "object": e.obj}))
+            .collect();
+        json!({"resourceVersion": self.rv, "objects": objects})
+    }
+
+    /// Puts back what [`Store::snapshot`] saved (objects of kinds the sim no longer serves are
+    /// dropped); returns how many objects were restored.
+    pub fn restore(&mut self, saved: &Value) -> usize {
+        let mut n = 0;
+        for item in saved["objects"].as_array().into_iter().flatten() {
+            let obj = &item["object"];
+            let (api_version, kind) = (str_at(obj, "/apiVersion"), str_at(obj, "/kind"));
+            let Some(res) = Res::ALL
+                .into_iter()
+                .find(|r| r.api_version() == api_version && r.meta().kind == kind)
+            else {
+                continue;
+            };
+            let key = ObjKey::new(
+                res,
+                str_at(obj, "/metadata/namespace"),
+                str_at(obj, "/metadata/name"),
+            );
+            let seq = item["seq"].as_u64().unwrap_or(0);
+            self.objects.insert(
+                key,
+                Entry {
+                    obj: obj.clone(),
+                    seq,
+                },
+            );
+            n += 1;
+        }
+        let saved_rv = saved["resourceVersion"].as_u64().unwrap_or(0);
+        self.rv = self.rv.max(saved_rv);
+        n
+    }
+}
+
 pub(crate) fn now_rfc3339() -> String {
     chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }

@@ -227,6 +227,10 @@ struct SimArgs {
     /// schemas are served in /openapi/v3, so `kubectl explain` works [default: open schemas]
     #[arg(long)]
     crds: Option<PathBuf>,
+    /// Keep the federation's objects in FILE across restarts (read at start, written within a
+    /// second of every change) [default: in memory only]
+    #[arg(long)]
+    state: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -770,6 +774,7 @@ async fn sim(a: SimArgs) -> anyhow::Result<u8> {
         None => smo_sim::SimConfig::demo(),
     };
     let mut config = config;
+    config.state_file = a.state.clone();
     if let Some(dir) = &a.crds {
         config.schemas = smo_sim::crd_schemas(dir)
             .map_err(|e| anyhow::anyhow!("--crds {}: {e}", dir.display()))?;

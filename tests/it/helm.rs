@@ -298,7 +298,14 @@ fn push_charts(registry: &str, charts: &[&str]) {
     let dir = std::env::temp_dir().join(format!("smo-charts-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     for c in charts {
-        let src = format!("{}/tests/fixtures/charts/{c}", env!("CARGO_MANIFEST_DIR"));
+        // The example charts (the demo pushes them too), else the tests' own (a broken one).
+        let root = env!("CARGO_MANIFEST_DIR");
+        let example = format!("{root}/examples/charts/{c}");
+        let src = if std::path::Path::new(&example).is_dir() {
+            example
+        } else {
+            format!("{root}/tests/fixtures/charts/{c}")
+        };
         helm_ok(&["package", &src, "-d", &dir.display().to_string()]);
         let tgz = dir.join(format!("{c}-0.1.0.tgz")).display().to_string();
         helm_ok(&[
