@@ -259,6 +259,7 @@ pub async fn console(
         None,
         Default::default(),
         Default::default(),
+        None,
         stop.clone(),
     ));
     let http = reqwest::Client::new();

@@ -205,10 +205,11 @@ pub async fn serve_api_on(
     token: Option<String>,
     registry: crate::settings::RegistrySettings,
     limits: crate::http::HttpLimits,
+    prometheus: Option<crate::monitoring::io::Prometheus>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
-    let app = crate::http::app(pool, token, registry, limits.body_read_timeout);
+    let app = crate::http::app(pool, token, registry, limits.body_read_timeout, prometheus);
     tracing::info!(%addr, "api listening; Swagger UI at /ui");
     crate::http::serve(listener, app, limits, shutdown, Duration::from_secs(10)).await?;
     Ok(())
@@ -267,7 +268,9 @@ pub async fn run(
     if let Some(listener) = api_listener {
         let (p, t, s) = (pool.clone(), settings.api_token.clone(), shutdown.clone());
         let (r, l) = (settings.registry.clone(), settings.http);
-        tasks.spawn(async move { serve_api_on(p, listener, t, r, l, s).await });
+        // The console charts replicas from the same Prometheus the scaler reads.
+        let prom = monitoring(&settings.monitoring)?.prometheus;
+        tasks.spawn(async move { serve_api_on(p, listener, t, r, l, prom, s).await });
     }
     if let Some(listener) = metrics_listener {
         let s = shutdown.clone();

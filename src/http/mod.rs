@@ -1294,17 +1294,20 @@ async fn problem_for(err: poem::Error) -> Response {
     problem_response(status, kind, title, detail)
 }
 
-/// The whole HTTP application: API, Swagger UI at /ui and /docs, the spec at /openapi.yaml,
-/// optional bearer-token auth, a body-size guard and problem documents for every error.
+/// The whole HTTP application: API, Swagger UI at /ui and /docs, the spec at /openapi.yaml, the
+/// console at /console (its replica charts from `prometheus` when given), optional bearer-token
+/// auth, a body-size guard and problem documents for every error.
 pub fn app(
     pool: PgPool,
     token: Option<String>,
     registry: crate::settings::RegistrySettings,
     body_read_timeout: Duration,
+    prometheus: Option<crate::monitoring::io::Prometheus>,
 ) -> impl Endpoint {
     let console = console::routes(
         SmoApi::new(pool.clone(), registry.clone()),
         token.as_deref(),
+        prometheus,
     );
     let api = service_of(SmoApi::new(pool, registry));
     let ui = api.swagger_ui();

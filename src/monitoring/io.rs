@@ -126,6 +126,32 @@ impl Prometheus {
         super::parse_query_result(&body).map_err(|e| IoError::Answer(format!("prometheus: {e}")))
     }
 
+    /// Evaluates a range query: every series with its samples from `start` to `end` (unix
+    /// seconds) every `step` seconds.
+    pub async fn query_range(
+        &self,
+        query: &str,
+        start: f64,
+        end: f64,
+        step: f64,
+    ) -> Result<Vec<super::RangeSeries>, IoError> {
+        let body = check(
+            "prometheus",
+            &self.base,
+            self.req(reqwest::Method::GET, "/api/v1/query_range")
+                .query(&[
+                    ("query", query.to_string()),
+                    ("start", format!("{start:.3}")),
+                    ("end", format!("{end:.3}")),
+                    ("step", format!("{step}")),
+                ])
+                .send()
+                .await,
+        )
+        .await?;
+        super::parse_range_result(&body).map_err(|e| IoError::Answer(format!("prometheus: {e}")))
+    }
+
     /// Asks Prometheus to re-read its rule files (needs `--web.enable-lifecycle`).
     pub async fn reload(&self) -> Result<(), IoError> {
         check(

@@ -373,3 +373,61 @@ mod tests {
         ));
     }
 }
+
+/// One series of a range query: its labels and its `(unix seconds, value)` samples.
+pub type RangeSeries = (std::collections::BTreeMap<String, String>, Vec<(f64, f64)>);
+
+/// The series a Prometheus `/api/v1/query_range` answer holds (a matrix). Samples that are not
+/// finite numbers are skipped; anything else malformed is an error naming the field.
+pub fn parse_range_result(body: &[u8]) -> Result<Vec<RangeSeries>, MonitoringError> {
+    const WHAT: &str = "Prometheus range query response";
+    if body.len() > MAX_QUERY_BYTES {
+        return Err(MonitoringError::TooLarge {
+            what: WHAT,
+            size: body.len(),
+            limit: MAX_QUERY_BYTES,
+        });
+    }
+    let v: Value = serde_json::from_slice(body).map_err(|e| MonitoringError::Json {
+        what: WHAT,
+        message: e.to_string(),
+    })?;
+    let malformed = |path: &str, message: &str| MonitoringError::Malformed {
+        what: WHAT,
+        path: path.to_string(),
+        message: message.to_string(),
+    };
+    if v["status"] == "error" {
+        return Err(MonitoringError::Prometheus {
+            error_type: v["errorType"].as_str().unwrap_or("").to_string(),
+            message: v["error"].as_str().unwrap_or("").to_string(),
+        });
+    }
+    if v["data"]["resultType"] != "matrix" {
+        return Err(malformed("data.resultType", "expected \"matrix\""));
+    }
+    let result = v["data"]["result"]
+        .as_array()
+        .ok_or_else(|| malformed("data.result", "expected an array"))?;
+    let mut out = Vec::with_capacity(result.len());
+    for (i, s) in result.iter().enumerate() {
+        let labels = s["metric"]
+            .as_object()
+            .ok_or_else(|| malformed(&format!("data.result[{i}].metric"), "expected an object"))?
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+            .collect();
+        let values = s["values"]
+            .as_array()
+            .ok_or_else(|| malformed(&format!("data.result[{i}].values"), "expected an array"))?
+            .iter()
+            .filter_map(|p| {
+                let t = p.get(0)?.as_f64()?;
+                let v: f64 = p.get(1)?.as_str()?.parse().ok()?;
+                v.is_finite().then_some((t, v))
+            })
+            .collect();
+        out.push((labels, values));
+    }
+    Ok(out)
+}

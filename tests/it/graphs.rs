@@ -316,6 +316,7 @@ async fn a_configured_token_guards_every_route_but_health_checks() {
         Some("s3cret".into()),
         Default::default(),
         Default::default(),
+        None,
         stop.clone(),
     ));
     let http = reqwest::Client::new();

@@ -240,6 +240,7 @@ async fn limited_api(
         None,
         Default::default(),
         limits,
+        None,
         stop.clone(),
     ));
     (db, addr, stop)
@@ -381,6 +382,7 @@ async fn after_a_fast_postgresql_restart_pooled_connections_are_not_served_stale
         None,
         Default::default(),
         Default::default(),
+        None,
         stop.clone(),
     ));
     let http = reqwest::Client::new();

@@ -190,6 +190,44 @@ async fn replicas_follow_load_an_alert_deploys_its_service_once_and_remove_clean
         .count();
     assert_eq!(vo_objects, 3, "Service, Deployment, PropagationPolicy");
 
+    // The console of an API given this Prometheus charts the scale-up from its series.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let console = format!(
+        "http://{}/console/graphs/autoscale",
+        listener.local_addr().unwrap()
+    );
+    tokio::spawn(smo::server::serve_api_on(
+        s.db.pool.clone(),
+        listener,
+        None,
+        Default::default(),
+        Default::default(),
+        Some(Prometheus::new(&prom_url, Duration::from_secs(5))),
+        s.stop.clone(),
+    ));
+    wait_http(&console).await;
+    let page = reqwest::get(&console).await.unwrap().text().await.unwrap();
+    assert!(
+        page.contains("From Prometheus"),
+        "not charted from Prometheus"
+    );
+    let web_row = page
+        .split("</tr>")
+        .find(|row| row.contains("swatch") && row.contains(">web</th>"))
+        .unwrap_or_else(|| panic!("no web series: {page}"));
+    assert!(
+        web_row.contains("6 <small>"),
+        "the scale-up to 6 is not charted: {web_row}"
+    );
+    // The stack's own API has no Prometheus: its console says so and uses the decision log.
+    let own = reqwest::get(format!("{}/console/graphs/autoscale", s.api))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(own.contains("Prometheus is not configured"), "{own}");
+
     // Load down: back to one replica.
     set_load(&s, 5.0).await;
     until("web to scale back to 1 replica", 90, || async {

@@ -88,6 +88,7 @@ impl Stack {
             token.clone(),
             Default::default(),
             Default::default(),
+            None,
             stop.clone(),
         ));
         if worker {

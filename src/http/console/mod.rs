@@ -43,6 +43,8 @@ const LIST_LIMIT: i64 = 5000;
 
 struct Console {
     api: SmoApi,
+    /// Where replica history comes from, when configured (the scaler's Prometheus).
+    prometheus: Option<crate::monitoring::io::Prometheus>,
     /// The session cookie's value when a token is configured: a digest of the token, so the
     /// browser never holds the token and rotating the token ends every session.
     session: Option<String>,
@@ -75,9 +77,14 @@ fn cookie_of(req: &Request) -> Option<String> {
 }
 
 /// The console's routes (nested at `/console` by [`super::app`]).
-pub fn routes(api: SmoApi, token: Option<&str>) -> impl Endpoint + use<> {
+pub fn routes(
+    api: SmoApi,
+    token: Option<&str>,
+    prometheus: Option<crate::monitoring::io::Prometheus>,
+) -> impl Endpoint + use<> {
     let console = Arc::new(Console {
         api,
+        prometheus,
         session: token.filter(|t| !t.is_empty()).map(session_value),
     });
     let guard = console.clone();
@@ -379,7 +386,9 @@ async fn load_graph(console: &Console, name: &str) -> Result<view::GraphPage, Re
         .get_many(&job_ids)
         .await
         .map_err(|e| api_error(e.into()))?;
+    let replicas = replica_history(console, &g.project, &g.name).await;
     Ok(view::GraphPage {
+        replicas,
         description: descriptor.as_ref().and_then(|d| d.description.clone()),
         name: g.name,
         project: g.project,
@@ -399,6 +408,39 @@ async fn load_graph(console: &Console, name: &str) -> Result<view::GraphPage, Re
         jobs,
         dashboards: serde_json::from_value(g.dashboards).unwrap_or_default(),
     })
+}
+
+/// How long the replica chart looks back, and its resolution.
+const HISTORY_SECS: f64 = 3600.0;
+const HISTORY_STEP_SECS: f64 = 30.0;
+
+/// Desired replicas per service over the last hour from Prometheus
+/// (`kube_deployment_spec_replicas`, as kube-state-metrics exports it), or why not.
+async fn replica_history(
+    console: &Console,
+    project: &str,
+    graph_name: &str,
+) -> view::ReplicaSource {
+    use crate::monitoring::{promql_string, regex_escape};
+    let Some(prom) = &console.prometheus else {
+        return view::ReplicaSource::DecisionLog(
+            "Prometheus is not configured (prometheus_url)".into(),
+        );
+    };
+    let prefix = format!("{graph_name}-");
+    let query = format!(
+        "kube_deployment_spec_replicas{{namespace={}, deployment=~{}}}",
+        promql_string(project),
+        promql_string(&format!("{}.*", regex_escape(&prefix)))
+    );
+    let end = Utc::now().timestamp() as f64;
+    match prom
+        .query_range(&query, end - HISTORY_SECS, end, HISTORY_STEP_SECS)
+        .await
+    {
+        Ok(series) => view::ReplicaSource::Prometheus(view::series_by_service(&series, &prefix)),
+        Err(e) => view::ReplicaSource::DecisionLog(format!("Prometheus did not answer: {e}")),
+    }
 }
 
 /// The graph actions, as the API names them.

@@ -250,6 +250,39 @@ pub struct GraphPage {
     pub decisions: Vec<Decision>,
     pub jobs: Vec<smo_jobs::JobRow>,
     pub dashboards: BTreeMap<String, String>,
+    /// Where the replica chart comes from.
+    pub replicas: ReplicaSource,
+}
+
+/// The replica chart's data: Prometheus's series, or smo's decision log and why not Prometheus.
+#[derive(Debug, Clone)]
+pub enum ReplicaSource {
+    Prometheus(BTreeMap<String, Vec<(DateTime<Utc>, i64)>>),
+    DecisionLog(String),
+}
+
+/// Range-query series keyed by service: the `deployment` label without the graph's `prefix`.
+pub fn series_by_service(
+    series: &[crate::monitoring::RangeSeries],
+    prefix: &str,
+) -> BTreeMap<String, Vec<(DateTime<Utc>, i64)>> {
+    let mut out: BTreeMap<String, Vec<(DateTime<Utc>, i64)>> = BTreeMap::new();
+    for (labels, values) in series {
+        let Some(service) = labels
+            .get("deployment")
+            .and_then(|d| d.strip_prefix(prefix))
+        else {
+            continue;
+        };
+        let points = out.entry(service.to_string()).or_default();
+        for (t, v) in values {
+            if let Some(at) = DateTime::from_timestamp_millis((t * 1000.0) as i64) {
+                points.push((at, v.round() as i64));
+            }
+        }
+        points.sort_by_key(|p| p.0);
+    }
+    out
 }
 
 /// Node geometry of the topology drawing.
@@ -790,12 +823,28 @@ pub fn graph(page: &GraphPage, now: DateTime<Utc>) -> String {
     m.push_str("</section>");
 
     m.push_str("<section aria-labelledby=\"h-rep\"><h2 id=\"h-rep\">Replicas over time</h2>");
-    m.push_str("<p class=\"hint\">From smo's decision log (each scale tick that changed a count) and the current counts; the console does not query Prometheus — its series are on the graph's Grafana dashboards below.</p>");
-    m.push_str(&replica_chart(&replica_series(
-        &page.services,
-        &page.decisions,
-        now,
-    )));
+    match &page.replicas {
+        ReplicaSource::Prometheus(series) if !series.is_empty() => {
+            m.push_str("<p class=\"hint\" id=\"replica-source\">From Prometheus: <code>kube_deployment_spec_replicas</code> over the last hour.</p>");
+            m.push_str(&replica_chart(series));
+        }
+        other => {
+            let why = match other {
+                ReplicaSource::DecisionLog(why) => why.as_str(),
+                ReplicaSource::Prometheus(_) => "Prometheus has no series for this graph yet",
+            };
+            let _ = write!(
+                m,
+                "<p class=\"hint\" id=\"replica-source\">{}: from smo's decision log instead (each scale tick that changed a count) and the current counts.</p>",
+                esc(why)
+            );
+            m.push_str(&replica_chart(&replica_series(
+                &page.services,
+                &page.decisions,
+                now,
+            )));
+        }
+    }
     m.push_str("</section>");
 
     m.push_str("<section aria-labelledby=\"h-dash\"><h2 id=\"h-dash\">Dashboards</h2>");
@@ -1304,6 +1353,23 @@ mod tests {
         assert_eq!(v, vec![1, 3, 2, 2]);
         let html = replica_chart(&series);
         assert!(html.contains("1 <small>"), "{html}");
+    }
+
+    #[test]
+    fn prometheus_series_are_keyed_by_service_and_their_source_is_named() {
+        let series = vec![
+            (
+                BTreeMap::from([("deployment".to_string(), "shop-web".to_string())]),
+                vec![(1_700_000_060.0, 2.0), (1_700_000_000.0, 1.0)],
+            ),
+            (
+                BTreeMap::from([("deployment".to_string(), "other-web".to_string())]),
+                vec![(1_700_000_000.0, 9.0)],
+            ),
+        ];
+        let by = series_by_service(&series, "shop-");
+        assert_eq!(by.keys().collect::<Vec<_>>(), ["web"]);
+        assert_eq!(by["web"].iter().map(|p| p.1).collect::<Vec<_>>(), [1, 2]);
     }
 
     #[test]
