@@ -244,6 +244,64 @@ pub(super) fn kind(v: &Value) -> &'static str {
     }
 }
 
+/// One series of a range query: its labels and its `(unix seconds, value)` samples.
+pub type RangeSeries = (std::collections::BTreeMap<String, String>, Vec<(f64, f64)>);
+
+/// The series a Prometheus `/api/v1/query_range` answer holds (a matrix). Samples that are not
+/// finite numbers are skipped; anything else malformed is an error naming the field.
+pub fn parse_range_result(body: &[u8]) -> Result<Vec<RangeSeries>, MonitoringError> {
+    const WHAT: &str = "Prometheus range query response";
+    if body.len() > MAX_QUERY_BYTES {
+        return Err(MonitoringError::TooLarge {
+            what: WHAT,
+            size: body.len(),
+            limit: MAX_QUERY_BYTES,
+        });
+    }
+    let v: Value = serde_json::from_slice(body).map_err(|e| MonitoringError::Json {
+        what: WHAT,
+        message: e.to_string(),
+    })?;
+    let malformed = |path: &str, message: &str| MonitoringError::Malformed {
+        what: WHAT,
+        path: path.to_string(),
+        message: message.to_string(),
+    };
+    if v["status"] == "error" {
+        return Err(MonitoringError::Prometheus {
+            error_type: v["errorType"].as_str().unwrap_or("").to_string(),
+            message: v["error"].as_str().unwrap_or("").to_string(),
+        });
+    }
+    if v["data"]["resultType"] != "matrix" {
+        return Err(malformed("data.resultType", "expected \"matrix\""));
+    }
+    let result = v["data"]["result"]
+        .as_array()
+        .ok_or_else(|| malformed("data.result", "expected an array"))?;
+    let mut out = Vec::with_capacity(result.len());
+    for (i, s) in result.iter().enumerate() {
+        let labels = s["metric"]
+            .as_object()
+            .ok_or_else(|| malformed(&format!("data.result[{i}].metric"), "expected an object"))?
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+            .collect();
+        let values = s["values"]
+            .as_array()
+            .ok_or_else(|| malformed(&format!("data.result[{i}].values"), "expected an array"))?
+            .iter()
+            .filter_map(|p| {
+                let t = p.get(0)?.as_f64()?;
+                let v: f64 = p.get(1)?.as_str()?.parse().ok()?;
+                v.is_finite().then_some((t, v))
+            })
+            .collect();
+        out.push((labels, values));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -372,62 +430,28 @@ mod tests {
             Err(MonitoringError::TooLarge { .. })
         ));
     }
-}
 
-/// One series of a range query: its labels and its `(unix seconds, value)` samples.
-pub type RangeSeries = (std::collections::BTreeMap<String, String>, Vec<(f64, f64)>);
-
-/// The series a Prometheus `/api/v1/query_range` answer holds (a matrix). Samples that are not
-/// finite numbers are skipped; anything else malformed is an error naming the field.
-pub fn parse_range_result(body: &[u8]) -> Result<Vec<RangeSeries>, MonitoringError> {
-    const WHAT: &str = "Prometheus range query response";
-    if body.len() > MAX_QUERY_BYTES {
-        return Err(MonitoringError::TooLarge {
-            what: WHAT,
-            size: body.len(),
-            limit: MAX_QUERY_BYTES,
-        });
+    #[test]
+    fn a_range_answer_reads_as_series_and_errors_name_the_field() {
+        let body = br#"{"status":"success","data":{"resultType":"matrix","result":[
+            {"metric":{"deployment":"g-web"},"values":[[1700000000,"1"],[1700000030,"NaN"],[1700000060,"3"]]}]}}"#;
+        let s = parse_range_result(body).unwrap();
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].0["deployment"], "g-web");
+        assert_eq!(s[0].1, vec![(1_700_000_000.0, 1.0), (1_700_000_060.0, 3.0)]);
+        let vector = br#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
+        assert!(
+            parse_range_result(vector)
+                .unwrap_err()
+                .to_string()
+                .contains("resultType")
+        );
+        let err = br#"{"status":"error","errorType":"bad_data","error":"parse error"}"#;
+        assert!(
+            parse_range_result(err)
+                .unwrap_err()
+                .to_string()
+                .contains("parse error")
+        );
     }
-    let v: Value = serde_json::from_slice(body).map_err(|e| MonitoringError::Json {
-        what: WHAT,
-        message: e.to_string(),
-    })?;
-    let malformed = |path: &str, message: &str| MonitoringError::Malformed {
-        what: WHAT,
-        path: path.to_string(),
-        message: message.to_string(),
-    };
-    if v["status"] == "error" {
-        return Err(MonitoringError::Prometheus {
-            error_type: v["errorType"].as_str().unwrap_or("").to_string(),
-            message: v["error"].as_str().unwrap_or("").to_string(),
-        });
-    }
-    if v["data"]["resultType"] != "matrix" {
-        return Err(malformed("data.resultType", "expected \"matrix\""));
-    }
-    let result = v["data"]["result"]
-        .as_array()
-        .ok_or_else(|| malformed("data.result", "expected an array"))?;
-    let mut out = Vec::with_capacity(result.len());
-    for (i, s) in result.iter().enumerate() {
-        let labels = s["metric"]
-            .as_object()
-            .ok_or_else(|| malformed(&format!("data.result[{i}].metric"), "expected an object"))?
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-            .collect();
-        let values = s["values"]
-            .as_array()
-            .ok_or_else(|| malformed(&format!("data.result[{i}].values"), "expected an array"))?
-            .iter()
-            .filter_map(|p| {
-                let t = p.get(0)?.as_f64()?;
-                let v: f64 = p.get(1)?.as_str()?.parse().ok()?;
-                v.is_finite().then_some((t, v))
-            })
-            .collect();
-        out.push((labels, values));
-    }
-    Ok(out)
 }
