@@ -21,6 +21,8 @@ pub(crate) struct Req<'a> {
     pub path: &'a str,
     pub query: &'a str,
     pub content_type: &'a str,
+    /// The `Accept` header (kubectl asks for `as=Table`).
+    pub accept: &'a str,
     pub body: &'a [u8],
 }
 
@@ -158,6 +160,14 @@ pub(crate) fn handle(st: &mut State, req: &Req) -> Resp {
         _ => Err(ApiError::NoRoute),
     };
     match result {
+        // kubectl get: the columns a real apiserver prints for the kind.
+        Ok((200, v))
+            if req.method == "GET"
+                && req.accept.contains("as=Table")
+                && path.starts_with("/api") =>
+        {
+            Resp::json(200, &super::table::to_table(&v, chrono::Utc::now()))
+        }
         Ok((code, v)) => Resp::json(code, &v),
         Err(e) => Resp::error(&e),
     }
@@ -759,6 +769,7 @@ mod tests {
             path,
             query,
             content_type: ct,
+            accept: "application/json",
             body: body.as_bytes(),
         };
         let r = sim.with_state(|st| handle(st, &req));

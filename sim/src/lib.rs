@@ -43,8 +43,10 @@
 //!   and writes a ResourceBinding (`<name>-deployment`) per propagated Deployment with the
 //!   scheduling result and each member's status. Jobs complete as soon as they exist (no pods run).
 //! - Not simulated: watch, ClusterPropagationPolicy, the effect of OverridePolicies (stored only),
-//!   `clusterAffinities`, spread constraints, Table output (kubectl prints lists client-side),
-//!   ClusterResourceBindings and Works, persistence across restarts.
+//!   `clusterAffinities`, spread constraints, ClusterResourceBindings and Works.
+//! - `kubectl get` gets Tables (`as=Table`) with the kind's columns for Deployments, StatefulSets,
+//!   Services, Namespaces, Secrets, ConfigMaps, Clusters and ResourceBindings; NAME and AGE for
+//!   the rest, as for a CRD without printer columns.
 
 mod api;
 mod grafana;
@@ -52,6 +54,7 @@ mod metrics;
 mod proto;
 mod simulate;
 mod store;
+mod table;
 #[cfg(test)]
 mod tests;
 
@@ -455,6 +458,12 @@ impl Sim {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
+        let accept = req
+            .headers()
+            .get(poem::http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
         let body = req.into_body().into_vec().await.unwrap_or_default();
         let latency = self.with_state(|st| st.write_latency_ms);
         if latency > 0 && method != "GET" {
@@ -468,6 +477,7 @@ impl Sim {
                     path: &path,
                     query: &query,
                     content_type: &content_type,
+                    accept: &accept,
                     body: &body,
                 },
             )

@@ -116,6 +116,32 @@ async fn kubectl_gets_by_short_name_applies_scales_and_deletes_against_the_sim()
         "jsonpath={.spec.replicas}",
     ]);
     assert_eq!(replicas.trim(), "2");
+    // Printed server-side as a Table, with the columns a real apiserver gives each kind.
+    let table = ok(&["get", "deploy", "-n", "demo"]);
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
+        "{table}"
+    );
+    assert!(
+        table.lines().nth(1).is_some_and(|l| l.starts_with("web ")),
+        "{table}"
+    );
+    let clusters = ok(&["get", "clusters"]);
+    assert!(
+        clusters
+            .lines()
+            .next()
+            .is_some_and(|h| h.contains("MODE") && h.contains("READY")),
+        "{clusters}"
+    );
+    assert!(clusters.contains("True"), "{clusters}");
     let all = ok(&["get", "all", "-n", "demo", "-o", "name"]);
     assert!(all.contains("deployment.apps/web"), "{all}");
     ok(&["delete", "ns", "demo"]);
