@@ -141,6 +141,8 @@ async def upgrade(a):
             create_namespace=a.create_namespace,
             wait=a.wait,
             timeout=duration(a.timeout),
+            # helm validates rendered manifests against the server's OpenAPI by default.
+            disable_openapi_validation=a.disable_openapi_validation,
         )
     except helm.HelmError as e:
         fail(f"UPGRADE FAILED: {e}")
@@ -253,6 +255,7 @@ def parser():
     u.add_argument("--timeout")
     u.add_argument("--wait", action="store_true")
     u.add_argument("--version")
+    u.add_argument("--disable-openapi-validation", action="store_true")
 
     d = sub.add_parser("uninstall")
     common(d)

@@ -134,6 +134,7 @@ pub(crate) fn handle(st: &mut State, req: &Req) -> Resp {
             return Resp::text(200, "text/plain; version=0.0.4", body);
         }
         ("GET", "/openapi/v3") => Ok((200, openapi_v3_index())),
+        ("GET", "/openapi/v2") => Ok((200, openapi_v2(&st.schemas))),
         ("GET", p) if p.starts_with("/openapi/v3/") => {
             match openapi_v3_group(&p[12..], &st.schemas) {
                 Some(doc) => Ok((200, doc)),
@@ -279,6 +280,34 @@ fn openapi_v3_group(gv: &str, known: &BTreeMap<String, Value>) -> Option<Value> 
         "paths": paths,
         "components": {"schemas": schemas},
     }))
+}
+
+/// `/openapi/v2` (Swagger 2.0, JSON): every kind's definition and paths in one document, as
+/// older clients read it; the same schemas as the v3 documents.
+fn openapi_v2(known: &BTreeMap<String, Value>) -> Value {
+    let mut paths = serde_json::Map::new();
+    let mut definitions = serde_json::Map::new();
+    for gv in openapi_group_versions() {
+        let Some(doc) = openapi_v3_group(&gv, known) else {
+            continue;
+        };
+        for (path, ops) in doc["paths"].as_object().into_iter().flatten() {
+            paths.insert(path.clone(), ops.clone());
+        }
+        for (id, schema) in doc["components"]["schemas"]
+            .as_object()
+            .into_iter()
+            .flatten()
+        {
+            definitions.insert(id.clone(), schema.clone());
+        }
+    }
+    json!({
+        "swagger": "2.0",
+        "info": {"title": "smo sim", "version": "v1.33.0-sim"},
+        "paths": paths,
+        "definitions": definitions,
+    })
 }
 
 fn api_versions() -> Value {
@@ -761,6 +790,32 @@ fn state_json(st: &State) -> Value {
 mod tests {
     use super::*;
     use crate::{Sim, SimConfig};
+
+    #[test]
+    fn openapi_v2_has_a_definition_and_paths_for_every_kind() {
+        let sim = Sim::new(SimConfig::demo());
+        let (code, doc) = call(&sim, "GET", "/openapi/v2", "", "");
+        assert_eq!(code, 200);
+        assert_eq!(doc["swagger"], "2.0");
+        for r in Res::ALL {
+            let m = r.meta();
+            let found = doc["definitions"]
+                .as_object()
+                .unwrap()
+                .values()
+                .any(|d| d["x-kubernetes-group-version-kind"][0]["kind"] == m.kind);
+            assert!(found, "no definition of {}", m.kind);
+            assert!(
+                doc["paths"]
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .any(|p| p.ends_with(&format!("/{}", m.plural))),
+                "no path of {}",
+                m.plural
+            );
+        }
+    }
 
     fn call(sim: &Sim, method: &str, path: &str, ct: &str, body: &str) -> (u16, Value) {
         let (path, query) = path.split_once('?').unwrap_or((path, ""));
