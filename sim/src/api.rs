@@ -23,6 +23,9 @@ pub(crate) struct Req<'a> {
     pub content_type: &'a str,
     /// The `Accept` header (kubectl asks for `as=Table`).
     pub accept: &'a str,
+    /// The `User-Agent` header: the field manager of writes that name none (`kubectl/v1.37…`
+    /// manages as `kubectl`), as a real apiserver derives it.
+    pub user_agent: &'a str,
     pub body: &'a [u8],
 }
 
@@ -421,6 +424,15 @@ fn parse_target<'a>(group: &str, version: &str, rest: &[&'a str]) -> Option<Targ
 
 type Out = Result<(u16, Value), ApiError>;
 
+/// The request's field manager: `?fieldManager=`, else the user agent's name (before the `/`).
+fn field_manager<'a>(query: &'a BTreeMap<String, String>, req: &Req<'a>) -> Option<&'a str> {
+    query
+        .get("fieldManager")
+        .map(String::as_str)
+        .or_else(|| req.user_agent.split('/').next())
+        .filter(|m| !m.is_empty())
+}
+
 fn kube(st: &mut State, req: &Req, path: &str, query: &BTreeMap<String, String>) -> Out {
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let (group, version, rest) = match segs.as_slice() {
@@ -448,7 +460,8 @@ fn kube(st: &mut State, req: &Req, path: &str, query: &BTreeMap<String, String>)
     }
     let t = parse_target(group, version, rest).ok_or(ApiError::NoRoute)?;
     let ns = t.ns.unwrap_or("");
-    let manager = query.get("fieldManager").map(String::as_str);
+    let manager = field_manager(query, req);
+    let force = query.get("force").is_some_and(|f| f == "true");
     let not_allowed = || {
         Err(ApiError::MethodNotAllowed(format!(
             "{} is not supported on {path}",
@@ -477,14 +490,14 @@ fn kube(st: &mut State, req: &Req, path: &str, query: &BTreeMap<String, String>)
                 }
                 "PUT" => {
                     st.store
-                        .replace(&key, body_json(req.body, false)?, Part::Main)?;
+                        .replace(&key, body_json(req.body, false)?, manager, Part::Main)?;
                     (200, key)
                 }
                 "PATCH" => {
                     let ty = patch_type(req.content_type)?;
                     let existed = st.store.get(&key).is_some();
                     let body = body_json(req.body, ty == PatchType::Apply)?;
-                    st.store.patch(&key, ty, body, manager, Part::Main)?;
+                    st.store.patch(&key, ty, body, manager, force, Part::Main)?;
                     (if existed { 200 } else { 201 }, key)
                 }
                 _ => return not_allowed(),
@@ -494,13 +507,15 @@ fn kube(st: &mut State, req: &Req, path: &str, query: &BTreeMap<String, String>)
             let key = ObjKey::new(t.res, ns, name);
             match method {
                 "GET" => return found(st, &key),
-                "PUT" => st
-                    .store
-                    .replace(&key, body_json(req.body, false)?, Part::Status)?,
+                "PUT" => {
+                    st.store
+                        .replace(&key, body_json(req.body, false)?, manager, Part::Status)?
+                }
                 "PATCH" => {
                     let ty = patch_type(req.content_type)?;
                     let body = body_json(req.body, ty == PatchType::Apply)?;
-                    st.store.patch(&key, ty, body, manager, Part::Status)?
+                    st.store
+                        .patch(&key, ty, body, manager, force, Part::Status)?
                 }
                 _ => return not_allowed(),
             };
@@ -672,8 +687,11 @@ fn scale(st: &mut State, key: &ObjKey, method: &str, req: &Req) -> Out {
     {
         patch["metadata"] = json!({"resourceVersion": rv});
     }
+    // The scale subresource changes `spec.replicas` on the writer's behalf (ownership included).
+    let query = parse_query(req.query);
+    let manager = field_manager(&query, req);
     st.store
-        .patch(key, PatchType::Merge, patch, None, Part::Main)?;
+        .patch(key, PatchType::Merge, patch, manager, false, Part::Main)?;
     reconcile(st, Instant::now());
     let (_, d) = found(st, key)?;
     Ok((200, scale_of(&d)))
@@ -825,6 +843,7 @@ mod tests {
             query,
             content_type: ct,
             accept: "application/json",
+            user_agent: "sim-test/0",
             body: body.as_bytes(),
         };
         let r = sim.with_state(|st| handle(st, &req));

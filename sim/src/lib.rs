@@ -28,9 +28,12 @@
 //! Decisions (where a real Karmada is more complicated):
 //! - Server-side apply merges the applied object over the live one (objects recursively, lists
 //!   replaced, `null` deletes) and records one `managedFields` entry per manager; fields the same
-//!   manager applied before and omits now are removed. Lists are owned whole, there are no
-//!   ownership conflicts, and `force` is accepted and changes nothing. A write that changes
-//!   nothing keeps the resourceVersion.
+//!   manager applied before and omits now are removed. Applying a field another manager owns
+//!   with another value is a 409 naming each conflict (`Apply failed with 1 conflict: conflict
+//!   with "kubectl" using apps/v1: .spec.replicas`, causes `FieldManagerConflict`) unless
+//!   `force=true`, which takes the fields over; updates (PUT, other patches, `/scale`) take
+//!   ownership of what they change under their `fieldManager` or user agent. Lists are owned
+//!   whole. A write that changes nothing keeps the resourceVersion.
 //! - Namespaced writes into a missing namespace get 404 NotFound for the namespace, as from a real
 //!   apiserver (smo must create namespaces); `auto_create_namespaces: true` creates them instead.
 //!   Deleting a namespace deletes its objects at once.
@@ -458,12 +461,15 @@ impl Sim {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
-        let accept = req
-            .headers()
-            .get(poem::http::header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
+        let header = |name: poem::http::header::HeaderName| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string()
+        };
+        let accept = header(poem::http::header::ACCEPT);
+        let user_agent = header(poem::http::header::USER_AGENT);
         let body = req.into_body().into_vec().await.unwrap_or_default();
         let latency = self.with_state(|st| st.write_latency_ms);
         if latency > 0 && method != "GET" {
@@ -478,6 +484,7 @@ impl Sim {
                     query: &query,
                     content_type: &content_type,
                     accept: &accept,
+                    user_agent: &user_agent,
                     body: &body,
                 },
             )

@@ -351,6 +351,14 @@ pub(crate) enum ApiError {
         .res.group_resource()
     )]
     Conflict { res: Res, name: String },
+    /// Server-side apply of fields other managers own, with other values, without `force`.
+    #[error("Apply failed with {} conflict{}: {}", .conflicts.len(), if .conflicts.len() == 1 { "" } else { "s" },
+            .conflicts.iter().map(|c| format!("conflict with \"{}\" using {}: {}", c.manager, c.api_version, c.field)).collect::<Vec<_>>().join("\n"))]
+    ApplyConflict {
+        res: Res,
+        name: String,
+        conflicts: Vec<FieldConflict>,
+    },
     #[error("{0}")]
     BadRequest(String),
     #[error("{}{} \"{name}\" is invalid: {message}", .res.meta().kind, group_suffix(.res))]
@@ -380,7 +388,9 @@ impl ApiError {
     pub fn code(&self) -> u16 {
         match self {
             ApiError::NotFound { .. } | ApiError::NoRoute => 404,
-            ApiError::AlreadyExists { .. } | ApiError::Conflict { .. } => 409,
+            ApiError::AlreadyExists { .. }
+            | ApiError::Conflict { .. }
+            | ApiError::ApplyConflict { .. } => 409,
             ApiError::BadRequest(_) => 400,
             ApiError::Invalid { .. } => 422,
             ApiError::MethodNotAllowed(_) => 405,
@@ -392,7 +402,7 @@ impl ApiError {
         match self {
             ApiError::NotFound { .. } | ApiError::NoRoute => "NotFound",
             ApiError::AlreadyExists { .. } => "AlreadyExists",
-            ApiError::Conflict { .. } => "Conflict",
+            ApiError::Conflict { .. } | ApiError::ApplyConflict { .. } => "Conflict",
             ApiError::BadRequest(_) => "BadRequest",
             ApiError::Invalid { .. } => "Invalid",
             ApiError::MethodNotAllowed(_) => "MethodNotAllowed",
@@ -415,6 +425,18 @@ impl ApiError {
             ApiError::Invalid { res, name, .. } => {
                 Some(json!({"name": name, "group": res.meta().group, "kind": res.meta().kind}))
             }
+            ApiError::ApplyConflict {
+                res,
+                name,
+                conflicts,
+            } => Some(json!({
+                "name": name, "group": res.meta().group, "kind": res.meta().plural,
+                "causes": conflicts.iter().map(|c| json!({
+                    "reason": "FieldManagerConflict",
+                    "message": format!("conflict with \"{}\" using {}", c.manager, c.api_version),
+                    "field": c.field,
+                })).collect::<Vec<_>>(),
+            })),
             _ => None,
         };
         if let Some(d) = details {
@@ -422,6 +444,15 @@ impl ApiError {
         }
         status
     }
+}
+
+/// A field another manager owns with another value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FieldConflict {
+    pub manager: String,
+    pub api_version: String,
+    /// `.spec.replicas`
+    pub field: String,
 }
 
 /// Which part of an object a write may change: the main resource never changes `status`,
@@ -613,13 +644,20 @@ impl Store {
     }
 
     /// PUT: replaces the object (or only its status).
-    pub fn replace(&mut self, key: &ObjKey, body: Value, part: Part) -> Result<Value, ApiError> {
+    pub fn replace(
+        &mut self,
+        key: &ObjKey,
+        mut body: Value,
+        manager: Option<&str>,
+        part: Part,
+    ) -> Result<Value, ApiError> {
         let old = self.existing(key)?;
         if !body.is_object() {
             return Err(ApiError::BadRequest(
                 "the request body must be a JSON object".into(),
             ));
         }
+        take_update_ownership(key.res, &old, &mut body, manager, part);
         self.commit(key, &old, body, part)
     }
 
@@ -630,10 +668,11 @@ impl Store {
         ty: PatchType,
         body: Value,
         manager: Option<&str>,
+        force: bool,
         part: Part,
     ) -> Result<Value, ApiError> {
         match ty {
-            PatchType::Apply => self.apply(key, body, manager, part),
+            PatchType::Apply => self.apply(key, body, manager, force, part),
             PatchType::Merge => {
                 if !body.is_object() {
                     return Err(ApiError::BadRequest(
@@ -643,11 +682,13 @@ impl Store {
                 let old = self.existing(key)?;
                 let mut new = old.clone();
                 merge_patch(&mut new, &body);
+                take_update_ownership(key.res, &old, &mut new, manager, part);
                 self.commit(key, &old, new, part)
             }
             PatchType::Json => {
                 let old = self.existing(key)?;
-                let new = json_patch(&old, &body).map_err(ApiError::BadRequest)?;
+                let mut new = json_patch(&old, &body).map_err(ApiError::BadRequest)?;
+                take_update_ownership(key.res, &old, &mut new, manager, part);
                 self.commit(key, &old, new, part)
             }
         }
@@ -658,6 +699,7 @@ impl Store {
         key: &ObjKey,
         mut body: Value,
         manager: Option<&str>,
+        force: bool,
         part: Part,
     ) -> Result<Value, ApiError> {
         let Some(manager) = manager.filter(|m| !m.is_empty()) else {
@@ -700,6 +742,36 @@ impl Store {
                 && (str_at(e, "/subresource") == "status") == (part == Part::Status)
         };
         let previous = entries.and_then(|es| es.iter().find(mine)).cloned();
+        // Fields other managers own with another value conflict, unless forced: then they
+        // change hands (as a real apiserver's field manager does). Equal values are shared.
+        let mut others: Vec<Value> = entries
+            .map(|es| es.iter().filter(|e| !mine(e)).cloned().collect())
+            .unwrap_or_default();
+        let mut applied = Vec::new();
+        leaves(&fields, &mut Vec::new(), &mut applied);
+        let mut conflicts = Vec::new();
+        for e in &mut others {
+            for leaf in &applied {
+                if has_leaf(&e["fieldsV1"], leaf) && value_at(&body, leaf) != value_at(&old, leaf) {
+                    conflicts.push(FieldConflict {
+                        manager: str_at(e, "/manager").to_string(),
+                        api_version: str_at(e, "/apiVersion").to_string(),
+                        field: leaf.iter().map(|k| format!(".{k}")).collect(),
+                    });
+                    if force {
+                        remove_leaf(&mut e["fieldsV1"], leaf);
+                    }
+                }
+            }
+        }
+        if !conflicts.is_empty() && !force {
+            return Err(ApiError::ApplyConflict {
+                res: key.res,
+                name: key.name.clone(),
+                conflicts,
+            });
+        }
+        others.retain(|e| e["fieldsV1"].as_object().is_some_and(|o| !o.is_empty()));
         if let Some(prev) = &previous {
             prune(&mut new, &prev["fieldsV1"], &fields);
         }
@@ -711,9 +783,7 @@ impl Store {
         {
             entry["time"] = prev["time"].clone();
         }
-        let mut list: Vec<Value> = entries
-            .map(|es| es.iter().filter(|e| !mine(e)).cloned().collect())
-            .unwrap_or_default();
+        let mut list = others;
         list.push(entry);
         new["metadata"]["managedFields"] = Value::Array(list);
         self.commit(key, &old, new, part)
@@ -1078,6 +1148,171 @@ pub(crate) fn field_set(body: &Value, part: Part) -> Value {
         }
     }
     Value::Object(out)
+}
+
+/// The leaf paths of a fieldsV1 set (`f:spec` → `f:replicas` → `["spec", "replicas"]`).
+fn leaves(set: &Value, path: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+    let Some(o) = set.as_object() else {
+        return;
+    };
+    for (k, sub) in o {
+        let Some(name) = k.strip_prefix("f:") else {
+            continue;
+        };
+        path.push(name.to_string());
+        if sub.as_object().is_some_and(|m| !m.is_empty()) {
+            leaves(sub, path, out);
+        } else {
+            out.push(path.clone());
+        }
+        path.pop();
+    }
+}
+
+/// Whether a fieldsV1 set owns `path` (or all of a field above it).
+fn has_leaf(set: &Value, path: &[String]) -> bool {
+    let mut node = set;
+    for k in path {
+        match node.get(format!("f:{k}")) {
+            Some(sub) if sub.as_object().is_none_or(|m| m.is_empty()) => return true,
+            Some(sub) => node = sub,
+            None => return false,
+        }
+    }
+    true
+}
+
+fn value_at<'a>(v: &'a Value, path: &[String]) -> Option<&'a Value> {
+    path.iter().try_fold(v, |node, k| node.get(k))
+}
+
+/// Takes `path` out of a fieldsV1 set, and the parents it leaves empty.
+fn remove_leaf(set: &mut Value, path: &[String]) {
+    let Some((first, rest)) = path.split_first() else {
+        return;
+    };
+    let key = format!("f:{first}");
+    let Some(o) = set.as_object_mut() else {
+        return;
+    };
+    if rest.is_empty() {
+        o.remove(&key);
+        return;
+    }
+    if let Some(sub) = o.get_mut(&key) {
+        remove_leaf(sub, rest);
+        if sub.as_object().is_some_and(|m| m.is_empty()) {
+            o.remove(&key);
+        }
+    }
+}
+
+fn insert_leaf(set: &mut Value, path: &[String]) {
+    let mut node = set;
+    for k in path {
+        if !node.is_object() {
+            *node = json!({});
+        }
+        node = node
+            .as_object_mut()
+            .expect("an object")
+            .entry(format!("f:{k}"))
+            .or_insert(json!({}));
+    }
+}
+
+/// The leaf paths whose values differ between `old` and `new` (lists compare whole); metadata
+/// counts only for labels and annotations, and only the part being written counts.
+fn changed_leaves(old: &Value, new: &Value, path: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+    match (old.as_object(), new.as_object()) {
+        (Some(a), Some(b)) => {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            for k in keys {
+                let top = path.is_empty();
+                if top && matches!(k.as_str(), "apiVersion" | "kind") {
+                    continue;
+                }
+                if path.len() == 1
+                    && path[0] == "metadata"
+                    && !matches!(k.as_str(), "labels" | "annotations")
+                {
+                    continue;
+                }
+                let (x, y) = (
+                    a.get(k).unwrap_or(&Value::Null),
+                    b.get(k).unwrap_or(&Value::Null),
+                );
+                if x != y {
+                    path.push(k.clone());
+                    changed_leaves(x, y, path, out);
+                    path.pop();
+                }
+            }
+        }
+        _ if old != new && !path.is_empty() => out.push(path.clone()),
+        _ => {}
+    }
+}
+
+/// An update (PUT or a non-apply PATCH) with a `fieldManager` takes ownership of every field it
+/// changes, from whoever owned it: updates never conflict, they record who changed what.
+fn take_update_ownership(
+    res: Res,
+    old: &Value,
+    new: &mut Value,
+    manager: Option<&str>,
+    part: Part,
+) {
+    let Some(manager) = manager.filter(|m| !m.is_empty()) else {
+        return;
+    };
+    let scope = |v: &Value| match part {
+        Part::Status => json!({"status": v.get("status").cloned().unwrap_or(Value::Null)}),
+        Part::Main => {
+            let mut c = v.clone();
+            if let Some(o) = c.as_object_mut() {
+                o.remove("status");
+            }
+            c
+        }
+    };
+    let mut changed = Vec::new();
+    changed_leaves(&scope(old), &scope(new), &mut Vec::new(), &mut changed);
+    if changed.is_empty() {
+        return;
+    }
+    let status = part == Part::Status;
+    let is_mine = |e: &Value| {
+        str_at(e, "/manager") == manager
+            && str_at(e, "/operation") == "Update"
+            && (str_at(e, "/subresource") == "status") == status
+    };
+    let mut list: Vec<Value> = old
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut mine = list
+        .iter()
+        .position(is_mine)
+        .map(|i| list.remove(i))
+        .unwrap_or_else(|| {
+            let mut e = managed_entry(res, manager, part, json!({}));
+            e["operation"] = json!("Update");
+            e
+        });
+    for e in &mut list {
+        for leaf in &changed {
+            remove_leaf(&mut e["fieldsV1"], leaf);
+        }
+    }
+    list.retain(|e| e["fieldsV1"].as_object().is_some_and(|o| !o.is_empty()));
+    for leaf in &changed {
+        insert_leaf(&mut mine["fieldsV1"], leaf);
+    }
+    mine["time"] = json!(now_rfc3339());
+    list.push(mine);
+    new["metadata"]["managedFields"] = Value::Array(list);
 }
 
 /// Removes from `obj` the fields a manager set last time (`old`) but no longer sets (`new`):
@@ -1470,20 +1705,24 @@ mod tests {
         let mut s = store();
         let d = s.create(Res::Deployment, "p", deploy("web")).unwrap();
         let key = ObjKey::new(Res::Deployment, "p", "web");
-        let same = s.replace(&key, d.clone(), Part::Main).unwrap();
+        let same = s.replace(&key, d.clone(), None, Part::Main).unwrap();
         assert_eq!(
             same["metadata"]["resourceVersion"],
             d["metadata"]["resourceVersion"]
         );
         let mut stale = d.clone();
         stale["metadata"]["resourceVersion"] = json!("1");
-        assert_eq!(s.replace(&key, stale, Part::Main).unwrap_err().code(), 409);
+        assert_eq!(
+            s.replace(&key, stale, None, Part::Main).unwrap_err().code(),
+            409
+        );
         let p = s
             .patch(
                 &key,
                 PatchType::Merge,
                 json!({"spec": {"replicas": 5}}),
                 None,
+                true,
                 Part::Main,
             )
             .unwrap();
@@ -1498,12 +1737,73 @@ mod tests {
                 PatchType::Merge,
                 json!({"status": {"replicas": 1}}),
                 None,
+                true,
                 Part::Main,
             )
             .unwrap();
         assert!(
             st.get("status").is_none(),
             "main resource writes ignore status"
+        );
+    }
+
+    #[test]
+    fn apply_conflicts_name_the_other_manager_and_field_and_force_takes_the_field() {
+        let mut s = store();
+        let key = ObjKey::new(Res::Deployment, "p", "web");
+        let apply = |s: &mut Store, replicas: i64, who: &str, force: bool| {
+            let mut d = deploy("web");
+            d["spec"]["replicas"] = json!(replicas);
+            s.patch(&key, PatchType::Apply, d, Some(who), force, Part::Main)
+        };
+        apply(&mut s, 2, "alice", false).unwrap();
+        // The same value from another manager: shared, no conflict.
+        apply(&mut s, 2, "bob", false).unwrap();
+        let err = apply(&mut s, 3, "carol", false).unwrap_err();
+        assert_eq!(err.code(), 409);
+        let st = err.status_json();
+        assert_eq!(st["reason"], "Conflict");
+        let message = st["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("Apply failed with 2 conflicts: "),
+            "{message}"
+        );
+        assert!(
+            message.contains("conflict with \"alice\" using apps/v1: .spec.replicas"),
+            "{message}"
+        );
+        let causes = st["details"]["causes"].as_array().unwrap();
+        assert!(
+            causes
+                .iter()
+                .all(|c| c["reason"] == "FieldManagerConflict" && c["field"] == ".spec.replicas")
+        );
+        assert_eq!(
+            s.get(&key).unwrap()["spec"]["replicas"],
+            2,
+            "a refused apply changes nothing"
+        );
+        // Forced: carol takes the field from both.
+        let d = apply(&mut s, 3, "carol", true).unwrap();
+        assert_eq!(d["spec"]["replicas"], 3);
+        for e in d["metadata"]["managedFields"].as_array().unwrap() {
+            let owns = has_leaf(&e["fieldsV1"], &["spec".into(), "replicas".into()]);
+            assert_eq!(owns, e["manager"] == "carol", "{e}");
+        }
+        // An update takes ownership without conflict; an apply against it then conflicts.
+        s.patch(
+            &key,
+            PatchType::Merge,
+            json!({"spec": {"replicas": 5}}),
+            Some("editor"),
+            false,
+            Part::Main,
+        )
+        .unwrap();
+        let message = apply(&mut s, 3, "carol", false).unwrap_err().to_string();
+        assert!(
+            message.contains("conflict with \"editor\" using apps/v1: .spec.replicas"),
+            "{message}"
         );
     }
 
@@ -1519,6 +1819,7 @@ mod tests {
                 PatchType::Apply,
                 body.clone(),
                 Some("smo"),
+                true,
                 Part::Main,
             )
             .unwrap();
@@ -1529,6 +1830,7 @@ mod tests {
                 PatchType::Apply,
                 body.clone(),
                 Some("smo"),
+                true,
                 Part::Main,
             )
             .unwrap();
@@ -1538,6 +1840,7 @@ mod tests {
             PatchType::Merge,
             json!({"metadata": {"labels": {"other": "x"}}}),
             None,
+            true,
             Part::Main,
         )
         .unwrap();
@@ -1547,6 +1850,7 @@ mod tests {
                 PatchType::Apply,
                 deploy("web"),
                 Some("smo"),
+                true,
                 Part::Main,
             )
             .unwrap();
@@ -1556,9 +1860,16 @@ mod tests {
             "b pruned, other kept"
         );
         assert_eq!(
-            s.patch(&key, PatchType::Apply, deploy("web"), None, Part::Main)
-                .unwrap_err()
-                .code(),
+            s.patch(
+                &key,
+                PatchType::Apply,
+                deploy("web"),
+                None,
+                false,
+                Part::Main
+            )
+            .unwrap_err()
+            .code(),
             400
         );
     }

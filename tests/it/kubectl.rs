@@ -116,6 +116,32 @@ async fn kubectl_gets_by_short_name_applies_scales_and_deletes_against_the_sim()
         "jsonpath={.spec.replicas}",
     ]);
     assert_eq!(replicas.trim(), "2");
+    // Server-side apply now conflicts on the replicas kubectl scale took over, as on a real
+    // apiserver; --force-conflicts takes them back.
+    let (applied, text) =
+        tokio::task::block_in_place(|| run(&["apply", "--server-side", "-f", &manifest]));
+    assert!(!applied, "{text}");
+    assert!(
+        text.contains("Apply failed with 1 conflict") && text.contains(".spec.replicas"),
+        "{text}"
+    );
+    ok(&[
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        &manifest,
+    ]);
+    let replicas = ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-n",
+        "demo",
+        "-o",
+        "jsonpath={.spec.replicas}",
+    ]);
+    assert_eq!(replicas.trim(), "1");
     // Printed server-side as a Table, with the columns a real apiserver gives each kind.
     let table = ok(&["get", "deploy", "-n", "demo"]);
     let header: Vec<&str> = table
