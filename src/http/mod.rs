@@ -540,6 +540,16 @@ impl SmoApi {
     }
 }
 
+/// How a service is deployed: `image` (smo renders its objects) or `helm` (a chart);
+/// `unknown` when the stored descriptor no longer has it.
+fn artifact_kind(spec: Option<&hdag::Service>) -> &'static str {
+    match spec {
+        Some(sv) if manifests::is_native(sv) => "image",
+        Some(_) => "helm",
+        None => "unknown",
+    }
+}
+
 fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or(s)
 }
@@ -793,12 +803,7 @@ impl SmoApi {
                 .map(|r| r.service(&s.name))
                 .unwrap_or_default();
             ServiceView {
-                artifact: match spec {
-                    Some(sv) if manifests::is_native(sv) => "image",
-                    Some(_) => "helm",
-                    None => "unknown",
-                }
-                .into(),
+                artifact: artifact_kind(spec).into(),
                 artifact_ref: c.artifact_ref,
                 cluster_affinity: c.cluster_affinity,
                 cpu: c.cpu,

@@ -109,6 +109,21 @@ pub fn rate_query(
     out
 }
 
+/// A Prometheus answer as JSON, refused when larger than [`MAX_QUERY_BYTES`].
+fn read_answer(body: &[u8], what: &'static str) -> Result<Value, MonitoringError> {
+    if body.len() > MAX_QUERY_BYTES {
+        return Err(MonitoringError::TooLarge {
+            what,
+            size: body.len(),
+            limit: MAX_QUERY_BYTES,
+        });
+    }
+    serde_json::from_slice(body).map_err(|e| MonitoringError::Json {
+        what,
+        message: e.to_string(),
+    })
+}
+
 /// The number a Prometheus `/api/v1/query` answer holds, read by the scaler as λ.
 ///
 /// Rules (SPEC §3: "NaN/empty → 0"):
@@ -122,17 +137,7 @@ pub fn rate_query(
 /// - matrices, strings and malformed bodies → errors naming the field.
 pub fn parse_query_result(body: &[u8]) -> Result<f64, MonitoringError> {
     const WHAT: &str = "Prometheus query response";
-    if body.len() > MAX_QUERY_BYTES {
-        return Err(MonitoringError::TooLarge {
-            what: WHAT,
-            size: body.len(),
-            limit: MAX_QUERY_BYTES,
-        });
-    }
-    let v: Value = serde_json::from_slice(body).map_err(|e| MonitoringError::Json {
-        what: WHAT,
-        message: e.to_string(),
-    })?;
+    let v = read_answer(body, WHAT)?;
     let malformed = |path: &str, message: String| MonitoringError::Malformed {
         what: WHAT,
         path: path.to_string(),
@@ -251,17 +256,7 @@ pub type RangeSeries = (std::collections::BTreeMap<String, String>, Vec<(f64, f6
 /// finite numbers are skipped; anything else malformed is an error naming the field.
 pub fn parse_range_result(body: &[u8]) -> Result<Vec<RangeSeries>, MonitoringError> {
     const WHAT: &str = "Prometheus range query response";
-    if body.len() > MAX_QUERY_BYTES {
-        return Err(MonitoringError::TooLarge {
-            what: WHAT,
-            size: body.len(),
-            limit: MAX_QUERY_BYTES,
-        });
-    }
-    let v: Value = serde_json::from_slice(body).map_err(|e| MonitoringError::Json {
-        what: WHAT,
-        message: e.to_string(),
-    })?;
+    let v = read_answer(body, WHAT)?;
     let malformed = |path: &str, message: &str| MonitoringError::Malformed {
         what: WHAT,
         path: path.to_string(),

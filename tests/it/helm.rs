@@ -575,12 +575,19 @@ async fn a_chart_that_fails_to_render_fails_the_job_with_helms_message_and_the_g
         error.contains("this chart is broken on purpose"),
         "not Helm's message: {job}"
     );
-    assert!(
-        matches!(
-            job["state"].as_str(),
-            Some("retrying" | "running" | "queued")
-        ),
+    // Retried until its attempts are spent, then dead, with every error kept.
+    let job = s.wait_job(&accepted).await;
+    assert_eq!(job["state"], "dead", "{job}");
+    let errors = job["errors"].as_array().unwrap();
+    assert_eq!(
+        errors.len() as i64,
+        job["max_attempts"].as_i64().unwrap(),
         "{job}"
+    );
+    assert!(
+        errors
+            .iter()
+            .all(|e| e["error"].as_str().unwrap().contains("broken on purpose"))
     );
     // Removal converges even so.
     let accepted: Value = s.client.delete("/graphs/broken").await.unwrap();

@@ -106,16 +106,19 @@ async fn kubectl_gets_by_short_name_applies_scales_and_deletes_against_the_sim()
     let applied = ok(&["apply", "-f", &manifest]);
     assert!(applied.contains("deployment.apps/web"), "{applied}");
     ok(&["scale", "deploy", "web", "-n", "demo", "--replicas=2"]);
-    let replicas = ok(&[
-        "get",
-        "deploy",
-        "web",
-        "-n",
-        "demo",
-        "-o",
-        "jsonpath={.spec.replicas}",
-    ]);
-    assert_eq!(replicas.trim(), "2");
+    let replicas = || {
+        let out = ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-n",
+            "demo",
+            "-o",
+            "jsonpath={.spec.replicas}",
+        ]);
+        out.trim().to_string()
+    };
+    assert_eq!(replicas(), "2");
     // Server-side apply now conflicts on the replicas kubectl scale took over, as on a real
     // apiserver; --force-conflicts takes them back.
     let (applied, text) =
@@ -132,16 +135,7 @@ async fn kubectl_gets_by_short_name_applies_scales_and_deletes_against_the_sim()
         "-f",
         &manifest,
     ]);
-    let replicas = ok(&[
-        "get",
-        "deploy",
-        "web",
-        "-n",
-        "demo",
-        "-o",
-        "jsonpath={.spec.replicas}",
-    ]);
-    assert_eq!(replicas.trim(), "1");
+    assert_eq!(replicas(), "1");
     // Printed server-side as a Table, with the columns a real apiserver gives each kind.
     let table = ok(&["get", "deploy", "-n", "demo"]);
     let header: Vec<&str> = table

@@ -26,7 +26,7 @@ use uuid::Uuid;
 
 use self::view::{DeployOutcome, FormProblem, GraphFilter, Nav, ServiceNode};
 use super::{ApiError, DeployResponse, SmoApi};
-use crate::{federation::manifests, hdag::Graph, store};
+use crate::{hdag::Graph, store};
 
 /// The console's stylesheet and script, compiled in.
 const CSS: &str = include_str!("console.css");
@@ -195,20 +195,22 @@ fn store_error(e: store::StoreError) -> Response {
     api_error(e.into())
 }
 
+/// A compiled-in asset, cacheable for a few minutes.
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    Response::builder()
+        .content_type(content_type)
+        .header(header::CACHE_CONTROL, "max-age=300")
+        .body(body)
+}
+
 #[handler]
 fn css() -> Response {
-    Response::builder()
-        .content_type("text/css; charset=utf-8")
-        .header(header::CACHE_CONTROL, "max-age=300")
-        .body(CSS)
+    asset("text/css; charset=utf-8", CSS)
 }
 
 #[handler]
 fn js() -> Response {
-    Response::builder()
-        .content_type("text/javascript; charset=utf-8")
-        .header(header::CACHE_CONTROL, "max-age=300")
-        .body(JS)
+    asset("text/javascript; charset=utf-8", JS)
 }
 
 #[handler]
@@ -359,12 +361,7 @@ async fn load_graph(console: &Console, name: &str) -> Result<view::GraphPage, Re
                             .collect()
                     })
                     .unwrap_or_default(),
-                artifact: match spec {
-                    Some(sv) if manifests::is_native(sv) => "image",
-                    Some(_) => "helm",
-                    None => "unknown",
-                }
-                .into(),
+                artifact: super::artifact_kind(spec).into(),
                 explanation: explanations.get(&s.name).cloned(),
                 name: s.name,
                 status: s.status,

@@ -107,29 +107,26 @@ impl Browser {
             .await;
     }
 
-    pub async fn url(&self) -> String {
-        self.call(reqwest::Method::GET, "/url", None)
+    /// A string the session reports at `path`.
+    async fn get_text(&self, path: &str) -> String {
+        self.call(reqwest::Method::GET, path, None)
             .await
             .as_str()
             .unwrap_or_default()
             .to_string()
     }
 
+    pub async fn url(&self) -> String {
+        self.get_text("/url").await
+    }
+
     pub async fn title(&self) -> String {
-        self.call(reqwest::Method::GET, "/title", None)
-            .await
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
+        self.get_text("/title").await
     }
 
     /// The page's HTML as it is now (after scripts).
     pub async fn source(&self) -> String {
-        self.call(reqwest::Method::GET, "/source", None)
-            .await
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
+        self.get_text("/source").await
     }
 
     async fn find(&self, css: &str) -> String {
@@ -149,11 +146,7 @@ impl Browser {
     /// The visible text of the first element matching `css`.
     pub async fn text(&self, css: &str) -> String {
         let id = self.find(css).await;
-        self.call(reqwest::Method::GET, &format!("/element/{id}/text"), None)
-            .await
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
+        self.get_text(&format!("/element/{id}/text")).await
     }
 
     pub async fn click(&self, css: &str) {
