@@ -87,4 +87,80 @@ mod tidy {
             );
         }
     }
+
+    /// ARCHITECTURE.md's first invariant, enforced: the pure core (descriptor, placement,
+    /// scaling, manifest, dashboard and page rendering) does no I/O, so it never names a database,
+    /// Kubernetes, HTTP or async-runtime crate, nor std's file, network or process modules. Unit
+    /// tests may (they read fixtures), and so may the named adapter beside the pure code.
+    #[test]
+    fn pure_modules_do_no_io() {
+        const PURE: &[&str] = &[
+            "hdag",
+            "placement",
+            "scaling",
+            "monitoring",
+            "federation/manifests.rs",
+            "http/compat.rs",
+            "http/console/view.rs",
+        ];
+        const ADAPTERS: &[&str] = &["monitoring/io.rs"];
+        const FORBIDDEN: &[&str] = &[
+            "sqlx",
+            "kube::",
+            "reqwest",
+            "tokio",
+            "poem",
+            "std::fs",
+            "std::net",
+            "std::process",
+        ];
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = Vec::new();
+        for p in PURE {
+            let path = src.join(p);
+            if path.is_dir() {
+                for e in std::fs::read_dir(&path).unwrap() {
+                    files.push(e.unwrap().path());
+                }
+            } else {
+                files.push(path);
+            }
+        }
+        let mut found = Vec::new();
+        for f in files {
+            let rel = f.strip_prefix(&src).unwrap().display().to_string();
+            if f.file_name().is_some_and(|n| n == "tests.rs") || ADAPTERS.contains(&rel.as_str()) {
+                continue;
+            }
+            let text = std::fs::read_to_string(&f).unwrap();
+            // Unit tests at the end of a file may read fixtures.
+            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+            for (i, line) in code.lines().enumerate() {
+                let line = line.trim_start();
+                if line.starts_with("//") {
+                    continue;
+                }
+                for word in FORBIDDEN {
+                    if line.contains(word) {
+                        found.push(format!("src/{rel}:{}: {word}", i + 1));
+                    }
+                }
+            }
+        }
+        assert!(
+            found.is_empty(),
+            "I/O in the pure core:\n{}",
+            found.join("\n")
+        );
+    }
+
+    /// The simulated federation is a test and demo tool that knows nothing of smo: its crate
+    /// must not depend on any of smo's.
+    #[test]
+    fn the_sim_crate_does_not_depend_on_smo() {
+        let manifest = include_str!("../sim/Cargo.toml");
+        for dep in ["smo =", "smo-jobs", "smo-sdk", "path = \"..\""] {
+            assert!(!manifest.contains(dep), "sim/Cargo.toml names {dep}");
+        }
+    }
 }
