@@ -299,6 +299,209 @@ pub async fn console(
     })
 }
 
+/// The figures of `smo bench deploy`: graphs deployed through the API by worker processes.
+#[derive(Debug, Serialize)]
+pub struct DeployReport {
+    /// Graphs submitted.
+    pub graphs: usize,
+    /// Services per graph.
+    pub services_per_graph: usize,
+    /// Worker processes.
+    pub workers: usize,
+    /// Seconds from the first submission to the last graph Running.
+    pub total_secs: f64,
+    /// Graphs Running per second over `total_secs`.
+    pub graphs_per_sec: f64,
+    /// Submission (202) to Running, per graph: median and 99th percentile, in seconds.
+    pub p50_secs: f64,
+    pub p99_secs: f64,
+    /// Deploy jobs that needed more than one attempt (the target is none).
+    pub retried_jobs: i64,
+}
+
+/// How the deploy benchmark reaches the world: the federation's kubeconfig and the `smo` binary
+/// whose `run --role worker` processes do the work.
+pub struct DeployBench {
+    pub database_url: String,
+    pub kubeconfig: std::path::PathBuf,
+    pub smo_binary: std::path::PathBuf,
+    pub graphs: usize,
+    pub services: usize,
+    pub workers: usize,
+    /// Submissions in flight at once.
+    pub clients: usize,
+}
+
+fn bench_graph(id: &str, services: usize) -> Vec<u8> {
+    use std::fmt::Write as _;
+    let mut y = format!("hdaGraph:\n  id: {id}\n  version: \"1.0.0\"\n  services:\n");
+    for i in 0..services {
+        let _ = write!(
+            y,
+            "    - id: s{i}\n      deployment:\n        trigger: {{auto: {{dependencies: []}}}}\n        intent:\n          \
+             compute: {{cpu: 10m, ram: 16Mi, storage: light, gpu: {{enabled: false}}}}\n      artifact:\n        \
+             image: ghcr.io/example/s{i}:1\n"
+        );
+    }
+    y.into_bytes()
+}
+
+/// Deploys `graphs` graphs through the REST API (served here, on loopback) with `workers` worker
+/// processes against the federation in `kubeconfig`, in the scratch database at `database_url`
+/// (its smo tables and queue are emptied first).
+pub async fn deploy(b: DeployBench, progress: impl Fn(&str)) -> anyhow::Result<DeployReport> {
+    anyhow::ensure!(
+        b.graphs > 0 && b.workers > 0 && b.services > 0 && b.clients > 0,
+        "graphs, services, workers and clients must be at least 1"
+    );
+    let pool = crate::cli::connect(&b.database_url, 8).await?;
+    crate::server::migrate(&pool).await?;
+    sqlx::raw_sql(
+        "TRUNCATE smo.graphs, smo.services, smo.clusters, smo.graph_jobs, smo.decisions, smo.projects,
+                  smo.graph_locks CASCADE;
+         DELETE FROM smo_jobs.jobs; DELETE FROM smo_jobs.workers;",
+    )
+    .execute(&pool)
+    .await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let api = format!("http://{}", listener.local_addr()?);
+    let stop = CancellationToken::new();
+    tokio::spawn(crate::server::serve_api_on(
+        pool.clone(),
+        listener,
+        None,
+        Default::default(),
+        Default::default(),
+        None,
+        stop.clone(),
+    ));
+    progress(&format!("starting {} worker processes…", b.workers));
+    let mut children = Vec::new();
+    for w in 0..b.workers {
+        children.push(
+            tokio::process::Command::new(&b.smo_binary)
+                .args(["run", "--role", "worker", "--database-url", &b.database_url])
+                .arg("--karmada-kubeconfig")
+                .arg(&b.kubeconfig)
+                .args(["--worker-prefix", &format!("deploy-bench{w}")])
+                .env("RUST_LOG", "warn")
+                .stdout(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .spawn()?,
+        );
+    }
+    let http = reqwest::Client::new();
+    // The clusters first, as an operator's first `smo cluster sync` does.
+    let listed = http.get(format!("{api}/clusters")).send().await?;
+    anyhow::ensure!(
+        listed.status().is_success(),
+        "GET /clusters: {}",
+        listed.status()
+    );
+    progress(&format!(
+        "submitting {} graphs of {} services, {} at a time…",
+        b.graphs, b.services, b.clients
+    ));
+    let started = Instant::now();
+    let submitted = Arc::new(std::sync::Mutex::new(Vec::with_capacity(b.graphs)));
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut clients = Vec::new();
+    for _ in 0..b.clients {
+        let (http, api, next, submitted) =
+            (http.clone(), api.clone(), next.clone(), submitted.clone());
+        let (graphs, services) = (b.graphs, b.services);
+        clients.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= graphs {
+                    return Ok::<_, anyhow::Error>(());
+                }
+                let name = format!("bench-{i}");
+                // Submit→Running counts from the moment the request leaves.
+                let at = chrono::Utc::now();
+                let r = http
+                    .post(format!("{api}/project/bench/graphs"))
+                    .body(bench_graph(&name, services))
+                    .send()
+                    .await?;
+                anyhow::ensure!(r.status().as_u16() == 202, "deploy {name}: {}", r.status());
+                submitted
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((name, at));
+            }
+        }));
+    }
+    for c in clients {
+        c.await??;
+    }
+    let deadline = Instant::now() + Duration::from_secs(3600);
+    loop {
+        let running: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM smo.graphs WHERE status = 'Running'")
+                .fetch_one(&pool)
+                .await?;
+        progress(&format!("{running}/{} Running", b.graphs));
+        if running as usize >= b.graphs {
+            break;
+        }
+        let failed: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM smo_jobs.jobs WHERE kind = 'deploy' AND state = 'dead'",
+        )
+        .fetch_one(&pool)
+        .await?;
+        anyhow::ensure!(failed == 0, "{failed} deploy jobs died");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "not all graphs Running after an hour"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let total_secs = started.elapsed().as_secs_f64();
+    // Running since: the graph's last change, written by the deploy job that made it Running.
+    let running_at: std::collections::HashMap<String, chrono::DateTime<chrono::Utc>> =
+        sqlx::query_as::<_, (String, chrono::DateTime<chrono::Utc>)>(
+            "SELECT name, updated_at FROM smo.graphs",
+        )
+        .fetch_all(&pool)
+        .await?
+        .into_iter()
+        .collect();
+    let mut latencies: Vec<f64> = submitted
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter_map(|(name, at)| {
+            running_at
+                .get(name)
+                .map(|r| (*r - *at).num_milliseconds() as f64 / 1000.0)
+        })
+        .map(|s| s.max(0.0))
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
+    let retried_jobs: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM smo_jobs.jobs WHERE kind = 'deploy' AND (attempt > 1 OR lost > 0)",
+    )
+    .fetch_one(&pool)
+    .await?;
+    stop.cancel();
+    for mut c in children {
+        let _ = c.start_kill();
+        let _ = c.wait().await;
+    }
+    Ok(DeployReport {
+        graphs: b.graphs,
+        services_per_graph: b.services,
+        workers: b.workers,
+        total_secs,
+        graphs_per_sec: b.graphs as f64 / total_secs,
+        p50_secs: at(0.5),
+        p99_secs: at(0.99),
+        retried_jobs,
+    })
+}
+
 /// The figures of `smo bench descriptor`: the worst descriptor the API accepts, through what a
 /// dry run does with it.
 #[derive(Debug, Serialize)]
