@@ -810,6 +810,28 @@ mod tests {
     use crate::{Sim, SimConfig};
 
     #[test]
+    fn cluster_scoped_chart_kinds_are_stored_at_cluster_scope() {
+        let sim = Sim::new(SimConfig::demo());
+        let role = r#"{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                       "metadata": {"name": "reader"}, "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]}"#;
+        let path = "/apis/rbac.authorization.k8s.io/v1/clusterroles";
+        let (code, created) = call(&sim, "POST", path, "application/json", role);
+        assert_eq!(code, 201, "{created}");
+        assert!(created["metadata"].get("namespace").is_none(), "{created}");
+        let (_, list) = call(&sim, "GET", path, "", "");
+        assert_eq!(list["items"][0]["rules"][0]["verbs"][0], "get");
+        // Not under a namespace, as a real apiserver has it.
+        let (code, _) = call(
+            &sim,
+            "GET",
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/default/clusterroles",
+            "",
+            "",
+        );
+        assert_eq!(code, 404);
+    }
+
+    #[test]
     fn openapi_v2_has_a_definition_and_paths_for_every_kind() {
         let sim = Sim::new(SimConfig::demo());
         let (code, doc) = call(&sim, "GET", "/openapi/v2", "", "");

@@ -12,7 +12,8 @@
 //!   `prometheusrules`, `servicemonitors` (monitoring.coreos.com/v1); `resourcebindings`
 //!   (work.karmada.io/v1alpha2, written by the simulation); and what Helm charts carry, stored as
 //!   given: `configmaps`, `secrets`, `serviceaccounts`, `persistentvolumeclaims`, `statefulsets`,
-//!   `daemonsets`, `jobs`, `ingresses`, `roles`, `rolebindings`, `poddisruptionbudgets`,
+//!   `daemonsets`, `jobs`, `cronjobs`, `ingresses`, `networkpolicies`, `roles`, `rolebindings`,
+//!   `clusterroles`, `clusterrolebindings`, `storageclasses`, `poddisruptionbudgets`,
 //!   `horizontalpodautoscalers`. Verbs: list (label and field selectors, also across namespaces),
 //!   get, create, replace, patch (apply, merge, strategic-as-merge, JSON patch), delete,
 //!   deletecollection, and `/status` for every kind; `dryRun` honoured. No watch. Bodies in JSON,

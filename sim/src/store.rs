@@ -33,6 +33,11 @@ pub(crate) enum Res {
     HorizontalPodAutoscaler,
     ServiceMonitor,
     ResourceBinding,
+    ClusterRole,
+    ClusterRoleBinding,
+    NetworkPolicy,
+    CronJob,
+    StorageClass,
 }
 
 /// The short names and categories a real apiserver (or the kind's CRD) reports for a plural:
@@ -56,6 +61,9 @@ pub(crate) fn short_names(plural: &str) -> (&'static [&'static str], &'static [&
         "horizontalpodautoscalers" => (&["hpa"], &["all"]),
         "servicemonitors" => (&["smon"], &["prometheus-operator"]),
         "resourcebindings" => (&["rb"], &[]),
+        "networkpolicies" => (&["netpol"], &[]),
+        "cronjobs" => (&["cj"], &["all"]),
+        "storageclasses" => (&["sc"], &[]),
         _ => (&[], &[]),
     }
 }
@@ -234,8 +242,42 @@ const RESOURCEBINDING: KindMeta = meta(
     true,
 );
 
+const CLUSTERROLE: KindMeta = meta(
+    "rbac.authorization.k8s.io",
+    "v1",
+    "clusterroles",
+    "clusterrole",
+    "ClusterRole",
+    false,
+);
+const CLUSTERROLEBINDING: KindMeta = meta(
+    "rbac.authorization.k8s.io",
+    "v1",
+    "clusterrolebindings",
+    "clusterrolebinding",
+    "ClusterRoleBinding",
+    false,
+);
+const NETWORKPOLICY: KindMeta = meta(
+    "networking.k8s.io",
+    "v1",
+    "networkpolicies",
+    "networkpolicy",
+    "NetworkPolicy",
+    true,
+);
+const CRONJOB: KindMeta = meta("batch", "v1", "cronjobs", "cronjob", "CronJob", true);
+const STORAGECLASS: KindMeta = meta(
+    "storage.k8s.io",
+    "v1",
+    "storageclasses",
+    "storageclass",
+    "StorageClass",
+    false,
+);
+
 impl Res {
-    pub const ALL: [Res; 23] = [
+    pub const ALL: [Res; 28] = [
         Res::Namespace,
         Res::Service,
         Res::Deployment,
@@ -259,6 +301,11 @@ impl Res {
         Res::HorizontalPodAutoscaler,
         Res::ServiceMonitor,
         Res::ResourceBinding,
+        Res::ClusterRole,
+        Res::ClusterRoleBinding,
+        Res::NetworkPolicy,
+        Res::CronJob,
+        Res::StorageClass,
     ];
 
     pub fn meta(self) -> &'static KindMeta {
@@ -286,6 +333,11 @@ impl Res {
             Res::HorizontalPodAutoscaler => &HPA,
             Res::ServiceMonitor => &SERVICEMONITOR,
             Res::ResourceBinding => &RESOURCEBINDING,
+            Res::ClusterRole => &CLUSTERROLE,
+            Res::ClusterRoleBinding => &CLUSTERROLEBINDING,
+            Res::NetworkPolicy => &NETWORKPOLICY,
+            Res::CronJob => &CRONJOB,
+            Res::StorageClass => &STORAGECLASS,
         }
     }
 

@@ -445,8 +445,14 @@ async fn chart_services_go_through_the_real_helm_engine_from_a_real_registry() {
         sts["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"],
         "thermometer"
     );
-    let (code, _) = sim_get(&s, "/api/v1/namespaces/shop/serviceaccounts/shop-worker").await;
-    assert_eq!(code, 200);
+    for path in [
+        "/api/v1/namespaces/shop/serviceaccounts/shop-worker",
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/shop/roles/shop-worker",
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/shop/rolebindings/shop-worker",
+    ] {
+        let (code, _) = sim_get(&s, path).await;
+        assert_eq!(code, 200, "{path}");
+    }
     // The release records Helm stored, and Helm reading them back.
     let (_, secrets) = sim_get(
         &s,
