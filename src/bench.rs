@@ -354,7 +354,9 @@ pub async fn deploy(b: DeployBench, progress: impl Fn(&str)) -> anyhow::Result<D
         b.graphs > 0 && b.workers > 0 && b.services > 0 && b.clients > 0,
         "graphs, services, workers and clients must be at least 1"
     );
-    let pool = crate::cli::connect(&b.database_url, 8).await?;
+    // The API's pool as `smo run --role api` sizes it.
+    let api_pool = crate::server::pool_plan(&[crate::server::Role::Api], 0, None).size;
+    let pool = crate::cli::connect(&b.database_url, api_pool).await?;
     crate::server::migrate(&pool).await?;
     sqlx::raw_sql(
         "TRUNCATE smo.graphs, smo.services, smo.clusters, smo.graph_jobs, smo.decisions, smo.projects,

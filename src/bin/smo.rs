@@ -127,7 +127,7 @@ enum BenchCmd {
         #[arg(long, default_value_t = 2)]
         workers: usize,
         /// Submissions in flight at once.
-        #[arg(long, default_value_t = 16)]
+        #[arg(long, default_value_t = 8)]
         clients: usize,
         /// Deploy onto this federation instead of a sim started here.
         #[arg(long)]

@@ -49,7 +49,14 @@ pub struct SmoApi {
     queue: Queue,
     /// Parsing a large YAML descriptor is CPU and memory heavy: at most two at once.
     parse_slots: Arc<Semaphore>,
+    /// Rendered `GET /graphs/{name}` answers by graph, with the version stamp they were rendered
+    /// at ([`store::graph_stamp`]): a read whose stamp matches costs one small query instead of
+    /// two reads, a YAML parse and rendering the dashboards and rules the reference's fields need.
+    details: Arc<std::sync::Mutex<std::collections::HashMap<String, (String, GraphDetail)>>>,
 }
+
+/// Most graphs whose rendered detail the API keeps (any is dropped when full).
+const DETAIL_CACHE: usize = 4096;
 
 impl SmoApi {
     /// An API over `pool`.
@@ -59,6 +66,7 @@ impl SmoApi {
             pool,
             registry,
             parse_slots: Arc::new(Semaphore::new(2)),
+            details: Default::default(),
         }
     }
 }
@@ -100,7 +108,7 @@ pub struct GraphSummary {
 }
 
 /// A service of a graph.
-#[derive(Debug, Object)]
+#[derive(Debug, Clone, Object)]
 pub struct ServiceView {
     /// Service id.
     pub name: String,
@@ -156,7 +164,7 @@ pub struct ServiceView {
 }
 
 /// A graph in detail.
-#[derive(Debug, Object)]
+#[derive(Debug, Clone, Object)]
 pub struct GraphDetail {
     /// Name.
     pub name: String,
@@ -403,6 +411,68 @@ fn valid_name(field: &str, v: &str) -> ApiResult<()> {
 }
 
 impl SmoApi {
+    /// `GET /graphs/{name}` rendered from the store.
+    async fn render_graph(&self, name: &str) -> ApiResult<GraphDetail> {
+        let mut conn = self.pool.acquire().await?;
+        let g = store::get_graph(&mut conn, name).await?;
+        let services = store::services(&mut conn, g.id).await?;
+        let graph: Option<Graph> = serde_json::from_value(g.descriptor.clone()).ok();
+        let placement: BTreeMap<String, String> =
+            serde_json::from_value(g.placement).unwrap_or_default();
+        let dashboards: BTreeMap<String, String> =
+            serde_json::from_value(g.dashboards).unwrap_or_default();
+        let reference = graph
+            .as_ref()
+            .map(|gr| compat::GraphCompat::new(&g.project, gr, &placement, &dashboards));
+        let view = |s: store::ServiceRecord| {
+            let spec = graph.as_ref().and_then(|gr| gr.service(&s.name));
+            let c = reference
+                .as_ref()
+                .map(|r| r.service(&s.name))
+                .unwrap_or_default();
+            ServiceView {
+                artifact: artifact_kind(spec).into(),
+                artifact_ref: c.artifact_ref,
+                cluster_affinity: c.cluster_affinity,
+                cpu: c.cpu,
+                memory: c.memory,
+                storage: c.storage,
+                values_overwrite: c.values_overwrite,
+                alert: c.alert,
+                artifact_type: c.artifact_type,
+                artifact_implementer: c.artifact_implementer,
+                grafana: c.grafana,
+                name: s.name,
+                status: s.status,
+                cluster: s.cluster,
+                replicas: s.replicas,
+                ready: s.ready,
+                conditional: s.conditional,
+                cpu_millis: s.cpu_millis,
+                memory_bytes: s.memory_bytes,
+                gpu: s.gpu,
+            }
+        };
+        Ok(GraphDetail {
+            services: services.into_iter().map(view).collect(),
+            designer: graph.as_ref().and_then(|g| g.designer.clone()),
+            description: graph.as_ref().and_then(|g| g.description.clone()),
+            hda_graph: compat::hda_graph(&g.source, &g.descriptor),
+            grafana: reference.as_ref().and_then(|r| r.grafana.clone()),
+            placement,
+            dashboards,
+            name: g.name,
+            project: g.project,
+            version: g.version,
+            revision: g.revision,
+            status: g.status,
+            status_message: g.status_message,
+            desired: g.desired,
+            created_at: g.created_at,
+            updated_at: g.updated_at,
+        })
+    }
+
     async fn parse_descriptor(&self, body: Vec<u8>) -> ApiResult<hdag::Parsed> {
         let _slot = self
             .parse_slots
@@ -785,64 +855,30 @@ impl SmoApi {
     /// One graph: services, clusters, status, placement.
     #[oai(path = "/graphs/:name", method = "get", operation_id = "getGraph")]
     async fn get_graph(&self, name: Path<String>) -> ApiResult<Json<GraphDetail>> {
-        let mut conn = self.pool.acquire().await?;
-        let g = store::get_graph(&mut conn, &name.0).await?;
-        let services = store::services(&mut conn, g.id).await?;
-        let graph: Option<Graph> = serde_json::from_value(g.descriptor.clone()).ok();
-        let placement: BTreeMap<String, String> =
-            serde_json::from_value(g.placement).unwrap_or_default();
-        let dashboards: BTreeMap<String, String> =
-            serde_json::from_value(g.dashboards).unwrap_or_default();
-        let reference = graph
-            .as_ref()
-            .map(|gr| compat::GraphCompat::new(&g.project, gr, &placement, &dashboards));
-        let view = |s: store::ServiceRecord| {
-            let spec = graph.as_ref().and_then(|gr| gr.service(&s.name));
-            let c = reference
-                .as_ref()
-                .map(|r| r.service(&s.name))
-                .unwrap_or_default();
-            ServiceView {
-                artifact: artifact_kind(spec).into(),
-                artifact_ref: c.artifact_ref,
-                cluster_affinity: c.cluster_affinity,
-                cpu: c.cpu,
-                memory: c.memory,
-                storage: c.storage,
-                values_overwrite: c.values_overwrite,
-                alert: c.alert,
-                artifact_type: c.artifact_type,
-                artifact_implementer: c.artifact_implementer,
-                grafana: c.grafana,
-                name: s.name,
-                status: s.status,
-                cluster: s.cluster,
-                replicas: s.replicas,
-                ready: s.ready,
-                conditional: s.conditional,
-                cpu_millis: s.cpu_millis,
-                memory_bytes: s.memory_bytes,
-                gpu: s.gpu,
-            }
+        let Some(stamp) = store::graph_stamp(&self.pool, &name.0).await? else {
+            return Err(store::StoreError::GraphNotFound(name.0.clone()).into());
         };
-        Ok(Json(GraphDetail {
-            services: services.into_iter().map(view).collect(),
-            designer: graph.as_ref().and_then(|g| g.designer.clone()),
-            description: graph.as_ref().and_then(|g| g.description.clone()),
-            hda_graph: compat::hda_graph(&g.source, &g.descriptor),
-            grafana: reference.as_ref().and_then(|r| r.grafana.clone()),
-            placement,
-            dashboards,
-            name: g.name,
-            project: g.project,
-            version: g.version,
-            revision: g.revision,
-            status: g.status,
-            status_message: g.status_message,
-            desired: g.desired,
-            created_at: g.created_at,
-            updated_at: g.updated_at,
-        }))
+        let cached = self
+            .details
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&name.0)
+            .filter(|(at, _)| *at == stamp)
+            .map(|(_, d)| d.clone());
+        if let Some(d) = cached {
+            return Ok(Json(d));
+        }
+        let detail = self.render_graph(&name.0).await?;
+        // Cached under the stamp read first: a write in between only makes the next read render again.
+        let mut cache = self
+            .details
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cache.len() >= DETAIL_CACHE {
+            cache.clear();
+        }
+        cache.insert(name.0, (stamp, detail.clone()));
+        Ok(Json(detail))
     }
 
     /// Remove a graph: its objects, dashboards and records (enqueues `remove`).

@@ -946,3 +946,18 @@ pub async fn cluster_usage(pool: &PgPool, graph: &str) -> Result<Vec<ClusterUsag
     .fetch_all(pool)
     .await?)
 }
+
+/// A version stamp of a graph and its services: the row versions (`xmin`) PostgreSQL gives every
+/// update, so any write to the graph or one of its services changes it, whatever clock the writer
+/// used. `None` when there is no such graph. One round trip; lets readers cache renderings.
+pub async fn graph_stamp(pool: &PgPool, name: &str) -> Result<Option<String>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT g.xmin::text || ':' || coalesce(
+                    (SELECT string_agg(s.xmin::text, ',' ORDER BY s.position)
+                       FROM smo.services s WHERE s.graph_id = g.id), '')
+           FROM smo.graphs g WHERE g.name = $1",
+    )
+    .bind(name)
+    .fetch_optional(pool)
+    .await?)
+}

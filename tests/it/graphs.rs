@@ -491,3 +491,40 @@ async fn a_condition_all_job_rechecks_events_that_resolved_after_it_was_enqueued
         "{history:?}"
     );
 }
+
+/// `GET /graphs/{name}` keeps rendered answers by a version stamp of the graph's rows: any write,
+/// even one that moves no timestamp (as the dashboard publisher's does not), shows at once.
+#[tokio::test]
+async fn a_graph_read_shows_every_write_even_those_that_move_no_timestamp() {
+    let s = Stack::start().await;
+    let a = s
+        .client
+        .deploy("demo", example("hello.yaml"), false)
+        .await
+        .unwrap();
+    s.succeed(&a).await;
+    let before: Value = s.client.get("/graphs/hello").await.unwrap();
+    // Twice, so the second read is served from what the first rendered.
+    assert_eq!(
+        s.client.get::<Value>("/graphs/hello").await.unwrap(),
+        before
+    );
+    sqlx::query("UPDATE smo.graphs SET dashboards = '{\"extra\": \"http://grafana/d/x\"}' WHERE name = 'hello'")
+        .execute(&s.db.pool)
+        .await
+        .unwrap();
+    let g: Value = s.client.get("/graphs/hello").await.unwrap();
+    assert_eq!(g["dashboards"]["extra"], "http://grafana/d/x", "{g}");
+    sqlx::query("UPDATE smo.services SET replicas = 7 WHERE name = 'hello-world'")
+        .execute(&s.db.pool)
+        .await
+        .unwrap();
+    let g: Value = s.client.get("/graphs/hello").await.unwrap();
+    assert_eq!(g["services"][0]["replicas"], 7, "{g}");
+    // A removed graph is gone, not served from memory.
+    sqlx::query("DELETE FROM smo.graphs WHERE name = 'hello'")
+        .execute(&s.db.pool)
+        .await
+        .unwrap();
+    assert!(s.client.get::<Value>("/graphs/hello").await.is_err());
+}
