@@ -153,6 +153,7 @@ pub(crate) fn handle(st: &mut State, req: &Req) -> Resp {
                 store: st.store.clone(),
                 clusters: st.clusters.clone(),
                 placements: st.placements.clone(),
+                bound: st.bound.clone(),
                 traffic: st.traffic.clone(),
                 dashboards: Default::default(),
                 write_latency_ms: 0,
@@ -424,6 +425,17 @@ fn parse_target<'a>(group: &str, version: &str, rest: &[&'a str]) -> Option<Targ
 
 type Out = Result<(u16, Value), ApiError>;
 
+/// Whether a write to `res` can change what the simulation computes (placements, statuses,
+/// bindings): Deployments, the policies that place them, Clusters, and Namespaces (whose
+/// deletion takes their Deployments). Other writes skip the reconcile, which visits every
+/// workload: a deploy's Services, Secrets or ConfigMaps then cost what the write costs.
+fn shapes_the_federation(res: Res) -> bool {
+    matches!(
+        res,
+        Res::Deployment | Res::PropagationPolicy | Res::Cluster | Res::Namespace
+    )
+}
+
 /// The request's field manager: `?fieldManager=`, else the user agent's name (before the `/`).
 fn field_manager<'a>(query: &'a BTreeMap<String, String>, req: &Req<'a>) -> Option<&'a str> {
     query
@@ -485,7 +497,9 @@ fn kube(st: &mut State, req: &Req, path: &str, query: &BTreeMap<String, String>)
                 "GET" => return found(st, &key),
                 "DELETE" => {
                     let gone = st.store.delete(&key)?;
-                    reconcile(st, Instant::now());
+                    if shapes_the_federation(t.res) {
+                        reconcile(st, Instant::now());
+                    }
                     return Ok((200, gone));
                 }
                 "PUT" => {
@@ -526,7 +540,9 @@ fn kube(st: &mut State, req: &Req, path: &str, query: &BTreeMap<String, String>)
         }
         _ => return Err(ApiError::NoRoute),
     };
-    reconcile(st, Instant::now());
+    if shapes_the_federation(t.res) {
+        reconcile(st, Instant::now());
+    }
     let (code, key) = out;
     found(st, &key).map(|(_, v)| (code, v))
 }
@@ -621,7 +637,9 @@ fn delete_collection(
     for k in keys {
         gone.push(st.store.delete(&k)?);
     }
-    reconcile(st, Instant::now());
+    if shapes_the_federation(res) {
+        reconcile(st, Instant::now());
+    }
     Ok((200, list_json(st, res, gone)))
 }
 

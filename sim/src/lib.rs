@@ -333,6 +333,9 @@ pub(crate) struct State {
     store: Store,
     clusters: BTreeMap<String, ClusterState>,
     placements: BTreeMap<(String, String), Placement>,
+    /// What each ResourceBinding was last written from (Deployment version, targets, ready
+    /// replicas), so a reconcile rewrites only the bindings whose inputs changed.
+    bound: BTreeMap<(String, String), String>,
     traffic: Traffic,
     dashboards: Dashboards,
     write_latency_ms: u64,
@@ -392,6 +395,7 @@ impl Sim {
             store,
             clusters,
             placements: BTreeMap::new(),
+            bound: BTreeMap::new(),
             traffic: Traffic::new(rate),
             dashboards: Dashboards::default(),
             write_latency_ms: config.write_latency_ms,
