@@ -42,7 +42,9 @@ pub const MAX_BODY_BYTES: usize = hdag::MAX_DESCRIPTOR_BYTES + 64 * 1024;
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// The API's state.
+/// The API's state. Clones share it (the parse slots and the graph-detail cache), so the REST
+/// routes and the console are bound and served by one.
+#[derive(Clone)]
 pub struct SmoApi {
     pool: PgPool,
     registry: crate::settings::RegistrySettings,
@@ -1345,12 +1347,9 @@ pub fn app(
     body_read_timeout: Duration,
     prometheus: Option<crate::monitoring::io::Prometheus>,
 ) -> impl Endpoint {
-    let console = console::routes(
-        SmoApi::new(pool.clone(), registry.clone()),
-        token.as_deref(),
-        prometheus,
-    );
-    let api = service_of(SmoApi::new(pool, registry));
+    let shared = SmoApi::new(pool, registry);
+    let console = console::routes(shared.clone(), token.as_deref(), prometheus);
+    let api = service_of(shared);
     let ui = api.swagger_ui();
     let docs = api.swagger_ui();
     let spec = {
@@ -1511,6 +1510,21 @@ mod route_tests {
         assert_eq!(method_of(&poem::http::Method::GET), "GET");
         let odd = poem::http::Method::from_bytes(b"BREW").unwrap();
         assert_eq!(method_of(&odd), "OTHER");
+    }
+
+    /// The console gets a clone of the REST API's state: one bound of two descriptor parses at
+    /// once and one graph-detail cache for both, not one each.
+    #[tokio::test]
+    async fn clones_of_the_api_share_their_parse_slots_and_cache() {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .connect_lazy("postgres://localhost/unused")
+            .expect("a lazy pool never connects");
+        let a = SmoApi::new(pool, Default::default());
+        let b = a.clone();
+        assert!(Arc::ptr_eq(&a.parse_slots, &b.parse_slots));
+        assert!(Arc::ptr_eq(&a.details, &b.details));
+        let _held = a.parse_slots.acquire_many(2).await.unwrap();
+        assert_eq!(b.parse_slots.available_permits(), 0);
     }
 
     #[test]
