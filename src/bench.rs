@@ -206,6 +206,24 @@ async fn seed_running_graphs(pool: &PgPool, graphs: usize) -> anyhow::Result<()>
     Ok(())
 }
 
+/// Serves the API (default settings, no token) on a free loopback port over `pool`, as
+/// `smo run --role api` does; its base URL and what stops it.
+async fn spawn_api(pool: &PgPool) -> anyhow::Result<(String, CancellationToken)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let stop = CancellationToken::new();
+    tokio::spawn(crate::server::serve_api_on(
+        pool.clone(),
+        listener,
+        None,
+        Default::default(),
+        Default::default(),
+        None,
+        stop.clone(),
+    ));
+    Ok((base, stop))
+}
+
 /// The figures of `smo bench console`: server-side render times of its pages, through HTTP on
 /// loopback (one request at a time, so a figure is one page's whole server time plus loopback).
 #[derive(Debug, Serialize)]
@@ -250,18 +268,7 @@ pub async fn console(
     )
     .execute(&pool)
     .await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let stop = CancellationToken::new();
-    tokio::spawn(crate::server::serve_api_on(
-        pool.clone(),
-        listener,
-        None,
-        Default::default(),
-        Default::default(),
-        None,
-        stop.clone(),
-    ));
+    let (base, stop) = spawn_api(&pool).await?;
     let http = reqwest::Client::new();
     let mut pages = Vec::new();
     for path in [
@@ -365,18 +372,7 @@ pub async fn deploy(b: DeployBench, progress: impl Fn(&str)) -> anyhow::Result<D
     )
     .execute(&pool)
     .await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let api = format!("http://{}", listener.local_addr()?);
-    let stop = CancellationToken::new();
-    tokio::spawn(crate::server::serve_api_on(
-        pool.clone(),
-        listener,
-        None,
-        Default::default(),
-        Default::default(),
-        None,
-        stop.clone(),
-    ));
+    let (api, stop) = spawn_api(&pool).await?;
     progress(&format!("starting {} worker processes…", b.workers));
     let mut children = Vec::new();
     for w in 0..b.workers {

@@ -162,15 +162,16 @@ fn html(body: String) -> Response {
 /// A whole page, or only `<main>`'s content when the console's script asks (live refresh).
 fn page(
     req: &Request,
+    console: &Console,
     title: &str,
     nav: Nav,
     main: String,
     live: bool,
-    signed_in: bool,
 ) -> Response {
     if req.headers().contains_key("x-console-partial") {
         return html(main);
     }
+    let signed_in = console.session.is_some();
     html(view::layout(title, nav, &main, live, signed_in))
 }
 
@@ -297,14 +298,7 @@ async fn graphs(req: &Request, console: Data<&Arc<Console>>, q: Query<ListQuery>
         Err(e) => return store_error(e),
     };
     let main = view::graphs(&rows, &projects, &filter, Utc::now());
-    page(
-        req,
-        "Graphs",
-        Nav::Graphs,
-        main,
-        true,
-        console.session.is_some(),
-    )
+    page(req, &console, "Graphs", Nav::Graphs, main, true)
 }
 
 #[handler]
@@ -312,11 +306,11 @@ async fn graph(req: &Request, console: Data<&Arc<Console>>, name: Path<String>) 
     match load_graph(&console, &name.0).await {
         Ok(p) => page(
             req,
+            &console,
             &p.name.clone(),
             Nav::Graphs,
             view::graph(&p, Utc::now()),
             true,
-            console.session.is_some(),
         ),
         Err(r) => r,
     }
@@ -337,16 +331,10 @@ async fn load_graph(console: &Console, name: &str) -> Result<view::GraphPage, Re
         (g, services)
     };
     let descriptor: Option<Graph> = serde_json::from_value(g.descriptor).ok();
-    let explanations: BTreeMap<String, String> = store::latest_decision(pool, name, "placement")
+    let explanations = store::latest_decision(pool, name, "placement")
         .await
         .map_err(store_error)?
-        .and_then(|d| serde_json::from_value::<crate::placement::Solution>(d.outcome).ok())
-        .map(|s| {
-            s.explanations
-                .into_iter()
-                .map(|e| (e.service, e.summary))
-                .collect()
-        })
+        .map(|d| summaries(d.outcome))
         .unwrap_or_default();
     let services = services
         .into_iter()
@@ -363,15 +351,7 @@ async fn load_graph(console: &Console, name: &str) -> Result<view::GraphPage, Re
                     .unwrap_or_default(),
                 artifact: super::artifact_kind(spec).into(),
                 explanation: explanations.get(&s.name).cloned(),
-                name: s.name,
-                status: s.status,
-                cluster: s.cluster,
-                replicas: s.replicas,
-                ready: s.ready,
-                conditional: s.conditional,
-                cpu_millis: s.cpu_millis,
-                memory_bytes: s.memory_bytes,
-                gpu: s.gpu,
+                service: s,
             }
         })
         .collect();
@@ -440,6 +420,19 @@ async fn replica_history(
     }
 }
 
+/// The one-line reason of each service's placement, from a stored or dry-run solution (empty
+/// when there is none, e.g. every service kept its cluster).
+fn summaries(solution: serde_json::Value) -> BTreeMap<String, String> {
+    serde_json::from_value::<crate::placement::Solution>(solution)
+        .map(|s| {
+            s.explanations
+                .into_iter()
+                .map(|e| (e.service, e.summary))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The graph actions, as the API names them.
 const ACTIONS: &[&str] = &["start", "stop", "re-place", "remove"];
 
@@ -451,11 +444,11 @@ fn confirm(req: &Request, console: Data<&Arc<Console>>, p: Path<(String, String)
     }
     page(
         req,
+        &console,
         &format!("{action} {name}"),
         Nav::Graphs,
         view::confirm(&name, &action),
         false,
-        console.session.is_some(),
     )
 }
 
@@ -481,11 +474,11 @@ async fn act(console: Data<&Arc<Console>>, p: Path<(String, String)>) -> Respons
 fn deploy_page(req: &Request, console: Data<&Arc<Console>>) -> Response {
     page(
         req,
+        &console,
         "Deploy",
         Nav::Deploy,
         view::deploy("default", "", &DeployOutcome::Nothing),
         false,
-        console.session.is_some(),
     )
 }
 
@@ -514,18 +507,10 @@ async fn deploy(req: &Request, console: Data<&Arc<Console>>, form: Form<DeployFo
         }
         Ok(DeployResponse::DryRun(d)) => {
             let d = d.0;
-            let explanations = serde_json::from_value::<crate::placement::Solution>(d.solution)
-                .map(|s| {
-                    s.explanations
-                        .into_iter()
-                        .map(|e| (e.service, e.summary))
-                        .collect()
-                })
-                .unwrap_or_default();
             DeployOutcome::DryRun {
+                explanations: summaries(d.solution),
                 graph: d.graph,
                 placement: d.placement,
-                explanations,
                 objects: d.objects,
                 helm_services: d.helm_services,
                 warnings: d
@@ -560,11 +545,11 @@ async fn deploy(req: &Request, console: Data<&Arc<Console>>, form: Form<DeployFo
     };
     let mut r = page(
         req,
+        &console,
         "Deploy",
         Nav::Deploy,
         view::deploy(form.project.trim(), &form.descriptor, &outcome),
         false,
-        console.session.is_some(),
     );
     if matches!(outcome, DeployOutcome::Problems { .. }) {
         r.set_status(StatusCode::UNPROCESSABLE_ENTITY);
@@ -584,11 +569,11 @@ async fn clusters(req: &Request, console: Data<&Arc<Console>>) -> Response {
     };
     page(
         req,
+        &console,
         "Clusters",
         Nav::Clusters,
         view::clusters(&clusters, &placed, Utc::now()),
         true,
-        console.session.is_some(),
     )
 }
 
@@ -615,11 +600,11 @@ async fn queue(req: &Request, console: Data<&Arc<Console>>) -> Response {
     match loaded {
         Ok((stats, workers, attention)) => page(
             req,
+            &console,
             "Queue",
             Nav::Queue,
             view::queue(&stats, &workers, &attention, Utc::now()),
             true,
-            console.session.is_some(),
         ),
         Err(e) => api_error(e.into()),
     }

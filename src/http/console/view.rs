@@ -5,7 +5,9 @@ use std::{collections::BTreeMap, fmt::Write as _};
 
 use chrono::{DateTime, Utc};
 
-use crate::store::{ClusterRecord, ClusterUsage, Decision, GraphOverview, PlacedService};
+use crate::store::{
+    ClusterRecord, ClusterUsage, Decision, GraphOverview, PlacedService, ServiceRecord,
+};
 
 /// HTML-escapes text for element content and double-quoted attributes.
 pub fn esc(s: &str) -> String {
@@ -211,18 +213,11 @@ pub fn graphs(
     m
 }
 
-/// One service of a graph, as the graph page needs it.
+/// One service of a graph, as the graph page needs it: its record, and what the descriptor
+/// and the placement say about it.
 #[derive(Debug, Clone)]
 pub struct ServiceNode {
-    pub name: String,
-    pub status: String,
-    pub cluster: Option<String>,
-    pub replicas: i32,
-    pub ready: i32,
-    pub conditional: bool,
-    pub cpu_millis: i64,
-    pub memory_bytes: i64,
-    pub gpu: bool,
+    pub service: ServiceRecord,
     /// `image` or `helm`.
     pub artifact: String,
     /// Services it calls (its connection points).
@@ -297,7 +292,7 @@ pub fn layers(services: &[ServiceNode]) -> Vec<usize> {
     let index: BTreeMap<&str, usize> = services
         .iter()
         .enumerate()
-        .map(|(i, s)| (s.name.as_str(), i))
+        .map(|(i, s)| (s.service.name.as_str(), i))
         .collect();
     let mut level = vec![0usize; services.len()];
     for _ in 0..services.len() {
@@ -347,7 +342,7 @@ pub fn topology_svg(services: &[ServiceNode]) -> String {
     let index: BTreeMap<&str, usize> = services
         .iter()
         .enumerate()
-        .map(|(i, s)| (s.name.as_str(), i))
+        .map(|(i, s)| (s.service.name.as_str(), i))
         .collect();
     let mut svg = format!(
         "<svg class=\"topology\" viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\" role=\"img\" aria-labelledby=\"topo-title\">\
@@ -367,26 +362,34 @@ pub fn topology_svg(services: &[ServiceNode]) -> String {
             let _ = write!(
                 svg,
                 "<path class=\"edge\" d=\"M{sx},{sy} C{mid},{sy} {mid},{ey} {ex},{ey}\" marker-end=\"url(#arrow)\"><title>{} calls {}</title></path>",
-                esc(&s.name),
+                esc(&s.service.name),
                 esc(c)
             );
         }
     }
     for (i, s) in services.iter().enumerate() {
         let (x, y) = pos(i);
-        let class = status_class(&s.status);
-        let dashed = if s.conditional { " conditional" } else { "" };
-        let where_ = s.cluster.as_deref().unwrap_or("not placed");
+        let class = status_class(&s.service.status);
+        let dashed = if s.service.conditional {
+            " conditional"
+        } else {
+            ""
+        };
+        let where_ = s.service.cluster.as_deref().unwrap_or("not placed");
         let _ = write!(
             svg,
             "<g class=\"node {class}{dashed}\" data-service=\"{n}\"><title>{n}: {st}{cond}, {where_}</title>\
 <rect x=\"{x}\" y=\"{y}\" width=\"{NODE_W}\" height=\"{NODE_H}\" rx=\"6\"/>\
 <text x=\"{tx}\" y=\"{ty1}\" class=\"name\">{n}</text><text x=\"{tx}\" y=\"{ty2}\" class=\"meta\">{st} · {where_}{cond_short}</text></g>",
-            n = esc(&s.name),
-            st = esc(&s.status),
+            n = esc(&s.service.name),
+            st = esc(&s.service.status),
             where_ = esc(where_),
-            cond = if s.conditional { " (conditional)" } else { "" },
-            cond_short = if s.conditional { " · ⚡" } else { "" },
+            cond = if s.service.conditional {
+                " (conditional)"
+            } else {
+                ""
+            },
+            cond_short = if s.service.conditional { " · ⚡" } else { "" },
             tx = x + 10,
             ty1 = y + 21,
             ty2 = y + 40,
@@ -559,14 +562,14 @@ pub fn placement_map(page: &GraphPage) -> String {
         for s in page
             .services
             .iter()
-            .filter(|s| s.cluster.as_deref() == Some(&name))
+            .filter(|s| s.service.cluster.as_deref() == Some(&name))
         {
             let _ = write!(
                 m,
                 "<li data-placed=\"{n}\"><strong>{n}</strong> ×{} {}",
-                s.replicas,
-                status_badge(&s.status),
-                n = esc(&s.name)
+                s.service.replicas,
+                status_badge(&s.service.status),
+                n = esc(&s.service.name)
             );
             if let Some(e) = &s.explanation {
                 let _ = write!(m, "<p class=\"why\">{}</p>", esc(e));
@@ -600,9 +603,9 @@ pub fn replica_series(
     }
     for s in services {
         series
-            .entry(s.name.clone())
+            .entry(s.service.name.clone())
             .or_default()
-            .push((now, s.replicas as i64));
+            .push((now, s.service.replicas as i64));
     }
     series
 }
@@ -799,21 +802,21 @@ pub fn graph(page: &GraphPage, now: DateTime<Utc>) -> String {
         let _ = write!(
             m,
             "<tr data-service=\"{n}\"><th scope=\"row\">{n}{}</th><td>{}</td><td>{}</td><td>{}/{}</td><td>{}m</td><td>{} MiB</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            if s.conditional {
+            if s.service.conditional {
                 " <small>(conditional)</small>"
             } else {
                 ""
             },
-            status_badge(&s.status),
-            esc(s.cluster.as_deref().unwrap_or("—")),
-            s.ready,
-            s.replicas,
-            s.cpu_millis,
-            s.memory_bytes / (1024 * 1024),
-            if s.gpu { "yes" } else { "no" },
+            status_badge(&s.service.status),
+            esc(s.service.cluster.as_deref().unwrap_or("—")),
+            s.service.ready,
+            s.service.replicas,
+            s.service.cpu_millis,
+            s.service.memory_bytes / (1024 * 1024),
+            if s.service.gpu { "yes" } else { "no" },
             esc(&s.artifact),
             esc(&s.calls.join(", ")),
-            n = esc(&s.name),
+            n = esc(&s.service.name),
         );
     }
     m.push_str("</tbody></table></section>");
@@ -1197,15 +1200,18 @@ mod tests {
 
     fn node(name: &str, calls: &[&str], status: &str) -> ServiceNode {
         ServiceNode {
-            name: name.into(),
-            status: status.into(),
-            cluster: Some("edge-a".into()),
-            replicas: 1,
-            ready: 1,
-            conditional: false,
-            cpu_millis: 500,
-            memory_bytes: 256 << 20,
-            gpu: false,
+            service: ServiceRecord {
+                name: name.into(),
+                position: 0,
+                status: status.into(),
+                cluster: Some("edge-a".into()),
+                replicas: 1,
+                ready: 1,
+                conditional: false,
+                cpu_millis: 500,
+                memory_bytes: 256 << 20,
+                gpu: false,
+            },
             artifact: "image".into(),
             calls: calls.iter().map(|c| c.to_string()).collect(),
             explanation: None,
@@ -1247,7 +1253,7 @@ mod tests {
     #[test]
     fn a_conditional_service_is_marked_in_shape_and_words() {
         let mut s = vec![node("web", &[], "Running"), node("burst", &[], "Pending")];
-        s[1].conditional = true;
+        s[1].service.conditional = true;
         let svg = topology_svg(&s);
         assert!(svg.contains("node st-busy conditional"), "{svg}");
         assert!(svg.contains("burst: Pending (conditional)"));
@@ -1347,7 +1353,7 @@ mod tests {
             ),
         ];
         let mut web = node("web", &[], "Running");
-        web.replicas = 2;
+        web.service.replicas = 2;
         let series = replica_series(&[web], &decisions, t);
         let v: Vec<i64> = series["web"].iter().map(|p| p.1).collect();
         assert_eq!(v, vec![1, 3, 2, 2]);
