@@ -490,23 +490,36 @@ fn assign(
 }
 
 /// A status condition that keeps its timestamps while its status (and reason) stay the same.
-fn condition(old: &Value, ty: &str, ok: bool, reason: &str, message: &str, now: &str) -> Value {
+/// A condition as Kubernetes writes it (`metav1.Condition`): its `lastTransitionTime` moves only
+/// when its status does. `old` is the object's previous `conditions` list.
+fn transition(old: &Value, ty: &str, ok: bool, reason: &str, message: &str, now: &str) -> Value {
     let status = if ok { "True" } else { "False" };
-    let prev = old["conditions"]
+    let since = old
         .as_array()
-        .and_then(|cs| cs.iter().find(|c| c["type"] == ty));
-    let same_status = prev.is_some_and(|p| p["status"] == status);
-    let same_all =
-        same_status && prev.is_some_and(|p| p["reason"] == reason && p["message"] == message);
-    let keep = |field: &str, same: bool| match prev {
-        Some(p) if same && p[field].is_string() => p[field].clone(),
+        .and_then(|cs| cs.iter().find(|c| c["type"] == ty && c["status"] == status))
+        .and_then(|c| c["lastTransitionTime"].as_str())
+        .unwrap_or(now);
+    json!({"type": ty, "status": status, "reason": reason, "message": message,
+           "lastTransitionTime": since})
+}
+
+/// A Deployment's condition: [`transition`], plus `lastUpdateTime`, which moves whenever the
+/// reason or message does. `old` is the previous status.
+fn condition(old: &Value, ty: &str, ok: bool, reason: &str, message: &str, now: &str) -> Value {
+    let mut c = transition(&old["conditions"], ty, ok, reason, message, now);
+    let unchanged = old["conditions"].as_array().and_then(|cs| {
+        cs.iter().find(|p| {
+            p["type"] == ty
+                && p["status"] == c["status"]
+                && p["reason"] == reason
+                && p["message"] == message
+        })
+    });
+    c["lastUpdateTime"] = match unchanged {
+        Some(p) if p["lastUpdateTime"].is_string() => p["lastUpdateTime"].clone(),
         _ => json!(now),
     };
-    json!({
-        "type": ty, "status": status, "reason": reason, "message": message,
-        "lastUpdateTime": keep("lastUpdateTime", same_all),
-        "lastTransitionTime": keep("lastTransitionTime", same_status),
-    })
+    c
 }
 
 fn deployment_status(w: &Workload, now: &str) -> Value {
@@ -712,21 +725,8 @@ fn bind(st: &mut State, workloads: &[Workload], stamp: &str) {
             .get(&key)
             .map(|b| b["status"]["conditions"].clone())
             .unwrap_or(Value::Null);
-        // A condition's transition time moves only when its status does (as Karmada writes it).
-        let cond = |kind: &str, ok: bool, reason: &str| {
-            let status = if ok { "True" } else { "False" };
-            let since = old
-                .as_array()
-                .and_then(|a| {
-                    a.iter()
-                        .find(|c| c["type"] == kind && c["status"] == status)
-                })
-                .and_then(|c| c["lastTransitionTime"].as_str())
-                .unwrap_or(stamp)
-                .to_string();
-            json!({"type": kind, "status": status, "reason": reason, "message": "",
-                   "lastTransitionTime": since})
-        };
+        let cond =
+            |kind: &str, ok: bool, reason: &str| transition(&old, kind, ok, reason, "", stamp);
         let status = json!({
             "schedulerObservedGeneration": w.generation,
             "aggregatedStatus": aggregated,
