@@ -51,6 +51,11 @@ pub enum JobError {
     /// after the delay without spending an attempt and without an entry in its errors.
     #[error("snoozed for {0:?}")]
     Snooze(std::time::Duration),
+    /// This attempt no longer owns the job: its worker's lease lapsed, or a newer attempt claimed
+    /// the job. It stops at once and writes nothing more; the job is handed back (or already
+    /// was) without spending an attempt, and the loss is counted apart.
+    #[error("fenced: {0}")]
+    Fenced(String),
 }
 
 impl JobError {
@@ -69,6 +74,10 @@ impl JobError {
     /// True for a snooze (the job waits; it did not fail).
     pub fn is_snooze(&self) -> bool {
         matches!(self, Self::Snooze(_))
+    }
+    /// True when the attempt lost its job (see [`JobError::Fenced`]).
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, Self::Fenced(_))
     }
     /// True when retrying cannot help.
     pub fn is_permanent(&self) -> bool {

@@ -3,7 +3,7 @@ use std::{collections::BTreeMap, future::Future, pin::Pin, sync::Arc};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use uuid::Uuid;
 
-use crate::{JobError, Queue};
+use crate::{JobError, Lease, Queue};
 
 /// Typed job arguments with a stable kind name.
 ///
@@ -34,8 +34,38 @@ pub struct JobContext {
     pub max_attempts: u32,
     /// The worker running it.
     pub worker: String,
+    /// This attempt's fencing token: raised by every claim of the job.
+    pub epoch: i64,
+    /// The worker's lease as this attempt holds it: check it before every external write.
+    pub lease: Lease,
     /// The queue, for follow-up jobs and admin work.
     pub queue: Queue,
+}
+
+impl JobContext {
+    /// `Ok` while this attempt still owns the job, checked inside the caller's transaction
+    /// (`conn` should be one): the lease has not lapsed and the job is still running under this
+    /// attempt's epoch. The job's row stays share-locked until that transaction ends, so a peer
+    /// cannot reclaim the job between this check and the commit of what the attempt records.
+    pub async fn fence(&self, conn: &mut sqlx::PgConnection) -> Result<(), JobError> {
+        self.lease.check()?;
+        let current: Option<i64> = sqlx::query_scalar(
+            "SELECT epoch FROM smo_jobs.jobs
+              WHERE id = $1 AND epoch = $2 AND state = 'running' FOR SHARE",
+        )
+        .bind(self.id)
+        .bind(self.epoch)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(|e| JobError::Transient(format!("database: {e}")))?;
+        match current {
+            Some(_) => Ok(()),
+            None => Err(JobError::Fenced(format!(
+                "attempt {} (epoch {}) of job {} was superseded: the job was handed to another worker",
+                self.attempt, self.epoch, self.id
+            ))),
+        }
+    }
 }
 
 type BoxFut = Pin<Box<dyn Future<Output = Result<(), JobError>> + Send>>;

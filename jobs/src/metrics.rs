@@ -265,6 +265,12 @@ pub static SNOOZED: CounterVec = CounterVec::new(
     "Job attempts that snoozed (re-scheduled without spending an attempt), by kind.",
     &["kind"],
 );
+/// Attempts stopped because they no longer owned their job (lease lapsed or superseded).
+pub static FENCED: CounterVec = CounterVec::new(
+    "smo_jobs_fenced_total",
+    "Job attempts abandoned because their worker's lease lapsed or a newer attempt took the job, by kind.",
+    &["kind"],
+);
 /// Handler run time per attempt.
 pub static DURATION: HistogramVec = HistogramVec::new(
     "smo_job_duration_seconds",
@@ -288,6 +294,7 @@ pub fn render(out: &mut String) {
         &SUCCEEDED,
         &FAILED,
         &SNOOZED,
+        &FENCED,
         &DEAD,
         &CRON_FIRED,
     ] {

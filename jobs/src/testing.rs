@@ -155,6 +155,7 @@ pub fn fast_worker_config(name: &str) -> WorkerConfig {
         poll_interval: Duration::from_millis(20),
         heartbeat_interval: Duration::from_millis(100),
         missed_heartbeats: 3,
+        renew_deadline: None,
         max_lost: 5,
         backoff: crate::Backoff {
             base: Duration::from_millis(50),

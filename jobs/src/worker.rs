@@ -10,7 +10,9 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::{Error, JobContext, JobError, NOTIFY_CHANNEL, Queue, Registry, metrics};
+use crate::{
+    Error, JobContext, JobError, Lease, NOTIFY_CHANNEL, Queue, Registry, lease::LeaseState, metrics,
+};
 
 /// Exponential backoff between attempts, stored in the job's `run_at` so that every worker
 /// (not just the one that saw the failure) respects it.
@@ -61,8 +63,13 @@ pub struct WorkerConfig {
     pub poll_interval: Duration,
     /// How often the worker proves it is alive (and reaps jobs of workers that are not).
     pub heartbeat_interval: Duration,
-    /// Heartbeats a worker may miss before its running jobs are handed to others.
+    /// Heartbeats a worker may miss before its running jobs are handed to others: the lease is
+    /// `heartbeat_interval × missed_heartbeats`.
     pub missed_heartbeats: u32,
+    /// How long after its last successful heartbeat was sent the worker still trusts its lease
+    /// and writes; shorter than the lease by a margin for clock skew and writes in flight.
+    /// `None`: two thirds of the lease (Kubernetes leader election uses 10 s of 15 s).
+    pub renew_deadline: Option<Duration>,
     /// Times a job may be lost to dead workers before it goes dead. Counted apart from
     /// `max_attempts`, which are meant for the job's own errors.
     pub max_lost: u32,
@@ -83,11 +90,25 @@ impl Default for WorkerConfig {
             poll_interval: Duration::from_secs(1),
             heartbeat_interval: Duration::from_secs(5),
             missed_heartbeats: 3,
+            renew_deadline: None,
             max_lost: 5,
             backoff: Backoff::default(),
             shutdown_grace: Duration::from_secs(30),
             job_timeout: Some(Duration::from_secs(600)),
         }
+    }
+}
+
+impl WorkerConfig {
+    /// After how long without a heartbeat peers hand this worker's jobs to others.
+    pub fn lease(&self) -> Duration {
+        self.heartbeat_interval * self.missed_heartbeats.max(1)
+    }
+
+    /// Until when after a heartbeat is sent the worker writes (see [`Self::renew_deadline`]).
+    pub fn renew_deadline(&self) -> Duration {
+        self.renew_deadline
+            .unwrap_or_else(|| self.lease().mul_f64(2.0 / 3.0))
     }
 }
 
@@ -112,10 +133,12 @@ struct Claimed {
     args: serde_json::Value,
     attempt: i32,
     max_attempts: i32,
+    epoch: i64,
 }
 
 struct Completion {
     id: Uuid,
+    epoch: i64,
     attempt: u32,
     max_attempts: u32,
     result: Result<(), JobError>,
@@ -153,6 +176,15 @@ impl Worker {
                 "worker concurrency and batch size must be at least 1".into(),
             ));
         }
+        if cfg.renew_deadline() >= cfg.lease() || cfg.renew_deadline().is_zero() {
+            return Err(Error::Config(format!(
+                "the renew deadline ({:?}) must be positive and shorter than the lease ({:?} = \
+                 heartbeat interval × missed heartbeats)",
+                cfg.renew_deadline(),
+                cfg.lease()
+            )));
+        }
+        let lease = LeaseState::new(cfg.renew_deadline());
         let kinds = self.registry.kinds();
         self.register(&kinds).await?;
         tracing::info!(worker = %cfg.name, ?kinds, concurrency = cfg.concurrency, "worker started");
@@ -168,6 +200,7 @@ impl Worker {
         let heartbeat = tokio::spawn(heartbeat_loop(
             self.queue.clone(),
             cfg.clone(),
+            lease.clone(),
             stop_bg.clone(),
         ));
         let (ack_tx, ack_rx) = mpsc::unbounded_channel::<Completion>();
@@ -216,6 +249,7 @@ impl Worker {
                     self.queue.clone(),
                     self.registry.clone(),
                     cfg.clone(),
+                    lease.hold(),
                     job,
                     ack_tx.clone(),
                     permit,
@@ -284,7 +318,7 @@ impl Worker {
 
     async fn fetch(&self, kinds: &[String], n: usize) -> Result<Vec<Claimed>, Error> {
         let now = self.queue.now();
-        let rows: Vec<(Uuid, String, serde_json::Value, i32, i32)> = sqlx::query_as(
+        let rows: Vec<(Uuid, String, serde_json::Value, i32, i32, i64)> = sqlx::query_as(
             "WITH next AS (
                  SELECT id FROM smo_jobs.jobs
                   WHERE state IN ('queued', 'retrying') AND run_at <= $1 AND kind = ANY($2)
@@ -293,9 +327,10 @@ impl Worker {
                   FOR UPDATE SKIP LOCKED)
              UPDATE smo_jobs.jobs j
                 SET state = 'running', locked_by = $4, attempt = j.attempt + 1,
+                    epoch = j.epoch + 1,
                     attempted_at = $1, started_at = coalesce(j.started_at, $1)
                FROM next WHERE j.id = next.id
-             RETURNING j.id, j.kind, j.args, j.attempt, j.max_attempts",
+             RETURNING j.id, j.kind, j.args, j.attempt, j.max_attempts, j.epoch",
         )
         .bind(now)
         .bind(kinds)
@@ -305,12 +340,13 @@ impl Worker {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(id, kind, args, attempt, max_attempts)| Claimed {
+            .map(|(id, kind, args, attempt, max_attempts, epoch)| Claimed {
                 id,
                 kind,
                 args,
                 attempt,
                 max_attempts,
+                epoch,
             })
             .collect())
     }
@@ -344,6 +380,7 @@ async fn run_one(
     queue: Queue,
     registry: Registry,
     cfg: WorkerConfig,
+    lease: Lease,
     job: Claimed,
     ack: mpsc::UnboundedSender<Completion>,
     permit: tokio::sync::OwnedSemaphorePermit,
@@ -356,6 +393,8 @@ async fn run_one(
         attempt,
         max_attempts,
         worker: cfg.name.clone(),
+        epoch: job.epoch,
+        lease,
         queue,
     };
     metrics::STARTED.inc(&[&job.kind]);
@@ -388,6 +427,10 @@ async fn run_one(
             tracing::debug!(job = %job.id, kind = %job.kind, delay = ?d, "job snoozed");
             metrics::SNOOZED.inc(&[&job.kind]);
         }
+        Err(JobError::Fenced(why)) => {
+            tracing::warn!(job = %job.id, kind = %job.kind, epoch = job.epoch, %why, "attempt abandoned");
+            metrics::FENCED.inc(&[&job.kind]);
+        }
         Err(e) => {
             tracing::warn!(job = %job.id, kind = %job.kind, attempt, error = %e, "job failed");
             metrics::FAILED.inc(&[&job.kind]);
@@ -399,6 +442,7 @@ async fn run_one(
     }
     let _ = ack.send(Completion {
         id: job.id,
+        epoch: job.epoch,
         attempt,
         max_attempts,
         result,
@@ -410,15 +454,26 @@ async fn run_one(
 async fn ack_loop(queue: Queue, cfg: WorkerConfig, mut rx: mpsc::UnboundedReceiver<Completion>) {
     let mut buf = Vec::with_capacity(4096);
     while rx.recv_many(&mut buf, 4096).await > 0 {
-        let mut ok = Vec::new();
+        let (mut ok, mut ok_epochs) = (Vec::new(), Vec::new());
         for c in buf.drain(..) {
             match &c.result {
-                Ok(()) => ok.push(c.id),
+                Ok(()) => {
+                    ok.push(c.id);
+                    ok_epochs.push(c.epoch);
+                }
                 Err(JobError::Snooze(delay)) => {
                     let at = queue.now()
                         + chrono::Duration::from_std(*delay).unwrap_or(chrono::Duration::MAX);
-                    if let Err(db) = with_retries(|| record_snooze(&queue, &cfg, c.id, at)).await {
+                    if let Err(db) = with_retries(|| record_snooze(&queue, &c, at)).await {
                         tracing::error!(job = %c.id, error = %db, "could not snooze; the job will be reaped");
+                    }
+                }
+                Err(JobError::Fenced(why)) => {
+                    // Usually a no-op: a peer already reclaimed the job. If none did yet (the
+                    // database was only briefly out of reach), hand it back at once.
+                    if let Err(db) = with_retries(|| record_abandoned(&queue, &cfg, &c, why)).await
+                    {
+                        tracing::warn!(job = %c.id, error = %db, "could not hand back an abandoned attempt; the job will be reaped");
                     }
                 }
                 Err(e) => {
@@ -433,13 +488,16 @@ async fn ack_loop(queue: Queue, cfg: WorkerConfig, mut rx: mpsc::UnboundedReceiv
         if !ok.is_empty() {
             let now = queue.now();
             let res = with_retries(|| async {
+                // Keyed by (id, epoch): the acknowledgement of an attempt that was superseded
+                // meanwhile matches nothing.
                 sqlx::query(
-                    "UPDATE smo_jobs.jobs SET state = 'succeeded', finished_at = $2
-                      WHERE id = ANY($1) AND state = 'running' AND locked_by = $3",
+                    "UPDATE smo_jobs.jobs j SET state = 'succeeded', finished_at = $3
+                       FROM unnest($1::uuid[], $2::bigint[]) AS a(id, epoch)
+                      WHERE j.id = a.id AND j.epoch = a.epoch AND j.state = 'running'",
                 )
                 .bind(&ok)
+                .bind(&ok_epochs)
                 .bind(now)
-                .bind(&cfg.name)
                 .execute(&queue.pool)
                 .await
             })
@@ -478,21 +536,57 @@ fn is_final(e: &JobError, attempt: u32, max_attempts: u32) -> bool {
 /// Puts a snoozed job back without spending its attempt or recording an error.
 async fn record_snooze(
     queue: &Queue,
-    cfg: &WorkerConfig,
-    id: Uuid,
+    c: &Completion,
     run_at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE smo_jobs.jobs
             SET state = CASE WHEN attempt > 1 THEN 'retrying' ELSE 'queued' END,
                 attempt = attempt - 1, run_at = $2, locked_by = NULL
-          WHERE id = $1 AND state = 'running' AND locked_by = $3",
+          WHERE id = $1 AND state = 'running' AND epoch = $3",
     )
-    .bind(id)
+    .bind(c.id)
     .bind(run_at)
+    .bind(c.epoch)
+    .execute(&queue.pool)
+    .await?;
+    Ok(())
+}
+
+/// Hands back a job whose attempt stopped because it lost its lease, like a loss to a dead
+/// worker: the attempt is given back and counted in `lost`.
+async fn record_abandoned(
+    queue: &Queue,
+    cfg: &WorkerConfig,
+    c: &Completion,
+    why: &str,
+) -> Result<(), sqlx::Error> {
+    let now = queue.now();
+    let res = sqlx::query(
+        "UPDATE smo_jobs.jobs
+            SET state = CASE WHEN lost + 1 >= $4 THEN 'dead'
+                             WHEN attempt > 1 THEN 'retrying' ELSE 'queued' END,
+                finished_at = CASE WHEN lost + 1 >= $4 THEN $2 END,
+                attempt = attempt - 1, lost = lost + 1, run_at = $2, locked_by = NULL,
+                errors = errors || jsonb_build_array(jsonb_build_object(
+                    'attempt', attempt, 'at', $2, 'lost', true, 'error', $5::text,
+                    'permanent', false, 'worker', $6::text))
+          WHERE id = $1 AND state = 'running' AND epoch = $3",
+    )
+    .bind(c.id)
+    .bind(now)
+    .bind(c.epoch)
+    .bind(cfg.max_lost.max(1) as i32)
+    .bind(format!("abandoned by worker {}: {why}", cfg.name))
     .bind(&cfg.name)
     .execute(&queue.pool)
     .await?;
+    if res.rows_affected() > 0 {
+        sqlx::query("SELECT pg_notify($1, 'reaped')")
+            .bind(NOTIFY_CHANNEL)
+            .execute(&queue.pool)
+            .await?;
+    }
     Ok(())
 }
 
@@ -515,7 +609,7 @@ async fn record_failure(
             SET state = $2, run_at = $3, finished_at = CASE WHEN $2 = 'dead' THEN $4 END,
                 errors = errors || jsonb_build_array(jsonb_build_object(
                     'attempt', attempt, 'at', $4, 'error', $5::text, 'permanent', $6, 'worker', $7::text))
-          WHERE id = $1 AND state = 'running' AND locked_by = $7",
+          WHERE id = $1 AND state = 'running' AND epoch = $8",
     )
     .bind(c.id)
     .bind(if dead { "dead" } else { "retrying" })
@@ -524,6 +618,7 @@ async fn record_failure(
     .bind(e.to_string())
     .bind(e.is_permanent())
     .bind(&cfg.name)
+    .bind(c.epoch)
     .execute(&queue.pool)
     .await?;
     Ok(())
@@ -533,7 +628,12 @@ async fn record_failure(
 ///
 /// The heartbeat has its own connection, outside the pool the jobs use: a burst that keeps every
 /// pooled connection busy must never make a live worker look dead to its peers.
-async fn heartbeat_loop(queue: Queue, cfg: WorkerConfig, stop: CancellationToken) {
+async fn heartbeat_loop(
+    queue: Queue,
+    cfg: WorkerConfig,
+    lease: Arc<LeaseState>,
+    stop: CancellationToken,
+) {
     let mut tick = tokio::time::interval(cfg.heartbeat_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut conn: Option<PgConnection> = None;
@@ -552,10 +652,17 @@ async fn heartbeat_loop(queue: Queue, cfg: WorkerConfig, stop: CancellationToken
             }
         }
         let Some(c) = conn.as_mut() else { continue };
-        match heartbeat_once(c, &queue, &cfg).await {
-            Ok(()) => {}
-            Err(e) => {
+        // Past the renew deadline an answer no longer extends anything worth having, and a
+        // connection cut mid-query would otherwise hang here until TCP gives up.
+        let limit = cfg.renew_deadline().max(cfg.heartbeat_interval);
+        match tokio::time::timeout(limit, heartbeat_once(c, &queue, &cfg, &lease)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
                 tracing::warn!(error = %e, "heartbeat failed; reconnecting");
+                conn = None;
+            }
+            Err(_) => {
+                tracing::warn!(after = ?limit, "heartbeat got no answer; reconnecting");
                 conn = None;
             }
         }
@@ -569,7 +676,11 @@ async fn heartbeat_once(
     conn: &mut PgConnection,
     queue: &Queue,
     cfg: &WorkerConfig,
+    lease: &LeaseState,
 ) -> Result<(), Error> {
+    // Taken before the query is sent: peers measure the lease from the `heartbeat_at` written
+    // now, so the renewed deadline must not count the time the answer took to come back.
+    let sent = tokio::time::Instant::now();
     let now = queue.now();
     let r = sqlx::query(
         "UPDATE smo_jobs.workers SET heartbeat_at = $2 WHERE name = $1 AND stopped_at IS NULL",
@@ -581,15 +692,16 @@ async fn heartbeat_once(
     if r.rows_affected() == 0 {
         // Declared dead by a peer (e.g. after a long pause): our jobs were handed out
         // already, our late acknowledgements will be ignored. Come back to life.
-        tracing::warn!(worker = %cfg.name, "this worker was declared lost; re-registering");
+        tracing::warn!(worker = %cfg.name, "this worker was declared lost; its running attempts are fenced; re-registering");
+        lease.revoke();
         sqlx::query("UPDATE smo_jobs.workers SET stopped_at = NULL, stop_reason = NULL, heartbeat_at = $2 WHERE name = $1")
             .bind(&cfg.name)
             .bind(now)
             .execute(&mut *conn)
             .await?;
     }
-    let lease = cfg.heartbeat_interval * cfg.missed_heartbeats.max(1);
-    match reap(&mut *conn, now, lease, cfg.max_lost).await? {
+    lease.renewed(sent, cfg.renew_deadline());
+    match reap(&mut *conn, now, cfg.lease(), cfg.max_lost).await? {
         0 => {}
         n => tracing::warn!(jobs = n, "handed back jobs of lost workers"),
     }

@@ -728,3 +728,111 @@ async fn the_process_counts_every_enqueue_attempt_outcome_and_death_per_kind() {
         text.contains("smo_job_duration_seconds_count{kind=\"test.counted\",outcome=\"failed\"}")
     );
 }
+
+#[derive(Serialize, Deserialize)]
+struct Probe {
+    n: u32,
+}
+
+impl JobArgs for Probe {
+    const KIND: &'static str = "test.fence";
+}
+
+/// What one attempt of a `Probe` saw: its epoch, whether its lease still looked valid, and what
+/// `fence` answered inside its transaction.
+type Seen = Arc<std::sync::Mutex<Vec<(i64, bool, Result<(), String>)>>>;
+
+#[tokio::test]
+async fn an_attempt_superseded_while_it_ran_can_neither_record_nor_acknowledge() {
+    let db = TestDb::new().await;
+    let q = db.queue();
+    let seen: Seen = Arc::default();
+    let release = Arc::new(tokio::sync::Notify::new());
+    let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel::<i64>();
+    let registry = {
+        let (seen, release, pool) = (seen.clone(), release.clone(), db.pool.clone());
+        Registry::new().register(move |_: Probe, ctx: JobContext| {
+            let (seen, release, pool, started_tx) = (
+                seen.clone(),
+                release.clone(),
+                pool.clone(),
+                started_tx.clone(),
+            );
+            async move {
+                let _ = started_tx.send(ctx.epoch);
+                if ctx.epoch == 1 {
+                    release.notified().await;
+                }
+                let mut tx = pool.begin().await.map_err(JobError::transient)?;
+                let fenced = ctx.fence(&mut tx).await;
+                seen.lock().unwrap().push((
+                    ctx.epoch,
+                    ctx.lease.check().is_ok(),
+                    fenced.clone().map_err(|e| e.to_string()),
+                ));
+                fenced?;
+                tx.commit().await.map_err(JobError::transient)?;
+                Ok(())
+            }
+        })
+    };
+    // Worker A heartbeats rarely, so nothing but the database can tell it that it lost the job.
+    let mut cfg = fast_worker_config("w-a");
+    cfg.heartbeat_interval = Duration::from_secs(30);
+    let stop = CancellationToken::new();
+    let a = tokio::spawn(Worker::new(q.clone(), registry, cfg).run(stop.clone()));
+    let job = q.enqueue(&Probe { n: 1 }).await.unwrap();
+    assert_eq!(started.recv().await, Some(1));
+
+    // A peer decides A is lost (its heartbeat looks old) and hands the job out again; A claims
+    // it anew (epoch 2) and that attempt finishes while the first is still running.
+    sqlx::query(
+        "UPDATE smo_jobs.workers SET heartbeat_at = now() - interval '1 hour' WHERE name = 'w-a'",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let b = tokio::spawn(
+        Worker::new(q.clone(), Registry::new(), fast_worker_config("w-b")).run(stop.clone()),
+    );
+    assert_eq!(started.recv().await, Some(2));
+    wait_for_state(&q, job.id, "succeeded").await;
+
+    // Now the first attempt tries to record its outcome.
+    release.notify_one();
+    for _ in 0..500 {
+        if seen.lock().unwrap().len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await; // let its completion be processed
+    stop.cancel();
+    a.await.unwrap().unwrap();
+    b.await.unwrap().unwrap();
+
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    let (epoch, lease_ok, fenced) = &seen[1];
+    assert_eq!(*epoch, 1);
+    assert!(
+        *lease_ok,
+        "A's own lease still looked valid: only the fence could stop it"
+    );
+    assert!(
+        fenced
+            .as_ref()
+            .is_err_and(|e| e.contains("fenced") && e.contains("superseded")),
+        "{fenced:?}"
+    );
+    assert_eq!(seen[0], (2, true, Ok(())));
+    let row = q.get(job.id).await.unwrap();
+    assert_eq!(row.state, "succeeded", "the stale attempt changed nothing");
+    assert_eq!((row.attempt, row.lost), (1, 1));
+    assert_eq!(
+        row.errors.as_array().map(Vec::len),
+        Some(1),
+        "only the loss: {}",
+        row.errors
+    );
+}
