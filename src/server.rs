@@ -31,10 +31,15 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The job kinds smo's workers run, bound to the database and (when configured) the federation.
-pub async fn registry(pool: PgPool, settings: &ServerSettings) -> anyhow::Result<Registry> {
+/// The job kinds smo's workers run, bound to the database and (when configured) the federation;
+/// `agent` (the worker's name) goes into the User-Agent of its federation requests.
+pub async fn registry(
+    pool: PgPool,
+    settings: &ServerSettings,
+    agent: Option<&str>,
+) -> anyhow::Result<Registry> {
     let federation = match &settings.karmada_kubeconfig {
-        Some(path) => Some(crate::federation::Federation::from_kubeconfig(path).await?),
+        Some(path) => Some(crate::federation::Federation::from_kubeconfig_as(path, agent).await?),
         None => {
             tracing::warn!(
                 "no karmada_kubeconfig configured: graph jobs will fail until one is set"
@@ -253,7 +258,8 @@ pub async fn run(
             heartbeat_interval: settings.heartbeat_interval,
             ..WorkerConfig::default()
         };
-        let worker = Worker::new(queue.clone(), registry(pool.clone(), &settings).await?, cfg);
+        let registry = registry(pool.clone(), &settings, Some(&cfg.name)).await?;
+        let worker = Worker::new(queue.clone(), registry, cfg);
         let s = shutdown.clone();
         tasks.spawn(async move { worker.run(s).await.map_err(anyhow::Error::from) });
     }

@@ -114,6 +114,38 @@ impl Lease {
     }
 }
 
+/// A lease moved by hand, for tests of code that checks one (see `testing::ManualLease`).
+#[derive(Debug, Clone)]
+pub struct ManualLease {
+    state: Arc<LeaseState>,
+    renew_deadline: Duration,
+}
+
+impl ManualLease {
+    /// A lease trusted for `renew_deadline` from now.
+    pub fn new(renew_deadline: Duration) -> Self {
+        Self {
+            state: LeaseState::new(renew_deadline),
+            renew_deadline,
+        }
+    }
+
+    /// What an attempt starting now holds.
+    pub fn lease(&self) -> Lease {
+        self.state.hold()
+    }
+
+    /// A heartbeat sent now succeeded.
+    pub fn renew(&self) {
+        self.state.renewed(Instant::now(), self.renew_deadline);
+    }
+
+    /// The worker learned it was declared lost.
+    pub fn revoke(&self) {
+        self.state.revoke();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

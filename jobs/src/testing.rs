@@ -9,6 +9,7 @@ use std::{future::Future, time::Duration};
 use sqlx::{Connection, PgConnection, PgPool, postgres::PgPoolOptions};
 use tokio_util::sync::CancellationToken;
 
+pub use crate::lease::ManualLease;
 use crate::{Error, Queue, Registry, Worker, WorkerConfig};
 
 /// The admin URL of the test server.
@@ -154,7 +155,9 @@ pub fn fast_worker_config(name: &str) -> WorkerConfig {
         batch_size: 16,
         poll_interval: Duration::from_millis(20),
         heartbeat_interval: Duration::from_millis(100),
-        missed_heartbeats: 3,
+        // A lease of 600 ms (renew deadline 400 ms): short, yet a heartbeat delayed by a loaded
+        // test machine does not fence the jobs of a live worker.
+        missed_heartbeats: 6,
         renew_deadline: None,
         max_lost: 5,
         backoff: crate::Backoff {

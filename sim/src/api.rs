@@ -158,6 +158,7 @@ pub(crate) fn handle(st: &mut State, req: &Req) -> Resp {
                 dashboards: Default::default(),
                 write_latency_ms: 0,
                 schemas: st.schemas.clone(),
+                writes: Default::default(),
             };
             kube(&mut scratch, req, p, &query)
         }
@@ -744,6 +745,7 @@ fn admin(st: &mut State, method: &str, path: &str, body: &[u8]) -> Out {
     match (method, &segs[1..]) {
         ("GET", ["state"]) => Ok((200, state_json(st))),
         ("GET", ["placements"]) => Ok((200, json!(st.placements.values().collect::<Vec<_>>()))),
+        ("GET", ["writes"]) => Ok((200, json!(st.writes))),
         ("POST", ["clusters"]) => {
             let c: SimCluster = admin_body(body)?;
             c.validate()
@@ -789,7 +791,7 @@ fn admin(st: &mut State, method: &str, path: &str, body: &[u8]) -> Out {
                 json!({"service": b.service, "namespace": b.namespace, "rate": b.rate}),
             ))
         }
-        (_, ["state" | "placements" | "load"] | ["clusters", ..]) => Err(
+        (_, ["state" | "placements" | "load" | "writes"] | ["clusters", ..]) => Err(
             ApiError::MethodNotAllowed(format!("{method} is not supported on {path}")),
         ),
         _ => Err(ApiError::NoRoute),

@@ -58,6 +58,7 @@ mod metrics;
 mod proto;
 mod simulate;
 mod store;
+pub use store::{FENCE_ANNOTATION, FENCE_POLICY};
 mod table;
 #[cfg(test)]
 mod tests;
@@ -341,7 +342,28 @@ pub(crate) struct State {
     write_latency_ms: u64,
     /// See [`SimConfig::schemas`].
     schemas: Arc<BTreeMap<String, serde_json::Value>>,
+    /// Every write request, newest last (bounded): the audit log of `GET /sim/writes`.
+    writes: std::collections::VecDeque<WriteRecord>,
 }
+
+/// One write request as the sim received it: what a Kubernetes audit log records at the
+/// `Metadata` level.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct WriteRecord {
+    /// When the request arrived (before any simulated write latency), RFC 3339 with microseconds.
+    pub received: String,
+    /// Its User-Agent: smo names the worker there.
+    pub source: String,
+    /// HTTP method.
+    pub method: String,
+    /// Path and query.
+    pub path: String,
+    /// The answer's status code.
+    pub status: u16,
+}
+
+/// How many writes the audit log keeps.
+const WRITE_LOG_LIMIT: usize = 100_000;
 
 /// A simulated federation. Cheap to clone: clones share the same state.
 #[derive(Clone)]
@@ -400,6 +422,7 @@ impl Sim {
             dashboards: Dashboards::default(),
             write_latency_ms: config.write_latency_ms,
             schemas: Arc::new(config.schemas.clone()),
+            writes: Default::default(),
         };
         let persist = config.state_file.as_ref().map(|path| {
             match std::fs::read(path) {
@@ -475,13 +498,14 @@ impl Sim {
         };
         let accept = header(poem::http::header::ACCEPT);
         let user_agent = header(poem::http::header::USER_AGENT);
+        let received = chrono::Utc::now();
         let body = req.into_body().into_vec().await.unwrap_or_default();
         let latency = self.with_state(|st| st.write_latency_ms);
         if latency > 0 && method != "GET" {
             tokio::time::sleep(Duration::from_millis(latency)).await;
         }
         let r = self.with_state(|st| {
-            api::handle(
+            let r = api::handle(
                 st,
                 &api::Req {
                     method: &method,
@@ -492,7 +516,24 @@ impl Sim {
                     user_agent: &user_agent,
                     body: &body,
                 },
-            )
+            );
+            if method != "GET" && method != "HEAD" && !path.starts_with("/sim") {
+                if st.writes.len() == WRITE_LOG_LIMIT {
+                    st.writes.pop_front();
+                }
+                st.writes.push_back(WriteRecord {
+                    received: received.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                    source: user_agent.clone(),
+                    method: method.clone(),
+                    path: if query.is_empty() {
+                        path.clone()
+                    } else {
+                        format!("{path}?{query}")
+                    },
+                    status: r.status,
+                });
+            }
+            r
         });
         if let Some(p) = &self.persist
             && method != "GET"

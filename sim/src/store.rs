@@ -423,6 +423,14 @@ pub(crate) enum ApiError {
     MethodNotAllowed(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// Refused by a ValidatingAdmissionPolicy, worded as kube-apiserver words it.
+    #[error("{}{} \"{name}\" is forbidden: ValidatingAdmissionPolicy '{policy}' with binding '{policy}' denied request: {message}", .res.meta().plural, group_suffix(.res))]
+    Denied {
+        res: Res,
+        name: String,
+        policy: &'static str,
+        message: String,
+    },
     #[error("the server could not find the requested resource")]
     NoRoute,
 }
@@ -447,6 +455,7 @@ impl ApiError {
             ApiError::Invalid { .. } => 422,
             ApiError::MethodNotAllowed(_) => 405,
             ApiError::UnsupportedMediaType(_) => 415,
+            ApiError::Denied { .. } => 403,
         }
     }
 
@@ -459,6 +468,7 @@ impl ApiError {
             ApiError::Invalid { .. } => "Invalid",
             ApiError::MethodNotAllowed(_) => "MethodNotAllowed",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
+            ApiError::Denied { .. } => "Forbidden",
         }
     }
 
@@ -597,6 +607,33 @@ impl Store {
         let saved_rv = saved["resourceVersion"].as_u64().unwrap_or(0);
         self.rv = self.rv.max(saved_rv);
         n
+    }
+}
+
+/// The annotation carrying a writer's fencing token (smo stamps it on everything it applies).
+pub const FENCE_ANNOTATION: &str = "smo.io/fence";
+/// The admission policy the sim enforces as if installed (smo's `deploy/fence-policy.yaml`).
+pub const FENCE_POLICY: &str = "smo-fence";
+
+/// smo's fence policy: a write may not lower an object's fencing token. A write without a token
+/// (another client, a controller) passes, as under the real policy.
+fn admit_fence(key: &ObjKey, old: &Value, new: &Value) -> Result<(), ApiError> {
+    let token = |v: &Value| {
+        v.pointer("/metadata/annotations")
+            .and_then(|a| a.get(FENCE_ANNOTATION))
+            .and_then(Value::as_str)
+            .and_then(|t| t.parse::<i64>().ok())
+    };
+    match (token(old), token(new)) {
+        (Some(had), Some(got)) if got < had => Err(ApiError::Denied {
+            res: key.res,
+            name: key.name.clone(),
+            policy: FENCE_POLICY,
+            message: format!(
+                "stale writer: fencing token {got} is older than {had}, written by a newer holder of the lock"
+            ),
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -880,6 +917,9 @@ impl Store {
                 o
             }
         };
+        if part == Part::Main {
+            admit_fence(key, old, &next)?;
+        }
         for f in ["uid", "creationTimestamp", "generation", "resourceVersion"] {
             set_or_remove(&mut next["metadata"], f, old["metadata"].get(f));
         }

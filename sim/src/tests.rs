@@ -1028,3 +1028,71 @@ async fn a_state_file_keeps_the_federation_across_a_restart() {
     assert_eq!(clusters["items"].as_array().unwrap().len(), 3);
     let _ = std::fs::remove_file(&file);
 }
+
+/// The sim enforces smo's fence policy (deploy/fence-policy.yaml) and answers a stale writer as
+/// kube-apiserver answers a ValidatingAdmissionPolicy denial; every write lands in the audit log
+/// with its User-Agent.
+#[tokio::test]
+async fn a_write_that_lowers_the_fencing_token_is_denied_and_every_write_is_logged() {
+    let f = start(SimConfig::demo()).await;
+    let svcs: Api<Service> = Api::namespaced(f.client.clone(), "default");
+    let svc = |token: Option<&str>, port: i32| {
+        let mut v = json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "fenced"},
+            "spec": {"ports": [{"port": port}]}});
+        if let Some(t) = token {
+            v["metadata"]["annotations"] = json!({ super::FENCE_ANNOTATION: t });
+        }
+        v
+    };
+    svcs.patch("fenced", &apply(), &Patch::Apply(svc(Some("5"), 80)))
+        .await
+        .unwrap();
+    let err = svcs
+        .patch("fenced", &apply(), &Patch::Apply(svc(Some("3"), 81)))
+        .await
+        .unwrap_err();
+    let kube::Error::Api(status) = err else {
+        panic!("{err}")
+    };
+    assert_eq!((status.code, status.reason.as_str()), (403, "Forbidden"));
+    assert!(
+        status
+            .message
+            .contains("ValidatingAdmissionPolicy 'smo-fence'")
+            && status.message.contains("fencing token 3 is older than 5"),
+        "{}",
+        status.message
+    );
+    let live = svcs.get("fenced").await.unwrap();
+    assert_eq!(
+        live.spec.unwrap().ports.unwrap()[0].port,
+        80,
+        "nothing changed"
+    );
+    // An equal or newer token, or a writer without one, passes.
+    for (token, port) in [(Some("5"), 82), (Some("9"), 83), (None, 84)] {
+        svcs.patch("fenced", &apply(), &Patch::Apply(svc(token, port)))
+            .await
+            .unwrap();
+    }
+    let log: Vec<super::WriteRecord> = f
+        .http
+        .get(format!("{}/sim/writes", f.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let statuses: Vec<u16> = log
+        .iter()
+        .filter(|w| w.path.contains("/services/fenced"))
+        .map(|w| w.status)
+        .collect();
+    assert_eq!(statuses, [201, 403, 200, 200, 200]);
+    assert!(
+        log.iter()
+            .all(|w| w.method == "PATCH" && !w.received.is_empty())
+    );
+}

@@ -251,6 +251,10 @@ struct SimArgs {
     /// second of every change) [default: in memory only]
     #[arg(long)]
     state: Option<PathBuf>,
+    /// Delay every write by this long (`150ms`, `2s`), as a loaded API server would: makes a
+    /// deploy slow enough to interrupt in tests and demos.
+    #[arg(long, value_parser = parse_duration_ms, default_value = "0ms")]
+    write_latency: Duration,
 }
 
 #[derive(Subcommand)]
@@ -846,6 +850,7 @@ async fn sim(a: SimArgs) -> anyhow::Result<u8> {
     };
     let mut config = config;
     config.state_file = a.state.clone();
+    config.write_latency_ms = u64::try_from(a.write_latency.as_millis()).unwrap_or(u64::MAX);
     if let Some(dir) = &a.crds {
         config.schemas = smo_sim::crd_schemas(dir)
             .map_err(|e| anyhow::anyhow!("--crds {}: {e}", dir.display()))?;

@@ -3,6 +3,7 @@
 //! and deletes the generated objects — against a real Karmada API server or `smo sim`, through the
 //! same code.
 
+pub mod fence;
 pub mod helm;
 pub mod manifests;
 
@@ -19,6 +20,8 @@ use kube::{
 use serde_json::Value;
 
 use crate::{hdag, store::ClusterRecord};
+
+pub use fence::{FENCE_ANNOTATION, Fence, Fenced};
 
 /// The label that marks a namespace smo created (and may delete once it is empty).
 const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
@@ -38,6 +41,26 @@ pub enum FederationError {
     /// An object smo generated is malformed (a bug, never retried).
     #[error("object: {0}")]
     Object(String),
+    /// The attempt may no longer write: its lease lapsed, or the federation refused its fencing
+    /// token because a newer attempt wrote the object.
+    #[error("fenced: {0}")]
+    Fenced(String),
+}
+
+impl From<Fenced> for FederationError {
+    fn from(f: Fenced) -> Self {
+        Self::Fenced(f.0)
+    }
+}
+
+/// A refusal by the fence admission policy (see [`fence`]) becomes [`FederationError::Fenced`].
+fn fenced_or(e: kube::Error) -> FederationError {
+    match &e {
+        kube::Error::Api(s) if s.code == 403 && s.message.contains(fence::FENCE_POLICY) => {
+            FederationError::Fenced(s.message.clone())
+        }
+        _ => FederationError::Kube(e),
+    }
 }
 
 impl FederationError {
@@ -46,7 +69,7 @@ impl FederationError {
         match self {
             Self::Kube(kube::Error::Api(s)) => s.code >= 500 || s.code == 409 || s.code == 429,
             Self::Kube(_) => true,
-            Self::Config(_) | Self::Object(_) => false,
+            Self::Config(_) | Self::Object(_) | Self::Fenced(_) => false,
         }
     }
 }
@@ -111,11 +134,27 @@ pub struct Federation {
 impl Federation {
     /// A client from a kubeconfig file (Karmada's, or the one `smo sim` writes).
     pub async fn from_kubeconfig(path: &Path) -> Result<Self, FederationError> {
+        Self::from_kubeconfig_as(path, None).await
+    }
+
+    /// Like [`Self::from_kubeconfig`], naming the process in every request's User-Agent
+    /// (`smo/<version> (<agent>)`), so the API server's audit log tells workers apart.
+    pub async fn from_kubeconfig_as(
+        path: &Path,
+        agent: Option<&str>,
+    ) -> Result<Self, FederationError> {
         let kc = Kubeconfig::read_from(path)
             .map_err(|e| FederationError::Config(format!("{}: {e}", path.display())))?;
-        let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        let mut config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
             .await
             .map_err(|e| FederationError::Config(format!("{}: {e}", path.display())))?;
+        let ua = match agent {
+            Some(a) => format!("{FIELD_MANAGER}/{} ({a})", env!("CARGO_PKG_VERSION")),
+            None => format!("{FIELD_MANAGER}/{}", env!("CARGO_PKG_VERSION")),
+        };
+        let ua = poem::http::HeaderValue::from_str(&ua)
+            .map_err(|e| FederationError::Config(format!("user agent {ua:?}: {e}")))?;
+        config.headers.push((poem::http::header::USER_AGENT, ua));
         let client =
             Client::try_from(config).map_err(|e| FederationError::Config(e.to_string()))?;
         Ok(Self { client })
@@ -138,21 +177,28 @@ impl Federation {
         Ok(list.items.iter().map(|c| cluster_record(c, now)).collect())
     }
 
-    /// Server-side-applies one generated object (field manager `smo`, forced: smo owns what it writes).
-    pub async fn apply(&self, obj: &Value) -> Result<(), FederationError> {
+    /// Server-side-applies one generated object (field manager `smo`, forced: smo owns what it
+    /// writes), stamped with the fence's token, if the fence still allows writing.
+    pub async fn apply(&self, obj: &Value, fence: &Fence) -> Result<(), FederationError> {
         let (api, name) = self.api_for(obj)?;
+        fence.check()?;
         api.patch(
             &name,
             &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(obj),
+            &Patch::Apply(fence.stamp(obj)),
         )
-        .await?;
+        .await
+        .map_err(fenced_or)?;
         Ok(())
     }
 
     /// Creates the project's namespace if it does not exist, labelled as smo's. An existing
     /// namespace is left as it is: the label means "smo created it", which removal relies on.
-    pub async fn ensure_namespace(&self, namespace: &str) -> Result<(), FederationError> {
+    pub async fn ensure_namespace(
+        &self,
+        namespace: &str,
+        fence: &Fence,
+    ) -> Result<(), FederationError> {
         let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
         if api.get_opt(namespace).await?.is_some() {
             return Ok(());
@@ -162,6 +208,7 @@ impl Federation {
             "kind": "Namespace",
             "metadata": { "name": namespace, "labels": { MANAGED_BY: "smo" } },
         });
+        fence.check()?;
         api.patch(
             namespace,
             &PatchParams::apply(FIELD_MANAGER).force(),
@@ -176,6 +223,7 @@ impl Federation {
     pub async fn delete_namespace_if_unused(
         &self,
         namespace: &str,
+        fence: &Fence,
     ) -> Result<bool, FederationError> {
         let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
         let Some(ns) = api.get_opt(namespace).await? else {
@@ -215,6 +263,7 @@ impl Federation {
                 Err(e) => return Err(e.into()),
             }
         }
+        fence.check()?;
         match api.delete(namespace, &DeleteParams::default()).await {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
@@ -231,8 +280,9 @@ impl Federation {
     }
 
     /// Deletes one generated object; a missing object is fine.
-    pub async fn delete(&self, obj: &Value) -> Result<bool, FederationError> {
+    pub async fn delete(&self, obj: &Value, fence: &Fence) -> Result<bool, FederationError> {
         let (api, name) = self.api_for(obj)?;
+        fence.check()?;
         match api.delete(&name, &DeleteParams::default()).await {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
@@ -247,6 +297,7 @@ impl Federation {
         namespace: &str,
         graph: &str,
         service: Option<&str>,
+        fence: &Fence,
     ) -> Result<usize, FederationError> {
         let mut selector = format!("{}={graph}", manifests::LABEL_GRAPH);
         if let Some(s) = service {
@@ -265,6 +316,7 @@ impl Federation {
                 let Some(name) = obj.metadata.name else {
                     continue;
                 };
+                fence.check()?;
                 match api.delete(&name, &DeleteParams::default()).await {
                     Ok(_) => deleted += 1,
                     Err(kube::Error::Api(s)) if s.code == 404 => {}
@@ -282,10 +334,12 @@ impl Federation {
         namespace: &str,
         name: &str,
         replicas: i32,
+        fence: &Fence,
     ) -> Result<(), FederationError> {
         let api: Api<k8s_openapi::api::apps::v1::Deployment> =
             Api::namespaced(self.client.clone(), namespace);
         let patch = serde_json::json!({ "spec": { "replicas": replicas } });
+        fence.check()?;
         api.patch_scale(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await?;
         Ok(())

@@ -11,9 +11,12 @@ use serde_json::json;
 use smo_jobs::{JobContext, JobError};
 use sqlx::PgConnection;
 
-use super::{App, db, retryable};
+use super::{App, begin_record, db, retryable};
 use crate::{
-    federation::manifests::{self, RenderInput},
+    federation::{
+        Fence,
+        manifests::{self, RenderInput},
+    },
     hdag::Graph,
     placement::{self, CurrentPlacement, Problem, Solution},
     store::{self, ClusterRecord, Desired, GraphRecord, ServiceRecord, status},
@@ -24,10 +27,11 @@ const MIB: f64 = 1024.0 * 1024.0;
 /// How long a job waits before it looks at a busy graph again (plus up to as much jitter).
 const BUSY_SNOOZE: Duration = Duration::from_millis(1500);
 
-/// Takes the graph's lock for this job; false when another running job holds it.
-async fn try_lock(app: &App, name: &str, ctx: &JobContext) -> Result<bool, JobError> {
+/// Takes the graph's lock for this attempt: its fencing token, or `None` when another running
+/// attempt holds it.
+async fn try_lock(app: &App, name: &str, ctx: &JobContext) -> Result<Option<i64>, JobError> {
     let mut conn = app.pool.acquire().await.map_err(db)?;
-    store::try_lock_graph(&mut conn, name, ctx.id, ctx.queue.now())
+    store::try_lock_graph(&mut conn, name, ctx.id, ctx.epoch, ctx.queue.now())
         .await
         .map_err(db)
 }
@@ -35,7 +39,7 @@ async fn try_lock(app: &App, name: &str, ctx: &JobContext) -> Result<bool, JobEr
 /// Releases the graph's lock (best effort: a lock whose job is not running is free anyway).
 async fn unlock(app: &App, name: &str, ctx: &JobContext) {
     let res = match app.pool.acquire().await {
-        Ok(mut conn) => store::unlock_graph(&mut conn, name, ctx.id)
+        Ok(mut conn) => store::unlock_graph(&mut conn, name, ctx.id, ctx.epoch)
             .await
             .map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
@@ -45,29 +49,29 @@ async fn unlock(app: &App, name: &str, ctx: &JobContext) {
     }
 }
 
-/// Runs `body` holding the graph's lock; `None` (without running it) when another running job
-/// holds the lock.
-async fn locked<T>(
+/// Runs `body` holding the graph's lock, with the fence every write of the body goes through;
+/// `None` (without running it) when another running job holds the lock.
+async fn locked<T, F: Future<Output = Result<T, JobError>>>(
     app: &App,
     name: &str,
     ctx: &JobContext,
-    body: impl Future<Output = Result<T, JobError>>,
+    body: impl FnOnce(Fence) -> F,
 ) -> Result<Option<T>, JobError> {
-    if !try_lock(app, name, ctx).await? {
+    let Some(token) = try_lock(app, name, ctx).await? else {
         return Ok(None);
-    }
-    let result = body.await;
+    };
+    let result = body(Fence::new(ctx.lease.clone(), Some(token))).await;
     unlock(app, name, ctx).await;
     result.map(Some)
 }
 
 /// Runs `body` holding the graph's lock. A busy graph snoozes the job: waiting for another job
 /// of the same graph is not a failure and must not spend the attempts meant for real errors.
-pub(super) async fn with_locked_graph<T>(
+pub(super) async fn with_locked_graph<T, F: Future<Output = Result<T, JobError>>>(
     app: &App,
     name: &str,
     ctx: &JobContext,
-    body: impl Future<Output = Result<T, JobError>>,
+    body: impl FnOnce(Fence) -> F,
 ) -> Result<T, JobError> {
     locked(app, name, ctx, body).await?.ok_or_else(|| {
         let jitter = Duration::from_millis(u64::from(rand::random::<u16>()) % 1500);
@@ -77,11 +81,11 @@ pub(super) async fn with_locked_graph<T>(
 
 /// Runs `body` holding the graph's lock, or skips it when another job holds the graph: for
 /// periodic work (scale ticks, drift checks) whose next period comes anyway.
-pub(super) async fn unless_busy(
+pub(super) async fn unless_busy<F: Future<Output = Result<(), JobError>>>(
     app: &App,
     name: &str,
     ctx: &JobContext,
-    body: impl Future<Output = Result<(), JobError>>,
+    body: impl FnOnce(Fence) -> F,
 ) -> Result<(), JobError> {
     locked(app, name, ctx, body).await?;
     Ok(())
@@ -331,18 +335,25 @@ pub async fn cluster_sync(app: &App, ctx: &JobContext) -> Result<Vec<ClusterReco
 
 /// Deploy/start: place, apply every non-conditional service, record status.
 pub async fn deploy(app: &App, name: &str, ctx: &JobContext) -> Result<(), JobError> {
-    with_locked_graph(app, name, ctx, reconcile_running(app, name, ctx, false)).await
+    with_locked_graph(app, name, ctx, |fence| {
+        reconcile_running(app, name, ctx, fence, false)
+    })
+    .await
 }
 
 /// Re-placement: recompute with the current placement as the baseline; apply what moved.
 pub async fn re_place(app: &App, name: &str, ctx: &JobContext) -> Result<(), JobError> {
-    with_locked_graph(app, name, ctx, reconcile_running(app, name, ctx, true)).await
+    with_locked_graph(app, name, ctx, |fence| {
+        reconcile_running(app, name, ctx, fence, true)
+    })
+    .await
 }
 
 async fn reconcile_running(
     app: &App,
     name: &str,
     ctx: &JobContext,
+    fence: Fence,
     force: bool,
 ) -> Result<(), JobError> {
     let Some(g) = load_graph(app, name).await? else {
@@ -351,7 +362,7 @@ async fn reconcile_running(
     if g.desired != Desired::Running.as_str() {
         return Ok(());
     }
-    let result = deploy_locked(app, &g, ctx, force).await;
+    let result = deploy_locked(app, &g, ctx, &fence, force).await;
     finish(app, &g, ctx, result).await
 }
 
@@ -363,8 +374,8 @@ async fn finish(
     result: Result<(), JobError>,
 ) -> Result<(), JobError> {
     let Err(e) = result else { return Ok(()) };
-    if e.is_permanent() || ctx.attempt >= ctx.max_attempts {
-        let mut tx = app.pool.begin().await.map_err(db)?;
+    if !e.is_fenced() && (e.is_permanent() || ctx.attempt >= ctx.max_attempts) {
+        let mut tx = begin_record(app, ctx).await?;
         store::set_status(
             &mut tx,
             g.id,
@@ -402,16 +413,19 @@ async fn deploy_locked(
     app: &App,
     g: &GraphRecord,
     ctx: &JobContext,
+    fence: &Fence,
     force: bool,
 ) -> Result<(), JobError> {
     let now = ctx.queue.now();
     let federation = app.federation()?;
     let services = {
-        let mut conn = app.pool.acquire().await.map_err(db)?;
-        store::set_status(&mut conn, g.id, status::DEPLOYING, None, now)
+        let mut tx = begin_record(app, ctx).await?;
+        store::set_status(&mut tx, g.id, status::DEPLOYING, None, now)
             .await
             .map_err(db)?;
-        store::services(&mut conn, g.id).await.map_err(db)?
+        let services = store::services(&mut tx, g.id).await.map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        services
     };
     let graph = descriptor_of(g)?;
     // Fresh capacities for every decision: placement on stale numbers is how clusters overflow.
@@ -435,7 +449,7 @@ async fn deploy_locked(
     let mut skipped = Vec::new();
     let mut helm_installed = Vec::new();
     federation
-        .ensure_namespace(&g.project)
+        .ensure_namespace(&g.project, fence)
         .await
         .map_err(retryable)?;
     for service in graph.deploy_order() {
@@ -448,7 +462,7 @@ async fn deploy_locked(
         if !manifests::is_native(service) {
             match &app.helm {
                 Some(helm) => {
-                    helm_install(helm, &graph, &g.project, service, &plan.placement).await?;
+                    helm_install(helm, &graph, &g.project, service, &plan.placement, fence).await?;
                     helm_installed.push(service.id.clone());
                 }
                 None => skipped.push(service.id.clone()),
@@ -456,7 +470,7 @@ async fn deploy_locked(
             continue;
         }
         for obj in manifests::render_service(&input, service, cluster) {
-            federation.apply(&obj).await.map_err(retryable)?;
+            federation.apply(&obj, fence).await.map_err(retryable)?;
             applied += 1;
         }
     }
@@ -478,7 +492,7 @@ async fn deploy_locked(
     }
 
     // Record, in one short transaction.
-    let mut tx = app.pool.begin().await.map_err(db)?;
+    let mut tx = begin_record(app, ctx).await?;
     if let Some(sol) = &plan.solution {
         let moved = plan
             .placement
@@ -563,12 +577,9 @@ pub async fn deploy_conditional(
     alert: &str,
     ctx: &JobContext,
 ) -> Result<(), JobError> {
-    with_locked_graph(
-        app,
-        name,
-        ctx,
-        deploy_conditional_locked(app, name, service, alert, ctx),
-    )
+    with_locked_graph(app, name, ctx, |fence| {
+        deploy_conditional_locked(app, name, service, alert, ctx, fence)
+    })
     .await
 }
 
@@ -578,6 +589,7 @@ async fn deploy_conditional_locked(
     service: &str,
     alert: &str,
     ctx: &JobContext,
+    fence: Fence,
 ) -> Result<(), JobError> {
     let Some(g) = load_graph(app, name).await? else {
         return Ok(());
@@ -615,9 +627,9 @@ async fn deploy_conditional_locked(
         .filter(|e| !firing.contains(*e))
         .collect();
     if !missing.is_empty() {
-        let mut conn = app.pool.acquire().await.map_err(db)?;
-        return decision(
-            &mut conn,
+        let mut tx = begin_record(app, ctx).await?;
+        decision(
+            &mut tx,
             &g,
             "deploy-conditional",
             ctx,
@@ -628,7 +640,8 @@ async fn deploy_conditional_locked(
             json!({ "alert": alert, "firing": firing }),
             json!({ "deployed": false, "missing": missing }),
         )
-        .await;
+        .await?;
+        return tx.commit().await.map_err(db);
     }
     let clusters = cluster_sync(app, ctx).await?;
     let current: BTreeMap<String, String> =
@@ -647,7 +660,7 @@ async fn deploy_conditional_locked(
     if !manifests::is_native(svc)
         && let Some(helm) = &app.helm
     {
-        helm_install(helm, &graph, &g.project, svc, &plan.placement).await?;
+        helm_install(helm, &graph, &g.project, svc, &plan.placement, &fence).await?;
         applied += 1;
     }
     if manifests::is_native(svc) {
@@ -659,11 +672,11 @@ async fn deploy_conditional_locked(
             replicas: &replicas,
         };
         federation
-            .ensure_namespace(&g.project)
+            .ensure_namespace(&g.project, &fence)
             .await
             .map_err(retryable)?;
         for obj in manifests::render_service(&input, svc, &cluster) {
-            federation.apply(&obj).await.map_err(retryable)?;
+            federation.apply(&obj, &fence).await.map_err(retryable)?;
             applied += 1;
         }
     }
@@ -675,7 +688,7 @@ async fn deploy_conditional_locked(
         "Pending" => "Deployed",
         s => s,
     };
-    let mut tx = app.pool.begin().await.map_err(db)?;
+    let mut tx = begin_record(app, ctx).await?;
     store::set_service_status(&mut tx, g.id, service, st, observed, now)
         .await
         .map_err(db)?;
@@ -700,10 +713,15 @@ async fn deploy_conditional_locked(
 
 /// Stop: delete the workloads, keep the graph.
 pub async fn stop(app: &App, name: &str, ctx: &JobContext) -> Result<(), JobError> {
-    with_locked_graph(app, name, ctx, stop_locked(app, name, ctx)).await
+    with_locked_graph(app, name, ctx, |fence| stop_locked(app, name, ctx, fence)).await
 }
 
-async fn stop_locked(app: &App, name: &str, ctx: &JobContext) -> Result<(), JobError> {
+async fn stop_locked(
+    app: &App,
+    name: &str,
+    ctx: &JobContext,
+    fence: Fence,
+) -> Result<(), JobError> {
     let Some(g) = load_graph(app, name).await? else {
         return Ok(());
     };
@@ -717,7 +735,7 @@ async fn stop_locked(app: &App, name: &str, ctx: &JobContext) -> Result<(), JobE
     };
     let deleted = app
         .federation()?
-        .delete_labelled(&g.project, &g.name, None)
+        .delete_labelled(&g.project, &g.name, None, &fence)
         .await
         .map_err(retryable)?;
     // A conditional service whose event never fired was never installed: it has nothing to
@@ -729,10 +747,10 @@ async fn stop_locked(app: &App, name: &str, ctx: &JobContext) -> Result<(), JobE
             .filter(|s| !never_deployed(s))
             .map(|s| s.name.as_str())
             .collect();
-        helm_uninstall(app, &graph, &g.project, |id| installed.contains(id)).await?;
-        super::monitor::unpublish(app, &g.project, &graph, false).await?;
+        helm_uninstall(app, &graph, &g.project, &fence, |id| installed.contains(id)).await?;
+        super::monitor::unpublish(app, &g.project, &graph, false, &fence).await?;
     }
-    let mut tx = app.pool.begin().await.map_err(db)?;
+    let mut tx = begin_record(app, ctx).await?;
     for s in services.iter().filter(|s| !never_deployed(s)) {
         store::set_service_status(
             &mut tx,
@@ -773,7 +791,10 @@ pub async fn remove(
     project: &str,
     ctx: &JobContext,
 ) -> Result<(), JobError> {
-    with_locked_graph(app, name, ctx, remove_locked(app, name, project, ctx)).await
+    with_locked_graph(app, name, ctx, |fence| {
+        remove_locked(app, name, project, ctx, fence)
+    })
+    .await
 }
 
 async fn remove_locked(
@@ -781,6 +802,7 @@ async fn remove_locked(
     name: &str,
     project: &str,
     ctx: &JobContext,
+    fence: Fence,
 ) -> Result<(), JobError> {
     let g = load_graph(app, name).await?;
     if let Some(g) = &g
@@ -790,22 +812,24 @@ async fn remove_locked(
     }
     let federation = app.federation()?;
     let deleted = federation
-        .delete_labelled(project, name, None)
+        .delete_labelled(project, name, None, &fence)
         .await
         .map_err(retryable)?;
     let mut left_behind = Vec::new();
     if let Some(graph) = g.as_ref().and_then(|g| descriptor_of(g).ok()) {
-        if let Err(e) = helm_uninstall_all(app, &graph, project).await {
+        if let Err(e) = helm_uninstall_all(app, &graph, project, &fence).await {
             // Helm may keep failing (a broken release, a chart it cannot render): give it a few
             // attempts, then remove the graph anyway and say which releases were left.
-            if !e.is_permanent() && ctx.attempt < REMOVE_HELM_PATIENCE.min(ctx.max_attempts) {
+            if e.is_fenced()
+                || !e.is_permanent() && ctx.attempt < REMOVE_HELM_PATIENCE.min(ctx.max_attempts)
+            {
                 return Err(e);
             }
             left_behind.push(e.to_string());
         }
-        super::monitor::unpublish(app, project, &graph, true).await?;
+        super::monitor::unpublish(app, project, &graph, true, &fence).await?;
     }
-    let mut tx = app.pool.begin().await.map_err(db)?;
+    let mut tx = begin_record(app, ctx).await?;
     if let Some(current) = store::find_graph_for_update(&mut tx, name)
         .await
         .map_err(db)?
@@ -824,7 +848,7 @@ async fn remove_locked(
     // A deploy racing into this project re-creates the namespace before it applies anything.
     let namespace_deleted = !others
         && federation
-            .delete_namespace_if_unused(project)
+            .delete_namespace_if_unused(project, &fence)
             .await
             .map_err(retryable)?;
     let mut message = format!("removed: deleted {deleted} objects");
@@ -837,9 +861,9 @@ async fn remove_locked(
             left_behind.join("; ")
         ));
     }
-    let mut conn = app.pool.acquire().await.map_err(db)?;
+    let mut tx = begin_record(app, ctx).await?;
     store::add_decision(
-        &mut conn,
+        &mut tx,
         name,
         project,
         "remove",
@@ -850,7 +874,8 @@ async fn remove_locked(
         ctx.queue.now(),
     )
     .await
-    .map_err(db)
+    .map_err(db)?;
+    tx.commit().await.map_err(db)
 }
 
 /// Drift repair: compares what a running graph should have in the federation with what is there
@@ -859,10 +884,18 @@ async fn remove_locked(
 /// something, so `describe` shows drift without a line per check.
 pub async fn repair_drift(app: &App, name: &str, ctx: &JobContext) -> Result<(), JobError> {
     // Another job reconciling the graph right now is as good as a repair.
-    unless_busy(app, name, ctx, repair_drift_locked(app, name, ctx)).await
+    unless_busy(app, name, ctx, |fence| {
+        repair_drift_locked(app, name, ctx, fence)
+    })
+    .await
 }
 
-async fn repair_drift_locked(app: &App, name: &str, ctx: &JobContext) -> Result<(), JobError> {
+async fn repair_drift_locked(
+    app: &App,
+    name: &str,
+    ctx: &JobContext,
+    fence: Fence,
+) -> Result<(), JobError> {
     let Some(g) = load_graph(app, name).await? else {
         return Ok(());
     };
@@ -885,7 +918,7 @@ async fn repair_drift_locked(app: &App, name: &str, ctx: &JobContext) -> Result<
     };
     let federation = app.federation()?;
     federation
-        .ensure_namespace(&g.project)
+        .ensure_namespace(&g.project, &fence)
         .await
         .map_err(retryable)?;
     let (mut missing, mut changed) = (Vec::new(), Vec::new());
@@ -911,7 +944,7 @@ async fn repair_drift_locked(app: &App, name: &str, ctx: &JobContext) -> Result<
                 Some(l) if manifests::drifted(&obj, &l) => changed.push(what),
                 Some(_) => continue,
             }
-            federation.apply(&obj).await.map_err(retryable)?;
+            federation.apply(&obj, &fence).await.map_err(retryable)?;
         }
     }
     let republish = super::monitor::missing_publications(app, &g.project, &graph).await?;
@@ -919,7 +952,7 @@ async fn repair_drift_locked(app: &App, name: &str, ctx: &JobContext) -> Result<
         return Ok(());
     }
     let now = ctx.queue.now();
-    let mut tx = app.pool.begin().await.map_err(db)?;
+    let mut tx = begin_record(app, ctx).await?;
     if !republish.is_empty() {
         enqueue_publish(&mut tx, &g, ctx, now).await?;
     }
@@ -954,6 +987,7 @@ async fn helm_install(
     project: &str,
     service: &crate::hdag::Service,
     placement: &BTreeMap<String, String>,
+    fence: &Fence,
 ) -> Result<(), JobError> {
     let Some(cluster) = placement.get(&service.id) else {
         return Ok(());
@@ -974,14 +1008,20 @@ async fn helm_install(
         graph.hda_graph_intent.use_static_placement,
     );
     let release = manifests::release_name(&graph.id, service);
-    helm.install(&release, &chart, project, &values)
-        .await
+    fence
+        .bounded(helm.install(&release, &chart, project, &values))
+        .await?
         .map_err(retryable)
 }
 
 /// Uninstalls every Helm-chart service of a graph (absent releases are fine).
-async fn helm_uninstall_all(app: &App, graph: &Graph, project: &str) -> Result<(), JobError> {
-    helm_uninstall(app, graph, project, |_| true).await
+async fn helm_uninstall_all(
+    app: &App,
+    graph: &Graph,
+    project: &str,
+    fence: &Fence,
+) -> Result<(), JobError> {
+    helm_uninstall(app, graph, project, fence, |_| true).await
 }
 
 /// Uninstalls the Helm releases of the graph's chart services that `which` selects (by id).
@@ -989,6 +1029,7 @@ async fn helm_uninstall(
     app: &App,
     graph: &Graph,
     project: &str,
+    fence: &Fence,
     which: impl Fn(&str) -> bool,
 ) -> Result<(), JobError> {
     let Some(helm) = &app.helm else { return Ok(()) };
@@ -997,8 +1038,9 @@ async fn helm_uninstall(
         .iter()
         .filter(|s| !manifests::is_native(s) && which(&s.id))
     {
-        helm.uninstall(&manifests::release_name(&graph.id, s), project)
-            .await
+        fence
+            .bounded(helm.uninstall(&manifests::release_name(&graph.id, s), project))
+            .await?
             .map_err(retryable)?;
     }
     Ok(())

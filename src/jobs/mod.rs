@@ -291,11 +291,21 @@ pub async fn scale_tick_for_bench(
 /// Errors that know whether a retry can help.
 pub(crate) trait Retryable: std::fmt::Display {
     fn is_transient(&self) -> bool;
+    /// Why the attempt may no longer write, when that is the error.
+    fn fenced(&self) -> Option<String> {
+        None
+    }
 }
 
 impl Retryable for crate::federation::FederationError {
     fn is_transient(&self) -> bool {
         crate::federation::FederationError::is_transient(self)
+    }
+    fn fenced(&self) -> Option<String> {
+        match self {
+            Self::Fenced(why) => Some(why.clone()),
+            _ => None,
+        }
     }
 }
 
@@ -313,11 +323,24 @@ impl Retryable for crate::monitoring::io::IoError {
 
 /// A job error that is retried exactly when the cause says a retry can help.
 pub(crate) fn retryable(e: impl Retryable) -> JobError {
-    if e.is_transient() {
+    if let Some(why) = e.fenced() {
+        JobError::Fenced(why)
+    } else if e.is_transient() {
         JobError::Transient(e.to_string())
     } else {
         JobError::Permanent(e.to_string())
     }
+}
+
+/// Opens the transaction that records an attempt's outcome, after `JobContext::fence` proved the
+/// attempt still owns its job: a superseded attempt records nothing.
+pub(crate) async fn begin_record(
+    app: &App,
+    ctx: &JobContext,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, JobError> {
+    let mut tx = app.pool.begin().await.map_err(db)?;
+    ctx.fence(&mut tx).await?;
+    Ok(tx)
 }
 
 pub(crate) fn db(e: impl std::fmt::Display) -> JobError {

@@ -9,7 +9,7 @@ use smo_jobs::{JobContext, JobError, NewJob};
 
 use super::{App, RePlaceJob, ScaleTickJob, db, graph, retryable};
 use crate::{
-    federation::manifests,
+    federation::{Fence, manifests},
     hdag::Graph,
     monitoring::{
         self,
@@ -88,10 +88,14 @@ pub async fn publish(app: &App, name: &str, ctx: &JobContext) -> Result<(), JobE
         return Ok(());
     }
     let graph: Graph = graph::descriptor_of(&g)?;
+    // Not under the graph lock (publishing is idempotent and may overlap a deploy), so no token:
+    // the lease alone stops a lost worker's writes.
+    let fence = Fence::new(ctx.lease.clone(), None);
     let mut urls = BTreeMap::new();
     if let Some(grafana) = &app.monitoring.grafana {
         let set = monitoring::render_graph_dashboards(&g.project, &graph);
         for d in set.iter() {
+            fence.check()?;
             let url = grafana
                 .upsert(&monitoring::grafana_payload(d, None))
                 .await
@@ -99,19 +103,19 @@ pub async fn publish(app: &App, name: &str, ctx: &JobContext) -> Result<(), JobE
             urls.insert(d.title.clone(), url);
         }
     }
-    let rules = publish_rules(app, &g.project, &graph).await?;
+    let rules = publish_rules(app, &g.project, &graph, &fence).await?;
     if urls.is_empty() && rules == 0 {
         return Ok(()); // nothing configured, nothing to say
     }
-    let mut conn = app.pool.acquire().await.map_err(db)?;
+    let mut tx = super::begin_record(app, ctx).await?;
     sqlx::query("UPDATE smo.graphs SET dashboards = $2 WHERE id = $1")
         .bind(g.id)
         .bind(serde_json::to_value(&urls).unwrap_or_default())
-        .execute(&mut *conn)
+        .execute(&mut *tx)
         .await
         .map_err(db)?;
     store::add_decision(
-        &mut conn,
+        &mut tx,
         &g.name,
         &g.project,
         "publish",
@@ -125,7 +129,8 @@ pub async fn publish(app: &App, name: &str, ctx: &JobContext) -> Result<(), JobE
         ctx.queue.now(),
     )
     .await
-    .map_err(db)
+    .map_err(db)?;
+    tx.commit().await.map_err(db)
 }
 
 /// The graph's PrometheusRule object and its namespace (the configured one, else the project's).
@@ -144,7 +149,12 @@ fn rule_object(
     (ns, obj)
 }
 
-async fn publish_rules(app: &App, project: &str, graph: &Graph) -> Result<usize, JobError> {
+async fn publish_rules(
+    app: &App,
+    project: &str,
+    graph: &Graph,
+    fence: &Fence,
+) -> Result<usize, JobError> {
     let rules = monitoring::alert_rules(project, graph);
     if rules.is_empty() {
         return Ok(0);
@@ -154,8 +164,11 @@ async fn publish_rules(app: &App, project: &str, graph: &Graph) -> Result<usize,
         RulesTarget::PrometheusRule { namespace, group } => {
             let (ns, obj) = rule_object(project, graph, namespace, group);
             let federation = app.federation()?;
-            federation.ensure_namespace(&ns).await.map_err(retryable)?;
-            federation.apply(&obj).await.map_err(retryable)?;
+            federation
+                .ensure_namespace(&ns, fence)
+                .await
+                .map_err(retryable)?;
+            federation.apply(&obj, fence).await.map_err(retryable)?;
             Ok(rules.len())
         }
         RulesTarget::RuleFile { dir } => {
@@ -165,6 +178,7 @@ async fn publish_rules(app: &App, project: &str, graph: &Graph) -> Result<usize,
             )]);
             let path = rule_file_path(dir, project, &graph.id);
             let tmp = path.with_extension("yml.tmp");
+            fence.check()?;
             std::fs::create_dir_all(dir)
                 .map_err(|e| JobError::Transient(format!("{}: {e}", dir.display())))?;
             std::fs::write(&tmp, text)
@@ -172,6 +186,7 @@ async fn publish_rules(app: &App, project: &str, graph: &Graph) -> Result<usize,
             std::fs::rename(&tmp, &path)
                 .map_err(|e| JobError::Transient(format!("{}: {e}", path.display())))?;
             if let Some(p) = &app.monitoring.prometheus {
+                fence.check()?;
                 p.reload().await.map_err(retryable)?;
             }
             Ok(rules.len())
@@ -223,9 +238,11 @@ pub async fn unpublish(
     project: &str,
     graph: &Graph,
     dashboards: bool,
+    fence: &Fence,
 ) -> Result<(), JobError> {
     if dashboards && let Some(grafana) = &app.monitoring.grafana {
         for d in monitoring::render_graph_dashboards(project, graph).iter() {
+            fence.check()?;
             grafana.delete(&d.uid).await.map_err(retryable)?;
         }
     }
@@ -239,14 +256,19 @@ pub async fn unpublish(
             let name = manifests::object_name(&graph.id, "alerts");
             let obj = json!({"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
                              "metadata": {"name": name, "namespace": ns}});
-            app.federation()?.delete(&obj).await.map_err(retryable)?;
+            app.federation()?
+                .delete(&obj, fence)
+                .await
+                .map_err(retryable)?;
         }
         RulesTarget::PrometheusRule { .. } => {}
         RulesTarget::RuleFile { dir } => {
             let path = rule_file_path(dir, project, &graph.id);
+            fence.check()?;
             match std::fs::remove_file(&path) {
                 Ok(()) => {
                     if let Some(p) = &app.monitoring.prometheus {
+                        fence.check()?;
                         p.reload().await.map_err(retryable)?;
                     }
                 }
@@ -301,10 +323,18 @@ async fn per_running_graph<A: smo_jobs::JobArgs>(
 /// One scale tick for one graph.
 pub async fn scale_tick(app: &App, name: &str, ctx: &JobContext) -> Result<(), JobError> {
     // Another job holds the graph: this tick is skipped, the next one comes.
-    graph::unless_busy(app, name, ctx, scale_tick_locked(app, name, ctx)).await
+    graph::unless_busy(app, name, ctx, |fence| {
+        scale_tick_locked(app, name, ctx, fence)
+    })
+    .await
 }
 
-async fn scale_tick_locked(app: &App, name: &str, ctx: &JobContext) -> Result<(), JobError> {
+async fn scale_tick_locked(
+    app: &App,
+    name: &str,
+    ctx: &JobContext,
+    fence: Fence,
+) -> Result<(), JobError> {
     let Some(g) = graph::load_graph(app, name).await? else {
         return Ok(());
     };
@@ -404,7 +434,7 @@ async fn scale_tick_locked(app: &App, name: &str, ctx: &JobContext) -> Result<()
                     let deployment = manifests::object_name(&graph.id, &c.service);
                     match app
                         .federation()?
-                        .scale(&g.project, &deployment, c.to as i32)
+                        .scale(&g.project, &deployment, c.to as i32, &fence)
                         .await
                     {
                         Ok(()) => {}
@@ -436,7 +466,7 @@ async fn scale_tick_locked(app: &App, name: &str, ctx: &JobContext) -> Result<()
             }
         }
     }
-    let mut tx = app.pool.begin().await.map_err(db)?;
+    let mut tx = super::begin_record(app, ctx).await?;
     for (service, to, ready) in &replicas {
         store::set_service_replicas(&mut tx, g.id, service, *to, *ready, now)
             .await

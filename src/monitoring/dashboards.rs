@@ -539,8 +539,9 @@ pub fn render_smo_dashboard() -> Dashboard {
         PanelSpec {
             title: "Failures",
             description: "Failed attempts per second (each retry counts), jobs that died \
-                          (permanent error or last attempt) in the last 5 minutes, and jobs \
-                          snoozed per second (waiting for a graph lock; no attempt spent).",
+                          (permanent error or last attempt) in the last 5 minutes, jobs \
+                          snoozed per second (waiting for a graph lock; no attempt spent), and \
+                          attempts abandoned because their worker's lease lapsed (fenced).",
             unit: "short",
             ratio: false,
             targets: vec![
@@ -555,6 +556,10 @@ pub fn render_smo_dashboard() -> Dashboard {
                 q(
                     &format!("sum by (kind) (rate(smo_jobs_snoozed_total[{WINDOW}]))"),
                     "snoozed/s {{kind}}",
+                ),
+                q(
+                    "sum by (kind) (increase(smo_jobs_fenced_total[5m]))",
+                    "fenced {{kind}}",
                 ),
             ],
         },

@@ -571,38 +571,51 @@ pub async fn graphs_awaiting(
     .await?)
 }
 
-/// Takes the graph's lock for `job` (re-entrant for the same job). The lock is free when no row
-/// exists or its holder is not running any more. Returns false when another running job holds it.
+/// Takes the graph's lock for one attempt of a job (`job`, `epoch`; re-entrant for that attempt)
+/// and returns its fencing token. The lock is free when no row exists or the attempt holding it
+/// is not running any more; an attempt that is itself superseded never gets it. `None` when
+/// another running attempt holds it.
 pub async fn try_lock_graph(
     conn: &mut PgConnection,
     graph: &str,
     job: Uuid,
+    epoch: i64,
     now: DateTime<Utc>,
-) -> Result<bool, StoreError> {
-    let got: Option<Uuid> = sqlx::query_scalar(
-        "INSERT INTO smo.graph_locks AS l (graph, job_id, locked_at) VALUES ($1, $2, $3)
-         ON CONFLICT (graph) DO UPDATE SET job_id = EXCLUDED.job_id, locked_at = EXCLUDED.locked_at
-          WHERE l.job_id = EXCLUDED.job_id
-             OR NOT EXISTS (SELECT 1 FROM smo_jobs.jobs j WHERE j.id = l.job_id AND j.state = 'running')
-         RETURNING job_id",
+) -> Result<Option<i64>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "INSERT INTO smo.graph_locks AS l (graph, job_id, epoch, fence, locked_at)
+         SELECT $1, $2, $3, nextval('smo.graph_fence'), $4
+          WHERE EXISTS (SELECT 1 FROM smo_jobs.jobs j
+                         WHERE j.id = $2 AND j.epoch = $3 AND j.state = 'running')
+         ON CONFLICT (graph) DO UPDATE
+            SET job_id = EXCLUDED.job_id, epoch = EXCLUDED.epoch, locked_at = EXCLUDED.locked_at,
+                fence = CASE WHEN l.job_id = EXCLUDED.job_id AND l.epoch = EXCLUDED.epoch
+                             THEN l.fence ELSE EXCLUDED.fence END
+          WHERE (l.job_id = EXCLUDED.job_id AND l.epoch = EXCLUDED.epoch)
+             OR NOT EXISTS (SELECT 1 FROM smo_jobs.jobs j
+                             WHERE j.id = l.job_id AND j.epoch = l.epoch AND j.state = 'running')
+         RETURNING fence",
     )
     .bind(graph)
     .bind(job)
+    .bind(epoch)
     .bind(now)
     .fetch_optional(&mut *conn)
-    .await?;
-    Ok(got.is_some())
+    .await?)
 }
 
-/// Releases the graph's lock if `job` holds it.
+/// Releases the graph's lock if this attempt of `job` holds it (a superseded attempt never
+/// releases its successor's lock).
 pub async fn unlock_graph(
     conn: &mut PgConnection,
     graph: &str,
     job: Uuid,
+    epoch: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM smo.graph_locks WHERE graph = $1 AND job_id = $2")
+    sqlx::query("DELETE FROM smo.graph_locks WHERE graph = $1 AND job_id = $2 AND epoch = $3")
         .bind(graph)
         .bind(job)
+        .bind(epoch)
         .execute(&mut *conn)
         .await?;
     Ok(())

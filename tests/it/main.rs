@@ -5,6 +5,7 @@ mod conformance;
 mod console;
 mod crash;
 mod crd_validator;
+mod fencing;
 mod graphs;
 mod helm;
 mod hostile;

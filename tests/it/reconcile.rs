@@ -209,7 +209,12 @@ async fn drift_in_the_federation_is_repaired_and_logged_and_no_drift_logs_nothin
     // the image of a Deployment that came back meanwhile.
     let deleted = s
         .federation
-        .delete_labelled("drifty", "drifty", None)
+        .delete_labelled(
+            "drifty",
+            "drifty",
+            None,
+            &smo::federation::Fence::unbounded(),
+        )
         .await
         .unwrap();
     assert_eq!(deleted, before.len());

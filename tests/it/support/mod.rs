@@ -2,6 +2,7 @@
 
 pub mod browser;
 pub mod crd;
+pub mod netns;
 
 use std::{
     path::{Path, PathBuf},
