@@ -84,10 +84,16 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, CliError
         Ok(Err(e)) => return Err(unreachable(e.to_string())),
         Err(_) => return Err(unreachable("timed out after 5s".into())),
     }
+    let options = url
+        .parse::<sqlx::postgres::PgConnectOptions>()
+        .map_err(|e| unreachable(e.to_string()))?
+        // Timestamps PostgreSQL writes into JSON itself (graph lists) are in UTC, whatever the
+        // server's default time zone, as the API's own are.
+        .options([("TimeZone", "UTC")]);
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))
-        .connect(url)
+        .connect_with(options)
         .await
         .map_err(|e| CliError::Unreachable {
             url: redact_url(url),

@@ -113,6 +113,21 @@ enum BenchCmd {
         #[arg(long, default_value_t = 200)]
         requests: usize,
     },
+    /// The API's read routes under load: `GET /graphs?limit=50`, `GET /graphs/{name}` and
+    /// `GET /clusters` with many keep-alive connections, over many stored graphs, in a scratch
+    /// database `<db>_bench`. Load from wrk when installed (scripts/setup installs it), else from
+    /// a client in this process. Target: ≥ 10,000 req/s and p99 < 10 ms (release build).
+    Reads {
+        /// Running graphs stored (3 services each).
+        #[arg(long, default_value_t = 1000)]
+        graphs: usize,
+        /// Connections kept busy at once.
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+        /// Seconds per route.
+        #[arg(long, default_value_t = 5.0)]
+        secs: f64,
+    },
     /// Graphs deployed through the API by worker processes against the sim (started here, write
     /// latency 0) or a federation you name: graphs/s and submit→Running p50/p99, in a scratch
     /// database `<db>_bench`. Target: 1,000 graphs in < 60 s with 2 workers, all on first attempts.
@@ -546,6 +561,31 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                     );
                 }
                 println!("  stylesheet + script compiled in: {} bytes", r.asset_bytes);
+            }
+        }
+        Command::Bench(BenchCmd::Reads {
+            graphs,
+            connections,
+            secs,
+        }) => {
+            let url = smo::cli::scratch_database(&database_url).await?;
+            // What `smo run --role api` gives the API.
+            let pool = connect(&url, 12).await?;
+            let r =
+                smo::bench::reads(pool, graphs, connections, secs, |m| eprintln!("… {m}")).await?;
+            if out == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "reads over {} graphs, {} connections, {} s per route (target: ≥ 10,000 req/s, p99 < 10 ms):",
+                    r.graphs, r.connections, r.secs
+                );
+                for p in &r.routes {
+                    println!(
+                        "  GET {:<18} {:>9.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  ({} requests, {})",
+                        p.path, p.req_per_sec, p.p50_ms, p.p99_ms, p.requests, p.client
+                    );
+                }
             }
         }
         Command::Bench(BenchCmd::Deploy {
@@ -1024,8 +1064,8 @@ async fn graph(client: &Client, cmd: GraphCmd, out: Output) -> anyhow::Result<u8
         }
         GraphCmd::List { project } => {
             let graphs = match project {
-                Some(p) => client.list_project_graphs(&p).await?,
-                None => client.list_graphs().await?,
+                Some(p) => client.list_project_graphs(&p, None, None).await?,
+                None => client.list_graphs(None, None).await?,
             };
             if out == Output::Json {
                 println!("{}", serde_json::to_string_pretty(&graphs)?);

@@ -361,6 +361,63 @@ enum Accepted {
 }
 
 #[derive(ApiResponse)]
+enum GraphPage {
+    /// The graphs; with `limit`, a `Link` header to the next page while there may be more.
+    #[oai(status = 200)]
+    Ok(
+        RawJson<Vec<GraphSummary>>,
+        #[oai(header = "Link")] Option<String>,
+    ),
+}
+
+/// A JSON body serialised elsewhere (by PostgreSQL), documented as `T`: lists go out as the
+/// database wrote them, without a value tree per row.
+pub struct RawJson<T>(String, std::marker::PhantomData<fn() -> T>);
+
+impl<T: poem_openapi::types::Type> poem_openapi::payload::Payload for RawJson<T> {
+    const CONTENT_TYPE: &'static str = "application/json; charset=utf-8";
+
+    fn schema_ref() -> poem_openapi::registry::MetaSchemaRef {
+        T::schema_ref()
+    }
+
+    fn register(registry: &mut poem_openapi::registry::Registry) {
+        T::register(registry);
+    }
+}
+
+impl<T> poem::IntoResponse for RawJson<T> {
+    fn into_response(self) -> poem::Response {
+        poem::Response::builder()
+            .content_type("application/json; charset=utf-8")
+            .body(self.0)
+    }
+}
+
+/// `limit` and `after` of a graph list (their bounds and shape are checked by the schema: 400
+/// naming the parameter otherwise).
+fn page_params<'a>(limit: Option<i64>, after: Option<&'a str>) -> store::Page<'a> {
+    store::Page {
+        after: after.and_then(|a| a.split_once('/')),
+        limit,
+    }
+}
+
+/// The `Link` header of a full page: the same list after its last graph (`project/name`).
+fn next_link(base: &str, limit: i64, last: &str) -> String {
+    let cursor: String = last
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    format!("<{base}?limit={limit}&after={cursor}>; rel=\"next\"")
+}
+
+#[derive(ApiResponse)]
 enum DeployResponse {
     /// The graph is stored and its deploy job enqueued.
     #[oai(status = 202)]
@@ -378,6 +435,28 @@ enum Ready {
     /// The database does not answer.
     #[oai(status = 503)]
     Unavailable(PlainText<String>),
+}
+
+impl SmoApi {
+    /// One page of graphs (all of them without `limit`), with the link to the next.
+    async fn graph_page(
+        &self,
+        project: Option<&str>,
+        base: &str,
+        limit: Option<i64>,
+        after: Option<&str>,
+    ) -> ApiResult<GraphPage> {
+        let page = page_params(limit, after);
+        let list = store::list_graphs(&self.pool, project, page).await?;
+        let next = match (limit, &list.last) {
+            (Some(l), Some(last)) if list.count == l => Some(next_link(base, l, last)),
+            _ => None,
+        };
+        Ok(GraphPage::Ok(
+            RawJson(list.json, std::marker::PhantomData),
+            next,
+        ))
+    }
 }
 
 fn problems_of(e: &DescriptorError) -> Vec<ProblemItem> {
@@ -725,22 +804,34 @@ impl SmoApi {
         })))
     }
 
-    /// The graphs of a project.
+    /// The graphs of a project, by name. `limit` (1–1000) pages the list: a `Link: <…>;
+    /// rel="next"` header then points at the next page (`after` = the last graph's
+    /// `project/name`) while there may be more. Without `limit`, every graph.
     #[oai(
         path = "/project/:project/graphs",
         method = "get",
         operation_id = "listProjectGraphs"
     )]
-    async fn list_graphs(&self, project: Path<String>) -> ApiResult<Json<Vec<GraphSummary>>> {
-        let rows = store::list_graphs(&self.pool, Some(&project.0)).await?;
-        Ok(Json(rows.into_iter().map(summary).collect()))
+    async fn list_graphs(
+        &self,
+        project: Path<String>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000")))] limit: Query<Option<i64>>,
+        #[oai(validator(pattern = r"^[^/\x00]+/[^/\x00]+$"))] after: Query<Option<String>>,
+    ) -> ApiResult<GraphPage> {
+        let base = format!("/project/{}/graphs", project.0);
+        self.graph_page(Some(&project.0), &base, limit.0, after.0.as_deref())
+            .await
     }
 
-    /// Every graph.
+    /// Every graph, by project and name; paged as the graphs of a project are.
     #[oai(path = "/graphs", method = "get", operation_id = "listGraphs")]
-    async fn all_graphs(&self) -> ApiResult<Json<Vec<GraphSummary>>> {
-        let rows = store::list_graphs(&self.pool, None).await?;
-        Ok(Json(rows.into_iter().map(summary).collect()))
+    async fn all_graphs(
+        &self,
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000")))] limit: Query<Option<i64>>,
+        #[oai(validator(pattern = r"^[^/\x00]+/[^/\x00]+$"))] after: Query<Option<String>>,
+    ) -> ApiResult<GraphPage> {
+        self.graph_page(None, "/graphs", limit.0, after.0.as_deref())
+            .await
     }
 
     /// Deploy a graph: the body is an HDAG descriptor in YAML or JSON (any content type). It is
@@ -1132,18 +1223,6 @@ impl SmoApi {
     }
 }
 
-fn summary(g: store::GraphListing) -> GraphSummary {
-    GraphSummary {
-        name: g.name,
-        project: g.project,
-        version: g.version,
-        revision: g.revision,
-        status: g.status,
-        desired: g.desired,
-        updated_at: g.updated_at,
-    }
-}
-
 /// The OpenAPI service.
 pub fn api_service(
     pool: PgPool,
@@ -1318,6 +1397,10 @@ fn problem_response(status: StatusCode, kind: &str, title: &str, detail: String)
 async fn problem_for(err: poem::Error) -> Response {
     let status = err.status();
     let detail = err.to_string();
+    // A path or query parameter the schema refuses: name it, as validation problems do.
+    let param = err
+        .downcast_ref::<poem_openapi::error::ParseParamError>()
+        .map(|p| (p.name, p.reason.clone()));
     // Our own errors already are problem documents: keep them as they are.
     let original = err.into_response();
     if original
@@ -1334,7 +1417,18 @@ async fn problem_for(err: poem::Error) -> Response {
         s if s.is_server_error() => ("internal", "Internal error"),
         _ => ("bad-request", "Bad request"),
     };
-    problem_response(status, kind, title, detail)
+    let mut resp = problem_response(status, kind, title, detail.clone());
+    if let Some((name, reason)) = param {
+        let body = serde_json::json!({
+            "type": format!("urn:smo:problem:{kind}"),
+            "title": title,
+            "status": status.as_u16(),
+            "detail": detail,
+            "problems": [{"path": name, "message": reason}],
+        });
+        resp.set_body(body.to_string());
+    }
+    resp
 }
 
 /// The whole HTTP application: API, Swagger UI at /ui and /docs, the spec at /openapi.yaml, the

@@ -353,37 +353,48 @@ pub async fn find_graph(
     )
 }
 
-/// What a graph list shows: never the descriptor or its source, which may be megabytes each.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct GraphListing {
-    /// Name.
-    pub name: String,
-    /// Project.
-    pub project: String,
-    /// Descriptor version.
-    pub version: String,
-    /// Upload count.
-    pub revision: i32,
-    /// Current status.
-    pub status: String,
-    /// What was asked.
-    pub desired: String,
-    /// Last change.
-    pub updated_at: DateTime<Utc>,
-}
-
-/// Graphs, optionally of one project, by name (only the listed columns are read).
+/// Graphs, optionally of one project, by project and name, as the API's JSON array built by
+/// PostgreSQL itself (only the listed columns are read; nothing is decoded row by row here).
 pub async fn list_graphs(
     pool: &PgPool,
     project: Option<&str>,
-) -> Result<Vec<GraphListing>, StoreError> {
-    Ok(sqlx::query_as::<_, GraphListing>(
-        "SELECT name, project, version, revision, status, desired, updated_at FROM smo.graphs
-          WHERE $1::text IS NULL OR project = $1 ORDER BY project, name",
+    page: Page<'_>,
+) -> Result<GraphList, StoreError> {
+    let (after_project, after_name) = page.after.unwrap_or(("", ""));
+    // json_agg over whole rows: PostgreSQL's own row-to-JSON, the cheapest it has. Timestamps
+    // come out in the session's time zone, which `cli::connect` sets to UTC.
+    Ok(sqlx::query_as::<_, GraphList>(
+        "SELECT coalesce(json_agg(g), '[]')::text AS json, count(*) AS count,
+                array_to_string(max(ARRAY[project, name]), '/') AS last
+           FROM (SELECT name, project, version, revision, status, desired, updated_at FROM smo.graphs
+                  WHERE ($1::text IS NULL OR project = $1) AND (project, name) > ($2, $3)
+                  ORDER BY project, name LIMIT $4) g",
     )
     .bind(project)
-    .fetch_all(pool)
+    .bind(after_project)
+    .bind(after_name)
+    .bind(page.limit)
+    .fetch_one(pool)
     .await?)
+}
+
+/// A list of graphs as JSON, with what paging needs.
+#[derive(Debug, sqlx::FromRow)]
+pub struct GraphList {
+    /// `[{name, project, version, revision, status, desired, updated_at}, …]`.
+    pub json: String,
+    /// Graphs in it.
+    pub count: i64,
+    /// `project/name` of the last one.
+    pub last: Option<String>,
+}
+
+/// One page of a list ordered by (project, name): at most `limit` rows (all without one) after
+/// the row `after` = (project, name). Keyset, not offset: a page costs the same wherever it is.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Page<'a> {
+    pub after: Option<(&'a str, &'a str)>,
+    pub limit: Option<i64>,
 }
 
 /// The services of a graph in descriptor order.

@@ -46,7 +46,14 @@ async fn an_operator_signs_in_deploys_through_the_form_watches_it_run_stops_it_a
     assert!(problems.contains("compute.cpu"), "{problems}");
     assert!(b.source().await.contains("Nothing was stored"));
     b.screenshot("02-deploy-invalid").await;
-    assert!(stack.client.list_graphs().await.unwrap().is_empty());
+    assert!(
+        stack
+            .client
+            .list_graphs(None, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // A dry run shows the placement (on the clusters last synced: the first GET /clusters syncs)
     assert_eq!(stack.client.list_clusters().await.unwrap().len(), 3);
@@ -57,7 +64,14 @@ async fn an_operator_signs_in_deploys_through_the_form_watches_it_run_stops_it_a
     assert!(placed.contains("ml-inference cloud-gpu"), "{placed}");
     assert!(b.source().await.contains("objects that would be applied"));
     b.screenshot("03-dry-run").await;
-    assert!(stack.client.list_graphs().await.unwrap().is_empty());
+    assert!(
+        stack
+            .client
+            .list_graphs(None, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // Deploy: the browser follows to the graph's page, which reaches Running by itself.
     b.click_to_page("#deploy").await;

@@ -361,7 +361,7 @@ async fn a_configured_token_guards_every_route_but_health_checks() {
     assert_eq!(r.status(), 401);
     let client =
         smo_sdk::Client::with_config(smo_sdk::Config::new(&base).token(Some("s3cret".into())));
-    let graphs = client.list_graphs().await.unwrap();
+    let graphs = client.list_graphs(None, None).await.unwrap();
     assert!(graphs.is_empty());
     stop.cancel();
 }
@@ -527,4 +527,86 @@ async fn a_graph_read_shows_every_write_even_those_that_move_no_timestamp() {
         .await
         .unwrap();
     assert!(s.client.get::<Value>("/graphs/hello").await.is_err());
+}
+
+/// A small graph named `id`.
+fn tiny(id: &str) -> Vec<u8> {
+    format!(
+        "hdaGraph:\n  id: {id}\n  version: \"1.0.0\"\n  services:\n    - id: web\n      deployment:\n        \
+         trigger: {{auto: {{dependencies: []}}}}\n        intent:\n          compute: {{cpu: 10m, ram: 16Mi, \
+         storage: light, gpu: {{enabled: false}}}}\n      artifact:\n        image: ghcr.io/example/web:1\n"
+    )
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn lists_page_by_project_and_name_following_their_next_links() {
+    let s = Stack::start().await;
+    for (project, id) in [
+        ("b", "h1"),
+        ("a", "g3"),
+        ("a", "g1"),
+        ("b", "h0"),
+        ("a", "g2"),
+    ] {
+        s.client.deploy(project, tiny(id), false).await.unwrap();
+    }
+    let everything: Vec<Value> = s.client.get("/graphs").await.unwrap();
+    let names = |page: &[Value]| -> Vec<String> {
+        page.iter()
+            .map(|g| {
+                format!(
+                    "{}/{}",
+                    g["project"].as_str().unwrap(),
+                    g["name"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    assert_eq!(names(&everything), ["a/g1", "a/g2", "a/g3", "b/h0", "b/h1"]);
+
+    // Follow the Link headers from the first page of two to the end.
+    let http = reqwest::Client::new();
+    let mut next = Some("/graphs?limit=2".to_string());
+    let (mut seen, mut pages) = (Vec::new(), 0);
+    while let Some(path) = next.take() {
+        let r = http.get(format!("{}{path}", s.api)).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        next = r
+            .headers()
+            .get("link")
+            .map(|l| l.to_str().unwrap().to_string())
+            .map(|l| {
+                assert!(l.ends_with(">; rel=\"next\""), "{l}");
+                l[1..l.find('>').unwrap()].to_string()
+            });
+        let page: Vec<Value> = r.json().await.unwrap();
+        assert!(page.len() <= 2);
+        seen.extend(names(&page));
+        pages += 1;
+    }
+    assert_eq!(seen, names(&everything), "every graph once, in order");
+    assert_eq!(pages, 3, "2 + 2 + 1: the short page has no next link");
+    let a: Vec<Value> = s
+        .client
+        .get("/project/a/graphs?limit=2&after=a%2Fg1")
+        .await
+        .unwrap();
+    assert_eq!(names(&a), ["a/g2", "a/g3"]);
+
+    // Bad paging parameters: 400 naming each, nothing listed.
+    for (query, field) in [
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("after=nope", "after"),
+    ] {
+        let r = http
+            .get(format!("{}/graphs?{query}", s.api))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{query}");
+        let problem: Value = r.json().await.unwrap();
+        assert_eq!(problem["problems"][0]["path"], field, "{problem}");
+    }
 }

@@ -203,8 +203,8 @@ async fn listing_graphs_reads_neither_descriptor_nor_source() {
     let url = s.db.url.replacen("postgres@", &format!("{role}@"), 1);
     assert_ne!(url, s.db.url, "{}", s.db.url);
     let lister = sqlx::PgPool::connect(&url).await.unwrap();
-    let listed = smo::store::list_graphs(&lister, None).await;
-    let project = smo::store::list_graphs(&lister, Some("p")).await;
+    let listed = smo::store::list_graphs(&lister, None, Default::default()).await;
+    let project = smo::store::list_graphs(&lister, Some("p"), Default::default()).await;
     lister.close().await;
     for sql in [
         format!("REVOKE ALL ON smo.graphs FROM {role}"),
@@ -216,9 +216,9 @@ async fn listing_graphs_reads_neither_descriptor_nor_source() {
             .await;
     }
     let listed = listed.expect("the list reads only what it shows");
-    assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0].name, "listed");
-    assert_eq!(project.unwrap().len(), 1);
+    assert_eq!(listed.count, 1);
+    assert_eq!(listed.last.as_deref(), Some("p/listed"));
+    assert_eq!(project.unwrap().count, 1);
 }
 
 /// An API with short limits, on its own port.

@@ -89,7 +89,7 @@ async fn sdk_round_trips_every_operation() {
     assert_eq!(dry.graph, "autoscale");
     assert!(dry.placement.contains_key("web"), "{dry:?}");
     assert!(!dry.objects.is_empty());
-    assert!(api.list_graphs().await.unwrap().is_empty());
+    assert!(api.list_graphs(None, None).await.unwrap().is_empty());
 
     // Deploy answers 202 with a job; the job, the graph and its lists are all typed.
     let DeployGraphResponse::Accepted(deploy) = api
@@ -114,11 +114,19 @@ async fn sdk_round_trips_every_operation() {
     assert!(web.cluster.is_some() && web.cpu_millis > 0 && web.memory_bytes > 0);
     let burst = &g.services[1];
     assert!(burst.conditional && burst.status == "Pending", "{burst:?}");
-    let listed = api.list_graphs().await.unwrap();
+    let listed = api.list_graphs(None, None).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].name, "autoscale");
-    assert_eq!(api.list_project_graphs("sdk").await.unwrap(), listed);
-    assert!(api.list_project_graphs("other").await.unwrap().is_empty());
+    assert_eq!(
+        api.list_project_graphs("sdk", None, None).await.unwrap(),
+        listed
+    );
+    assert!(
+        api.list_project_graphs("other", None, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let jobs = api.list_graph_jobs("autoscale", Some(5)).await.unwrap();
     assert!(jobs.iter().any(|j| j.id == deploy.job_id), "{jobs:?}");
     assert!(jobs.len() <= 5);

@@ -352,11 +352,17 @@ impl crate::Client {
         crate::decode_json(status, &bytes)
     }
 
-    /// Every graph.
+    /// Every graph, by project and name; paged as the graphs of a project are.
     ///
     /// `GET /graphs` (`listGraphs`).
-    pub async fn list_graphs(&self) -> Result<Vec<GraphSummary>, crate::Error> {
-        let req = crate::Request::new("listGraphs", reqwest::Method::GET, "/graphs".to_string());
+    pub async fn list_graphs(&self, limit: Option<i64>, after: Option<&str>) -> Result<Vec<GraphSummary>, crate::Error> {
+        let mut req = crate::Request::new("listGraphs", reqwest::Method::GET, "/graphs".to_string());
+        if let Some(limit) = limit {
+            req.query("limit", limit.to_string());
+        }
+        if let Some(after) = after {
+            req.query("after", after.to_string());
+        }
         let (status, bytes) = self.execute(req).await?;
         crate::decode_json(status, &bytes)
     }
@@ -460,11 +466,19 @@ impl crate::Client {
         crate::decode_text(status, &bytes)
     }
 
-    /// The graphs of a project.
+    /// The graphs of a project, by name. `limit` (1–1000) pages the list: a `Link: <…>;
+    /// rel="next"` header then points at the next page (`after` = the last graph's
+    /// `project/name`) while there may be more. Without `limit`, every graph.
     ///
     /// `GET /project/{project}/graphs` (`listProjectGraphs`).
-    pub async fn list_project_graphs(&self, project: &str) -> Result<Vec<GraphSummary>, crate::Error> {
-        let req = crate::Request::new("listProjectGraphs", reqwest::Method::GET, format!("/project/{}/graphs", crate::encode_path_segment(project)));
+    pub async fn list_project_graphs(&self, project: &str, limit: Option<i64>, after: Option<&str>) -> Result<Vec<GraphSummary>, crate::Error> {
+        let mut req = crate::Request::new("listProjectGraphs", reqwest::Method::GET, format!("/project/{}/graphs", crate::encode_path_segment(project)));
+        if let Some(limit) = limit {
+            req.query("limit", limit.to_string());
+        }
+        if let Some(after) = after {
+            req.query("after", after.to_string());
+        }
         let (status, bytes) = self.execute(req).await?;
         crate::decode_json(status, &bytes)
     }
@@ -533,11 +547,17 @@ impl crate::blocking::Client {
         crate::decode_json(status, &bytes)
     }
 
-    /// Every graph.
+    /// Every graph, by project and name; paged as the graphs of a project are.
     ///
     /// `GET /graphs` (`listGraphs`).
-    pub fn list_graphs(&self) -> Result<Vec<GraphSummary>, crate::Error> {
-        let req = crate::Request::new("listGraphs", reqwest::Method::GET, "/graphs".to_string());
+    pub fn list_graphs(&self, limit: Option<i64>, after: Option<&str>) -> Result<Vec<GraphSummary>, crate::Error> {
+        let mut req = crate::Request::new("listGraphs", reqwest::Method::GET, "/graphs".to_string());
+        if let Some(limit) = limit {
+            req.query("limit", limit.to_string());
+        }
+        if let Some(after) = after {
+            req.query("after", after.to_string());
+        }
         let (status, bytes) = self.execute(req)?;
         crate::decode_json(status, &bytes)
     }
@@ -641,11 +661,19 @@ impl crate::blocking::Client {
         crate::decode_text(status, &bytes)
     }
 
-    /// The graphs of a project.
+    /// The graphs of a project, by name. `limit` (1–1000) pages the list: a `Link: <…>;
+    /// rel="next"` header then points at the next page (`after` = the last graph's
+    /// `project/name`) while there may be more. Without `limit`, every graph.
     ///
     /// `GET /project/{project}/graphs` (`listProjectGraphs`).
-    pub fn list_project_graphs(&self, project: &str) -> Result<Vec<GraphSummary>, crate::Error> {
-        let req = crate::Request::new("listProjectGraphs", reqwest::Method::GET, format!("/project/{}/graphs", crate::encode_path_segment(project)));
+    pub fn list_project_graphs(&self, project: &str, limit: Option<i64>, after: Option<&str>) -> Result<Vec<GraphSummary>, crate::Error> {
+        let mut req = crate::Request::new("listProjectGraphs", reqwest::Method::GET, format!("/project/{}/graphs", crate::encode_path_segment(project)));
+        if let Some(limit) = limit {
+            req.query("limit", limit.to_string());
+        }
+        if let Some(after) = after {
+            req.query("after", after.to_string());
+        }
         let (status, bytes) = self.execute(req)?;
         crate::decode_json(status, &bytes)
     }
