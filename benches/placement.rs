@@ -9,28 +9,10 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use smo::placement::{
-    Cluster, CurrentPlacement, Problem, Service, Weights, first_fit, own_usage_from_current,
-    replan, solve_problem,
+    Cluster, Problem, Service, Weights, first_fit,
+    instances::{self, Rng},
+    own_usage_from_current, replan, solve_problem,
 };
-
-/// SplitMix64: deterministic across machines, no extra dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn chance(&mut self, pct: u64) -> bool {
-        self.below(100) < pct
-    }
-}
 
 /// A feasible instance by construction: services are first planted on random compatible
 /// clusters, then each cluster gets its planted load / 0.7 (+ a little) as free capacity.
@@ -119,37 +101,11 @@ fn instance(seed: u64, n: usize, m: usize) -> Problem {
     }
 }
 
-/// A running graph to re-place: current = the optimum of the first placement, then one cluster
-/// goes NotReady, one loses 30 % capacity and 5 % of services sit on random clusters. Cluster
-/// capacities are reduced by the graph's own usage, as Karmada would report them.
+/// A running graph to re-place: the first placement's optimum, perturbed
+/// (`instances::perturbed`: a cluster down, one shrunk, 5 % of services elsewhere).
 fn perturbed(seed: u64, base: &Problem) -> Problem {
-    let mut rng = Rng(seed ^ 0xABCD);
     let first = solve_problem(base).expect("instance is feasible");
-    let mut p = base.clone();
-    let m = p.clusters.len();
-    for sp in &first.placement {
-        let clusters: Vec<String> = sp.clusters.iter().map(|c| c.cluster.clone()).collect();
-        let cur = if clusters.len() == 1 && !rng.chance(5) {
-            CurrentPlacement::One(clusters[0].clone())
-        } else if clusters.len() == 1 {
-            CurrentPlacement::One(format!("cluster-{}", rng.below(m as u64)))
-        } else {
-            CurrentPlacement::Many(clusters)
-        };
-        p.current.insert(sp.service.clone(), cur);
-    }
-    let usage = own_usage_from_current(&p);
-    for c in &mut p.clusters {
-        if let Some(u) = usage.get(&c.name) {
-            c.cpu = (c.cpu - u.cpu).max(0.0);
-            c.memory = (c.memory - u.memory).max(0.0);
-        }
-    }
-    let down = rng.below(m as u64) as usize;
-    p.clusters[down].ready = false;
-    let shrink = (down + 1) % m;
-    p.clusters[shrink].cpu *= 0.7;
-    p
+    instances::perturbed(seed, base, &first)
 }
 
 fn report(label: &str, p: &Problem) {

@@ -113,6 +113,20 @@ enum BenchCmd {
         #[arg(long, default_value_t = 200)]
         requests: usize,
     },
+    /// Placement solve times over many seeded instances of the reference's family (first
+    /// placement and re-placement of its perturbed result, roomy and tight capacity): p50, p99
+    /// and max per size. Targets: max < 100 ms at 200×50, < 1 s at 2,000×200. Needs no database.
+    Placement {
+        /// Instances per size and capacity.
+        #[arg(long, default_value_t = 200)]
+        instances: usize,
+        /// Sizes as services×clusters, comma-separated.
+        #[arg(long, default_value = "20x5,200x50,2000x200", value_delimiter = ',')]
+        sizes: Vec<String>,
+        /// Capacity as multiples of demand, comma-separated.
+        #[arg(long, default_value = "1.3,1.05", value_delimiter = ',')]
+        headroom: Vec<f64>,
+    },
     /// The API's read routes under load: `GET /graphs?limit=50`, `GET /graphs/{name}` and
     /// `GET /clusters` with many keep-alive connections, over many stored graphs, in a scratch
     /// database `<db>_bench`. Load from wrk when installed (scripts/setup installs it), else from
@@ -561,6 +575,46 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                     );
                 }
                 println!("  stylesheet + script compiled in: {} bytes", r.asset_bytes);
+            }
+        }
+        Command::Bench(BenchCmd::Placement {
+            instances,
+            sizes,
+            headroom,
+        }) => {
+            let sizes = sizes
+                .iter()
+                .map(|s| {
+                    s.split_once('x')
+                        .and_then(|(n, m)| Some((n.parse().ok()?, m.parse().ok()?)))
+                        .ok_or_else(|| {
+                            anyhow::anyhow!("--sizes: {s:?} is not <services>x<clusters>")
+                        })
+                })
+                .collect::<anyhow::Result<Vec<(usize, usize)>>>()?;
+            let r = smo::bench::placement(&sizes, &headroom, instances, |m| eprintln!("… {m}"));
+            if out == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "placement over {} seeded instances per row (targets: max < 100 ms at 200×50, < 1 s at 2000×200):",
+                    r.instances
+                );
+                for row in &r.rows {
+                    println!(
+                        "  {:>9} {:>4}× {:<8}  p50 {:>8.1} ms  p99 {:>8.1} ms  max {:>8.1} ms (seed {})  optimal {} not proven {} infeasible {}",
+                        row.size,
+                        row.headroom,
+                        row.kind,
+                        row.p50_ms,
+                        row.p99_ms,
+                        row.max_ms,
+                        row.slowest_seed,
+                        row.optimal,
+                        row.not_proven,
+                        row.infeasible
+                    );
+                }
             }
         }
         Command::Bench(BenchCmd::Reads {

@@ -18,10 +18,10 @@
 //! services and the constraint ([`Infeasibility`]).
 //!
 //! Status: [`SolveStatus::Optimal`] means proven within `mip_gap` (relative) of the best
-//! placement of the *full* model. Up to 2,000 (service, cluster) pairs the tie-break is part of
-//! that proof; larger problems are solved by column generation (LP pricing, Lagrangian bound,
-//! reduced-cost fixing) and prove the weighted SPEC objective — exactly when it is integral, as
-//! with the default weights — with the tie-break kept within `weights.tie_break / 2`.
+//! placement of the *full* model: the weighted SPEC objective — exactly when it is integral, as
+//! with the default weights — with the tie-break kept within `weights.tie_break / 2`. Up to 2,000
+//! (service, cluster) pairs the model is solved directly; larger problems by column generation
+//! (LP pricing, Lagrangian bound, reduced-cost fixing).
 //! [`SolveStatus::Feasible`] (time limit) carries the remaining gap. Equal inputs give equal
 //! outputs unless the time limit cuts a solve short.
 //!
@@ -65,6 +65,7 @@
 mod error;
 mod first_fit;
 mod heuristic;
+pub mod instances;
 mod milp;
 mod model;
 mod prepare;
