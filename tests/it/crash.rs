@@ -8,7 +8,8 @@ use smo_sim::SimConfig;
 
 use crate::stack::{Stack, smo_process};
 
-fn many_services(n: usize) -> Vec<u8> {
+/// A graph `wide` of `n` independent services (3 objects each).
+pub(crate) fn many_services(n: usize) -> Vec<u8> {
     let mut y = String::from(
         "hdaGraph:\n  imVersion: 0.4.0\n  id: wide\n  version: \"1.0.0\"\n  services:\n",
     );

@@ -14,7 +14,8 @@ use smo::federation::Federation;
 use smo_sim::WriteRecord;
 
 use crate::{
-    stack::Api,
+    crash::many_services,
+    stack::{Api, wait_job},
     support::netns::{Host, Net, signal},
 };
 
@@ -181,24 +182,14 @@ impl Cluster {
     }
 
     async fn wait_job(&self, id: &str) -> Value {
-        for _ in 0..1200 {
-            let job = serde_json::to_value(self.client.get_job(id).await.expect("job")).unwrap();
-            if matches!(
-                job["state"].as_str(),
-                Some("succeeded" | "dead" | "cancelled")
-            ) {
-                return job;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("job {id} did not finish");
+        wait_job(&self.client, id).await
     }
 
     /// Deploys the test graph; returns the job id.
     async fn deploy(&self) -> String {
         let answer = self
             .client
-            .deploy_graph("fence", None, graph(SERVICES))
+            .deploy_graph("fence", None, many_services(SERVICES))
             .await
             .expect("deploy accepted");
         let smo_sdk::DeployGraphResponse::Accepted(a) = answer else {
@@ -322,33 +313,37 @@ fn received(w: &WriteRecord) -> DateTime<Utc> {
         .with_timezone(&Utc)
 }
 
-fn graph(n: usize) -> Vec<u8> {
-    use std::fmt::Write;
-    let mut y = String::from(
-        "hdaGraph:\n  imVersion: 0.4.0\n  id: wide\n  version: \"1.0.0\"\n  services:\n",
-    );
-    for i in 0..n {
-        let _ = write!(
-            y,
-            "    - id: s{i}\n      deployment:\n        trigger: {{auto: {{dependencies: []}}}}\n        intent:\n          \
-             compute: {{cpu: 100m, ram: 64Mi, storage: light, gpu: {{enabled: false}}}}\n      artifact:\n        \
-             image: ghcr.io/example/s{i}:1\n        ports: [{{port: 8080}}]\n"
-        );
-    }
-    y.into_bytes()
+const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/fence/deployments";
+
+/// A deploy that w1 alone has begun: the job, w1's fencing token on what it wrote, w1's pid.
+struct Begun {
+    job: String,
+    stale_token: i64,
+    w1: u32,
 }
 
-const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/fence/deployments";
+impl Cluster {
+    async fn begin_on_w1(&mut self) -> Begun {
+        let job = self.deploy().await;
+        let w1 = self.worker(&self.w1.clone());
+        self.until_written(&self.w1, 4).await;
+        let stale_token = self.token_of(DEPLOYMENTS, "wide-s0").await;
+        Begun {
+            job,
+            stale_token,
+            w1,
+        }
+    }
+}
 
 #[tokio::test]
 async fn a_worker_cut_off_from_postgres_stops_writing_at_its_deadline_and_the_other_finishes() {
     let Some(mut c) = Cluster::start().await else {
         return;
     };
-    let job = c.deploy().await;
-    c.worker(&c.w1.clone());
-    c.until_written(&c.w1, 4).await;
-    let stale_token = c.token_of(DEPLOYMENTS, "wide-s0").await;
+    let Begun {
+        job, stale_token, ..
+    } = c.begin_on_w1().await;
 
     // The last heartbeat that reached PostgreSQL was sent before this moment, so the stale
     // worker's renew deadline is at most this plus the renew deadline.
@@ -380,10 +375,9 @@ async fn a_write_held_up_in_a_partition_is_refused_by_the_federation_when_it_arr
     let Some(mut c) = Cluster::start().await else {
         return;
     };
-    let job = c.deploy().await;
-    c.worker(&c.w1.clone());
-    c.until_written(&c.w1, 4).await;
-    let stale_token = c.token_of(DEPLOYMENTS, "wide-s0").await;
+    let Begun {
+        job, stale_token, ..
+    } = c.begin_on_w1().await;
 
     // First the sim: w1's next write hangs in its socket. Then PostgreSQL: its lease lapses.
     c.net.cut(&c.w1, &c.sim);
@@ -424,10 +418,11 @@ async fn a_worker_paused_past_its_lease_wakes_up_fenced() {
     let Some(mut c) = Cluster::start().await else {
         return;
     };
-    let job = c.deploy().await;
-    let w1 = c.worker(&c.w1.clone());
-    c.until_written(&c.w1, 4).await;
-    let stale_token = c.token_of(DEPLOYMENTS, "wide-s0").await;
+    let Begun {
+        job,
+        stale_token,
+        w1,
+    } = c.begin_on_w1().await;
 
     // What a long GC pause or a VM stall looks like from outside.
     signal(w1, "STOP");

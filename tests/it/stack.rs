@@ -121,18 +121,7 @@ impl Stack {
 
     /// Polls a job until it ends; returns its final document.
     pub async fn wait_job(&self, accepted: &Value) -> Value {
-        let id = accepted["job_id"].as_str().expect("job id");
-        for _ in 0..600 {
-            let job = serde_json::to_value(self.client.get_job(id).await.expect("job")).unwrap();
-            if matches!(
-                job["state"].as_str(),
-                Some("succeeded" | "dead" | "cancelled")
-            ) {
-                return job;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("job {id} did not finish");
+        wait_job(&self.client, accepted["job_id"].as_str().expect("job id")).await
     }
 
     /// Waits for a job and asserts it succeeded.
@@ -215,6 +204,21 @@ impl Api {
         }
         .expect("JSON"))
     }
+}
+
+/// Polls job `id` through `client` until it ends (for up to a minute); its final document.
+pub async fn wait_job(client: &Api, id: &str) -> Value {
+    for _ in 0..1200 {
+        let job = serde_json::to_value(client.get_job(id).await.expect("job")).unwrap();
+        if matches!(
+            job["state"].as_str(),
+            Some("succeeded" | "dead" | "cancelled")
+        ) {
+            return job;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("job {id} did not finish");
 }
 
 /// Starts `smo` as a separate process with `args`, isolated from the user's config.
