@@ -342,6 +342,7 @@ pub fn placement(
     sizes: &[(usize, usize)],
     headrooms: &[f64],
     instances: usize,
+    first_seed: u64,
     progress: impl Fn(&str),
 ) -> PlacementReport {
     use crate::placement::{self, SolveStatus, instances as family};
@@ -360,7 +361,7 @@ pub fn placement(
                     None => 2,
                 }] += 1;
             };
-            for seed in 0..instances as u64 {
+            for seed in first_seed..first_seed + instances as u64 {
                 let base = family::reference_family(seed, n, m, headroom);
                 let t = Instant::now();
                 let first = placement::solve_problem(&base);

@@ -126,6 +126,9 @@ enum BenchCmd {
         /// Capacity as multiples of demand, comma-separated.
         #[arg(long, default_value = "1.3,1.05", value_delimiter = ',')]
         headroom: Vec<f64>,
+        /// The first seed (to study one slow instance: `--seed S --instances 1`).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
     },
     /// The API's read routes under load: `GET /graphs?limit=50`, `GET /graphs/{name}` and
     /// `GET /clusters` with many keep-alive connections, over many stored graphs, in a scratch
@@ -581,6 +584,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             instances,
             sizes,
             headroom,
+            seed,
         }) => {
             let sizes = sizes
                 .iter()
@@ -592,7 +596,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                         })
                 })
                 .collect::<anyhow::Result<Vec<(usize, usize)>>>()?;
-            let r = smo::bench::placement(&sizes, &headroom, instances, |m| eprintln!("… {m}"));
+            let r =
+                smo::bench::placement(&sizes, &headroom, instances, seed, |m| eprintln!("… {m}"));
             if out == Output::Json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {

@@ -1102,21 +1102,39 @@ fn column_generation(
             break;
         }
     }
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        ub,
+        lb,
+        tol = tol(ub),
+        converged = converged.is_some(),
+        active = active.iter().flatten().filter(|a| **a).count(),
+        "placement: column generation done"
+    );
     if ub - lb <= tol(ub) {
         return Ok((best, SolveStatus::Optimal { gap: rel(ub, lb) }));
     }
 
-    // The restricted MILP usually finds the optimum; the bound then proves it.
-    let (_, plan) = mip(
-        problem,
-        prep,
-        co,
-        &active,
-        Some(&best),
-        left(),
-        rel_gap,
-        abs_tol,
-    )?;
+    // Without converged prices, the restricted MILP finds an incumbent the bound may prove.
+    // With them, reduced-cost fixing below builds the model that proves the optimum directly,
+    // so this step is skipped: over a few clusters per group the packing is tight and HiGHS
+    // could spend seconds on it where the fixed model takes a fraction (one 200×50
+    // re-placement: 2.0 s → 0.6 s; `smo bench placement`).
+    let plan = if converged.is_none() {
+        mip(
+            problem,
+            prep,
+            co,
+            &active,
+            Some(&best),
+            left(),
+            rel_gap,
+            abs_tol,
+        )?
+        .1
+    } else {
+        None
+    };
     if let Some(plan) = plan {
         let plan = checked(problem, prep, plan)?;
         let c = plan_cost(problem, prep, co, &plan);
@@ -1125,6 +1143,12 @@ fn column_generation(
             best = plan;
         }
     }
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        ub,
+        lb,
+        "placement: restricted MILP done"
+    );
     if ub - lb <= tol(ub) {
         return Ok((best, SolveStatus::Optimal { gap: rel(ub, lb) }));
     }
@@ -1149,6 +1173,11 @@ fn column_generation(
         }
         None => active = all_active(prep),
     }
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        active = active.iter().flatten().filter(|a| **a).count(),
+        "placement: final MILP over the pairs reduced-cost fixing kept"
+    );
     let (out, plan) = mip(
         problem,
         prep,
