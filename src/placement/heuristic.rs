@@ -9,7 +9,7 @@ use super::problem::Problem;
 pub(crate) enum Greedy {
     /// Keep current clusters, smallest groups first (keeps the most services when a cluster
     /// shrank), then the rest — most constrained, then largest first — to their best-scoring
-    /// cluster with room.
+    /// cluster with room, displacing the fewest keepers of one cluster when none has room.
     KeepThenLargestFirst,
     /// Groups in input order, each to its current cluster if it has room, else the best score.
     InputOrder,
@@ -117,10 +117,13 @@ pub(crate) fn greedy(
                 }
             }
             keepers.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            // Keepers that stayed, by cluster: the ones a stuck mover may displace.
+            let mut kept_on: Vec<Vec<usize>> = vec![Vec::new(); problem.clusters.len()];
             for (_, gi, e) in keepers {
                 let g = &prep.groups[gi];
                 if fits(g.cpu, cpu_left[e]) && fits(g.memory, mem_left[e]) {
                     place(gi, e, &mut cpu_left, &mut mem_left, &mut shares);
+                    kept_on[e].push(gi);
                 } else {
                     rest.push(gi);
                 }
@@ -138,12 +141,50 @@ pub(crate) fn greedy(
                 .map(|gi| (allowed(*gi, &clusters_of_group).len(), big(gi), *gi))
                 .collect();
             rest.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)).then(a.2.cmp(&b.2)));
-            for (_, _, gi) in rest {
+            let mut queue: std::collections::VecDeque<usize> =
+                rest.into_iter().map(|(_, _, gi)| gi).collect();
+            while let Some(gi) = queue.pop_front() {
                 let g = &prep.groups[gi];
                 let cand = ordered(g, &allowed(gi, &clusters_of_group));
-                let e = *cand
+                if let Some(&e) = cand
                     .iter()
-                    .find(|&&e| fits(g.cpu, cpu_left[e]) && fits(g.memory, mem_left[e]))?;
+                    .find(|&&e| fits(g.cpu, cpu_left[e]) && fits(g.memory, mem_left[e]))
+                {
+                    place(gi, e, &mut cpu_left, &mut mem_left, &mut shares);
+                    continue;
+                }
+                // Stuck: displace the fewest keepers (largest first) of one cluster to make
+                // room; they join the queue and move elsewhere. A keeper is displaced at most
+                // once, so this ends. Without it one stuck mover left the greedy with no plan and
+                // the solver started from a placement that moved twice as many services.
+                let (e, evict) = cand
+                    .iter()
+                    .filter_map(|&e| {
+                        let mut order = kept_on[e].clone();
+                        order.sort_by(|&a, &b| {
+                            let (ga, gb) = (&prep.groups[a], &prep.groups[b]);
+                            gb.cpu.total_cmp(&ga.cpu).then(a.cmp(&b))
+                        });
+                        let (mut cpu, mut mem) = (cpu_left[e], mem_left[e]);
+                        let mut out = Vec::new();
+                        for k in order {
+                            if fits(g.cpu, cpu) && fits(g.memory, mem) {
+                                break;
+                            }
+                            cpu += prep.groups[k].cpu;
+                            mem += prep.groups[k].memory;
+                            out.push(k);
+                        }
+                        (fits(g.cpu, cpu) && fits(g.memory, mem)).then_some((e, out))
+                    })
+                    .min_by(|a, b| a.1.len().cmp(&b.1.len()))?;
+                for k in evict {
+                    let gk = &prep.groups[k];
+                    cpu_left[e] += gk.cpu;
+                    mem_left[e] += gk.memory;
+                    kept_on[e].retain(|&x| x != k);
+                    queue.push_back(k);
+                }
                 place(gi, e, &mut cpu_left, &mut mem_left, &mut shares);
             }
         }

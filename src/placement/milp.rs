@@ -686,11 +686,16 @@ pub(crate) fn solve_with(
         greedy(problem, prep, &tb, Greedy::InputOrder),
         first_fit_plan(problem, prep).ok(),
     ];
-    for plan in candidates.into_iter().flatten() {
+    for (i, plan) in candidates.into_iter().enumerate() {
+        let Some(plan) = plan else {
+            tracing::debug!(heuristic = i, "placement: heuristic found no placement");
+            continue;
+        };
         if !violations(problem, prep, &plan).is_empty() {
             continue;
         }
         let c = plan_cost(problem, prep, &co, &plan);
+        tracing::debug!(heuristic = i, cost = c, "placement: heuristic incumbent");
         if incumbent.as_ref().is_none_or(|(best, _)| c < *best) {
             incumbent = Some((c, plan));
         }

@@ -835,3 +835,42 @@ fn column_generation_bound_regression() {
         );
     }
 }
+
+/// A re-placement where the one service that must move fits nowhere until a kept service makes
+/// room: the keep-first greedy displaces one keeper instead of giving up (it used to return no
+/// plan, and the solver then started from a placement that moved twice as many services).
+#[test]
+fn the_keep_first_greedy_displaces_a_keeper_when_a_mover_fits_nowhere() {
+    let mut down = cluster("c", 10.0, false);
+    down.ready = false;
+    let mut p = problem(
+        vec![cluster("a", 10.0, false), cluster("b", 10.0, false), down],
+        vec![
+            service("big", 6.0, 1, false),
+            service("s2", 2.0, 1, false),
+            service("s3", 2.0, 1, false),
+            service("mover", 8.0, 1, false),
+        ],
+    );
+    for (s, c) in [("big", "a"), ("s2", "b"), ("s3", "b"), ("mover", "c")] {
+        p.current
+            .insert(s.into(), CurrentPlacement::One(c.to_string()));
+    }
+    let prep = prepare::prepare(&p).unwrap();
+    let tb = model::TieBreak::new(&p);
+    let plan = heuristic::greedy(&p, &prep, &tb, heuristic::Greedy::KeepThenLargestFirst)
+        .expect("a plan exists and the greedy finds it");
+    assert!(model::violations(&p, &prep, &plan).is_empty());
+    let moved = (0..p.services.len())
+        .filter(|&s| {
+            !plan.shares[s]
+                .iter()
+                .any(|(e, _)| prep.current[s].contains(e))
+        })
+        .count();
+    assert_eq!(
+        moved, 2,
+        "the mover and one displaced keeper: {:?}",
+        plan.shares
+    );
+}
