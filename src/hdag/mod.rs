@@ -21,6 +21,7 @@
 //!
 //! Hostile input is bounded before and while parsing: see [`Limits`].
 
+pub mod conditional;
 mod load;
 mod model;
 mod quantity;

@@ -26,7 +26,7 @@ pub use serve::{HttpLimits, serve};
 
 use crate::{
     federation::manifests,
-    hdag::{self, DescriptorError, Graph},
+    hdag::{self, DescriptorError, Graph, conditional},
     jobs::{self, ClusterSyncJob, DeployJob, RePlaceJob, RemoveJob, StartJob, StopJob},
     store::{self, Desired, NewService},
 };
@@ -1173,29 +1173,31 @@ impl SmoApi {
                 ignored += 1;
                 continue;
             }
-            // ANY: one firing event deploys. ALL: every event must be firing at once, so each
-            // notification (firing or resolved) is recorded and the set checked.
+            // ANY / ALL: `hdag::conditional` decides.
             let descriptor: Option<Graph> = serde_json::from_value(g.descriptor.clone()).ok();
-            let spec = descriptor.as_ref().and_then(|d| d.service(service));
-            let together = spec
-                .map(|s| s.events_required_together())
-                .unwrap_or_default();
-            if !together.is_empty() {
-                if !together.contains(&a.alertname.as_str()) {
+            let Some(spec) = descriptor.as_ref().and_then(|d| d.service(service)) else {
+                ignored += 1;
+                continue;
+            };
+            match conditional::on_alert(spec, &a.alertname, a.firing) {
+                conditional::OnAlert::Ignore => {
                     ignored += 1;
                     continue;
                 }
-                let firing =
-                    store::note_event(&mut tx, g.id, service, &a.alertname, a.firing, now).await?;
-                if !a.firing {
-                    continue;
+                conditional::OnAlert::Resolved => continue,
+                conditional::OnAlert::Deploy => {}
+                conditional::OnAlert::Record => {
+                    let firing =
+                        store::note_event(&mut tx, g.id, service, &a.alertname, a.firing, now)
+                            .await?;
+                    if !a.firing {
+                        continue;
+                    }
+                    if !conditional::missing(spec, &firing).is_empty() {
+                        waiting.push(format!("{graph}/{service}: {}", a.alertname));
+                        continue;
+                    }
                 }
-                if !together.iter().all(|e| firing.contains(*e)) {
-                    waiting.push(format!("{graph}/{service}: {}", a.alertname));
-                    continue;
-                }
-            } else if !a.firing {
-                continue;
             }
             let args = jobs::DeployConditionalJob {
                 graph: graph.clone(),

@@ -17,7 +17,7 @@ use crate::{
         Fence,
         manifests::{self, RenderInput},
     },
-    hdag::Graph,
+    hdag::{Graph, conditional},
     placement::{self, CurrentPlacement, Problem, Solution},
     store::{self, ClusterRecord, Desired, GraphRecord, ServiceRecord, status},
 };
@@ -617,15 +617,10 @@ async fn deploy_conditional_locked(
     let federation = app.federation()?;
     let graph = descriptor_of(&g)?;
     // `condition: ALL`: an event may have resolved since the webhook enqueued this job.
-    let together = graph
+    let missing = graph
         .service(service)
-        .map(|s| s.events_required_together())
+        .map(|s| conditional::missing(s, &firing))
         .unwrap_or_default();
-    let missing: Vec<&str> = together
-        .iter()
-        .copied()
-        .filter(|e| !firing.contains(*e))
-        .collect();
     if !missing.is_empty() {
         let mut tx = begin_record(app, ctx).await?;
         decision(
