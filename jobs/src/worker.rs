@@ -561,32 +561,47 @@ async fn record_abandoned(
     c: &Completion,
     why: &str,
 ) -> Result<(), sqlx::Error> {
-    let now = queue.now();
-    let res = sqlx::query(
-        "UPDATE smo_jobs.jobs
-            SET state = CASE WHEN lost + 1 >= $4 THEN 'dead'
-                             WHEN attempt > 1 THEN 'retrying' ELSE 'queued' END,
-                finished_at = CASE WHEN lost + 1 >= $4 THEN $2 END,
-                attempt = attempt - 1, lost = lost + 1, run_at = $2, locked_by = NULL,
-                errors = errors || jsonb_build_array(jsonb_build_object(
-                    'attempt', attempt, 'at', $2, 'lost', true, 'error', $5::text,
-                    'permanent', false, 'worker', $6::text))
-          WHERE id = $1 AND state = 'running' AND epoch = $3",
-    )
-    .bind(c.id)
-    .bind(now)
-    .bind(c.epoch)
+    let res = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE smo_jobs.jobs j SET {}
+          WHERE j.id = $3 AND j.state = 'running' AND j.epoch = $4",
+        give_back_lost("$5::text", "$6::text")
+    )))
+    .bind(queue.now())
     .bind(cfg.max_lost.max(1) as i32)
+    .bind(c.id)
+    .bind(c.epoch)
     .bind(format!("abandoned by worker {}: {why}", cfg.name))
     .bind(&cfg.name)
     .execute(&queue.pool)
     .await?;
     if res.rows_affected() > 0 {
-        sqlx::query("SELECT pg_notify($1, 'reaped')")
-            .bind(NOTIFY_CHANNEL)
-            .execute(&queue.pool)
-            .await?;
+        notify_reaped(&queue.pool).await?;
     }
+    Ok(())
+}
+
+/// The `SET` clause that gives a lost attempt back (to a job aliased `j`): the attempt is not
+/// spent but counted in `lost`, and the job goes dead after `max_lost` losses. `$1` is now, `$2`
+/// `max_lost`; `error` and `worker` are SQL expressions for the error entry. One rule for a
+/// worker reaped by its peers and for an attempt that abandoned itself.
+fn give_back_lost(error: &str, worker: &str) -> String {
+    format!(
+        "state = CASE WHEN j.lost + 1 >= $2 THEN 'dead'
+                      WHEN j.attempt > 1 THEN 'retrying' ELSE 'queued' END,
+         finished_at = CASE WHEN j.lost + 1 >= $2 THEN $1 END,
+         attempt = j.attempt - 1, lost = j.lost + 1, run_at = $1, locked_by = NULL,
+         errors = j.errors || jsonb_build_array(jsonb_build_object(
+             'attempt', j.attempt, 'at', $1, 'lost', true, 'error', {error},
+             'permanent', false, 'worker', {worker}))"
+    )
+}
+
+/// Wakes idle workers: jobs were handed back.
+async fn notify_reaped(conn: impl sqlx::PgExecutor<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify($1, 'reaped')")
+        .bind(NOTIFY_CHANNEL)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
@@ -718,36 +733,28 @@ pub(crate) async fn reap(
     max_lost: u32,
 ) -> Result<u64, Error> {
     let cutoff = now - chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
-    let res = sqlx::query(
+    let res = sqlx::query(sqlx::AssertSqlSafe(format!(
         "WITH lost AS (
              UPDATE smo_jobs.workers SET stopped_at = $1, stop_reason = 'heartbeat lapsed'
-              WHERE stopped_at IS NULL AND heartbeat_at < $2
+              WHERE stopped_at IS NULL AND heartbeat_at < $3
              RETURNING name)
-         UPDATE smo_jobs.jobs j
-            SET state = CASE WHEN j.lost + 1 >= $3 THEN 'dead'
-                             WHEN j.attempt > 1 THEN 'retrying' ELSE 'queued' END,
-                finished_at = CASE WHEN j.lost + 1 >= $3 THEN $1 END,
-                attempt = j.attempt - 1, lost = j.lost + 1,
-                run_at = $1, locked_by = NULL,
-                errors = j.errors || jsonb_build_array(jsonb_build_object(
-                    'attempt', j.attempt, 'at', $1, 'lost', true,
-                    'error', 'worker ' || j.locked_by || ' was lost (no heartbeat) while running this job',
-                    'permanent', false, 'worker', j.locked_by))
+         UPDATE smo_jobs.jobs j SET {}
           WHERE j.state = 'running'
             AND (j.locked_by IN (SELECT name FROM lost)
                  OR NOT EXISTS (SELECT 1 FROM smo_jobs.workers w
                                  WHERE w.name = j.locked_by AND w.stopped_at IS NULL))",
-    )
+        give_back_lost(
+            "'worker ' || j.locked_by || ' was lost (no heartbeat) while running this job'",
+            "j.locked_by"
+        )
+    )))
     .bind(now)
-    .bind(cutoff)
     .bind(max_lost.max(1) as i32)
+    .bind(cutoff)
     .execute(&mut *conn)
     .await?;
     if res.rows_affected() > 0 {
-        sqlx::query("SELECT pg_notify($1, 'reaped')")
-            .bind(NOTIFY_CHANNEL)
-            .execute(&mut *conn)
-            .await?;
+        notify_reaped(&mut *conn).await?;
     }
     Ok(res.rows_affected())
 }
