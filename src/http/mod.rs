@@ -394,27 +394,12 @@ impl<T> poem::IntoResponse for RawJson<T> {
     }
 }
 
-/// `limit` and `after` of a graph list (their bounds and shape are checked by the schema: 400
-/// naming the parameter otherwise).
-fn page_params<'a>(limit: Option<i64>, after: Option<&'a str>) -> store::Page<'a> {
-    store::Page {
-        after: after.and_then(|a| a.split_once('/')),
-        limit,
-    }
-}
-
 /// The `Link` header of a full page: the same list after its last graph (`project/name`).
 fn next_link(base: &str, limit: i64, last: &str) -> String {
-    let cursor: String = last
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
-    format!("<{base}?limit={limit}&after={cursor}>; rel=\"next\"")
+    format!(
+        "<{base}?limit={limit}&after={}>; rel=\"next\"",
+        console::view::url_enc(last)
+    )
 }
 
 #[derive(ApiResponse)]
@@ -438,7 +423,9 @@ enum Ready {
 }
 
 impl SmoApi {
-    /// One page of graphs (all of them without `limit`), with the link to the next.
+    /// One page of graphs (all of them without `limit`), with the link to the next. The bounds
+    /// of `limit` and the shape of `after` (`project/name`) are checked by the schema: 400
+    /// naming the parameter otherwise.
     async fn graph_page(
         &self,
         project: Option<&str>,
@@ -446,7 +433,10 @@ impl SmoApi {
         limit: Option<i64>,
         after: Option<&str>,
     ) -> ApiResult<GraphPage> {
-        let page = page_params(limit, after);
+        let page = store::Page {
+            after: after.and_then(|a| a.split_once('/')),
+            limit,
+        };
         let list = store::list_graphs(&self.pool, project, page).await?;
         let next = match (limit, &list.last) {
             (Some(l), Some(last)) if list.count == l => Some(next_link(base, l, last)),
