@@ -206,6 +206,11 @@ async fn seed_running_graphs(pool: &PgPool, graphs: usize) -> anyhow::Result<()>
     Ok(())
 }
 
+/// The `q` quantile (0–1) of ascending `sorted` values, by nearest rank.
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
 /// Serves the API (default settings, no token) on a free loopback port over `pool`, as
 /// `smo run --role api` does; its base URL and what stops it.
 async fn spawn_api(pool: &PgPool) -> anyhow::Result<(String, CancellationToken)> {
@@ -288,7 +293,7 @@ pub async fn console(
             times.push(t.elapsed().as_secs_f64() * 1000.0);
         }
         times.sort_by(f64::total_cmp);
-        let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
+        let at = |q: f64| quantile(&times, q);
         pages.push(PageTimes {
             path: path.into(),
             bytes,
@@ -381,7 +386,8 @@ pub fn placement(
                     continue;
                 }
                 t.sort_by(|a, b| a.0.total_cmp(&b.0));
-                let at = |q: f64| t[((t.len() - 1) as f64 * q).round() as usize].0;
+                let ms: Vec<f64> = t.iter().map(|(ms, _)| *ms).collect();
+                let at = |q: f64| quantile(&ms, q);
                 rows.push(PlacementRow {
                     size: format!("{n}×{m}"),
                     headroom,
@@ -588,7 +594,7 @@ pub async fn reads(
         let mut times = run(Duration::from_secs_f64(secs)).await?;
         let elapsed = started.elapsed().as_secs_f64();
         times.sort_by(f64::total_cmp);
-        let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
+        let at = |q: f64| quantile(&times, q);
         routes.push(RouteLoad {
             path: label.into(),
             requests: times.len(),
@@ -778,7 +784,7 @@ pub async fn deploy(b: DeployBench, progress: impl Fn(&str)) -> anyhow::Result<D
         .map(|s| s.max(0.0))
         .collect();
     latencies.sort_by(f64::total_cmp);
-    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
+    let at = |q: f64| quantile(&latencies, q);
     let retried_jobs: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM smo_jobs.jobs WHERE kind = 'deploy' AND (attempt > 1 OR lost > 0)",
     )
