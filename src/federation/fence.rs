@@ -54,18 +54,16 @@ impl Fence {
         Self::new(Lease::unbounded(), None)
     }
 
-    /// The fencing token stamped on applied objects, if any.
-    pub fn token(&self) -> Option<i64> {
-        self.token
-    }
-
     /// `Ok` while the attempt may write.
     pub fn check(&self) -> Result<(), Fenced> {
-        self.lease.check().map_err(|e| Fenced(e.to_string()))
+        self.lease.check().map_err(|e| match e {
+            JobError::Fenced(why) => Fenced(why),
+            other => Fenced(other.to_string()),
+        })
     }
 
     /// Time left to write (`Duration::MAX` when unbounded).
-    pub fn remaining(&self) -> Duration {
+    fn remaining(&self) -> Duration {
         self.lease.remaining().unwrap_or(Duration::ZERO)
     }
 
@@ -73,8 +71,7 @@ impl Fence {
     /// it is dropped (and with it the process killed) once the renew deadline passes without a
     /// heartbeat having moved it.
     pub async fn bounded<T>(&self, work: impl Future<Output = T>) -> Result<T, Fenced> {
-        let work = std::pin::pin!(work);
-        let mut work = work;
+        let mut work = std::pin::pin!(work);
         loop {
             self.check()?;
             match tokio::time::timeout(self.remaining(), &mut work).await {
