@@ -146,7 +146,7 @@ pub struct CronRow {
 /// kind, state, count, oldest runnable run_at, succeeded in the last minute.
 type StatsRow = (String, String, i64, Option<DateTime<Utc>>, i64);
 
-const JOB_COLUMNS: &str = "id, kind, state, args, attempt, max_attempts, lost, priority, unique_key, run_at, \
+pub(crate) const JOB_COLUMNS: &str = "id, kind, state, args, attempt, max_attempts, lost, priority, unique_key, run_at, \
      created_at, started_at, attempted_at, finished_at, locked_by, errors";
 
 impl Queue {

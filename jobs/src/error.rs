@@ -36,6 +36,9 @@ pub enum Error {
     /// A configuration value is out of range.
     #[error("{0}")]
     Config(String),
+    /// The apalis worker stopped with an error.
+    #[error("worker: {0}")]
+    Worker(String),
 }
 
 /// What a job handler returns when it fails; the variant decides whether the job is retried.

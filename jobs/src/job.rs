@@ -68,6 +68,20 @@ impl JobContext {
     }
 }
 
+/// Handlers of an apalis worker over [`crate::PgBackend`] take the context as an argument:
+/// `async fn send(mail: Mail, ctx: JobContext) -> Result<(), JobError>`.
+impl<Args: Sync> apalis_core::task::from_request::FromRequest<apalis_core::task::Task<Args>>
+    for JobContext
+{
+    type Error = JobError;
+
+    async fn from_request(task: &apalis_core::task::Task<Args>) -> Result<Self, JobError> {
+        task.data().get::<JobContext>().cloned().ok_or_else(|| {
+            JobError::Permanent("the task carries no JobContext: is its backend PgBackend?".into())
+        })
+    }
+}
+
 type BoxFut = Pin<Box<dyn Future<Output = Result<(), JobError>> + Send>>;
 
 /// Runs jobs of one kind. Implemented for every `Fn(Args, JobContext) -> impl Future`.

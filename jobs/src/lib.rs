@@ -16,11 +16,13 @@
 //! [`Registry`] + [`Worker`] to run jobs, [`Scheduler`] for periodic work, [`bench`] for figures.
 
 mod admin;
+mod backend;
 pub mod bench;
 mod clock;
 mod error;
 mod job;
 mod lease;
+pub mod manage;
 pub mod metrics;
 mod queue;
 mod scheduler;
@@ -28,13 +30,14 @@ pub mod testing;
 mod worker;
 
 pub use admin::{CronRow, JobFilter, JobRow, KindStats, Stats, WorkerRow};
+pub use backend::{AckLayer, AckService, PgBackend};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, JobError};
 pub use job::{Handler, JobArgs, JobContext, NOOP_KIND, NoopJob, PRUNE_KIND, PruneJob, Registry};
 pub use lease::Lease;
 pub use queue::{Enqueued, JobState, NewJob, Queue};
 pub use scheduler::{CronEntry, Scheduler, SchedulerConfig};
-pub use worker::{Backoff, Worker, WorkerConfig, worker_name};
+pub use worker::{Backoff, JobService, Worker, WorkerConfig, worker_name};
 
 /// The channel `LISTEN`ed to by idle workers; the payload is the job kind.
 pub const NOTIFY_CHANNEL: &str = "smo_jobs";

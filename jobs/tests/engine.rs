@@ -8,11 +8,21 @@ use std::{
     time::Duration,
 };
 
+use apalis_core::{
+    backend::{
+        FetchById, Filter, ListAllTasks, ListQueues, ListTasks, ListWorkers, Metrics,
+        RegisterWorker, Reschedule, ResumeAbandoned, ResumeById, Statistic, TaskSink, Update,
+        Vacuum, WaitForCompletion,
+    },
+    task::{data::Data, status::Status, task_id::TaskId},
+    worker::{builder::WorkerBuilder, ext::parallelize::ParallelizeExt},
+};
 use chrono::{TimeZone, Utc};
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use smo_jobs::{
     CronEntry, Error, JobArgs, JobContext, JobError, JobFilter, JobState, ManualClock, NoopJob,
-    PruneJob, Queue, Registry, Scheduler, SchedulerConfig, Worker,
+    PgBackend, PruneJob, Queue, Registry, Scheduler, SchedulerConfig, Worker,
     testing::{TestDb, fast_worker_config, work_until_idle},
 };
 use tokio_util::sync::CancellationToken;
@@ -835,4 +845,268 @@ async fn an_attempt_superseded_while_it_ran_can_neither_record_nor_acknowledge()
         "only the loss: {}",
         row.errors
     );
+}
+
+/// A typed kind run by a hand-built apalis worker, as an apalis user would write it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Mail {
+    to: String,
+}
+
+impl JobArgs for Mail {
+    const KIND: &'static str = "test.mail";
+    fn unique_key(&self) -> Option<String> {
+        self.to.starts_with("once-").then(|| self.to.clone())
+    }
+}
+
+type Sent = Arc<std::sync::Mutex<Vec<(String, u32)>>>;
+
+/// Fails the first attempt of a mail to "flaky"; records every attempt.
+async fn send_mail(mail: Mail, ctx: JobContext, seen: Data<Sent>) -> Result<(), JobError> {
+    seen.lock().unwrap().push((mail.to.clone(), ctx.attempt));
+    if mail.to == "flaky" && ctx.attempt == 1 {
+        return Err(JobError::transient("smtp said 421"));
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_apalis_worker_over_the_backend_runs_typed_jobs_pushed_through_its_task_sink() {
+    let db = TestDb::new().await;
+    let q = db.queue();
+    let mut backend = PgBackend::<Mail>::new(q.clone(), fast_worker_config("w-apalis"));
+    for to in ["ann", "flaky", "once-bob", "once-bob"] {
+        backend.push(Mail { to: to.into() }).await.unwrap();
+    }
+    // The unique key still holds when pushing through apalis: one live "once-bob".
+    let mails = q
+        .list(&JobFilter {
+            kind: Some(Mail::KIND.into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(mails.len(), 3);
+    let ids: Vec<TaskId> = mails.iter().map(|m| TaskId::from_uuid(m.id)).collect();
+
+    let seen: Sent = Default::default();
+    let stop = CancellationToken::new();
+    let worker = WorkerBuilder::new("w-apalis")
+        .backend(backend.clone())
+        .data(seen.clone())
+        .parallelize(tokio::spawn)
+        .build(send_mail);
+    let s = stop.clone();
+    let run = tokio::spawn(worker.run_until(async move {
+        s.cancelled().await;
+        Ok::<(), std::io::Error>(())
+    }));
+    let results: Vec<_> = tokio::time::timeout(
+        Duration::from_secs(20),
+        backend.wait_for(ids).collect::<Vec<_>>(),
+    )
+    .await
+    .expect("every mail finishes");
+    stop.cancel();
+    run.await.unwrap().unwrap();
+
+    assert_eq!(results.len(), 3);
+    assert!(
+        results
+            .iter()
+            .all(|r| r.as_ref().unwrap().status == Status::Done),
+        "{results:?}"
+    );
+    let flaky = mails.iter().find(|m| m.args["to"] == "flaky").unwrap();
+    let row = q.get(flaky.id).await.unwrap();
+    assert_eq!((row.state.as_str(), row.attempt), ("succeeded", 2));
+    assert_eq!(row.last_error().as_deref(), Some("smtp said 421"));
+    let mut attempts = seen.lock().unwrap().clone();
+    attempts.sort();
+    assert_eq!(
+        attempts,
+        [
+            ("ann".into(), 1),
+            ("flaky".into(), 1),
+            ("flaky".into(), 2),
+            ("once-bob".into(), 1)
+        ]
+    );
+    // The worker registered under its apalis name and deregistered on shutdown.
+    let w = q.workers(true).await.unwrap();
+    assert_eq!(w.len(), 1);
+    assert_eq!(
+        (w[0].name.as_str(), w[0].stop_reason.as_deref()),
+        ("w-apalis", Some("shutdown"))
+    );
+}
+
+#[tokio::test]
+async fn apalis_management_traits_act_on_the_job_table_by_its_rules() {
+    let db = TestDb::new().await;
+    let (q, clock) = manual(&db);
+    let mut b = PgBackend::<Mail>::new(q.clone(), fast_worker_config("w-manage"));
+    let ann = q.enqueue(&Mail { to: "ann".into() }).await.unwrap().id;
+    let dead = q.enqueue(&Mail { to: "dead".into() }).await.unwrap().id;
+    q.enqueue(&NoopJob::default()).await.unwrap();
+    sqlx::query("UPDATE smo_jobs.jobs SET state = 'dead', finished_at = $2 WHERE id = $1")
+        .bind(dead)
+        .bind(t0())
+        .execute(&db.pool)
+        .await
+        .unwrap();
+
+    // Listing: this backend's kind only, or every kind; filtered by apalis status.
+    let all = Filter {
+        status: None,
+        page: 1,
+        page_size: Some(10),
+    };
+    assert_eq!(b.list_tasks(&all).await.unwrap().len(), 2);
+    assert_eq!(b.list_all_tasks(&all).await.unwrap().len(), 3);
+    let failed = b
+        .list_tasks(&Filter {
+            status: Some(Status::Failed),
+            page: 1,
+            page_size: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].task_id().unwrap().to_uuid(), dead);
+    let t = b
+        .fetch_by_id(&TaskId::from_uuid(ann))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            t.args["to"].as_str(),
+            t.status(),
+            t.queue().map(|q| q.as_ref().to_string())
+        ),
+        (Some("ann"), Status::Queued, Some(Mail::KIND.to_string()))
+    );
+    assert!(
+        b.fetch_by_id(&TaskId::from_uuid(uuid::Uuid::now_v7()))
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Update and reschedule a waiting job; a finished one is refused.
+    let mut t2 = t.clone();
+    t2.args = serde_json::json!({"to": "anna"});
+    b.update(t2).await.unwrap();
+    b.reschedule(t.clone(), Duration::from_secs(90))
+        .await
+        .unwrap();
+    let row = q.get(ann).await.unwrap();
+    assert_eq!(
+        (row.args["to"].as_str(), row.run_at),
+        (Some("anna"), t0() + chrono::Duration::seconds(90))
+    );
+    let dead_task = b
+        .fetch_by_id(&TaskId::from_uuid(dead))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(
+        b.reschedule(dead_task, Duration::ZERO).await,
+        Err(Error::InvalidState { .. })
+    ));
+
+    // Resume a dead job: fresh attempts, queued now.
+    assert!(b.resume_by_id(TaskId::from_uuid(dead)).await.unwrap());
+    assert_eq!(q.get(dead).await.unwrap().state, "queued");
+    assert!(
+        !b.resume_by_id(TaskId::from_uuid(dead)).await.unwrap(),
+        "a queued job is not resumed"
+    );
+
+    // Queues and metrics count per kind and state.
+    let queues = b.list_queues().await.unwrap();
+    let names: Vec<&str> = queues.iter().map(|q| q.name.as_str()).collect();
+    assert_eq!(names, ["noop", "test.mail"]);
+    let queued = |stats: &[Statistic]| {
+        stats
+            .iter()
+            .find(|s| s.title == "queued jobs")
+            .unwrap()
+            .value
+            .clone()
+    };
+    assert_eq!(queued(&b.fetch_by_queue().await.unwrap()), "2");
+    assert_eq!(queued(&b.global().await.unwrap()), "3");
+
+    // A worker that stopped heartbeating: resume_abandoned hands its job back, the loss counted.
+    b.register_worker("ghost".into()).await.unwrap();
+    assert_eq!(b.list_workers().await.unwrap().len(), 1);
+    sqlx::query("UPDATE smo_jobs.jobs SET state = 'running', locked_by = 'ghost', attempt = 1 WHERE id = $1")
+        .bind(ann)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        b.resume_abandoned().await.unwrap(),
+        0,
+        "the ghost's lease still holds"
+    );
+    clock.advance(chrono::Duration::seconds(5));
+    assert_eq!(b.resume_abandoned().await.unwrap(), 1);
+    let row = q.get(ann).await.unwrap();
+    assert_eq!(
+        (row.state.as_str(), row.attempt, row.lost),
+        ("queued", 0, 1)
+    );
+    assert!(b.list_workers().await.unwrap().is_empty());
+
+    // Vacuum deletes finished jobs only.
+    sqlx::query(
+        "UPDATE smo_jobs.jobs SET state = 'succeeded', finished_at = $1 WHERE kind = 'noop'",
+    )
+    .bind(t0())
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(b.vacuum().await.unwrap(), 1);
+    assert_eq!(b.list_all_tasks(&all).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn two_schedulers_on_apalis_cron_fire_each_wall_clock_slot_once() {
+    let db = TestDb::new().await;
+    let q = db.queue();
+    let entry = CronEntry::new("every-second", "* * * * * *", &NoopJob::default()).unwrap();
+    let before = smo_jobs::metrics::CRON_FIRED.get(&["every-second"]);
+    let stop = CancellationToken::new();
+    let config = SchedulerConfig {
+        tick: Duration::from_secs(3600),
+    };
+    let started = std::time::Instant::now();
+    let a = tokio::spawn(
+        Scheduler::new(q.clone(), config.clone())
+            .with_entry(entry.clone())
+            .run(stop.clone()),
+    );
+    let b = tokio::spawn(
+        Scheduler::new(q.clone(), config)
+            .with_entry(entry)
+            .run(stop.clone()),
+    );
+    tokio::time::sleep(Duration::from_millis(3300)).await;
+    stop.cancel();
+    a.await.unwrap().unwrap();
+    b.await.unwrap().unwrap();
+    let slots = started.elapsed().as_secs() + 1;
+    let fired = smo_jobs::metrics::CRON_FIRED.get(&["every-second"]) - before;
+    // Both replicas' cron streams fire every second; the claim lets one of them enqueue.
+    assert!(fired >= 2, "the cron streams fired {fired} slots in 3.3 s");
+    assert!(
+        fired <= slots,
+        "{fired} fires for at most {slots} slots: a slot fired twice"
+    );
+    let row = &q.cron_entries().await.unwrap()[0];
+    assert!(row.last_run_at.is_some());
 }

@@ -1,0 +1,451 @@
+//! apalis's management traits for [`PgBackend`]: what apalis-board and other apalis tools call to
+//! list, inspect, reschedule and wait for jobs. Each maps onto the engine's own operations, so a
+//! job handled through apalis keeps smo-jobs' rules (stored backoff, unique keys, dead state).
+//!
+//! apalis statuses map onto job states as: `Queued` ↔ queued, `Pending` ↔ retrying (waiting for
+//! its backoff), `Running` ↔ running, `Done` ↔ succeeded, `Failed` ↔ dead, `Killed` ↔ cancelled.
+
+use std::{collections::HashMap, time::Duration};
+
+use apalis_core::{
+    backend::{
+        FetchById, Filter, ListAllTasks, ListQueues, ListTasks, ListWorkers, Metrics, QueueInfo,
+        Reschedule, ResumeAbandoned, ResumeById, RunningWorker, StatType, Statistic, TaskResult,
+        Update, Vacuum, WaitForCompletion,
+    },
+    task::{Task, builder::TaskBuilder, status::Status, task_id::TaskId},
+};
+use chrono::{DateTime, Utc};
+use futures::{StreamExt, stream::BoxStream};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::{Error, JobRow, JobState, PgBackend, admin::JOB_COLUMNS, backend::register_worker};
+
+/// The job state an apalis status stands for.
+pub fn state_of(status: &Status) -> JobState {
+    match status {
+        Status::Pending => JobState::Retrying,
+        Status::Queued => JobState::Queued,
+        Status::Running => JobState::Running,
+        Status::Done => JobState::Succeeded,
+        Status::Failed => JobState::Dead,
+        Status::Killed => JobState::Cancelled,
+        // A status added by a later apalis: closest to waiting.
+        _ => JobState::Queued,
+    }
+}
+
+/// The apalis status of a job state.
+pub fn status_of(state: JobState) -> Status {
+    match state {
+        JobState::Queued => Status::Queued,
+        JobState::Retrying => Status::Pending,
+        JobState::Running => Status::Running,
+        JobState::Succeeded => Status::Done,
+        JobState::Dead => Status::Failed,
+        JobState::Cancelled => Status::Killed,
+    }
+}
+
+fn secs(at: DateTime<Utc>) -> u64 {
+    at.timestamp().max(0) as u64
+}
+
+/// A stored job as an apalis task (arguments as stored JSON).
+pub fn task_of_row(row: &JobRow) -> Task<Value> {
+    let state = row.job_state().unwrap_or(JobState::Queued);
+    let mut b = TaskBuilder::new(row.args.clone())
+        .task_id(TaskId::from_uuid(row.id))
+        .queue(row.kind.as_str().into())
+        .attempt(row.attempt.max(0) as usize)
+        .max_attempts(row.max_attempts.max(1) as usize)
+        .status(status_of(state))
+        .run_at_timestamp(secs(row.run_at))
+        .done_at(row.finished_at.map(secs))
+        .lock_at(
+            row.attempted_at
+                .filter(|_| state == JobState::Running)
+                .map(secs),
+        )
+        .lock_by(row.locked_by.clone())
+        .priority(row.priority.max(0) as usize);
+    if let Some(k) = &row.unique_key {
+        b = b.idempotency_key(k);
+    }
+    b.build()
+}
+
+fn uuid_of(id: &TaskId) -> Result<Uuid, Error> {
+    id.as_uuid()
+        .or_else(|| id.as_string().and_then(|s| s.parse().ok()))
+        .ok_or_else(|| Error::Config(format!("task id {id} is not a job id (a UUID)")))
+}
+
+impl<Args> PgBackend<Args> {
+    async fn page(
+        &self,
+        kinds: Option<&[String]>,
+        filter: &Filter,
+    ) -> Result<Vec<Task<Value>>, Error> {
+        let rows: Vec<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {JOB_COLUMNS} FROM smo_jobs.jobs
+              WHERE ($1::text[] IS NULL OR kind = ANY($1)) AND ($2::text IS NULL OR state = $2)
+              ORDER BY id DESC LIMIT $3 OFFSET $4"
+        )))
+        .bind(kinds)
+        .bind(filter.status.as_ref().map(|s| state_of(s).as_str()))
+        .bind(i64::from(filter.limit()))
+        .bind(i64::from(filter.offset()))
+        .fetch_all(&self.queue().pool)
+        .await?;
+        Ok(rows.iter().map(task_of_row).collect())
+    }
+
+    async fn statistics(&self, kinds: Option<&[String]>) -> Result<Vec<Statistic>, Error> {
+        let stats = self.queue().stats().await?;
+        let mut per_state: HashMap<String, i64> = HashMap::new();
+        let mut done_last_minute = 0;
+        for k in &stats.kinds {
+            if kinds.is_some_and(|ks| !ks.contains(&k.kind)) {
+                continue;
+            }
+            for (state, n) in &k.states {
+                *per_state.entry(state.clone()).or_default() += n;
+            }
+            done_last_minute += k.succeeded_last_minute;
+        }
+        let number = |title: &str, value: i64| Statistic {
+            title: title.into(),
+            stat_type: StatType::Number,
+            value: value.to_string(),
+            priority: None,
+        };
+        let mut out: Vec<Statistic> = JobState::ALL
+            .iter()
+            .map(|s| {
+                number(
+                    &format!("{} jobs", s.as_str()),
+                    per_state.get(s.as_str()).copied().unwrap_or(0),
+                )
+            })
+            .collect();
+        out.push(number("succeeded in the last minute", done_last_minute));
+        out.push(Statistic {
+            title: "oldest runnable job waiting (s)".into(),
+            stat_type: StatType::Decimal,
+            value: format!("{:.1}", stats.oldest_queued_secs.unwrap_or(0.0)),
+            priority: None,
+        });
+        Ok(out)
+    }
+
+    async fn running_workers(&self, all: bool) -> Result<Vec<RunningWorker>, Error> {
+        let ws = self.queue().workers(false).await?;
+        Ok(ws
+            .into_iter()
+            .filter(|w| all || w.kinds.iter().any(|k| self.kinds().contains(k)))
+            .map(|w| RunningWorker {
+                id: w.name,
+                queue: w.kinds.join(","),
+                backend: "smo-jobs (PostgreSQL)".into(),
+                started_at: secs(w.started_at),
+                last_heartbeat: secs(w.heartbeat_at),
+                layers: format!("concurrency {}, {} in flight", w.concurrency, w.in_flight),
+            })
+            .collect())
+    }
+}
+
+impl<Args: 'static> FetchById for PgBackend<Args>
+where
+    Self: apalis_core::backend::Backend<Task = Task<Value>, Error = Error>,
+    Args: Send,
+{
+    async fn fetch_by_id(&mut self, task_id: &TaskId) -> Result<Option<Task<Value>>, Error> {
+        match self.queue().get(uuid_of(task_id)?).await {
+            Ok(row) => Ok(Some(task_of_row(&row))),
+            Err(Error::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl<Args: 'static> Update for PgBackend<Args>
+where
+    Self: apalis_core::backend::Backend<Task = Task<Value>, Error = Error>,
+    Args: Send,
+{
+    /// Changes a job that has not started yet: its arguments, attempts allowed, priority and
+    /// `run_at`. A job that runs or has finished is refused.
+    async fn update(&mut self, task: Task<Value>) -> Result<(), Error> {
+        let id = uuid_of(
+            task.task_id()
+                .ok_or_else(|| Error::Config("the task has no id".into()))?,
+        )?;
+        let run_at = task
+            .run_at()
+            .and_then(|s| DateTime::<Utc>::from_timestamp(s as i64, 0));
+        let res = sqlx::query(
+            "UPDATE smo_jobs.jobs SET args = $2, max_attempts = coalesce($3, max_attempts),
+                    priority = coalesce($4, priority), run_at = coalesce($5, run_at)
+              WHERE id = $1 AND state IN ('queued', 'retrying')",
+        )
+        .bind(id)
+        .bind(&task.args)
+        .bind(task.max_attempts().map(|m| m.min(i32::MAX as usize) as i32))
+        .bind(task.priority().map(|p| p.min(i16::MAX as usize) as i16))
+        .bind(run_at)
+        .execute(&self.queue().pool)
+        .await?;
+        if res.rows_affected() == 0 {
+            let row = self.queue().get(id).await?;
+            return Err(Error::InvalidState {
+                id,
+                state: row.state,
+                message: "only a queued or retrying job can be updated".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl<Args: 'static> Reschedule for PgBackend<Args>
+where
+    Self: apalis_core::backend::Backend<Task = Task<Value>, Error = Error>,
+    Args: Send,
+{
+    /// Moves a waiting job's next run to `wait` from now (its attempts are untouched).
+    async fn reschedule(&mut self, task: Task<Value>, wait: Duration) -> Result<(), Error> {
+        let id = uuid_of(
+            task.task_id()
+                .ok_or_else(|| Error::Config("the task has no id".into()))?,
+        )?;
+        let at =
+            self.queue().now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
+        let res = sqlx::query(
+            "UPDATE smo_jobs.jobs SET run_at = $2 WHERE id = $1 AND state IN ('queued', 'retrying')",
+        )
+        .bind(id)
+        .bind(at)
+        .execute(&self.queue().pool)
+        .await?;
+        if res.rows_affected() == 0 {
+            let row = self.queue().get(id).await?;
+            return Err(Error::InvalidState {
+                id,
+                state: row.state,
+                message: "only a queued or retrying job can be rescheduled".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl<Args: 'static> ResumeById for PgBackend<Args>
+where
+    Self: apalis_core::backend::Backend<Task = Task<Value>, Error = Error>,
+    Args: Send,
+{
+    /// Runs a dead, cancelled or retrying job again now, with fresh attempts ([`crate::Queue::retry`]).
+    async fn resume_by_id(&mut self, id: TaskId) -> Result<bool, Error> {
+        match self.queue().retry(uuid_of(&id)?).await {
+            Ok(_) => Ok(true),
+            Err(Error::InvalidState { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl<Args: 'static> ResumeAbandoned for PgBackend<Args>
+where
+    Self: apalis_core::backend::Backend<Task = Task<Value>, Error = Error>,
+    Args: Send,
+{
+    /// Reaps workers whose lease lapsed and hands their running jobs back (the attempt unspent,
+    /// the loss counted), as every live worker's heartbeat does.
+    async fn resume_abandoned(&mut self) -> Result<usize, Error> {
+        let mut conn = self.queue().pool.acquire().await?;
+        let cfg = self.config_ref();
+        let n =
+            crate::backend::reap(&mut conn, self.queue().now(), cfg.lease(), cfg.max_lost).await?;
+        Ok(n as usize)
+    }
+}
+
+impl<Args: 'static> Vacuum for PgBackend<Args>
+where
+    Self: apalis_core::backend::Backend<Task = Task<Value>, Error = Error>,
+    Args: Send,
+{
+    /// Deletes every finished job (succeeded, dead, cancelled).
+    async fn vacuum(&mut self) -> Result<usize, Error> {
+        Ok(self.queue().prune(chrono::Duration::zero()).await? as usize)
+    }
+
+    /// Deletes finished jobs that finished more than `duration` ago.
+    async fn vacuum_before(&mut self, duration: Duration) -> Result<usize, Error> {
+        let d = chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX);
+        Ok(self.queue().prune(d).await? as usize)
+    }
+}
+
+impl<Args: 'static> apalis_core::backend::RegisterWorker for PgBackend<Args>
+where
+    Self: apalis_core::backend::Backend<Task = Task<Value>, Error = Error>,
+    Args: Send,
+{
+    /// Registers (or revives) a worker row under `worker_id` for this backend's kinds.
+    async fn register_worker(&mut self, worker_id: String) -> Result<(), Error> {
+        let mut cfg = self.config_ref().clone();
+        cfg.name = worker_id;
+        register_worker(self.queue().clone(), cfg, self.kinds_arc()).await
+    }
+}
+
+impl<Args: 'static> ListWorkers for PgBackend<Args>
+where
+    Self: apalis_core::backend::Backend<Task = Task<Value>, Error = Error>,
+    Args: Sync,
+{
+    async fn list_workers(&self) -> Result<Vec<RunningWorker>, Error> {
+        self.running_workers(false).await
+    }
+
+    async fn list_all_workers(&self) -> Result<Vec<RunningWorker>, Error> {
+        self.running_workers(true).await
+    }
+}
+
+impl<Args: 'static> ListQueues for PgBackend<Args>
+where
+    Self: apalis_core::backend::Backend<Task = Task<Value>, Error = Error>,
+    Args: Sync,
+{
+    /// One queue per job kind, with its counts and the workers that run it.
+    async fn list_queues(&self) -> Result<Vec<QueueInfo>, Error> {
+        let stats = self.queue().stats().await?;
+        let workers = self.queue().workers(false).await?;
+        let mut out = Vec::new();
+        for k in stats.kinds {
+            let one = [k.kind.clone()];
+            out.push(QueueInfo {
+                stats: self.statistics(Some(&one)).await?,
+                workers: workers
+                    .iter()
+                    .filter(|w| w.kinds.contains(&k.kind))
+                    .map(|w| w.name.clone())
+                    .collect(),
+                activity: vec![k.succeeded_last_minute.max(0) as usize],
+                name: k.kind,
+            });
+        }
+        Ok(out)
+    }
+}
+
+impl<Args: 'static> ListTasks for PgBackend<Args>
+where
+    Self: apalis_core::backend::Backend<Task = Task<Value>, Error = Error>,
+    Args: Sync,
+{
+    /// Jobs of this backend's kinds, newest first, paged by `filter`.
+    async fn list_tasks(&self, filter: &Filter) -> Result<Vec<Task<Value>>, Error> {
+        self.page(Some(self.kinds()), filter).await
+    }
+}
+
+impl<Args: 'static> ListAllTasks for PgBackend<Args>
+where
+    Self: apalis_core::backend::Backend<Task = Task<Value>, Error = Error>,
+    Args: Sync,
+{
+    /// Jobs of every kind, newest first, paged by `filter`.
+    async fn list_all_tasks(&self, filter: &Filter) -> Result<Vec<Task<Value>>, Error> {
+        self.page(None, filter).await
+    }
+}
+
+impl<Args: 'static> Metrics for PgBackend<Args>
+where
+    Self: apalis_core::backend::Backend<Task = Task<Value>, Error = Error>,
+    Args: Sync,
+{
+    async fn global(&self) -> Result<Vec<Statistic>, Error> {
+        self.statistics(None).await
+    }
+
+    async fn fetch_by_queue(&self) -> Result<Vec<Statistic>, Error> {
+        self.statistics(Some(self.kinds())).await
+    }
+}
+
+impl<Args: 'static> WaitForCompletion<()> for PgBackend<Args>
+where
+    Self: apalis_core::backend::Backend<Task = Task<Value>, Error = Error>,
+    Args: Send,
+{
+    type ResultStream = BoxStream<'static, Result<TaskResult<()>, Error>>;
+
+    /// Yields each job's outcome once it is final (succeeded, dead or cancelled); the error of a
+    /// dead job is its last one. Polls every 50 ms.
+    fn wait_for(&mut self, task_ids: impl IntoIterator<Item = TaskId>) -> Self::ResultStream {
+        let queue = self.queue().clone();
+        let ids: Result<Vec<Uuid>, Error> = task_ids.into_iter().map(|t| uuid_of(&t)).collect();
+        futures::stream::once(async move {
+            let mut pending = ids?;
+            let mut done = Vec::new();
+            while !pending.is_empty() {
+                let rows = queue.get_many(&pending).await?;
+                for row in rows
+                    .iter()
+                    .filter(|r| r.job_state().is_some_and(JobState::is_final))
+                {
+                    pending.retain(|id| *id != row.id);
+                    done.push(result_of(row));
+                }
+                if !pending.is_empty() {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            Ok::<_, Error>(futures::stream::iter(done.into_iter().map(Ok)))
+        })
+        .map(|r| match r {
+            Ok(s) => s.boxed(),
+            Err(e) => futures::stream::iter([Err(e)]).boxed(),
+        })
+        .flatten()
+        .boxed()
+    }
+
+    async fn check_status(
+        &mut self,
+        task_ids: impl IntoIterator<Item = TaskId> + Send,
+    ) -> Result<Vec<TaskResult<()>>, Error> {
+        let ids: Vec<Uuid> = task_ids
+            .into_iter()
+            .map(|t| uuid_of(&t))
+            .collect::<Result<_, _>>()?;
+        Ok(self
+            .queue()
+            .get_many(&ids)
+            .await?
+            .iter()
+            .map(result_of)
+            .collect())
+    }
+}
+
+fn result_of(row: &JobRow) -> TaskResult<()> {
+    let state = row.job_state().unwrap_or(JobState::Queued);
+    TaskResult {
+        task_id: TaskId::from_uuid(row.id),
+        attempt: row.attempt.max(0) as usize,
+        status: status_of(state),
+        result: match state {
+            JobState::Succeeded => Ok(()),
+            JobState::Cancelled => Err("cancelled".into()),
+            _ => Err(row.last_error().unwrap_or_else(|| state.as_str().into())),
+        },
+    }
+}
