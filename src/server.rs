@@ -210,11 +210,17 @@ pub async fn serve_api_on(
     token: Option<String>,
     registry: crate::settings::RegistrySettings,
     limits: crate::http::HttpLimits,
-    prometheus: Option<crate::monitoring::io::Prometheus>,
+    console: impl Into<crate::http::console::ConsoleSettings>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
-    let app = crate::http::app(pool, token, registry, limits.body_read_timeout, prometheus);
+    let app = crate::http::app(
+        pool,
+        token,
+        registry,
+        limits.body_read_timeout,
+        console.into(),
+    );
     tracing::info!(%addr, "api listening; Swagger UI at /ui");
     crate::http::serve(listener, app, limits, shutdown, Duration::from_secs(10)).await?;
     Ok(())
@@ -275,8 +281,11 @@ pub async fn run(
         let (p, t, s) = (pool.clone(), settings.api_token.clone(), shutdown.clone());
         let (r, l) = (settings.registry.clone(), settings.http);
         // The console charts replicas from the same Prometheus the scaler reads.
-        let prom = monitoring(&settings.monitoring)?.prometheus;
-        tasks.spawn(async move { serve_api_on(p, listener, t, r, l, prom, s).await });
+        let console = crate::http::console::ConsoleSettings {
+            prometheus: monitoring(&settings.monitoring)?.prometheus,
+            board_url: settings.board_url.clone(),
+        };
+        tasks.spawn(async move { serve_api_on(p, listener, t, r, l, console, s).await });
     }
     if let Some(listener) = metrics_listener {
         let s = shutdown.clone();

@@ -47,6 +47,10 @@ pub struct FileSettings {
     /// Grafana base URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grafana_url: Option<String>,
+    /// Where operators reach apalis-board (`smo-admin board`); the console's queue page links
+    /// there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub board_url: Option<String>,
     /// Grafana basic-auth user.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grafana_user: Option<String>,
@@ -378,6 +382,8 @@ pub struct ServerSettings {
     pub monitoring: MonitoringSettings,
     /// OCI registries (deploy by reference).
     pub registry: RegistrySettings,
+    /// apalis-board's address, linked from the console's queue page.
+    pub board_url: Option<String>,
     /// The helm executable.
     pub helm_binary: PathBuf,
     /// `--plain-http` for helm.

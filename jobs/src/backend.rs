@@ -180,6 +180,11 @@ impl PgBackend<Value> {
     pub fn for_registry(queue: Queue, config: WorkerConfig, registry: &Registry) -> Self {
         Self::with_kinds(queue, config, registry.kinds())
     }
+
+    /// A backend for the given kinds, as raw JSON (what apalis-board and admin tools use).
+    pub fn for_kinds(queue: Queue, config: WorkerConfig, kinds: Vec<String>) -> Self {
+        Self::with_kinds(queue, config, kinds)
+    }
 }
 
 impl<Args> Clone for PgBackend<Args> {

@@ -18,6 +18,7 @@
 mod admin;
 mod backend;
 pub mod bench;
+pub mod board;
 mod clock;
 mod error;
 mod job;

@@ -2,8 +2,10 @@
 //! list, inspect, reschedule and wait for jobs. Each maps onto the engine's own operations, so a
 //! job handled through apalis keeps smo-jobs' rules (stored backoff, unique keys, dead state).
 //!
-//! apalis statuses map onto job states as: `Queued` ↔ queued, `Pending` ↔ retrying (waiting for
-//! its backoff), `Running` ↔ running, `Done` ↔ succeeded, `Failed` ↔ dead, `Killed` ↔ cancelled.
+//! Job states show as apalis statuses the way apalis's own SQL backends use them: queued and
+//! retrying jobs are `Pending` (a filter on `Queued` finds first runs only), running `Running`,
+//! succeeded `Done`, dead `Failed`, cancelled `Killed`. Statistics carry the titles apalis-board
+//! knows (`TOTAL_JOBS`, `PENDING_JOBS`, …).
 
 use std::{collections::HashMap, time::Duration};
 
@@ -22,30 +24,45 @@ use uuid::Uuid;
 
 use crate::{Error, JobRow, JobState, PgBackend, admin::JOB_COLUMNS, backend::register_worker};
 
-/// The job state an apalis status stands for.
-pub fn state_of(status: &Status) -> JobState {
+/// The job states an apalis status stands for when filtering.
+pub fn states_of(status: &Status) -> &'static [JobState] {
     match status {
-        Status::Pending => JobState::Retrying,
-        Status::Queued => JobState::Queued,
-        Status::Running => JobState::Running,
-        Status::Done => JobState::Succeeded,
-        Status::Failed => JobState::Dead,
-        Status::Killed => JobState::Cancelled,
-        // A status added by a later apalis: closest to waiting.
-        _ => JobState::Queued,
+        Status::Pending => &[JobState::Queued, JobState::Retrying],
+        Status::Queued => &[JobState::Queued],
+        Status::Running => &[JobState::Running],
+        Status::Done => &[JobState::Succeeded],
+        Status::Failed => &[JobState::Dead],
+        Status::Killed => &[JobState::Cancelled],
+        // A status added by a later apalis matches nothing here.
+        _ => &[],
     }
 }
 
-/// The apalis status of a job state.
+/// The apalis status of a job state: waiting jobs (first run or retry) are `Pending`, as
+/// apalis's own SQL backends store them.
 pub fn status_of(state: JobState) -> Status {
     match state {
-        JobState::Queued => Status::Queued,
-        JobState::Retrying => Status::Pending,
+        JobState::Queued | JobState::Retrying => Status::Pending,
         JobState::Running => Status::Running,
         JobState::Succeeded => Status::Done,
         JobState::Dead => Status::Failed,
         JobState::Cancelled => Status::Killed,
     }
+}
+
+/// Every kind stored, run by a live worker or scheduled, and the built-in ones.
+pub async fn known_kinds(queue: &crate::Queue) -> Result<Vec<String>, Error> {
+    let mut kinds: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT kind FROM smo_jobs.jobs
+         UNION SELECT unnest(kinds) FROM smo_jobs.workers WHERE stopped_at IS NULL
+         UNION SELECT kind FROM smo_jobs.cron",
+    )
+    .fetch_all(queue.pool())
+    .await?;
+    kinds.extend([crate::NOOP_KIND.to_string(), crate::PRUNE_KIND.to_string()]);
+    kinds.sort();
+    kinds.dedup();
+    Ok(kinds)
 }
 
 fn secs(at: DateTime<Utc>) -> u64 {
@@ -90,11 +107,13 @@ impl<Args> PgBackend<Args> {
     ) -> Result<Vec<Task<Value>>, Error> {
         let rows: Vec<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {JOB_COLUMNS} FROM smo_jobs.jobs
-              WHERE ($1::text[] IS NULL OR kind = ANY($1)) AND ($2::text IS NULL OR state = $2)
+              WHERE ($1::text[] IS NULL OR kind = ANY($1)) AND ($2::text[] IS NULL OR state = ANY($2))
               ORDER BY id DESC LIMIT $3 OFFSET $4"
         )))
         .bind(kinds)
-        .bind(filter.status.as_ref().map(|s| state_of(s).as_str()))
+        .bind(filter.status.as_ref().map(|s| {
+            states_of(s).iter().map(|st| st.as_str()).collect::<Vec<_>>()
+        }))
         .bind(i64::from(filter.limit()))
         .bind(i64::from(filter.offset()))
         .fetch_all(&self.queue().pool)
@@ -121,23 +140,23 @@ impl<Args> PgBackend<Args> {
             value: value.to_string(),
             priority: None,
         };
-        let mut out: Vec<Statistic> = JobState::ALL
-            .iter()
-            .map(|s| {
-                number(
-                    &format!("{} jobs", s.as_str()),
-                    per_state.get(s.as_str()).copied().unwrap_or(0),
-                )
-            })
-            .collect();
-        out.push(number("succeeded in the last minute", done_last_minute));
-        out.push(Statistic {
-            title: "oldest runnable job waiting (s)".into(),
-            stat_type: StatType::Decimal,
-            value: format!("{:.1}", stats.oldest_queued_secs.unwrap_or(0.0)),
-            priority: None,
-        });
-        Ok(out)
+        let n = |s: JobState| per_state.get(s.as_str()).copied().unwrap_or(0);
+        Ok(vec![
+            number("TOTAL_JOBS", per_state.values().sum()),
+            number("PENDING_JOBS", n(JobState::Queued) + n(JobState::Retrying)),
+            number("RUNNING_JOBS", n(JobState::Running)),
+            number("DONE_JOBS", n(JobState::Succeeded)),
+            number("FAILED_JOBS", n(JobState::Dead)),
+            number("KILLED_JOBS", n(JobState::Cancelled)),
+            number("RETRYING_JOBS", n(JobState::Retrying)),
+            number("DONE_JOBS_PAST_MINUTE", done_last_minute),
+            Statistic {
+                title: "OLDEST_PENDING_JOB_SECS".into(),
+                stat_type: StatType::Decimal,
+                value: format!("{:.1}", stats.oldest_queued_secs.unwrap_or(0.0)),
+                priority: None,
+            },
+        ])
     }
 
     async fn running_workers(&self, all: bool) -> Result<Vec<RunningWorker>, Error> {
@@ -322,22 +341,32 @@ where
     Self: apalis_core::backend::Backend<Task = Task<Value>, Error = Error>,
     Args: Sync,
 {
-    /// One queue per job kind, with its counts and the workers that run it.
+    /// One queue per job kind known to the table (stored, run by a live worker, scheduled, or
+    /// this backend's), with its counts and the workers that run it.
     async fn list_queues(&self) -> Result<Vec<QueueInfo>, Error> {
         let stats = self.queue().stats().await?;
         let workers = self.queue().workers(false).await?;
+        let mut kinds = known_kinds(self.queue()).await?;
+        kinds.extend(self.kinds().iter().cloned());
+        kinds.sort();
+        kinds.dedup();
         let mut out = Vec::new();
-        for k in stats.kinds {
-            let one = [k.kind.clone()];
+        for kind in kinds {
+            let one = [kind.clone()];
+            let done = stats
+                .kinds
+                .iter()
+                .find(|k| k.kind == kind)
+                .map_or(0, |k| k.succeeded_last_minute);
             out.push(QueueInfo {
                 stats: self.statistics(Some(&one)).await?,
                 workers: workers
                     .iter()
-                    .filter(|w| w.kinds.contains(&k.kind))
+                    .filter(|w| w.kinds.contains(&kind))
                     .map(|w| w.name.clone())
                     .collect(),
-                activity: vec![k.succeeded_last_minute.max(0) as usize],
-                name: k.kind,
+                activity: vec![done.max(0) as usize],
+                name: kind,
             });
         }
         Ok(out)

@@ -44,6 +44,13 @@ enum Command {
     /// Measure enqueue and processing throughput and enqueue→start latency, next to plain
     /// apalis-postgres. Uses a scratch database `<db>_bench` on the same server.
     Bench(BenchArgs),
+    /// Serve apalis-board, apalis's own queue UI (at `/`) and REST API (at `/api/v1`), over this
+    /// database until Ctrl-C. One apalis queue per job kind known at start.
+    Board {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: std::net::SocketAddr,
+    },
 }
 
 #[derive(Subcommand)]
@@ -149,6 +156,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     let pool = connect(&url, 4).await?;
     let q = Queue::new(pool);
     let out = cli.output;
+    if let Command::Board { listen } = cli.command {
+        return run_board(q, listen).await;
+    }
     match cli.command {
         Command::Jobs(JobsCmd::List { kind, state, limit }) => {
             let rows = q
@@ -323,7 +333,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             }
             println!("{t}");
         }
-        Command::Bench(_) => unreachable!("handled above"),
+        Command::Bench(_) | Command::Board { .. } => unreachable!("handled above"),
     }
     Ok(())
 }
@@ -400,6 +410,27 @@ fn show(r: &JobRow, out: Output) -> Result<(), CliError> {
             );
         }
     }
+    Ok(())
+}
+
+async fn run_board(q: Queue, listen: std::net::SocketAddr) -> Result<(), CliError> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| CliError::Other(format!("cannot listen on {listen}: {e}")))?;
+    let kinds = smo_jobs::board::kinds(&q).await?;
+    eprintln!(
+        "apalis-board at http://{}/ (API at /api/v1), {} queues: {}",
+        listener.local_addr().unwrap_or(listen),
+        kinds.len(),
+        kinds.join(", ")
+    );
+    let stop = tokio_util::sync::CancellationToken::new();
+    let s = stop.clone();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        s.cancel();
+    });
+    smo_jobs::board::serve(listener, q, stop).await?;
     Ok(())
 }
 

@@ -376,6 +376,9 @@ struct RunArgs {
     /// Grafana URL (dashboards) [default: config grafana_url]
     #[arg(long, env = "SMO_GRAFANA_URL")]
     grafana_url: Option<String>,
+    /// apalis-board URL (`smo-admin board`), linked from the console's queue page [default: config board_url]
+    #[arg(long, env = "SMO_BOARD_URL")]
+    board_url: Option<String>,
     /// Where alert rules go: prometheus-rule, rule-file or none [default: config alert_rules, else prometheus-rule]
     #[arg(long, env = "SMO_ALERT_RULES")]
     alert_rules: Option<String>,
@@ -495,6 +498,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 karmada_kubeconfig: a.karmada_kubeconfig.or(file.karmada_kubeconfig.clone()),
                 api_token: a.api_token.or(file.api_token.clone()),
                 registry: file.registry(),
+                board_url: a.board_url.or(file.board_url.clone()),
                 helm_binary: std::env::var_os("SMO_HELM_BINARY")
                     .map(PathBuf::from)
                     .or(file.helm_binary.clone())

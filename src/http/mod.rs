@@ -1431,10 +1431,10 @@ pub fn app(
     token: Option<String>,
     registry: crate::settings::RegistrySettings,
     body_read_timeout: Duration,
-    prometheus: Option<crate::monitoring::io::Prometheus>,
+    console: console::ConsoleSettings,
 ) -> impl Endpoint {
     let shared = SmoApi::new(pool, registry);
-    let console = console::routes(shared.clone(), token.as_deref(), prometheus);
+    let console = console::routes(shared.clone(), token.as_deref(), console);
     let api = service_of(shared);
     let ui = api.swagger_ui();
     let docs = api.swagger_ui();

@@ -1,5 +1,6 @@
 //! smo's integration tests: one binary, so the crate (and HiGHS) is linked once.
 
+mod board;
 mod cli;
 mod conformance;
 mod console;

@@ -298,6 +298,7 @@ fn test_settings() -> smo::settings::ServerSettings {
         api_token: None,
         monitoring: Default::default(),
         registry: Default::default(),
+        board_url: None,
         helm_binary: "helm".into(),
         helm_plain_http: false,
     }

@@ -41,10 +41,30 @@ const COOKIE: &str = "smo_console";
 /// Most graphs one list page shows.
 const LIST_LIMIT: i64 = 5000;
 
+/// What the console links to or reads besides smo's own API.
+#[derive(Clone, Default)]
+pub struct ConsoleSettings {
+    /// Where replica history comes from, when configured (the scaler's Prometheus).
+    pub prometheus: Option<crate::monitoring::io::Prometheus>,
+    /// apalis-board (`smo-admin board`), linked from the queue page.
+    pub board_url: Option<String>,
+}
+
+impl From<Option<crate::monitoring::io::Prometheus>> for ConsoleSettings {
+    fn from(prometheus: Option<crate::monitoring::io::Prometheus>) -> Self {
+        Self {
+            prometheus,
+            board_url: None,
+        }
+    }
+}
+
 struct Console {
     api: SmoApi,
     /// Where replica history comes from, when configured (the scaler's Prometheus).
     prometheus: Option<crate::monitoring::io::Prometheus>,
+    /// apalis-board, when its address is configured.
+    board_url: Option<String>,
     /// The session cookie's value when a token is configured: a digest of the token, so the
     /// browser never holds the token and rotating the token ends every session.
     session: Option<String>,
@@ -80,11 +100,12 @@ fn cookie_of(req: &Request) -> Option<String> {
 pub fn routes(
     api: SmoApi,
     token: Option<&str>,
-    prometheus: Option<crate::monitoring::io::Prometheus>,
+    settings: ConsoleSettings,
 ) -> impl Endpoint + use<> {
     let console = Arc::new(Console {
         api,
-        prometheus,
+        prometheus: settings.prometheus,
+        board_url: settings.board_url,
         session: token.filter(|t| !t.is_empty()).map(session_value),
     });
     let guard = console.clone();
@@ -603,7 +624,13 @@ async fn queue(req: &Request, console: Data<&Arc<Console>>) -> Response {
             &console,
             "Queue",
             Nav::Queue,
-            view::queue(&stats, &workers, &attention, Utc::now()),
+            view::queue(
+                &stats,
+                &workers,
+                &attention,
+                console.board_url.as_deref(),
+                Utc::now(),
+            ),
             true,
         ),
         Err(e) => api_error(e.into()),

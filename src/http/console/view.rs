@@ -1133,6 +1133,7 @@ pub fn queue(
     stats: &smo_jobs::Stats,
     workers: &[smo_jobs::WorkerRow],
     attention: &[smo_jobs::JobRow],
+    board_url: Option<&str>,
     now: DateTime<Utc>,
 ) -> String {
     let mut m = format!(
@@ -1141,6 +1142,19 @@ pub fn queue(
         secs(stats.oldest_queued_secs),
         workers.iter().filter(|w| w.stopped_at.is_none()).count(),
     );
+    // apalis's own queue UI browses every job and task of the same table.
+    match board_url {
+        Some(url) => {
+            let _ = write!(
+                m,
+                "<p class=\"meta\" id=\"board\">Every job, page by page: <a href=\"{}\" rel=\"noopener\">apalis-board</a></p>",
+                esc(url)
+            );
+        }
+        None => m.push_str(
+            "<p class=\"meta\" id=\"board\">Every job, page by page: run <code>smo-admin board</code> for apalis-board and set <code>board_url</code> to link it here.</p>",
+        ),
+    }
     let states: Vec<&str> = smo_jobs::JobState::ALL.iter().map(|s| s.as_str()).collect();
     m.push_str("<table class=\"list\" id=\"counts\"><caption>Jobs per kind and state</caption><thead><tr><th scope=\"col\">Kind</th>");
     for s in &states {
@@ -1405,10 +1419,39 @@ mod tests {
         };
         let dead = row("dead");
         let waiting = row("retrying");
-        let html = queue(&stats, &[], &[dead.clone(), waiting.clone()], Utc::now());
+        let html = queue(
+            &stats,
+            &[],
+            &[dead.clone(), waiting.clone()],
+            None,
+            Utc::now(),
+        );
         assert!(html.contains(&format!("/console/jobs/{}/retry", dead.id)));
         assert!(!html.contains(&format!("/console/jobs/{}/cancel", dead.id)));
         assert!(html.contains(&format!("/console/jobs/{}/cancel", waiting.id)));
         assert!(html.contains("boom &lt;b&gt;"));
+        assert!(html.contains("run <code>smo-admin board</code>"));
+    }
+
+    #[test]
+    fn the_queue_page_links_apalis_board_when_its_address_is_set() {
+        let stats = smo_jobs::Stats {
+            kinds: vec![],
+            throughput_per_sec: 0.0,
+            oldest_queued_secs: None,
+        };
+        let html = queue(
+            &stats,
+            &[],
+            &[],
+            Some("http://ops:8090/?a=1&b=\"x"),
+            Utc::now(),
+        );
+        assert!(
+            html.contains(
+                r#"<a href="http://ops:8090/?a=1&amp;b=&quot;x" rel="noopener">apalis-board</a>"#
+            ),
+            "{html}"
+        );
     }
 }

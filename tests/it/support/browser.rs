@@ -130,17 +130,35 @@ impl Browser {
     }
 
     async fn find(&self, css: &str) -> String {
+        self.find_by("css selector", css).await
+    }
+
+    async fn find_by(&self, using: &str, value: &str) -> String {
         let v = self
             .call(
                 reqwest::Method::POST,
                 "/element",
-                Some(json!({"using": "css selector", "value": css})),
+                Some(json!({"using": using, "value": value})),
             )
             .await;
         v[ELEMENT]
             .as_str()
-            .unwrap_or_else(|| panic!("no element {css}: {v}"))
+            .unwrap_or_else(|| panic!("no element {value}: {v}"))
             .to_string()
+    }
+
+    /// Clicks the first element whose own text is `text` (a tab, a button of an app whose markup
+    /// the test does not own).
+    pub async fn click_text(&self, text: &str) {
+        let id = self
+            .find_by("xpath", &format!("//*[normalize-space(text())='{text}']"))
+            .await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{id}/click"),
+            Some(json!({})),
+        )
+        .await;
     }
 
     /// The visible text of the first element matching `css`.
