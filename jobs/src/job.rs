@@ -49,10 +49,11 @@ impl JobContext {
     /// cannot reclaim the job between this check and the commit of what the attempt records.
     pub async fn fence(&self, conn: &mut sqlx::PgConnection) -> Result<(), JobError> {
         self.lease.check()?;
-        let current: Option<i64> = sqlx::query_scalar(
-            "SELECT epoch FROM smo_jobs.jobs
-              WHERE id = $1 AND epoch = $2 AND state = 'running' FOR SHARE",
-        )
+        let current: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT j.epoch FROM smo_jobs.jobs j
+              WHERE j.id = $1 AND j.epoch = $2 AND {} FOR SHARE",
+            crate::backend::RUNNING_BY_ID
+        )))
         .bind(self.id)
         .bind(self.epoch)
         .fetch_optional(&mut *conn)
