@@ -1,19 +1,27 @@
-//! smo-jobs — a durable job engine on PostgreSQL, with no knowledge of what the jobs do.
+//! smo-jobs — a durable job engine on PostgreSQL, delivered as an apalis 1.0 backend, with no
+//! knowledge of what the jobs do.
 //!
-//! It keeps apalis's model (typed arguments, a worker per process, a Postgres-backed queue polled
-//! with `FOR UPDATE SKIP LOCKED` and woken by `LISTEN/NOTIFY`) and closes the gaps the plain
-//! apalis-postgres storage leaves open for an orchestrator:
+//! [`PgBackend`] implements apalis-core's `Backend` (claims as a stream, woken by
+//! `LISTEN/NOTIFY`), `TaskSink` (through its `Sink`), the backend middleware that acknowledges
+//! in batches ([`AckLayer`]), and the management traits ([`manage`]): an apalis `WorkerBuilder`
+//! runs jobs from it like from any apalis backend, apalis-cron drives the [`Scheduler`], and
+//! apalis-board shows it ([`board`]). Underneath it closes the gaps the plain apalis-postgres
+//! storage leaves open for an orchestrator:
 //!
-//! | gap in plain apalis-postgres          | what this crate does                                        |
-//! |---------------------------------------|-------------------------------------------------------------|
+//! | gap in plain apalis-postgres           | what this crate does                                        |
+//! |----------------------------------------|-------------------------------------------------------------|
 //! | a failed job is re-fetched at once     | exponential backoff stored in `run_at` ([`Backoff`])         |
-//! | worker names must be unique            | names carry host, pid and a random suffix ([`worker_name`])  |
-//! | cron on several instances duplicates   | schedule rows claimed with `SKIP LOCKED` ([`Scheduler`])     |
+//! | no enqueue inside the caller's tx      | [`Queue::enqueue_in`] on the caller's connection             |
+//! | idempotency keys are permanent         | unique keys among live jobs only ([`JobArgs::unique_key`])   |
+//! | cron on several instances duplicates   | apalis-cron fires, a row claim keeps each slot single        |
+//! | no fencing of a paused worker          | leases with a renew deadline, an epoch per attempt ([`Lease`]) |
 //! | finished rows are never deleted        | a built-in `jobs.prune` job on a cron ([`PruneJob`])         |
 //! | hstore/pgcrypto extensions required    | none: plain `jsonb`, ids generated client side (UUIDv7)      |
 //!
 //! Entry points: [`Queue`] to enqueue (inside the caller's transaction) and administer,
-//! [`Registry`] + [`Worker`] to run jobs, [`Scheduler`] for periodic work, [`bench`] for figures.
+//! [`Registry`] + [`Worker`] to run jobs (an apalis worker over [`PgBackend`]), or
+//! [`PgBackend`] with your own apalis `WorkerBuilder`; [`Scheduler`] for periodic work,
+//! [`bench`] for figures.
 
 mod admin;
 mod backend;
