@@ -159,6 +159,19 @@ impl<Args> PgBackend<Args> {
         ])
     }
 
+    /// `Ok` when a change meant for a waiting job touched it, else why not (its state).
+    async fn waiting_or_refuse(&self, id: Uuid, touched: u64, what: &str) -> Result<(), Error> {
+        if touched > 0 {
+            return Ok(());
+        }
+        let row = self.queue().get(id).await?;
+        Err(Error::InvalidState {
+            id,
+            state: row.state,
+            message: format!("only a queued or retrying job can be {what}"),
+        })
+    }
+
     async fn running_workers(&self, all: bool) -> Result<Vec<RunningWorker>, Error> {
         let ws = self.queue().workers(false).await?;
         Ok(ws
@@ -217,15 +230,8 @@ where
         .bind(run_at)
         .execute(&self.queue().pool)
         .await?;
-        if res.rows_affected() == 0 {
-            let row = self.queue().get(id).await?;
-            return Err(Error::InvalidState {
-                id,
-                state: row.state,
-                message: "only a queued or retrying job can be updated".into(),
-            });
-        }
-        Ok(())
+        self.waiting_or_refuse(id, res.rows_affected(), "updated")
+            .await
     }
 }
 
@@ -249,15 +255,8 @@ where
         .bind(at)
         .execute(&self.queue().pool)
         .await?;
-        if res.rows_affected() == 0 {
-            let row = self.queue().get(id).await?;
-            return Err(Error::InvalidState {
-                id,
-                state: row.state,
-                message: "only a queued or retrying job can be rescheduled".into(),
-            });
-        }
-        Ok(())
+        self.waiting_or_refuse(id, res.rows_affected(), "rescheduled")
+            .await
     }
 }
 
