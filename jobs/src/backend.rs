@@ -1028,12 +1028,12 @@ async fn record_snooze(
     c: &Completion,
     run_at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE smo_jobs.jobs
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE smo_jobs.jobs j
             SET state = CASE WHEN attempt > 1 THEN 'retrying' ELSE 'queued' END,
                 attempt = attempt - 1, run_at = $2, locked_by = NULL
-          WHERE id = $1 AND state = 'running' AND epoch = $3",
-    )
+          WHERE j.id = $1 AND j.epoch = $3 AND {RUNNING_BY_ID}"
+    )))
     .bind(c.id)
     .bind(run_at)
     .bind(c.epoch)
@@ -1052,7 +1052,7 @@ async fn record_abandoned(
 ) -> Result<(), sqlx::Error> {
     let res = sqlx::query(sqlx::AssertSqlSafe(format!(
         "UPDATE smo_jobs.jobs j SET {}
-          WHERE j.id = $3 AND j.state = 'running' AND j.epoch = $4",
+          WHERE j.id = $3 AND j.epoch = $4 AND {RUNNING_BY_ID}",
         give_back_lost("$5::text", "$6::text")
     )))
     .bind(queue.now())
@@ -1108,13 +1108,13 @@ async fn record_failure(
         now + chrono::Duration::from_std(cfg.backoff.delay(c.attempt, c.id))
             .unwrap_or(chrono::Duration::MAX)
     };
-    sqlx::query(
-        "UPDATE smo_jobs.jobs
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE smo_jobs.jobs j
             SET state = $2, run_at = $3, finished_at = CASE WHEN $2 = 'dead' THEN $4 END,
                 errors = errors || jsonb_build_array(jsonb_build_object(
                     'attempt', attempt, 'at', $4, 'error', $5::text, 'permanent', $6, 'worker', $7::text))
-          WHERE id = $1 AND state = 'running' AND epoch = $8",
-    )
+          WHERE j.id = $1 AND j.epoch = $8 AND {RUNNING_BY_ID}"
+    )))
     .bind(c.id)
     .bind(if dead { "dead" } else { "retrying" })
     .bind(run_at)
@@ -1345,6 +1345,26 @@ mod tests {
         .unwrap();
         let plan = plan.join("\n");
         assert!(plan.contains("jobs_pkey"), "{plan}");
+        // One job by id, as failures, snoozes, hand-backs and `JobContext::fence` find it.
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "PREPARE one_probe(uuid, bigint) AS
+               SELECT j.epoch FROM smo_jobs.jobs j WHERE j.id = $1 AND j.epoch = $2 AND {RUNNING_BY_ID}"
+        )))
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+        let one: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN EXECUTE one_probe('{}', 1)",
+            ids[0]
+        )))
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+        let one = one.join("\n");
+        assert!(
+            one.contains("jobs_pkey") && !one.contains("jobs_running_idx"),
+            "{one}"
+        );
         assert!(
             !plan.contains("jobs_running_idx") && !plan.contains("Seq Scan on jobs"),
             "{plan}"
