@@ -60,6 +60,8 @@ pub struct PgBackend<Args = Value> {
     kinds: Arc<Vec<String>>,
     codec: JsonCodec<Value>,
     shared: Arc<Shared>,
+    /// Outcomes for the acknowledger, handed to it when the backend starts.
+    ack_rx: Option<mpsc::UnboundedReceiver<AckMsg>>,
     /// Tasks pushed through the apalis `Sink`, inserted on flush.
     outbox: Vec<Task<Value>>,
     /// Defaults of a typed kind for pushed tasks: attempts, and its unique key from the JSON.
@@ -100,6 +102,8 @@ struct Background {
     heartbeat: JoinHandle<()>,
     listener: JoinHandle<()>,
     acker: JoinHandle<()>,
+    /// The worker's lease, renewed by the heartbeat; each claimed task holds it.
+    lease: Arc<LeaseState>,
 }
 
 /// State shared by the backend and its acknowledgement middleware.
@@ -111,9 +115,7 @@ struct Shared {
     slot: AtomicWaker,
     /// Woken by NOTIFY for our kinds (and by reaps).
     wake: Arc<Notify>,
-    lease: std::sync::Mutex<Option<Arc<LeaseState>>>,
     acks: mpsc::UnboundedSender<AckMsg>,
-    ack_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<AckMsg>>>,
 }
 
 impl<Args> PgBackend<Args> {
@@ -128,10 +130,9 @@ impl<Args> PgBackend<Args> {
                 in_flight: AtomicUsize::new(0),
                 slot: AtomicWaker::new(),
                 wake: Arc::new(Notify::new()),
-                lease: std::sync::Mutex::new(None),
                 acks: tx,
-                ack_rx: std::sync::Mutex::new(Some(rx)),
             }),
+            ack_rx: Some(rx),
             outbox: Vec::new(),
             max_attempts: 10,
             unique_key: None,
@@ -229,15 +230,8 @@ where
     fn start_background(&mut self) -> Background {
         let cfg = &self.config;
         let lease = LeaseState::new(cfg.renew_deadline());
-        *self.shared.lease.lock().expect("lease lock") = Some(lease.clone());
         let stop = CancellationToken::new();
-        let rx = self
-            .shared
-            .ack_rx
-            .lock()
-            .expect("ack lock")
-            .take()
-            .expect("a backend is started once");
+        let rx = self.ack_rx.take().expect("a backend is started once");
         Background {
             listener: tokio::spawn(listen(
                 self.queue.pool.clone(),
@@ -248,9 +242,10 @@ where
             heartbeat: tokio::spawn(heartbeat_loop(
                 self.queue.clone(),
                 cfg.clone(),
-                lease,
+                lease.clone(),
                 stop.clone(),
             )),
+            lease,
             acker: tokio::spawn(ack_loop(self.queue.clone(), cfg.clone(), rx)),
             stop,
         }
@@ -258,14 +253,11 @@ where
 
     /// Turns a claimed row into an apalis task carrying its [`JobContext`].
     fn task_of(&self, c: Claimed) -> Task<Value> {
-        let lease = self
-            .shared
-            .lease
-            .lock()
-            .expect("lease lock")
-            .as_ref()
-            .map(|l| l.hold())
-            .unwrap_or_else(crate::Lease::unbounded);
+        let lease = match &self.state {
+            Phase::Running(bg) => bg.lease.hold(),
+            // Claims happen only while running; anything else gets no lease to lose.
+            _ => crate::Lease::unbounded(),
+        };
         let attempt = c.attempt.max(1) as u32;
         let ctx = JobContext {
             id: c.id,

@@ -93,6 +93,53 @@ pub fn task_of_row(row: &JobRow) -> Task<Value> {
     b.build()
 }
 
+/// apalis-style statistics (titles apalis-board knows) of `kinds`, or of every kind, from
+/// the engine's counts.
+fn statistics_of(stats: &crate::Stats, kinds: Option<&[String]>) -> Vec<Statistic> {
+    let mut per_state: HashMap<String, i64> = HashMap::new();
+    let mut done_last_minute = 0;
+    for k in &stats.kinds {
+        if kinds.is_some_and(|ks| !ks.contains(&k.kind)) {
+            continue;
+        }
+        for (state, n) in &k.states {
+            *per_state.entry(state.clone()).or_default() += n;
+        }
+        done_last_minute += k.succeeded_last_minute;
+    }
+    let number = |title: &str, value: i64| Statistic {
+        title: title.into(),
+        stat_type: StatType::Number,
+        value: value.to_string(),
+        priority: None,
+    };
+    let n = |s: JobState| per_state.get(s.as_str()).copied().unwrap_or(0);
+    vec![
+        number("TOTAL_JOBS", per_state.values().sum()),
+        number("PENDING_JOBS", n(JobState::Queued) + n(JobState::Retrying)),
+        number("RUNNING_JOBS", n(JobState::Running)),
+        number("DONE_JOBS", n(JobState::Succeeded)),
+        number("FAILED_JOBS", n(JobState::Dead)),
+        number("KILLED_JOBS", n(JobState::Cancelled)),
+        number("RETRYING_JOBS", n(JobState::Retrying)),
+        number("DONE_JOBS_PAST_MINUTE", done_last_minute),
+        Statistic {
+            title: "OLDEST_PENDING_JOB_SECS".into(),
+            stat_type: StatType::Decimal,
+            value: format!("{:.1}", stats.oldest_queued_secs.unwrap_or(0.0)),
+            priority: None,
+        },
+    ]
+}
+
+/// The job id of a task handed back by an apalis tool.
+fn task_uuid(task: &Task<Value>) -> Result<Uuid, Error> {
+    uuid_of(
+        task.task_id()
+            .ok_or_else(|| Error::Config("the task has no id".into()))?,
+    )
+}
+
 fn uuid_of(id: &TaskId) -> Result<Uuid, Error> {
     id.as_uuid()
         .or_else(|| id.as_string().and_then(|s| s.parse().ok()))
@@ -122,43 +169,8 @@ impl<Args> PgBackend<Args> {
     }
 
     async fn statistics(&self, kinds: Option<&[String]>) -> Result<Vec<Statistic>, Error> {
-        let stats = self.queue().stats().await?;
-        let mut per_state: HashMap<String, i64> = HashMap::new();
-        let mut done_last_minute = 0;
-        for k in &stats.kinds {
-            if kinds.is_some_and(|ks| !ks.contains(&k.kind)) {
-                continue;
-            }
-            for (state, n) in &k.states {
-                *per_state.entry(state.clone()).or_default() += n;
-            }
-            done_last_minute += k.succeeded_last_minute;
-        }
-        let number = |title: &str, value: i64| Statistic {
-            title: title.into(),
-            stat_type: StatType::Number,
-            value: value.to_string(),
-            priority: None,
-        };
-        let n = |s: JobState| per_state.get(s.as_str()).copied().unwrap_or(0);
-        Ok(vec![
-            number("TOTAL_JOBS", per_state.values().sum()),
-            number("PENDING_JOBS", n(JobState::Queued) + n(JobState::Retrying)),
-            number("RUNNING_JOBS", n(JobState::Running)),
-            number("DONE_JOBS", n(JobState::Succeeded)),
-            number("FAILED_JOBS", n(JobState::Dead)),
-            number("KILLED_JOBS", n(JobState::Cancelled)),
-            number("RETRYING_JOBS", n(JobState::Retrying)),
-            number("DONE_JOBS_PAST_MINUTE", done_last_minute),
-            Statistic {
-                title: "OLDEST_PENDING_JOB_SECS".into(),
-                stat_type: StatType::Decimal,
-                value: format!("{:.1}", stats.oldest_queued_secs.unwrap_or(0.0)),
-                priority: None,
-            },
-        ])
+        Ok(statistics_of(&self.queue().stats().await?, kinds))
     }
-
     /// `Ok` when a change meant for a waiting job touched it, else why not (its state).
     async fn waiting_or_refuse(&self, id: Uuid, touched: u64, what: &str) -> Result<(), Error> {
         if touched > 0 {
@@ -211,10 +223,7 @@ where
     /// Changes a job that has not started yet: its arguments, attempts allowed, priority and
     /// `run_at`. A job that runs or has finished is refused.
     async fn update(&mut self, task: Task<Value>) -> Result<(), Error> {
-        let id = uuid_of(
-            task.task_id()
-                .ok_or_else(|| Error::Config("the task has no id".into()))?,
-        )?;
+        let id = task_uuid(&task)?;
         let run_at = task
             .run_at()
             .and_then(|s| DateTime::<Utc>::from_timestamp(s as i64, 0));
@@ -242,10 +251,7 @@ where
 {
     /// Moves a waiting job's next run to `wait` from now (its attempts are untouched).
     async fn reschedule(&mut self, task: Task<Value>, wait: Duration) -> Result<(), Error> {
-        let id = uuid_of(
-            task.task_id()
-                .ok_or_else(|| Error::Config("the task has no id".into()))?,
-        )?;
+        let id = task_uuid(&task)?;
         let at =
             self.queue().now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
         let res = sqlx::query(
@@ -358,7 +364,7 @@ where
                 .find(|k| k.kind == kind)
                 .map_or(0, |k| k.succeeded_last_minute);
             out.push(QueueInfo {
-                stats: self.statistics(Some(&one)).await?,
+                stats: statistics_of(&stats, Some(&one)),
                 workers: workers
                     .iter()
                     .filter(|w| w.kinds.contains(&kind))
