@@ -33,7 +33,8 @@ pub(super) fn solve(
     // compare like for like whatever maxReplicas and CPU sizes are. Scaling keeps the optimum.
     let largest = services
         .iter()
-        .map(|s| prep.util_coef(s).max(Prepared::change_coef(s)))
+        .enumerate()
+        .map(|(i, s)| prep.util_coef(i, s).max(Prepared::change_coef(s)))
         .fold(0.0, f64::max);
     let scale = if largest > 0.0 { 1.0 / largest } else { 1.0 };
     let mut vars = ProblemVariables::new();
@@ -45,7 +46,7 @@ pub(super) fn solve(
         let hi = upper[i].clamp(prep.lo[i], prep.hi[i]);
         let r = vars.add(variable().integer().clamp(prep.lo[i], hi));
         let d = vars.add(variable().min(0.0));
-        objective.add_mul(scale * prep.util_coef(s), r);
+        objective.add_mul(scale * prep.util_coef(i, s), r);
         objective.add_mul(scale * Prepared::change_coef(s), d);
         cols.push((i, r, d));
     }

@@ -25,6 +25,7 @@
 //! when that is free (maxReplicas_s·c_s = M, e.g. a single service) or forced (CPU, maxReplicas).
 
 mod error;
+mod fleet;
 mod milp;
 #[cfg(test)]
 mod tests;
@@ -34,6 +35,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer, Serialize};
 
 pub use error::ScalingError;
+pub use fleet::{GraphServices, solve_cluster};
 
 /// Weight of the CPU term of the objective (SPEC §3).
 pub const W_UTILISATION: f64 = 0.4;
@@ -268,24 +270,34 @@ pub fn solve_with(
             notes,
         });
     }
+    let (r, method, optimal) = solve_prepared(services, &prep, options, true, &mut notes);
+    Ok(scaled(services, &prep, r, method, optimal, notes))
+}
+
+/// Replicas for pre-checked `services`: the closed form when the targets fit, else HiGHS
+/// (when `milp` allows it) started from the greedy fit, else the greedy fit. Solver remarks go
+/// to `notes`.
+pub(crate) fn solve_prepared(
+    services: &[ScaleService],
+    prep: &Prepared,
+    options: &SolveOptions,
+    milp: bool,
+    notes: &mut Vec<String>,
+) -> (Vec<u32>, Method, bool) {
     let target = prep.target(services);
     if options.closed_form && prep.fits(services, &target) {
-        return Ok(scaled(
-            services,
-            &prep,
-            target,
-            Method::ClosedForm,
-            true,
-            notes,
-        ));
+        return (target, Method::ClosedForm, true);
     }
     let greedy = prep.reduce_to_fit(services, target.clone());
+    if !milp {
+        return (greedy, Method::Greedy, false);
+    }
     let time_limit = if options.time_limit_secs.is_finite() && options.time_limit_secs > 0.0 {
         options.time_limit_secs
     } else {
         SolveOptions::default().time_limit_secs
     };
-    let (r, method, optimal) = match milp::solve(services, &prep, &target, &greedy, time_limit) {
+    match milp::solve(services, prep, &target, &greedy, time_limit) {
         Ok(sol) => {
             let (o_milp, o_greedy) = (
                 prep.objective(services, &sol.r),
@@ -310,8 +322,7 @@ pub fn solve_with(
             notes.push(format!("{why}; used the greedy feasible solution"));
             (greedy, Method::Greedy, false)
         }
-    };
-    Ok(scaled(services, &prep, r, method, optimal, notes))
+    }
 }
 
 /// Rejects input that no tick should act on; every message names the field.
@@ -402,8 +413,10 @@ pub(crate) struct Prepared {
     pub lo: Vec<u32>,
     /// maxReplicas.
     pub hi: Vec<u32>,
-    /// M = max_s(maxReplicas_s·c_s) (> 0 once validated; 1 for no services).
-    pub m: f64,
+    /// M per service: max(maxReplicas·c) over the services of its graph (> 0 once validated).
+    /// One value for a single graph; per graph when a cluster's graphs are solved together, so
+    /// each graph's terms weigh exactly as in its own SPEC §3 objective.
+    pub m: Vec<f64>,
     /// Cluster CPU, negative read as 0.
     pub cap: f64,
     /// Input repairs.
@@ -414,8 +427,8 @@ pub(crate) struct Prepared {
 
 impl Prepared {
     /// Objective coefficient of one replica of `s` in the CPU term.
-    pub fn util_coef(&self, s: &ScaleService) -> f64 {
-        W_UTILISATION * s.cpu / self.m
+    pub fn util_coef(&self, i: usize, s: &ScaleService) -> f64 {
+        W_UTILISATION * s.cpu / self.m[i]
     }
 
     /// Objective coefficient of one replica of change of `s`.
@@ -425,8 +438,8 @@ impl Prepared {
 
     /// Objective cost of one replica less below r̂ (≥ 0 up to rounding): the change term grows
     /// more than the CPU term shrinks.
-    fn down_cost(&self, s: &ScaleService) -> f64 {
-        Self::change_coef(s) - self.util_coef(s)
+    fn down_cost(&self, i: usize, s: &ScaleService) -> f64 {
+        Self::change_coef(s) - self.util_coef(i, s)
     }
 
     /// Per-service optimum ignoring the CPU row: r̂ clamped to the bounds, or the lower bound
@@ -436,7 +449,7 @@ impl Prepared {
             .iter()
             .enumerate()
             .map(|(i, s)| {
-                if self.down_cost(s) <= 1e-12 {
+                if self.down_cost(i, s) <= 1e-12 {
                     self.lo[i]
                 } else {
                     s.current.clamp(self.lo[i], self.hi[i])
@@ -470,7 +483,7 @@ impl Prepared {
             .iter()
             .map(|&i| {
                 let (s, n) = (&services[i], r[i]);
-                self.util_coef(s) * f64::from(n)
+                self.util_coef(i, s) * f64::from(n)
                     + Self::change_coef(s) * f64::from(n.abs_diff(s.current))
             })
             .sum()
@@ -489,8 +502,8 @@ impl Prepared {
             .collect();
         // Stable sort over name order: equal ratios keep name order.
         cand.sort_by(|&a, &b| {
-            let ka = self.down_cost(&services[a]).max(0.0) / services[a].cpu;
-            let kb = self.down_cost(&services[b]).max(0.0) / services[b].cpu;
+            let ka = self.down_cost(a, &services[a]).max(0.0) / services[a].cpu;
+            let kb = self.down_cost(b, &services[b]).max(0.0) / services[b].cpu;
             ka.total_cmp(&kb)
         });
         for i in cand {
@@ -521,8 +534,19 @@ fn needed(rate: f64, alpha: f64, beta: f64) -> f64 {
     (x - 1e-9 * x.max(1.0)).ceil().max(0.0)
 }
 
-/// Sanitises inputs, computes bounds and runs the exact feasibility pre-checks.
+/// Sanitises inputs, computes bounds and runs the exact feasibility pre-checks, for the services
+/// of one graph.
 fn prepare(cluster: &ScaleCluster, services: &[ScaleService]) -> Prepared {
+    prepare_grouped(cluster, services, &vec![0; services.len()])
+}
+
+/// [`prepare`] for the services of several graphs sharing one cluster: `group[i]` is the graph
+/// of service `i`, and M is taken per graph.
+pub(crate) fn prepare_grouped(
+    cluster: &ScaleCluster,
+    services: &[ScaleService],
+    group: &[usize],
+) -> Prepared {
     let mut notes = Vec::new();
     let mut reasons = Vec::new();
     let mut order: Vec<usize> = (0..services.len()).collect();
@@ -537,11 +561,16 @@ fn prepare(cluster: &ScaleCluster, services: &[ScaleService]) -> Prepared {
     } else {
         cluster.cpu
     };
-    let m = services
+    let mut per_group: BTreeMap<usize, f64> = BTreeMap::new();
+    for (s, &g) in services.iter().zip(group) {
+        let e = per_group.entry(g).or_insert(0.0);
+        *e = e.max(f64::from(s.max) * s.cpu);
+    }
+    let m: Vec<f64> = group
         .iter()
-        .map(|s| f64::from(s.max) * s.cpu)
-        .fold(0.0, f64::max);
-    let m = if m > 0.0 { m } else { 1.0 };
+        .map(|g| per_group[g])
+        .map(|m| if m > 0.0 { m } else { 1.0 })
+        .collect();
     let mut lo = vec![1; services.len()];
     let mut hi = vec![1; services.len()];
     // Fewest cores each service could possibly use here, for the capacity message.

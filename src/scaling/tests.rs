@@ -627,3 +627,156 @@ proptest! {
         prop_assert!(why[0].starts_with("the services need at least"), "{:?}", why);
     }
 }
+
+fn graph(name: &str, services: Vec<ScaleService>) -> GraphServices {
+    GraphServices {
+        graph: name.into(),
+        services,
+    }
+}
+
+fn cores_of(services: &[ScaleService], out: &ScaleOutcome) -> f64 {
+    let rep = out.replicas().expect("scaled");
+    services
+        .iter()
+        .map(|s| s.cpu * f64::from(rep[&s.name]))
+        .sum()
+}
+
+/// The over-commit the per-graph tick allowed, and the round that prevents it: two graphs on one
+/// cluster each need 8 more cores while 10 are free.
+#[test]
+fn two_graphs_scaling_up_at_once_never_over_commit_their_cluster() {
+    // Each: 2 replicas of 1 core now, load for 10 replicas (α = 10 req/s, 100 req/s).
+    let a = vec![svc("web", 100.0, 2, 1.0, 10.0, 0.0, 1, 10)];
+    let b = vec![svc("api", 100.0, 2, 1.0, 10.0, 0.0, 1, 10)];
+    let (free, used) = (10.0, 4.0);
+    // Alone, each graph sees the free CPU plus its own: both take 10 replicas, 20 cores on a
+    // cluster that has 14 for them. That is what one tick per graph did.
+    let alone: f64 = [&a, &b]
+        .iter()
+        .map(|s| cores_of(s, &solve(&cl("edge", free + 2.0, false), s).unwrap()))
+        .sum();
+    assert_eq!(alone, 20.0, "per-graph ticks over-commit");
+    // Together, the budget is shared: the two loads cannot both be served here, so neither is
+    // scaled (both keep their 2 replicas, 4 cores) and both are re-placed by the caller.
+    let out = solve_cluster(
+        &cl("edge", free + used, false),
+        &[graph("ga", a.clone()), graph("gb", b.clone())],
+        &SolveOptions::default(),
+    );
+    for g in ["ga", "gb"] {
+        let why = reasons(out[g].as_ref().unwrap());
+        assert!(why[0].contains("need at least 20 cores"), "{why:?}");
+        assert!(why[0].contains("offers 14 cores"), "{why:?}");
+    }
+}
+
+/// When the budget binds but can be met, the round trades replicas between graphs: a graph's
+/// idle over-provisioned service gives back what another graph's load needs.
+#[test]
+fn a_binding_cluster_trades_replicas_between_graphs() {
+    // shop: "big" 1 × 4 cores, "small" 5 × 1 core idle (going down costs: kept alone).
+    let shop = vec![
+        svc("big", 0.0, 1, 4.0, 10.0, 0.0, 1, 10),
+        svc("small", 0.0, 5, 1.0, 10.0, 0.0, 1, 10),
+    ];
+    // blog: 1 replica, load for 6.
+    let blog = vec![svc("web", 60.0, 1, 1.0, 10.0, 0.0, 1, 10)];
+    let (free, used) = (2.0, 10.0);
+    // Alone, blog sees 3 cores: infeasible, it would be re-placed.
+    assert!(
+        solve(&cl("edge", free + 1.0, false), &blog)
+            .unwrap()
+            .is_infeasible()
+    );
+    let out = solve_cluster(
+        &cl("edge", free + used, false),
+        &[graph("shop", shop.clone()), graph("blog", blog.clone())],
+        &SolveOptions::default(),
+    );
+    let (o_shop, o_blog) = (out["shop"].as_ref().unwrap(), out["blog"].as_ref().unwrap());
+    assert_eq!(r(o_blog), vec![6]);
+    assert_eq!(r(o_shop), vec![1, 2]);
+    assert_eq!(
+        cores_of(&shop, o_shop) + cores_of(&blog, o_blog),
+        free + used
+    );
+    let ScaleOutcome::Scaled {
+        method, optimal, ..
+    } = o_shop
+    else {
+        panic!()
+    };
+    assert_eq!((*method, *optimal), (Method::Milp, true));
+}
+
+/// A graph that cannot be served (a GPU service on a cluster without one) is infeasible alone:
+/// it keeps its replicas, they count against the budget, and the other graph still scales.
+#[test]
+fn an_infeasible_graph_does_not_stop_the_others_on_its_cluster() {
+    let mut gpu = svc("train", 5.0, 3, 2.0, 10.0, 0.0, 1, 10);
+    gpu.gpu = true;
+    let web = vec![svc("web", 40.0, 1, 1.0, 10.0, 0.0, 1, 10)];
+    let out = solve_cluster(
+        &cl("edge", 6.0 + 1.0 + 4.0, false),
+        &[graph("ml", vec![gpu]), graph("shop", web.clone())],
+        &SolveOptions::default(),
+    );
+    assert!(reasons(out["ml"].as_ref().unwrap())[0].contains("needs a GPU"));
+    // 11 cores, 6 held by ml's replicas: web gets the 4 its load needs.
+    assert_eq!(r(out["shop"].as_ref().unwrap()), vec![4]);
+    // When even the fewest replicas do not fit, every feasible graph on the cluster says so.
+    let out = solve_cluster(
+        &cl("edge", 4.5, false),
+        &[
+            graph("shop", web),
+            graph("blog", vec![svc("b", 0.0, 1, 1.0, 10.0, 0.0, 1, 3)]),
+        ],
+        &SolveOptions::default(),
+    );
+    for g in ["shop", "blog"] {
+        assert!(reasons(out[g].as_ref().unwrap())[0].starts_with("the services need at least"));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// A cluster holding one graph scales it exactly as that graph's own solve does.
+    #[test]
+    fn a_round_over_one_graph_equals_its_own_solve((c, s) in instance()) {
+        let own = solve(&c, &s).unwrap();
+        let round = solve_cluster(&c, &[graph("g", s.clone())], &SolveOptions::default());
+        prop_assert_eq!(round["g"].as_ref().unwrap(), &own);
+    }
+
+    /// Two graphs sharing a cluster: the round fits the cluster and is optimal for the sum of
+    /// the graphs' own objectives (checked by enumeration).
+    #[test]
+    fn a_round_over_two_graphs_fits_and_is_optimal((c, s) in instance(), split in 0usize..5) {
+        let k = split.min(s.len());
+        let (a, b) = (s[..k].to_vec(), s[k..].to_vec());
+        let graphs = [graph("ga", a.clone()), graph("gb", b.clone())];
+        let out = solve_cluster(&c, &graphs, &SolveOptions::default());
+        let group: Vec<usize> = (0..s.len()).map(|i| usize::from(i >= k)).collect();
+        let prep = prepare_grouped(&c, &s, &group);
+        let mut total = 0.0;
+        let mut objective = 0.0;
+        for (g, svcs) in [("ga", &a), ("gb", &b)] {
+            if svcs.is_empty() {
+                continue;
+            }
+            let o = out[g].as_ref().unwrap();
+            let ScaleOutcome::Scaled { objective: x, optimal, .. } = o else {
+                panic!("infeasible: {o:?}")
+            };
+            prop_assert!(*optimal);
+            objective += x;
+            total += cores_of(svcs, o);
+        }
+        prop_assert!(total <= c.cpu + 1e-9 * c.cpu.max(1.0), "{total} > {}", c.cpu);
+        let best = brute_force(&prep, &s);
+        prop_assert!((objective - best).abs() < 1e-9, "{objective} vs {best}");
+    }
+}
