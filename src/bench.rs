@@ -1,23 +1,25 @@
-//! `smo bench scale-round`: how long one scale-tick round takes for many running graphs, with the
-//! real job engine, the real tick code (Prometheus client, optimiser, store) and a stub Prometheus
-//! answering a fixed request rate.
+//! `smo bench …`: figures for the README, each from real code paths. `scale-round` times scaling
+//! rounds over many running graphs with the real job engine and round code (store, Prometheus
+//! client, optimiser, shards, federation client) against a stub Prometheus that answers the
+//! fleet query as a real one does, and the simulated federation.
 
 use std::{
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
 
-use poem::{Route, handler, listener::TcpAcceptor};
+use poem::{EndpointExt, Route, handler, listener::TcpAcceptor, web::Data};
 use serde::Serialize;
-use smo_jobs::{JobContext, NewJob, Queue, Worker, WorkerConfig, worker_name};
+use smo_jobs::{JobContext, Queue, Worker, WorkerConfig, worker_name};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    jobs::{self, App, Monitoring, RulesTarget, ScaleFanoutJob, ScaleTickJob},
+    federation::Federation,
+    jobs::{self, App, Monitoring, RoundReport, RulesTarget, ScaleFanoutJob},
     monitoring::io::Prometheus,
 };
 
@@ -28,32 +30,145 @@ pub struct ScaleRoundReport {
     pub graphs: usize,
     /// Services per graph.
     pub services_per_graph: usize,
-    /// Worker instances × concurrency.
+    /// Worker instances.
     pub workers: usize,
     /// Jobs each worker runs at once.
     pub concurrency: usize,
+    /// Graphs whose load changed before the round (their services go from 1 to 3 replicas).
+    pub changing_graphs: usize,
     /// Seconds to set the graphs up (not part of the round).
     pub setup_secs: f64,
-    /// Seconds from the fan-out job's enqueue to the last tick's acknowledgement.
-    pub round_secs: f64,
-    /// Ticks per second.
-    pub ticks_per_sec: f64,
+    /// The first round: changes planned, applied through the federation and recorded.
+    pub round: RoundFigures,
+    /// A second round on the same rates: nothing changes (the steady state).
+    pub steady: RoundFigures,
 }
 
+/// One round's figures.
+#[derive(Debug, Serialize)]
+pub struct RoundFigures {
+    /// Seconds from the round job's enqueue to its last shard's acknowledgement.
+    pub secs: f64,
+    /// What the planning job reported (load / query / solve / enqueue times, counts).
+    pub plan: RoundReport,
+}
+
+/// Answers Prometheus's `/api/v1/query` as a real server does: the fleet query gets one series
+/// per deployment (`body`), any other query one sample of 5 req/s.
 #[handler]
-fn stub_query() -> poem::web::Json<serde_json::Value> {
-    // 5 req/s: with α = 10 req/s per replica the services keep their single replica.
-    poem::web::Json(serde_json::json!({
-        "status": "success",
-        "data": {"resultType": "vector", "result": [{"metric": {}, "value": [0, "5"]}]}
-    }))
+fn stub_query(req: &poem::Request, Data(body): Data<&Arc<Vec<u8>>>) -> poem::Response {
+    let fleet = req
+        .uri()
+        .query()
+        .is_some_and(|q| q.contains("sum%20by") || q.contains("sum+by"));
+    let body = if fleet {
+        body.as_ref().clone()
+    } else {
+        br#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[0,"5"]}]}}"#
+            .to_vec()
+    };
+    poem::Response::builder()
+        .content_type("application/json")
+        .body(body)
 }
 
-/// Runs one round over `graphs` running graphs of three services each, on `pool` (a scratch
-/// database: its smo tables are emptied).
+/// The graph indices whose load changes: `changing` of `graphs`, spread evenly.
+fn changing_set(graphs: usize, changing: usize) -> Vec<usize> {
+    (0..changing)
+        .map(|k| k * graphs / changing.max(1))
+        .collect()
+}
+
+/// The stub's answer to the fleet query: 25 req/s (3 replicas at α = 10) for the services of the
+/// changing graphs, 5 req/s (1 replica) for the others.
+fn fleet_answer(graphs: usize, changing: &[usize]) -> Vec<u8> {
+    let hot: std::collections::HashSet<usize> = changing.iter().copied().collect();
+    let mut out = String::with_capacity(graphs * 3 * 90 + 100);
+    out.push_str(r#"{"status":"success","data":{"resultType":"vector","result":["#);
+    for i in 0..graphs {
+        let rate = if hot.contains(&i) { "25" } else { "5" };
+        for k in 0..3 {
+            if i > 0 || k > 0 {
+                out.push(',');
+            }
+            out.push_str(&format!(
+                r#"{{"metric":{{"namespace":"bench","service":"g{i}-s{k}"}},"value":[1733300000.123,"{rate}"]}}"#
+            ));
+        }
+    }
+    out.push_str("]}}");
+    out.into_bytes()
+}
+
+/// A simulated federation holding the Deployments of the changing graphs (so their scale patches
+/// land on real objects), seeded through the sim's state file.
+async fn seeded_sim(
+    changing: &[usize],
+) -> anyhow::Result<(Federation, smo_sim::SimHandle, ScratchDir)> {
+    let dir = ScratchDir::new("scale-bench")?;
+    let mut objects = vec![serde_json::json!({"seq": 1, "object": {
+        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bench"}}})];
+    for (n, i) in changing.iter().enumerate() {
+        for k in 0..3 {
+            let name = format!("g{i}-s{k}");
+            objects.push(serde_json::json!({"seq": 2 + n * 3 + k, "object": {
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": name, "namespace": "bench", "generation": 1},
+                "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+                         "template": {"metadata": {"labels": {"app": name}},
+                                      "spec": {"containers": [{"name": "s", "image": "example/s:1",
+                                               "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]}}}}}));
+        }
+    }
+    let state = dir.0.join("sim.json");
+    std::fs::write(
+        &state,
+        serde_json::to_vec(
+            &serde_json::json!({"resourceVersion": objects.len() + 1, "objects": objects}),
+        )?,
+    )?;
+    let config = smo_sim::SimConfig {
+        state_file: Some(state),
+        ..smo_sim::SimConfig::demo()
+    };
+    let sim = smo_sim::Sim::new(config);
+    let (addr, handle) = sim.spawn_on("127.0.0.1:0")?;
+    let kubeconfig = dir.0.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        smo_sim::kubeconfig_yaml(&format!("http://{addr}")),
+    )?;
+    let federation = Federation::from_kubeconfig(&kubeconfig).await?;
+    Ok((federation, handle, dir))
+}
+
+/// A directory of its own under the system's temporary directory, removed when dropped.
+struct ScratchDir(std::path::PathBuf);
+
+impl ScratchDir {
+    fn new(what: &str) -> std::io::Result<Self> {
+        let dir = std::env::temp_dir().join(format!(
+            "smo-{what}-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs two rounds over `graphs` running graphs of three services each, `changing` of them under
+/// more load, on `pool` (a scratch database: its smo tables are emptied).
 pub async fn scale_round(
     pool: PgPool,
     graphs: usize,
+    changing: usize,
     workers: usize,
     concurrency: usize,
     progress: impl Fn(&str),
@@ -62,9 +177,15 @@ pub async fn scale_round(
         graphs > 0 && workers > 0 && concurrency > 0,
         "graphs, workers and concurrency must be at least 1"
     );
-    progress(&format!("creating {graphs} running graphs of 3 services…"));
+    anyhow::ensure!(changing <= graphs, "--changing exceeds --graphs");
+    progress(&format!(
+        "creating {graphs} running graphs of 3 services, {changing} of them under more load…"
+    ));
     let started = Instant::now();
     seed_running_graphs(&pool, graphs).await?;
+    let hot = changing_set(graphs, changing);
+    let (federation, _sim, _dir) = seeded_sim(&hot).await?;
+    let answer = Arc::new(fleet_answer(graphs, &hot));
     let setup_secs = started.elapsed().as_secs_f64();
 
     // A stub Prometheus on a free port.
@@ -73,7 +194,7 @@ pub async fn scale_round(
     let stop = CancellationToken::new();
     let server = poem::Server::new_with_acceptor(TcpAcceptor::from_tokio(listener)?)
         .run_with_graceful_shutdown(
-            Route::new().at("/api/v1/query", stub_query),
+            Route::new().at("/api/v1/query", stub_query).data(answer),
             stop.clone().cancelled_owned(),
             None,
         );
@@ -81,31 +202,30 @@ pub async fn scale_round(
 
     let app = App {
         pool: pool.clone(),
-        federation: None,
+        federation: Some(federation),
         monitoring: Monitoring {
-            prometheus: Some(Prometheus::new(&prom_url, Duration::from_secs(10))),
+            prometheus: Some(Prometheus::new(&prom_url, Duration::from_secs(60))),
             grafana: None,
             rules: RulesTarget::None,
             rate_window: "1m".into(),
         },
         helm: None,
     };
-    let done = Arc::new(AtomicUsize::new(0));
+    let reports: Arc<Mutex<Vec<RoundReport>>> = Arc::default();
     let queue = Queue::new(pool.clone());
     let mut handles = Vec::new();
     for w in 0..workers {
-        let d = done.clone();
-        let inner = jobs::registry(app.clone());
-        // Count finished ticks through the real handler.
-        let app_w = app.clone();
-        let registry = inner.register(move |j: ScaleTickJob, ctx: JobContext| {
-            let (d, app) = (d.clone(), app_w.clone());
-            async move {
-                let r = jobs::scale_tick_for_bench(&app, &j.graph, &ctx).await;
-                d.fetch_add(1, Ordering::Relaxed);
-                r
-            }
-        });
+        // The real round, with its report kept for the figures.
+        let (app_w, reports) = (app.clone(), reports.clone());
+        let registry =
+            jobs::registry(app.clone()).register(move |_: ScaleFanoutJob, ctx: JobContext| {
+                let (app, reports) = (app_w.clone(), reports.clone());
+                async move {
+                    let r = jobs::scaling_round(&app, &ctx).await?;
+                    reports.lock().expect("reports").push(r);
+                    Ok(())
+                }
+            });
         let cfg = WorkerConfig {
             name: worker_name(&format!("scale-bench{w}")),
             concurrency,
@@ -116,38 +236,62 @@ pub async fn scale_round(
             Worker::new(queue.clone(), registry, cfg).run(stop.clone()),
         ));
     }
-    progress(&format!(
-        "one round: fan-out + {graphs} scale ticks on {workers} workers × {concurrency}…"
-    ));
-    let started = Instant::now();
-    queue
-        .enqueue_many(&[NewJob::from_args(&ScaleFanoutJob {})?])
-        .await?;
-    while done.load(Ordering::Relaxed) < graphs {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let mut figures = Vec::new();
+    for which in ["first round (with changes)", "second round (steady)"] {
+        progress(&format!("{which} on {workers} workers × {concurrency}…"));
+        let started = Instant::now();
+        let id = queue.enqueue(&ScaleFanoutJob {}).await?.id;
+        loop {
+            let (round_done, shards_left): (bool, i64) = sqlx::query_as(
+                "SELECT (SELECT state = 'succeeded' FROM smo_jobs.jobs WHERE id = $1),
+                        (SELECT count(*) FROM smo_jobs.jobs
+                          WHERE kind = 'scale-shard' AND state NOT IN ('succeeded', 'dead', 'cancelled'))",
+            )
+            .bind(id)
+            .fetch_one(&pool)
+            .await?;
+            if round_done && shards_left == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let secs = started.elapsed().as_secs_f64();
+        let plan = reports
+            .lock()
+            .expect("reports")
+            .pop()
+            .ok_or_else(|| anyhow::anyhow!("the round reported nothing"))?;
+        figures.push(RoundFigures { secs, plan });
     }
-    let dead: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM smo_jobs.jobs WHERE kind = 'scale-tick' AND state <> 'succeeded'",
+    let failed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM smo_jobs.jobs WHERE kind IN ('scale-shard', 'scale-fanout') AND state <> 'succeeded'",
     )
     .fetch_one(&pool)
     .await?;
-    let round_secs = started.elapsed().as_secs_f64();
     stop.cancel();
     for h in handles {
         let _ = h.await;
     }
+    anyhow::ensure!(failed == 0, "{failed} round or shard jobs did not succeed");
+    let changed: i64 = sqlx::query_scalar("SELECT count(*) FROM smo.services WHERE replicas = 3")
+        .fetch_one(&pool)
+        .await?;
     anyhow::ensure!(
-        dead == 0 || dead as usize <= graphs / 100,
-        "{dead} ticks did not succeed"
+        changed as usize == changing * 3,
+        "{changed} services scaled to 3 replicas, expected {}",
+        changing * 3
     );
+    let steady = figures.pop().expect("two rounds");
+    let round = figures.pop().expect("two rounds");
     Ok(ScaleRoundReport {
         graphs,
         services_per_graph: 3,
         workers,
         concurrency,
+        changing_graphs: changing,
         setup_secs,
-        round_secs,
-        ticks_per_sec: graphs as f64 / round_secs,
+        round,
+        steady,
     })
 }
 
@@ -158,7 +302,7 @@ async fn seed_running_graphs(pool: &PgPool, graphs: usize) -> anyhow::Result<()>
     crate::server::migrate(&pool).await?;
     sqlx::raw_sql(
         "TRUNCATE smo.graphs, smo.services, smo.clusters, smo.graph_jobs, smo.decisions, smo.projects CASCADE;
-         DELETE FROM smo_jobs.jobs WHERE kind IN ('scale-tick', 'scale-fanout');",
+         DELETE FROM smo_jobs.jobs WHERE kind IN ('scale-shard', 'scale-fanout');",
     )
     .execute(&pool)
     .await?;

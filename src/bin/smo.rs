@@ -166,14 +166,19 @@ enum BenchCmd {
         kubeconfig: Option<PathBuf>,
     },
     ScaleRound {
-        /// Running graphs (3 services each).
-        #[arg(long, default_value_t = 10_000)]
-        graphs: usize,
+        /// Running graphs (3 services each); several sizes give the curve, e.g.
+        /// `1000,10000,100000`.
+        #[arg(long, value_delimiter = ',', default_value = "10000")]
+        graphs: Vec<usize>,
+        /// Share of the graphs whose load rises before the first round (0–1): their services go
+        /// from 1 to 3 replicas through the federation (the simulated one, in this process).
+        #[arg(long, default_value_t = 0.01)]
+        changing: f64,
         /// Worker instances.
         #[arg(long, default_value_t = 2)]
         workers: usize,
         /// Jobs each worker runs at once.
-        #[arg(long, default_value_t = 32)]
+        #[arg(long, default_value_t = 4)]
         concurrency: usize,
     },
 }
@@ -704,27 +709,44 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Bench(BenchCmd::ScaleRound {
             graphs,
+            changing,
             workers,
             concurrency,
         }) => {
+            if !(0.0..=1.0).contains(&changing) {
+                anyhow::bail!("--changing must be between 0 and 1, got {changing}");
+            }
             let url = smo::cli::scratch_database(&database_url).await?;
             let pool = connect(&url, (workers * concurrency + 10) as u32).await?;
-            let r =
-                smo::bench::scale_round(pool, graphs, workers, concurrency, |m| eprintln!("… {m}"))
-                    .await?;
+            let mut reports = Vec::new();
+            for n in graphs {
+                let hot = (n as f64 * changing).round() as usize;
+                let r = smo::bench::scale_round(pool.clone(), n, hot, workers, concurrency, |m| {
+                    eprintln!("… {m}")
+                })
+                .await?;
+                if out != Output::Json {
+                    let p = |f: &smo::bench::RoundFigures| {
+                        format!(
+                            "{:.2} s (load {} ms, rates {} ms, solve {} ms, {} shards)",
+                            f.secs, f.plan.load_ms, f.plan.query_ms, f.plan.solve_ms, f.plan.shards
+                        )
+                    };
+                    println!(
+                        "scale round: {} graphs × {} services on {} workers × {}: {} of them scaled: {}; steady round: {} (target at 100,000 graphs: < 30 s)",
+                        r.graphs,
+                        r.services_per_graph,
+                        r.workers,
+                        r.concurrency,
+                        r.changing_graphs,
+                        p(&r.round),
+                        p(&r.steady)
+                    );
+                }
+                reports.push(r);
+            }
             if out == Output::Json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
-            } else {
-                println!(
-                    "scale round: {} graphs × {} services, {} workers × {}: {:.2} s ({:.0} ticks/s); setup {:.1} s",
-                    r.graphs,
-                    r.services_per_graph,
-                    r.workers,
-                    r.concurrency,
-                    r.round_secs,
-                    r.ticks_per_sec,
-                    r.setup_secs
-                );
+                println!("{}", serde_json::to_string_pretty(&reports)?);
             }
         }
         Command::Placement(PlacementCmd::Solve { input, first_fit }) => {

@@ -4,6 +4,7 @@
 
 mod graph;
 mod monitor;
+mod scale;
 
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use crate::{federation::Federation, store};
 
 pub use graph::{PlacementPlan, dry_run_plan, plan_placement};
 pub use monitor::{Monitoring, RulesTarget, cron_schedule_for};
+pub use scale::{RoundReport, SHARD_GRAPHS, ScaleShardJob, round as scaling_round};
 
 /// What every handler needs: the database and, when configured, the federation and the
 /// monitoring stack.
@@ -114,7 +116,8 @@ impl JobArgs for PublishDashboardsJob {
     }
 }
 
-/// Enqueue one `scale-tick` per running graph (the cron entry).
+/// Run one scaling round over every running graph (the cron entry): plan, then enqueue
+/// `scale-shard` jobs for the graphs whose replicas change.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ScaleFanoutJob {}
 
@@ -123,21 +126,6 @@ impl JobArgs for ScaleFanoutJob {
     const MAX_ATTEMPTS: u32 = 3;
     fn unique_key(&self) -> Option<String> {
         Some("all".into())
-    }
-}
-
-/// Rescale one graph from its request rates (SPEC §3). At most one per graph queued or running.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ScaleTickJob {
-    /// Graph name.
-    pub graph: String,
-}
-
-impl JobArgs for ScaleTickJob {
-    const KIND: &'static str = "scale-tick";
-    const MAX_ATTEMPTS: u32 = 3;
-    fn unique_key(&self) -> Option<String> {
-        Some(self.graph.clone())
     }
 }
 
@@ -258,12 +246,13 @@ pub fn registry(app: App) -> Registry {
             &app, &j.graph, &ctx
         )
         .await))
-        .register(bind!(ScaleFanoutJob, |app, _j, ctx| monitor::fanout(
+        .register(bind!(ScaleFanoutJob, |app, _j, ctx| scale::round(
             &app, &ctx
         )
-        .await))
-        .register(bind!(ScaleTickJob, |app, j, ctx| monitor::scale_tick(
-            &app, &j.graph, &ctx
+        .await
+        .map(|_| ())))
+        .register(bind!(ScaleShardJob, |app, j, ctx| scale::shard(
+            &app, &j, &ctx
         )
         .await))
         .register(bind!(DriftFanoutJob, |app, _j, ctx| monitor::drift_fanout(
@@ -277,15 +266,6 @@ pub fn registry(app: App) -> Registry {
         .register(bind!(DeployConditionalJob, |app, j, ctx| {
             graph::deploy_conditional(&app, &j.graph, &j.service, &j.alert, &ctx).await
         }))
-}
-
-/// The scale tick, for `smo bench scale-round` (which counts ticks around it).
-pub async fn scale_tick_for_bench(
-    app: &App,
-    graph: &str,
-    ctx: &JobContext,
-) -> Result<(), JobError> {
-    monitor::scale_tick(app, graph, ctx).await
 }
 
 /// Errors that know whether a retry can help.

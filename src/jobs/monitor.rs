@@ -1,13 +1,12 @@
-//! Monitoring jobs: publish dashboards and alert rules, fan out scale ticks, and the scale tick
-//! itself (SPEC §3): read request rates from Prometheus, solve per cluster, patch replicas,
-//! record the decision; an infeasible tick enqueues a re-placement.
+//! Monitoring jobs: publish dashboards and alert rules, and fan out drift repairs. (Scaling
+//! rounds are in `scale`.)
 
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
 use serde_json::json;
 use smo_jobs::{JobContext, JobError, NewJob};
 
-use super::{App, RePlaceJob, ScaleTickJob, db, graph, retryable};
+use super::{App, db, graph, retryable};
 use crate::{
     federation::{Fence, manifests},
     hdag::Graph,
@@ -15,8 +14,7 @@ use crate::{
         self,
         io::{Grafana, Prometheus},
     },
-    scaling::{self, ScaleCluster, ScaleOutcome, ScaleService},
-    store::{self, Desired, status},
+    store::{self, Desired},
 };
 
 /// Where alert rules go.
@@ -280,16 +278,6 @@ pub async fn unpublish(
     Ok(())
 }
 
-/// Enqueues one scale tick per running graph; a graph whose previous tick is still queued or
-/// running keeps that one (unique key), so ticks never pile up.
-pub async fn fanout(app: &App, ctx: &JobContext) -> Result<(), JobError> {
-    if app.monitoring.prometheus.is_none() {
-        tracing::debug!("no prometheus_url configured: no scale ticks");
-        return Ok(());
-    }
-    per_running_graph(app, ctx, |graph| ScaleTickJob { graph }).await
-}
-
 /// Enqueues one drift repair per running graph; a graph whose previous repair is still queued or
 /// running keeps that one (unique key).
 pub async fn drift_fanout(app: &App, ctx: &JobContext) -> Result<(), JobError> {
@@ -318,200 +306,4 @@ async fn per_running_graph<A: smo_jobs::JobArgs>(
             .map_err(|e| JobError::Transient(e.to_string()))?;
     }
     Ok(())
-}
-
-/// One scale tick for one graph.
-pub async fn scale_tick(app: &App, name: &str, ctx: &JobContext) -> Result<(), JobError> {
-    // Another job holds the graph: this tick is skipped, the next one comes.
-    graph::unless_busy(app, name, ctx, |fence| {
-        scale_tick_locked(app, name, ctx, fence)
-    })
-    .await
-}
-
-async fn scale_tick_locked(
-    app: &App,
-    name: &str,
-    ctx: &JobContext,
-    fence: Fence,
-) -> Result<(), JobError> {
-    let Some(g) = graph::load_graph(app, name).await? else {
-        return Ok(());
-    };
-    if g.desired != Desired::Running.as_str() || g.status != status::RUNNING {
-        return Ok(());
-    }
-    let prometheus = app.monitoring.prometheus.as_ref().ok_or_else(|| {
-        JobError::Permanent("no prometheus_url configured: scaling needs request rates".into())
-    })?;
-    let graph: Graph = graph::descriptor_of(&g)?;
-    let services = {
-        let mut conn = app.pool.acquire().await.map_err(db)?;
-        store::services(&mut conn, g.id).await.map_err(db)?
-    };
-    let clusters = store::list_clusters(&app.pool).await.map_err(db)?;
-    let window = if app.monitoring.rate_window.is_empty() {
-        monitoring::DEFAULT_WINDOW
-    } else {
-        &app.monitoring.rate_window
-    };
-
-    // Inputs per cluster. A Prometheus failure fails the tick (retried): never scale on a guess.
-    let mut by_cluster: BTreeMap<String, Vec<ScaleService>> = BTreeMap::new();
-    let mut rates = BTreeMap::new();
-    for s in services
-        .iter()
-        .filter(|s| s.status != "Pending" && s.status != "Stopped")
-    {
-        let (Some(cluster), Some(svc)) = (&s.cluster, graph.service(&s.name)) else {
-            continue;
-        };
-        // Helm-chart services are scaled through their Deployment too, which charts name after the
-        // release (`<graph>-<service>`) in the project's namespace (the reference assumed `default`).
-        let deployment = manifests::object_name(&graph.id, &s.name);
-        let scaling = svc.deployment.intent.scaling.as_ref();
-        let query = monitoring::rate_query(
-            scaling.and_then(|sc| sc.metric.as_deref()),
-            &g.project,
-            &deployment,
-            &s.name,
-            window,
-        );
-        let rate = prometheus.query(&query).await.map_err(retryable)?;
-        let cpu = s.cpu_millis as f64 / 1000.0;
-        let (alpha, beta, min, max) = match scaling {
-            Some(sc) => (sc.alpha, sc.beta, sc.min_replicas, sc.max_replicas),
-            None => scaling::defaults_for(cpu),
-        };
-        rates.insert(s.name.clone(), json!({ "query": query, "rate": rate }));
-        by_cluster
-            .entry(cluster.clone())
-            .or_default()
-            .push(ScaleService {
-                name: s.name.clone(),
-                rate,
-                current: s.replicas.max(0) as u32,
-                cpu,
-                alpha,
-                beta,
-                min,
-                max,
-                gpu: s.gpu,
-            });
-    }
-    if by_cluster.is_empty() {
-        return Ok(());
-    }
-    // The graph's own replicas already count as allocated: add them back to the free capacity.
-    let scale_clusters: Vec<ScaleCluster> = clusters
-        .iter()
-        .filter(|c| by_cluster.contains_key(&c.name))
-        .map(|c| {
-            let own: f64 = by_cluster[&c.name]
-                .iter()
-                .map(|s| s.cpu * f64::from(s.current))
-                .sum();
-            ScaleCluster {
-                name: c.name.clone(),
-                cpu: (c.cpu_free + own).max(0.0),
-                accelerator: c.gpus > 0,
-            }
-        })
-        .collect();
-    let outcomes = crate::metrics::timed_solve("scaling", || {
-        scaling::solve_graph(&scale_clusters, &by_cluster)
-    })
-    .map_err(|e| JobError::Permanent(format!("scaling input: {e}")))?;
-    let now = ctx.queue.now();
-    let mut changed = Vec::new();
-    let mut replicas = Vec::new();
-    let mut infeasible = Vec::new();
-    let mut infeasible_notes: Vec<String> = Vec::new();
-    for (cluster, outcome) in &outcomes {
-        match outcome {
-            ScaleOutcome::Scaled { changed: ch, .. } => {
-                for c in ch {
-                    let deployment = manifests::object_name(&graph.id, &c.service);
-                    match app
-                        .federation()?
-                        .scale(&g.project, &deployment, c.to as i32, &fence)
-                        .await
-                    {
-                        Ok(()) => {}
-                        Err(crate::federation::FederationError::Kube(kube::Error::Api(e)))
-                            if e.code == 404 =>
-                        {
-                            // A chart that names its Deployment otherwise: nothing to scale here.
-                            infeasible_notes.push(format!(
-                                "{}: no Deployment {deployment} to scale",
-                                c.service
-                            ));
-                            continue;
-                        }
-                        Err(e) => return Err(retryable(e)),
-                    }
-                    // What the federation reports now (a member may not fit every new replica).
-                    let ready = app
-                        .federation()?
-                        .deployment_replicas(&g.project, &deployment)
-                        .await
-                        .map_err(retryable)?
-                        .map_or(0, |(_, ready)| ready);
-                    replicas.push((c.service.clone(), c.to as i32, ready));
-                    changed.push(format!("{} {}→{}", c.service, c.from, c.to));
-                }
-            }
-            ScaleOutcome::Infeasible { reasons, .. } => {
-                infeasible.push(format!("{cluster}: {}", reasons.join("; ")))
-            }
-        }
-    }
-    let mut tx = super::begin_record(app, ctx).await?;
-    for (service, to, ready) in &replicas {
-        store::set_service_replicas(&mut tx, g.id, service, *to, *ready, now)
-            .await
-            .map_err(db)?;
-    }
-    let message = if !infeasible.is_empty() {
-        let job = ctx
-            .queue
-            .enqueue_in(
-                &mut tx,
-                &RePlaceJob {
-                    graph: g.name.clone(),
-                },
-            )
-            .await
-            .map_err(|e| JobError::Transient(e.to_string()))?;
-        store::record_job(&mut tx, &g.name, job.id, "re-place", now)
-            .await
-            .map_err(db)?;
-        format!(
-            "infeasible, re-placement enqueued: {}",
-            infeasible.join(" | ")
-        )
-    } else if changed.is_empty() && infeasible_notes.is_empty() {
-        "replicas unchanged".to_string()
-    } else if changed.is_empty() {
-        format!("not scaled: {}", infeasible_notes.join("; "))
-    } else {
-        format!("scaled {}", changed.join(", "))
-    };
-    // Unchanged ticks are frequent: log them only when something happened, to keep history useful.
-    if !changed.is_empty() || !infeasible.is_empty() {
-        store::add_decision(
-            &mut tx,
-            &g.name,
-            &g.project,
-            "scaling",
-            Some(ctx.id),
-            &message,
-            json!({ "rates": rates, "clusters": scale_clusters, "services": by_cluster }),
-            serde_json::to_value(&outcomes).unwrap_or_default(),
-            now,
-        )
-        .await
-        .map_err(db)?;
-    }
-    tx.commit().await.map_err(db)
 }

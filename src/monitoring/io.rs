@@ -126,6 +126,24 @@ impl Prometheus {
         super::parse_query_result(&body).map_err(|e| IoError::Answer(format!("prometheus: {e}")))
     }
 
+    /// Every default-metric service's request rate at once ([`super::fleet_rate_query`]), keyed
+    /// `(namespace, service)`.
+    pub async fn fleet_rates(
+        &self,
+        window: &str,
+    ) -> Result<std::collections::HashMap<(String, String), Option<f64>>, IoError> {
+        let body = check(
+            "prometheus",
+            &self.base,
+            self.req(reqwest::Method::GET, "/api/v1/query")
+                .query(&[("query", super::fleet_rate_query(window))])
+                .send()
+                .await,
+        )
+        .await?;
+        super::parse_fleet_rates(&body).map_err(|e| IoError::Answer(format!("prometheus: {e}")))
+    }
+
     /// Evaluates a range query: every series with its samples from `start` to `end` (unix
     /// seconds) every `step` seconds.
     pub async fn query_range(

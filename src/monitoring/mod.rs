@@ -33,8 +33,9 @@ pub use dashboards::{
 };
 pub use duration::prometheus_duration;
 pub use query::{
-    DEFAULT_WINDOW, MAX_QUERY_BYTES, RangeSeries, parse_query_result, parse_range_result,
-    promql_string, rate_query, regex_escape,
+    DEFAULT_WINDOW, MAX_FLEET_QUERY_BYTES, MAX_QUERY_BYTES, RangeSeries, fleet_rate_query,
+    parse_fleet_rates, parse_query_result, parse_range_result, promql_string, rate_query,
+    regex_escape,
 };
 
 /// Why a body from Prometheus or Alertmanager, or a value destined for them, was refused.

@@ -124,6 +124,109 @@ fn read_answer(body: &[u8], what: &'static str) -> Result<Value, MonitoringError
     })
 }
 
+/// Largest answer to the fleet's rate query: a vector of one series per running service (about
+/// 100 bytes each), so 128 MiB covers a million services.
+pub const MAX_FLEET_QUERY_BYTES: usize = 128 * 1024 * 1024;
+
+/// The default rate query for every service at once (the scaling round's one query): the
+/// per-service default ([`rate_query`] without a template), grouped instead of filtered.
+pub fn fleet_rate_query(window: &str) -> String {
+    let window = prometheus_duration(window).unwrap_or_else(|_| DEFAULT_WINDOW.to_string());
+    format!("sum by (namespace, service) (rate(flask_http_request_total[{window}]))")
+}
+
+/// The answer to [`fleet_rate_query`]: rate per `(namespace, service)`, read by the rules of
+/// [`parse_query_result`] (NaN → 0). A series whose value is infinite maps to `None`: its
+/// service keeps its replicas this round rather than scale on a broken number.
+pub fn parse_fleet_rates(
+    body: &[u8],
+) -> Result<std::collections::HashMap<(String, String), Option<f64>>, MonitoringError> {
+    const WHAT: &str = "Prometheus fleet rate response";
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        status: String,
+        #[serde(default)]
+        data: Option<Data>,
+        #[serde(default, rename = "errorType")]
+        error_type: String,
+        #[serde(default)]
+        error: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct Data {
+        #[serde(rename = "resultType")]
+        result_type: String,
+        result: Vec<Sample>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Sample {
+        metric: Labels,
+        value: (Value, String),
+    }
+    #[derive(serde::Deserialize)]
+    struct Labels {
+        #[serde(default)]
+        namespace: String,
+        #[serde(default)]
+        service: String,
+    }
+    if body.len() > MAX_FLEET_QUERY_BYTES {
+        return Err(MonitoringError::TooLarge {
+            what: WHAT,
+            size: body.len(),
+            limit: MAX_FLEET_QUERY_BYTES,
+        });
+    }
+    let answer: Answer = serde_json::from_slice(body).map_err(|e| MonitoringError::Json {
+        what: WHAT,
+        message: e.to_string(),
+    })?;
+    if answer.status == "error" {
+        return Err(MonitoringError::Prometheus {
+            error_type: answer.error_type,
+            message: answer.error,
+        });
+    }
+    let malformed = |path: &str, message: String| MonitoringError::Malformed {
+        what: WHAT,
+        path: path.to_string(),
+        message,
+    };
+    if answer.status != "success" {
+        return Err(malformed(
+            "status",
+            format!("expected \"success\" or \"error\", got {:?}", answer.status),
+        ));
+    }
+    let data = answer
+        .data
+        .ok_or_else(|| malformed("data", "missing".into()))?;
+    if data.result_type != "vector" {
+        return Err(malformed(
+            "data.resultType",
+            format!("expected a vector, got {:?}", data.result_type),
+        ));
+    }
+    let mut out = std::collections::HashMap::with_capacity(data.result.len());
+    for (i, s) in data.result.into_iter().enumerate() {
+        let x: f64 = s.value.1.trim().parse().map_err(|_| {
+            malformed(
+                &format!("data.result[{i}].value"),
+                format!("{:?} is not a number", s.value.1),
+            )
+        })?;
+        let rate = if x.is_nan() {
+            Some(0.0)
+        } else if x.is_infinite() {
+            None
+        } else {
+            Some(x)
+        };
+        out.insert((s.metric.namespace, s.metric.service), rate);
+    }
+    Ok(out)
+}
+
 /// The number a Prometheus `/api/v1/query` answer holds, read by the scaler as λ.
 ///
 /// Rules (SPEC §3: "NaN/empty → 0"):

@@ -7,6 +7,13 @@ use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+mod scaling;
+
+pub use self::scaling::{
+    NewDecision, ScalingRow, ServiceNow, add_decisions, scaling_rows, services_now,
+    set_replicas_many, try_lock_graphs, unlock_graphs,
+};
+
 /// Storage errors, worded for the API's problem documents.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -1,0 +1,216 @@
+//! What the scaling round reads and its shards write, set-based: one statement per step however
+//! many graphs a round or a shard covers.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::StoreError;
+
+/// One running service of a running graph, with what scaling needs of its descriptor.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ScalingRow {
+    /// Graph name.
+    pub graph: String,
+    /// Graph's project.
+    pub project: String,
+    /// The descriptor's graph id (objects are named `<id>-<service>`).
+    pub graph_id: String,
+    /// Service id.
+    pub service: String,
+    /// Cluster it runs on.
+    pub cluster: String,
+    /// Replicas set now.
+    pub replicas: i32,
+    /// CPU per replica.
+    pub cpu_millis: i64,
+    /// Needs an accelerator.
+    pub gpu: bool,
+    /// The service's `deployment.intent.scaling`, as stored.
+    pub scaling: Option<serde_json::Value>,
+}
+
+/// Every placed, non-stopped service of every graph that should be and is running, in graph then
+/// descriptor order. The descriptor is read only for the one field scaling needs.
+pub async fn scaling_rows(conn: &mut PgConnection) -> Result<Vec<ScalingRow>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT g.name AS graph, g.project, coalesce(g.descriptor->>'id', g.name) AS graph_id,
+                s.name AS service, s.cluster, s.replicas, s.cpu_millis, s.gpu,
+                (SELECT x->'deployment'->'intent'->'scaling'
+                   FROM jsonb_array_elements(g.descriptor->'services') x
+                  WHERE x->>'id' = s.name LIMIT 1) AS scaling
+           FROM smo.graphs g JOIN smo.services s ON s.graph_id = g.id
+          WHERE g.desired = 'running' AND g.status = 'Running'
+            AND s.status NOT IN ('Pending', 'Stopped') AND s.cluster IS NOT NULL
+          ORDER BY g.name, s.position",
+    )
+    .fetch_all(&mut *conn)
+    .await?)
+}
+
+/// Takes the locks of `graphs` for this attempt of `job`, as [`super::try_lock_graph`] does for
+/// one: each graph's fencing token, for the graphs no other running attempt holds. Names are
+/// locked in sorted order, so two callers with overlapping sets cannot deadlock.
+pub async fn try_lock_graphs(
+    conn: &mut PgConnection,
+    graphs: &[String],
+    job: Uuid,
+    epoch: i64,
+    now: DateTime<Utc>,
+) -> Result<Vec<(String, i64)>, StoreError> {
+    Ok(sqlx::query_as(
+        "INSERT INTO smo.graph_locks AS l (graph, job_id, epoch, fence, locked_at)
+         SELECT g, $2, $3, nextval('smo.graph_fence'), $4
+           FROM (SELECT DISTINCT g FROM unnest($1::text[]) g ORDER BY g) n
+          WHERE EXISTS (SELECT 1 FROM smo_jobs.jobs j
+                         WHERE j.id = $2 AND j.epoch = $3 AND coalesce(j.state = 'running', false))
+         ON CONFLICT (graph) DO UPDATE
+            SET job_id = EXCLUDED.job_id, epoch = EXCLUDED.epoch, locked_at = EXCLUDED.locked_at,
+                fence = CASE WHEN l.job_id = EXCLUDED.job_id AND l.epoch = EXCLUDED.epoch
+                             THEN l.fence ELSE EXCLUDED.fence END
+          WHERE (l.job_id = EXCLUDED.job_id AND l.epoch = EXCLUDED.epoch)
+             OR NOT EXISTS (SELECT 1 FROM smo_jobs.jobs j
+                             WHERE j.id = l.job_id AND j.epoch = l.epoch
+                               AND coalesce(j.state = 'running', false))
+         RETURNING graph, fence",
+    )
+    .bind(graphs)
+    .bind(job)
+    .bind(epoch)
+    .bind(now)
+    .fetch_all(&mut *conn)
+    .await?)
+}
+
+/// Releases the locks this attempt of `job` holds on `graphs`.
+pub async fn unlock_graphs(
+    conn: &mut PgConnection,
+    graphs: &[String],
+    job: Uuid,
+    epoch: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM smo.graph_locks WHERE graph = ANY($1) AND job_id = $2 AND epoch = $3")
+        .bind(graphs)
+        .bind(job)
+        .bind(epoch)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// A service of a graph as it stands now, for a shard to check its plan is still current.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ServiceNow {
+    /// Graph name.
+    pub graph: String,
+    /// Graph row id.
+    pub graph_uuid: Uuid,
+    /// The descriptor's graph id (object names).
+    pub graph_id: String,
+    /// Whether the graph should be and is running.
+    pub running: bool,
+    /// Service id.
+    pub service: String,
+    /// Where it runs.
+    pub cluster: Option<String>,
+    /// Replicas set now.
+    pub replicas: i32,
+}
+
+/// The services of `graphs` as they stand now.
+pub async fn services_now(
+    conn: &mut PgConnection,
+    graphs: &[String],
+) -> Result<Vec<ServiceNow>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT g.name AS graph, g.id AS graph_uuid, coalesce(g.descriptor->>'id', g.name) AS graph_id,
+                (g.desired = 'running' AND g.status = 'Running') AS running,
+                s.name AS service, s.cluster, s.replicas
+           FROM smo.graphs g JOIN smo.services s ON s.graph_id = g.id
+          WHERE g.name = ANY($1)",
+    )
+    .bind(graphs)
+    .fetch_all(&mut *conn)
+    .await?)
+}
+
+/// Sets desired and ready replicas of many services at once: `(graph row id, service, replicas,
+/// ready)`.
+pub async fn set_replicas_many(
+    conn: &mut PgConnection,
+    rows: &[(Uuid, String, i32, i32)],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.0).collect();
+    let names: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
+    let replicas: Vec<i32> = rows.iter().map(|r| r.2).collect();
+    let ready: Vec<i32> = rows.iter().map(|r| r.3).collect();
+    sqlx::query(
+        "UPDATE smo.services s SET replicas = v.replicas, ready = v.ready, updated_at = $5
+           FROM unnest($1::uuid[], $2::text[], $3::int4[], $4::int4[]) AS v(graph_id, name, replicas, ready)
+          WHERE s.graph_id = v.graph_id AND s.name = v.name",
+    )
+    .bind(ids)
+    .bind(names)
+    .bind(replicas)
+    .bind(ready)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// A decision to append, for [`add_decisions`].
+#[derive(Debug, Clone)]
+pub struct NewDecision {
+    /// Graph name.
+    pub graph: String,
+    /// Its project.
+    pub project: String,
+    /// Decision kind.
+    pub kind: &'static str,
+    /// Job that took it.
+    pub job_id: Option<Uuid>,
+    /// One line for people.
+    pub message: String,
+    /// What it was taken from.
+    pub inputs: serde_json::Value,
+    /// What was decided.
+    pub outcome: serde_json::Value,
+}
+
+/// Appends many decisions in one statement, in the given order.
+pub async fn add_decisions(
+    conn: &mut PgConnection,
+    decisions: &[NewDecision],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    if decisions.is_empty() {
+        return Ok(());
+    }
+    let col = |f: fn(&NewDecision) -> String| decisions.iter().map(f).collect::<Vec<String>>();
+    let jobs: Vec<Option<Uuid>> = decisions.iter().map(|d| d.job_id).collect();
+    let inputs: Vec<serde_json::Value> = decisions.iter().map(|d| d.inputs.clone()).collect();
+    let outcomes: Vec<serde_json::Value> = decisions.iter().map(|d| d.outcome.clone()).collect();
+    sqlx::query(
+        "INSERT INTO smo.decisions (graph, project, kind, job_id, message, inputs, outcome, at)
+         SELECT graph, project, kind, job_id, message, inputs, outcome, $8
+           FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::jsonb[], $7::jsonb[])
+                WITH ORDINALITY AS v(graph, project, kind, job_id, message, inputs, outcome, n)
+          ORDER BY n",
+    )
+    .bind(col(|d| d.graph.clone()))
+    .bind(col(|d| d.project.clone()))
+    .bind(col(|d| d.kind.to_string()))
+    .bind(jobs)
+    .bind(col(|d| d.message.clone()))
+    .bind(inputs)
+    .bind(outcomes)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
