@@ -90,8 +90,15 @@ pub(crate) fn parse_query(q: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Serves one request against the state; every write is followed by [`reconcile`].
+/// Serves one request against the state. A write that shapes the federation marks the
+/// simulation stale; the next read runs [`reconcile`] first. As with a real control plane, a
+/// write's answer carries the status the controllers last wrote, and what a client reads
+/// afterwards reflects every write before it. A burst of writes (a deploy's objects, a scaling
+/// shard's patches) costs one reconcile instead of one each: a reconcile visits every workload.
 pub(crate) fn handle(st: &mut State, req: &Req) -> Resp {
+    if st.stale && req.method == "GET" {
+        reconcile(st, Instant::now());
+    }
     let path = match req.path.trim_end_matches('/') {
         "" => "/",
         p => p,
@@ -159,6 +166,7 @@ pub(crate) fn handle(st: &mut State, req: &Req) -> Resp {
                 write_latency_ms: 0,
                 schemas: st.schemas.clone(),
                 writes: Default::default(),
+                stale: st.stale,
             };
             kube(&mut scratch, req, p, &query)
         }
@@ -499,7 +507,7 @@ fn kube(st: &mut State, req: &Req, path: &str, query: &BTreeMap<String, String>)
                 "DELETE" => {
                     let gone = st.store.delete(&key)?;
                     if shapes_the_federation(t.res) {
-                        reconcile(st, Instant::now());
+                        st.stale = true;
                     }
                     return Ok((200, gone));
                 }
@@ -542,7 +550,7 @@ fn kube(st: &mut State, req: &Req, path: &str, query: &BTreeMap<String, String>)
         _ => return Err(ApiError::NoRoute),
     };
     if shapes_the_federation(t.res) {
-        reconcile(st, Instant::now());
+        st.stale = true;
     }
     let (code, key) = out;
     found(st, &key).map(|(_, v)| (code, v))
@@ -639,7 +647,7 @@ fn delete_collection(
         gone.push(st.store.delete(&k)?);
     }
     if shapes_the_federation(res) {
-        reconcile(st, Instant::now());
+        st.stale = true;
     }
     Ok((200, list_json(st, res, gone)))
 }
@@ -711,7 +719,7 @@ fn scale(st: &mut State, key: &ObjKey, method: &str, req: &Req) -> Out {
     let manager = field_manager(&query, req);
     st.store
         .patch(key, PatchType::Merge, patch, manager, false, Part::Main)?;
-    reconcile(st, Instant::now());
+    st.stale = true;
     let (_, d) = found(st, key)?;
     Ok((200, scale_of(&d)))
 }

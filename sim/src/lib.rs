@@ -344,6 +344,8 @@ pub(crate) struct State {
     schemas: Arc<BTreeMap<String, serde_json::Value>>,
     /// Every write request, newest last (bounded): the audit log of `GET /sim/writes`.
     writes: std::collections::VecDeque<WriteRecord>,
+    /// A write changed what the simulation computes since its last reconcile (see `api::handle`).
+    stale: bool,
 }
 
 /// One write request as the sim received it: what a Kubernetes audit log records at the
@@ -423,6 +425,7 @@ impl Sim {
             write_latency_ms: config.write_latency_ms,
             schemas: Arc::new(config.schemas.clone()),
             writes: Default::default(),
+            stale: false,
         };
         let persist = config.state_file.as_ref().map(|path| {
             match std::fs::read(path) {

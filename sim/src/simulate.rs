@@ -748,7 +748,7 @@ fn bind(st: &mut State, workloads: &[Workload], stamp: &str) {
             });
             let _ = st.store.create(Res::ResourceBinding, &w.key.ns, body);
         } else {
-            st.store.update_with(&key, |o| o["spec"] = spec);
+            st.store.set_field(&key, "spec", spec);
         }
         st.store.set_status(&key, status);
     }
@@ -775,6 +775,7 @@ fn bind(st: &mut State, workloads: &[Workload], stamp: &str) {
 /// (oldest deployment first), then new replicas are placed in creation order; whatever does
 /// not fit stays pending and counts as `allocating` on its cluster.
 pub(crate) fn reconcile(st: &mut State, now: Instant) {
+    st.stale = false;
     sync_clusters(st);
     let stamp = now_rfc3339();
     let labels: BTreeMap<String, Value> = st

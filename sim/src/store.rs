@@ -948,7 +948,23 @@ impl Store {
 
     /// Replaces an object's status on behalf of the simulation; bumps the version only on change.
     pub fn set_status(&mut self, key: &ObjKey, status: Value) -> bool {
-        self.update_with(key, |o| o["status"] = status)
+        self.set_field(key, "status", status)
+    }
+
+    /// Sets one top-level field (the simulation's status and spec writes); no-op aware. Compares
+    /// the field alone: the simulation rewrites every workload's status on each reconcile, and
+    /// cloning whole objects to compare them made a write cost as much as the federation is big.
+    pub fn set_field(&mut self, key: &ObjKey, field: &str, value: Value) -> bool {
+        let Some(e) = self.objects.get_mut(key) else {
+            return false;
+        };
+        if e.obj.get(field) == Some(&value) {
+            return false;
+        }
+        e.obj[field] = value;
+        self.rv += 1;
+        e.obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+        true
     }
 
     /// Lets the simulation edit an object in place (e.g. a Cluster's taints); no-op aware.
