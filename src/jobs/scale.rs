@@ -352,53 +352,81 @@ async fn apply_shard(
         })
         .collect();
 
-    // Patch the federation, SHARD_CONCURRENCY calls at a time.
+    // Patch the federation, SHARD_CONCURRENCY calls at a time; then read what it reports (a
+    // member may not fit every new replica). Reads come after all the writes, so a control plane
+    // that settles its statuses once per burst of writes settles them once per shard.
     let calls: Vec<(usize, usize)> = current
         .iter()
         .enumerate()
         .flat_map(|(gi, g)| (0..g.changes.len()).map(move |ci| (gi, ci)))
         .collect();
-    let results: Vec<((usize, usize), CallResult)> = if calls.is_empty() {
-        Vec::new()
-    } else {
+    let target = |gi: usize, ci: usize| {
+        let g = current[gi];
+        let c = &g.changes[ci];
+        (g, c, manifests::object_name(&now[&g.graph].1, &c.service))
+    };
+    let mut results: Vec<((usize, usize), CallResult)> = Vec::with_capacity(calls.len());
+    if !calls.is_empty() {
         let federation = app.federation()?;
-        futures::stream::iter(calls)
-            .map(|(gi, ci)| {
-                let g = current[gi];
-                let c = &g.changes[ci];
-                let deployment = manifests::object_name(&now[&g.graph].1, &c.service);
-                let fence = Fence::new(ctx.lease.clone(), Some(locked[&g.graph]));
-                async move {
-                    let r = async {
-                        match federation
+        let patched: Vec<((usize, usize), Result<bool, FederationError>)> =
+            futures::stream::iter(calls)
+                .map(|(gi, ci)| {
+                    let (g, c, deployment) = target(gi, ci);
+                    let fence = Fence::new(ctx.lease.clone(), Some(locked[&g.graph]));
+                    async move {
+                        let r = match federation
                             .scale(&g.project, &deployment, c.to as i32, &fence)
                             .await
                         {
-                            Ok(()) => {}
+                            Ok(()) => Ok(true),
                             Err(FederationError::Kube(kube::Error::Api(e))) if e.code == 404 => {
-                                return Ok(Applied::Missing(format!(
-                                    "{}: no Deployment {deployment} to scale",
-                                    c.service
-                                )));
+                                Ok(false)
                             }
-                            Err(e) => return Err(e),
-                        }
-                        // What the federation reports now (a member may not fit every replica).
-                        let ready = federation
-                            .deployment_replicas(&g.project, &deployment)
-                            .await?
-                            .map_or(0, |(_, ready)| ready);
-                        Ok(Applied::Set { ready })
+                            Err(e) => Err(e),
+                        };
+                        ((gi, ci), r)
                     }
-                    .await;
+                    .boxed()
+                })
+                .buffer_unordered(SHARD_CONCURRENCY)
+                .collect()
+                .await;
+        let mut reads = Vec::new();
+        for ((gi, ci), r) in patched {
+            match r {
+                Ok(true) => reads.push((gi, ci)),
+                Ok(false) => {
+                    let (_, c, deployment) = target(gi, ci);
+                    results.push((
+                        (gi, ci),
+                        Ok(Applied::Missing(format!(
+                            "{}: no Deployment {deployment} to scale",
+                            c.service
+                        ))),
+                    ));
+                }
+                Err(e) => results.push(((gi, ci), Err(e))),
+            }
+        }
+        let read: Vec<((usize, usize), CallResult)> = futures::stream::iter(reads)
+            .map(|(gi, ci)| {
+                let (g, _, deployment) = target(gi, ci);
+                async move {
+                    let r = federation
+                        .deployment_replicas(&g.project, &deployment)
+                        .await
+                        .map(|d| Applied::Set {
+                            ready: d.map_or(0, |(_, ready)| ready),
+                        });
                     ((gi, ci), r)
                 }
                 .boxed()
             })
             .buffer_unordered(SHARD_CONCURRENCY)
             .collect()
-            .await
-    };
+            .await;
+        results.extend(read);
+    }
     let mut per_graph: BTreeMap<usize, Vec<(usize, CallResult)>> = BTreeMap::new();
     for ((gi, ci), r) in results {
         per_graph.entry(gi).or_default().push((ci, r));

@@ -42,7 +42,8 @@ pub fn solve_cluster(
     let mut fixed = 0.0;
     let mut joint: Vec<ScaleService> = Vec::new();
     let mut group: Vec<usize> = Vec::new();
-    let mut notes: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+    // Per graph kept in the solve: its notes and its services' name order.
+    let mut kept: BTreeMap<usize, (Vec<String>, Vec<usize>)> = BTreeMap::new();
     // Service-level pre-checks only: capacity is judged once, for all graphs.
     let unbounded = ScaleCluster {
         cpu: f64::MAX,
@@ -67,7 +68,7 @@ pub fn solve_cluster(
             );
             continue;
         }
-        notes.insert(gi, prep.notes);
+        kept.insert(gi, (prep.notes, prep.order));
         for s in &g.services {
             joint.push(ScaleService {
                 name: format!("{}/{}", g.graph, s.name),
@@ -93,7 +94,7 @@ pub fn solve_cluster(
         .cloned()
         .collect();
     if !prep.reasons.is_empty() {
-        for (gi, n) in notes {
+        for (gi, (n, _)) in kept {
             out.insert(
                 graphs[gi].graph.clone(),
                 Ok(ScaleOutcome::Infeasible {
@@ -115,10 +116,10 @@ pub fn solve_cluster(
     }
     // Split the joint answer back per graph (joint services are contiguous per graph).
     let mut start = 0;
-    for (gi, graph_notes) in notes {
+    for (gi, (graph_notes, order)) in kept {
         let g = &graphs[gi];
         let end = start + g.services.len();
-        let sub = sub_prepared(&prep, start, end);
+        let sub = sub_prepared(&prep, order, start, end);
         let mut n = graph_notes;
         n.extend(shared.iter().cloned());
         out.insert(
@@ -141,17 +142,9 @@ fn current_cores(services: &[ScaleService]) -> f64 {
     services.iter().map(|s| s.cpu * f64::from(s.current)).sum()
 }
 
-/// The part of the joint preparation that covers services `start..end` (one graph), in that
-/// graph's own name order, for its objective and its outcome.
-fn sub_prepared(prep: &Prepared, start: usize, end: usize) -> Prepared {
-    let mut order: Vec<usize> = prep
-        .order
-        .iter()
-        .filter(|&&i| (start..end).contains(&i))
-        .map(|&i| i - start)
-        .collect();
-    // Joint names are "<graph>/<service>": within one graph that is service name order already.
-    order.shrink_to_fit();
+/// The part of the joint preparation that covers services `start..end` (one graph), with that
+/// graph's own name `order`, for its objective and its outcome.
+fn sub_prepared(prep: &Prepared, order: Vec<usize>, start: usize, end: usize) -> Prepared {
     Prepared {
         order,
         lo: prep.lo[start..end].to_vec(),

@@ -5,7 +5,7 @@
 //! [`plan_round`], and hands the plans to shards that apply and record them. Graphs whose
 //! replicas stay put get no plan, so a steady fleet costs one read, one query and one solve.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -120,23 +120,19 @@ pub fn plan_round(
         services: services.len(),
         ..RoundPlan::default()
     };
-    // cluster → graph → services, and graph → (project, rates).
+    // cluster → graph → services, and graph → (project, [(service, query)]).
     let mut per_cluster: BTreeMap<String, BTreeMap<String, Vec<ScaleService>>> = BTreeMap::new();
-    let mut rates: BTreeMap<String, (String, BTreeMap<String, serde_json::Value>)> =
-        BTreeMap::new();
+    let mut queries: HashMap<String, (String, Vec<(String, String)>)> = HashMap::new();
     for s in services {
         if !by_name.contains_key(s.cluster.as_str()) {
             plan.unknown_cluster += 1;
             continue;
         }
-        rates
+        queries
             .entry(s.graph.clone())
-            .or_insert_with(|| (s.project.clone(), BTreeMap::new()))
+            .or_insert_with(|| (s.project, Vec::new()))
             .1
-            .insert(
-                s.service.name.clone(),
-                json!({ "query": s.query, "rate": s.service.rate }),
-            );
+            .push((s.service.name.clone(), s.query));
         per_cluster
             .entry(s.cluster)
             .or_default()
@@ -220,9 +216,21 @@ pub fn plan_round(
         if gp.changes.is_empty() && gp.infeasible.is_empty() {
             continue;
         }
-        let (project, graph_rates) = rates.remove(&graph).unwrap_or_default();
+        let (project, graph_queries) = queries.remove(&graph).unwrap_or_default();
+        let rate_of: HashMap<&str, f64> = inputs
+            .values()
+            .flatten()
+            .map(|s| (s.name.as_str(), s.rate))
+            .collect();
+        let rates: BTreeMap<&str, serde_json::Value> = graph_queries
+            .iter()
+            .map(|(service, query)| {
+                let rate = rate_of.get(service.as_str()).copied().unwrap_or(f64::NAN);
+                (service.as_str(), json!({ "query": query, "rate": rate }))
+            })
+            .collect();
         gp.project = project;
-        gp.inputs = json!({ "rates": graph_rates, "clusters": budgets, "services": inputs });
+        gp.inputs = json!({ "rates": rates, "clusters": budgets, "services": inputs });
         plan.graphs.push(gp);
     }
     plan
