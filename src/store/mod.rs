@@ -11,7 +11,7 @@ mod scaling;
 
 pub use self::scaling::{
     NewDecision, ScalingRow, ServiceNow, add_decisions, scaling_rows, services_now,
-    set_replicas_many, try_lock_graphs, unlock_graphs,
+    set_replicas_many,
 };
 
 /// Storage errors, worded for the API's problem documents.
@@ -600,26 +600,60 @@ pub async fn try_lock_graph(
     epoch: i64,
     now: DateTime<Utc>,
 ) -> Result<Option<i64>, StoreError> {
-    Ok(sqlx::query_scalar(
+    Ok(try_lock_graphs(conn, &[graph.to_string()], job, epoch, now)
+        .await?
+        .pop()
+        .map(|(_, fence)| fence))
+}
+
+/// [`try_lock_graph`] for many graphs in one statement (a scaling shard's): the fencing token of
+/// each graph no other running attempt holds. Names are locked in sorted order, so two callers
+/// with overlapping sets cannot deadlock.
+pub async fn try_lock_graphs(
+    conn: &mut PgConnection,
+    graphs: &[String],
+    job: Uuid,
+    epoch: i64,
+    now: DateTime<Utc>,
+) -> Result<Vec<(String, i64)>, StoreError> {
+    Ok(sqlx::query_as(
         "INSERT INTO smo.graph_locks AS l (graph, job_id, epoch, fence, locked_at)
-         SELECT $1, $2, $3, nextval('smo.graph_fence'), $4
+         SELECT g, $2, $3, nextval('smo.graph_fence'), $4
+           FROM (SELECT DISTINCT g FROM unnest($1::text[]) g ORDER BY g) n
           WHERE EXISTS (SELECT 1 FROM smo_jobs.jobs j
-                         WHERE j.id = $2 AND j.epoch = $3 AND j.state = 'running')
+                         WHERE j.id = $2 AND j.epoch = $3 AND coalesce(j.state = 'running', false))
          ON CONFLICT (graph) DO UPDATE
             SET job_id = EXCLUDED.job_id, epoch = EXCLUDED.epoch, locked_at = EXCLUDED.locked_at,
                 fence = CASE WHEN l.job_id = EXCLUDED.job_id AND l.epoch = EXCLUDED.epoch
                              THEN l.fence ELSE EXCLUDED.fence END
           WHERE (l.job_id = EXCLUDED.job_id AND l.epoch = EXCLUDED.epoch)
              OR NOT EXISTS (SELECT 1 FROM smo_jobs.jobs j
-                             WHERE j.id = l.job_id AND j.epoch = l.epoch AND j.state = 'running')
-         RETURNING fence",
+                             WHERE j.id = l.job_id AND j.epoch = l.epoch
+                               AND coalesce(j.state = 'running', false))
+         RETURNING graph, fence",
     )
-    .bind(graph)
+    .bind(graphs)
     .bind(job)
     .bind(epoch)
     .bind(now)
-    .fetch_optional(&mut *conn)
+    .fetch_all(&mut *conn)
     .await?)
+}
+
+/// Releases the locks this attempt of `job` holds on `graphs`.
+pub async fn unlock_graphs(
+    conn: &mut PgConnection,
+    graphs: &[String],
+    job: Uuid,
+    epoch: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM smo.graph_locks WHERE graph = ANY($1) AND job_id = $2 AND epoch = $3")
+        .bind(graphs)
+        .bind(job)
+        .bind(epoch)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
 
 /// Releases the graph's lock if this attempt of `job` holds it (a superseded attempt never
@@ -630,13 +664,7 @@ pub async fn unlock_graph(
     job: Uuid,
     epoch: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM smo.graph_locks WHERE graph = $1 AND job_id = $2 AND epoch = $3")
-        .bind(graph)
-        .bind(job)
-        .bind(epoch)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
+    unlock_graphs(conn, &[graph.to_string()], job, epoch).await
 }
 
 /// The graph's row locked for the rest of the transaction, if it still exists: the point where a
