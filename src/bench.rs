@@ -101,7 +101,7 @@ fn fleet_answer(graphs: usize, changing: &[usize]) -> Vec<u8> {
 }
 
 /// A simulated federation holding the Deployments of the changing graphs (so their scale patches
-/// land on real objects), seeded through the sim's state file.
+/// land on real objects), loaded in the sim's state-file format.
 async fn seeded_sim(
     changing: &[usize],
 ) -> anyhow::Result<(Federation, smo_sim::SimHandle, ScratchDir)> {
@@ -120,18 +120,10 @@ async fn seeded_sim(
                                                "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]}}}}}));
         }
     }
-    let state = dir.0.join("sim.json");
-    std::fs::write(
-        &state,
-        serde_json::to_vec(
-            &serde_json::json!({"resourceVersion": objects.len() + 1, "objects": objects}),
-        )?,
-    )?;
-    let config = smo_sim::SimConfig {
-        state_file: Some(state),
-        ..smo_sim::SimConfig::demo()
-    };
-    let sim = smo_sim::Sim::new(config);
+    let sim = smo_sim::Sim::new(smo_sim::SimConfig::demo());
+    sim.load_objects(
+        &serde_json::json!({"resourceVersion": objects.len() + 1, "objects": objects}),
+    );
     let (addr, handle) = sim.spawn_on("127.0.0.1:0")?;
     let kubeconfig = dir.0.join("kubeconfig");
     std::fs::write(

@@ -451,6 +451,17 @@ impl Sim {
         }
     }
 
+    /// Adds the objects of a saved state (the state file's format: `{"resourceVersion", "objects":
+    /// [{"seq", "object"}]}`) without a state file, e.g. a benchmark's thousands of Deployments;
+    /// returns how many were loaded.
+    pub fn load_objects(&self, saved: &serde_json::Value) -> usize {
+        self.with_state(|st| {
+            let n = st.store.restore(saved);
+            reconcile(st, Instant::now());
+            n
+        })
+    }
+
     /// Writes the state file now if anything changed (atomically: a temporary file, renamed).
     pub fn save(&self) -> std::io::Result<()> {
         let Some(p) = &self.persist else {

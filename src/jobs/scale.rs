@@ -322,20 +322,27 @@ async fn apply_shard(
     }
     let now_rows = {
         let mut conn = app.pool.acquire().await.map_err(db)?;
-        store::services_now(&mut conn, &mine).await.map_err(db)?
+        store::services_now(&mut conn, &mine, ctx.id)
+            .await
+            .map_err(db)?
     };
-    // graph → (row id, object graph id, running, service → (cluster, replicas))
+    // graph → (row id, object graph id, running and not yet recorded by this job,
+    // service → (cluster, replicas))
     type Now = (Uuid, String, bool, HashMap<String, (Option<String>, i32)>);
     let mut now: HashMap<String, Now> = HashMap::new();
     for r in now_rows {
         now.entry(r.graph)
-            .or_insert_with(|| (r.graph_uuid, r.graph_id, r.running, HashMap::new()))
+            .or_insert_with(|| {
+                let open = r.running && !r.decided;
+                (r.graph_uuid, r.graph_id, open, HashMap::new())
+            })
             .3
             .insert(r.service, (r.cluster, r.replicas));
     }
-    // Plans that still describe their graph: held by this shard, running, every changed service
-    // where and at the count the round saw. Another job (a deploy, a re-place, a stop) that ran
-    // in between decided otherwise; the next round starts from what it left.
+    // Plans that still describe their graph: held by this shard, running, not yet recorded by an
+    // earlier attempt of this shard, every changed service where and at the count the round saw.
+    // Another job (a deploy, a re-place, a stop) that ran in between decided otherwise; the next
+    // round starts from what it left.
     let current: Vec<&GraphPlan> = job
         .graphs
         .iter()

@@ -59,6 +59,9 @@ pub struct ServiceNow {
     pub graph_id: String,
     /// Whether the graph should be and is running.
     pub running: bool,
+    /// Whether the job asking has already recorded a decision for the graph (an earlier
+    /// attempt of the same shard did its work).
+    pub decided: bool,
     /// Service id.
     pub service: String,
     /// Where it runs.
@@ -67,19 +70,22 @@ pub struct ServiceNow {
     pub replicas: i32,
 }
 
-/// The services of `graphs` as they stand now.
+/// The services of `graphs` as they stand now, as `job` sees them.
 pub async fn services_now(
     conn: &mut PgConnection,
     graphs: &[String],
+    job: Uuid,
 ) -> Result<Vec<ServiceNow>, StoreError> {
     Ok(sqlx::query_as(
         "SELECT g.name AS graph, g.id AS graph_uuid, coalesce(g.descriptor->>'id', g.name) AS graph_id,
                 (g.desired = 'running' AND g.status = 'Running') AS running,
+                EXISTS (SELECT 1 FROM smo.decisions d WHERE d.graph = g.name AND d.job_id = $2) AS decided,
                 s.name AS service, s.cluster, s.replicas
            FROM smo.graphs g JOIN smo.services s ON s.graph_id = g.id
           WHERE g.name = ANY($1)",
     )
     .bind(graphs)
+    .bind(job)
     .fetch_all(&mut *conn)
     .await?)
 }
