@@ -1,7 +1,8 @@
 //! Scaling rounds end to end: two graphs sharing a small cluster scale together through the
 //! simulated federation, and when their loads cannot both be served there the round re-places
 //! them instead of over-committing the cluster (each graph's own tick used to take the whole free
-//! CPU); a shard whose plan went stale changes nothing.
+//! CPU); a shard whose plan went stale changes nothing, and one run again after it recorded
+//! records nothing twice.
 
 use std::{
     collections::HashMap,
@@ -198,4 +199,44 @@ async fn graphs_sharing_a_cluster_scale_in_one_round_and_never_over_commit_it() 
     run(&queue, &registry).await;
     assert_eq!(replicas(&s, "ga-web").await, running);
     assert_eq!(messages(&s, "ga").await.len(), before);
+
+    // A shard run again after it recorded (its worker died between the commit and the
+    // acknowledgement) records nothing twice: one decision, one re-placement.
+    let id = queue
+        .enqueue(&ScaleShardJob {
+            round: uuid::Uuid::new_v4(),
+            index: 0,
+            graphs: vec![GraphPlan {
+                graph: "gb".into(),
+                project: "p".into(),
+                changes: vec![],
+                infeasible: vec!["small: too much load".into()],
+                notes: vec![],
+                inputs: json!({}),
+                outcome: Default::default(),
+            }],
+        })
+        .await
+        .unwrap()
+        .id;
+    let counts = || async {
+        sqlx::query_as::<_, (i64, i64)>(
+            "SELECT (SELECT count(*) FROM smo.decisions WHERE graph = 'gb' AND job_id = $1),
+                    (SELECT count(*) FROM smo.graph_jobs WHERE graph = 'gb' AND kind = 're-place')",
+        )
+        .bind(id)
+        .fetch_one(&s.db.pool)
+        .await
+        .unwrap()
+    };
+    run(&queue, &registry).await;
+    let (decided, re_placed) = counts().await;
+    assert_eq!(decided, 1);
+    sqlx::query("UPDATE smo_jobs.jobs SET state = 'queued', finished_at = NULL WHERE id = $1")
+        .bind(id)
+        .execute(&s.db.pool)
+        .await
+        .unwrap();
+    run(&queue, &registry).await;
+    assert_eq!(counts().await, (decided, re_placed));
 }
