@@ -33,8 +33,8 @@ fn bench(c: &mut Criterion) {
                     for _ in 0..4 {
                         s.spawn(|| {
                             for _ in 0..iters / 4 + 1 {
-                                COUNTER.inc(&["scale-tick"]);
-                                HISTOGRAM.observe(&["scale-tick", "succeeded"], 0.001);
+                                COUNTER.inc(&["scale-shard"]);
+                                HISTOGRAM.observe(&["scale-shard", "succeeded"], 0.001);
                             }
                         });
                     }

@@ -24,7 +24,7 @@ async fn apalis_board_lists_pushes_and_shows_smo_jobs_in_a_real_browser() {
     q.enqueue_many(&[
         job("deploy", json!({"graph": "shop"})),
         job("deploy", json!({"graph": "blog"})),
-        job("scale-tick", json!({"graph": "shop"})),
+        job("publish-dashboards", json!({"graph": "shop"})),
     ])
     .await
     .unwrap();
@@ -55,7 +55,10 @@ async fn apalis_board_lists_pushes_and_shows_smo_jobs_in_a_real_browser() {
         .iter()
         .map(|q| q["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["deploy", "jobs.prune", "noop", "scale-tick"]);
+    assert_eq!(
+        names,
+        ["deploy", "jobs.prune", "noop", "publish-dashboards"]
+    );
     // A queue's tasks, filtered by apalis status (Failed = dead), and one task by id.
     let deploys = get("/queues/deploy/tasks?page=1").await;
     assert_eq!(deploys.as_array().unwrap().len(), 2, "{deploys}");
@@ -64,13 +67,13 @@ async fn apalis_board_lists_pushes_and_shows_smo_jobs_in_a_real_browser() {
     assert_eq!(failed[0]["args"]["graph"], "blog", "{failed}");
     let id = q
         .list(&smo_jobs::JobFilter {
-            kind: Some("scale-tick".into()),
+            kind: Some("publish-dashboards".into()),
             ..Default::default()
         })
         .await
         .unwrap()[0]
         .id;
-    let one = get(&format!("/queues/scale-tick/tasks/{id}")).await;
+    let one = get(&format!("/queues/publish-dashboards/tasks/{id}")).await;
     assert_eq!(one["args"]["graph"], "shop", "{one}");
 
     // Pushing from the board enqueues a job of that kind through the backend's task sink.
@@ -106,7 +109,7 @@ async fn apalis_board_lists_pushes_and_shows_smo_jobs_in_a_real_browser() {
     let b = Browser::start().await;
     b.goto(&format!("{base}/")).await;
     let page = b
-        .wait_for("the board's queue list", 60, "scale-tick", false)
+        .wait_for("the board's queue list", 60, "publish-dashboards", false)
         .await;
     assert!(page.contains("deploy"), "{page}");
     b.screenshot("board-01-overview").await;
