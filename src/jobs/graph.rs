@@ -11,7 +11,7 @@ use serde_json::json;
 use smo_jobs::{JobContext, JobError};
 use sqlx::PgConnection;
 
-use super::{App, begin_record, db, retryable};
+use super::{App, begin_record, db, descriptor_of, load_graph, retryable};
 use crate::{
     federation::{
         Fence,
@@ -89,22 +89,6 @@ pub(super) async fn unless_busy<F: Future<Output = Result<(), JobError>>>(
 ) -> Result<(), JobError> {
     locked(app, name, ctx, body).await?;
     Ok(())
-}
-
-/// The graph's record, read on a short-lived connection.
-pub(super) async fn load_graph(app: &App, name: &str) -> Result<Option<GraphRecord>, JobError> {
-    let mut conn = app.pool.acquire().await.map_err(db)?;
-    store::find_graph(&mut conn, name).await.map_err(db)
-}
-
-/// The stored descriptor as a graph.
-pub(super) fn descriptor_of(g: &GraphRecord) -> Result<Graph, JobError> {
-    serde_json::from_value(g.descriptor.clone()).map_err(|e| {
-        JobError::Permanent(format!(
-            "stored descriptor of {} does not load: {e}",
-            g.name
-        ))
-    })
 }
 
 /// Enqueues `publish-dashboards` for the graph in the caller's transaction, linked to the graph.

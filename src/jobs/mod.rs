@@ -312,6 +312,25 @@ pub(crate) fn retryable(e: impl Retryable) -> JobError {
     }
 }
 
+/// The graph's record, read on a short-lived connection.
+pub(crate) async fn load_graph(
+    app: &App,
+    name: &str,
+) -> Result<Option<crate::store::GraphRecord>, JobError> {
+    let mut conn = app.pool.acquire().await.map_err(db)?;
+    crate::store::find_graph(&mut conn, name).await.map_err(db)
+}
+
+/// The stored descriptor as a graph.
+pub(crate) fn descriptor_of(g: &crate::store::GraphRecord) -> Result<crate::hdag::Graph, JobError> {
+    serde_json::from_value(g.descriptor.clone()).map_err(|e| {
+        JobError::Permanent(format!(
+            "stored descriptor of {} does not load: {e}",
+            g.name
+        ))
+    })
+}
+
 /// Opens the transaction that records an attempt's outcome, after `JobContext::fence` proved the
 /// attempt still owns its job: a superseded attempt records nothing.
 pub(crate) async fn begin_record(

@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 use serde_json::json;
 use smo_jobs::{JobContext, JobError, NewJob};
 
-use super::{App, db, graph, retryable};
+use super::{App, db, retryable};
 use crate::{
     federation::{Fence, manifests},
     hdag::Graph,
@@ -79,13 +79,13 @@ fn rule_file_path(dir: &std::path::Path, project: &str, graph: &str) -> PathBuf 
 
 /// Publishes the graph's dashboards (Grafana) and alert rules; stores the dashboard URLs.
 pub async fn publish(app: &App, name: &str, ctx: &JobContext) -> Result<(), JobError> {
-    let Some(g) = graph::load_graph(app, name).await? else {
+    let Some(g) = super::load_graph(app, name).await? else {
         return Ok(());
     };
     if g.desired != Desired::Running.as_str() {
         return Ok(());
     }
-    let graph: Graph = graph::descriptor_of(&g)?;
+    let graph: Graph = super::descriptor_of(&g)?;
     // Not under the graph lock (publishing is idempotent and may overlap a deploy), so no token:
     // the lease alone stops a lost worker's writes.
     let fence = Fence::new(ctx.lease.clone(), None);
