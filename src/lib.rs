@@ -3,8 +3,7 @@
 //! Module map (read this first; ARCHITECTURE.md has the longer story):
 //! - [`hdag`]       descriptor types, parsing and validation (pure)
 //! - [`placement`]  which cluster each service runs on: a MILP over good_lp + HiGHS (pure)
-//! - [`scaling`]    replicas from request rates (SPEC §3): each cluster's graphs solved together,
-//!                  a whole scaling round planned as data (pure)
+//! - [`scaling`]    replicas from request rates (SPEC §3), a cluster's graphs together (pure)
 //! - [`monitoring`] dashboards, alert rules and PromQL (pure); Prometheus/Grafana clients (`io`)
 //! - [`oci`]        packaged descriptors: tar.gz, `oci://` references, registry pull/push
 //! - [`settings`]   layered configuration shared by every binary
@@ -13,8 +12,7 @@
 //! - [`cli`]        output, duration and connection helpers of the command lines
 //! - [`store`]      smo's tables: graphs, services, clusters, decisions
 //! - [`federation`] generated Karmada objects (pure) and the kube-rs client
-//! - [`jobs`]       smo's job kinds: deploy, start, stop, re-place, remove, cluster-sync, and the
-//!                  scaling round with its shards
+//! - [`jobs`]       smo's job kinds: deploy, start, stop, re-place, remove, scaling rounds, …
 //! - [`http`]       the REST API (poem-openapi), problem+json errors
 //! - [`metrics`]    smo's own Prometheus series (queue, jobs, requests, solves)
 //! - [`bench`]      `smo bench`: figures printed, never asserted
