@@ -1027,7 +1027,7 @@ pub fn descriptor() -> anyhow::Result<DescriptorReport> {
         })
         .collect();
     let started = Instant::now();
-    let (plan, objects) = jobs::dry_run_plan(&parsed.graph, &clusters, "bench")?;
+    let (plan, objects) = crate::plan::dry_run(&parsed.graph, &clusters, "bench")?;
     let plan_secs = started.elapsed().as_secs_f64();
     anyhow::ensure!(plan.placement.len() == parsed.graph.services.len());
     let peak = proc_status_kib("VmHWM:").unwrap_or(0.0);

@@ -3,6 +3,7 @@
 //! Module map (read this first; ARCHITECTURE.md has the longer story):
 //! - [`hdag`]       descriptor types, parsing and validation (pure)
 //! - [`placement`]  which cluster each service runs on: a MILP over good_lp + HiGHS (pure)
+//! - [`plan`]       what a graph job will do: placement, objects, releases, records (pure)
 //! - [`scaling`]    replicas from request rates (SPEC §3), a cluster's graphs together (pure)
 //! - [`monitoring`] dashboards, alert rules and PromQL (pure); Prometheus/Grafana clients (`io`)
 //! - [`oci`]        packaged descriptors: tar.gz, `oci://` references, registry pull/push
@@ -28,6 +29,7 @@ pub mod metrics;
 pub mod monitoring;
 pub mod oci;
 pub mod placement;
+pub mod plan;
 pub mod scaling;
 pub mod server;
 pub mod settings;
@@ -97,6 +99,7 @@ mod tidy {
         const PURE: &[&str] = &[
             "hdag",
             "placement",
+            "plan.rs",
             "scaling",
             "monitoring",
             "federation/manifests.rs",

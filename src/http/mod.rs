@@ -28,7 +28,7 @@ use crate::{
     federation::manifests,
     hdag::{self, DescriptorError, Graph, conditional},
     jobs::{self, ClusterSyncJob, DeployJob, RePlaceJob, RemoveJob, StartJob, StopJob},
-    store::{self, Desired, NewService},
+    store::{self, Desired, NewService, ServiceStatus},
 };
 
 /// How long `GET /clusters` waits for the first sync of a fresh install.
@@ -514,7 +514,7 @@ impl SmoApi {
                 artifact_implementer: c.artifact_implementer,
                 grafana: c.grafana,
                 name: s.name,
-                status: s.status,
+                status: s.status.to_string(),
                 cluster: s.cluster,
                 replicas: s.replicas,
                 ready: s.ready,
@@ -536,9 +536,9 @@ impl SmoApi {
             project: g.project,
             version: g.version,
             revision: g.revision,
-            status: g.status,
+            status: g.status.to_string(),
             status_message: g.status_message,
-            desired: g.desired,
+            desired: g.desired.to_string(),
             created_at: g.created_at,
             updated_at: g.updated_at,
         })
@@ -603,7 +603,7 @@ impl SmoApi {
                 store::set_status(
                     &mut tx,
                     g.id,
-                    store::status::STOPPING,
+                    store::GraphStatus::Stopping,
                     None,
                     self.queue.now(),
                 )
@@ -615,7 +615,7 @@ impl SmoApi {
                 store::set_status(
                     &mut tx,
                     g.id,
-                    store::status::REMOVING,
+                    store::GraphStatus::Removing,
                     None,
                     self.queue.now(),
                 )
@@ -643,7 +643,7 @@ impl SmoApi {
         // other requests are not held up behind a big dry run.
         let project = project.to_string();
         let (graph, planned) = tokio::task::spawn_blocking(move || {
-            let planned = jobs::dry_run_plan(&graph, &clusters, &project);
+            let planned = crate::plan::dry_run(&graph, &clusters, &project);
             (graph, planned)
         })
         .await
@@ -1003,7 +1003,7 @@ impl SmoApi {
     async fn re_place(&self, name: Path<String>) -> ApiResult<Accepted> {
         let mut tx = self.pool.begin().await?;
         let g = store::get_graph(&mut tx, &name.0).await?;
-        if g.desired != Desired::Running.as_str() {
+        if g.desired != Desired::Running {
             return Err(ApiError::conflict(format!(
                 "graph {} is {}; only running graphs are re-placed",
                 g.name, g.desired
@@ -1158,7 +1158,7 @@ impl SmoApi {
             let services = store::services(&mut tx, g.id).await?;
             if !services
                 .iter()
-                .any(|s| &s.name == service && s.conditional && s.status == "Pending")
+                .any(|s| &s.name == service && s.conditional && s.status == ServiceStatus::Pending)
             {
                 ignored += 1;
                 continue;

@@ -1,4 +1,5 @@
-//! The graph reconciles: load → plan → apply → record. Two jobs of one graph never interleave:
+//! The graph reconciles: load → plan → apply → record. What to do is decided by [`crate::plan`]
+//! (pure); this file only loads, applies and records. Two jobs of one graph never interleave:
 //! each holds the graph's lock row (`smo.graph_locks`) for its run, and a job that finds the graph
 //! busy snoozes (runs again shortly, no attempt spent). No transaction is held across a call to
 //! the federation or Helm: the job reads what it needs, applies with server-side apply and
@@ -6,23 +7,17 @@
 
 use std::{collections::BTreeMap, future::Future, time::Duration};
 
-use serde::Serialize;
 use serde_json::json;
 use smo_jobs::{JobContext, JobError};
 use sqlx::PgConnection;
 
 use super::{App, begin_record, db, descriptor_of, load_graph, retryable};
 use crate::{
-    federation::{
-        Fence,
-        manifests::{self, RenderInput},
-    },
-    hdag::{Graph, conditional},
-    placement::{self, CurrentPlacement, Problem, Solution},
-    store::{self, ClusterRecord, Desired, GraphRecord, ServiceRecord, status},
+    federation::{Fence, manifests},
+    hdag::Graph,
+    plan::{self, Deploy, Gate, Outcome, Snapshot, Trigger, Work},
+    store::{self, ClusterRecord, Desired, GraphRecord, GraphStatus},
 };
-
-const MIB: f64 = 1024.0 * 1024.0;
 
 /// How long a job waits before it looks at a busy graph again (plus up to as much jitter).
 const BUSY_SNOOZE: Duration = Duration::from_millis(1500);
@@ -113,196 +108,6 @@ async fn enqueue_publish(
         .map_err(db)
 }
 
-/// The replicas each service's objects are rendered with (at least one).
-fn desired_replicas(services: &[ServiceRecord]) -> BTreeMap<String, i32> {
-    services
-        .iter()
-        .map(|s| (s.name.clone(), s.replicas.max(1)))
-        .collect()
-}
-
-/// Where each service goes, and why.
-#[derive(Debug, Clone, Serialize)]
-pub struct PlacementPlan {
-    /// service → cluster.
-    pub placement: BTreeMap<String, String>,
-    /// The solver's answer, when it ran (`None` when every service kept its cluster).
-    pub solution: Option<Solution>,
-}
-
-/// What a dry run shows for a descriptor not stored yet: where its services would go on
-/// `clusters` and every object that would be applied (pure: no store, no federation).
-pub fn dry_run_plan(
-    graph: &Graph,
-    clusters: &[ClusterRecord],
-    project: &str,
-) -> Result<(PlacementPlan, Vec<serde_json::Value>), placement::PlacementError> {
-    let services: Vec<ServiceRecord> = store::NewService::of_graph(graph)
-        .into_iter()
-        .enumerate()
-        .map(|(i, s)| ServiceRecord {
-            name: s.name,
-            position: i as i32,
-            status: "Pending".into(),
-            cluster: None,
-            replicas: s.replicas,
-            ready: 0,
-            conditional: s.conditional,
-            cpu_millis: s.cpu_millis,
-            memory_bytes: s.memory_bytes,
-            gpu: s.gpu,
-        })
-        .collect();
-    let plan = plan_placement(graph, &services, clusters, &BTreeMap::new(), false)?;
-    let replicas = services
-        .iter()
-        .map(|s| (s.name.clone(), s.replicas))
-        .collect();
-    let objects = manifests::render(&RenderInput {
-        graph,
-        project,
-        placement: &plan.placement,
-        replicas: &replicas,
-    });
-    Ok((plan, objects))
-}
-
-/// Builds the placement problem of SPEC §2 from the stored clusters and services and solves it.
-/// Services keep their current cluster when it is still usable and nothing else needs placing;
-/// `force` re-optimises everything (re-placement), with the graph's own usage added back.
-pub fn plan_placement(
-    graph: &Graph,
-    services: &[ServiceRecord],
-    clusters: &[ClusterRecord],
-    current: &BTreeMap<String, String>,
-    force: bool,
-) -> Result<PlacementPlan, placement::PlacementError> {
-    plan_placement_with(graph, services, clusters, current, force, None)
-}
-
-/// [`plan_placement`], also placing the conditional service `trigger` (its event fired).
-fn plan_placement_with(
-    graph: &Graph,
-    services: &[ServiceRecord],
-    clusters: &[ClusterRecord],
-    current: &BTreeMap<String, String>,
-    force: bool,
-    trigger: Option<&str>,
-) -> Result<PlacementPlan, placement::PlacementError> {
-    let wanted: Vec<&ServiceRecord> = services
-        .iter()
-        .filter(|s| !s.conditional || s.status != "Pending" || Some(s.name.as_str()) == trigger)
-        .collect();
-    let usable = |c: &str| clusters.iter().any(|k| k.name == c && k.ready);
-    let all_kept = wanted
-        .iter()
-        .all(|s| current.get(&s.name).is_some_and(|c| usable(c)));
-    if all_kept && !force {
-        let placement = wanted
-            .iter()
-            .map(|s| (s.name.clone(), current[&s.name].clone()))
-            .collect();
-        return Ok(PlacementPlan {
-            placement,
-            solution: None,
-        });
-    }
-    let problem = Problem {
-        clusters: clusters
-            .iter()
-            .map(|c| placement::Cluster {
-                name: c.name.clone(),
-                cpu: c.cpu_free.max(0.0),
-                memory: (c.memory_free.max(0) as f64) / MIB,
-                gpus: c.gpus.max(0) as u32,
-                accelerator: None,
-                cost: 0.0,
-                carbon: 0.0,
-                ready: c.ready,
-                labels: serde_json::from_value(c.labels.clone()).unwrap_or_default(),
-            })
-            .collect(),
-        services: wanted
-            .iter()
-            .map(|s| placement::Service {
-                name: s.name.clone(),
-                cpu: s.cpu_millis as f64 / 1000.0,
-                memory: s.memory_bytes as f64 / MIB,
-                gpu: s.gpu,
-                replicas: s.replicas.max(1) as u32,
-                allowed_clusters: None,
-                excluded_clusters: Vec::new(),
-                co_locate_with: graph
-                    .service(&s.name)
-                    .map(|sv| {
-                        sv.co_located_with()
-                            .into_iter()
-                            .filter(|o| wanted.iter().any(|w| w.name == *o))
-                            .map(str::to_string)
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                ha: false,
-            })
-            .collect(),
-        current: current
-            .iter()
-            .filter(|(s, c)| {
-                wanted.iter().any(|w| &w.name == *s) && clusters.iter().any(|k| &k.name == *c)
-            })
-            .map(|(s, c)| (s.clone(), CurrentPlacement::One(c.clone())))
-            .collect(),
-        weights: Default::default(),
-        time_limit_secs: Some(10.0),
-        mip_gap: None,
-    };
-    // Services already running count against their clusters' free capacity; add that back so the
-    // graph is not charged twice for itself (the reference was).
-    let solution = if problem.current.is_empty() {
-        crate::metrics::timed_solve("placement", || placement::solve_problem(&problem))?
-    } else {
-        let usage = placement::own_usage_from_current(&problem);
-        crate::metrics::timed_solve("re-placement", || placement::replan(&problem, &usage))?
-            .solution
-    };
-    let placement = wanted
-        .iter()
-        .filter_map(|s| {
-            solution
-                .cluster_of(&s.name)
-                .map(|c| (s.name.clone(), c.to_string()))
-        })
-        .collect();
-    Ok(PlacementPlan {
-        placement,
-        solution: Some(solution),
-    })
-}
-
-async fn decision(
-    conn: &mut PgConnection,
-    g: &GraphRecord,
-    kind: &str,
-    ctx: &JobContext,
-    message: &str,
-    inputs: serde_json::Value,
-    outcome: serde_json::Value,
-) -> Result<(), JobError> {
-    store::add_decision(
-        conn,
-        &g.name,
-        &g.project,
-        kind,
-        Some(ctx.id),
-        message,
-        inputs,
-        outcome,
-        ctx.queue.now(),
-    )
-    .await
-    .map_err(db)
-}
-
 /// Refreshes the cluster table from Karmada.
 pub async fn cluster_sync(app: &App, ctx: &JobContext) -> Result<Vec<ClusterRecord>, JobError> {
     let clusters = app
@@ -317,94 +122,150 @@ pub async fn cluster_sync(app: &App, ctx: &JobContext) -> Result<Vec<ClusterReco
     Ok(clusters)
 }
 
+/// The lock / load / check-desired preamble of every graph job: runs `body` on the graph's record
+/// under its lock when the graph still exists and the user still wants `want` (a graph removed
+/// or re-targeted meanwhile leaves nothing to do). `skip_busy`: periodic work skips a busy graph
+/// instead of snoozing.
+async fn reconcile<F, Fut>(
+    app: &App,
+    name: &str,
+    ctx: &JobContext,
+    want: Desired,
+    skip_busy: bool,
+    body: F,
+) -> Result<(), JobError>
+where
+    F: FnOnce(GraphRecord, Fence) -> Fut,
+    Fut: Future<Output = Result<(), JobError>>,
+{
+    let run = |fence: Fence| async move {
+        match load_graph(app, name).await? {
+            Some(g) if g.desired == want => body(g, fence).await,
+            _ => Ok(()),
+        }
+    };
+    if skip_busy {
+        unless_busy(app, name, ctx, run).await
+    } else {
+        with_locked_graph(app, name, ctx, run).await
+    }
+}
+
+/// Records an outcome in one short transaction, after proving the attempt still owns its job.
+async fn record(
+    app: &App,
+    ctx: &JobContext,
+    g: &GraphRecord,
+    outcome: &Outcome,
+) -> Result<(), JobError> {
+    let now = ctx.queue.now();
+    let mut tx = begin_record(app, ctx).await?;
+    store::record_outcome(&mut tx, &g.name, g.id, &g.project, ctx.id, outcome, now)
+        .await
+        .map_err(db)?;
+    if outcome.publish {
+        enqueue_publish(&mut tx, g, ctx, now).await?;
+    }
+    tx.commit().await.map_err(db)
+}
+
+/// Applies a plan's work in order: the namespace, then each service's objects or Helm release.
+async fn apply(app: &App, project: &str, work: &[Work], fence: &Fence) -> Result<(), JobError> {
+    let federation = app.federation()?;
+    federation
+        .ensure_namespace(project, fence)
+        .await
+        .map_err(retryable)?;
+    for w in work {
+        match w {
+            Work::Apply { objects, .. } => {
+                for obj in objects {
+                    federation.apply(obj, fence).await.map_err(retryable)?;
+                }
+            }
+            Work::Helm(r) => {
+                let helm = app.helm.as_ref().ok_or_else(|| {
+                    JobError::Permanent(format!("no Helm runner to install {}", r.release))
+                })?;
+                fence
+                    .bounded(helm.install(&r.release, &r.chart, project, &r.values))
+                    .await?
+                    .map_err(retryable)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads back (desired, ready) replicas of the plan's observed services.
+async fn observe(
+    app: &App,
+    project: &str,
+    graph: &Graph,
+    plan: &Deploy,
+) -> Result<BTreeMap<String, plan::Observed>, JobError> {
+    let federation = app.federation()?;
+    let mut out = BTreeMap::new();
+    for service in &plan.observe {
+        let name = manifests::object_name(&graph.id, service);
+        let seen = federation
+            .deployment_replicas(project, &name)
+            .await
+            .map_err(retryable)?;
+        out.insert(service.clone(), seen);
+    }
+    Ok(out)
+}
+
+/// The recorded placement (service → cluster).
+fn current_placement(g: &GraphRecord) -> BTreeMap<String, String> {
+    serde_json::from_value(g.placement.clone()).unwrap_or_default()
+}
+
 /// Deploy/start: place, apply every non-conditional service, record status.
 pub async fn deploy(app: &App, name: &str, ctx: &JobContext) -> Result<(), JobError> {
-    with_locked_graph(app, name, ctx, |fence| {
-        reconcile_running(app, name, ctx, fence, false)
+    reconcile(app, name, ctx, Desired::Running, false, |g, fence| {
+        deploy_running(app, g, ctx, fence, false)
     })
     .await
 }
 
 /// Re-placement: recompute with the current placement as the baseline; apply what moved.
 pub async fn re_place(app: &App, name: &str, ctx: &JobContext) -> Result<(), JobError> {
-    with_locked_graph(app, name, ctx, |fence| {
-        reconcile_running(app, name, ctx, fence, true)
+    reconcile(app, name, ctx, Desired::Running, false, |g, fence| {
+        deploy_running(app, g, ctx, fence, true)
     })
     .await
 }
 
-async fn reconcile_running(
+/// Deploy or re-place, recording a permanent failure (or the last attempt's) on the graph.
+async fn deploy_running(
     app: &App,
-    name: &str,
+    g: GraphRecord,
     ctx: &JobContext,
     fence: Fence,
     force: bool,
 ) -> Result<(), JobError> {
-    let Some(g) = load_graph(app, name).await? else {
-        return Ok(()); // removed meanwhile: nothing to deploy
-    };
-    if g.desired != Desired::Running.as_str() {
+    let Err(e) = deploy_placed(app, &g, ctx, &fence, force).await else {
         return Ok(());
-    }
-    let result = deploy_locked(app, &g, ctx, &fence, force).await;
-    finish(app, &g, ctx, result).await
-}
-
-/// On a permanent failure (or the last attempt) records it on the graph.
-async fn finish(
-    app: &App,
-    g: &GraphRecord,
-    ctx: &JobContext,
-    result: Result<(), JobError>,
-) -> Result<(), JobError> {
-    let Err(e) = result else { return Ok(()) };
+    };
     if !e.is_fenced() && (e.is_permanent() || ctx.attempt >= ctx.max_attempts) {
-        let mut tx = begin_record(app, ctx).await?;
-        store::set_status(
-            &mut tx,
-            g.id,
-            status::FAILED,
-            Some(&e.to_string()),
-            ctx.queue.now(),
-        )
-        .await
-        .map_err(db)?;
-        decision(
-            &mut tx,
-            g,
-            "deploy",
-            ctx,
-            &format!("failed: {e}"),
-            json!({}),
-            json!({"error": e.to_string()}),
-        )
-        .await?;
-        tx.commit().await.map_err(db)?;
+        record(app, ctx, &g, &plan::failed(&e.to_string())).await?;
     }
     Err(e)
 }
 
-/// What the federation reports for a native service, as a service status.
-fn observed_status(observed: Option<(i32, i32)>) -> &'static str {
-    match observed {
-        Some((want, ready)) if ready >= want => "Running",
-        Some(_) => "Deployed",
-        None => "Pending",
-    }
-}
-
-async fn deploy_locked(
+async fn deploy_placed(
     app: &App,
     g: &GraphRecord,
     ctx: &JobContext,
     fence: &Fence,
     force: bool,
 ) -> Result<(), JobError> {
-    let now = ctx.queue.now();
-    let federation = app.federation()?;
+    // Load.
     let services = {
         let mut tx = begin_record(app, ctx).await?;
-        store::set_status(&mut tx, g.id, status::DEPLOYING, None, now)
+        store::set_status(&mut tx, g.id, GraphStatus::Deploying, None, ctx.queue.now())
             .await
             .map_err(db)?;
         let services = store::services(&mut tx, g.id).await.map_err(db)?;
@@ -414,142 +275,25 @@ async fn deploy_locked(
     let graph = descriptor_of(g)?;
     // Fresh capacities for every decision: placement on stale numbers is how clusters overflow.
     let clusters = cluster_sync(app, ctx).await?;
-    let current: BTreeMap<String, String> =
-        serde_json::from_value(g.placement.clone()).unwrap_or_default();
-
-    let plan = plan_placement(&graph, &services, &clusters, &current, force)
-        .map_err(|e| JobError::Permanent(format!("placement: {e}")))?;
-
-    // Apply. Services that moved away from a cluster are re-applied with their new cluster (same
-    // object names), so Karmada moves them; nothing is duplicated.
-    let replicas = desired_replicas(&services);
-    let input = RenderInput {
+    let current = current_placement(g);
+    let snapshot = Snapshot {
         graph: &graph,
         project: &g.project,
-        placement: &plan.placement,
-        replicas: &replicas,
+        services: &services,
+        clusters: &clusters,
+        current: &current,
     };
-    let mut applied = 0;
-    let mut skipped = Vec::new();
-    let mut helm_installed = Vec::new();
-    federation
-        .ensure_namespace(&g.project, fence)
-        .await
-        .map_err(retryable)?;
-    for service in graph.deploy_order() {
-        let Some(cluster) = plan.placement.get(&service.id) else {
-            continue;
-        };
-        if force && current.get(&service.id) == Some(cluster) {
-            continue; // re-placement applies only what moved
-        }
-        if !manifests::is_native(service) {
-            match &app.helm {
-                Some(helm) => {
-                    helm_install(helm, &graph, &g.project, service, &plan.placement, fence).await?;
-                    helm_installed.push(service.id.clone());
-                }
-                None => skipped.push(service.id.clone()),
-            }
-            continue;
-        }
-        for obj in manifests::render_service(&input, service, cluster) {
-            federation.apply(&obj, fence).await.map_err(retryable)?;
-            applied += 1;
-        }
-    }
-    let mut statuses = Vec::new();
-    for service in graph.services.iter() {
-        if !plan.placement.contains_key(&service.id) {
-            continue;
-        }
-        if manifests::is_native(service) {
-            let name = manifests::object_name(&graph.id, &service.id);
-            let observed = federation
-                .deployment_replicas(&g.project, &name)
-                .await
-                .map_err(retryable)?;
-            statuses.push((service.id.clone(), observed_status(observed), observed));
-        } else if helm_installed.contains(&service.id) {
-            statuses.push((service.id.clone(), "Deployed", None));
-        }
-    }
+    // Plan. Services that moved are re-applied with their new cluster (same object names), so
+    // Karmada moves them; nothing is duplicated.
+    let plan = plan::deploy(&snapshot, force, app.helm.is_some()).map_err(permanent)?;
+    // Apply, observe, record.
+    apply(app, &g.project, &plan.work, fence).await?;
+    let observed = observe(app, &g.project, &graph, &plan).await?;
+    record(app, ctx, g, &plan.outcome(&observed)).await
+}
 
-    // Record, in one short transaction.
-    let mut tx = begin_record(app, ctx).await?;
-    if let Some(sol) = &plan.solution {
-        let moved = plan
-            .placement
-            .iter()
-            .filter(|(s, c)| current.get(*s).is_some_and(|old| old != *c))
-            .count();
-        let new = plan
-            .placement
-            .keys()
-            .filter(|s| !current.contains_key(*s))
-            .count();
-        decision(
-            &mut tx,
-            g,
-            "placement",
-            ctx,
-            &format!(
-                "placed {} services ({new} new, {moved} moved), {}",
-                plan.placement.len(),
-                if sol.status.is_optimal() {
-                    "proven optimal"
-                } else {
-                    "not proven optimal"
-                }
-            ),
-            json!({ "current": current, "clusters": clusters, "force": force }),
-            serde_json::to_value(sol).unwrap_or_default(),
-        )
-        .await?;
-    }
-    for (service, st, observed) in &statuses {
-        store::set_service_status(&mut tx, g.id, service, st, *observed, now)
-            .await
-            .map_err(db)?;
-    }
-    store::set_placement(&mut tx, g.id, &plan.placement, now)
-        .await
-        .map_err(db)?;
-    let message = if skipped.is_empty() {
-        format!(
-            "applied {applied} objects and {} Helm releases for {} services",
-            helm_installed.len(),
-            plan.placement.len()
-        )
-    } else {
-        format!(
-            "applied {applied} objects; Helm-chart services {} wait for the Helm runner",
-            skipped.join(", ")
-        )
-    };
-    store::set_status(
-        &mut tx,
-        g.id,
-        status::RUNNING,
-        (!skipped.is_empty()).then_some(message.as_str()),
-        now,
-    )
-    .await
-    .map_err(db)?;
-    decision(
-        &mut tx,
-        g,
-        if force { "re-place" } else { "deploy" },
-        ctx,
-        &message,
-        json!({ "placement": plan.placement }),
-        json!({ "applied": applied }),
-    )
-    .await?;
-    if !force {
-        enqueue_publish(&mut tx, g, ctx, now).await?;
-    }
-    tx.commit().await.map_err(db)
+fn permanent(e: plan::PlanError) -> JobError {
+    JobError::Permanent(e.to_string())
 }
 
 /// Deploys a conditional service once: a second alert (Alertmanager repeats) finds it deployed
@@ -561,201 +305,81 @@ pub async fn deploy_conditional(
     alert: &str,
     ctx: &JobContext,
 ) -> Result<(), JobError> {
-    with_locked_graph(app, name, ctx, |fence| {
-        deploy_conditional_locked(app, name, service, alert, ctx, fence)
-    })
-    .await
-}
-
-async fn deploy_conditional_locked(
-    app: &App,
-    name: &str,
-    service: &str,
-    alert: &str,
-    ctx: &JobContext,
-    fence: Fence,
-) -> Result<(), JobError> {
-    let Some(g) = load_graph(app, name).await? else {
-        return Ok(());
-    };
-    if g.desired != Desired::Running.as_str() {
-        return Ok(());
-    }
-    let (services, firing) = {
-        let mut conn = app.pool.acquire().await.map_err(db)?;
-        let services = store::services(&mut conn, g.id).await.map_err(db)?;
-        let firing = store::firing_events(&mut conn, g.id, service)
-            .await
-            .map_err(db)?;
-        (services, firing)
-    };
-    let Some(record) = services.iter().find(|s| s.name == service) else {
-        return Err(JobError::Permanent(format!(
-            "graph {name} has no service {service}"
-        )));
-    };
-    if !record.conditional || record.status != "Pending" {
-        return Ok(()); // already deployed (or not conditional): exactly once
-    }
-    let now = ctx.queue.now();
-    let federation = app.federation()?;
-    let graph = descriptor_of(&g)?;
-    // `condition: ALL`: an event may have resolved since the webhook enqueued this job.
-    let missing = graph
-        .service(service)
-        .map(|s| conditional::missing(s, &firing))
-        .unwrap_or_default();
-    if !missing.is_empty() {
-        let mut tx = begin_record(app, ctx).await?;
-        decision(
-            &mut tx,
-            &g,
-            "deploy-conditional",
-            ctx,
-            &format!(
-                "{service} waits: condition ALL and {} not firing any more",
-                missing.join(", ")
-            ),
-            json!({ "alert": alert, "firing": firing }),
-            json!({ "deployed": false, "missing": missing }),
-        )
-        .await?;
-        return tx.commit().await.map_err(db);
-    }
-    let clusters = cluster_sync(app, ctx).await?;
-    let current: BTreeMap<String, String> =
-        serde_json::from_value(g.placement.clone()).unwrap_or_default();
-    let plan = plan_placement_with(&graph, &services, &clusters, &current, false, Some(service))
-        .map_err(|e| JobError::Permanent(format!("placement: {e}")))?;
-    let Some(cluster) = plan.placement.get(service).cloned() else {
-        return Err(JobError::Permanent(format!(
-            "placement left {service} unplaced"
-        )));
-    };
-    let svc = graph
-        .service(service)
-        .ok_or_else(|| JobError::Permanent(format!("no service {service}")))?;
-    let mut applied = 0;
-    if !manifests::is_native(svc)
-        && let Some(helm) = &app.helm
-    {
-        helm_install(helm, &graph, &g.project, svc, &plan.placement, &fence).await?;
-        applied += 1;
-    }
-    if manifests::is_native(svc) {
-        let replicas = desired_replicas(&services);
-        let input = RenderInput {
-            graph: &graph,
-            project: &g.project,
-            placement: &plan.placement,
-            replicas: &replicas,
-        };
-        federation
-            .ensure_namespace(&g.project, &fence)
-            .await
-            .map_err(retryable)?;
-        for obj in manifests::render_service(&input, svc, &cluster) {
-            federation.apply(&obj, &fence).await.map_err(retryable)?;
-            applied += 1;
-        }
-    }
-    let observed = federation
-        .deployment_replicas(&g.project, &manifests::object_name(&graph.id, service))
-        .await
-        .map_err(retryable)?;
-    let st = match observed_status(observed) {
-        "Pending" => "Deployed",
-        s => s,
-    };
-    let mut tx = begin_record(app, ctx).await?;
-    store::set_service_status(&mut tx, g.id, service, st, observed, now)
-        .await
-        .map_err(db)?;
-    store::clear_events(&mut tx, g.id, service)
-        .await
-        .map_err(db)?;
-    store::set_placement(&mut tx, g.id, &plan.placement, now)
-        .await
-        .map_err(db)?;
-    decision(
-        &mut tx,
-        &g,
-        "deploy-conditional",
+    reconcile(
+        app,
+        name,
         ctx,
-        &format!("alert {alert} fired: deployed {service} on {cluster} ({applied} objects)"),
-        json!({ "alert": alert }),
-        json!({ "cluster": cluster, "applied": applied }),
+        Desired::Running,
+        false,
+        |g, fence| async move {
+            let (services, firing) = {
+                let mut conn = app.pool.acquire().await.map_err(db)?;
+                let services = store::services(&mut conn, g.id).await.map_err(db)?;
+                let firing = store::firing_events(&mut conn, g.id, service)
+                    .await
+                    .map_err(db)?;
+                (services, firing)
+            };
+            let graph = descriptor_of(&g)?;
+            // `condition: ALL`: an event may have resolved since the webhook enqueued this job.
+            match plan::conditional_gate(&graph, &services, service, alert, &firing)
+                .map_err(permanent)?
+            {
+                Gate::Done => return Ok(()),
+                Gate::Waits(outcome) => return record(app, ctx, &g, &outcome).await,
+                Gate::Go => {}
+            }
+            let clusters = cluster_sync(app, ctx).await?;
+            let current = current_placement(&g);
+            let snapshot = Snapshot {
+                graph: &graph,
+                project: &g.project,
+                services: &services,
+                clusters: &clusters,
+                current: &current,
+            };
+            let trigger = Trigger {
+                service: service.into(),
+                alert: alert.into(),
+            };
+            let plan =
+                plan::conditional(&snapshot, trigger, app.helm.is_some()).map_err(permanent)?;
+            apply(app, &g.project, &plan.work, &fence).await?;
+            let observed = observe(app, &g.project, &graph, &plan).await?;
+            record(app, ctx, &g, &plan.outcome(&observed)).await
+        },
     )
-    .await?;
-    tx.commit().await.map_err(db)
+    .await
 }
 
 /// Stop: delete the workloads, keep the graph.
 pub async fn stop(app: &App, name: &str, ctx: &JobContext) -> Result<(), JobError> {
-    with_locked_graph(app, name, ctx, |fence| stop_locked(app, name, ctx, fence)).await
-}
-
-async fn stop_locked(
-    app: &App,
-    name: &str,
-    ctx: &JobContext,
-    fence: Fence,
-) -> Result<(), JobError> {
-    let Some(g) = load_graph(app, name).await? else {
-        return Ok(());
-    };
-    if g.desired != Desired::Stopped.as_str() {
-        return Ok(());
-    }
-    let now = ctx.queue.now();
-    let services = {
-        let mut conn = app.pool.acquire().await.map_err(db)?;
-        store::services(&mut conn, g.id).await.map_err(db)?
-    };
-    let deleted = app
-        .federation()?
-        .delete_labelled(&g.project, &g.name, None, &fence)
-        .await
-        .map_err(retryable)?;
-    // A conditional service whose event never fired was never installed: it has nothing to
-    // uninstall, and it stays Pending so that start does not install it either.
-    let never_deployed = |s: &store::ServiceRecord| s.conditional && s.status == "Pending";
-    if let Ok(graph) = descriptor_of(&g) {
-        let installed: std::collections::HashSet<&str> = services
-            .iter()
-            .filter(|s| !never_deployed(s))
-            .map(|s| s.name.as_str())
-            .collect();
-        helm_uninstall(app, &graph, &g.project, &fence, |id| installed.contains(id)).await?;
-        super::monitor::unpublish(app, &g.project, &graph, false, &fence).await?;
-    }
-    let mut tx = begin_record(app, ctx).await?;
-    for s in services.iter().filter(|s| !never_deployed(s)) {
-        store::set_service_status(
-            &mut tx,
-            g.id,
-            &s.name,
-            "Stopped",
-            Some((s.replicas, 0)),
-            now,
-        )
-        .await
-        .map_err(db)?;
-    }
-    store::set_status(&mut tx, g.id, status::STOPPED, None, now)
-        .await
-        .map_err(db)?;
-    decision(
-        &mut tx,
-        &g,
-        "stop",
+    reconcile(
+        app,
+        name,
         ctx,
-        &format!("deleted {deleted} objects"),
-        json!({}),
-        json!({"deleted": deleted}),
+        Desired::Stopped,
+        false,
+        |g, fence| async move {
+            let services = {
+                let mut conn = app.pool.acquire().await.map_err(db)?;
+                store::services(&mut conn, g.id).await.map_err(db)?
+            };
+            let graph = descriptor_of(&g).ok();
+            let plan = plan::stop(graph.as_ref(), &services);
+            let deleted = app
+                .federation()?
+                .delete_labelled(&g.project, &g.name, None, &fence)
+                .await
+                .map_err(retryable)?;
+            if let Some(graph) = &graph {
+                helm_uninstall(app, &g.project, &plan.uninstall, &fence).await?;
+                super::monitor::unpublish(app, &g.project, graph, false, &fence).await?;
+            }
+            record(app, ctx, &g, &plan.outcome(deleted)).await
+        },
     )
-    .await?;
-    tx.commit().await.map_err(db)
+    .await
 }
 
 /// After this many attempts a removal stops waiting for Helm: it deletes the graph and records
@@ -785,7 +409,7 @@ async fn remove_locked(
 ) -> Result<(), JobError> {
     let g = load_graph(app, name).await?;
     if let Some(g) = &g
-        && g.desired != Desired::Removed.as_str()
+        && g.desired != Desired::Removed
     {
         return Ok(()); // re-uploaded after the removal was asked: the newer intent wins
     }
@@ -796,7 +420,7 @@ async fn remove_locked(
         .map_err(retryable)?;
     let mut left_behind = Vec::new();
     if let Some(graph) = g.as_ref().and_then(|g| descriptor_of(g).ok()) {
-        if let Err(e) = helm_uninstall_all(app, &graph, project, &fence).await {
+        if let Err(e) = helm_uninstall(app, project, &plan::helm_releases(&graph), &fence).await {
             // Helm may keep failing (a broken release, a chart it cannot render): give it a few
             // attempts, then remove the graph anyway and say which releases were left.
             if e.is_fenced()
@@ -813,7 +437,7 @@ async fn remove_locked(
         .await
         .map_err(db)?
     {
-        if current.desired != Desired::Removed.as_str() {
+        if current.desired != Desired::Removed {
             return Ok(()); // re-uploaded while we deleted: the next deploy re-applies it
         }
         store::delete_graph(&mut tx, current.id).await.map_err(db)?;
@@ -863,162 +487,64 @@ async fn remove_locked(
 /// something, so `describe` shows drift without a line per check.
 pub async fn repair_drift(app: &App, name: &str, ctx: &JobContext) -> Result<(), JobError> {
     // Another job reconciling the graph right now is as good as a repair.
-    unless_busy(app, name, ctx, |fence| {
-        repair_drift_locked(app, name, ctx, fence)
-    })
+    reconcile(
+        app,
+        name,
+        ctx,
+        Desired::Running,
+        true,
+        |g, fence| async move {
+            if g.status != GraphStatus::Running {
+                return Ok(());
+            }
+            let graph = descriptor_of(&g)?;
+            let services = {
+                let mut conn = app.pool.acquire().await.map_err(db)?;
+                store::services(&mut conn, g.id).await.map_err(db)?
+            };
+            let placement = current_placement(&g);
+            let expected = plan::expected_objects(&Snapshot {
+                graph: &graph,
+                project: &g.project,
+                services: &services,
+                clusters: &[],
+                current: &placement,
+            });
+            let federation = app.federation()?;
+            federation
+                .ensure_namespace(&g.project, &fence)
+                .await
+                .map_err(retryable)?;
+            let (mut missing, mut changed) = (Vec::new(), Vec::new());
+            for (what, obj) in expected {
+                match federation.get(&obj).await.map_err(retryable)? {
+                    None => missing.push(what),
+                    Some(live) if manifests::drifted(&obj, &live) => changed.push(what),
+                    Some(_) => continue,
+                }
+                federation.apply(&obj, &fence).await.map_err(retryable)?;
+            }
+            let republish = super::monitor::missing_publications(app, &g.project, &graph).await?;
+            match plan::drift(&placement, &missing, &changed, &republish) {
+                Some(outcome) => record(app, ctx, &g, &outcome).await,
+                None => Ok(()),
+            }
+        },
+    )
     .await
 }
 
-async fn repair_drift_locked(
-    app: &App,
-    name: &str,
-    ctx: &JobContext,
-    fence: Fence,
-) -> Result<(), JobError> {
-    let Some(g) = load_graph(app, name).await? else {
-        return Ok(());
-    };
-    if g.desired != Desired::Running.as_str() || g.status != status::RUNNING {
-        return Ok(());
-    }
-    let graph = descriptor_of(&g)?;
-    let services = {
-        let mut conn = app.pool.acquire().await.map_err(db)?;
-        store::services(&mut conn, g.id).await.map_err(db)?
-    };
-    let placement: BTreeMap<String, String> =
-        serde_json::from_value(g.placement.clone()).unwrap_or_default();
-    let replicas = desired_replicas(&services);
-    let input = RenderInput {
-        graph: &graph,
-        project: &g.project,
-        placement: &placement,
-        replicas: &replicas,
-    };
-    let federation = app.federation()?;
-    federation
-        .ensure_namespace(&g.project, &fence)
-        .await
-        .map_err(retryable)?;
-    let (mut missing, mut changed) = (Vec::new(), Vec::new());
-    for service in graph.deploy_order() {
-        let deployed = services
-            .iter()
-            .any(|s| s.name == service.id && s.status != "Pending" && s.status != "Stopped");
-        let Some(cluster) = placement.get(&service.id).filter(|_| deployed) else {
-            continue;
-        };
-        if !manifests::is_native(service) {
-            continue; // a Helm release's objects are Helm's: see ARCHITECTURE.md
-        }
-        for obj in manifests::render_service(&input, service, cluster) {
-            let what = format!(
-                "{} {}",
-                obj["kind"].as_str().unwrap_or_default(),
-                obj["metadata"]["name"].as_str().unwrap_or_default()
-            );
-            let live = federation.get(&obj).await.map_err(retryable)?;
-            match live {
-                None => missing.push(what),
-                Some(l) if manifests::drifted(&obj, &l) => changed.push(what),
-                Some(_) => continue,
-            }
-            federation.apply(&obj, &fence).await.map_err(retryable)?;
-        }
-    }
-    let republish = super::monitor::missing_publications(app, &g.project, &graph).await?;
-    if missing.is_empty() && changed.is_empty() && republish.is_empty() {
-        return Ok(());
-    }
-    let now = ctx.queue.now();
-    let mut tx = begin_record(app, ctx).await?;
-    if !republish.is_empty() {
-        enqueue_publish(&mut tx, &g, ctx, now).await?;
-    }
-    let mut parts = Vec::new();
-    if !missing.is_empty() {
-        parts.push(format!("re-created {} missing objects", missing.len()));
-    }
-    if !changed.is_empty() {
-        parts.push(format!("restored {} changed objects", changed.len()));
-    }
-    if !republish.is_empty() {
-        parts.push(format!("re-publishing {}", republish.join(", ")));
-    }
-    decision(
-        &mut tx,
-        &g,
-        "drift",
-        ctx,
-        &format!("drift repaired: {}", parts.join("; ")),
-        json!({ "placement": placement }),
-        json!({ "missing": missing, "changed": changed, "republished": republish }),
-    )
-    .await?;
-    tx.commit().await.map_err(db)
-}
-
-/// Installs (or upgrades) one Helm-chart service as release `<graph>-<service>` in the project's
-/// namespace, with its placement and its callers' clusters injected into the values.
-async fn helm_install(
-    helm: &crate::federation::helm::HelmRunner,
-    graph: &Graph,
-    project: &str,
-    service: &crate::hdag::Service,
-    placement: &BTreeMap<String, String>,
-    fence: &Fence,
-) -> Result<(), JobError> {
-    let Some(cluster) = placement.get(&service.id) else {
-        return Ok(());
-    };
-    let chart = service.artifact.oci_image.clone().unwrap_or_default();
-    let mut importers: Vec<String> = graph
-        .callers_of(&service.id)
-        .iter()
-        .filter_map(|c| placement.get(&c.id))
-        .cloned()
-        .collect();
-    importers.sort();
-    importers.dedup();
-    let values = crate::federation::helm::values_for(
-        service,
-        cluster,
-        &importers,
-        graph.hda_graph_intent.use_static_placement,
-    );
-    let release = manifests::release_name(&graph.id, service);
-    fence
-        .bounded(helm.install(&release, &chart, project, &values))
-        .await?
-        .map_err(retryable)
-}
-
-/// Uninstalls every Helm-chart service of a graph (absent releases are fine).
-async fn helm_uninstall_all(
-    app: &App,
-    graph: &Graph,
-    project: &str,
-    fence: &Fence,
-) -> Result<(), JobError> {
-    helm_uninstall(app, graph, project, fence, |_| true).await
-}
-
-/// Uninstalls the Helm releases of the graph's chart services that `which` selects (by id).
+/// Uninstalls Helm releases (absent ones are fine).
 async fn helm_uninstall(
     app: &App,
-    graph: &Graph,
     project: &str,
+    releases: &[String],
     fence: &Fence,
-    which: impl Fn(&str) -> bool,
 ) -> Result<(), JobError> {
     let Some(helm) = &app.helm else { return Ok(()) };
-    for s in graph
-        .services
-        .iter()
-        .filter(|s| !manifests::is_native(s) && which(&s.id))
-    {
+    for release in releases {
         fence
-            .bounded(helm.uninstall(&manifests::release_name(&graph.id, s), project))
+            .bounded(helm.uninstall(release, project))
             .await?
             .map_err(retryable)?;
     }

@@ -14,7 +14,6 @@ use sqlx::{PgConnection, PgPool};
 
 use crate::{federation::Federation, store};
 
-pub use graph::{PlacementPlan, dry_run_plan, plan_placement};
 pub use monitor::{Monitoring, RulesTarget, cron_schedule_for};
 pub use scale::{RoundReport, SHARD_GRAPHS, ScaleShardJob, round as scaling_round};
 

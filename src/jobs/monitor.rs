@@ -82,7 +82,7 @@ pub async fn publish(app: &App, name: &str, ctx: &JobContext) -> Result<(), JobE
     let Some(g) = super::load_graph(app, name).await? else {
         return Ok(());
     };
-    if g.desired != Desired::Running.as_str() {
+    if g.desired != Desired::Running {
         return Ok(());
     }
     let graph: Graph = super::descriptor_of(&g)?;
@@ -106,10 +106,7 @@ pub async fn publish(app: &App, name: &str, ctx: &JobContext) -> Result<(), JobE
         return Ok(()); // nothing configured, nothing to say
     }
     let mut tx = super::begin_record(app, ctx).await?;
-    sqlx::query("UPDATE smo.graphs SET dashboards = $2 WHERE id = $1")
-        .bind(g.id)
-        .bind(serde_json::to_value(&urls).unwrap_or_default())
-        .execute(&mut *tx)
+    store::set_dashboards(&mut tx, g.id, &urls)
         .await
         .map_err(db)?;
     store::add_decision(

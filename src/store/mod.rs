@@ -8,11 +8,13 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 mod scaling;
+mod state;
 
 pub use self::scaling::{
     NewDecision, ScalingRow, ServiceNow, add_decisions, scaling_rows, services_now,
     set_replicas_many,
 };
+pub use self::state::{Desired, GraphStatus, ServiceStatus};
 
 /// Storage errors, worded for the API's problem documents.
 #[derive(Debug, thiserror::Error)]
@@ -38,47 +40,6 @@ pub enum StoreError {
     Removing(String),
 }
 
-/// What the user asked a graph to be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Desired {
-    /// Deployed and running.
-    Running,
-    /// Kept, but its workloads removed.
-    Stopped,
-    /// Gone.
-    Removed,
-}
-
-impl Desired {
-    /// Stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Running => "running",
-            Self::Stopped => "stopped",
-            Self::Removed => "removed",
-        }
-    }
-}
-
-/// Graph statuses, as the reference named them.
-pub mod status {
-    /// Stored, waiting for its deploy job.
-    pub const PENDING: &str = "Pending";
-    /// A deploy job is applying it.
-    pub const DEPLOYING: &str = "Deploying";
-    /// Every non-conditional service is applied.
-    pub const RUNNING: &str = "Running";
-    /// A stop job is removing its workloads.
-    pub const STOPPING: &str = "Stopping";
-    /// Workloads removed; the graph is kept.
-    pub const STOPPED: &str = "Stopped";
-    /// A remove job is deleting it.
-    pub const REMOVING: &str = "Removing";
-    /// The last job failed; see `status_message` and the job.
-    pub const FAILED: &str = "Failed";
-}
-
 /// A graph row.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct GraphRecord {
@@ -97,9 +58,9 @@ pub struct GraphRecord {
     /// The descriptor as uploaded.
     pub source: String,
     /// What the user asked for.
-    pub desired: String,
+    pub desired: Desired,
     /// What the last job achieved.
-    pub status: String,
+    pub status: GraphStatus,
     /// Why, when it failed.
     pub status_message: Option<String>,
     /// service → cluster.
@@ -119,8 +80,8 @@ pub struct ServiceRecord {
     pub name: String,
     /// Order in the descriptor.
     pub position: i32,
-    /// Pending | Deployed | Running | Stopped | Failed.
-    pub status: String,
+    /// Where it is.
+    pub status: ServiceStatus,
     /// Where it runs.
     pub cluster: Option<String>,
     /// Desired replicas.
@@ -426,12 +387,12 @@ pub async fn set_desired(
     now: DateTime<Utc>,
 ) -> Result<GraphRecord, StoreError> {
     let g = get_graph(&mut *conn, name).await?;
-    if g.desired == Desired::Removed.as_str() && desired != Desired::Removed {
+    if g.desired == Desired::Removed && desired != Desired::Removed {
         return Err(StoreError::Removing(name.into()));
     }
     sqlx::query("UPDATE smo.graphs SET desired = $2, updated_at = $3 WHERE id = $1")
         .bind(g.id)
-        .bind(desired.as_str())
+        .bind(desired)
         .bind(now)
         .execute(&mut *conn)
         .await?;
@@ -442,7 +403,7 @@ pub async fn set_desired(
 pub async fn set_status(
     conn: &mut PgConnection,
     graph_id: Uuid,
-    status: &str,
+    status: GraphStatus,
     message: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
@@ -455,6 +416,59 @@ pub async fn set_status(
     .bind(now)
     .execute(&mut *conn)
     .await?;
+    Ok(())
+}
+
+/// Records what a graph job's plan says to record (see [`crate::plan::Outcome`]), in the
+/// caller's transaction: statuses, placement, spent events, decisions.
+pub async fn record_outcome(
+    conn: &mut PgConnection,
+    graph: &str,
+    graph_id: Uuid,
+    project: &str,
+    job: Uuid,
+    outcome: &crate::plan::Outcome,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    if let Some((status, message)) = &outcome.status {
+        set_status(conn, graph_id, *status, message.as_deref(), now).await?;
+    }
+    for (service, status, observed) in &outcome.services {
+        set_service_status(conn, graph_id, service, *status, *observed, now).await?;
+    }
+    if let Some(placement) = &outcome.placement {
+        set_placement(conn, graph_id, placement, now).await?;
+    }
+    if let Some(service) = &outcome.clear_events {
+        clear_events(conn, graph_id, service).await?;
+    }
+    let decisions: Vec<NewDecision> = outcome
+        .decisions
+        .iter()
+        .map(|d| NewDecision {
+            graph: graph.into(),
+            project: project.into(),
+            kind: d.kind,
+            job_id: Some(job),
+            message: d.message.clone(),
+            inputs: d.inputs.clone(),
+            outcome: d.outcome.clone(),
+        })
+        .collect();
+    add_decisions(conn, &decisions, now).await
+}
+
+/// Stores the URLs of a graph's published dashboards (title → URL).
+pub async fn set_dashboards(
+    conn: &mut PgConnection,
+    graph_id: Uuid,
+    urls: &std::collections::BTreeMap<String, String>,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE smo.graphs SET dashboards = $2 WHERE id = $1")
+        .bind(graph_id)
+        .bind(serde_json::to_value(urls).unwrap_or_default())
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
@@ -488,7 +502,7 @@ pub async fn set_service_status(
     conn: &mut PgConnection,
     graph_id: Uuid,
     service: &str,
-    status: &str,
+    status: ServiceStatus,
     replicas: Option<(i32, i32)>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {

@@ -369,7 +369,7 @@ pub fn topology_svg(services: &[ServiceNode]) -> String {
     }
     for (i, s) in services.iter().enumerate() {
         let (x, y) = pos(i);
-        let class = status_class(&s.service.status);
+        let class = status_class(s.service.status.as_str());
         let dashed = if s.service.conditional {
             " conditional"
         } else {
@@ -382,7 +382,7 @@ pub fn topology_svg(services: &[ServiceNode]) -> String {
 <rect x=\"{x}\" y=\"{y}\" width=\"{NODE_W}\" height=\"{NODE_H}\" rx=\"6\"/>\
 <text x=\"{tx}\" y=\"{ty1}\" class=\"name\">{n}</text><text x=\"{tx}\" y=\"{ty2}\" class=\"meta\">{st} · {where_}{cond_short}</text></g>",
             n = esc(&s.service.name),
-            st = esc(&s.service.status),
+            st = esc(s.service.status.as_str()),
             where_ = esc(where_),
             cond = if s.service.conditional {
                 " (conditional)"
@@ -568,7 +568,7 @@ pub fn placement_map(page: &GraphPage) -> String {
                 m,
                 "<li data-placed=\"{n}\"><strong>{n}</strong> ×{} {}",
                 s.service.replicas,
-                status_badge(&s.service.status),
+                status_badge(s.service.status.as_str()),
                 n = esc(&s.service.name)
             );
             if let Some(e) = &s.explanation {
@@ -807,7 +807,7 @@ pub fn graph(page: &GraphPage, now: DateTime<Utc>) -> String {
             } else {
                 ""
             },
-            status_badge(&s.service.status),
+            status_badge(s.service.status.as_str()),
             esc(s.service.cluster.as_deref().unwrap_or("—")),
             s.service.ready,
             s.service.replicas,
@@ -1217,7 +1217,7 @@ mod tests {
             service: ServiceRecord {
                 name: name.into(),
                 position: 0,
-                status: status.into(),
+                status: status.parse().unwrap(),
                 cluster: Some("edge-a".into()),
                 replicas: 1,
                 ready: 1,

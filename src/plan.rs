@@ -1,0 +1,802 @@
+//! `plan`: what a reconcile of one graph will do, decided without I/O.
+//!
+//! Every graph job is load → plan → apply → record. The job loads a [`Snapshot`] (the graph, its
+//! stored services, fresh clusters, the current placement); this module turns it into a plan —
+//! the placement with the solver's answer, the objects and Helm releases to apply, in deploy
+//! order — and, once the job has applied it and read back what the federation reports, into the
+//! [`Outcome`] to record: service and graph statuses, the placement, the decisions. The HTTP dry
+//! run calls [`dry_run`] on a descriptor that is not stored yet. Nothing here reads a database, a
+//! cluster or a clock, so every decision is unit-tested with plain data.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::{
+    federation::{
+        helm,
+        manifests::{self, RenderInput},
+    },
+    hdag::{Graph, Service, conditional},
+    placement::{self, CurrentPlacement, PlacementError, Problem, Solution},
+    store::{ClusterRecord, GraphStatus, NewService, ServiceRecord, ServiceStatus},
+};
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// What a job read before deciding.
+#[derive(Debug, Clone, Copy)]
+pub struct Snapshot<'a> {
+    /// The stored descriptor.
+    pub graph: &'a Graph,
+    /// Its project (= namespace).
+    pub project: &'a str,
+    /// Its services as stored (status, replicas, demand).
+    pub services: &'a [ServiceRecord],
+    /// Member clusters, freshly synced.
+    pub clusters: &'a [ClusterRecord],
+    /// service → cluster, as last recorded.
+    pub current: &'a BTreeMap<String, String>,
+}
+
+/// Why a plan cannot be made; every cause is permanent (retrying the same inputs fails again).
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// The optimiser found no placement (or refused the problem).
+    #[error("placement: {0}")]
+    Placement(#[from] PlacementError),
+    /// A conditional deploy names a service the graph does not have.
+    #[error("graph {graph} has no service {service}")]
+    NoService {
+        /// Graph.
+        graph: String,
+        /// Service.
+        service: String,
+    },
+    /// The optimiser's answer leaves the service to deploy without a cluster.
+    #[error("placement left {0} unplaced")]
+    Unplaced(String),
+}
+
+/// Where each service goes, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlacementPlan {
+    /// service → cluster.
+    pub placement: BTreeMap<String, String>,
+    /// The solver's answer, when it ran (`None` when every service kept its cluster).
+    pub solution: Option<Solution>,
+}
+
+/// One step of applying a plan.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Work {
+    /// Server-side apply these objects of a native service (deterministic names: idempotent).
+    Apply {
+        /// Service id.
+        service: String,
+        /// Its cluster.
+        cluster: String,
+        /// The Karmada objects (workload, service, propagation policy).
+        objects: Vec<Value>,
+    },
+    /// Install or upgrade a Helm-chart service's release.
+    Helm(HelmRelease),
+}
+
+/// A Helm release to install: `<graph>-<service>` in the project's namespace.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HelmRelease {
+    /// Service id.
+    pub service: String,
+    /// Release name.
+    pub release: String,
+    /// Chart reference (`oci://…`).
+    pub chart: String,
+    /// Values, with the placement and the callers' clusters injected.
+    pub values: Value,
+}
+
+/// The alert that triggered a conditional service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trigger {
+    /// Service id.
+    pub service: String,
+    /// Alert name.
+    pub alert: String,
+}
+
+/// A deploy, re-placement or conditional deploy: where services go and what to apply.
+#[derive(Debug, Clone)]
+pub struct Deploy {
+    /// The placement and the solver's answer.
+    pub placement: PlacementPlan,
+    /// What to apply, in deploy order (a re-placement only what moved).
+    pub work: Vec<Work>,
+    /// Helm-chart services left Pending because no Helm runner is configured.
+    pub waits_for_helm: Vec<String>,
+    /// Native services whose Deployment is read back after applying, for their status.
+    pub observe: Vec<String>,
+    /// Re-placement: the current placement is only a baseline.
+    pub force: bool,
+    /// Set for a conditional deploy.
+    pub trigger: Option<Trigger>,
+    /// The placement before this plan, and the clusters it was decided on (for the record).
+    current: BTreeMap<String, String>,
+    clusters: Vec<ClusterRecord>,
+}
+
+/// (desired, ready) replicas of a Deployment as the federation reports them.
+pub type Observed = Option<(i32, i32)>;
+
+/// What a job records in one transaction after applying.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Outcome {
+    /// The graph's new status and its message.
+    pub status: Option<(GraphStatus, Option<String>)>,
+    /// Service statuses, with (desired, ready) replicas when observed.
+    pub services: Vec<(String, ServiceStatus, Observed)>,
+    /// The new placement.
+    pub placement: Option<BTreeMap<String, String>>,
+    /// A conditional service deployed: its recorded events are spent.
+    pub clear_events: Option<String>,
+    /// Decision log entries, in order.
+    pub decisions: Vec<Draft>,
+    /// Enqueue `publish-dashboards` for the graph.
+    pub publish: bool,
+}
+
+/// A decision to append to the log (the job adds graph, project, job id and time).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Draft {
+    /// placement | deploy | re-place | deploy-conditional | stop | drift.
+    pub kind: &'static str,
+    /// One line for people.
+    pub message: String,
+    /// What it was based on.
+    pub inputs: Value,
+    /// What it decided.
+    pub outcome: Value,
+}
+
+impl Draft {
+    fn new(kind: &'static str, message: String, inputs: Value, outcome: Value) -> Draft {
+        Draft {
+            kind,
+            message,
+            inputs,
+            outcome,
+        }
+    }
+}
+
+/// A service's demand, whether stored or only described (the dry run).
+struct Demand<'a> {
+    name: &'a str,
+    cpu_millis: i64,
+    memory_bytes: i64,
+    gpu: bool,
+    replicas: i32,
+}
+
+impl<'a> From<&'a ServiceRecord> for Demand<'a> {
+    fn from(s: &'a ServiceRecord) -> Self {
+        Demand {
+            name: &s.name,
+            cpu_millis: s.cpu_millis,
+            memory_bytes: s.memory_bytes,
+            gpu: s.gpu,
+            replicas: s.replicas,
+        }
+    }
+}
+
+impl<'a> From<&'a NewService> for Demand<'a> {
+    fn from(s: &'a NewService) -> Self {
+        Demand {
+            name: &s.name,
+            cpu_millis: s.cpu_millis,
+            memory_bytes: s.memory_bytes,
+            gpu: s.gpu,
+            replicas: s.replicas,
+        }
+    }
+}
+
+/// The services a placement covers: every non-conditional one, conditional ones already
+/// deployed, and `trigger` (its event fired).
+fn wanted<'a>(services: &'a [ServiceRecord], trigger: Option<&str>) -> Vec<Demand<'a>> {
+    services
+        .iter()
+        .filter(|s| {
+            !s.conditional || s.status != ServiceStatus::Pending || Some(s.name.as_str()) == trigger
+        })
+        .map(Demand::from)
+        .collect()
+}
+
+/// The replicas each service's objects are rendered with (at least one).
+fn desired_replicas(services: &[ServiceRecord]) -> BTreeMap<String, i32> {
+    services
+        .iter()
+        .map(|s| (s.name.clone(), s.replicas.max(1)))
+        .collect()
+}
+
+/// Where the `wanted` services go (SPEC §2). Services keep their current cluster when it is still
+/// usable and nothing else needs placing; `force` re-optimises everything (re-placement), with
+/// the graph's own usage added back so it is not charged twice for itself.
+fn place(
+    graph: &Graph,
+    wanted: &[Demand<'_>],
+    clusters: &[ClusterRecord],
+    current: &BTreeMap<String, String>,
+    force: bool,
+) -> Result<PlacementPlan, PlacementError> {
+    let usable = |c: &str| clusters.iter().any(|k| k.name == c && k.ready);
+    let all_kept = wanted
+        .iter()
+        .all(|s| current.get(s.name).is_some_and(|c| usable(c)));
+    if all_kept && !force {
+        let placement = wanted
+            .iter()
+            .map(|s| (s.name.to_string(), current[s.name].clone()))
+            .collect();
+        return Ok(PlacementPlan {
+            placement,
+            solution: None,
+        });
+    }
+    let is_wanted = |name: &str| wanted.iter().any(|w| w.name == name);
+    let problem = Problem {
+        clusters: clusters
+            .iter()
+            .map(|c| placement::Cluster {
+                name: c.name.clone(),
+                cpu: c.cpu_free.max(0.0),
+                memory: (c.memory_free.max(0) as f64) / MIB,
+                gpus: c.gpus.max(0) as u32,
+                accelerator: None,
+                cost: 0.0,
+                carbon: 0.0,
+                ready: c.ready,
+                labels: serde_json::from_value(c.labels.clone()).unwrap_or_default(),
+            })
+            .collect(),
+        services: wanted
+            .iter()
+            .map(|s| placement::Service {
+                name: s.name.to_string(),
+                cpu: s.cpu_millis as f64 / 1000.0,
+                memory: s.memory_bytes as f64 / MIB,
+                gpu: s.gpu,
+                replicas: s.replicas.max(1) as u32,
+                allowed_clusters: None,
+                excluded_clusters: Vec::new(),
+                co_locate_with: graph
+                    .service(s.name)
+                    .map(|sv| {
+                        sv.co_located_with()
+                            .into_iter()
+                            .filter(|o| is_wanted(o))
+                            .map(str::to_string)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                ha: false,
+            })
+            .collect(),
+        current: current
+            .iter()
+            .filter(|(s, c)| is_wanted(s) && clusters.iter().any(|k| &k.name == *c))
+            .map(|(s, c)| (s.clone(), CurrentPlacement::One(c.clone())))
+            .collect(),
+        weights: Default::default(),
+        time_limit_secs: Some(10.0),
+        mip_gap: None,
+    };
+    let solution = if problem.current.is_empty() {
+        crate::metrics::timed_solve("placement", || placement::solve_problem(&problem))?
+    } else {
+        let usage = placement::own_usage_from_current(&problem);
+        crate::metrics::timed_solve("re-placement", || placement::replan(&problem, &usage))?
+            .solution
+    };
+    let placement = wanted
+        .iter()
+        .filter_map(|s| {
+            solution
+                .cluster_of(s.name)
+                .map(|c| (s.name.to_string(), c.to_string()))
+        })
+        .collect();
+    Ok(PlacementPlan {
+        placement,
+        solution: Some(solution),
+    })
+}
+
+/// The Helm release of a chart service on its cluster, with its callers' clusters injected.
+fn helm_release(
+    graph: &Graph,
+    service: &Service,
+    placement: &BTreeMap<String, String>,
+) -> Option<HelmRelease> {
+    let cluster = placement.get(&service.id)?;
+    let mut importers: Vec<String> = graph
+        .callers_of(&service.id)
+        .iter()
+        .filter_map(|c| placement.get(&c.id))
+        .cloned()
+        .collect();
+    importers.sort();
+    importers.dedup();
+    Some(HelmRelease {
+        service: service.id.clone(),
+        release: manifests::release_name(&graph.id, service),
+        chart: service.artifact.oci_image.clone().unwrap_or_default(),
+        values: helm::values_for(
+            service,
+            cluster,
+            &importers,
+            graph.hda_graph_intent.use_static_placement,
+        ),
+    })
+}
+
+/// Deploy (or start) and re-placement: place, then apply every placed service in deploy order —
+/// for a re-placement (`force`) only the services that moved. `helm` says whether a Helm runner
+/// is configured; without one, chart services wait.
+pub fn deploy(s: &Snapshot<'_>, force: bool, helm: bool) -> Result<Deploy, PlanError> {
+    let placement = place(
+        s.graph,
+        &wanted(s.services, None),
+        s.clusters,
+        s.current,
+        force,
+    )?;
+    let replicas = desired_replicas(s.services);
+    let input = RenderInput {
+        graph: s.graph,
+        project: s.project,
+        placement: &placement.placement,
+        replicas: &replicas,
+    };
+    let (mut work, mut waits_for_helm) = (Vec::new(), Vec::new());
+    for service in s.graph.deploy_order() {
+        let Some(cluster) = placement.placement.get(&service.id) else {
+            continue;
+        };
+        if force && s.current.get(&service.id) == Some(cluster) {
+            continue; // re-placement applies only what moved
+        }
+        if !manifests::is_native(service) {
+            match helm.then(|| helm_release(s.graph, service, &placement.placement)) {
+                Some(Some(release)) => work.push(Work::Helm(release)),
+                Some(None) => {}
+                None => waits_for_helm.push(service.id.clone()),
+            }
+            continue;
+        }
+        work.push(Work::Apply {
+            service: service.id.clone(),
+            cluster: cluster.clone(),
+            objects: manifests::render_service(&input, service, cluster),
+        });
+    }
+    let observe = s
+        .graph
+        .services
+        .iter()
+        .filter(|sv| manifests::is_native(sv) && placement.placement.contains_key(&sv.id))
+        .map(|sv| sv.id.clone())
+        .collect();
+    Ok(Deploy {
+        placement,
+        work,
+        waits_for_helm,
+        observe,
+        force,
+        trigger: None,
+        current: s.current.clone(),
+        clusters: s.clusters.to_vec(),
+    })
+}
+
+/// Whether a conditional service's deploy goes ahead, before any cluster is read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Gate {
+    /// Already deployed, or not conditional: exactly once, nothing to do.
+    Done,
+    /// `condition: ALL` and some events stopped firing since the webhook: record why it waits.
+    Waits(Outcome),
+    /// Place and deploy it.
+    Go,
+}
+
+/// The gate of a conditional deploy of `service` after `alert`, given the events firing now.
+pub fn conditional_gate(
+    graph: &Graph,
+    services: &[ServiceRecord],
+    service: &str,
+    alert: &str,
+    firing: &BTreeSet<String>,
+) -> Result<Gate, PlanError> {
+    let Some(record) = services.iter().find(|s| s.name == service) else {
+        return Err(PlanError::NoService {
+            graph: graph.id.clone(),
+            service: service.into(),
+        });
+    };
+    if !record.conditional || record.status != ServiceStatus::Pending {
+        return Ok(Gate::Done);
+    }
+    let missing = graph
+        .service(service)
+        .map(|s| conditional::missing(s, firing))
+        .unwrap_or_default();
+    if missing.is_empty() {
+        return Ok(Gate::Go);
+    }
+    Ok(Gate::Waits(Outcome {
+        decisions: vec![Draft::new(
+            "deploy-conditional",
+            format!(
+                "{service} waits: condition ALL and {} not firing any more",
+                missing.join(", ")
+            ),
+            json!({ "alert": alert, "firing": firing }),
+            json!({ "deployed": false, "missing": missing }),
+        )],
+        ..Outcome::default()
+    }))
+}
+
+/// A conditional service whose event fired: place it beside the graph's running services and
+/// apply it alone.
+pub fn conditional(s: &Snapshot<'_>, trigger: Trigger, helm: bool) -> Result<Deploy, PlanError> {
+    let service = trigger.service.as_str();
+    let placement = place(
+        s.graph,
+        &wanted(s.services, Some(service)),
+        s.clusters,
+        s.current,
+        false,
+    )?;
+    let Some(cluster) = placement.placement.get(service).cloned() else {
+        return Err(PlanError::Unplaced(service.into()));
+    };
+    let svc = s
+        .graph
+        .service(service)
+        .ok_or_else(|| PlanError::NoService {
+            graph: s.graph.id.clone(),
+            service: service.into(),
+        })?;
+    let mut work = Vec::new();
+    if !manifests::is_native(svc) {
+        if helm && let Some(release) = helm_release(s.graph, svc, &placement.placement) {
+            work.push(Work::Helm(release));
+        }
+    } else {
+        let replicas = desired_replicas(s.services);
+        let input = RenderInput {
+            graph: s.graph,
+            project: s.project,
+            placement: &placement.placement,
+            replicas: &replicas,
+        };
+        let objects = manifests::render_service(&input, svc, &cluster);
+        work.push(Work::Apply {
+            service: service.into(),
+            cluster,
+            objects,
+        });
+    }
+    Ok(Deploy {
+        placement,
+        work,
+        waits_for_helm: Vec::new(),
+        observe: vec![service.into()],
+        force: false,
+        trigger: Some(trigger),
+        current: s.current.clone(),
+        clusters: s.clusters.to_vec(),
+    })
+}
+
+impl Deploy {
+    /// Objects to apply (Helm releases not counted).
+    pub fn objects(&self) -> usize {
+        self.work
+            .iter()
+            .map(|w| match w {
+                Work::Apply { objects, .. } => objects.len(),
+                Work::Helm(_) => 0,
+            })
+            .sum()
+    }
+
+    fn helm_services(&self) -> impl Iterator<Item = &str> {
+        self.work.iter().filter_map(|w| match w {
+            Work::Helm(r) => Some(r.service.as_str()),
+            Work::Apply { .. } => None,
+        })
+    }
+
+    /// What to record once the work is applied, given the (desired, ready) replicas the
+    /// federation reports for each observed service (`None`: no Deployment found).
+    pub fn outcome(&self, observed: &BTreeMap<String, Observed>) -> Outcome {
+        let placement = &self.placement.placement;
+        let seen = |s: &str| observed.get(s).copied().flatten();
+        if let Some(trigger) = &self.trigger {
+            let service = trigger.service.as_str();
+            // Applied, even when its pods are not there yet.
+            let status = match ServiceStatus::observed(seen(service)) {
+                ServiceStatus::Pending => ServiceStatus::Deployed,
+                s => s,
+            };
+            let applied = self.objects() + self.helm_services().count();
+            let cluster = placement.get(service).cloned().unwrap_or_default();
+            return Outcome {
+                services: vec![(service.into(), status, seen(service))],
+                placement: Some(placement.clone()),
+                clear_events: Some(service.into()),
+                decisions: vec![Draft::new(
+                    "deploy-conditional",
+                    format!(
+                        "alert {} fired: deployed {service} on {cluster} ({applied} objects)",
+                        trigger.alert
+                    ),
+                    json!({ "alert": trigger.alert }),
+                    json!({ "cluster": cluster, "applied": applied }),
+                )],
+                ..Outcome::default()
+            };
+        }
+        let mut decisions = Vec::new();
+        if let Some(sol) = &self.placement.solution {
+            let current = &self.current;
+            let moved = placement
+                .iter()
+                .filter(|(s, c)| current.get(*s).is_some_and(|old| old != *c))
+                .count();
+            let new = placement
+                .keys()
+                .filter(|s| !current.contains_key(*s))
+                .count();
+            decisions.push(Draft::new(
+                "placement",
+                format!(
+                    "placed {} services ({new} new, {moved} moved), {}",
+                    placement.len(),
+                    if sol.status.is_optimal() {
+                        "proven optimal"
+                    } else {
+                        "not proven optimal"
+                    }
+                ),
+                json!({ "current": current, "clusters": self.clusters, "force": self.force }),
+                serde_json::to_value(sol).unwrap_or_default(),
+            ));
+        }
+        let mut services: Vec<_> = self
+            .observe
+            .iter()
+            .map(|s| {
+                let o = seen(s);
+                (s.clone(), ServiceStatus::observed(o), o)
+            })
+            .collect();
+        services.extend(
+            self.helm_services()
+                .map(|s| (s.to_string(), ServiceStatus::Deployed, None)),
+        );
+        let applied = self.objects();
+        let message = if self.waits_for_helm.is_empty() {
+            format!(
+                "applied {applied} objects and {} Helm releases for {} services",
+                self.helm_services().count(),
+                placement.len()
+            )
+        } else {
+            format!(
+                "applied {applied} objects; Helm-chart services {} wait for the Helm runner",
+                self.waits_for_helm.join(", ")
+            )
+        };
+        let status_message = (!self.waits_for_helm.is_empty()).then(|| message.clone());
+        decisions.push(Draft::new(
+            if self.force { "re-place" } else { "deploy" },
+            message,
+            json!({ "placement": placement }),
+            json!({ "applied": applied }),
+        ));
+        Outcome {
+            status: Some((GraphStatus::Running, status_message)),
+            services,
+            placement: Some(placement.clone()),
+            clear_events: None,
+            decisions,
+            publish: !self.force,
+        }
+    }
+}
+
+/// A deploy that failed for good: the graph says so, and the log says why.
+pub fn failed(error: &str) -> Outcome {
+    Outcome {
+        status: Some((GraphStatus::Failed, Some(error.into()))),
+        decisions: vec![Draft::new(
+            "deploy",
+            format!("failed: {error}"),
+            json!({}),
+            json!({ "error": error }),
+        )],
+        ..Outcome::default()
+    }
+}
+
+/// A stop: the Helm releases to uninstall, then what to record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stop {
+    /// Releases of chart services that were installed.
+    pub uninstall: Vec<String>,
+    /// Services that were deployed (they become Stopped), with their desired replicas.
+    pub stopped: Vec<(String, i32)>,
+}
+
+/// Stop: every deployed service's workloads go. A conditional service whose event never fired
+/// was never installed: it has nothing to uninstall, and it stays Pending so that start does not
+/// install it either.
+pub fn stop(graph: Option<&Graph>, services: &[ServiceRecord]) -> Stop {
+    let deployed: Vec<&ServiceRecord> = services
+        .iter()
+        .filter(|s| !(s.conditional && s.status == ServiceStatus::Pending))
+        .collect();
+    let uninstall = graph
+        .map(|g| {
+            g.services
+                .iter()
+                .filter(|s| !manifests::is_native(s) && deployed.iter().any(|d| d.name == s.id))
+                .map(|s| manifests::release_name(&g.id, s))
+                .collect()
+        })
+        .unwrap_or_default();
+    Stop {
+        uninstall,
+        stopped: deployed
+            .iter()
+            .map(|s| (s.name.clone(), s.replicas))
+            .collect(),
+    }
+}
+
+/// Every Helm release a graph may have installed (removal uninstalls them all).
+pub fn helm_releases(graph: &Graph) -> Vec<String> {
+    graph
+        .services
+        .iter()
+        .filter(|s| !manifests::is_native(s))
+        .map(|s| manifests::release_name(&graph.id, s))
+        .collect()
+}
+
+impl Stop {
+    /// What to record once `deleted` objects are gone.
+    pub fn outcome(&self, deleted: usize) -> Outcome {
+        Outcome {
+            status: Some((GraphStatus::Stopped, None)),
+            services: self
+                .stopped
+                .iter()
+                .map(|(s, r)| (s.clone(), ServiceStatus::Stopped, Some((*r, 0))))
+                .collect(),
+            decisions: vec![Draft::new(
+                "stop",
+                format!("deleted {deleted} objects"),
+                json!({}),
+                json!({ "deleted": deleted }),
+            )],
+            ..Outcome::default()
+        }
+    }
+}
+
+/// The objects a running graph should have in the federation now: those of every deployed
+/// native service on its recorded cluster, labelled `Kind name` (a Helm release's objects are
+/// Helm's: see ARCHITECTURE.md).
+pub fn expected_objects(s: &Snapshot<'_>) -> Vec<(String, Value)> {
+    let replicas = desired_replicas(s.services);
+    let input = RenderInput {
+        graph: s.graph,
+        project: s.project,
+        placement: s.current,
+        replicas: &replicas,
+    };
+    let mut out = Vec::new();
+    for service in s.graph.deploy_order() {
+        let deployed = s
+            .services
+            .iter()
+            .any(|r| r.name == service.id && r.status.is_deployed());
+        let Some(cluster) = s.current.get(&service.id).filter(|_| deployed) else {
+            continue;
+        };
+        if !manifests::is_native(service) {
+            continue;
+        }
+        for obj in manifests::render_service(&input, service, cluster) {
+            let what = format!(
+                "{} {}",
+                obj["kind"].as_str().unwrap_or_default(),
+                obj["metadata"]["name"].as_str().unwrap_or_default()
+            );
+            out.push((what, obj));
+        }
+    }
+    out
+}
+
+/// What a drift check records: nothing when nothing drifted, else one decision (and a
+/// re-publication when dashboards or rules are missing).
+pub fn drift(
+    placement: &BTreeMap<String, String>,
+    missing: &[String],
+    changed: &[String],
+    republish: &[String],
+) -> Option<Outcome> {
+    if missing.is_empty() && changed.is_empty() && republish.is_empty() {
+        return None;
+    }
+    let mut parts = Vec::new();
+    if !missing.is_empty() {
+        parts.push(format!("re-created {} missing objects", missing.len()));
+    }
+    if !changed.is_empty() {
+        parts.push(format!("restored {} changed objects", changed.len()));
+    }
+    if !republish.is_empty() {
+        parts.push(format!("re-publishing {}", republish.join(", ")));
+    }
+    Some(Outcome {
+        publish: !republish.is_empty(),
+        decisions: vec![Draft::new(
+            "drift",
+            format!("drift repaired: {}", parts.join("; ")),
+            json!({ "placement": placement }),
+            json!({ "missing": missing, "changed": changed, "republished": republish }),
+        )],
+        ..Outcome::default()
+    })
+}
+
+/// What a dry run shows for a descriptor not stored yet: where its services would go on
+/// `clusters` and every object that would be applied.
+pub fn dry_run(
+    graph: &Graph,
+    clusters: &[ClusterRecord],
+    project: &str,
+) -> Result<(PlacementPlan, Vec<Value>), PlacementError> {
+    let services = NewService::of_graph(graph);
+    let wanted: Vec<Demand<'_>> = services
+        .iter()
+        .filter(|s| !s.conditional)
+        .map(Demand::from)
+        .collect();
+    let plan = place(graph, &wanted, clusters, &BTreeMap::new(), false)?;
+    let replicas = services
+        .iter()
+        .map(|s| (s.name.clone(), s.replicas))
+        .collect();
+    let objects = manifests::render(&RenderInput {
+        graph,
+        project,
+        placement: &plan.placement,
+        replicas: &replicas,
+    });
+    Ok((plan, objects))
+}
+
+#[cfg(test)]
+mod tests;
