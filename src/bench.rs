@@ -19,8 +19,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     federation::Federation,
-    jobs::{self, App, Monitoring, RoundReport, RulesTarget, ScaleFanoutJob},
     monitoring::io::Prometheus,
+    reconcile::{self, App, Monitoring, RoundReport, RulesTarget, ScaleFanoutJob},
 };
 
 /// The figures of one round.
@@ -210,10 +210,10 @@ pub async fn scale_round(
         // The real round, with its report kept for the figures.
         let (app_w, reports) = (app.clone(), reports.clone());
         let registry =
-            jobs::registry(app.clone()).register(move |_: ScaleFanoutJob, ctx: JobContext| {
+            reconcile::registry(app.clone()).register(move |_: ScaleFanoutJob, ctx: JobContext| {
                 let (app, reports) = (app_w.clone(), reports.clone());
                 async move {
-                    let r = jobs::scaling_round(&app, &ctx).await?;
+                    let r = reconcile::scaling_round(&app, &ctx).await?;
                     reports.lock().expect("reports").push(r);
                     Ok(())
                 }

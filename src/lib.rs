@@ -13,7 +13,7 @@
 //! - [`cli`]        output, duration and connection helpers of the command lines
 //! - [`store`]      smo's tables: graphs, services, clusters, decisions
 //! - [`federation`] generated Karmada objects (pure) and the kube-rs client
-//! - [`jobs`]       smo's job kinds: deploy, start, stop, re-place, remove, scaling rounds, …
+//! - [`reconcile`]  smo's job kinds as reconciles (load → plan → apply → record): deploy, stop, …
 //! - [`http`]       the REST API (poem-openapi), problem+json errors
 //! - [`metrics`]    smo's own Prometheus series (queue, jobs, requests, solves)
 //! - [`bench`]      `smo bench`: figures printed, never asserted
@@ -24,12 +24,12 @@ pub mod credentials;
 pub mod federation;
 pub mod hdag;
 pub mod http;
-pub mod jobs;
 pub mod metrics;
 pub mod monitoring;
 pub mod oci;
 pub mod placement;
 pub mod plan;
+pub mod reconcile;
 pub mod scaling;
 pub mod server;
 pub mod settings;

@@ -62,7 +62,7 @@ pub async fn registry(
     {
         tracing::warn!("{e}; Helm-chart services will fail until it is installed");
     }
-    Ok(crate::jobs::registry(crate::jobs::App {
+    Ok(crate::reconcile::registry(crate::reconcile::App {
         pool,
         federation,
         monitoring,
@@ -73,7 +73,7 @@ pub async fn registry(
 /// The monitoring clients from settings.
 pub fn monitoring(
     m: &crate::settings::MonitoringSettings,
-) -> anyhow::Result<crate::jobs::Monitoring> {
+) -> anyhow::Result<crate::reconcile::Monitoring> {
     use crate::credentials::Credentials;
     use crate::monitoring::io::{Grafana, Prometheus};
     let timeout = Duration::from_secs(10);
@@ -90,12 +90,12 @@ pub fn monitoring(
     )
     .map_err(|e| anyhow::anyhow!("prometheus credentials: {e}"))?;
     let rules = match m.alert_rules.as_str() {
-        "none" | "" => crate::jobs::RulesTarget::None,
-        "prometheus-rule" => crate::jobs::RulesTarget::PrometheusRule {
+        "none" | "" => crate::reconcile::RulesTarget::None,
+        "prometheus-rule" => crate::reconcile::RulesTarget::PrometheusRule {
             namespace: None,
             group: None,
         },
-        "rule-file" => crate::jobs::RulesTarget::RuleFile {
+        "rule-file" => crate::reconcile::RulesTarget::RuleFile {
             dir: m
                 .rules_dir
                 .clone()
@@ -105,7 +105,7 @@ pub fn monitoring(
             anyhow::bail!("alert_rules: expected prometheus-rule, rule-file or none, got {other:?}")
         }
     };
-    Ok(crate::jobs::Monitoring {
+    Ok(crate::reconcile::Monitoring {
         prometheus: m
             .prometheus_url
             .as_deref()
@@ -132,17 +132,17 @@ pub fn cron_entries(settings: &ServerSettings) -> anyhow::Result<Vec<CronEntry>>
         CronEntry::new(
             "cluster-sync",
             "0 */5 * * * *",
-            &crate::jobs::ClusterSyncJob {},
+            &crate::reconcile::ClusterSyncJob {},
         )?,
         CronEntry::new(
             "drift-fanout",
             "30 */5 * * * *",
-            &crate::jobs::DriftFanoutJob {},
+            &crate::reconcile::DriftFanoutJob {},
         )?,
         CronEntry::new(
             "scale-fanout",
-            &crate::jobs::cron_schedule_for(settings.monitoring.scaling_interval),
-            &crate::jobs::ScaleFanoutJob {},
+            &crate::reconcile::cron_schedule_for(settings.monitoring.scaling_interval),
+            &crate::reconcile::ScaleFanoutJob {},
         )?,
     ])
 }

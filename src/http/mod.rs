@@ -27,7 +27,7 @@ pub use serve::{HttpLimits, serve};
 use crate::{
     federation::manifests,
     hdag::{self, DescriptorError, Graph, conditional},
-    jobs::{self, ClusterSyncJob, DeployJob, RePlaceJob, RemoveJob, StartJob, StopJob},
+    reconcile::{self, ClusterSyncJob, DeployJob, RePlaceJob, RemoveJob, StartJob, StopJob},
     store::{self, Desired, NewService, ServiceStatus},
 };
 
@@ -580,7 +580,7 @@ impl SmoApi {
         warnings: Vec<ProblemItem>,
         tx: &mut sqlx::PgConnection,
     ) -> ApiResult<JobAccepted> {
-        let e = jobs::enqueue_for_graph(tx, &self.queue, graph, &args).await?;
+        let e = reconcile::enqueue_for_graph(tx, &self.queue, graph, &args).await?;
         Ok(JobAccepted {
             job_id: e.id,
             kind: A::KIND.into(),
@@ -1189,7 +1189,7 @@ impl SmoApi {
                     }
                 }
             }
-            let args = jobs::DeployConditionalJob {
+            let args = reconcile::DeployConditionalJob {
                 graph: graph.clone(),
                 service: service.clone(),
                 alert: a.alertname.clone(),

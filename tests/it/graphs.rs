@@ -461,7 +461,7 @@ async fn a_condition_all_job_rechecks_events_that_resolved_after_it_was_enqueued
     // No worker yet: the deploy and the deploy-conditional jobs wait in the queue.
     let s = Stack::start_with(false, smo_sim::SimConfig::demo()).await;
     let run_jobs = || async {
-        let registry = smo::jobs::registry(smo::jobs::App {
+        let registry = smo::reconcile::registry(smo::reconcile::App {
             pool: s.db.pool.clone(),
             federation: Some(s.federation.clone()),
             monitoring: Default::default(),

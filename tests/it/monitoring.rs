@@ -8,8 +8,8 @@ use std::{
 
 use serde_json::Value;
 use smo::{
-    jobs::{self, App, Monitoring, RulesTarget, ScaleFanoutJob},
     monitoring::io::{Grafana, Prometheus},
+    reconcile::{self, App, Monitoring, RulesTarget, ScaleFanoutJob},
 };
 use smo_jobs::{CronEntry, Queue, Scheduler, SchedulerConfig, Worker, testing::fast_worker_config};
 
@@ -112,7 +112,7 @@ async fn replicas_follow_load_an_alert_deploys_its_service_once_and_remove_clean
     let queue = Queue::new(s.db.pool.clone());
     let mut cfg = fast_worker_config(&format!("mon-{}", s.db.name));
     cfg.poll_interval = Duration::from_millis(100);
-    tokio::spawn(Worker::new(queue.clone(), jobs::registry(app), cfg).run(s.stop.clone()));
+    tokio::spawn(Worker::new(queue.clone(), reconcile::registry(app), cfg).run(s.stop.clone()));
     let entry = CronEntry::new("scale-fanout", "* * * * * *", &ScaleFanoutJob {}).unwrap();
     let scheduler = Scheduler::new(
         queue.clone(),

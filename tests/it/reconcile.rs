@@ -5,7 +5,7 @@
 use std::{fmt::Write, os::unix::fs::PermissionsExt, path::Path, time::Duration};
 
 use serde_json::{Value, json};
-use smo::jobs::RepairDriftJob;
+use smo::reconcile::RepairDriftJob;
 use smo_sim::SimConfig;
 
 use crate::{

@@ -13,7 +13,7 @@ use std::{
 use poem::{EndpointExt, Route, handler, listener::TcpAcceptor, web::Data};
 use serde_json::{Value, json};
 use smo::{
-    jobs::{self, App, ClusterSyncJob, ScaleFanoutJob, ScaleShardJob},
+    reconcile::{self, App, ClusterSyncJob, ScaleFanoutJob, ScaleShardJob},
     scaling::{GraphPlan, PlannedChange},
 };
 use smo_jobs::{Queue, Registry, testing::fast_worker_config, testing::work_until_idle};
@@ -101,7 +101,7 @@ async fn graphs_sharing_a_cluster_scale_in_one_round_and_never_over_commit_it() 
     let app = App {
         pool: s.db.pool.clone(),
         federation: Some(s.federation.clone()),
-        monitoring: jobs::Monitoring {
+        monitoring: reconcile::Monitoring {
             prometheus: Some(smo::monitoring::io::Prometheus::new(
                 &prom,
                 Duration::from_secs(5),
@@ -111,7 +111,7 @@ async fn graphs_sharing_a_cluster_scale_in_one_round_and_never_over_commit_it() 
         helm: None,
     };
     let queue = Queue::new(s.db.pool.clone());
-    let registry = jobs::registry(app);
+    let registry = reconcile::registry(app);
     for g in ["ga", "gb"] {
         s.client.deploy("p", graph(g), false).await.unwrap();
     }

@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use smo::{
     federation::Federation,
-    jobs::{self, App},
+    reconcile::{self, App},
 };
 use smo_jobs::{Queue, Worker, testing::fast_worker_config};
 use smo_sim::{Sim, SimConfig, SimHandle};
@@ -92,7 +92,7 @@ impl Stack {
             stop.clone(),
         ));
         if worker {
-            let registry = jobs::registry(App {
+            let registry = reconcile::registry(App {
                 pool: db.pool.clone(),
                 federation: Some(federation.clone()),
                 monitoring: Default::default(),
