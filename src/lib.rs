@@ -157,6 +157,34 @@ mod tidy {
         );
     }
 
+    /// Binaries are thin shells over library modules (`cli::smo`, `cli::admin`, …): what a
+    /// command does is testable and reusable without spawning a process. Each stays under
+    /// `BINARY_BUDGET` (100) lines.
+    #[test]
+    fn binaries_stay_within_their_line_budget() {
+        const BINARY_BUDGET: usize = 100;
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut bins = Vec::new();
+        for dir in ["src/bin", "jobs/src/bin"] {
+            for e in std::fs::read_dir(root.join(dir)).unwrap() {
+                bins.push(e.unwrap().path());
+            }
+        }
+        bins.push(root.join("api/sdk-gen/src/main.rs"));
+        assert!(bins.len() >= 4, "{bins:?}");
+        let over: Vec<String> = bins
+            .iter()
+            .map(|p| (p, std::fs::read_to_string(p).unwrap().lines().count()))
+            .filter(|(_, n)| *n > BINARY_BUDGET)
+            .map(|(p, n)| format!("{}: {n} lines", p.strip_prefix(root).unwrap().display()))
+            .collect();
+        assert!(
+            over.is_empty(),
+            "binaries over {BINARY_BUDGET} lines (move the code into a library module):\n{}",
+            over.join("\n")
+        );
+    }
+
     /// The simulated federation is a test and demo tool that knows nothing of smo: its crate
     /// must not depend on any of smo's.
     #[test]

@@ -1,6 +1,9 @@
 //! Helpers shared by the `smo` and `smo-admin` command lines: output format, durations, a
 //! database connection with an error a person can act on.
 
+pub mod admin;
+pub mod smo;
+
 use std::time::Duration;
 
 use sqlx::{Connection, PgPool, postgres::PgPoolOptions};

@@ -1,0 +1,302 @@
+//! `smo bench …`: figures printed, never asserted.
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+
+use crate::cli::{Output, connect};
+
+#[derive(Subcommand)]
+pub(super) enum BenchCmd {
+    /// The worst descriptor the API accepts (the service limit, near the body limit): parse,
+    /// place and render times and peak memory. Needs no database.
+    Descriptor,
+    /// The console's pages over many stored graphs: server time per page (p50/p99/max) through
+    /// HTTP on loopback, in a scratch database `<db>_bench`. Target: < 50 ms for 1,000 graphs.
+    Console {
+        /// Running graphs (3 services each).
+        #[arg(long, default_value_t = 1_000)]
+        graphs: usize,
+        /// Requests per page.
+        #[arg(long, default_value_t = 200)]
+        requests: usize,
+    },
+    /// Placement solve times over many seeded instances of the reference's family (first
+    /// placement and re-placement of its perturbed result, roomy and tight capacity): p50, p99
+    /// and max per size. Targets: max < 100 ms at 200×50, < 1 s at 2,000×200, < 10 s at
+    /// 10,000×1,000. Needs no database.
+    Placement {
+        /// Instances per size and capacity.
+        #[arg(long, default_value_t = 200)]
+        instances: usize,
+        /// Sizes as services×clusters, comma-separated.
+        #[arg(long, default_value = "20x5,200x50,2000x200", value_delimiter = ',')]
+        sizes: Vec<String>,
+        /// Capacity as multiples of demand, comma-separated.
+        #[arg(long, default_value = "1.3,1.05", value_delimiter = ',')]
+        headroom: Vec<f64>,
+        /// The first seed (to study one slow instance: `--seed S --instances 1`).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// The API's read routes under load: `GET /graphs?limit=50`, `GET /graphs/{name}` and
+    /// `GET /clusters` with many keep-alive connections, over many stored graphs, in a scratch
+    /// database `<db>_bench`. Load from wrk when installed (scripts/setup installs it), else from
+    /// a client in this process. Target: ≥ 10,000 req/s and p99 < 10 ms (release build).
+    Reads {
+        /// Running graphs stored (3 services each).
+        #[arg(long, default_value_t = 1000)]
+        graphs: usize,
+        /// Connections kept busy at once.
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+        /// Seconds per route.
+        #[arg(long, default_value_t = 5.0)]
+        secs: f64,
+    },
+    /// Graphs deployed through the API by worker processes against the sim (started here, write
+    /// latency 0) or a federation you name: graphs/s and submit→Running p50/p99, in a scratch
+    /// database `<db>_bench`. Target: 1,000 graphs in < 60 s with 2 workers, all on first attempts.
+    Deploy {
+        /// Graphs to deploy.
+        #[arg(long, default_value_t = 1_000)]
+        graphs: usize,
+        /// Services per graph.
+        #[arg(long, default_value_t = 2)]
+        services: usize,
+        /// Worker processes (`smo run --role worker`).
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        /// Submissions in flight at once.
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        /// Deploy onto this federation instead of a sim started here.
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+    },
+    /// Two scaling rounds over many running graphs (real engine, round and shard code, a stub
+    /// Prometheus answering the fleet query, the sim in-process), in a scratch database
+    /// `<db>_bench`: the first scales the changing graphs, the second is the steady state.
+    /// Target: < 30 s per round at 100,000 graphs.
+    ScaleRound {
+        /// Running graphs (3 services each); several sizes give the curve, e.g.
+        /// `1000,10000,100000`.
+        #[arg(long, value_delimiter = ',', default_value = "10000")]
+        graphs: Vec<usize>,
+        /// Share of the graphs whose load rises before the first round (0–1): their services go
+        /// from 1 to 3 replicas through the federation (the simulated one, in this process).
+        #[arg(long, default_value_t = 0.01)]
+        changing: f64,
+        /// Worker instances.
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        /// Jobs each worker runs at once.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+    },
+}
+
+/// Runs one benchmark and prints its figures.
+pub(super) async fn run(cmd: BenchCmd, out: Output, database_url: &str) -> anyhow::Result<u8> {
+    match cmd {
+        BenchCmd::Descriptor => {
+            let r = crate::bench::descriptor()?;
+            if out == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "worst accepted descriptor: {} services, {:.1} MiB; parse {:.2} s, place + render {:.2} s ({} objects); RSS {:.0} MiB before, peak {:.0} MiB",
+                    r.services,
+                    r.bytes as f64 / (1024.0 * 1024.0),
+                    r.parse_secs,
+                    r.plan_secs,
+                    r.objects,
+                    r.rss_before_mib,
+                    r.peak_rss_mib
+                );
+            }
+        }
+        BenchCmd::Console { graphs, requests } => {
+            let url = crate::cli::scratch_database(database_url).await?;
+            let pool = connect(&url, 8).await?;
+            let r = crate::bench::console(pool, graphs, requests, |m| eprintln!("… {m}")).await?;
+            if out == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "console over {} graphs, {} requests per page (target: < 50 ms for 1,000 graphs):",
+                    r.graphs, r.requests
+                );
+                for p in &r.pages {
+                    println!(
+                        "  GET {:<22} {:>9} bytes  p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms",
+                        p.path, p.bytes, p.p50_ms, p.p99_ms, p.max_ms
+                    );
+                }
+                println!("  stylesheet + script compiled in: {} bytes", r.asset_bytes);
+            }
+        }
+        BenchCmd::Placement {
+            instances,
+            sizes,
+            headroom,
+            seed,
+        } => {
+            let sizes = sizes
+                .iter()
+                .map(|s| {
+                    s.split_once('x')
+                        .and_then(|(n, m)| Some((n.parse().ok()?, m.parse().ok()?)))
+                        .ok_or_else(|| {
+                            anyhow::anyhow!("--sizes: {s:?} is not <services>x<clusters>")
+                        })
+                })
+                .collect::<anyhow::Result<Vec<(usize, usize)>>>()?;
+            let r =
+                crate::bench::placement(&sizes, &headroom, instances, seed, |m| eprintln!("… {m}"));
+            if out == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "placement over {} seeded instances per row (targets: max < 100 ms at 200×50, < 1 s at 2000×200, < 10 s at 10000×1000):",
+                    r.instances
+                );
+                for row in &r.rows {
+                    println!(
+                        "  {:>9} {:>4}× {:<8}  p50 {:>8.1} ms  p99 {:>8.1} ms  max {:>8.1} ms (seed {})  optimal {} not proven {} infeasible {}",
+                        row.size,
+                        row.headroom,
+                        row.kind,
+                        row.p50_ms,
+                        row.p99_ms,
+                        row.max_ms,
+                        row.slowest_seed,
+                        row.optimal,
+                        row.not_proven,
+                        row.infeasible
+                    );
+                }
+            }
+        }
+        BenchCmd::Reads {
+            graphs,
+            connections,
+            secs,
+        } => {
+            let url = crate::cli::scratch_database(database_url).await?;
+            // What `smo run --role api` gives the API.
+            let pool = connect(&url, 12).await?;
+            let r = crate::bench::reads(pool, graphs, connections, secs, |m| eprintln!("… {m}"))
+                .await?;
+            if out == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "reads over {} graphs, {} connections, {} s per route (target: ≥ 10,000 req/s, p99 < 10 ms):",
+                    r.graphs, r.connections, r.secs
+                );
+                for p in &r.routes {
+                    println!(
+                        "  GET {:<18} {:>9.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  ({} requests, {})",
+                        p.path, p.req_per_sec, p.p50_ms, p.p99_ms, p.requests, p.client
+                    );
+                }
+            }
+        }
+        BenchCmd::Deploy {
+            graphs,
+            services,
+            workers,
+            clients,
+            kubeconfig,
+        } => {
+            let url = crate::cli::scratch_database(database_url).await?;
+            // The sim runs in this process unless a federation is named.
+            let mut _sim = None;
+            let kubeconfig = match kubeconfig {
+                Some(k) => k,
+                None => {
+                    let (addr, handle) =
+                        smo_sim::Sim::new(smo_sim::SimConfig::demo()).spawn_on("127.0.0.1:0")?;
+                    _sim = Some(handle);
+                    let path =
+                        std::env::temp_dir().join(format!("smo-bench-{}.kubeconfig", addr.port()));
+                    std::fs::write(&path, smo_sim::kubeconfig_yaml(&format!("http://{addr}")))?;
+                    path
+                }
+            };
+            let r = crate::bench::deploy(
+                crate::bench::DeployBench {
+                    database_url: url,
+                    kubeconfig,
+                    smo_binary: std::env::current_exe()?,
+                    graphs,
+                    services,
+                    workers,
+                    clients,
+                },
+                |m| eprintln!("… {m}"),
+            )
+            .await?;
+            if out == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "deploy: {} graphs × {} services, {} worker processes: {:.1} s, {:.1} graphs/s; submit→Running p50 {:.2} s, p99 {:.2} s; {} deploy jobs retried (target: 1,000 graphs < 60 s, none retried)",
+                    r.graphs,
+                    r.services_per_graph,
+                    r.workers,
+                    r.total_secs,
+                    r.graphs_per_sec,
+                    r.p50_secs,
+                    r.p99_secs,
+                    r.retried_jobs
+                );
+            }
+        }
+        BenchCmd::ScaleRound {
+            graphs,
+            changing,
+            workers,
+            concurrency,
+        } => {
+            if !(0.0..=1.0).contains(&changing) {
+                anyhow::bail!("--changing must be between 0 and 1, got {changing}");
+            }
+            let url = crate::cli::scratch_database(database_url).await?;
+            let pool = connect(&url, (workers * concurrency + 10) as u32).await?;
+            let mut reports = Vec::new();
+            for n in graphs {
+                let hot = (n as f64 * changing).round() as usize;
+                let r =
+                    crate::bench::scale_round(pool.clone(), n, hot, workers, concurrency, |m| {
+                        eprintln!("… {m}")
+                    })
+                    .await?;
+                if out != Output::Json {
+                    let p = |f: &crate::bench::RoundFigures| {
+                        format!(
+                            "{:.2} s (load {} ms, rates {} ms, solve {} ms, {} shards)",
+                            f.secs, f.plan.load_ms, f.plan.query_ms, f.plan.solve_ms, f.plan.shards
+                        )
+                    };
+                    println!(
+                        "scale round: {} graphs × {} services on {} workers × {}: {} of them scaled: {}; steady round: {} (target at 100,000 graphs: < 30 s)",
+                        r.graphs,
+                        r.services_per_graph,
+                        r.workers,
+                        r.concurrency,
+                        r.changing_graphs,
+                        p(&r.round),
+                        p(&r.steady)
+                    );
+                }
+                reports.push(r);
+            }
+            if out == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&reports)?);
+            }
+        }
+    }
+    Ok(0)
+}
