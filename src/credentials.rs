@@ -3,6 +3,63 @@
 //! One type for all three, so they read settings the same way (a token wins; a user needs a
 //! password), send them the same way, and never print a secret in a log line.
 
+/// A configured secret (a token or password). It cannot print: `Debug` shows `***`, there is no
+/// `Display`, and serialising it writes `***` too — except inside [`Secret::revealing`], which
+/// the two places that must store the value (the config file writer and the environment
+/// overlay) use. A new secret setting is safe by its type, not by a list someone must update.
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+thread_local! {
+    static REVEAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+impl Secret {
+    /// A secret from its text.
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The value, for the one call that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Runs `f` with secrets serialising to their values (on this thread only).
+    pub fn revealing<T>(f: impl FnOnce() -> T) -> T {
+        struct Reset(bool);
+        impl Drop for Reset {
+            fn drop(&mut self) {
+                REVEAL.set(self.0);
+            }
+        }
+        let _reset = Reset(REVEAL.replace(true));
+        f()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl serde::Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if REVEAL.get() {
+            s.serialize_str(&self.0)
+        } else {
+            s.serialize_str("***")
+        }
+    }
+}
+
+/// The value of an optional secret, for the call that sends it.
+pub fn exposed(secret: &Option<Secret>) -> Option<&str> {
+    secret.as_ref().map(Secret::expose)
+}
+
 /// How smo authenticates to a registry, Prometheus or Grafana. [`std::fmt::Debug`] redacts
 /// secrets.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -62,7 +119,23 @@ impl Credentials {
 
 #[cfg(test)]
 mod tests {
-    use super::Credentials;
+    use super::{Credentials, Secret};
+
+    #[test]
+    fn a_secret_prints_and_serialises_masked_unless_revealed_for_storage() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s:?}"), "***");
+        assert_eq!(serde_json::to_string(&s).unwrap(), "\"***\"");
+        let stored = Secret::revealing(|| serde_json::to_string(&s).unwrap());
+        assert_eq!(stored, "\"hunter2\"");
+        assert_eq!(
+            serde_json::to_string(&s).unwrap(),
+            "\"***\"",
+            "masked again after the scope"
+        );
+        let back: Secret = serde_json::from_str(&stored).unwrap();
+        assert_eq!(back.expose(), "hunter2");
+    }
 
     #[test]
     fn credentials_from_parts_prefer_a_token_and_refuse_half_pairs() {

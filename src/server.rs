@@ -78,15 +78,15 @@ pub fn monitoring(
     use crate::monitoring::io::{Grafana, Prometheus};
     let timeout = Duration::from_secs(10);
     let grafana_auth = Credentials::from_parts(
-        m.grafana_token.as_deref(),
+        crate::credentials::exposed(&m.grafana_token),
         m.grafana_user.as_deref(),
-        m.grafana_password.as_deref(),
+        crate::credentials::exposed(&m.grafana_password),
     )
     .map_err(|e| anyhow::anyhow!("grafana credentials: {e}"))?;
     let prometheus_auth = Credentials::from_parts(
-        m.prometheus_token.as_deref(),
+        crate::credentials::exposed(&m.prometheus_token),
         m.prometheus_user.as_deref(),
-        m.prometheus_password.as_deref(),
+        crate::credentials::exposed(&m.prometheus_password),
     )
     .map_err(|e| anyhow::anyhow!("prometheus credentials: {e}"))?;
     let rules = match m.alert_rules.as_str() {
@@ -278,7 +278,8 @@ pub async fn run(
         tasks.spawn(async move { scheduler.run(s).await.map_err(anyhow::Error::from) });
     }
     if let Some(listener) = api_listener {
-        let (p, t, s) = (pool.clone(), settings.api_token.clone(), shutdown.clone());
+        let t = crate::credentials::exposed(&settings.api_token).map(str::to_string);
+        let (p, s) = (pool.clone(), shutdown.clone());
         let (r, l) = (settings.registry.clone(), settings.http);
         // The console charts replicas from the same Prometheus the scaler reads.
         let console = crate::http::console::ConsoleSettings {

@@ -5,6 +5,8 @@ use std::{path::PathBuf, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
+use crate::credentials::{Secret, exposed};
+
 /// The default database: the throwaway server `scripts/dev-db start` runs.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:55432/smo";
 
@@ -25,7 +27,7 @@ pub struct FileSettings {
     pub api_url: Option<String>,
     /// Bearer token: required by the API when set there, sent by the CLI when set here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub api_token: Option<String>,
+    pub api_token: Option<Secret>,
     /// API listen address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listen: Option<String>,
@@ -40,10 +42,10 @@ pub struct FileSettings {
     pub prometheus_user: Option<String>,
     /// Prometheus basic-auth password.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prometheus_password: Option<String>,
+    pub prometheus_password: Option<Secret>,
     /// Bearer token sent to Prometheus (instead of user/password), e.g. for an auth proxy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prometheus_token: Option<String>,
+    pub prometheus_token: Option<Secret>,
     /// Grafana base URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grafana_url: Option<String>,
@@ -56,10 +58,10 @@ pub struct FileSettings {
     pub grafana_user: Option<String>,
     /// Grafana basic-auth password.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub grafana_password: Option<String>,
+    pub grafana_password: Option<Secret>,
     /// Grafana service-account token (instead of user/password).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub grafana_token: Option<String>,
+    pub grafana_token: Option<Secret>,
     /// Where alert rules go: `prometheus-rule` (a PrometheusRule object through Karmada),
     /// `rule-file` (files in `rules_dir` + `POST /-/reload`) or `none`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -81,10 +83,10 @@ pub struct FileSettings {
     pub registry_user: Option<String>,
     /// OCI registry basic-auth password.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub registry_password: Option<String>,
+    pub registry_password: Option<Secret>,
     /// OCI registry bearer token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub registry_token: Option<String>,
+    pub registry_token: Option<Secret>,
     /// Pass `--plain-http` to helm for OCI registries without TLS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub helm_insecure_registry: Option<bool>,
@@ -94,17 +96,10 @@ pub struct FileSettings {
 }
 
 impl FileSettings {
-    /// A copy with secrets replaced, for printing.
+    /// A copy fit for printing: secrets print as `***` by their type; the database URL loses
+    /// its password.
     pub fn redacted(&self) -> Self {
-        let hide = |v: &Option<String>| v.as_ref().map(|_| "***".to_string());
         Self {
-            api_token: hide(&self.api_token),
-            grafana_token: hide(&self.grafana_token),
-            registry_password: hide(&self.registry_password),
-            registry_token: hide(&self.registry_token),
-            grafana_password: hide(&self.grafana_password),
-            prometheus_password: hide(&self.prometheus_password),
-            prometheus_token: hide(&self.prometheus_token),
             database_url: self.database_url.as_deref().map(crate::cli::redact_url),
             ..self.clone()
         }
@@ -179,7 +174,7 @@ impl FileSettings {
     /// The file's settings with `SMO_<KEY>` environment variables laid over them: what the
     /// commands see, for `smo config` to print.
     pub fn with_env(self, env: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
-        let mut map = match serde_json::to_value(&self) {
+        let mut map = match Secret::revealing(|| serde_json::to_value(&self)) {
             Ok(serde_json::Value::Object(m)) => m,
             _ => serde_json::Map::new(),
         };
@@ -293,9 +288,9 @@ impl FileSettings {
     pub fn registry(&self) -> RegistrySettings {
         // A half user/password pair stays anonymous here; the registry's 401 then says why.
         let auth = crate::credentials::Credentials::from_parts(
-            self.registry_token.as_deref(),
+            exposed(&self.registry_token),
             self.registry_user.as_deref(),
-            self.registry_password.as_deref(),
+            exposed(&self.registry_password),
         )
         .unwrap_or_default();
         RegistrySettings {
@@ -344,7 +339,8 @@ pub fn write_file(settings: &FileSettings, force: bool) -> Result<PathBuf, Strin
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
-    let text = serde_norway::to_string(settings).map_err(|e| e.to_string())?;
+    let text =
+        Secret::revealing(|| serde_norway::to_string(settings)).map_err(|e| e.to_string())?;
     std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(path)
 }
@@ -377,7 +373,7 @@ pub struct ServerSettings {
     /// Kubeconfig of the Karmada API server; jobs that need it fail clearly without it.
     pub karmada_kubeconfig: Option<PathBuf>,
     /// Bearer token the API requires (none: open).
-    pub api_token: Option<String>,
+    pub api_token: Option<Secret>,
     /// Prometheus, Grafana, alert rules, scaling.
     pub monitoring: MonitoringSettings,
     /// OCI registries (deploy by reference).
@@ -398,17 +394,17 @@ pub struct MonitoringSettings {
     /// Prometheus basic auth.
     pub prometheus_user: Option<String>,
     /// Prometheus basic auth.
-    pub prometheus_password: Option<String>,
+    pub prometheus_password: Option<Secret>,
     /// Prometheus bearer token.
-    pub prometheus_token: Option<String>,
+    pub prometheus_token: Option<Secret>,
     /// Grafana base URL (dashboards).
     pub grafana_url: Option<String>,
     /// Grafana basic auth.
     pub grafana_user: Option<String>,
     /// Grafana basic auth.
-    pub grafana_password: Option<String>,
+    pub grafana_password: Option<Secret>,
     /// Grafana token.
-    pub grafana_token: Option<String>,
+    pub grafana_token: Option<Secret>,
     /// `prometheus-rule`, `rule-file` or `none`.
     pub alert_rules: String,
     /// Directory of rule files.
@@ -443,7 +439,7 @@ scaling: {interval_seconds: 30, cooldown: 60}
         );
         assert_eq!(s.grafana_url.as_deref(), Some("http://localhost:3000"));
         assert_eq!(s.grafana_user.as_deref(), Some("admin"));
-        assert_eq!(s.grafana_password.as_deref(), Some("s3cret"));
+        assert_eq!(exposed(&s.grafana_password), Some("s3cret"));
         assert_eq!(s.prometheus_url.as_deref(), Some("http://localhost:9090"));
         assert_eq!(s.helm_insecure_registry, Some(true));
         assert_eq!(s.scaling_interval.as_deref(), Some("30s"));
@@ -479,7 +475,7 @@ scaling: {interval_seconds: 30, cooldown: 60}
         assert_eq!(s.grafana_url.as_deref(), Some("http://grafana-from-file"));
         assert_eq!(s.registry_plain_http, Some(true));
         assert_eq!(
-            s.api_token.as_deref(),
+            exposed(&s.api_token),
             Some("1234"),
             "a numeric-looking token stays text"
         );

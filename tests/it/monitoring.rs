@@ -298,7 +298,7 @@ async fn a_prometheus_behind_basic_auth_is_reached_with_the_configured_credentia
         smo::server::monitoring(&smo::settings::MonitoringSettings {
             prometheus_url: Some(url.clone()),
             prometheus_user: user.map(str::to_string),
-            prometheus_password: password.map(str::to_string),
+            prometheus_password: password.map(smo::credentials::Secret::new),
             alert_rules: "none".into(),
             ..Default::default()
         })

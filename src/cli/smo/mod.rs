@@ -145,7 +145,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         smo_sdk::Config::new(&api_url).token(
             std::env::var("SMO_API_TOKEN")
                 .ok()
-                .or(file.api_token.clone()),
+                .or(crate::credentials::exposed(&file.api_token).map(str::to_string)),
         ),
     );
     let out = cli.output;

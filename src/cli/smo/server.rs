@@ -8,6 +8,7 @@ use crate::{
 };
 
 use super::parse_duration_ms;
+use crate::credentials::Secret;
 use crate::server::{self, Role};
 
 #[derive(clap::Args)]
@@ -110,7 +111,7 @@ pub(super) async fn run(
         shutdown_grace: a.shutdown_grace,
         heartbeat_interval: a.heartbeat_interval,
         karmada_kubeconfig: a.karmada_kubeconfig.or(file.karmada_kubeconfig.clone()),
-        api_token: a.api_token.or(file.api_token.clone()),
+        api_token: a.api_token.map(Secret::new).or(file.api_token.clone()),
         registry: file.registry(),
         board_url: a.board_url.or(file.board_url.clone()),
         helm_binary: std::env::var_os("SMO_HELM_BINARY")
@@ -121,10 +122,10 @@ pub(super) async fn run(
         monitoring: crate::settings::MonitoringSettings {
             prometheus_url: a.prometheus_url.or(file.prometheus_url.clone()),
             grafana_url: a.grafana_url.or(file.grafana_url.clone()),
-            prometheus_user: env_or("SMO_PROMETHEUS_USER", &file.prometheus_user),
+            prometheus_user: env_text("SMO_PROMETHEUS_USER", &file.prometheus_user),
             prometheus_password: env_or("SMO_PROMETHEUS_PASSWORD", &file.prometheus_password),
             prometheus_token: env_or("SMO_PROMETHEUS_TOKEN", &file.prometheus_token),
-            grafana_user: env_or("SMO_GRAFANA_USER", &file.grafana_user),
+            grafana_user: env_text("SMO_GRAFANA_USER", &file.grafana_user),
             grafana_password: env_or("SMO_GRAFANA_PASSWORD", &file.grafana_password),
             grafana_token: env_or("SMO_GRAFANA_TOKEN", &file.grafana_token),
             alert_rules: a
@@ -153,7 +154,16 @@ pub(super) async fn run(
 }
 
 /// A secret from the environment (how the chart passes Secrets), else from the config file.
-fn env_or(var: &str, file: &Option<String>) -> Option<String> {
+fn env_or(var: &str, file: &Option<Secret>) -> Option<Secret> {
+    std::env::var(var)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .map(Secret::new)
+        .or_else(|| file.clone())
+}
+
+/// A setting from the environment, else from the config file.
+fn env_text(var: &str, file: &Option<String>) -> Option<String> {
     std::env::var(var)
         .ok()
         .filter(|v| !v.is_empty())
