@@ -119,11 +119,11 @@ mod tidy {
         ];
         let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
         let mut files = Vec::new();
-        for p in PURE {
-            let path = src.join(p);
+        let mut todo: Vec<std::path::PathBuf> = PURE.iter().map(|p| src.join(p)).collect();
+        while let Some(path) = todo.pop() {
             if path.is_dir() {
                 for e in std::fs::read_dir(&path).unwrap() {
-                    files.push(e.unwrap().path());
+                    todo.push(e.unwrap().path());
                 }
             } else {
                 files.push(path);

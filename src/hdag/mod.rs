@@ -183,3 +183,12 @@ pub fn parse_with_limits(bytes: &[u8], limits: &Limits) -> Result<Parsed, Descri
         validate::validate(&value, limits.max_services).map_err(DescriptorError::Invalid)?;
     Ok(Parsed { graph, warnings })
 }
+
+/// A user-supplied string quoted for a message, shortened so that a huge value cannot flood it.
+pub(crate) fn q(s: &str) -> String {
+    let mut shown: String = s.chars().take(80).collect();
+    if shown.len() < s.len() {
+        shown.push('…');
+    }
+    format!("{shown:?}")
+}

@@ -214,7 +214,7 @@ impl Dimension {
         parsed.map_err(|e| {
             format!(
                 "expected one of light|small|medium|large or a Kubernetes quantity, got {} ({e})",
-                super::validate::q(raw)
+                super::q(raw)
             )
         })
     }

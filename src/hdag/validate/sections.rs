@@ -1,390 +1,9 @@
-//! Phase two: a generic value → a typed [`Graph`], field by field, collecting every problem with
-//! its path instead of stopping at the first (which is all serde's derive could do).
+//! The descriptor's sections, one reader each: graph, intent, service, deployment, trigger,
+//! events, compute, network, scaling, artifact, ports.
 
-use super::Problem;
-use super::model::*;
-use super::quantity::{CpuSize, RamSize, StorageSize};
-use serde_json::{Map, Value};
-use std::collections::{HashMap, HashSet};
+use super::*;
 
-/// Information-model versions smo was written against; others parse with a warning.
-pub const KNOWN_IM_VERSIONS: &[&str] = &["0.4.0"];
-
-#[derive(Default)]
-struct Cx {
-    errors: Vec<Problem>,
-    warnings: Vec<Problem>,
-    /// References between services, checked once every id is known.
-    refs: Vec<Ref>,
-    /// Most services accepted ([`super::MAX_SERVICES`] by default).
-    max_services: usize,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum RefKind {
-    ConnectionPoint,
-    Dependency,
-    CoLocation,
-    EventSource,
-    Latency,
-}
-
-struct Ref {
-    from: usize,
-    target: String,
-    path: String,
-    kind: RefKind,
-}
-
-impl Cx {
-    fn error(&mut self, path: &str, message: impl Into<String>) {
-        self.errors.push(Problem {
-            path: path.to_string(),
-            message: message.into(),
-        });
-    }
-    fn warn(&mut self, path: &str, message: impl Into<String>) {
-        self.warnings.push(Problem {
-            path: path.to_string(),
-            message: message.into(),
-        });
-    }
-}
-
-fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_string()
-    } else {
-        format!("{path}.{key}")
-    }
-}
-
-fn index(path: &str, i: usize) -> String {
-    format!("{path}[{i}]")
-}
-
-/// A user-supplied string quoted for a message, shortened so that a huge value cannot flood it.
-pub(crate) fn q(s: &str) -> String {
-    let mut shown: String = s.chars().take(80).collect();
-    if shown.len() < s.len() {
-        shown.push('…');
-    }
-    format!("{shown:?}")
-}
-
-/// A short rendering of a value for messages ("got 42", "got a list").
-fn describe(v: &Value) -> String {
-    match v {
-        Value::Null => "nothing (null)".into(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => q(s),
-        Value::Array(_) => "a list".into(),
-        Value::Object(_) => "a map".into(),
-    }
-}
-
-/// A map being read: remembers which keys were consumed so the rest can be reported and kept.
-struct Obj<'a> {
-    map: &'a Map<String, Value>,
-    path: String,
-    known: Vec<&'static str>,
-}
-
-impl<'a> Obj<'a> {
-    /// The value at `key`, with null treated as absent (YAML `key:` with nothing after it).
-    fn get(&mut self, key: &'static str) -> Option<&'a Value> {
-        self.get_raw(key).filter(|v| !v.is_null())
-    }
-
-    /// The value at `key`, null included.
-    fn get_raw(&mut self, key: &'static str) -> Option<&'a Value> {
-        self.known.push(key);
-        self.map.get(key)
-    }
-
-    fn require(&mut self, key: &'static str, cx: &mut Cx) -> Option<&'a Value> {
-        let v = self.get(key);
-        if v.is_none() {
-            cx.error(&self.at(key), "missing required key");
-        }
-        v
-    }
-
-    fn at(&self, key: &str) -> String {
-        join(&self.path, key)
-    }
-
-    /// Unknown keys: warned about, and returned to be kept.
-    fn finish(self, cx: &mut Cx) -> Extra {
-        let mut extra = Extra::new();
-        for (k, v) in self.map {
-            if !self.known.contains(&k.as_str()) {
-                cx.warn(&join(&self.path, k), "unknown key (kept)");
-                extra.insert(k.clone(), v.clone());
-            }
-        }
-        extra
-    }
-}
-
-fn obj<'a>(v: &'a Value, path: &str, cx: &mut Cx) -> Option<Obj<'a>> {
-    match v {
-        Value::Object(map) => Some(Obj {
-            map,
-            path: path.to_string(),
-            known: Vec::new(),
-        }),
-        other => {
-            cx.error(path, format!("expected a map, got {}", describe(other)));
-            None
-        }
-    }
-}
-
-fn list<'a>(v: &'a Value, path: &str, cx: &mut Cx) -> Option<&'a [Value]> {
-    match v {
-        Value::Array(items) => Some(items),
-        other => {
-            cx.error(path, format!("expected a list, got {}", describe(other)));
-            None
-        }
-    }
-}
-
-/// A scalar as text: numbers and booleans are accepted as written (YAML types `v3`, `1.0`, `yes`
-/// differently from what authors usually mean).
-fn text(v: &Value, path: &str, cx: &mut Cx) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        other => {
-            cx.error(path, format!("expected a string, got {}", describe(other)));
-            None
-        }
-    }
-}
-
-fn opt_text(o: &mut Obj<'_>, key: &'static str, cx: &mut Cx) -> Option<String> {
-    let path = o.at(key);
-    o.get(key).and_then(|v| text(v, &path, cx))
-}
-
-/// A boolean; the examples write `True`/`False`, some descriptors quote them, and the reference
-/// read YAML 1.1 (PyYAML), where `yes`/`no`/`on`/`off` are booleans too.
-fn boolean(v: &Value, path: &str, cx: &mut Cx) -> Option<bool> {
-    let is = |s: &str, words: [&str; 3]| words.iter().any(|w| w.eq_ignore_ascii_case(s));
-    match v {
-        Value::Bool(b) => Some(*b),
-        Value::String(s) if is(s, ["true", "yes", "on"]) => Some(true),
-        Value::String(s) if is(s, ["false", "no", "off"]) => Some(false),
-        other => {
-            cx.error(
-                path,
-                format!("expected true or false, got {}", describe(other)),
-            );
-            None
-        }
-    }
-}
-
-fn opt_bool(o: &mut Obj<'_>, key: &'static str, cx: &mut Cx) -> bool {
-    let path = o.at(key);
-    o.get(key)
-        .and_then(|v| boolean(v, &path, cx))
-        .unwrap_or(false)
-}
-
-fn uint(v: &Value, path: &str, cx: &mut Cx) -> Option<u32> {
-    match v.as_u64().map(u32::try_from) {
-        Some(Ok(n)) => Some(n),
-        _ => {
-            cx.error(
-                path,
-                format!("expected a whole number ≥ 0, got {}", describe(v)),
-            );
-            None
-        }
-    }
-}
-
-fn number(v: &Value, path: &str, cx: &mut Cx) -> Option<f64> {
-    match v.as_f64() {
-        Some(x) if x.is_finite() => Some(x),
-        _ => {
-            cx.error(path, format!("expected a number, got {}", describe(v)));
-            None
-        }
-    }
-}
-
-/// A list of service ids (`connectionPoints`, `dependencies`), each recorded as a reference.
-fn id_list(v: Option<&Value>, path: &str, from: usize, kind: RefKind, cx: &mut Cx) -> Vec<String> {
-    let Some(items) = v.and_then(|v| list(v, path, cx)) else {
-        return Vec::new();
-    };
-    let mut out: Vec<String> = Vec::new();
-    let mut seen: HashSet<String> = HashSet::new();
-    for (i, item) in items.iter().enumerate() {
-        let p = index(path, i);
-        let Some(id) = text(item, &p, cx) else {
-            continue;
-        };
-        if !seen.insert(id.clone()) {
-            cx.warn(&p, format!("{} is listed twice", q(&id)));
-        }
-        cx.refs.push(Ref {
-            from,
-            target: id.clone(),
-            path: p,
-            kind,
-        });
-        out.push(id);
-    }
-    out
-}
-
-/// DNS-1123 label: what Kubernetes, Helm releases and Karmada accept as names.
-pub(crate) fn dns_label_problem(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let bad = if s.is_empty() {
-        "must not be empty"
-    } else if s.len() > 63 {
-        "must be at most 63 characters"
-    } else if !b
-        .iter()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-    {
-        "may contain only lowercase letters, digits and '-'"
-    } else if !b.first().is_some_and(u8::is_ascii_alphanumeric)
-        || !b.last().is_some_and(u8::is_ascii_alphanumeric)
-    {
-        "must start and end with a letter or digit"
-    } else {
-        return None;
-    };
-    Some(format!("{} is not a DNS-1123 label: {bad}", q(s)))
-}
-
-fn dns_id(v: &Value, path: &str, cx: &mut Cx) -> Option<String> {
-    let id = text(v, path, cx)?;
-    if let Some(problem) = dns_label_problem(&id) {
-        cx.error(path, problem);
-    }
-    Some(id)
-}
-
-/// `MAJOR[.MINOR[.PATCH]][-pre][+build]`, optionally with a leading `v`.
-pub(crate) fn is_semverish(s: &str) -> bool {
-    let s = s.strip_prefix('v').unwrap_or(s);
-    let (s, build) = s.split_once('+').map_or((s, None), |(a, b)| (a, Some(b)));
-    let (core, pre) = s.split_once('-').map_or((s, None), |(a, b)| (a, Some(b)));
-    let ident_ok = |x: &str| {
-        !x.is_empty()
-            && x.split('.')
-                .all(|p| !p.is_empty() && p.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-'))
-    };
-    let parts: Vec<&str> = core.split('.').collect();
-    (1..=3).contains(&parts.len())
-        && parts
-            .iter()
-            .all(|p| !p.is_empty() && p.len() <= 18 && p.bytes().all(|c| c.is_ascii_digit()))
-        && pre.is_none_or(ident_ok)
-        && build.is_none_or(ident_ok)
-}
-
-/// A Prometheus duration (`30s`, `2m`, `1h30m`), used as an alert rule's `for`.
-fn is_prom_duration(s: &str) -> bool {
-    let mut rest = s;
-    if rest.is_empty() {
-        return false;
-    }
-    if rest == "0" {
-        return true;
-    }
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return false;
-        }
-        rest = &rest[digits..];
-        let unit = ["ms", "s", "m", "h", "d", "w", "y"]
-            .into_iter()
-            .find(|u| rest.starts_with(u));
-        match unit {
-            Some(u) => rest = &rest[u.len()..],
-            None => return false,
-        }
-    }
-    true
-}
-
-/// Most problems listed (of each kind): a hostile document could otherwise produce hundreds of
-/// thousands, and the first ones are what a user can act on.
-pub const MAX_PROBLEMS: usize = 1000;
-
-fn cap(problems: &mut Vec<Problem>) {
-    if problems.len() > MAX_PROBLEMS {
-        let more = problems.len() - MAX_PROBLEMS;
-        problems.truncate(MAX_PROBLEMS);
-        problems.push(Problem {
-            path: String::new(),
-            message: format!("… and {more} more not listed"),
-        });
-    }
-}
-
-/// Validates a loaded document (the whole file, with its `hdaGraph` key).
-pub(super) fn validate(
-    root: &Value,
-    max_services: usize,
-) -> Result<(Graph, Vec<Problem>), Vec<Problem>> {
-    let mut cx = Cx {
-        max_services,
-        ..Cx::default()
-    };
-    let Value::Object(top) = root else {
-        return Err(vec![Problem {
-            path: String::new(),
-            message: format!(
-                "expected a map with the key hdaGraph, got {}",
-                describe(root)
-            ),
-        }]);
-    };
-    for key in top.keys().filter(|k| *k != "hdaGraph") {
-        cx.warn(key, "unknown top-level key next to hdaGraph (ignored)");
-    }
-    let Some(inner) = top.get("hdaGraph") else {
-        return Err(vec![Problem {
-            path: "hdaGraph".into(),
-            message: "missing required key".into(),
-        }]);
-    };
-    let Value::Object(map) = inner else {
-        return Err(vec![Problem {
-            path: "hdaGraph".into(),
-            message: format!("expected a map, got {}", describe(inner)),
-        }]);
-    };
-    let graph = graph(
-        Obj {
-            map,
-            path: String::new(),
-            known: Vec::new(),
-        },
-        &mut cx,
-    );
-    cap(&mut cx.errors);
-    cap(&mut cx.warnings);
-    match graph {
-        Some(g) if cx.errors.is_empty() => Ok((g, cx.warnings)),
-        _ => Err(cx.errors),
-    }
-}
-
-fn graph(mut o: Obj<'_>, cx: &mut Cx) -> Option<Graph> {
+pub(super) fn graph(mut o: Obj<'_>, cx: &mut Cx) -> Option<Graph> {
     let im_version = match o.get("imVersion") {
         None => {
             cx.warn(
@@ -485,30 +104,7 @@ fn graph(mut o: Obj<'_>, cx: &mut Cx) -> Option<Graph> {
     .filter(|_| all_ok)
 }
 
-fn toggle(v: &Value, path: &str, cx: &mut Cx) -> Toggle {
-    // `gpu: true` is accepted as short for `gpu: {enabled: true}`.
-    if let Some(enabled) = v.as_bool() {
-        return Toggle {
-            enabled,
-            extra: Extra::new(),
-        };
-    }
-    let Some(mut o) = obj(v, path, cx) else {
-        return Toggle::default();
-    };
-    let enabled = opt_bool(&mut o, "enabled", cx);
-    Toggle {
-        enabled,
-        extra: o.finish(cx),
-    }
-}
-
-fn opt_toggle(o: &mut Obj<'_>, key: &'static str, cx: &mut Cx) -> Toggle {
-    let path = o.at(key);
-    o.get(key).map(|v| toggle(v, &path, cx)).unwrap_or_default()
-}
-
-fn graph_intent(mut o: Obj<'_>, cx: &mut Cx) -> GraphIntent {
+pub(super) fn graph_intent(mut o: Obj<'_>, cx: &mut Cx) -> GraphIntent {
     let use_static_placement = opt_bool(&mut o, "useStaticPlacement", cx);
     let security = opt_toggle(&mut o, "security", cx);
     let high_performance = opt_toggle(&mut o, "highPerformance", cx);
@@ -558,13 +154,7 @@ fn graph_intent(mut o: Obj<'_>, cx: &mut Cx) -> GraphIntent {
     }
 }
 
-/// Id and conditionality of a service item, as far as they could be read.
-struct Seen {
-    id: String,
-    conditional: bool,
-}
-
-fn service(v: &Value, i: usize, cx: &mut Cx) -> (Option<Seen>, Option<Service>) {
+pub(super) fn service(v: &Value, i: usize, cx: &mut Cx) -> (Option<Seen>, Option<Service>) {
     let path = index("services", i);
     let Some(mut o) = obj(v, &path, cx) else {
         return (None, None);
@@ -600,7 +190,7 @@ fn service(v: &Value, i: usize, cx: &mut Cx) -> (Option<Seen>, Option<Service>) 
     (seen, service)
 }
 
-fn deployment(mut o: Obj<'_>, i: usize, cx: &mut Cx) -> Option<Deployment> {
+pub(super) fn deployment(mut o: Obj<'_>, i: usize, cx: &mut Cx) -> Option<Deployment> {
     let tpath = o.at("trigger");
     let trigger = o
         .require("trigger", cx)
@@ -624,7 +214,7 @@ fn deployment(mut o: Obj<'_>, i: usize, cx: &mut Cx) -> Option<Deployment> {
     })
 }
 
-fn trigger(mut o: Obj<'_>, i: usize, cx: &mut Cx) -> Option<Trigger> {
+pub(super) fn trigger(mut o: Obj<'_>, i: usize, cx: &mut Cx) -> Option<Trigger> {
     // `auto:` with nothing after it still means "deploy now".
     let auto_v = o.get_raw("auto");
     let event_v = o.get_raw("event");
@@ -668,7 +258,7 @@ fn trigger(mut o: Obj<'_>, i: usize, cx: &mut Cx) -> Option<Trigger> {
     Some(Trigger { auto, event, extra })
 }
 
-fn event_trigger(v: &Value, path: &str, i: usize, cx: &mut Cx) -> Option<EventTrigger> {
+pub(super) fn event_trigger(v: &Value, path: &str, i: usize, cx: &mut Cx) -> Option<EventTrigger> {
     let mut o = obj(v, path, cx)?;
     let condition = opt_text(&mut o, "condition", cx);
     if let Some(c) = &condition
@@ -719,7 +309,7 @@ fn event_trigger(v: &Value, path: &str, i: usize, cx: &mut Cx) -> Option<EventTr
     })
 }
 
-fn event(v: &Value, path: &str, i: usize, cx: &mut Cx) -> Option<Event> {
+pub(super) fn event(v: &Value, path: &str, i: usize, cx: &mut Cx) -> Option<Event> {
     let mut o = obj(v, path, cx)?;
     let id_path = o.at("id");
     let id = o.require("id", cx).and_then(|v| text(v, &id_path, cx));
@@ -796,7 +386,7 @@ fn event(v: &Value, path: &str, i: usize, cx: &mut Cx) -> Option<Event> {
     })
 }
 
-fn intent(mut o: Obj<'_>, i: usize, cx: &mut Cx) -> Intent {
+pub(super) fn intent(mut o: Obj<'_>, i: usize, cx: &mut Cx) -> Intent {
     let cpath = o.at("compute");
     let compute = match o.get("compute") {
         Some(v) => obj(v, &cpath, cx)
@@ -845,7 +435,7 @@ fn intent(mut o: Obj<'_>, i: usize, cx: &mut Cx) -> Intent {
     }
 }
 
-fn co_location(o: &mut Obj<'_>, i: usize, cx: &mut Cx) -> Vec<CoLocation> {
+pub(super) fn co_location(o: &mut Obj<'_>, i: usize, cx: &mut Cx) -> Vec<CoLocation> {
     let path = o.at("coLocation");
     let Some(items) = o.get("coLocation").and_then(|v| list(v, &path, cx)) else {
         return Vec::new();
@@ -879,7 +469,7 @@ fn co_location(o: &mut Obj<'_>, i: usize, cx: &mut Cx) -> Vec<CoLocation> {
     out
 }
 
-fn compute(mut o: Obj<'_>, cx: &mut Cx) -> Compute {
+pub(super) fn compute(mut o: Obj<'_>, cx: &mut Cx) -> Compute {
     fn size<T: Default>(
         o: &mut Obj<'_>,
         key: &'static str,
@@ -926,7 +516,7 @@ fn compute(mut o: Obj<'_>, cx: &mut Cx) -> Compute {
     }
 }
 
-fn network(mut o: Obj<'_>, i: usize, cx: &mut Cx) -> Network {
+pub(super) fn network(mut o: Obj<'_>, i: usize, cx: &mut Cx) -> Network {
     let lpath = o.at("latencies");
     let mut latencies = Vec::new();
     if let Some(items) = o.get("latencies").and_then(|v| list(v, &lpath, cx)) {
@@ -990,7 +580,7 @@ fn network(mut o: Obj<'_>, i: usize, cx: &mut Cx) -> Network {
     }
 }
 
-fn scaling(mut o: Obj<'_>, cx: &mut Cx) -> Option<Scaling> {
+pub(super) fn scaling(mut o: Obj<'_>, cx: &mut Cx) -> Option<Scaling> {
     let min_path = o.at("minReplicas");
     let min_replicas = match o.get("minReplicas") {
         Some(v) => uint(v, &min_path, cx),
@@ -1043,38 +633,7 @@ fn scaling(mut o: Obj<'_>, cx: &mut Cx) -> Option<Scaling> {
     })
 }
 
-fn one_of<T: Copy>(v: &Value, path: &str, options: &[(&str, T)], cx: &mut Cx) -> Option<T> {
-    let s = text(v, path, cx)?;
-    let found = options
-        .iter()
-        .find(|(name, _)| name.eq_ignore_ascii_case(&s))
-        .map(|(_, t)| *t);
-    if found.is_none() {
-        let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
-        cx.error(
-            path,
-            format!("expected one of {}, got {}", names.join("|"), q(&s)),
-        );
-    }
-    found
-}
-
-/// `oci://host[:port]/path`: Helm only pulls charts from OCI registries by that scheme.
-fn oci_ref_problem(s: &str) -> Option<String> {
-    let Some(rest) = s.strip_prefix("oci://") else {
-        return Some(format!(
-            "expected oci://host[:port]/project/chart, got {} (it must start with oci://)",
-            q(s)
-        ));
-    };
-    let ok = rest
-        .split_once('/')
-        .is_some_and(|(host, path)| !host.is_empty() && !path.is_empty() && !path.ends_with('/'))
-        && !s.chars().any(char::is_whitespace);
-    (!ok).then(|| format!("expected oci://host[:port]/project/chart, got {}", q(s)))
-}
-
-fn artifact(mut o: Obj<'_>, cx: &mut Cx) -> Artifact {
+pub(super) fn artifact(mut o: Obj<'_>, cx: &mut Cx) -> Artifact {
     let oci_path = o.at("ociImage");
     let oci_image = opt_text(&mut o, "ociImage", cx);
     if let Some(problem) = oci_image.as_deref().and_then(oci_ref_problem) {
@@ -1196,7 +755,7 @@ fn artifact(mut o: Obj<'_>, cx: &mut Cx) -> Artifact {
     }
 }
 
-fn ports(items: &[Value], path: &str, cx: &mut Cx) -> Vec<Port> {
+pub(super) fn ports(items: &[Value], path: &str, cx: &mut Cx) -> Vec<Port> {
     let port_number =
         |v: &Value, p: &str, cx: &mut Cx| match v.as_u64().and_then(|n| u16::try_from(n).ok()) {
             Some(n) if n > 0 => Some(n),
@@ -1272,201 +831,5 @@ fn ports(items: &[Value], path: &str, cx: &mut Cx) -> Vec<Port> {
             out.push(port);
         }
     }
-    out
-}
-
-/// Checks that need every service: unique ids, references, cycles.
-fn cross_check(seen: &[Option<Seen>], cx: &mut Cx) {
-    let mut first: HashMap<&str, usize> = HashMap::new();
-    for (i, s) in seen.iter().enumerate() {
-        let Some(s) = s else { continue };
-        if let Some(&j) = first.get(s.id.as_str()) {
-            cx.error(
-                &join(&index("services", i), "id"),
-                format!("duplicate service id {} (first at services[{j}])", q(&s.id)),
-            );
-        } else {
-            first.insert(&s.id, i);
-        }
-    }
-    let name = |k: usize| {
-        seen.get(k)
-            .and_then(Option::as_ref)
-            .map_or("?", |s| s.id.as_str())
-    };
-    let n = seen.len();
-    let mut calls: Vec<Vec<usize>> = vec![Vec::new(); n];
-    let mut deps: Vec<Vec<usize>> = vec![Vec::new(); n];
-    let refs = std::mem::take(&mut cx.refs);
-    for r in &refs {
-        if r.from >= n {
-            continue;
-        }
-        let target = first.get(r.target.as_str()).copied();
-        match (r.kind, target) {
-            (RefKind::EventSource, None) => {
-                // Event sources often name a device or virtual object outside the graph.
-                cx.warn(
-                    &r.path,
-                    format!(
-                        "{} is not a service of this graph (an external source?)",
-                        q(&r.target)
-                    ),
-                );
-            }
-            (RefKind::Latency, None) => {
-                cx.warn(&r.path, format!("unknown service {}", q(&r.target)))
-            }
-            (_, None) => cx.error(&r.path, format!("unknown service {}", q(&r.target))),
-            (RefKind::ConnectionPoint, Some(t)) if t == r.from => {
-                cx.error(&r.path, "a service cannot call itself")
-            }
-            (RefKind::Dependency, Some(t)) if t == r.from => {
-                cx.error(&r.path, "a service cannot depend on itself")
-            }
-            (RefKind::CoLocation, Some(t)) if t == r.from => {
-                cx.warn(&r.path, "a service is always co-located with itself")
-            }
-            (RefKind::ConnectionPoint, Some(t)) => calls[r.from].push(t),
-            (RefKind::Dependency, Some(t)) => {
-                deps[r.from].push(t);
-                if seen
-                    .get(t)
-                    .and_then(Option::as_ref)
-                    .is_some_and(|s| s.conditional)
-                {
-                    cx.warn(
-                        &r.path,
-                        format!(
-                            "{} is conditional (deployed when its event fires); {} will not wait for it",
-                            q(&r.target),
-                            q(name(r.from))
-                        ),
-                    );
-                }
-            }
-            _ => {}
-        }
-    }
-    for cycle in cycles(&calls) {
-        let names: Vec<&str> = cycle.iter().map(|&k| name(k)).collect();
-        cx.error(
-            &format!(
-                "{}.deployment.intent.connectionPoints",
-                index("services", cycle[0])
-            ),
-            format!(
-                "cycle in connectionPoints: {} -> {}",
-                names.join(" -> "),
-                names[0]
-            ),
-        );
-    }
-    for cycle in cycles(&deps) {
-        let names: Vec<&str> = cycle.iter().map(|&k| name(k)).collect();
-        cx.error(
-            &format!(
-                "{}.deployment.trigger.auto.dependencies",
-                index("services", cycle[0])
-            ),
-            format!(
-                "cycle in dependencies: {} -> {}",
-                names.join(" -> "),
-                names[0]
-            ),
-        );
-    }
-}
-
-/// One cycle per strongly connected component of ≥ 2 nodes, starting at its first node in
-/// descriptor order. Iterative (Tarjan), so huge graphs cannot overflow the stack.
-fn cycles(edges: &[Vec<usize>]) -> Vec<Vec<usize>> {
-    let n = edges.len();
-    let mut idx = vec![usize::MAX; n];
-    let mut low = vec![0; n];
-    let mut on_stack = vec![false; n];
-    let mut stack = Vec::new();
-    let mut comp = vec![usize::MAX; n];
-    let mut comps: Vec<Vec<usize>> = Vec::new();
-    let mut counter = 0;
-    for root in 0..n {
-        if idx[root] != usize::MAX {
-            continue;
-        }
-        let mut work: Vec<(usize, usize)> = vec![(root, 0)];
-        idx[root] = counter;
-        low[root] = counter;
-        counter += 1;
-        stack.push(root);
-        on_stack[root] = true;
-        while let Some(&mut (v, ref mut next)) = work.last_mut() {
-            if let Some(&w) = edges[v].get(*next) {
-                *next += 1;
-                if idx[w] == usize::MAX {
-                    idx[w] = counter;
-                    low[w] = counter;
-                    counter += 1;
-                    stack.push(w);
-                    on_stack[w] = true;
-                    work.push((w, 0));
-                } else if on_stack[w] {
-                    low[v] = low[v].min(idx[w]);
-                }
-                continue;
-            }
-            work.pop();
-            if let Some(&(parent, _)) = work.last() {
-                low[parent] = low[parent].min(low[v]);
-            }
-            if low[v] == idx[v] {
-                let mut members = Vec::new();
-                while let Some(w) = stack.pop() {
-                    on_stack[w] = false;
-                    comp[w] = comps.len();
-                    members.push(w);
-                    if w == v {
-                        break;
-                    }
-                }
-                comps.push(members);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    for (c, members) in comps.iter().enumerate() {
-        if members.len() < 2 {
-            continue;
-        }
-        let Some(&start) = members.iter().min() else {
-            continue;
-        };
-        // Breadth-first inside the component from `start` until an edge leads back to it.
-        // (A map, not a vector of n, so that many small cycles stay linear.)
-        let mut parent: HashMap<usize, usize> = HashMap::from([(start, start)]);
-        let mut queue = std::collections::VecDeque::from([start]);
-        let mut last = None;
-        'bfs: while let Some(v) = queue.pop_front() {
-            for &w in &edges[v] {
-                if w == start {
-                    last = Some(v);
-                    break 'bfs;
-                }
-                if comp[w] == c && !parent.contains_key(&w) {
-                    parent.insert(w, v);
-                    queue.push_back(w);
-                }
-            }
-        }
-        let Some(mut v) = last else { continue };
-        let mut path = vec![v];
-        while v != start {
-            let Some(&p) = parent.get(&v) else { break };
-            v = p;
-            path.push(v);
-        }
-        path.reverse();
-        out.push(path);
-    }
-    out.sort();
     out
 }
