@@ -24,6 +24,18 @@ fn read(path: &Path) -> String {
     fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// Every Rust file of a source directory (the `smo` command's modules, the API's routes), joined.
+fn sources(dir: &str) -> String {
+    let mut files: Vec<_> = fs::read_dir(root().join(dir))
+        .unwrap_or_else(|e| panic!("{dir}: {e}"))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "rs"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "{dir} has no sources");
+    files.iter().map(|p| read(p)).collect()
+}
+
 fn yaml(path: &Path) -> Value {
     serde_norway::from_str(&read(path)).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -309,7 +321,7 @@ fn the_api_has_liveness_and_readiness_probes() {
     assert!(api.contains("name: SMO_LISTEN"));
     assert!(api.contains(r#"printf "0.0.0.0:%v" .Values.api.port"#));
     // Routes the probes hit exist in the API.
-    let http = read(&root().join("src/http/mod.rs"));
+    let http = sources("src/http");
     assert!(http.contains(r#"path = "/healthz""#) && http.contains(r#"path = "/readyz""#));
 }
 
@@ -329,7 +341,7 @@ fn the_worker_grace_period_exceeds_the_shutdown_grace() {
         "terminationGracePeriodSeconds {k8s} <= shutdownGrace {grace}s"
     );
     // smo's own default too (used when the value is dropped).
-    let smo = read(&root().join("src/bin/smo.rs"));
+    let smo = sources("src/cli/smo");
     let re = Regex::new(r#"env = "SMO_SHUTDOWN_GRACE", default_value = "([^"]+)""#).unwrap();
     let default = seconds(&re.captures(&smo).expect("SMO_SHUTDOWN_GRACE default")[1]);
     assert!(k8s > default);
@@ -389,7 +401,7 @@ fn secrets_come_from_secret_key_refs_and_env_names_are_real() {
         }
     }
     // Every SMO_* variable the chart sets is one smo reads (its flags, or the logging setup).
-    let smo = read(&root().join("src/bin/smo.rs")) + &read(&root().join("src/lib.rs"));
+    let smo = sources("src/cli/smo") + &read(&root().join("src/lib.rs"));
     let var = Regex::new(r#"(?:name: |"env" ")(SMO_[A-Z_]+)"#).unwrap();
     for (name, text) in &all {
         for cap in var.captures_iter(text) {
@@ -524,7 +536,7 @@ fn every_role_exposes_metrics_and_the_dashboard_ships_with_the_chart() {
         "must not select one component only"
     );
     // smo's flag and env var exist.
-    let smo = read(&root().join("src/bin/smo.rs"));
+    let smo = sources("src/cli/smo");
     assert!(smo.contains(r#"env = "SMO_METRICS_LISTEN""#));
     // The dashboard ConfigMap embeds the file smo renders (its freshness is a unit test of smo).
     let cm = &all["configmap-dashboard.yaml"];

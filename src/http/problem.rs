@@ -196,6 +196,10 @@ impl From<crate::store::StoreError> for ApiError {
             E::GraphNotFound(_) => Self::not_found(e.to_string()),
             E::NameTaken { .. } => Self::conflict(e.to_string()).kind("name-taken"),
             E::Removing(_) => Self::conflict(e.to_string()).kind("graph-removing"),
+            E::Descriptor { .. } => {
+                tracing::error!(error = %e, "a stored descriptor does not load");
+                Self::internal(e.to_string())
+            }
             E::Db(d) => from_db(&d, "the database is unavailable; retry shortly"),
         }
     }

@@ -217,11 +217,6 @@ async fn observe(
     Ok(out)
 }
 
-/// The recorded placement (service → cluster).
-fn current_placement(g: &GraphRecord) -> BTreeMap<String, String> {
-    serde_json::from_value(g.placement.clone()).unwrap_or_default()
-}
-
 /// Deploy/start: place, apply every non-conditional service, record status.
 pub async fn deploy(app: &App, name: &str, ctx: &JobContext) -> Result<(), JobError> {
     reconcile(app, name, ctx, Desired::Running, false, |g, fence| {
@@ -275,7 +270,7 @@ async fn deploy_placed(
     let graph = descriptor_of(g)?;
     // Fresh capacities for every decision: placement on stale numbers is how clusters overflow.
     let clusters = cluster_sync(app, ctx).await?;
-    let current = current_placement(g);
+    let current = g.placement_map();
     let snapshot = Snapshot {
         graph: &graph,
         project: &g.project,
@@ -330,7 +325,7 @@ pub async fn deploy_conditional(
                 Gate::Go => {}
             }
             let clusters = cluster_sync(app, ctx).await?;
-            let current = current_placement(&g);
+            let current = g.placement_map();
             let snapshot = Snapshot {
                 graph: &graph,
                 project: &g.project,
@@ -502,7 +497,7 @@ pub async fn repair_drift(app: &App, name: &str, ctx: &JobContext) -> Result<(),
                 let mut conn = app.pool.acquire().await.map_err(db)?;
                 store::services(&mut conn, g.id).await.map_err(db)?
             };
-            let placement = current_placement(&g);
+            let placement = g.placement_map();
             let expected = plan::expected_objects(&Snapshot {
                 graph: &graph,
                 project: &g.project,

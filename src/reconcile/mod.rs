@@ -322,12 +322,7 @@ pub(crate) async fn load_graph(
 
 /// The stored descriptor as a graph.
 pub(crate) fn descriptor_of(g: &crate::store::GraphRecord) -> Result<crate::hdag::Graph, JobError> {
-    serde_json::from_value(g.descriptor.clone()).map_err(|e| {
-        JobError::Permanent(format!(
-            "stored descriptor of {} does not load: {e}",
-            g.name
-        ))
-    })
+    g.graph().map_err(|e| JobError::Permanent(e.to_string()))
 }
 
 /// Opens the transaction that records an attempt's outcome, after `JobContext::fence` proved the

@@ -38,6 +38,15 @@ pub enum StoreError {
     /// The graph is being removed; it cannot be changed meanwhile.
     #[error("graph {0:?} is being removed")]
     Removing(String),
+    /// A stored descriptor that no longer loads as a [`crate::hdag::Graph`]: a fault of smo (every
+    /// stored descriptor was validated), never the user's.
+    #[error("the stored descriptor of graph {graph:?} does not load: {error}")]
+    Descriptor {
+        /// Graph name.
+        graph: String,
+        /// Why.
+        error: String,
+    },
 }
 
 /// A graph row.
@@ -71,6 +80,21 @@ pub struct GraphRecord {
     pub created_at: DateTime<Utc>,
     /// Last changed.
     pub updated_at: DateTime<Utc>,
+}
+
+impl GraphRecord {
+    /// The stored descriptor, typed: the one place it is decoded (was six `from_value` calls).
+    pub fn graph(&self) -> Result<crate::hdag::Graph, StoreError> {
+        serde_json::from_value(self.descriptor.clone()).map_err(|e| StoreError::Descriptor {
+            graph: self.name.clone(),
+            error: e.to_string(),
+        })
+    }
+
+    /// The recorded placement, service → cluster (`set_placement` writes exactly this shape).
+    pub fn placement_map(&self) -> std::collections::BTreeMap<String, String> {
+        serde_json::from_value(self.placement.clone()).unwrap_or_default()
+    }
 }
 
 /// A service row.

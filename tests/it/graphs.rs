@@ -610,3 +610,49 @@ async fn lists_page_by_project_and_name_following_their_next_links() {
         assert_eq!(problem["problems"][0]["path"], field, "{problem}");
     }
 }
+
+/// A stored descriptor that no longer loads is smo's fault, said as such: the graph read answers
+/// 500 naming the graph (it used to drop the error and answer a page without the reference's
+/// fields), and a deploy job fails for good with the same cause instead of retrying.
+#[tokio::test]
+async fn a_stored_descriptor_that_does_not_load_is_an_internal_error_naming_the_graph() {
+    let s = Stack::start().await;
+    let sync: Value = s.client.post("/clusters/sync").await.unwrap();
+    s.succeed(&sync).await;
+    let accepted = s
+        .client
+        .deploy("demo", example("hello.yaml"), false)
+        .await
+        .unwrap();
+    s.succeed(&accepted).await;
+    sqlx::query("UPDATE smo.graphs SET descriptor = '{\"id\": 5}' WHERE name = 'hello'")
+        .execute(&s.db.pool)
+        .await
+        .unwrap();
+
+    let e = s
+        .client
+        .get::<Value>("/graphs/hello")
+        .await
+        .expect_err("an unreadable graph is not served");
+    assert_eq!(e.status(), Some(500));
+    let problem = e.problem().expect("a problem document");
+    assert_eq!(problem.r#type, "urn:smo:problem:internal");
+    assert!(
+        problem.detail.contains("\"hello\"") && problem.detail.contains("does not load"),
+        "{}",
+        problem.detail
+    );
+
+    let again: Value = s.client.post("/graphs/hello/start").await.unwrap();
+    let job = s.wait_job(&again).await;
+    assert_eq!(job["state"], "dead", "{job}");
+    assert_eq!(job["attempt"], 1, "a permanent error is not retried: {job}");
+    assert!(
+        job["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("does not load"),
+        "{job}"
+    );
+}

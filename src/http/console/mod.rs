@@ -26,7 +26,7 @@ use uuid::Uuid;
 
 use self::view::{DeployOutcome, FormProblem, GraphFilter, Nav, ServiceNode};
 use super::{ApiError, DeployResponse, SmoApi};
-use crate::{hdag::Graph, store};
+use crate::store;
 
 /// The console's stylesheet and script, compiled in.
 const CSS: &str = include_str!("console.css");
@@ -351,7 +351,7 @@ async fn load_graph(console: &Console, name: &str) -> Result<view::GraphPage, Re
             .map_err(store_error)?;
         (g, services)
     };
-    let descriptor: Option<Graph> = serde_json::from_value(g.descriptor).ok();
+    let descriptor = Some(g.graph().map_err(store_error)?);
     let explanations = store::latest_decision(pool, name, "placement")
         .await
         .map_err(store_error)?
@@ -476,7 +476,7 @@ fn confirm(req: &Request, console: Data<&Arc<Console>>, p: Path<(String, String)
 #[handler]
 async fn act(console: Data<&Arc<Console>>, p: Path<(String, String)>) -> Response {
     let (name, action) = p.0;
-    let api = &console.api;
+    let api = super::GraphsApi(console.api.clone());
     let n = OPath(name.clone());
     let done = match action.as_str() {
         "start" => api.start(n).await,
@@ -514,8 +514,7 @@ struct DeployForm {
 async fn deploy(req: &Request, console: Data<&Arc<Console>>, form: Form<DeployForm>) -> Response {
     let form = form.0;
     let dry = form.action.as_deref() != Some("deploy");
-    let answer = console
-        .api
+    let answer = super::GraphsApi(console.api.clone())
         .deploy(
             OPath(form.project.trim().to_string()),
             OQuery(Some(dry)),

@@ -1,0 +1,82 @@
+//! `/clusters`: the member clusters as last synced, and a sync on demand.
+
+use super::*;
+
+/// `/clusters` routes.
+#[derive(Clone)]
+pub struct ClustersApi(pub SmoApi);
+
+impl std::ops::Deref for ClustersApi {
+    type Target = SmoApi;
+    fn deref(&self) -> &SmoApi {
+        &self.0
+    }
+}
+
+#[OpenApi]
+impl ClustersApi {
+    /// Member clusters as last synced from Karmada.
+    #[oai(path = "/clusters", method = "get", operation_id = "listClusters")]
+    async fn clusters(&self) -> ApiResult<Json<Vec<ClusterView>>> {
+        let mut rows = store::list_clusters(&self.pool).await?;
+        if rows.is_empty() {
+            // Nothing synced yet (a fresh install): the reference reads Karmada on every call,
+            // so ask a worker for a sync and wait for it a little rather than answer `[]`.
+            let e = self.queue.enqueue(&ClusterSyncJob {}).await?;
+            let deadline = tokio::time::Instant::now() + FIRST_SYNC_WAIT;
+            while tokio::time::Instant::now() < deadline {
+                let state = self.queue.get(e.id).await?.state;
+                if matches!(state.as_str(), "succeeded" | "dead" | "cancelled") {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            rows = store::list_clusters(&self.pool).await?;
+        }
+        Ok(Json(
+            rows.into_iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    let labels: BTreeMap<String, String> =
+                        serde_json::from_value(c.labels).unwrap_or_default();
+                    ClusterView {
+                        id: i as i64 + 1,
+                        location: compat::location(&labels),
+                        available_cpu: c.cpu_free,
+                        available_ram: compat::ram(c.memory_free),
+                        availability: c.ready,
+                        acceleration: c.gpus > 0,
+                        name: c.name,
+                        ready: c.ready,
+                        cpu_allocatable: c.cpu_allocatable,
+                        cpu_free: c.cpu_free,
+                        memory_allocatable: c.memory_allocatable,
+                        memory_free: c.memory_free,
+                        gpus: c.gpus,
+                        labels,
+                        message: c.message,
+                        synced_at: c.synced_at,
+                    }
+                })
+                .collect(),
+        ))
+    }
+
+    /// Refresh the clusters from Karmada (enqueues `cluster-sync`).
+    #[oai(
+        path = "/clusters/sync",
+        method = "post",
+        operation_id = "syncClusters"
+    )]
+    async fn cluster_sync(&self) -> ApiResult<Accepted> {
+        let e = self.queue.enqueue(&ClusterSyncJob {}).await?;
+        Ok(Accepted::Accepted(Json(JobAccepted {
+            job_id: e.id,
+            kind: ClusterSyncJob::KIND.into(),
+            graph: String::new(),
+            status_url: format!("/jobs/{}", e.id),
+            created: e.created,
+            warnings: vec![],
+        })))
+    }
+}
