@@ -1014,7 +1014,7 @@ pub fn descriptor() -> anyhow::Result<DescriptorReport> {
     let clusters: Vec<crate::store::ClusterRecord> = ["a", "b", "c"]
         .iter()
         .map(|n| crate::store::ClusterRecord {
-            name: format!("bench-{n}"),
+            name: crate::hdag::ClusterName::parse(format!("bench-{n}")).expect("a label"),
             ready: true,
             cpu_allocatable: 64.0,
             cpu_free: 64.0,

@@ -252,7 +252,7 @@ fn place(
         clusters: clusters
             .iter()
             .map(|c| placement::Cluster {
-                name: c.name.clone(),
+                name: c.name.to_string(),
                 cpu: c.cpu_free.max(0.0),
                 memory: (c.memory_free.max(0) as f64) / MIB,
                 gpus: c.gpus.max(0) as u32,

@@ -174,7 +174,11 @@ impl Federation {
     ) -> Result<Vec<ClusterRecord>, FederationError> {
         let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &cluster_resource());
         let list = api.list(&ListParams::default()).await?;
-        Ok(list.items.iter().map(|c| cluster_record(c, now)).collect())
+        Ok(list
+            .items
+            .iter()
+            .filter_map(|c| cluster_record(c, now))
+            .collect())
     }
 
     /// Server-side-applies one generated object (field manager `smo`, forced: smo owns what it
@@ -422,7 +426,16 @@ fn quantity(map: &Value, key: &str, parse: fn(&str) -> Result<u64, hdag::Quantit
 }
 
 /// Turns a Karmada `Cluster` into what placement needs.
-pub fn cluster_record(c: &DynamicObject, now: DateTime<Utc>) -> ClusterRecord {
+pub fn cluster_record(c: &DynamicObject, now: DateTime<Utc>) -> Option<ClusterRecord> {
+    // Karmada admits only DNS-1123 labels as cluster names; anything else is not a member smo
+    // can place on.
+    let name = match crate::hdag::ClusterName::parse(c.metadata.name.clone().unwrap_or_default()) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e, "a Karmada cluster with an unusable name is ignored");
+            return None;
+        }
+    };
     let status = &c.data["status"];
     let summary = &status["resourceSummary"];
     let (alloc, used) = (&summary["allocatable"], &summary["allocated"]);
@@ -451,8 +464,8 @@ pub fn cluster_record(c: &DynamicObject, now: DateTime<Utc>) -> ClusterRecord {
     let message = ready_cond
         .and_then(|c| c["message"].as_str())
         .map(str::to_string);
-    ClusterRecord {
-        name: c.metadata.name.clone().unwrap_or_default(),
+    Some(ClusterRecord {
+        name,
         ready,
         cpu_allocatable: cpu_alloc as f64 / 1000.0,
         cpu_free: cpu_alloc.saturating_sub(cpu_used) as f64 / 1000.0,
@@ -462,7 +475,7 @@ pub fn cluster_record(c: &DynamicObject, now: DateTime<Utc>) -> ClusterRecord {
         labels: serde_json::to_value(labels).unwrap_or_default(),
         message,
         synced_at: now,
-    }
+    })
 }
 
 #[cfg(test)]
@@ -484,7 +497,7 @@ mod tests {
             }
         }))
         .unwrap();
-        let r = cluster_record(&obj, Utc::now());
+        let r = cluster_record(&obj, Utc::now()).expect("a valid name");
         assert!(r.ready);
         assert_eq!((r.cpu_allocatable, r.cpu_free), (8.0, 5.5));
         assert_eq!(r.memory_free, 12 * 1024 * 1024 * 1024);
@@ -498,7 +511,7 @@ mod tests {
             "apiVersion": "cluster.karmada.io/v1alpha1", "kind": "Cluster", "metadata": {"name": "x"}
         }))
         .unwrap();
-        let r = cluster_record(&obj, Utc::now());
+        let r = cluster_record(&obj, Utc::now()).expect("a valid name");
         assert!(!r.ready);
         assert_eq!(r.cpu_free, 0.0);
     }

@@ -24,6 +24,7 @@
 pub mod conditional;
 mod load;
 mod model;
+pub mod name;
 mod quantity;
 mod validate;
 
@@ -31,6 +32,7 @@ mod validate;
 mod tests;
 
 pub use model::*;
+pub use name::{ClusterName, GraphName, NameError, ProjectName};
 pub use quantity::{
     CpuSize, QuantityError, RamSize, Resources, StorageSize, cpu_millis, quantity_bytes,
 };

@@ -2,16 +2,10 @@
 
 use super::*;
 
-/// `/alerts` routes.
-#[derive(Clone)]
-pub struct AlertsApi(pub SmoApi);
-
-impl std::ops::Deref for AlertsApi {
-    type Target = SmoApi;
-    fn deref(&self) -> &SmoApi {
-        &self.0
-    }
-}
+route_type!(
+    /// `/alerts` routes.
+    AlertsApi
+);
 
 #[OpenApi]
 impl AlertsApi {
@@ -62,7 +56,7 @@ impl AlertsApi {
                                 })
                                 .unwrap_or(false)
                         })
-                        .map(|g| g.name)
+                        .map(|g| g.name.into())
                         .collect();
                     match owners.as_slice() {
                         [] => {

@@ -2,16 +2,10 @@
 
 use super::*;
 
-/// `/clusters` routes.
-#[derive(Clone)]
-pub struct ClustersApi(pub SmoApi);
-
-impl std::ops::Deref for ClustersApi {
-    type Target = SmoApi;
-    fn deref(&self) -> &SmoApi {
-        &self.0
-    }
-}
+route_type!(
+    /// `/clusters` routes.
+    ClustersApi
+);
 
 #[OpenApi]
 impl ClustersApi {
@@ -46,7 +40,7 @@ impl ClustersApi {
                         available_ram: compat::ram(c.memory_free),
                         availability: c.ready,
                         acceleration: c.gpus > 0,
-                        name: c.name,
+                        name: c.name.into(),
                         ready: c.ready,
                         cpu_allocatable: c.cpu_allocatable,
                         cpu_free: c.cpu_free,

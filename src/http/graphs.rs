@@ -2,16 +2,10 @@
 
 use super::*;
 
-/// `/graphs`, `/projects/{project}/graphs` routes.
-#[derive(Clone)]
-pub struct GraphsApi(pub SmoApi);
-
-impl std::ops::Deref for GraphsApi {
-    type Target = SmoApi;
-    fn deref(&self) -> &SmoApi {
-        &self.0
-    }
-}
+route_type!(
+    /// `/graphs`, `/projects/{project}/graphs` routes.
+    GraphsApi
+);
 
 #[OpenApi]
 impl GraphsApi {
@@ -235,7 +229,7 @@ impl GraphsApi {
             .accept(
                 &g.name,
                 RePlaceJob {
-                    graph: g.name.clone(),
+                    graph: g.name.to_string(),
                 },
                 vec![],
                 &mut tx,

@@ -2,16 +2,10 @@
 
 use super::*;
 
-/// `/healthz`, `/readyz`, `/metrics` routes.
-#[derive(Clone)]
-pub struct HealthApi(pub SmoApi);
-
-impl std::ops::Deref for HealthApi {
-    type Target = SmoApi;
-    fn deref(&self) -> &SmoApi {
-        &self.0
-    }
-}
+route_type!(
+    /// `/healthz`, `/readyz`, `/metrics` routes.
+    HealthApi
+);
 
 #[OpenApi]
 impl HealthApi {

@@ -2,16 +2,10 @@
 
 use super::*;
 
-/// `/jobs/{id}` routes.
-#[derive(Clone)]
-pub struct JobsApi(pub SmoApi);
-
-impl std::ops::Deref for JobsApi {
-    type Target = SmoApi;
-    fn deref(&self) -> &SmoApi {
-        &self.0
-    }
-}
+route_type!(
+    /// `/jobs/{id}` routes.
+    JobsApi
+);
 
 #[OpenApi]
 impl JobsApi {

@@ -11,6 +11,23 @@
 //! - `problem.rs`   the error type and its problem documents; `serve.rs` the connection loop
 //! - `compat.rs`    the reference SMO's field names; `console/` the server-rendered console
 
+/// A resource's route type: the shared [`SmoApi`], so its handlers read `self.pool` and call the
+/// shared operations as if they were its own.
+macro_rules! route_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone)]
+        pub struct $name(pub SmoApi);
+
+        impl std::ops::Deref for $name {
+            type Target = SmoApi;
+            fn deref(&self) -> &SmoApi {
+                &self.0
+            }
+        }
+    };
+}
+
 mod alerts;
 mod clusters;
 mod compat;
@@ -131,26 +148,17 @@ fn problems_of(e: &DescriptorError) -> Vec<ProblemItem> {
         .collect()
 }
 
-fn valid_name(field: &str, v: &str) -> ApiResult<()> {
-    let ok = !v.is_empty()
-        && v.len() <= 63
-        && v.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !v.starts_with('-')
-        && !v.ends_with('-');
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(
+fn valid_name(field: &str, v: &str) -> ApiResult<hdag::ProjectName> {
+    hdag::ProjectName::parse(v).map_err(|e| {
+        ApiError::invalid(
             format!("{field} {v:?} is not a DNS-1123 label"),
             vec![ProblemItem {
                 path: field.into(),
-                message: "must be 1-63 lowercase letters, digits or '-', starting and ending with a letter or digit"
-                    .into(),
+                message: e.to_string(),
             }],
         )
-        .kind("invalid-name"))
-    }
+        .kind("invalid-name")
+    })
 }
 
 impl SmoApi {
@@ -203,8 +211,8 @@ impl SmoApi {
             grafana: reference.as_ref().and_then(|r| r.grafana.clone()),
             placement,
             dashboards,
-            name: g.name,
-            project: g.project,
+            name: g.name.into(),
+            project: g.project.into(),
             version: g.version,
             revision: g.revision,
             status: g.status.to_string(),
@@ -295,7 +303,7 @@ impl SmoApi {
                     name,
                     RemoveJob {
                         graph: name.into(),
-                        project: g.project.clone(),
+                        project: g.project.to_string(),
                     },
                     vec![],
                     &mut tx,

@@ -56,7 +56,7 @@ fn graph() -> Graph {
 
 fn cluster(name: &str, cpu_free: f64) -> ClusterRecord {
     ClusterRecord {
-        name: name.into(),
+        name: crate::hdag::ClusterName::parse(name).unwrap(),
         ready: true,
         cpu_allocatable: cpu_free,
         cpu_free,

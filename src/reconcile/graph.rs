@@ -98,7 +98,7 @@ async fn enqueue_publish(
         .enqueue_in(
             &mut *tx,
             &super::PublishDashboardsJob {
-                graph: g.name.clone(),
+                graph: g.name.to_string(),
             },
         )
         .await
@@ -268,22 +268,38 @@ async fn deploy_placed(
         services
     };
     let graph = descriptor_of(g)?;
-    // Fresh capacities for every decision: placement on stale numbers is how clusters overflow.
+    // Services that moved are re-applied with their new cluster (same object names), so Karmada
+    // moves them; nothing is duplicated.
+    let helm = app.helm.is_some();
+    place_and_apply(app, ctx, g, &graph, &services, fence, |s| {
+        plan::deploy(s, force, helm)
+    })
+    .await
+}
+
+/// The shared tail of a deploy and a conditional deploy: sync the clusters (placement on stale
+/// capacities is how clusters overflow), plan on the snapshot, apply, read readiness, record.
+async fn place_and_apply(
+    app: &App,
+    ctx: &JobContext,
+    g: &GraphRecord,
+    graph: &Graph,
+    services: &[store::ServiceRecord],
+    fence: &Fence,
+    decide: impl FnOnce(&Snapshot<'_>) -> Result<Deploy, plan::PlanError>,
+) -> Result<(), JobError> {
     let clusters = cluster_sync(app, ctx).await?;
     let current = g.placement_map();
-    let snapshot = Snapshot {
-        graph: &graph,
+    let plan = decide(&Snapshot {
+        graph,
         project: &g.project,
-        services: &services,
+        services,
         clusters: &clusters,
         current: &current,
-    };
-    // Plan. Services that moved are re-applied with their new cluster (same object names), so
-    // Karmada moves them; nothing is duplicated.
-    let plan = plan::deploy(&snapshot, force, app.helm.is_some()).map_err(permanent)?;
-    // Apply, observe, record.
+    })
+    .map_err(permanent)?;
     apply(app, &g.project, &plan.work, fence).await?;
-    let observed = observe(app, &g.project, &graph, &plan).await?;
+    let observed = observe(app, &g.project, graph, &plan).await?;
     record(app, ctx, g, &plan.outcome(&observed)).await
 }
 
@@ -324,24 +340,15 @@ pub async fn deploy_conditional(
                 Gate::Waits(outcome) => return record(app, ctx, &g, &outcome).await,
                 Gate::Go => {}
             }
-            let clusters = cluster_sync(app, ctx).await?;
-            let current = g.placement_map();
-            let snapshot = Snapshot {
-                graph: &graph,
-                project: &g.project,
-                services: &services,
-                clusters: &clusters,
-                current: &current,
-            };
             let trigger = Trigger {
                 service: service.into(),
                 alert: alert.into(),
             };
-            let plan =
-                plan::conditional(&snapshot, trigger, app.helm.is_some()).map_err(permanent)?;
-            apply(app, &g.project, &plan.work, &fence).await?;
-            let observed = observe(app, &g.project, &graph, &plan).await?;
-            record(app, ctx, &g, &plan.outcome(&observed)).await
+            let helm = app.helm.is_some();
+            place_and_apply(app, ctx, &g, &graph, &services, &fence, |s| {
+                plan::conditional(s, trigger, helm)
+            })
+            .await
         },
     )
     .await

@@ -193,7 +193,7 @@ pub async fn round(app: &App, ctx: &JobContext) -> Result<RoundReport, JobError>
     let clusters: Vec<RoundCluster> = clusters
         .into_iter()
         .map(|c| RoundCluster {
-            name: c.name,
+            name: c.name.into(),
             cpu_free: c.cpu_free,
             accelerator: c.gpus > 0,
         })

@@ -55,9 +55,9 @@ pub struct GraphRecord {
     /// Id.
     pub id: Uuid,
     /// Project (= namespace).
-    pub project: String,
+    pub project: crate::hdag::ProjectName,
     /// Name (the descriptor's id).
-    pub name: String,
+    pub name: crate::hdag::GraphName,
     /// Descriptor version.
     pub version: String,
     /// Bumped on every upload.
@@ -86,7 +86,7 @@ impl GraphRecord {
     /// The stored descriptor, typed: the one place it is decoded (was six `from_value` calls).
     pub fn graph(&self) -> Result<crate::hdag::Graph, StoreError> {
         serde_json::from_value(self.descriptor.clone()).map_err(|e| StoreError::Descriptor {
-            graph: self.name.clone(),
+            graph: self.name.to_string(),
             error: e.to_string(),
         })
     }
@@ -171,7 +171,7 @@ impl NewService {
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, PartialEq)]
 pub struct ClusterRecord {
     /// Name.
-    pub name: String,
+    pub name: crate::hdag::ClusterName,
     /// Ready condition.
     pub ready: bool,
     /// Allocatable cores.

@@ -45,6 +45,14 @@ macro_rules! stored_enum {
             }
         }
 
+        text_column!($name, |text: &str| text.parse::<$name>());
+    };
+}
+
+/// A type stored as `text`: written as its `as_str`, read back through `parse` (so a value the
+/// type does not accept is an error, not a silent mismatch).
+macro_rules! text_column {
+    ($name:ty, $parse:expr) => {
         impl Type<Postgres> for $name {
             fn type_info() -> PgTypeInfo {
                 <&str as Type<Postgres>>::type_info()
@@ -63,11 +71,16 @@ macro_rules! stored_enum {
         impl<'r> Decode<'r, Postgres> for $name {
             fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
                 let text = <&str as Decode<Postgres>>::decode(value)?;
-                Ok(text.parse()?)
+                Ok(($parse)(text)?)
             }
         }
     };
 }
+
+// Names are checked on the way out of the database as on the way in from a request.
+text_column!(crate::hdag::GraphName, crate::hdag::GraphName::parse);
+text_column!(crate::hdag::ProjectName, crate::hdag::ProjectName::parse);
+text_column!(crate::hdag::ClusterName, crate::hdag::ClusterName::parse);
 
 stored_enum!(
     /// What the user asked a graph to be.

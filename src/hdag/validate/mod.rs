@@ -3,7 +3,7 @@
 
 use super::model::*;
 use super::quantity::{CpuSize, RamSize, StorageSize};
-use super::{Problem, q};
+use super::{Problem, name::dns_label_problem, q};
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
 

@@ -195,28 +195,6 @@ pub(super) fn id_list(
     out
 }
 
-/// DNS-1123 label: what Kubernetes, Helm releases and Karmada accept as names.
-pub(super) fn dns_label_problem(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let bad = if s.is_empty() {
-        "must not be empty"
-    } else if s.len() > 63 {
-        "must be at most 63 characters"
-    } else if !b
-        .iter()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-    {
-        "may contain only lowercase letters, digits and '-'"
-    } else if !b.first().is_some_and(u8::is_ascii_alphanumeric)
-        || !b.last().is_some_and(u8::is_ascii_alphanumeric)
-    {
-        "must start and end with a letter or digit"
-    } else {
-        return None;
-    };
-    Some(format!("{} is not a DNS-1123 label: {bad}", q(s)))
-}
-
 pub(super) fn dns_id(v: &Value, path: &str, cx: &mut Cx) -> Option<String> {
     let id = text(v, path, cx)?;
     if let Some(problem) = dns_label_problem(&id) {

@@ -388,8 +388,8 @@ async fn load_graph(console: &Console, name: &str) -> Result<view::GraphPage, Re
     Ok(view::GraphPage {
         replicas,
         description: descriptor.as_ref().and_then(|d| d.description.clone()),
-        name: g.name,
-        project: g.project,
+        name: g.name.into(),
+        project: g.project.into(),
         status: g.status.to_string(),
         status_message: g.status_message,
         desired: g.desired.to_string(),

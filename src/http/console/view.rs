@@ -459,7 +459,7 @@ pub fn shares(clusters: &[ClusterRecord], usage: &[ClusterUsage]) -> Vec<(String
                     }
                 }
             }
-            (c.name.clone(), s)
+            (c.name.to_string(), s)
         })
         .collect()
 }
@@ -1275,7 +1275,7 @@ mod tests {
 
     fn cluster(name: &str, cpu: f64, gpus: i32) -> ClusterRecord {
         ClusterRecord {
-            name: name.into(),
+            name: crate::hdag::ClusterName::parse(name).unwrap(),
             ready: true,
             cpu_allocatable: cpu,
             cpu_free: cpu,
