@@ -93,6 +93,39 @@ pub struct FileSettings {
     /// How often running graphs are rescaled, e.g. `30s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scaling_interval: Option<String>,
+    /// Also serve this process's metrics here (worker and scheduler processes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<String>,
+    /// Jobs a worker runs at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_concurrency: Option<usize>,
+    /// Database connections of a process (default: derived from its roles and concurrency).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_pool_size: Option<u32>,
+    /// Time a client has to send a request's headers (and keep-alive idle time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_header_timeout: Option<String>,
+    /// Time a client has to send a request's whole body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_body_timeout: Option<String>,
+    /// Connections the API serves at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_max_connections: Option<usize>,
+    /// Jobs a worker claims per fetch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_batch: Option<usize>,
+    /// Worker name prefix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_prefix: Option<String>,
+    /// How long finished jobs are kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<String>,
+    /// How long in-flight jobs may run on after SIGTERM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shutdown_grace: Option<String>,
+    /// How often a worker heartbeats.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_interval: Option<String>,
 }
 
 impl FileSettings {
@@ -180,7 +213,10 @@ impl FileSettings {
         };
         for key in Self::keys() {
             let var = format!("SMO_{}", key.to_ascii_uppercase());
-            let Some(text) = env(&var) else { continue };
+            // An empty variable is an unset one (how a chart renders a Secret key left out).
+            let Some(text) = env(&var).filter(|t| !t.is_empty()) else {
+                continue;
+            };
             // A string first; a boolean or number when the key wants one.
             map.insert(key.to_string(), serde_json::Value::String(text.clone()));
             if serde_json::from_value::<Self>(serde_json::Value::Object(map.clone())).is_err() {
@@ -277,6 +313,27 @@ pub fn parse_file(text: &str) -> Result<(FileSettings, Vec<String>), String> {
 }
 
 /// Resolves the database URL: flag/env (already merged by clap) < file < default.
+impl FileSettings {
+    /// `top` laid over `self`: every key `top` sets wins. The layers are defaults < file < env
+    /// < flags: [`load_file`], then [`FileSettings::with_env`], then the command's flags as a
+    /// `FileSettings` of their own, then [`ServerSettings::resolve`] fills in the defaults.
+    pub fn overlay(self, top: &FileSettings) -> Result<Self, String> {
+        Secret::revealing(|| {
+            let map = |s: &FileSettings| match serde_json::to_value(s) {
+                Ok(serde_json::Value::Object(m)) => m,
+                _ => serde_json::Map::new(),
+            };
+            let mut base = map(&self);
+            for (k, v) in map(top) {
+                if !v.is_null() {
+                    base.insert(k, v);
+                }
+            }
+            serde_json::from_value(serde_json::Value::Object(base)).map_err(|e| e.to_string())
+        })
+    }
+}
+
 pub fn database_url(flag_or_env: Option<String>, file: &FileSettings) -> String {
     flag_or_env
         .or_else(|| file.database_url.clone())
@@ -346,6 +403,65 @@ pub fn write_file(settings: &FileSettings, force: bool) -> Result<PathBuf, Strin
 }
 
 /// Settings of the long-running roles.
+/// A duration setting: its value, else its default; an error names the key.
+fn duration(key: &str, v: &Option<String>, default: &str) -> Result<Duration, String> {
+    crate::cli::parse_duration(v.as_deref().unwrap_or(default)).map_err(|e| format!("{key}: {e}"))
+}
+
+impl ServerSettings {
+    /// The server roles' settings from the layered settings: every default is stated here,
+    /// once.
+    pub fn resolve(s: &FileSettings, database_url: String) -> Result<ServerSettings, String> {
+        Ok(ServerSettings {
+            database_url,
+            listen: s.listen.clone().unwrap_or_else(|| "127.0.0.1:8080".into()),
+            metrics_listen: s.metrics_listen.clone().filter(|l| !l.is_empty()),
+            worker_concurrency: s.worker_concurrency.unwrap_or(64),
+            db_pool_size: s.db_pool_size,
+            http: crate::http::HttpLimits {
+                header_read_timeout: duration(
+                    "http_header_timeout",
+                    &s.http_header_timeout,
+                    "10s",
+                )?,
+                body_read_timeout: duration("http_body_timeout", &s.http_body_timeout, "30s")?,
+                max_connections: s.http_max_connections.unwrap_or(1024),
+            },
+            worker_batch: s.worker_batch.unwrap_or(256),
+            worker_prefix: s.worker_prefix.clone().unwrap_or_else(|| "smo".into()),
+            retention: duration("retention", &s.retention, "7d")?,
+            shutdown_grace: duration("shutdown_grace", &s.shutdown_grace, "30s")?,
+            heartbeat_interval: duration("heartbeat_interval", &s.heartbeat_interval, "5s")?,
+            karmada_kubeconfig: s.karmada_kubeconfig.clone(),
+            api_token: s.api_token.clone(),
+            registry: s.registry(),
+            board_url: s.board_url.clone(),
+            helm_binary: s
+                .helm_binary
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("helm")),
+            helm_plain_http: s.helm_insecure_registry.unwrap_or(false),
+            monitoring: MonitoringSettings {
+                prometheus_url: s.prometheus_url.clone(),
+                grafana_url: s.grafana_url.clone(),
+                prometheus_user: s.prometheus_user.clone(),
+                prometheus_password: s.prometheus_password.clone(),
+                prometheus_token: s.prometheus_token.clone(),
+                grafana_user: s.grafana_user.clone(),
+                grafana_password: s.grafana_password.clone(),
+                grafana_token: s.grafana_token.clone(),
+                alert_rules: s
+                    .alert_rules
+                    .clone()
+                    .unwrap_or_else(|| "prometheus-rule".into()),
+                rules_dir: s.rules_dir.clone(),
+                scaling_interval: duration("scaling_interval", &s.scaling_interval, "30s")?,
+                rate_window: s.rate_window.clone().unwrap_or_else(|| "1m".into()),
+            },
+        })
+    }
+}
+
 #[derive(Clone)]
 pub struct ServerSettings {
     /// PostgreSQL URL.
@@ -483,5 +599,44 @@ scaling: {interval_seconds: 30, cooldown: 60}
             .with_env(|k| (k == "SMO_REGISTRY_PLAIN_HTTP").then(|| "maybe".to_string()))
             .unwrap_err();
         assert!(bad.contains("SMO_REGISTRY_PLAIN_HTTP"), "{bad}");
+    }
+
+    /// Defaults < file < env < flags, for every key alike. The file's `listen` (and every other
+    /// server key) used to lose to the flag's built-in default even with no flag given.
+    #[test]
+    fn layers_apply_in_order_and_defaults_come_last() {
+        let (file, _) = parse_file(
+            "listen: 0.0.0.0:9000\nshutdown_grace: 45s\nworker_batch: 8\ngrafana_token: from-file\n",
+        )
+        .unwrap();
+        let env = |k: &str| match k {
+            "SMO_WORKER_BATCH" => Some("16".to_string()),
+            "SMO_RETENTION" => Some("".to_string()), // empty = unset
+            _ => None,
+        };
+        let flags = FileSettings {
+            shutdown_grace: Some("90s".into()),
+            ..Default::default()
+        };
+        let s = file.with_env(env).unwrap().overlay(&flags).unwrap();
+        let r = ServerSettings::resolve(&s, "postgres://x".into()).unwrap();
+        assert_eq!(r.listen, "0.0.0.0:9000", "the file, no flag or env");
+        assert_eq!(r.worker_batch, 16, "env over file");
+        assert_eq!(r.shutdown_grace, Duration::from_secs(90), "flag over file");
+        assert_eq!(r.retention, Duration::from_secs(7 * 86_400), "default");
+        assert_eq!(
+            exposed(&r.monitoring.grafana_token),
+            Some("from-file"),
+            "secrets layer too"
+        );
+        let d = ServerSettings::resolve(&FileSettings::default(), String::new()).unwrap();
+        assert_eq!(d.listen, "127.0.0.1:8080");
+        assert_eq!(d.worker_concurrency, 64);
+        let bad = FileSettings {
+            heartbeat_interval: Some("soon".into()),
+            ..Default::default()
+        };
+        let e = ServerSettings::resolve(&bad, String::new()).err().unwrap();
+        assert!(e.starts_with("heartbeat_interval:"), "{e}");
     }
 }

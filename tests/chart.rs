@@ -341,10 +341,9 @@ fn the_worker_grace_period_exceeds_the_shutdown_grace() {
         "terminationGracePeriodSeconds {k8s} <= shutdownGrace {grace}s"
     );
     // smo's own default too (used when the value is dropped).
-    let smo = sources("src/cli/smo");
-    let re = Regex::new(r#"env = "SMO_SHUTDOWN_GRACE", default_value = "([^"]+)""#).unwrap();
-    let default = seconds(&re.captures(&smo).expect("SMO_SHUTDOWN_GRACE default")[1]);
-    assert!(k8s > default);
+    let defaults =
+        smo::settings::ServerSettings::resolve(&Default::default(), String::new()).unwrap();
+    assert!(k8s > defaults.shutdown_grace.as_secs_f64());
 }
 
 #[test]
@@ -400,8 +399,13 @@ fn secrets_come_from_secret_key_refs_and_env_names_are_real() {
             assert!(!inline.is_match(text), "{name} inlines {var}");
         }
     }
-    // Every SMO_* variable the chart sets is one smo reads (its flags, or the logging setup).
-    let smo = sources("src/cli/smo") + &read(&root().join("src/lib.rs"));
+    // Every SMO_* variable the chart sets is one smo reads: a settings key (each is read from
+    // SMO_<KEY>), a flag's variable, or the logging setup.
+    let keys: String = smo::settings::FileSettings::keys()
+        .iter()
+        .map(|k| format!("\"SMO_{}\"", k.to_ascii_uppercase()))
+        .collect();
+    let smo = sources("src/cli/smo") + &read(&root().join("src/lib.rs")) + &keys;
     let var = Regex::new(r#"(?:name: |"env" ")(SMO_[A-Z_]+)"#).unwrap();
     for (name, text) in &all {
         for cap in var.captures_iter(text) {

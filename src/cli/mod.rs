@@ -145,6 +145,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let n: u64 = num
         .parse()
         .map_err(|_| format!("invalid duration {s:?}: expected e.g. 90s, 15m, 12h or 7d"))?;
+    if unit == "ms" {
+        return Ok(Duration::from_millis(n));
+    }
     let secs = match unit {
         "" | "s" => n,
         "m" => n * 60,
@@ -215,6 +218,7 @@ mod tests {
             Duration::from_secs(7 * 86_400)
         );
         assert_eq!(parse_duration("45").unwrap(), Duration::from_secs(45));
+        assert_eq!(parse_duration("200ms").unwrap(), Duration::from_millis(200));
         assert!(parse_duration("7y").unwrap_err().contains("unit"));
         assert!(
             parse_duration("abc")

@@ -16,14 +16,14 @@ mod sim;
 mod solve;
 mod status;
 
-use std::{path::PathBuf, process::ExitCode, time::Duration};
+use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 use serde_json::Value;
 use smo_sdk::Client;
 
 use crate::{
-    cli::{Output, connect, parse_duration},
+    cli::{Output, connect},
     settings::{self, FileSettings},
 };
 
@@ -274,15 +274,4 @@ fn gib(bytes: i64) -> String {
 
 fn mib(bytes: i64) -> String {
     format!("{:.0}Mi", bytes as f64 / (1024.0 * 1024.0))
-}
-
-/// Durations with millisecond precision for tests (`200ms`), else as [`parse_duration`].
-pub(super) fn parse_duration_ms(s: &str) -> Result<Duration, String> {
-    match s.strip_suffix("ms") {
-        Some(ms) => ms
-            .parse::<u64>()
-            .map(Duration::from_millis)
-            .map_err(|_| format!("invalid duration {s:?}")),
-        None => parse_duration(s),
-    }
 }

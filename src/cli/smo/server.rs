@@ -1,16 +1,17 @@
 //! `smo run`: the server roles, their flags laid over the config file's settings.
 
-use std::{path::PathBuf, time::Duration};
+use std::path::PathBuf;
 
 use crate::{
     cli::parse_duration,
     settings::{FileSettings, ServerSettings},
 };
 
-use super::parse_duration_ms;
 use crate::credentials::Secret;
 use crate::server::{self, Role};
 
+/// `smo run`'s flags: each is also read from its `SMO_*` variable, and each lays over the config
+/// file's key of the same name (`ServerSettings::resolve` has the defaults).
 #[derive(clap::Args)]
 pub(super) struct RunArgs {
     /// Roles to run (repeatable or comma-separated).
@@ -21,44 +22,46 @@ pub(super) struct RunArgs {
         default_value = "all"
     )]
     roles: Vec<Role>,
-    /// API listen address.
-    #[arg(long, env = "SMO_LISTEN", default_value = "127.0.0.1:8080")]
-    listen: String,
+    /// API listen address [default: config listen, else 127.0.0.1:8080]
+    #[arg(long, env = "SMO_LISTEN")]
+    listen: Option<String>,
     /// Also serve this process's metrics on this address (GET /metrics): for worker and
     /// scheduler processes, whose series the API's /metrics cannot carry. [default: none]
     #[arg(long, env = "SMO_METRICS_LISTEN")]
     metrics_listen: Option<String>,
-    /// Jobs this worker runs at once.
-    #[arg(long, env = "SMO_WORKER_CONCURRENCY", default_value_t = 64)]
-    concurrency: usize,
-    /// Database connections of this process (default: derived from its roles and concurrency).
+    /// Jobs this worker runs at once [default: 64]
+    #[arg(long, env = "SMO_WORKER_CONCURRENCY")]
+    concurrency: Option<usize>,
+    /// Database connections of this process [default: derived from its roles and concurrency]
     #[arg(long, env = "SMO_DB_POOL_SIZE")]
     db_pool_size: Option<u32>,
     /// Time a client has to send a request's headers; also closes keep-alive connections idle
-    /// that long.
-    #[arg(long, env = "SMO_HTTP_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration_ms)]
-    http_header_timeout: Duration,
-    /// Time a client has to send a request's whole body (then 408).
-    #[arg(long, env = "SMO_HTTP_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration_ms)]
-    http_body_timeout: Duration,
-    /// Connections the API serves at once; more wait in the listen backlog.
-    #[arg(long, env = "SMO_HTTP_MAX_CONNECTIONS", default_value_t = 1024)]
-    http_max_connections: usize,
-    /// Jobs claimed per fetch.
-    #[arg(long, env = "SMO_WORKER_BATCH", default_value_t = 256)]
-    batch: usize,
-    /// Worker name prefix; the host (pod) name, pid and a random suffix are appended.
-    #[arg(long, env = "SMO_WORKER_PREFIX", default_value = "smo")]
-    worker_prefix: String,
-    /// Finished jobs are pruned after this long (e.g. 7d, 12h).
-    #[arg(long, env = "SMO_RETENTION", default_value = "7d", value_parser = parse_duration)]
-    retention: Duration,
-    /// On SIGTERM, in-flight jobs may take this long before being handed back.
-    #[arg(long, env = "SMO_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
-    shutdown_grace: Duration,
-    /// How often the worker heartbeats; its jobs go to other workers after 3 missed beats.
-    #[arg(long, env = "SMO_HEARTBEAT_INTERVAL", default_value = "5s", value_parser = parse_duration_ms)]
-    heartbeat_interval: Duration,
+    /// that long [default: 10s]
+    #[arg(long, env = "SMO_HTTP_HEADER_TIMEOUT", value_parser = duration_text)]
+    http_header_timeout: Option<String>,
+    /// Time a client has to send a request's whole body (then 408) [default: 30s]
+    #[arg(long, env = "SMO_HTTP_BODY_TIMEOUT", value_parser = duration_text)]
+    http_body_timeout: Option<String>,
+    /// Connections the API serves at once; more wait in the listen backlog [default: 1024]
+    #[arg(long, env = "SMO_HTTP_MAX_CONNECTIONS")]
+    http_max_connections: Option<usize>,
+    /// Jobs claimed per fetch [default: 256]
+    #[arg(long, env = "SMO_WORKER_BATCH")]
+    batch: Option<usize>,
+    /// Worker name prefix; the host (pod) name, pid and a random suffix are appended
+    /// [default: smo]
+    #[arg(long, env = "SMO_WORKER_PREFIX")]
+    worker_prefix: Option<String>,
+    /// Finished jobs are pruned after this long (e.g. 7d, 12h) [default: 7d]
+    #[arg(long, env = "SMO_RETENTION", value_parser = duration_text)]
+    retention: Option<String>,
+    /// On SIGTERM, in-flight jobs may take this long before being handed back [default: 30s]
+    #[arg(long, env = "SMO_SHUTDOWN_GRACE", value_parser = duration_text)]
+    shutdown_grace: Option<String>,
+    /// How often the worker heartbeats; its jobs go to other workers after 3 missed beats
+    /// [default: 5s]
+    #[arg(long, env = "SMO_HEARTBEAT_INTERVAL", value_parser = duration_text)]
+    heartbeat_interval: Option<String>,
     /// Prometheus URL (request rates; rule reloads) [default: config prometheus_url]
     #[arg(long, env = "SMO_PROMETHEUS_URL")]
     prometheus_url: Option<String>,
@@ -75,8 +78,8 @@ pub(super) struct RunArgs {
     #[arg(long, env = "SMO_RULES_DIR")]
     rules_dir: Option<PathBuf>,
     /// How often running graphs are rescaled [default: config scaling_interval, else 30s]
-    #[arg(long, env = "SMO_SCALING_INTERVAL", value_parser = parse_duration)]
-    scaling_interval: Option<Duration>,
+    #[arg(long, env = "SMO_SCALING_INTERVAL", value_parser = duration_text)]
+    scaling_interval: Option<String>,
     /// rate() window of request-rate queries [default: config rate_window, else 1m]
     #[arg(long, env = "SMO_RATE_WINDOW")]
     rate_window: Option<String>,
@@ -88,84 +91,52 @@ pub(super) struct RunArgs {
     api_token: Option<String>,
 }
 
-/// Runs the roles until a signal stops them.
+/// A duration flag, checked when parsed and kept as written (it layers over the file's text).
+fn duration_text(s: &str) -> Result<String, String> {
+    parse_duration(s).map(|_| s.to_string())
+}
+
+impl RunArgs {
+    /// The flags as a settings layer: only what was given (on the command line or in `SMO_*`).
+    fn layer(&self) -> FileSettings {
+        FileSettings {
+            listen: self.listen.clone(),
+            metrics_listen: self.metrics_listen.clone(),
+            worker_concurrency: self.concurrency,
+            db_pool_size: self.db_pool_size,
+            http_header_timeout: self.http_header_timeout.clone(),
+            http_body_timeout: self.http_body_timeout.clone(),
+            http_max_connections: self.http_max_connections,
+            worker_batch: self.batch,
+            worker_prefix: self.worker_prefix.clone(),
+            retention: self.retention.clone(),
+            shutdown_grace: self.shutdown_grace.clone(),
+            heartbeat_interval: self.heartbeat_interval.clone(),
+            prometheus_url: self.prometheus_url.clone(),
+            grafana_url: self.grafana_url.clone(),
+            board_url: self.board_url.clone(),
+            alert_rules: self.alert_rules.clone(),
+            rules_dir: self.rules_dir.clone(),
+            scaling_interval: self.scaling_interval.clone(),
+            rate_window: self.rate_window.clone(),
+            karmada_kubeconfig: self.karmada_kubeconfig.clone(),
+            api_token: self.api_token.clone().map(Secret::new),
+            ..FileSettings::default()
+        }
+    }
+}
+
+/// Runs the roles until a signal stops them: defaults < config file < `SMO_*` < flags.
 pub(super) async fn run(
     a: RunArgs,
     file: FileSettings,
     database_url: String,
 ) -> anyhow::Result<u8> {
-    let settings = ServerSettings {
-        database_url,
-        listen: a.listen,
-        metrics_listen: a.metrics_listen.filter(|l| !l.is_empty()),
-        worker_concurrency: a.concurrency,
-        db_pool_size: a.db_pool_size,
-        http: crate::http::HttpLimits {
-            header_read_timeout: a.http_header_timeout,
-            body_read_timeout: a.http_body_timeout,
-            max_connections: a.http_max_connections,
-        },
-        worker_batch: a.batch,
-        worker_prefix: a.worker_prefix,
-        retention: a.retention,
-        shutdown_grace: a.shutdown_grace,
-        heartbeat_interval: a.heartbeat_interval,
-        karmada_kubeconfig: a.karmada_kubeconfig.or(file.karmada_kubeconfig.clone()),
-        api_token: a.api_token.map(Secret::new).or(file.api_token.clone()),
-        registry: file.registry(),
-        board_url: a.board_url.or(file.board_url.clone()),
-        helm_binary: std::env::var_os("SMO_HELM_BINARY")
-            .map(PathBuf::from)
-            .or(file.helm_binary.clone())
-            .unwrap_or_else(|| PathBuf::from("helm")),
-        helm_plain_http: file.helm_insecure_registry.unwrap_or(false),
-        monitoring: crate::settings::MonitoringSettings {
-            prometheus_url: a.prometheus_url.or(file.prometheus_url.clone()),
-            grafana_url: a.grafana_url.or(file.grafana_url.clone()),
-            prometheus_user: env_text("SMO_PROMETHEUS_USER", &file.prometheus_user),
-            prometheus_password: env_or("SMO_PROMETHEUS_PASSWORD", &file.prometheus_password),
-            prometheus_token: env_or("SMO_PROMETHEUS_TOKEN", &file.prometheus_token),
-            grafana_user: env_text("SMO_GRAFANA_USER", &file.grafana_user),
-            grafana_password: env_or("SMO_GRAFANA_PASSWORD", &file.grafana_password),
-            grafana_token: env_or("SMO_GRAFANA_TOKEN", &file.grafana_token),
-            alert_rules: a
-                .alert_rules
-                .or(file.alert_rules.clone())
-                .unwrap_or_else(|| "prometheus-rule".into()),
-            rules_dir: a.rules_dir.or(file.rules_dir.clone()),
-            scaling_interval: match a.scaling_interval {
-                Some(d) => d,
-                None => file
-                    .scaling_interval
-                    .as_deref()
-                    .map(parse_duration)
-                    .transpose()
-                    .map_err(|e| anyhow::anyhow!("scaling_interval: {e}"))?
-                    .unwrap_or(Duration::from_secs(30)),
-            },
-            rate_window: a
-                .rate_window
-                .or(file.rate_window.clone())
-                .unwrap_or_else(|| "1m".into()),
-        },
-    };
+    let layered = file
+        .with_env(|k| std::env::var(k).ok())
+        .and_then(|s| s.overlay(&a.layer()))
+        .map_err(anyhow::Error::msg)?;
+    let settings = ServerSettings::resolve(&layered, database_url).map_err(anyhow::Error::msg)?;
     server::run(settings, &a.roles, server::shutdown_on_signals()).await?;
     Ok(0)
-}
-
-/// A secret from the environment (how the chart passes Secrets), else from the config file.
-fn env_or(var: &str, file: &Option<Secret>) -> Option<Secret> {
-    std::env::var(var)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .map(Secret::new)
-        .or_else(|| file.clone())
-}
-
-/// A setting from the environment, else from the config file.
-fn env_text(var: &str, file: &Option<String>) -> Option<String> {
-    std::env::var(var)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .or_else(|| file.clone())
 }

@@ -4,8 +4,6 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::Subcommand;
 
-use super::parse_duration_ms;
-
 #[derive(clap::Args)]
 pub(super) struct SimArgs {
     #[command(subcommand)]
@@ -29,7 +27,7 @@ pub(super) struct SimArgs {
     state: Option<PathBuf>,
     /// Delay every write by this long (`150ms`, `2s`), as a loaded API server would: makes a
     /// deploy slow enough to interrupt in tests and demos.
-    #[arg(long, value_parser = parse_duration_ms, default_value = "0ms")]
+    #[arg(long, value_parser = crate::cli::parse_duration, default_value = "0ms")]
     write_latency: Duration,
 }
 
