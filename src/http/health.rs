@@ -20,12 +20,12 @@ impl HealthApi {
     async fn readyz(&self) -> Ready {
         match tokio::time::timeout(
             Duration::from_secs(1),
-            sqlx::query("SELECT 1").execute(&self.pool),
+            store::ping(&self.pool),
         )
         .await
         {
             Ok(Ok(_)) => Ready::Ok(PlainText("ready".into())),
-            Ok(Err(e)) => Ready::Unavailable(PlainText(format!("database: {e}"))),
+            Ok(Err(e)) => Ready::Unavailable(PlainText(e.to_string())),
             Err(_) => Ready::Unavailable(PlainText("database: timed out".into())),
         }
     }

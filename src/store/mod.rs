@@ -323,6 +323,12 @@ pub async fn upsert_graph(
     Ok((get_graph(&mut *conn, name).await?, created))
 }
 
+/// A round trip to the database (readiness).
+pub async fn ping(pool: &PgPool) -> Result<(), StoreError> {
+    sqlx::query("SELECT 1").execute(pool).await?;
+    Ok(())
+}
+
 /// One graph by name.
 pub async fn get_graph(conn: &mut PgConnection, name: &str) -> Result<GraphRecord, StoreError> {
     find_graph(conn, name)
