@@ -18,12 +18,7 @@ impl HealthApi {
     /// Readiness: the database answers within a second.
     #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
     async fn readyz(&self) -> Ready {
-        match tokio::time::timeout(
-            Duration::from_secs(1),
-            store::ping(&self.pool),
-        )
-        .await
-        {
+        match tokio::time::timeout(Duration::from_secs(1), store::ping(&self.pool)).await {
             Ok(Ok(_)) => Ready::Ok(PlainText("ready".into())),
             Ok(Err(e)) => Ready::Unavailable(PlainText(e.to_string())),
             Err(_) => Ready::Unavailable(PlainText("database: timed out".into())),

@@ -93,6 +93,21 @@ fn services(g: &Graph, status: ServiceStatus) -> Vec<ServiceRecord> {
         .collect()
 }
 
+fn snap<'a>(
+    g: &'a Graph,
+    services: &'a [ServiceRecord],
+    clusters: &'a [ClusterRecord],
+    current: &'a BTreeMap<String, String>,
+) -> Snapshot<'a> {
+    Snapshot {
+        graph: g,
+        project: "p",
+        services,
+        clusters,
+        current,
+    }
+}
+
 fn placed(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
         .iter()
@@ -116,13 +131,7 @@ fn a_first_deploy_places_and_applies_every_unconditional_service_in_deploy_order
     let services = services(&g, ServiceStatus::Pending);
     let clusters = [cluster("edge-a", 4.0)];
     let current = BTreeMap::new();
-    let s = Snapshot {
-        graph: &g,
-        project: "p",
-        services: &services,
-        clusters: &clusters,
-        current: &current,
-    };
+    let s = snap(&g, &services, &clusters, &current);
     let plan = deploy(&s, false, true).unwrap();
     assert!(plan.placement.solution.is_some(), "nothing was placed yet");
     assert_eq!(
@@ -172,13 +181,7 @@ fn without_a_helm_runner_chart_services_wait_and_the_graph_says_so() {
     let services = services(&g, ServiceStatus::Pending);
     let clusters = [cluster("edge-a", 4.0)];
     let current = BTreeMap::new();
-    let s = Snapshot {
-        graph: &g,
-        project: "p",
-        services: &services,
-        clusters: &clusters,
-        current: &current,
-    };
+    let s = snap(&g, &services, &clusters, &current);
     let plan = deploy(&s, false, false).unwrap();
     assert_eq!(plan.waits_for_helm, ["chart"]);
     assert!(!applied(&plan).iter().any(|w| w.starts_with("helm:")));
@@ -194,13 +197,7 @@ fn services_keep_a_usable_cluster_without_a_solve_and_a_re_placement_applies_onl
     let services = services(&g, ServiceStatus::Running);
     let current = placed(&[("api", "edge-a"), ("chart", "edge-a"), ("web", "edge-a")]);
     let clusters = [cluster("edge-a", 4.0), cluster("edge-b", 4.0)];
-    let s = Snapshot {
-        graph: &g,
-        project: "p",
-        services: &services,
-        clusters: &clusters,
-        current: &current,
-    };
+    let s = snap(&g, &services, &clusters, &current);
     let kept = deploy(&s, false, true).unwrap();
     assert!(kept.placement.solution.is_none());
     assert_eq!(kept.placement.placement, current);
@@ -260,13 +257,7 @@ fn a_conditional_deploy_waits_for_all_its_events_then_deploys_once() {
 
     let current = placed(&[("api", "edge-a"), ("chart", "edge-a"), ("web", "edge-a")]);
     let clusters = [cluster("edge-a", 4.0)];
-    let s = Snapshot {
-        graph: &g,
-        project: "p",
-        services: &services,
-        clusters: &clusters,
-        current: &current,
-    };
+    let s = snap(&g, &services, &clusters, &current);
     let trigger = Trigger {
         service: "failover".into(),
         alert: "web-slow".into(),
@@ -370,13 +361,7 @@ fn a_dry_run_places_what_a_deploy_would_without_stored_records() {
     // What a deploy of the stored graph would place, on the same clusters.
     let services = services(&g, ServiceStatus::Pending);
     let current = BTreeMap::new();
-    let s = Snapshot {
-        graph: &g,
-        project: "p",
-        services: &services,
-        clusters: &clusters,
-        current: &current,
-    };
+    let s = snap(&g, &services, &clusters, &current);
     assert_eq!(
         deploy(&s, false, true).unwrap().placement.placement,
         plan.placement
