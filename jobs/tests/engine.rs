@@ -525,9 +525,11 @@ async fn shutdown_finishes_in_flight_jobs_within_the_grace_period() {
     });
     let quick = q.enqueue(&Sleepy { ms: 300 }).await.unwrap();
     let stop = CancellationToken::new();
-    let w = tokio::spawn(
-        Worker::new(q.clone(), registry.clone(), fast_worker_config("w-grace")).run(stop.clone()),
-    );
+    // A lease of seconds, not the fast config's 600 ms: on a loaded machine a late heartbeat
+    // would fence the job and hand it back, which is not what this half of the test is about.
+    let mut patient = fast_worker_config("w-grace");
+    patient.missed_heartbeats = 50;
+    let w = tokio::spawn(Worker::new(q.clone(), registry.clone(), patient).run(stop.clone()));
     wait_for_state(&q, quick.id, "running").await;
     stop.cancel();
     w.await.unwrap().unwrap();

@@ -115,7 +115,7 @@ impl AlertsApi {
                 }
             }
             let args = reconcile::DeployConditionalJob {
-                graph: graph.clone(),
+                graph: g.name.clone(),
                 service: service.clone(),
                 alert: a.alertname.clone(),
             };

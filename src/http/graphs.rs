@@ -140,7 +140,9 @@ impl GraphsApi {
             .accept(
                 &graph.id,
                 DeployJob {
-                    graph: graph.id.clone(),
+                    // The validator checked the id with the same rule: failing here is smo's bug.
+                    graph: hdag::GraphName::parse(graph.id.as_str())
+                        .map_err(|e| ApiError::internal(e.to_string()))?,
                 },
                 warnings,
                 &mut tx,
@@ -229,7 +231,7 @@ impl GraphsApi {
             .accept(
                 &g.name,
                 RePlaceJob {
-                    graph: g.name.to_string(),
+                    graph: g.name.clone(),
                 },
                 vec![],
                 &mut tx,

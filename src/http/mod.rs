@@ -275,8 +275,15 @@ impl SmoApi {
         let g = store::set_desired(&mut tx, name, desired, self.queue.now()).await?;
         let accepted = match desired {
             Desired::Running => {
-                self.accept(name, StartJob { graph: name.into() }, vec![], &mut tx)
-                    .await?
+                self.accept(
+                    name,
+                    StartJob {
+                        graph: g.name.clone(),
+                    },
+                    vec![],
+                    &mut tx,
+                )
+                .await?
             }
             Desired::Stopped => {
                 store::set_status(
@@ -287,8 +294,15 @@ impl SmoApi {
                     self.queue.now(),
                 )
                 .await?;
-                self.accept(name, StopJob { graph: name.into() }, vec![], &mut tx)
-                    .await?
+                self.accept(
+                    name,
+                    StopJob {
+                        graph: g.name.clone(),
+                    },
+                    vec![],
+                    &mut tx,
+                )
+                .await?
             }
             Desired::Removed => {
                 store::set_status(
@@ -302,8 +316,8 @@ impl SmoApi {
                 self.accept(
                     name,
                     RemoveJob {
-                        graph: name.into(),
-                        project: g.project.to_string(),
+                        graph: g.name.clone(),
+                        project: g.project.clone(),
                     },
                     vec![],
                     &mut tx,

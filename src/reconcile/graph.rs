@@ -98,7 +98,7 @@ async fn enqueue_publish(
         .enqueue_in(
             &mut *tx,
             &super::PublishDashboardsJob {
-                graph: g.name.to_string(),
+                graph: g.name.clone(),
             },
         )
         .await

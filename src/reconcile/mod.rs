@@ -12,7 +12,11 @@ use serde::{Deserialize, Serialize};
 use smo_jobs::{Enqueued, JobArgs, JobContext, JobError, Queue, Registry};
 use sqlx::{PgConnection, PgPool};
 
-use crate::{federation::Federation, store};
+use crate::{
+    federation::Federation,
+    hdag::{GraphName, ProjectName},
+    store,
+};
 
 pub use monitor::{Monitoring, RulesTarget, cron_schedule_for};
 pub use scale::{RoundReport, SHARD_GRAPHS, ScaleShardJob, round as scaling_round};
@@ -49,14 +53,14 @@ macro_rules! graph_job {
         $(#[$doc])*
         #[derive(Debug, Clone, Serialize, Deserialize)]
         pub struct $name {
-            /// Graph name.
-            pub graph: String,
+            /// Graph name (checked again when the job is read back).
+            pub graph: GraphName,
         }
         impl JobArgs for $name {
             const KIND: &'static str = $kind;
             const MAX_ATTEMPTS: u32 = 8;
             fn unique_key(&self) -> Option<String> {
-                Some(self.graph.clone())
+                Some(self.graph.to_string())
             }
         }
     };
@@ -87,16 +91,16 @@ graph_job!(
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RemoveJob {
     /// Graph name.
-    pub graph: String,
+    pub graph: GraphName,
     /// Its project (= namespace), kept in the job so removal works even if the row is gone.
-    pub project: String,
+    pub project: ProjectName,
 }
 
 impl JobArgs for RemoveJob {
     const KIND: &'static str = "remove";
     const MAX_ATTEMPTS: u32 = 12;
     fn unique_key(&self) -> Option<String> {
-        Some(self.graph.clone())
+        Some(self.graph.to_string())
     }
 }
 
@@ -104,14 +108,14 @@ impl JobArgs for RemoveJob {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PublishDashboardsJob {
     /// Graph name.
-    pub graph: String,
+    pub graph: GraphName,
 }
 
 impl JobArgs for PublishDashboardsJob {
     const KIND: &'static str = "publish-dashboards";
     const MAX_ATTEMPTS: u32 = 8;
     fn unique_key(&self) -> Option<String> {
-        Some(self.graph.clone())
+        Some(self.graph.to_string())
     }
 }
 
@@ -132,7 +136,7 @@ impl JobArgs for ScaleFanoutJob {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeployConditionalJob {
     /// Graph name.
-    pub graph: String,
+    pub graph: GraphName,
     /// The conditional service.
     pub service: String,
     /// The alert that fired.
@@ -165,14 +169,14 @@ impl JobArgs for DriftFanoutJob {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RepairDriftJob {
     /// Graph name.
-    pub graph: String,
+    pub graph: GraphName,
 }
 
 impl JobArgs for RepairDriftJob {
     const KIND: &'static str = "repair-drift";
     const MAX_ATTEMPTS: u32 = 3;
     fn unique_key(&self) -> Option<String> {
-        Some(self.graph.clone())
+        Some(self.graph.to_string())
     }
 }
 

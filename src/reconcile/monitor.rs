@@ -285,7 +285,7 @@ pub async fn drift_fanout(app: &App, ctx: &JobContext) -> Result<(), JobError> {
 async fn per_running_graph<A: smo_jobs::JobArgs>(
     app: &App,
     ctx: &JobContext,
-    job: impl Fn(String) -> A,
+    job: impl Fn(crate::hdag::GraphName) -> A,
 ) -> Result<(), JobError> {
     let names = {
         let mut conn = app.pool.acquire().await.map_err(db)?;

@@ -494,7 +494,8 @@ async fn apply_shard(
             .enqueue_in(
                 &mut tx,
                 &RePlaceJob {
-                    graph: graph.clone(),
+                    graph: crate::hdag::GraphName::parse(graph.as_str())
+                        .map_err(|e| JobError::Permanent(e.to_string()))?,
                 },
             )
             .await

@@ -750,7 +750,9 @@ pub async fn set_service_replicas(
 }
 
 /// Names of the graphs that should be and are running (scale ticks, drift repair).
-pub async fn running_graph_names(conn: &mut PgConnection) -> Result<Vec<String>, StoreError> {
+pub async fn running_graph_names(
+    conn: &mut PgConnection,
+) -> Result<Vec<crate::hdag::GraphName>, StoreError> {
     Ok(sqlx::query_scalar(
         "SELECT name FROM smo.graphs WHERE desired = 'running' AND status = 'Running' ORDER BY name",
     )

@@ -195,7 +195,7 @@ async fn drift_in_the_federation_is_repaired_and_logged_and_no_drift_logs_nothin
     let repair = |q: smo_jobs::Queue| async move {
         let e = q
             .enqueue(&RepairDriftJob {
-                graph: "drifty".into(),
+                graph: smo::hdag::GraphName::parse("drifty").unwrap(),
             })
             .await
             .unwrap();

@@ -89,6 +89,9 @@ pub(super) struct RunArgs {
     /// Bearer token the API requires [default: ~/.smo/config.yaml's api_token; none = open]
     #[arg(long, env = "SMO_API_TOKEN")]
     api_token: Option<String>,
+    /// The helm binary that installs Helm-chart services [default: config helm_binary, else helm]
+    #[arg(long, env = "SMO_HELM_BINARY")]
+    helm_binary: Option<PathBuf>,
 }
 
 /// A duration flag, checked when parsed and kept as written (it layers over the file's text).
@@ -121,6 +124,7 @@ impl RunArgs {
             rate_window: self.rate_window.clone(),
             karmada_kubeconfig: self.karmada_kubeconfig.clone(),
             api_token: self.api_token.clone().map(Secret::new),
+            helm_binary: self.helm_binary.clone(),
             ..FileSettings::default()
         }
     }
@@ -139,4 +143,45 @@ pub(super) async fn run(
     let settings = ServerSettings::resolve(&layered, database_url).map_err(anyhow::Error::msg)?;
     server::run(settings, &a.roles, server::shutdown_on_signals()).await?;
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Run {
+        #[command(flatten)]
+        args: RunArgs,
+    }
+
+    /// A flag given wins over the file; a flag not given leaves the file's value (and then the
+    /// default) in place, for every key of `smo run`.
+    #[test]
+    fn given_flags_lay_over_the_file_and_absent_ones_do_not() {
+        let run = Run::try_parse_from([
+            "run",
+            "--helm-binary",
+            "/opt/helm",
+            "--shutdown-grace",
+            "90s",
+            "--concurrency",
+            "8",
+        ])
+        .unwrap();
+        let (file, _) =
+            crate::settings::parse_file("listen: 0.0.0.0:9000\nshutdown_grace: 45s\n").unwrap();
+        let layered = file.overlay(&run.args.layer()).unwrap();
+        let s = ServerSettings::resolve(&layered, String::new()).unwrap();
+        assert_eq!(s.helm_binary, PathBuf::from("/opt/helm"));
+        assert_eq!(s.shutdown_grace, std::time::Duration::from_secs(90));
+        assert_eq!(s.worker_concurrency, 8);
+        assert_eq!(s.listen, "0.0.0.0:9000", "no --listen: the file's");
+        assert!(
+            Run::try_parse_from(["run", "--retention", "soon"]).is_err(),
+            "a bad duration is refused when parsed"
+        );
+    }
 }
