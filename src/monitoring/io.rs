@@ -112,9 +112,9 @@ impl Prometheus {
             .apply(self.http.request(m, format!("{}{path}", self.base)))
     }
 
-    /// Evaluates an instant query to one number (empty or NaN results are 0, as SPEC §3 says).
-    pub async fn query(&self, query: &str) -> Result<f64, IoError> {
-        let body = check(
+    /// The raw answer to an instant query.
+    async fn instant(&self, query: &str) -> Result<Vec<u8>, IoError> {
+        check(
             "prometheus",
             &self.base,
             self.req(reqwest::Method::GET, "/api/v1/query")
@@ -122,7 +122,12 @@ impl Prometheus {
                 .send()
                 .await,
         )
-        .await?;
+        .await
+    }
+
+    /// Evaluates an instant query to one number (empty or NaN results are 0, as SPEC §3 says).
+    pub async fn query(&self, query: &str) -> Result<f64, IoError> {
+        let body = self.instant(query).await?;
         super::parse_query_result(&body).map_err(|e| IoError::Answer(format!("prometheus: {e}")))
     }
 
@@ -132,15 +137,7 @@ impl Prometheus {
         &self,
         window: &str,
     ) -> Result<std::collections::HashMap<(String, String), Option<f64>>, IoError> {
-        let body = check(
-            "prometheus",
-            &self.base,
-            self.req(reqwest::Method::GET, "/api/v1/query")
-                .query(&[("query", super::fleet_rate_query(window))])
-                .send()
-                .await,
-        )
-        .await?;
+        let body = self.instant(&super::fleet_rate_query(window)).await?;
         super::parse_fleet_rates(&body).map_err(|e| IoError::Answer(format!("prometheus: {e}")))
     }
 

@@ -14,7 +14,7 @@ pub struct ScalingRow {
     pub graph: String,
     /// Graph's project.
     pub project: String,
-    /// The descriptor's graph id (objects are named `<id>-<service>`).
+    /// The descriptor's graph id, which is the graph's name (objects are named `<id>-<service>`).
     pub graph_id: String,
     /// Service id.
     pub service: String,
@@ -34,7 +34,7 @@ pub struct ScalingRow {
 /// descriptor order. The descriptor is read only for the one field scaling needs.
 pub async fn scaling_rows(conn: &mut PgConnection) -> Result<Vec<ScalingRow>, StoreError> {
     Ok(sqlx::query_as(
-        "SELECT g.name AS graph, g.project, coalesce(g.descriptor->>'id', g.name) AS graph_id,
+        "SELECT g.name AS graph, g.project, g.name AS graph_id,
                 s.name AS service, s.cluster, s.replicas, s.cpu_millis, s.gpu,
                 (SELECT x->'deployment'->'intent'->'scaling'
                    FROM jsonb_array_elements(g.descriptor->'services') x
@@ -77,7 +77,7 @@ pub async fn services_now(
     job: Uuid,
 ) -> Result<Vec<ServiceNow>, StoreError> {
     Ok(sqlx::query_as(
-        "SELECT g.name AS graph, g.id AS graph_uuid, coalesce(g.descriptor->>'id', g.name) AS graph_id,
+        "SELECT g.name AS graph, g.id AS graph_uuid, g.name AS graph_id,
                 (g.desired = 'running' AND g.status = 'Running') AS running,
                 EXISTS (SELECT 1 FROM smo.decisions d WHERE d.graph = g.name AND d.job_id = $2) AS decided,
                 s.name AS service, s.cluster, s.replicas
