@@ -121,9 +121,8 @@ pub struct Deploy {
     pub force: bool,
     /// Set for a conditional deploy.
     pub trigger: Option<Trigger>,
-    /// The placement before this plan, and the clusters it was decided on (for the record).
-    current: BTreeMap<String, String>,
-    clusters: Vec<ClusterRecord>,
+    /// The `placement` decision to record, when the solver ran.
+    placement_decision: Option<Draft>,
 }
 
 /// (desired, ready) replicas of a Deployment as the federation reports them.
@@ -320,9 +319,9 @@ fn place(
 fn helm_release(
     graph: &Graph,
     service: &Service,
+    cluster: &str,
     placement: &BTreeMap<String, String>,
-) -> Option<HelmRelease> {
-    let cluster = placement.get(&service.id)?;
+) -> HelmRelease {
     let mut importers: Vec<String> = graph
         .callers_of(&service.id)
         .iter()
@@ -331,7 +330,7 @@ fn helm_release(
         .collect();
     importers.sort();
     importers.dedup();
-    Some(HelmRelease {
+    HelmRelease {
         service: service.id.clone(),
         release: manifests::release_name(&graph.id, service),
         chart: service.artifact.oci_image.clone().unwrap_or_default(),
@@ -341,7 +340,41 @@ fn helm_release(
             &importers,
             graph.hda_graph_intent.use_static_placement,
         ),
-    })
+    }
+}
+
+/// The `placement` decision of a plan whose solver ran: how many services are new or moved
+/// against `current`, and what the solution was decided on.
+fn placement_decision(
+    plan: &PlacementPlan,
+    current: &BTreeMap<String, String>,
+    clusters: &[ClusterRecord],
+    force: bool,
+) -> Option<Draft> {
+    let sol = plan.solution.as_ref()?;
+    let placement = &plan.placement;
+    let moved = placement
+        .iter()
+        .filter(|(s, c)| current.get(*s).is_some_and(|old| old != *c))
+        .count();
+    let new = placement
+        .keys()
+        .filter(|s| !current.contains_key(*s))
+        .count();
+    Some(Draft::new(
+        "placement",
+        format!(
+            "placed {} services ({new} new, {moved} moved), {}",
+            placement.len(),
+            if sol.status.is_optimal() {
+                "proven optimal"
+            } else {
+                "not proven optimal"
+            }
+        ),
+        json!({ "current": current, "clusters": clusters, "force": force }),
+        serde_json::to_value(sol).unwrap_or_default(),
+    ))
 }
 
 /// Deploy (or start) and re-placement: place, then apply every placed service in deploy order —
@@ -371,10 +404,11 @@ pub fn deploy(s: &Snapshot<'_>, force: bool, helm: bool) -> Result<Deploy, PlanE
             continue; // re-placement applies only what moved
         }
         if !manifests::is_native(service) {
-            match helm.then(|| helm_release(s.graph, service, &placement.placement)) {
-                Some(Some(release)) => work.push(Work::Helm(release)),
-                Some(None) => {}
-                None => waits_for_helm.push(service.id.clone()),
+            if helm {
+                let release = helm_release(s.graph, service, cluster, &placement.placement);
+                work.push(Work::Helm(release));
+            } else {
+                waits_for_helm.push(service.id.clone());
             }
             continue;
         }
@@ -391,6 +425,7 @@ pub fn deploy(s: &Snapshot<'_>, force: bool, helm: bool) -> Result<Deploy, PlanE
         .filter(|sv| manifests::is_native(sv) && placement.placement.contains_key(&sv.id))
         .map(|sv| sv.id.clone())
         .collect();
+    let placement_decision = placement_decision(&placement, s.current, s.clusters, force);
     Ok(Deploy {
         placement,
         work,
@@ -398,8 +433,7 @@ pub fn deploy(s: &Snapshot<'_>, force: bool, helm: bool) -> Result<Deploy, PlanE
         observe,
         force,
         trigger: None,
-        current: s.current.clone(),
-        clusters: s.clusters.to_vec(),
+        placement_decision,
     })
 }
 
@@ -475,8 +509,13 @@ pub fn conditional(s: &Snapshot<'_>, trigger: Trigger, helm: bool) -> Result<Dep
         })?;
     let mut work = Vec::new();
     if !manifests::is_native(svc) {
-        if helm && let Some(release) = helm_release(s.graph, svc, &placement.placement) {
-            work.push(Work::Helm(release));
+        if helm {
+            work.push(Work::Helm(helm_release(
+                s.graph,
+                svc,
+                &cluster,
+                &placement.placement,
+            )));
         }
     } else {
         let replicas = desired_replicas(s.services);
@@ -500,8 +539,7 @@ pub fn conditional(s: &Snapshot<'_>, trigger: Trigger, helm: bool) -> Result<Dep
         observe: vec![service.into()],
         force: false,
         trigger: Some(trigger),
-        current: s.current.clone(),
-        clusters: s.clusters.to_vec(),
+        placement_decision: None,
     })
 }
 
@@ -554,32 +592,7 @@ impl Deploy {
                 ..Outcome::default()
             };
         }
-        let mut decisions = Vec::new();
-        if let Some(sol) = &self.placement.solution {
-            let current = &self.current;
-            let moved = placement
-                .iter()
-                .filter(|(s, c)| current.get(*s).is_some_and(|old| old != *c))
-                .count();
-            let new = placement
-                .keys()
-                .filter(|s| !current.contains_key(*s))
-                .count();
-            decisions.push(Draft::new(
-                "placement",
-                format!(
-                    "placed {} services ({new} new, {moved} moved), {}",
-                    placement.len(),
-                    if sol.status.is_optimal() {
-                        "proven optimal"
-                    } else {
-                        "not proven optimal"
-                    }
-                ),
-                json!({ "current": current, "clusters": self.clusters, "force": self.force }),
-                serde_json::to_value(sol).unwrap_or_default(),
-            ));
-        }
+        let mut decisions: Vec<Draft> = self.placement_decision.iter().cloned().collect();
         let mut services: Vec<_> = self
             .observe
             .iter()

@@ -207,10 +207,7 @@ impl FileSettings {
     /// The file's settings with `SMO_<KEY>` environment variables laid over them: what the
     /// commands see, for `smo config` to print.
     pub fn with_env(self, env: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
-        let mut map = match Secret::revealing(|| serde_json::to_value(&self)) {
-            Ok(serde_json::Value::Object(m)) => m,
-            _ => serde_json::Map::new(),
-        };
+        let mut map = self.to_map();
         for key in Self::keys() {
             let var = format!("SMO_{}", key.to_ascii_uppercase());
             // An empty variable is an unset one (how a chart renders a Secret key left out).
@@ -318,19 +315,17 @@ impl FileSettings {
     /// < flags: [`load_file`], then [`FileSettings::with_env`], then the command's flags as a
     /// `FileSettings` of their own, then [`ServerSettings::resolve`] fills in the defaults.
     pub fn overlay(self, top: &FileSettings) -> Result<Self, String> {
-        Secret::revealing(|| {
-            let map = |s: &FileSettings| match serde_json::to_value(s) {
-                Ok(serde_json::Value::Object(m)) => m,
-                _ => serde_json::Map::new(),
-            };
-            let mut base = map(&self);
-            for (k, v) in map(top) {
-                if !v.is_null() {
-                    base.insert(k, v);
-                }
-            }
-            serde_json::from_value(serde_json::Value::Object(base)).map_err(|e| e.to_string())
-        })
+        let mut base = self.to_map();
+        base.extend(top.to_map().into_iter().filter(|(_, v)| !v.is_null()));
+        serde_json::from_value(serde_json::Value::Object(base)).map_err(|e| e.to_string())
+    }
+
+    /// The settings as a JSON map of the keys set, secrets included (the layers merge maps).
+    fn to_map(&self) -> serde_json::Map<String, serde_json::Value> {
+        match Secret::revealing(|| serde_json::to_value(self)) {
+            Ok(serde_json::Value::Object(m)) => m,
+            _ => serde_json::Map::new(),
+        }
     }
 }
 

@@ -62,7 +62,7 @@ async fn locked<T, F: Future<Output = Result<T, JobError>>>(
 
 /// Runs `body` holding the graph's lock. A busy graph snoozes the job: waiting for another job
 /// of the same graph is not a failure and must not spend the attempts meant for real errors.
-pub(super) async fn with_locked_graph<T, F: Future<Output = Result<T, JobError>>>(
+async fn with_locked_graph<T, F: Future<Output = Result<T, JobError>>>(
     app: &App,
     name: &str,
     ctx: &JobContext,
@@ -76,7 +76,7 @@ pub(super) async fn with_locked_graph<T, F: Future<Output = Result<T, JobError>>
 
 /// Runs `body` holding the graph's lock, or skips it when another job holds the graph: for
 /// periodic work (scale ticks, drift checks) whose next period comes anyway.
-pub(super) async fn unless_busy<F: Future<Output = Result<(), JobError>>>(
+async fn unless_busy<F: Future<Output = Result<(), JobError>>>(
     app: &App,
     name: &str,
     ctx: &JobContext,
@@ -91,21 +91,14 @@ async fn enqueue_publish(
     tx: &mut PgConnection,
     g: &GraphRecord,
     ctx: &JobContext,
-    now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), JobError> {
-    let job = ctx
-        .queue
-        .enqueue_in(
-            &mut *tx,
-            &super::PublishDashboardsJob {
-                graph: g.name.clone(),
-            },
-        )
+    let args = super::PublishDashboardsJob {
+        graph: g.name.clone(),
+    };
+    super::enqueue_for_graph(tx, &ctx.queue, &g.name, &args)
         .await
-        .map_err(|e| JobError::Transient(e.to_string()))?;
-    store::record_job(tx, &g.name, job.id, "publish-dashboards", now)
-        .await
-        .map_err(db)
+        .map(drop)
+        .map_err(|e| JobError::Transient(e.to_string()))
 }
 
 /// Refreshes the cluster table from Karmada.
@@ -160,11 +153,11 @@ async fn record(
 ) -> Result<(), JobError> {
     let now = ctx.queue.now();
     let mut tx = begin_record(app, ctx).await?;
-    store::record_outcome(&mut tx, &g.name, g.id, &g.project, ctx.id, outcome, now)
+    store::record_outcome(&mut tx, g, ctx.id, outcome, now)
         .await
         .map_err(db)?;
     if outcome.publish {
-        enqueue_publish(&mut tx, g, ctx, now).await?;
+        enqueue_publish(&mut tx, g, ctx).await?;
     }
     tx.commit().await.map_err(db)
 }

@@ -489,20 +489,13 @@ async fn apply_shard(
         .await
         .map_err(db)?;
     for graph in re_place {
-        let job = ctx
-            .queue
-            .enqueue_in(
-                &mut tx,
-                &RePlaceJob {
-                    graph: crate::hdag::GraphName::parse(graph.as_str())
-                        .map_err(|e| JobError::Permanent(e.to_string()))?,
-                },
-            )
+        let args = RePlaceJob {
+            graph: crate::hdag::GraphName::parse(graph.as_str())
+                .map_err(|e| JobError::Permanent(e.to_string()))?,
+        };
+        super::enqueue_for_graph(&mut tx, &ctx.queue, &graph, &args)
             .await
             .map_err(|e| JobError::Transient(e.to_string()))?;
-        store::record_job(&mut tx, &graph, job.id, "re-place", at)
-            .await
-            .map_err(db)?;
     }
     store::add_decisions(&mut tx, &decisions, at)
         .await

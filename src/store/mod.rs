@@ -453,13 +453,12 @@ pub async fn set_status(
 /// caller's transaction: statuses, placement, spent events, decisions.
 pub async fn record_outcome(
     conn: &mut PgConnection,
-    graph: &str,
-    graph_id: Uuid,
-    project: &str,
+    g: &GraphRecord,
     job: Uuid,
     outcome: &crate::plan::Outcome,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
+    let graph_id = g.id;
     if let Some((status, message)) = &outcome.status {
         set_status(conn, graph_id, *status, message.as_deref(), now).await?;
     }
@@ -476,8 +475,8 @@ pub async fn record_outcome(
         .decisions
         .iter()
         .map(|d| NewDecision {
-            graph: graph.into(),
-            project: project.into(),
+            graph: g.name.to_string(),
+            project: g.project.to_string(),
             kind: d.kind,
             job_id: Some(job),
             message: d.message.clone(),
