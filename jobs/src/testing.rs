@@ -201,3 +201,33 @@ pub async fn work_until_idle(
         .await
         .map_err(|e| Error::Config(format!("worker task failed: {e}")))?
 }
+
+/// What a test does when something it needs is missing (network namespaces, `../shared`, a
+/// tool): under `CI=true`, which CI sets, that is a failure naming what is missing, so a test
+/// never passes without running there; elsewhere the test is skipped with a message. Returns
+/// only when skipping is allowed.
+pub fn missing_prerequisite(what: &str) {
+    missing_prerequisite_in(what, std::env::var("CI").is_ok_and(|v| v == "true"));
+}
+
+/// [`missing_prerequisite`] with CI's flag given (testable without touching the environment).
+pub fn missing_prerequisite_in(what: &str, ci: bool) {
+    assert!(!ci, "CI=true and a prerequisite is missing: {what}");
+    eprintln!("skipped (CI is not set): {what}");
+}
+
+#[cfg(test)]
+mod prerequisite_tests {
+    use super::missing_prerequisite_in;
+
+    #[test]
+    #[should_panic(expected = "CI=true and a prerequisite is missing: ../shared")]
+    fn a_missing_prerequisite_fails_under_ci() {
+        missing_prerequisite_in("../shared", true);
+    }
+
+    #[test]
+    fn a_missing_prerequisite_skips_outside_ci() {
+        missing_prerequisite_in("../shared", false);
+    }
+}

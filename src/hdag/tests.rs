@@ -353,7 +353,7 @@ fn shared_examples() -> Option<Vec<PathBuf>> {
 #[test]
 fn conformance_shared_examples() {
     let Some(files) = shared_examples() else {
-        println!("skipped the shared conformance cases: {SHARED_EXAMPLES} is missing");
+        smo_jobs::testing::missing_prerequisite(SHARED_EXAMPLES);
         return;
     };
     assert!(!files.is_empty(), "no descriptors in {SHARED_EXAMPLES}");

@@ -433,7 +433,7 @@ fn document_yaml(api: &OpenApiService<Routes, ()>) -> String {
     doc["components"]["securitySchemes"]["bearerAuth"] = serde_json::json!({
         "type": "http",
         "scheme": "bearer",
-        "description": "The API token (`api_token`); required on every route but the health checks and /metrics when the server has one.",
+        "description": "The API token (`api_token`); required on every route but the health checks when the server has one.",
     });
     if let Some(paths) = doc["paths"].as_object_mut() {
         for (path, ops) in paths.iter_mut() {

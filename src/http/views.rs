@@ -63,34 +63,34 @@ pub struct ServiceView {
     /// `image` (smo generates the objects) or `helm`.
     pub artifact: String,
     /// Compatibility (reference SMO): the chart (`ociImage`) or image.
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable)]
     pub artifact_ref: Option<String>,
     /// Compatibility (reference SMO): the cluster it is placed on (`cluster`).
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable)]
     pub cluster_affinity: Option<String>,
     /// Compatibility (reference SMO): `intent.compute.cpu` as written.
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable)]
     pub cpu: Option<String>,
     /// Compatibility (reference SMO): `intent.compute.ram` as written.
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable)]
     pub memory: Option<String>,
     /// Compatibility (reference SMO): `intent.compute.storage` as written.
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable)]
     pub storage: Option<String>,
     /// Compatibility (reference SMO): the chart's `valuesOverwrite`.
     pub values_overwrite: serde_json::Value,
     /// Compatibility (reference SMO): the alert rule (or rules) that deploy this conditional
-    /// service; absent for others.
-    #[oai(skip_serializing_if_is_none)]
+    /// service; null for others.
+    #[oai(nullable)]
     pub alert: Option<serde_json::Value>,
     /// Compatibility (reference SMO): `ociConfig.type`.
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable)]
     pub artifact_type: Option<String>,
     /// Compatibility (reference SMO): `ociConfig.implementer` (`HELM`, `WOT`).
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable)]
     pub artifact_implementer: Option<String>,
     /// Compatibility (reference SMO): the service's dashboard URL, when published.
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable)]
     pub grafana: Option<String>,
 }
 
@@ -128,7 +128,7 @@ pub struct GraphDetail {
     #[oai(rename = "hdaGraph")]
     pub hda_graph: serde_json::Value,
     /// Compatibility (reference SMO): the graph dashboard's URL, when published.
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable)]
     pub grafana: Option<String>,
     /// Created.
     pub created_at: DateTime<Utc>,
@@ -163,7 +163,7 @@ pub struct ClusterView {
     /// Compatibility (reference SMO): a number per cluster, 1-based in name order.
     pub id: i64,
     /// Compatibility (reference SMO): the region or location label.
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable)]
     pub location: Option<String>,
     /// Compatibility (reference SMO): free cores (`cpu_free`).
     pub available_cpu: f64,

@@ -287,10 +287,7 @@ fn prometheus_rule_crd() -> Option<Value> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../shared/crds/monitoring.coreos.com_prometheusrules.yaml");
     let Ok(text) = std::fs::read_to_string(&path) else {
-        println!(
-            "skipped the PrometheusRule CRD checks: {} not found",
-            path.display()
-        );
+        smo_jobs::testing::missing_prerequisite(&path.display().to_string());
         return None;
     };
     Some(serde_norway::from_str(&text).expect("CRD YAML"))

@@ -315,9 +315,13 @@ fn a_reference_users_config_flags_and_commands_work_or_say_what_to_run() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr).contains("smo run --role scheduler,worker"),
-        "{}",
-        text(&out.stderr)
-    );
+    let said = text(&out.stderr);
+    assert!(said.contains("smo run --role scheduler,worker"), "{said}");
+    // It names the jobs that really scale (the scheduler's cron entry and the shards).
+    for kind in [
+        <smo::reconcile::ScaleFanoutJob as smo_jobs::JobArgs>::KIND,
+        "scale-shard",
+    ] {
+        assert!(said.contains(kind), "{kind}: {said}");
+    }
 }

@@ -413,15 +413,7 @@ fn arbitrary_json() -> impl Strategy<Value = Value> {
 
 fn shared_dir() -> Option<PathBuf> {
     let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/crds"));
-    if dir.is_dir() {
-        Some(dir.to_path_buf())
-    } else {
-        println!(
-            "skipped the shared CRD conformance cases: {} not found",
-            dir.display()
-        );
-        None
-    }
+    crate::support::require(&dir.display().to_string(), dir.is_dir()).then(|| dir.to_path_buf())
 }
 
 /// The CRD at `file` under the shared directory, or `None` (after saying so) when it is absent.

@@ -173,7 +173,6 @@ async fn kubectl_gets_by_short_name_applies_scales_and_deletes_against_the_sim()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_explains_karmada_kinds_from_their_real_crd_schemas() {
     let Some(shared) = crate::support::shared_dir() else {
-        eprintln!("skipped: ../shared (with the real CRDs) is absent");
         return;
     };
     smo::install_crypto_provider();

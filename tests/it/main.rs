@@ -1,5 +1,6 @@
 //! smo's integration tests: one binary, so the crate (and HiGHS) is linked once.
 
+mod auth;
 mod board;
 mod cli;
 mod conformance;
@@ -19,5 +20,6 @@ mod reference;
 mod rounds;
 mod sdk;
 mod self_metrics;
+mod shutdown;
 mod stack;
 mod support;

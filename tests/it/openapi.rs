@@ -43,7 +43,10 @@ async fn schemathesis_finds_nothing_against_the_live_api() {
         std::path::Path::new(&bin).exists(),
         "{bin} is missing: run scripts/setup (it installs schemathesis into a venv)"
     );
-    let s = crate::stack::Stack::start().await;
+    // With the token set, as a production server runs: every request sends it (so the fuzzing
+    // reaches the handlers), and the document comes from a file (fetching it needs the token).
+    let token = "schemathesis-token";
+    let s = crate::stack::Stack::with_token(token).await;
     // Something to find: a graph, so the stateful phase can follow links past 404s.
     let accepted = s
         .client
@@ -52,9 +55,13 @@ async fn schemathesis_finds_nothing_against_the_live_api() {
         .unwrap();
     s.succeed(&accepted).await;
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/schemathesis.toml");
+    let doc = std::env::temp_dir().join(format!("{}-openapi.yaml", s.db.name));
+    std::fs::write(&doc, smo::http::openapi_yaml()).unwrap();
     let out = tokio::process::Command::new(&bin)
         .args(["--config-file", config, "--no-color", "run"])
-        .arg(format!("{}/openapi.yaml", s.api))
+        .arg(&doc)
+        .args(["--url", &s.api])
+        .args(["--header", &format!("Authorization: Bearer {token}")])
         .args([
             "--phases",
             "coverage,fuzzing,stateful",
@@ -70,6 +77,7 @@ async fn schemathesis_finds_nothing_against_the_live_api() {
         .output()
         .await
         .expect("schemathesis runs");
+    let _ = std::fs::remove_file(&doc);
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

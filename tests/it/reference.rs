@@ -115,6 +115,50 @@ async fn flask_era_requests_are_read_or_told_the_route_to_use() {
         .unwrap();
     assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
 
+    // Every key the reference sends is there, null when unknown (as the reference sends it), so
+    // its CLI's `describe` never reads a missing key: no worker runs here, so nothing is placed,
+    // and no Grafana is configured.
+    let g: Value = http
+        .get(format!("{}/graphs/legacy", s.api))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for key in [
+        "name",
+        "status",
+        "project",
+        "grafana",
+        "hdaGraph",
+        "placement",
+        "services",
+    ] {
+        assert!(g.get(key).is_some(), "graph key {key} missing: {g}");
+    }
+    assert!(g["grafana"].is_null(), "{g}");
+    for svc in g["services"].as_array().unwrap() {
+        for key in [
+            "name",
+            "status",
+            "grafana",
+            "cluster_affinity",
+            "cpu",
+            "memory",
+            "storage",
+            "gpu",
+            "values_overwrite",
+            "alert",
+            "artifact_ref",
+            "artifact_type",
+            "artifact_implementer",
+        ] {
+            assert!(svc.get(key).is_some(), "service key {key} missing: {svc}");
+        }
+        assert!(svc["cluster_affinity"].is_null(), "not placed yet: {svc}");
+    }
+
     let r = http
         .get(format!("{}/graphs/legacy/start", s.api))
         .send()

@@ -206,11 +206,14 @@ impl Gen<'_> {
                         ty
                     }
                 } else {
-                    // Absent or null reads as `None`; `None` is left out, as smo's server does
-                    // (a property not required is absent, never null), so re-serialised
-                    // answers match the originals.
+                    // Absent or null reads as `None`. `None` is written as smo's server writes
+                    // it, so re-serialised answers match the originals: a nullable property is
+                    // always sent (null when unknown, as the reference SMO's clients expect),
+                    // any other property not required is left out.
                     attrs.push("default".into());
-                    attrs.push("skip_serializing_if = \"Option::is_none\"".into());
+                    if !is_nullable(prop) {
+                        attrs.push("skip_serializing_if = \"Option::is_none\"".into());
+                    }
                     format!("Option<{ty}>")
                 };
                 if !attrs.is_empty() {

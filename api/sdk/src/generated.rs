@@ -42,7 +42,7 @@ pub struct ClusterView {
     /// Labels.
     pub labels: std::collections::BTreeMap<String, String>,
     /// Compatibility (reference SMO): the region or location label.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub location: Option<String>,
     /// Allocatable bytes.
     pub memory_allocatable: i64,
@@ -112,7 +112,7 @@ pub struct GraphDetail {
     /// What was asked.
     pub desired: String,
     /// Compatibility (reference SMO): the graph dashboard's URL, when published.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub grafana: Option<String>,
     /// Compatibility (reference SMO): the descriptor as submitted (its `hdaGraph`).
     #[serde(rename = "hdaGraph")]
@@ -235,40 +235,40 @@ pub struct ProblemItem {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ServiceView {
     /// Compatibility (reference SMO): the alert rule (or rules) that deploy this conditional
-    /// service; absent for others.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// service; null for others.
+    #[serde(default)]
     pub alert: Option<serde_json::Value>,
     /// `image` (smo generates the objects) or `helm`.
     pub artifact: String,
     /// Compatibility (reference SMO): `ociConfig.implementer` (`HELM`, `WOT`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub artifact_implementer: Option<String>,
     /// Compatibility (reference SMO): the chart (`ociImage`) or image.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub artifact_ref: Option<String>,
     /// Compatibility (reference SMO): `ociConfig.type`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub artifact_type: Option<String>,
     /// Where it runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
     /// Compatibility (reference SMO): the cluster it is placed on (`cluster`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub cluster_affinity: Option<String>,
     /// Deployed when its alert fires.
     pub conditional: bool,
     /// Compatibility (reference SMO): `intent.compute.cpu` as written.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub cpu: Option<String>,
     /// CPU per replica in milli-cores.
     pub cpu_millis: i64,
     /// Needs an accelerator.
     pub gpu: bool,
     /// Compatibility (reference SMO): the service's dashboard URL, when published.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub grafana: Option<String>,
     /// Compatibility (reference SMO): `intent.compute.ram` as written.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub memory: Option<String>,
     /// Memory per replica in bytes.
     pub memory_bytes: i64,
@@ -281,7 +281,7 @@ pub struct ServiceView {
     /// Pending | Deployed | Running | Stopped | Failed.
     pub status: String,
     /// Compatibility (reference SMO): `intent.compute.storage` as written.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub storage: Option<String>,
     /// Compatibility (reference SMO): the chart's `valuesOverwrite`.
     pub values_overwrite: serde_json::Value,
@@ -328,7 +328,8 @@ impl crate::Client {
     ///
     /// `POST /alerts` (`postAlerts`).
     pub async fn post_alerts(&self, body: Vec<u8>) -> Result<AlertsAccepted, crate::Error> {
-        let mut req = crate::Request::new("postAlerts", reqwest::Method::POST, "/alerts".to_string());
+        let mut req =
+            crate::Request::new("postAlerts", reqwest::Method::POST, "/alerts".to_string());
         req.body(body, "application/octet-stream");
         let (status, bytes) = self.execute(req).await?;
         crate::decode_json(status, &bytes)
@@ -338,7 +339,11 @@ impl crate::Client {
     ///
     /// `GET /clusters` (`listClusters`).
     pub async fn list_clusters(&self) -> Result<Vec<ClusterView>, crate::Error> {
-        let req = crate::Request::new("listClusters", reqwest::Method::GET, "/clusters".to_string());
+        let req = crate::Request::new(
+            "listClusters",
+            reqwest::Method::GET,
+            "/clusters".to_string(),
+        );
         let (status, bytes) = self.execute(req).await?;
         crate::decode_json(status, &bytes)
     }
@@ -347,7 +352,11 @@ impl crate::Client {
     ///
     /// `POST /clusters/sync` (`syncClusters`).
     pub async fn sync_clusters(&self) -> Result<JobAccepted, crate::Error> {
-        let req = crate::Request::new("syncClusters", reqwest::Method::POST, "/clusters/sync".to_string());
+        let req = crate::Request::new(
+            "syncClusters",
+            reqwest::Method::POST,
+            "/clusters/sync".to_string(),
+        );
         let (status, bytes) = self.execute(req).await?;
         crate::decode_json(status, &bytes)
     }
@@ -355,8 +364,13 @@ impl crate::Client {
     /// Every graph, by project and name; paged as the graphs of a project are.
     ///
     /// `GET /graphs` (`listGraphs`).
-    pub async fn list_graphs(&self, limit: Option<i64>, after: Option<&str>) -> Result<Vec<GraphSummary>, crate::Error> {
-        let mut req = crate::Request::new("listGraphs", reqwest::Method::GET, "/graphs".to_string());
+    pub async fn list_graphs(
+        &self,
+        limit: Option<i64>,
+        after: Option<&str>,
+    ) -> Result<Vec<GraphSummary>, crate::Error> {
+        let mut req =
+            crate::Request::new("listGraphs", reqwest::Method::GET, "/graphs".to_string());
         if let Some(limit) = limit {
             req.query("limit", limit.to_string());
         }
@@ -371,7 +385,11 @@ impl crate::Client {
     ///
     /// `DELETE /graphs/{name}` (`removeGraph`).
     pub async fn remove_graph(&self, name: &str) -> Result<JobAccepted, crate::Error> {
-        let req = crate::Request::new("removeGraph", reqwest::Method::DELETE, format!("/graphs/{}", crate::encode_path_segment(name)));
+        let req = crate::Request::new(
+            "removeGraph",
+            reqwest::Method::DELETE,
+            format!("/graphs/{}", crate::encode_path_segment(name)),
+        );
         let (status, bytes) = self.execute(req).await?;
         crate::decode_json(status, &bytes)
     }
@@ -380,7 +398,11 @@ impl crate::Client {
     ///
     /// `GET /graphs/{name}` (`getGraph`).
     pub async fn get_graph(&self, name: &str) -> Result<GraphDetail, crate::Error> {
-        let req = crate::Request::new("getGraph", reqwest::Method::GET, format!("/graphs/{}", crate::encode_path_segment(name)));
+        let req = crate::Request::new(
+            "getGraph",
+            reqwest::Method::GET,
+            format!("/graphs/{}", crate::encode_path_segment(name)),
+        );
         let (status, bytes) = self.execute(req).await?;
         crate::decode_json(status, &bytes)
     }
@@ -388,8 +410,16 @@ impl crate::Client {
     /// The decision log of a graph (placement, deploy, scaling …), newest first. Kept after removal.
     ///
     /// `GET /graphs/{name}/history` (`graphHistory`).
-    pub async fn graph_history(&self, name: &str, limit: Option<i64>) -> Result<Vec<DecisionView>, crate::Error> {
-        let mut req = crate::Request::new("graphHistory", reqwest::Method::GET, format!("/graphs/{}/history", crate::encode_path_segment(name)));
+    pub async fn graph_history(
+        &self,
+        name: &str,
+        limit: Option<i64>,
+    ) -> Result<Vec<DecisionView>, crate::Error> {
+        let mut req = crate::Request::new(
+            "graphHistory",
+            reqwest::Method::GET,
+            format!("/graphs/{}/history", crate::encode_path_segment(name)),
+        );
         if let Some(limit) = limit {
             req.query("limit", limit.to_string());
         }
@@ -400,8 +430,16 @@ impl crate::Client {
     /// The jobs of a graph, newest first.
     ///
     /// `GET /graphs/{name}/jobs` (`listGraphJobs`).
-    pub async fn list_graph_jobs(&self, name: &str, limit: Option<i64>) -> Result<Vec<JobView>, crate::Error> {
-        let mut req = crate::Request::new("listGraphJobs", reqwest::Method::GET, format!("/graphs/{}/jobs", crate::encode_path_segment(name)));
+    pub async fn list_graph_jobs(
+        &self,
+        name: &str,
+        limit: Option<i64>,
+    ) -> Result<Vec<JobView>, crate::Error> {
+        let mut req = crate::Request::new(
+            "listGraphJobs",
+            reqwest::Method::GET,
+            format!("/graphs/{}/jobs", crate::encode_path_segment(name)),
+        );
         if let Some(limit) = limit {
             req.query("limit", limit.to_string());
         }
@@ -413,7 +451,11 @@ impl crate::Client {
     ///
     /// `POST /graphs/{name}/placement` (`replaceGraph`).
     pub async fn replace_graph(&self, name: &str) -> Result<JobAccepted, crate::Error> {
-        let req = crate::Request::new("replaceGraph", reqwest::Method::POST, format!("/graphs/{}/placement", crate::encode_path_segment(name)));
+        let req = crate::Request::new(
+            "replaceGraph",
+            reqwest::Method::POST,
+            format!("/graphs/{}/placement", crate::encode_path_segment(name)),
+        );
         let (status, bytes) = self.execute(req).await?;
         crate::decode_json(status, &bytes)
     }
@@ -422,7 +464,11 @@ impl crate::Client {
     ///
     /// `POST /graphs/{name}/start` (`startGraph`).
     pub async fn start_graph(&self, name: &str) -> Result<JobAccepted, crate::Error> {
-        let req = crate::Request::new("startGraph", reqwest::Method::POST, format!("/graphs/{}/start", crate::encode_path_segment(name)));
+        let req = crate::Request::new(
+            "startGraph",
+            reqwest::Method::POST,
+            format!("/graphs/{}/start", crate::encode_path_segment(name)),
+        );
         let (status, bytes) = self.execute(req).await?;
         crate::decode_json(status, &bytes)
     }
@@ -431,7 +477,11 @@ impl crate::Client {
     ///
     /// `POST /graphs/{name}/stop` (`stopGraph`).
     pub async fn stop_graph(&self, name: &str) -> Result<JobAccepted, crate::Error> {
-        let req = crate::Request::new("stopGraph", reqwest::Method::POST, format!("/graphs/{}/stop", crate::encode_path_segment(name)));
+        let req = crate::Request::new(
+            "stopGraph",
+            reqwest::Method::POST,
+            format!("/graphs/{}/stop", crate::encode_path_segment(name)),
+        );
         let (status, bytes) = self.execute(req).await?;
         crate::decode_json(status, &bytes)
     }
@@ -449,7 +499,11 @@ impl crate::Client {
     ///
     /// `GET /jobs/{id}` (`getJob`).
     pub async fn get_job(&self, id: &str) -> Result<JobView, crate::Error> {
-        let req = crate::Request::new("getJob", reqwest::Method::GET, format!("/jobs/{}", crate::encode_path_segment(id)));
+        let req = crate::Request::new(
+            "getJob",
+            reqwest::Method::GET,
+            format!("/jobs/{}", crate::encode_path_segment(id)),
+        );
         let (status, bytes) = self.execute(req).await?;
         crate::decode_json(status, &bytes)
     }
@@ -471,8 +525,17 @@ impl crate::Client {
     /// `project/name`) while there may be more. Without `limit`, every graph.
     ///
     /// `GET /project/{project}/graphs` (`listProjectGraphs`).
-    pub async fn list_project_graphs(&self, project: &str, limit: Option<i64>, after: Option<&str>) -> Result<Vec<GraphSummary>, crate::Error> {
-        let mut req = crate::Request::new("listProjectGraphs", reqwest::Method::GET, format!("/project/{}/graphs", crate::encode_path_segment(project)));
+    pub async fn list_project_graphs(
+        &self,
+        project: &str,
+        limit: Option<i64>,
+        after: Option<&str>,
+    ) -> Result<Vec<GraphSummary>, crate::Error> {
+        let mut req = crate::Request::new(
+            "listProjectGraphs",
+            reqwest::Method::GET,
+            format!("/project/{}/graphs", crate::encode_path_segment(project)),
+        );
         if let Some(limit) = limit {
             req.query("limit", limit.to_string());
         }
@@ -489,8 +552,17 @@ impl crate::Client {
     /// and the objects that would be applied, storing nothing.
     ///
     /// `POST /project/{project}/graphs` (`deployGraph`).
-    pub async fn deploy_graph(&self, project: &str, dry_run: Option<bool>, body: Vec<u8>) -> Result<DeployGraphResponse, crate::Error> {
-        let mut req = crate::Request::new("deployGraph", reqwest::Method::POST, format!("/project/{}/graphs", crate::encode_path_segment(project)));
+    pub async fn deploy_graph(
+        &self,
+        project: &str,
+        dry_run: Option<bool>,
+        body: Vec<u8>,
+    ) -> Result<DeployGraphResponse, crate::Error> {
+        let mut req = crate::Request::new(
+            "deployGraph",
+            reqwest::Method::POST,
+            format!("/project/{}/graphs", crate::encode_path_segment(project)),
+        );
         if let Some(dry_run) = dry_run {
             req.query("dry_run", dry_run.to_string());
         }
@@ -523,7 +595,8 @@ impl crate::blocking::Client {
     ///
     /// `POST /alerts` (`postAlerts`).
     pub fn post_alerts(&self, body: Vec<u8>) -> Result<AlertsAccepted, crate::Error> {
-        let mut req = crate::Request::new("postAlerts", reqwest::Method::POST, "/alerts".to_string());
+        let mut req =
+            crate::Request::new("postAlerts", reqwest::Method::POST, "/alerts".to_string());
         req.body(body, "application/octet-stream");
         let (status, bytes) = self.execute(req)?;
         crate::decode_json(status, &bytes)
@@ -533,7 +606,11 @@ impl crate::blocking::Client {
     ///
     /// `GET /clusters` (`listClusters`).
     pub fn list_clusters(&self) -> Result<Vec<ClusterView>, crate::Error> {
-        let req = crate::Request::new("listClusters", reqwest::Method::GET, "/clusters".to_string());
+        let req = crate::Request::new(
+            "listClusters",
+            reqwest::Method::GET,
+            "/clusters".to_string(),
+        );
         let (status, bytes) = self.execute(req)?;
         crate::decode_json(status, &bytes)
     }
@@ -542,7 +619,11 @@ impl crate::blocking::Client {
     ///
     /// `POST /clusters/sync` (`syncClusters`).
     pub fn sync_clusters(&self) -> Result<JobAccepted, crate::Error> {
-        let req = crate::Request::new("syncClusters", reqwest::Method::POST, "/clusters/sync".to_string());
+        let req = crate::Request::new(
+            "syncClusters",
+            reqwest::Method::POST,
+            "/clusters/sync".to_string(),
+        );
         let (status, bytes) = self.execute(req)?;
         crate::decode_json(status, &bytes)
     }
@@ -550,8 +631,13 @@ impl crate::blocking::Client {
     /// Every graph, by project and name; paged as the graphs of a project are.
     ///
     /// `GET /graphs` (`listGraphs`).
-    pub fn list_graphs(&self, limit: Option<i64>, after: Option<&str>) -> Result<Vec<GraphSummary>, crate::Error> {
-        let mut req = crate::Request::new("listGraphs", reqwest::Method::GET, "/graphs".to_string());
+    pub fn list_graphs(
+        &self,
+        limit: Option<i64>,
+        after: Option<&str>,
+    ) -> Result<Vec<GraphSummary>, crate::Error> {
+        let mut req =
+            crate::Request::new("listGraphs", reqwest::Method::GET, "/graphs".to_string());
         if let Some(limit) = limit {
             req.query("limit", limit.to_string());
         }
@@ -566,7 +652,11 @@ impl crate::blocking::Client {
     ///
     /// `DELETE /graphs/{name}` (`removeGraph`).
     pub fn remove_graph(&self, name: &str) -> Result<JobAccepted, crate::Error> {
-        let req = crate::Request::new("removeGraph", reqwest::Method::DELETE, format!("/graphs/{}", crate::encode_path_segment(name)));
+        let req = crate::Request::new(
+            "removeGraph",
+            reqwest::Method::DELETE,
+            format!("/graphs/{}", crate::encode_path_segment(name)),
+        );
         let (status, bytes) = self.execute(req)?;
         crate::decode_json(status, &bytes)
     }
@@ -575,7 +665,11 @@ impl crate::blocking::Client {
     ///
     /// `GET /graphs/{name}` (`getGraph`).
     pub fn get_graph(&self, name: &str) -> Result<GraphDetail, crate::Error> {
-        let req = crate::Request::new("getGraph", reqwest::Method::GET, format!("/graphs/{}", crate::encode_path_segment(name)));
+        let req = crate::Request::new(
+            "getGraph",
+            reqwest::Method::GET,
+            format!("/graphs/{}", crate::encode_path_segment(name)),
+        );
         let (status, bytes) = self.execute(req)?;
         crate::decode_json(status, &bytes)
     }
@@ -583,8 +677,16 @@ impl crate::blocking::Client {
     /// The decision log of a graph (placement, deploy, scaling …), newest first. Kept after removal.
     ///
     /// `GET /graphs/{name}/history` (`graphHistory`).
-    pub fn graph_history(&self, name: &str, limit: Option<i64>) -> Result<Vec<DecisionView>, crate::Error> {
-        let mut req = crate::Request::new("graphHistory", reqwest::Method::GET, format!("/graphs/{}/history", crate::encode_path_segment(name)));
+    pub fn graph_history(
+        &self,
+        name: &str,
+        limit: Option<i64>,
+    ) -> Result<Vec<DecisionView>, crate::Error> {
+        let mut req = crate::Request::new(
+            "graphHistory",
+            reqwest::Method::GET,
+            format!("/graphs/{}/history", crate::encode_path_segment(name)),
+        );
         if let Some(limit) = limit {
             req.query("limit", limit.to_string());
         }
@@ -595,8 +697,16 @@ impl crate::blocking::Client {
     /// The jobs of a graph, newest first.
     ///
     /// `GET /graphs/{name}/jobs` (`listGraphJobs`).
-    pub fn list_graph_jobs(&self, name: &str, limit: Option<i64>) -> Result<Vec<JobView>, crate::Error> {
-        let mut req = crate::Request::new("listGraphJobs", reqwest::Method::GET, format!("/graphs/{}/jobs", crate::encode_path_segment(name)));
+    pub fn list_graph_jobs(
+        &self,
+        name: &str,
+        limit: Option<i64>,
+    ) -> Result<Vec<JobView>, crate::Error> {
+        let mut req = crate::Request::new(
+            "listGraphJobs",
+            reqwest::Method::GET,
+            format!("/graphs/{}/jobs", crate::encode_path_segment(name)),
+        );
         if let Some(limit) = limit {
             req.query("limit", limit.to_string());
         }
@@ -608,7 +718,11 @@ impl crate::blocking::Client {
     ///
     /// `POST /graphs/{name}/placement` (`replaceGraph`).
     pub fn replace_graph(&self, name: &str) -> Result<JobAccepted, crate::Error> {
-        let req = crate::Request::new("replaceGraph", reqwest::Method::POST, format!("/graphs/{}/placement", crate::encode_path_segment(name)));
+        let req = crate::Request::new(
+            "replaceGraph",
+            reqwest::Method::POST,
+            format!("/graphs/{}/placement", crate::encode_path_segment(name)),
+        );
         let (status, bytes) = self.execute(req)?;
         crate::decode_json(status, &bytes)
     }
@@ -617,7 +731,11 @@ impl crate::blocking::Client {
     ///
     /// `POST /graphs/{name}/start` (`startGraph`).
     pub fn start_graph(&self, name: &str) -> Result<JobAccepted, crate::Error> {
-        let req = crate::Request::new("startGraph", reqwest::Method::POST, format!("/graphs/{}/start", crate::encode_path_segment(name)));
+        let req = crate::Request::new(
+            "startGraph",
+            reqwest::Method::POST,
+            format!("/graphs/{}/start", crate::encode_path_segment(name)),
+        );
         let (status, bytes) = self.execute(req)?;
         crate::decode_json(status, &bytes)
     }
@@ -626,7 +744,11 @@ impl crate::blocking::Client {
     ///
     /// `POST /graphs/{name}/stop` (`stopGraph`).
     pub fn stop_graph(&self, name: &str) -> Result<JobAccepted, crate::Error> {
-        let req = crate::Request::new("stopGraph", reqwest::Method::POST, format!("/graphs/{}/stop", crate::encode_path_segment(name)));
+        let req = crate::Request::new(
+            "stopGraph",
+            reqwest::Method::POST,
+            format!("/graphs/{}/stop", crate::encode_path_segment(name)),
+        );
         let (status, bytes) = self.execute(req)?;
         crate::decode_json(status, &bytes)
     }
@@ -644,7 +766,11 @@ impl crate::blocking::Client {
     ///
     /// `GET /jobs/{id}` (`getJob`).
     pub fn get_job(&self, id: &str) -> Result<JobView, crate::Error> {
-        let req = crate::Request::new("getJob", reqwest::Method::GET, format!("/jobs/{}", crate::encode_path_segment(id)));
+        let req = crate::Request::new(
+            "getJob",
+            reqwest::Method::GET,
+            format!("/jobs/{}", crate::encode_path_segment(id)),
+        );
         let (status, bytes) = self.execute(req)?;
         crate::decode_json(status, &bytes)
     }
@@ -666,8 +792,17 @@ impl crate::blocking::Client {
     /// `project/name`) while there may be more. Without `limit`, every graph.
     ///
     /// `GET /project/{project}/graphs` (`listProjectGraphs`).
-    pub fn list_project_graphs(&self, project: &str, limit: Option<i64>, after: Option<&str>) -> Result<Vec<GraphSummary>, crate::Error> {
-        let mut req = crate::Request::new("listProjectGraphs", reqwest::Method::GET, format!("/project/{}/graphs", crate::encode_path_segment(project)));
+    pub fn list_project_graphs(
+        &self,
+        project: &str,
+        limit: Option<i64>,
+        after: Option<&str>,
+    ) -> Result<Vec<GraphSummary>, crate::Error> {
+        let mut req = crate::Request::new(
+            "listProjectGraphs",
+            reqwest::Method::GET,
+            format!("/project/{}/graphs", crate::encode_path_segment(project)),
+        );
         if let Some(limit) = limit {
             req.query("limit", limit.to_string());
         }
@@ -684,8 +819,17 @@ impl crate::blocking::Client {
     /// and the objects that would be applied, storing nothing.
     ///
     /// `POST /project/{project}/graphs` (`deployGraph`).
-    pub fn deploy_graph(&self, project: &str, dry_run: Option<bool>, body: Vec<u8>) -> Result<DeployGraphResponse, crate::Error> {
-        let mut req = crate::Request::new("deployGraph", reqwest::Method::POST, format!("/project/{}/graphs", crate::encode_path_segment(project)));
+    pub fn deploy_graph(
+        &self,
+        project: &str,
+        dry_run: Option<bool>,
+        body: Vec<u8>,
+    ) -> Result<DeployGraphResponse, crate::Error> {
+        let mut req = crate::Request::new(
+            "deployGraph",
+            reqwest::Method::POST,
+            format!("/project/{}/graphs", crate::encode_path_segment(project)),
+        );
         if let Some(dry_run) = dry_run {
             req.query("dry_run", dry_run.to_string());
         }

@@ -188,8 +188,10 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Sim(a) => return sim::sim(a).await,
         Command::Scaler { .. } => {
             eprintln!(
-                "smo has no separate scaler: the scheduler enqueues a scale tick per running graph every \
-                 scaling_interval and workers run them. Run: smo run --role scheduler,worker"
+                "smo has no separate scaler: every scaling_interval the scheduler enqueues one \
+                 scale-fanout job, which solves the whole fleet's replicas in one round and hands \
+                 the graphs that change to scale-shard jobs; workers run both. \
+                 Run: smo run --role scheduler,worker"
             );
             return Ok(2);
         }

@@ -13,9 +13,8 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use chrono::Utc;
 use poem::{
-    Endpoint, EndpointExt, IntoResponse, Request, Response, Route, get, handler,
-    http::{StatusCode, header},
-    post,
+    Endpoint, EndpointExt, IntoResponse, Request, Response, Route, RouteMethod, handler,
+    http::{Method, StatusCode, header},
     web::{Data, Form, Path, Query},
 };
 use poem_openapi::param::{Path as OPath, Query as OQuery};
@@ -76,13 +75,21 @@ fn session_value(token: &str) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Compares without an early exit, so timing does not tell how much of a guess was right.
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+use super::middleware::same;
+
+/// The console's paths open without a session, matched whole (method and full path): the sign-in
+/// page and the two assets it needs. Anything else needs the session cookie, so a graph named
+/// `login` or `assets` is as guarded as any other.
+pub(super) const OPEN: &[(&str, &str)] = &[
+    ("GET", "/console/login"),
+    ("POST", "/console/login"),
+    ("GET", "/console/assets/console.css"),
+    ("GET", "/console/assets/console.js"),
+];
+
+/// True when `method path` (the path as the client sent it, before nesting) is on [`OPEN`].
+fn is_open(method: &str, path: &str) -> bool {
+    OPEN.iter().any(|(m, p)| *m == method && *p == path)
 }
 
 fn cookie_of(req: &Request) -> Option<String> {
@@ -94,6 +101,48 @@ fn cookie_of(req: &Request) -> Option<String> {
         .filter_map(|kv| kv.trim().split_once('='))
         .find(|(k, _)| *k == COOKIE)
         .map(|(_, v)| v.to_string())
+}
+
+type Handler = poem::endpoint::BoxEndpoint<'static, Response>;
+
+/// Every console route: method, path under `/console`, handler. The router is built from this
+/// table and `tests/it/auth.rs` walks [`route_table`], so no route escapes the auth test.
+fn table() -> Vec<(Method, &'static str, Handler)> {
+    vec![
+        (Method::GET, "/", graphs.boxed()),
+        (Method::GET, "/login", login_page.boxed()),
+        (Method::POST, "/login", login.boxed()),
+        (Method::POST, "/logout", logout.boxed()),
+        (Method::GET, "/assets/console.css", css.boxed()),
+        (Method::GET, "/assets/console.js", js.boxed()),
+        (Method::GET, "/graphs/:name", graph.boxed()),
+        (
+            Method::GET,
+            "/graphs/:name/confirm/:action",
+            confirm.boxed(),
+        ),
+        (Method::POST, "/graphs/:name/:action", act.boxed()),
+        (Method::GET, "/deploy", deploy_page.boxed()),
+        (Method::POST, "/deploy", deploy.boxed()),
+        (Method::GET, "/clusters", clusters.boxed()),
+        (Method::GET, "/queue", queue.boxed()),
+        (Method::POST, "/jobs/:id/:action", job_action.boxed()),
+    ]
+}
+
+/// The console's routes as `(method, full path template)`, e.g. `("POST",
+/// "/console/graphs/:name/:action")`.
+pub fn route_table() -> Vec<(&'static str, String)> {
+    table()
+        .into_iter()
+        .map(|(m, p, _)| {
+            let m = match m {
+                Method::POST => "POST",
+                _ => "GET",
+            };
+            (m, format!("/console{}", p.trim_end_matches('/')))
+        })
+        .collect()
 }
 
 /// The console's routes (nested at `/console` by [`super::app`]).
@@ -109,25 +158,21 @@ pub fn routes(
         session: token.filter(|t| !t.is_empty()).map(session_value),
     });
     let guard = console.clone();
-    Route::new()
-        .at("/", get(graphs))
-        .at("/login", get(login_page).post(login))
-        .at("/logout", post(logout))
-        .at("/assets/console.css", get(css))
-        .at("/assets/console.js", get(js))
-        .at("/graphs/:name", get(graph))
-        .at("/graphs/:name/confirm/:action", get(confirm))
-        .at("/graphs/:name/:action", post(act))
-        .at("/deploy", get(deploy_page).post(deploy))
-        .at("/clusters", get(clusters))
-        .at("/queue", get(queue))
-        .at("/jobs/:id/:action", post(job_action))
+    let mut by_path: Vec<(&str, RouteMethod)> = Vec::new();
+    for (method, path, ep) in table() {
+        match by_path.iter_mut().find(|(p, _)| *p == path) {
+            Some((_, m)) => *m = std::mem::take(m).method(method, ep),
+            None => by_path.push((path, RouteMethod::new().method(method, ep))),
+        }
+    }
+    by_path
+        .into_iter()
+        .fold(Route::new(), |r, (path, m)| r.at(path, m))
         .data(console)
         .around(move |ep, req: Request| {
             let console = guard.clone();
             async move {
-                let path = req.uri().path().to_string();
-                let open = path.ends_with("/login") || path.contains("/assets/");
+                let open = is_open(req.method().as_str(), req.original_uri().path());
                 if !open
                     && let Some(want) = &console.session
                     && !cookie_of(&req).is_some_and(|c| same(&c, want))

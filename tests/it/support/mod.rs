@@ -10,18 +10,24 @@ use std::{
     time::Duration,
 };
 
-/// `../shared` beside the checkout, when present (CI always has it).
+/// `../shared` beside the checkout, when present (CI always has it: there its absence fails the
+/// test, see [`require`]).
 pub fn shared_dir() -> Option<PathBuf> {
     let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared"));
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        println!(
-            "skipped the shared conformance cases: {} not found",
-            dir.display()
-        );
-        None
+    require(
+        &format!("{} (beside the checkout)", dir.display()),
+        dir.is_dir(),
+    )
+    .then_some(dir)
+}
+
+/// True when the test may run: `available`, or else (after saying so) false, and under
+/// `CI=true` a failure naming `what` instead — no test passes in CI without running.
+pub fn require(what: &str, available: bool) -> bool {
+    if !available {
+        smo_jobs::testing::missing_prerequisite(what);
     }
+    available
 }
 
 /// A fixture of this repository.

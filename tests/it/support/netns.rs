@@ -54,14 +54,17 @@ impl Net {
         match Command::new("ip").args(["netns", "add", &switch]).output() {
             Ok(o) if o.status.success() => {}
             Ok(o) => {
-                println!(
-                    "skipped: network namespaces cannot be created here (ip netns add: {})",
-                    String::from_utf8_lossy(&o.stderr).trim()
+                super::require(
+                    &format!(
+                        "network namespaces (ip netns add: {})",
+                        String::from_utf8_lossy(&o.stderr).trim()
+                    ),
+                    false,
                 );
                 return None;
             }
             Err(e) => {
-                println!("skipped: network namespaces cannot be created here (ip: {e})");
+                super::require(&format!("network namespaces (ip: {e})"), false);
                 return None;
             }
         }
