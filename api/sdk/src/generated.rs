@@ -328,8 +328,7 @@ impl crate::Client {
     ///
     /// `POST /alerts` (`postAlerts`).
     pub async fn post_alerts(&self, body: Vec<u8>) -> Result<AlertsAccepted, crate::Error> {
-        let mut req =
-            crate::Request::new("postAlerts", reqwest::Method::POST, "/alerts".to_string());
+        let mut req = crate::Request::new("postAlerts", reqwest::Method::POST, "/alerts".to_string());
         req.body(body, "application/octet-stream");
         let (status, bytes) = self.execute(req).await?;
         crate::decode_json(status, &bytes)
@@ -339,11 +338,7 @@ impl crate::Client {
     ///
     /// `GET /clusters` (`listClusters`).
     pub async fn list_clusters(&self) -> Result<Vec<ClusterView>, crate::Error> {
-        let req = crate::Request::new(
-            "listClusters",
-            reqwest::Method::GET,
-            "/clusters".to_string(),
-        );
+        let req = crate::Request::new("listClusters", reqwest::Method::GET, "/clusters".to_string());
         let (status, bytes) = self.execute(req).await?;
         crate::decode_json(status, &bytes)
     }
@@ -352,11 +347,7 @@ impl crate::Client {
     ///
     /// `POST /clusters/sync` (`syncClusters`).
     pub async fn sync_clusters(&self) -> Result<JobAccepted, crate::Error> {
-        let req = crate::Request::new(
-            "syncClusters",
-            reqwest::Method::POST,
-            "/clusters/sync".to_string(),
-        );
+        let req = crate::Request::new("syncClusters", reqwest::Method::POST, "/clusters/sync".to_string());
         let (status, bytes) = self.execute(req).await?;
         crate::decode_json(status, &bytes)
     }
@@ -364,13 +355,8 @@ impl crate::Client {
     /// Every graph, by project and name; paged as the graphs of a project are.
     ///
     /// `GET /graphs` (`listGraphs`).
-    pub async fn list_graphs(
-        &self,
-        limit: Option<i64>,
-        after: Option<&str>,
-    ) -> Result<Vec<GraphSummary>, crate::Error> {
-        let mut req =
-            crate::Request::new("listGraphs", reqwest::Method::GET, "/graphs".to_string());
+    pub async fn list_graphs(&self, limit: Option<i64>, after: Option<&str>) -> Result<Vec<GraphSummary>, crate::Error> {
+        let mut req = crate::Request::new("listGraphs", reqwest::Method::GET, "/graphs".to_string());
         if let Some(limit) = limit {
             req.query("limit", limit.to_string());
         }
@@ -385,11 +371,7 @@ impl crate::Client {
     ///
     /// `DELETE /graphs/{name}` (`removeGraph`).
     pub async fn remove_graph(&self, name: &str) -> Result<JobAccepted, crate::Error> {
-        let req = crate::Request::new(
-            "removeGraph",
-            reqwest::Method::DELETE,
-            format!("/graphs/{}", crate::encode_path_segment(name)),
-        );
+        let req = crate::Request::new("removeGraph", reqwest::Method::DELETE, format!("/graphs/{}", crate::encode_path_segment(name)));
         let (status, bytes) = self.execute(req).await?;
         crate::decode_json(status, &bytes)
     }
@@ -398,11 +380,7 @@ impl crate::Client {
     ///
     /// `GET /graphs/{name}` (`getGraph`).
     pub async fn get_graph(&self, name: &str) -> Result<GraphDetail, crate::Error> {
-        let req = crate::Request::new(
-            "getGraph",
-            reqwest::Method::GET,
-            format!("/graphs/{}", crate::encode_path_segment(name)),
-        );
+        let req = crate::Request::new("getGraph", reqwest::Method::GET, format!("/graphs/{}", crate::encode_path_segment(name)));
         let (status, bytes) = self.execute(req).await?;
         crate::decode_json(status, &bytes)
     }
@@ -410,16 +388,8 @@ impl crate::Client {
     /// The decision log of a graph (placement, deploy, scaling …), newest first. Kept after removal.
     ///
     /// `GET /graphs/{name}/history` (`graphHistory`).
-    pub async fn graph_history(
-        &self,
-        name: &str,
-        limit: Option<i64>,
-    ) -> Result<Vec<DecisionView>, crate::Error> {
-        let mut req = crate::Request::new(
-            "graphHistory",
-            reqwest::Method::GET,
-            format!("/graphs/{}/history", crate::encode_path_segment(name)),
-        );
+    pub async fn graph_history(&self, name: &str, limit: Option<i64>) -> Result<Vec<DecisionView>, crate::Error> {
+        let mut req = crate::Request::new("graphHistory", reqwest::Method::GET, format!("/graphs/{}/history", crate::encode_path_segment(name)));
         if let Some(limit) = limit {
             req.query("limit", limit.to_string());
         }
@@ -430,16 +400,8 @@ impl crate::Client {
     /// The jobs of a graph, newest first.
     ///
     /// `GET /graphs/{name}/jobs` (`listGraphJobs`).
-    pub async fn list_graph_jobs(
-        &self,
-        name: &str,
-        limit: Option<i64>,
-    ) -> Result<Vec<JobView>, crate::Error> {
-        let mut req = crate::Request::new(
-            "listGraphJobs",
-            reqwest::Method::GET,
-            format!("/graphs/{}/jobs", crate::encode_path_segment(name)),
-        );
+    pub async fn list_graph_jobs(&self, name: &str, limit: Option<i64>) -> Result<Vec<JobView>, crate::Error> {
+        let mut req = crate::Request::new("listGraphJobs", reqwest::Method::GET, format!("/graphs/{}/jobs", crate::encode_path_segment(name)));
         if let Some(limit) = limit {
             req.query("limit", limit.to_string());
         }
@@ -451,11 +413,7 @@ impl crate::Client {
     ///
     /// `POST /graphs/{name}/placement` (`replaceGraph`).
     pub async fn replace_graph(&self, name: &str) -> Result<JobAccepted, crate::Error> {
-        let req = crate::Request::new(
-            "replaceGraph",
-            reqwest::Method::POST,
-            format!("/graphs/{}/placement", crate::encode_path_segment(name)),
-        );
+        let req = crate::Request::new("replaceGraph", reqwest::Method::POST, format!("/graphs/{}/placement", crate::encode_path_segment(name)));
         let (status, bytes) = self.execute(req).await?;
         crate::decode_json(status, &bytes)
     }
@@ -464,11 +422,7 @@ impl crate::Client {
     ///
     /// `POST /graphs/{name}/start` (`startGraph`).
     pub async fn start_graph(&self, name: &str) -> Result<JobAccepted, crate::Error> {
-        let req = crate::Request::new(
-            "startGraph",
-            reqwest::Method::POST,
-            format!("/graphs/{}/start", crate::encode_path_segment(name)),
-        );
+        let req = crate::Request::new("startGraph", reqwest::Method::POST, format!("/graphs/{}/start", crate::encode_path_segment(name)));
         let (status, bytes) = self.execute(req).await?;
         crate::decode_json(status, &bytes)
     }
@@ -477,11 +431,7 @@ impl crate::Client {
     ///
     /// `POST /graphs/{name}/stop` (`stopGraph`).
     pub async fn stop_graph(&self, name: &str) -> Result<JobAccepted, crate::Error> {
-        let req = crate::Request::new(
-            "stopGraph",
-            reqwest::Method::POST,
-            format!("/graphs/{}/stop", crate::encode_path_segment(name)),
-        );
+        let req = crate::Request::new("stopGraph", reqwest::Method::POST, format!("/graphs/{}/stop", crate::encode_path_segment(name)));
         let (status, bytes) = self.execute(req).await?;
         crate::decode_json(status, &bytes)
     }
@@ -499,11 +449,7 @@ impl crate::Client {
     ///
     /// `GET /jobs/{id}` (`getJob`).
     pub async fn get_job(&self, id: &str) -> Result<JobView, crate::Error> {
-        let req = crate::Request::new(
-            "getJob",
-            reqwest::Method::GET,
-            format!("/jobs/{}", crate::encode_path_segment(id)),
-        );
+        let req = crate::Request::new("getJob", reqwest::Method::GET, format!("/jobs/{}", crate::encode_path_segment(id)));
         let (status, bytes) = self.execute(req).await?;
         crate::decode_json(status, &bytes)
     }
@@ -525,17 +471,8 @@ impl crate::Client {
     /// `project/name`) while there may be more. Without `limit`, every graph.
     ///
     /// `GET /project/{project}/graphs` (`listProjectGraphs`).
-    pub async fn list_project_graphs(
-        &self,
-        project: &str,
-        limit: Option<i64>,
-        after: Option<&str>,
-    ) -> Result<Vec<GraphSummary>, crate::Error> {
-        let mut req = crate::Request::new(
-            "listProjectGraphs",
-            reqwest::Method::GET,
-            format!("/project/{}/graphs", crate::encode_path_segment(project)),
-        );
+    pub async fn list_project_graphs(&self, project: &str, limit: Option<i64>, after: Option<&str>) -> Result<Vec<GraphSummary>, crate::Error> {
+        let mut req = crate::Request::new("listProjectGraphs", reqwest::Method::GET, format!("/project/{}/graphs", crate::encode_path_segment(project)));
         if let Some(limit) = limit {
             req.query("limit", limit.to_string());
         }
@@ -552,17 +489,8 @@ impl crate::Client {
     /// and the objects that would be applied, storing nothing.
     ///
     /// `POST /project/{project}/graphs` (`deployGraph`).
-    pub async fn deploy_graph(
-        &self,
-        project: &str,
-        dry_run: Option<bool>,
-        body: Vec<u8>,
-    ) -> Result<DeployGraphResponse, crate::Error> {
-        let mut req = crate::Request::new(
-            "deployGraph",
-            reqwest::Method::POST,
-            format!("/project/{}/graphs", crate::encode_path_segment(project)),
-        );
+    pub async fn deploy_graph(&self, project: &str, dry_run: Option<bool>, body: Vec<u8>) -> Result<DeployGraphResponse, crate::Error> {
+        let mut req = crate::Request::new("deployGraph", reqwest::Method::POST, format!("/project/{}/graphs", crate::encode_path_segment(project)));
         if let Some(dry_run) = dry_run {
             req.query("dry_run", dry_run.to_string());
         }
@@ -595,8 +523,7 @@ impl crate::blocking::Client {
     ///
     /// `POST /alerts` (`postAlerts`).
     pub fn post_alerts(&self, body: Vec<u8>) -> Result<AlertsAccepted, crate::Error> {
-        let mut req =
-            crate::Request::new("postAlerts", reqwest::Method::POST, "/alerts".to_string());
+        let mut req = crate::Request::new("postAlerts", reqwest::Method::POST, "/alerts".to_string());
         req.body(body, "application/octet-stream");
         let (status, bytes) = self.execute(req)?;
         crate::decode_json(status, &bytes)
@@ -606,11 +533,7 @@ impl crate::blocking::Client {
     ///
     /// `GET /clusters` (`listClusters`).
     pub fn list_clusters(&self) -> Result<Vec<ClusterView>, crate::Error> {
-        let req = crate::Request::new(
-            "listClusters",
-            reqwest::Method::GET,
-            "/clusters".to_string(),
-        );
+        let req = crate::Request::new("listClusters", reqwest::Method::GET, "/clusters".to_string());
         let (status, bytes) = self.execute(req)?;
         crate::decode_json(status, &bytes)
     }
@@ -619,11 +542,7 @@ impl crate::blocking::Client {
     ///
     /// `POST /clusters/sync` (`syncClusters`).
     pub fn sync_clusters(&self) -> Result<JobAccepted, crate::Error> {
-        let req = crate::Request::new(
-            "syncClusters",
-            reqwest::Method::POST,
-            "/clusters/sync".to_string(),
-        );
+        let req = crate::Request::new("syncClusters", reqwest::Method::POST, "/clusters/sync".to_string());
         let (status, bytes) = self.execute(req)?;
         crate::decode_json(status, &bytes)
     }
@@ -631,13 +550,8 @@ impl crate::blocking::Client {
     /// Every graph, by project and name; paged as the graphs of a project are.
     ///
     /// `GET /graphs` (`listGraphs`).
-    pub fn list_graphs(
-        &self,
-        limit: Option<i64>,
-        after: Option<&str>,
-    ) -> Result<Vec<GraphSummary>, crate::Error> {
-        let mut req =
-            crate::Request::new("listGraphs", reqwest::Method::GET, "/graphs".to_string());
+    pub fn list_graphs(&self, limit: Option<i64>, after: Option<&str>) -> Result<Vec<GraphSummary>, crate::Error> {
+        let mut req = crate::Request::new("listGraphs", reqwest::Method::GET, "/graphs".to_string());
         if let Some(limit) = limit {
             req.query("limit", limit.to_string());
         }
@@ -652,11 +566,7 @@ impl crate::blocking::Client {
     ///
     /// `DELETE /graphs/{name}` (`removeGraph`).
     pub fn remove_graph(&self, name: &str) -> Result<JobAccepted, crate::Error> {
-        let req = crate::Request::new(
-            "removeGraph",
-            reqwest::Method::DELETE,
-            format!("/graphs/{}", crate::encode_path_segment(name)),
-        );
+        let req = crate::Request::new("removeGraph", reqwest::Method::DELETE, format!("/graphs/{}", crate::encode_path_segment(name)));
         let (status, bytes) = self.execute(req)?;
         crate::decode_json(status, &bytes)
     }
@@ -665,11 +575,7 @@ impl crate::blocking::Client {
     ///
     /// `GET /graphs/{name}` (`getGraph`).
     pub fn get_graph(&self, name: &str) -> Result<GraphDetail, crate::Error> {
-        let req = crate::Request::new(
-            "getGraph",
-            reqwest::Method::GET,
-            format!("/graphs/{}", crate::encode_path_segment(name)),
-        );
+        let req = crate::Request::new("getGraph", reqwest::Method::GET, format!("/graphs/{}", crate::encode_path_segment(name)));
         let (status, bytes) = self.execute(req)?;
         crate::decode_json(status, &bytes)
     }
@@ -677,16 +583,8 @@ impl crate::blocking::Client {
     /// The decision log of a graph (placement, deploy, scaling …), newest first. Kept after removal.
     ///
     /// `GET /graphs/{name}/history` (`graphHistory`).
-    pub fn graph_history(
-        &self,
-        name: &str,
-        limit: Option<i64>,
-    ) -> Result<Vec<DecisionView>, crate::Error> {
-        let mut req = crate::Request::new(
-            "graphHistory",
-            reqwest::Method::GET,
-            format!("/graphs/{}/history", crate::encode_path_segment(name)),
-        );
+    pub fn graph_history(&self, name: &str, limit: Option<i64>) -> Result<Vec<DecisionView>, crate::Error> {
+        let mut req = crate::Request::new("graphHistory", reqwest::Method::GET, format!("/graphs/{}/history", crate::encode_path_segment(name)));
         if let Some(limit) = limit {
             req.query("limit", limit.to_string());
         }
@@ -697,16 +595,8 @@ impl crate::blocking::Client {
     /// The jobs of a graph, newest first.
     ///
     /// `GET /graphs/{name}/jobs` (`listGraphJobs`).
-    pub fn list_graph_jobs(
-        &self,
-        name: &str,
-        limit: Option<i64>,
-    ) -> Result<Vec<JobView>, crate::Error> {
-        let mut req = crate::Request::new(
-            "listGraphJobs",
-            reqwest::Method::GET,
-            format!("/graphs/{}/jobs", crate::encode_path_segment(name)),
-        );
+    pub fn list_graph_jobs(&self, name: &str, limit: Option<i64>) -> Result<Vec<JobView>, crate::Error> {
+        let mut req = crate::Request::new("listGraphJobs", reqwest::Method::GET, format!("/graphs/{}/jobs", crate::encode_path_segment(name)));
         if let Some(limit) = limit {
             req.query("limit", limit.to_string());
         }
@@ -718,11 +608,7 @@ impl crate::blocking::Client {
     ///
     /// `POST /graphs/{name}/placement` (`replaceGraph`).
     pub fn replace_graph(&self, name: &str) -> Result<JobAccepted, crate::Error> {
-        let req = crate::Request::new(
-            "replaceGraph",
-            reqwest::Method::POST,
-            format!("/graphs/{}/placement", crate::encode_path_segment(name)),
-        );
+        let req = crate::Request::new("replaceGraph", reqwest::Method::POST, format!("/graphs/{}/placement", crate::encode_path_segment(name)));
         let (status, bytes) = self.execute(req)?;
         crate::decode_json(status, &bytes)
     }
@@ -731,11 +617,7 @@ impl crate::blocking::Client {
     ///
     /// `POST /graphs/{name}/start` (`startGraph`).
     pub fn start_graph(&self, name: &str) -> Result<JobAccepted, crate::Error> {
-        let req = crate::Request::new(
-            "startGraph",
-            reqwest::Method::POST,
-            format!("/graphs/{}/start", crate::encode_path_segment(name)),
-        );
+        let req = crate::Request::new("startGraph", reqwest::Method::POST, format!("/graphs/{}/start", crate::encode_path_segment(name)));
         let (status, bytes) = self.execute(req)?;
         crate::decode_json(status, &bytes)
     }
@@ -744,11 +626,7 @@ impl crate::blocking::Client {
     ///
     /// `POST /graphs/{name}/stop` (`stopGraph`).
     pub fn stop_graph(&self, name: &str) -> Result<JobAccepted, crate::Error> {
-        let req = crate::Request::new(
-            "stopGraph",
-            reqwest::Method::POST,
-            format!("/graphs/{}/stop", crate::encode_path_segment(name)),
-        );
+        let req = crate::Request::new("stopGraph", reqwest::Method::POST, format!("/graphs/{}/stop", crate::encode_path_segment(name)));
         let (status, bytes) = self.execute(req)?;
         crate::decode_json(status, &bytes)
     }
@@ -766,11 +644,7 @@ impl crate::blocking::Client {
     ///
     /// `GET /jobs/{id}` (`getJob`).
     pub fn get_job(&self, id: &str) -> Result<JobView, crate::Error> {
-        let req = crate::Request::new(
-            "getJob",
-            reqwest::Method::GET,
-            format!("/jobs/{}", crate::encode_path_segment(id)),
-        );
+        let req = crate::Request::new("getJob", reqwest::Method::GET, format!("/jobs/{}", crate::encode_path_segment(id)));
         let (status, bytes) = self.execute(req)?;
         crate::decode_json(status, &bytes)
     }
@@ -792,17 +666,8 @@ impl crate::blocking::Client {
     /// `project/name`) while there may be more. Without `limit`, every graph.
     ///
     /// `GET /project/{project}/graphs` (`listProjectGraphs`).
-    pub fn list_project_graphs(
-        &self,
-        project: &str,
-        limit: Option<i64>,
-        after: Option<&str>,
-    ) -> Result<Vec<GraphSummary>, crate::Error> {
-        let mut req = crate::Request::new(
-            "listProjectGraphs",
-            reqwest::Method::GET,
-            format!("/project/{}/graphs", crate::encode_path_segment(project)),
-        );
+    pub fn list_project_graphs(&self, project: &str, limit: Option<i64>, after: Option<&str>) -> Result<Vec<GraphSummary>, crate::Error> {
+        let mut req = crate::Request::new("listProjectGraphs", reqwest::Method::GET, format!("/project/{}/graphs", crate::encode_path_segment(project)));
         if let Some(limit) = limit {
             req.query("limit", limit.to_string());
         }
@@ -819,17 +684,8 @@ impl crate::blocking::Client {
     /// and the objects that would be applied, storing nothing.
     ///
     /// `POST /project/{project}/graphs` (`deployGraph`).
-    pub fn deploy_graph(
-        &self,
-        project: &str,
-        dry_run: Option<bool>,
-        body: Vec<u8>,
-    ) -> Result<DeployGraphResponse, crate::Error> {
-        let mut req = crate::Request::new(
-            "deployGraph",
-            reqwest::Method::POST,
-            format!("/project/{}/graphs", crate::encode_path_segment(project)),
-        );
+    pub fn deploy_graph(&self, project: &str, dry_run: Option<bool>, body: Vec<u8>) -> Result<DeployGraphResponse, crate::Error> {
+        let mut req = crate::Request::new("deployGraph", reqwest::Method::POST, format!("/project/{}/graphs", crate::encode_path_segment(project)));
         if let Some(dry_run) = dry_run {
             req.query("dry_run", dry_run.to_string());
         }
