@@ -63,6 +63,7 @@
 //! other_usable, summary}]}`.
 
 mod error;
+mod failover;
 mod first_fit;
 mod heuristic;
 pub mod instances;
@@ -79,6 +80,7 @@ mod tests;
 use std::collections::HashMap;
 
 pub use error::{FieldError, Infeasibility, PlacementError, Resource};
+pub use failover::{FailoverPlan, FleetGraph, GraphFailover, Stranded, failover};
 pub use model::{Objective, SolveStatus};
 pub use prepare::ExclusionReason;
 pub use problem::{
