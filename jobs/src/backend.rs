@@ -1284,6 +1284,74 @@ mod tests {
     use super::*;
     use crate::testing::TestDb;
 
+    /// Peers measure a worker's lease from the `heartbeat_at` its heartbeat writes, so the worker
+    /// must measure its renew deadline from when that heartbeat was sent: an answer that comes
+    /// late (here the worker's row is locked, as a slow database would hold it) must not stretch
+    /// the worker's trust by the wait.
+    #[tokio::test]
+    async fn a_heartbeat_renews_the_lease_from_when_it_was_sent_not_when_it_was_answered() {
+        let db = TestDb::new().await;
+        let queue = db.queue();
+        let cfg = crate::testing::fast_worker_config("w-slow");
+        register_worker(queue.clone(), cfg.clone(), Arc::new(vec!["noop".into()]))
+            .await
+            .unwrap();
+        let lease = LeaseState::new(cfg.renew_deadline());
+        let first = lease.deadline();
+        let mut lock = db.pool.begin().await.unwrap();
+        sqlx::query("SELECT 1 FROM smo_jobs.workers WHERE name = $1 FOR UPDATE")
+            .bind(&cfg.name)
+            .execute(&mut *lock)
+            .await
+            .unwrap();
+        let holder: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut *lock)
+            .await
+            .unwrap();
+        let beat = tokio::spawn({
+            let (queue, cfg, lease, url) =
+                (queue.clone(), cfg.clone(), lease.clone(), db.url.clone());
+            async move {
+                let mut conn = PgConnection::connect(&url).await?;
+                heartbeat_once(&mut conn, &queue, &cfg, &lease).await
+            }
+        });
+        // Once the heartbeat waits for the lock, it has been sent.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let waiting: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+                                 WHERE datname = current_database() AND $1 = ANY(pg_blocking_pids(pid)))",
+            )
+            .bind(holder)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+            if waiting {
+                break;
+            }
+            assert!(
+                !beat.is_finished(),
+                "the heartbeat did not wait for the locked row"
+            );
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the heartbeat never ran"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let sent_by = tokio::time::Instant::now();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        lock.rollback().await.unwrap();
+        beat.await.unwrap().unwrap();
+        assert!(lease.deadline() > first, "the heartbeat renewed the lease");
+        assert!(
+            lease.deadline() <= sent_by + cfg.renew_deadline(),
+            "the lease was renewed from the answer, {:?} after the heartbeat was sent",
+            lease.deadline() - (sent_by + cfg.renew_deadline())
+        );
+    }
+
     /// The acknowledgement as the acknowledger plans it, when the statistics were taken before
     /// 20,000 queued jobs were claimed (a freshly filled queue being drained).
     #[tokio::test]

@@ -64,7 +64,8 @@ impl LeaseState {
         }
     }
 
-    fn deadline(&self) -> Instant {
+    /// Until when the lease is trusted.
+    pub(crate) fn deadline(&self) -> Instant {
         self.base + Duration::from_micros(self.deadline_us.load(Ordering::Acquire))
     }
 }

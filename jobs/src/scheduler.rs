@@ -72,9 +72,12 @@ impl Default for SchedulerConfig {
 ///
 /// Each entry runs as an apalis worker over apalis-cron's `CronScheduler`, which fires on every
 /// replica that runs it. What keeps a slot single is the claim behind the handler: each entry is
-/// a row; a replica claims a due row with `FOR UPDATE SKIP LOCKED`, enqueues and moves
-/// `next_run_at` in the same transaction, so each slot is enqueued once however many schedulers
-/// run. Late slots (a replica that was down) are coalesced into one.
+/// a row; a replica locks the row while its slot is due, enqueues and moves `next_run_at` in the
+/// same transaction, so each slot is enqueued once however many schedulers run (a claim that
+/// waited for another's lock would find the slot moved on and fire nothing). The lock is taken
+/// with `SKIP LOCKED` so that a replica never waits on another's claim: it skips that slot (the
+/// other replica fires it, or the catch-up pass does if that transaction fails) and goes on with
+/// its other entries. Late slots (a replica that was down) are coalesced into one.
 pub struct Scheduler {
     queue: Queue,
     entries: Vec<CronEntry>,

@@ -21,8 +21,8 @@ use chrono::{TimeZone, Utc};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use smo_jobs::{
-    CronEntry, Error, JobArgs, JobContext, JobError, JobFilter, JobState, ManualClock, NoopJob,
-    PgBackend, PruneJob, Queue, Registry, Scheduler, SchedulerConfig, Worker,
+    Clock, CronEntry, Error, JobArgs, JobContext, JobError, JobFilter, JobState, Lease,
+    ManualClock, NoopJob, PgBackend, PruneJob, Queue, Registry, Scheduler, SchedulerConfig, Worker,
     testing::{TestDb, fast_worker_config, work_until_idle},
 };
 use tokio_util::sync::CancellationToken;
@@ -557,8 +557,10 @@ async fn shutdown_finishes_in_flight_jobs_within_the_grace_period() {
     );
 }
 
+/// Waits for a job to reach `state`, as long as a loaded machine may need.
 async fn wait_for_state(q: &Queue, id: uuid::Uuid, state: &str) {
-    for _ in 0..500 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tokio::time::Instant::now() < deadline {
         if q.get(id).await.unwrap().state == state {
             return;
         }
@@ -567,13 +569,15 @@ async fn wait_for_state(q: &Queue, id: uuid::Uuid, state: &str) {
     panic!("job {id} never reached {state}");
 }
 
+/// The probe's effect is a row in a table without a key: were the job's handler to run to the end
+/// twice, there would be two rows for it, and the count below would say so.
 #[tokio::test]
 async fn a_worker_process_killed_mid_job_loses_nothing_and_the_effect_happens_once() {
     let db = TestDb::new().await;
     let q = db.queue();
     sqlx::raw_sql(
         "CREATE TABLE probe_runs (job_id uuid NOT NULL, worker text NOT NULL);
-         CREATE TABLE probe_effects (job_id uuid PRIMARY KEY);",
+         CREATE TABLE probe_effects (job_id uuid NOT NULL, worker text NOT NULL);",
     )
     .execute(&db.pool)
     .await
@@ -581,7 +585,7 @@ async fn a_worker_process_killed_mid_job_loses_nothing_and_the_effect_happens_on
     let job = q
         .enqueue_many(&[smo_jobs::NewJob {
             kind: "probe".into(),
-            args: serde_json::json!({"sleep_ms": 1500}),
+            args: serde_json::json!({}),
             unique_key: None,
             max_attempts: 5,
             priority: 0,
@@ -591,12 +595,14 @@ async fn a_worker_process_killed_mid_job_loses_nothing_and_the_effect_happens_on
         .unwrap();
     assert_eq!(job, 1);
     let bin = env!("CARGO_BIN_EXE_smo-jobs-probe");
+    // The first worker's attempt would work for ten minutes: it is killed long before its effect.
     let mut first = std::process::Command::new(bin)
-        .args([&db.url, "probe-a", "100"])
+        .args([&db.url, "probe-a", "100", "600000"])
         .spawn()
         .unwrap();
     let mut runs = 0i64;
-    for _ in 0..500 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tokio::time::Instant::now() < deadline {
         runs = sqlx::query_scalar("SELECT count(*) FROM probe_runs")
             .fetch_one(&db.pool)
             .await
@@ -611,7 +617,7 @@ async fn a_worker_process_killed_mid_job_loses_nothing_and_the_effect_happens_on
     first.wait().unwrap();
 
     let mut second = std::process::Command::new(bin)
-        .args([&db.url, "probe-b", "100"])
+        .args([&db.url, "probe-b", "100", "100"])
         .spawn()
         .unwrap();
     let id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM smo_jobs.jobs WHERE kind = 'probe'")
@@ -619,16 +625,34 @@ async fn a_worker_process_killed_mid_job_loses_nothing_and_the_effect_happens_on
         .await
         .unwrap();
     let mut state = String::new();
-    for _ in 0..1500 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tokio::time::Instant::now() < deadline {
         state = q.get(id).await.unwrap().state;
         if state == "succeeded" {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // A while longer, so that a second run the engine wrongly started would end and be counted.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let _ = second.kill();
     let _ = second.wait();
+    let effects: Vec<(uuid::Uuid, String)> =
+        sqlx::query_as("SELECT job_id, worker FROM probe_effects")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        effects,
+        [(id, "probe-b".to_string())],
+        "exactly one effect for the job, by the worker that finished it"
+    );
     assert_eq!(state, "succeeded");
+    let runs: Vec<String> = sqlx::query_scalar("SELECT worker FROM probe_runs ORDER BY worker")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(runs, vec!["probe-a", "probe-b"]);
     let row = q.get(id).await.unwrap();
     // The attempt the dead worker was on is given back and counted as lost, apart from the
     // attempts meant for the job's own errors.
@@ -643,16 +667,6 @@ async fn a_worker_process_killed_mid_job_loses_nothing_and_the_effect_happens_on
         "{:?}",
         row.errors
     );
-    let effects: i64 = sqlx::query_scalar("SELECT count(*) FROM probe_effects")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-    let runs: Vec<String> = sqlx::query_scalar("SELECT worker FROM probe_runs ORDER BY worker")
-        .fetch_all(&db.pool)
-        .await
-        .unwrap();
-    assert_eq!(effects, 1);
-    assert_eq!(runs, vec!["probe-a", "probe-b"]);
     let workers = q.workers(true).await.unwrap();
     let a = workers.iter().find(|w| w.name == "probe-a").unwrap();
     assert_eq!(a.stop_reason.as_deref(), Some("heartbeat lapsed"));
@@ -754,21 +768,47 @@ impl JobArgs for Probe {
 /// `fence` answered inside its transaction.
 type Seen = Arc<std::sync::Mutex<Vec<(i64, bool, Result<(), String>)>>>;
 
+/// A clock that moves only when told to, except that every reading is a microsecond later than
+/// the one before: each timestamp the engine writes is later than those it wrote earlier, so a
+/// test can tell a worker's first heartbeat from its registration.
+struct Ticking(ManualClock);
+
+impl Clock for Ticking {
+    fn now(&self) -> chrono::DateTime<Utc> {
+        self.0.advance(chrono::Duration::microseconds(1));
+        self.0.now()
+    }
+}
+
+/// The next message, waiting as long as a loaded machine may need.
+async fn next<T>(rx: &mut tokio::sync::mpsc::UnboundedReceiver<T>, what: &str) -> T {
+    tokio::time::timeout(Duration::from_secs(30), rx.recv())
+        .await
+        .unwrap_or_else(|_| panic!("no {what} in 30 s"))
+        .unwrap_or_else(|| panic!("no {what}: the sender is gone"))
+}
+
 #[tokio::test]
 async fn an_attempt_superseded_while_it_ran_can_neither_record_nor_acknowledge() {
     let db = TestDb::new().await;
-    let q = db.queue();
+    // Worker A and its peer share one clock, moved by the test only: A's lease lapses for its
+    // peers when the test says so, never because a loaded machine delayed something.
+    let clock = ManualClock::new(t0());
+    let q = Queue::with_clock(db.pool.clone(), Arc::new(Ticking(clock.clone())));
+    let fenced_before = smo_jobs::metrics::FENCED.get(&[Probe::KIND]);
     let seen: Seen = Arc::default();
     let release = Arc::new(tokio::sync::Notify::new());
     let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel::<i64>();
+    let (done_tx, mut done) = tokio::sync::mpsc::unbounded_channel::<i64>();
     let registry = {
         let (seen, release, pool) = (seen.clone(), release.clone(), db.pool.clone());
         Registry::new().register(move |_: Probe, ctx: JobContext| {
-            let (seen, release, pool, started_tx) = (
+            let (seen, release, pool, started_tx, done_tx) = (
                 seen.clone(),
                 release.clone(),
                 pool.clone(),
                 started_tx.clone(),
+                done_tx.clone(),
             );
             async move {
                 let _ = started_tx.send(ctx.epoch);
@@ -782,53 +822,58 @@ async fn an_attempt_superseded_while_it_ran_can_neither_record_nor_acknowledge()
                     ctx.lease.check().is_ok(),
                     fenced.clone().map_err(|e| e.to_string()),
                 ));
+                let _ = done_tx.send(ctx.epoch);
                 fenced?;
                 tx.commit().await.map_err(JobError::transient)?;
                 Ok(())
             }
         })
     };
-    // Worker A heartbeats rarely, so nothing but the database can tell it that it lost the job.
+    // Worker A heartbeats as it starts and then not for an hour: after that first heartbeat
+    // nothing but the database can tell it that it lost the job.
     let mut cfg = fast_worker_config("w-a");
-    cfg.heartbeat_interval = Duration::from_secs(30);
+    cfg.heartbeat_interval = Duration::from_secs(3600);
     let stop = CancellationToken::new();
     let a = tokio::spawn(Worker::new(q.clone(), registry, cfg).run(stop.clone()));
     let job = q.enqueue(&Probe { n: 1 }).await.unwrap();
-    assert_eq!(started.recv().await, Some(1));
+    assert_eq!(next(&mut started, "first attempt").await, 1);
 
-    // A peer decides A is lost (its heartbeat looks old) and hands the job out again, once; A
-    // claims it anew (epoch 2) and that attempt finishes while the first is still running. A's
-    // own first heartbeat may land after the heartbeat is aged (a loaded machine delays it; its
-    // next is 30 s away) and make A look alive: then the peer finds nothing, and A's heartbeat is
-    // aged again. Whenever the peer acts, it hands out exactly the one job.
-    let mut peer = PgBackend::<Probe>::new(q.clone(), fast_worker_config("w-b"));
-    let mut handed = 0;
-    for _ in 0..100 {
-        sqlx::query(
-            "UPDATE smo_jobs.workers SET heartbeat_at = now() - interval '1 hour' WHERE name = 'w-a'",
+    // A's first heartbeat is sent whenever its own connection opens, which a loaded machine
+    // delays. Acting before it is written would race it: a heartbeat written after the peer
+    // declared A lost tells A so (its lease is revoked, and the fence is no longer the only thing
+    // that stops the attempt). Written later than the registration, it is seen here.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let beat: bool = sqlx::query_scalar(
+            "SELECT heartbeat_at > started_at FROM smo_jobs.workers WHERE name = 'w-a'",
         )
-        .execute(&db.pool)
+        .fetch_one(&db.pool)
         .await
         .unwrap();
-        handed = peer.resume_abandoned().await.unwrap();
-        if handed > 0 {
+        if beat {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(handed, 1);
-    assert_eq!(started.recv().await, Some(2));
-    wait_for_state(&q, job.id, "succeeded").await;
-
-    // Now the first attempt tries to record its outcome.
-    release.notify_one();
-    for _ in 0..500 {
-        if seen.lock().unwrap().len() == 2 {
-            break;
-        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "A's first heartbeat was not written in 30 s"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await; // let its completion be processed
+
+    // An hour later A's heartbeat has lapsed for its peers, though not for A (it measures its
+    // lease on its own monotonic clock). A peer hands the job out again; A claims it anew (epoch
+    // 2) and that attempt finishes while the first is still running.
+    clock.advance(chrono::Duration::hours(1));
+    let mut peer = PgBackend::<Probe>::new(q.clone(), fast_worker_config("w-b"));
+    assert_eq!(peer.resume_abandoned().await.unwrap(), 1, "the one job");
+    assert_eq!(next(&mut started, "second attempt").await, 2);
+    assert_eq!(next(&mut done, "second attempt's end").await, 2);
+    wait_for_state(&q, job.id, "succeeded").await;
+
+    // Now the first attempt tries to record its outcome. Stopping the worker writes every
+    // outcome it saw before it returns.
+    release.notify_one();
+    assert_eq!(next(&mut done, "first attempt's end").await, 1);
     stop.cancel();
     a.await.unwrap().unwrap();
 
@@ -856,6 +901,131 @@ async fn an_attempt_superseded_while_it_ran_can_neither_record_nor_acknowledge()
         "only the loss: {}",
         row.errors
     );
+    assert_eq!(
+        smo_jobs::metrics::FENCED.get(&[Probe::KIND]) - fenced_before,
+        1,
+        "smo_jobs_fenced_total counts the abandoned attempt"
+    );
+}
+
+/// Waits until a session of this database waits for a lock that backend `holder` holds (`true`),
+/// or until `task` finishes without having waited (`false`). Either answer is observed, never
+/// guessed from a timeout: a task that waits for `holder` cannot finish while `holder` holds on.
+async fn waits_for<T>(pool: &sqlx::PgPool, holder: i32, task: &tokio::task::JoinHandle<T>) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let waiting: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+                             WHERE datname = current_database() AND $1 = ANY(pg_blocking_pids(pid)))",
+        )
+        .bind(holder)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if waiting {
+            return true;
+        }
+        if task.is_finished() {
+            return false;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the task neither waited for the lock nor finished in 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn backend_pid(conn: &mut sqlx::PgConnection) -> i32 {
+    sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(conn)
+        .await
+        .unwrap()
+}
+
+/// `fence` share-locks the job's row until the caller's transaction ends: a peer that finds the
+/// attempt's worker lost waits for that transaction before it takes the job, so nothing can
+/// supersede the attempt between its check and the commit of what it recorded.
+#[tokio::test]
+async fn a_peer_cannot_take_a_job_between_an_attempts_fence_and_its_commit() {
+    let db = TestDb::new().await;
+    let (q, clock) = manual(&db);
+    let mut peer = PgBackend::<Probe>::new(q.clone(), fast_worker_config("w-b"));
+    // Worker A, registered at t0, runs the job's first attempt (epoch 1).
+    peer.register_worker("w-a".into()).await.unwrap();
+    let job = q.enqueue(&Probe { n: 1 }).await.unwrap();
+    sqlx::query(
+        "UPDATE smo_jobs.jobs SET state = 'running', locked_by = 'w-a', attempt = 1, epoch = 1
+          WHERE id = $1",
+    )
+    .bind(job.id)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let ctx = JobContext {
+        id: job.id,
+        kind: Probe::KIND.into(),
+        attempt: 1,
+        max_attempts: Probe::MAX_ATTEMPTS,
+        worker: "w-a".into(),
+        epoch: 1,
+        lease: Lease::unbounded(),
+        queue: q.clone(),
+    };
+    let mut tx = db.pool.begin().await.unwrap();
+    ctx.fence(&mut tx).await.unwrap();
+    let holder = backend_pid(&mut tx).await;
+
+    // An hour on, A's lease has lapsed for its peers; one looks for abandoned jobs while the
+    // attempt's transaction is still open.
+    clock.advance(chrono::Duration::hours(1));
+    let reaping = tokio::spawn(async move { peer.resume_abandoned().await });
+    let waited = waits_for(&db.pool, holder, &reaping).await;
+    tx.commit().await.unwrap();
+    assert!(
+        waited,
+        "the peer took the job while the attempt's fence held it"
+    );
+    assert_eq!(reaping.await.unwrap().unwrap(), 1, "then it takes it");
+    let mut tx = db.pool.begin().await.unwrap();
+    assert!(ctx.fence(&mut tx).await.unwrap_err().is_fenced());
+}
+
+/// The cron claim's `SKIP LOCKED`: a scheduler never waits on another's claim. A slot another
+/// replica is claiming (its transaction still open) is skipped at once, and the entries after
+/// it are not held up behind it. Firing each slot once does not rest on it: a claim that waited
+/// would find the slot moved on when the lock is released and fire nothing.
+#[tokio::test]
+async fn a_scheduler_skips_a_slot_another_is_claiming_instead_of_waiting_for_it() {
+    let db = TestDb::new().await;
+    let (q, clock) = manual(&db);
+    let held = CronEntry::new("held", "*/30 * * * * *", &NoopJob::default()).unwrap();
+    let free = CronEntry::new("free", "*/30 * * * * *", &NoopJob::default()).unwrap();
+    let b = Scheduler::new(q.clone(), SchedulerConfig::default())
+        .with_entry(held)
+        .with_entry(free);
+    b.register().await.unwrap();
+    clock.advance(chrono::Duration::seconds(30));
+    // Another replica's claim of `held`, its transaction open.
+    let mut claim = db.pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM smo_jobs.cron WHERE name = 'held' FOR UPDATE")
+        .execute(&mut *claim)
+        .await
+        .unwrap();
+    let holder = backend_pid(&mut claim).await;
+    let ticking = tokio::spawn(async move {
+        let fired = b.tick().await;
+        (b, fired)
+    });
+    let waited = waits_for(&db.pool, holder, &ticking).await;
+    claim.rollback().await.unwrap();
+    assert!(!waited, "the scheduler waited on another's claim");
+    let (b, fired) = ticking.await.unwrap();
+    let names =
+        |f: Vec<(String, smo_jobs::Enqueued)>| f.into_iter().map(|(n, _)| n).collect::<Vec<_>>();
+    assert_eq!(names(fired.unwrap()), ["free"]);
+    // The other replica gave up its claim: the slot is still due, and the next pass fires it.
+    assert_eq!(names(b.tick().await.unwrap()), ["held"]);
 }
 
 /// A typed kind run by a hand-built apalis worker, as an apalis user would write it.
