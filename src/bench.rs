@@ -3,6 +3,10 @@
 //! client, optimiser, shards, federation client) against a stub Prometheus that answers the
 //! fleet query as a real one does, and the simulated federation.
 
+mod failover;
+
+pub use failover::{FailoverBench, FailoverReport, failover};
+
 use std::{
     sync::{
         Arc, Mutex,
@@ -202,6 +206,7 @@ pub async fn scale_round(
             rate_window: "1m".into(),
         },
         helm: None,
+        failover: Default::default(),
     };
     let reports: Arc<Mutex<Vec<RoundReport>>> = Arc::default();
     let queue = Queue::new(pool.clone());

@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use std::time::Instant;
 
 use smo_jobs::Queue;
-use smo_jobs::metrics::{DURATION_BUCKETS, HistogramVec};
+use smo_jobs::metrics::{CounterVec, DURATION_BUCKETS, HistogramVec};
 
 /// API request latency by method, route template and status.
 pub static HTTP_REQUESTS: HistogramVec = HistogramVec::new(
@@ -31,6 +31,14 @@ pub static SOLVE: HistogramVec = HistogramVec::new(
     DURATION_BUCKETS,
 );
 
+/// Failover's work by event: clusters `lost`, graphs `moved` off them, graphs `stranded` (no
+/// room left), graphs `moved-back` once their cluster recovered.
+pub static FAILOVER: CounterVec = CounterVec::new(
+    "smo_failover_total",
+    "Failover events: clusters lost, graphs moved off them, stranded, moved back.",
+    &["event"],
+);
+
 /// Runs `solve`, recording its duration under `problem` and its outcome.
 pub fn timed_solve<T, E>(problem: &str, solve: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
     let started = Instant::now();
@@ -46,6 +54,7 @@ pub fn render_process() -> String {
     smo_jobs::metrics::render(&mut out);
     HTTP_REQUESTS.render(&mut out);
     SOLVE.render(&mut out);
+    FAILOVER.render(&mut out);
     out
 }
 

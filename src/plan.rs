@@ -388,6 +388,53 @@ pub fn deploy(s: &Snapshot<'_>, force: bool, helm: bool) -> Result<Deploy, PlanE
         s.current,
         force,
     )?;
+    let decision = placement_decision(&placement, s.current, s.clusters, force);
+    Ok(apply_placement(s, placement, force, helm, decision))
+}
+
+/// Failover and fail-back: the graph's placement was decided for the whole fleet at once
+/// ([`crate::placement::failover`], or fail-back's move budget), not for the graph alone. Its
+/// services go where `pinned` says (the others stay); only what moves is applied, and `why` is
+/// the decision recorded for the graph.
+pub fn pinned(
+    s: &Snapshot<'_>,
+    pinned: &BTreeMap<String, String>,
+    why: Draft,
+    helm: bool,
+) -> Deploy {
+    let mut placement: BTreeMap<String, String> = wanted(s.services, None)
+        .iter()
+        .filter_map(|d| {
+            s.current
+                .get(d.name)
+                .map(|c| (d.name.to_string(), c.clone()))
+        })
+        .collect();
+    for (service, cluster) in pinned {
+        if placement.contains_key(service) {
+            placement.insert(service.clone(), cluster.clone());
+        }
+    }
+    let plan = PlacementPlan {
+        placement,
+        solution: None,
+    };
+    apply_placement(s, plan, true, helm, Some(why))
+}
+
+/// A fleet decision about one graph, to record with its re-placement (`failover`, `failback`).
+pub fn fleet_decision(kind: &'static str, message: String, inputs: Value, outcome: Value) -> Draft {
+    Draft::new(kind, message, inputs, outcome)
+}
+
+/// What to apply for `placement`, in deploy order (with `force` only the services that moved).
+fn apply_placement(
+    s: &Snapshot<'_>,
+    placement: PlacementPlan,
+    force: bool,
+    helm: bool,
+    placement_decision: Option<Draft>,
+) -> Deploy {
     let replicas = desired_replicas(s.services);
     let input = RenderInput {
         graph: s.graph,
@@ -425,8 +472,7 @@ pub fn deploy(s: &Snapshot<'_>, force: bool, helm: bool) -> Result<Deploy, PlanE
         .filter(|sv| manifests::is_native(sv) && placement.placement.contains_key(&sv.id))
         .map(|sv| sv.id.clone())
         .collect();
-    let placement_decision = placement_decision(&placement, s.current, s.clusters, force);
-    Ok(Deploy {
+    Deploy {
         placement,
         work,
         waits_for_helm,
@@ -434,7 +480,7 @@ pub fn deploy(s: &Snapshot<'_>, force: bool, helm: bool) -> Result<Deploy, PlanE
         force,
         trigger: None,
         placement_decision,
-    })
+    }
 }
 
 /// Whether a conditional service's deploy goes ahead, before any cluster is read.

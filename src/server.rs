@@ -67,6 +67,7 @@ pub async fn registry(
         federation,
         monitoring,
         helm,
+        failover: settings.failover,
     }))
 }
 
@@ -138,6 +139,11 @@ pub fn cron_entries(settings: &ServerSettings) -> anyhow::Result<Vec<CronEntry>>
             "drift-fanout",
             "30 */5 * * * *",
             &crate::reconcile::DriftFanoutJob {},
+        )?,
+        CronEntry::new(
+            "cluster-health",
+            &crate::reconcile::cron_schedule_for(settings.failover.health_interval),
+            &crate::reconcile::ClusterHealthJob {},
         )?,
         CronEntry::new(
             "scale-fanout",

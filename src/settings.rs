@@ -72,6 +72,18 @@ pub struct FileSettings {
     /// `rate()` window of the request-rate queries, e.g. `1m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_window: Option<String>,
+    /// How often member clusters' Ready conditions are read, e.g. `10s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_health_interval: Option<String>,
+    /// How long a cluster must stay NotReady or Unknown before failover moves its graphs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_failure_threshold: Option<String>,
+    /// How long a lost cluster must stay Ready before graphs move back to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failback_after: Option<String>,
+    /// Graphs moved back per fail-back round.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failback_max_moves: Option<usize>,
     /// The helm executable for Helm-chart artifacts (default `helm` on PATH).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub helm_binary: Option<PathBuf>,
@@ -436,6 +448,28 @@ impl ServerSettings {
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("helm")),
             helm_plain_http: s.helm_insecure_registry.unwrap_or(false),
+            failover: {
+                let scaling = duration("scaling_interval", &s.scaling_interval, "30s")?;
+                FailoverSettings {
+                    health_interval: duration(
+                        "cluster_health_interval",
+                        &s.cluster_health_interval,
+                        "10s",
+                    )?,
+                    failure_threshold: duration(
+                        "cluster_failure_threshold",
+                        &s.cluster_failure_threshold,
+                        "30s",
+                    )?,
+                    // Two scaling intervals, unless set.
+                    failback_after: match &s.failback_after {
+                        Some(_) => duration("failback_after", &s.failback_after, "60s")?,
+                        None => scaling * 2,
+                    },
+                    failback_max_moves: s.failback_max_moves.unwrap_or(20),
+                    ..FailoverSettings::default()
+                }
+            },
             monitoring: MonitoringSettings {
                 prometheus_url: s.prometheus_url.clone(),
                 grafana_url: s.grafana_url.clone(),
@@ -487,6 +521,8 @@ pub struct ServerSettings {
     pub api_token: Option<Secret>,
     /// Prometheus, Grafana, alert rules, scaling.
     pub monitoring: MonitoringSettings,
+    /// Cluster health, failover and fail-back.
+    pub failover: FailoverSettings,
     /// OCI registries (deploy by reference).
     pub registry: RegistrySettings,
     /// apalis-board's address, linked from the console's queue page.
@@ -495,6 +531,34 @@ pub struct ServerSettings {
     pub helm_binary: PathBuf,
     /// `--plain-http` for helm.
     pub helm_plain_http: bool,
+}
+
+/// Cluster health, failover and fail-back (README: "Losing a cluster").
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FailoverSettings {
+    /// How often the clusters' Ready conditions are read (one list call).
+    pub health_interval: Duration,
+    /// NotReady or Unknown this long, continuously, and the cluster is lost (Karmada's
+    /// `--cluster-failure-threshold` default).
+    pub failure_threshold: Duration,
+    /// Ready this long, continuously, after being lost, and graphs move back.
+    pub failback_after: Duration,
+    /// Graphs moved back per fail-back round.
+    pub failback_max_moves: usize,
+    /// Time limit of the joint failover solve, in seconds.
+    pub solve_time_limit_secs: f64,
+}
+
+impl Default for FailoverSettings {
+    fn default() -> Self {
+        Self {
+            health_interval: Duration::from_secs(10),
+            failure_threshold: Duration::from_secs(30),
+            failback_after: Duration::from_secs(60),
+            failback_max_moves: 20,
+            solve_time_limit_secs: 10.0,
+        }
+    }
 }
 
 /// The monitoring stack's settings.
@@ -529,6 +593,30 @@ pub struct MonitoringSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failover_keys_have_their_defaults_and_failback_follows_the_scaling_interval() {
+        let (file, _) = parse_file("scaling_interval: 20s\n").unwrap();
+        let s = ServerSettings::resolve(&file, "postgres://x".into()).unwrap();
+        assert_eq!(s.failover.health_interval, Duration::from_secs(10));
+        assert_eq!(s.failover.failure_threshold, Duration::from_secs(30));
+        assert_eq!(s.failover.failback_after, Duration::from_secs(40));
+        assert_eq!(s.failover.failback_max_moves, 20);
+        let (file, _) = parse_file(
+            "cluster_failure_threshold: 45s\nfailback_after: 5m\nfailback_max_moves: 3\ncluster_health_interval: 2s\n",
+        )
+        .unwrap();
+        let s = ServerSettings::resolve(&file, "postgres://x".into()).unwrap();
+        assert_eq!(s.failover.failure_threshold, Duration::from_secs(45));
+        assert_eq!(s.failover.failback_after, Duration::from_secs(300));
+        assert_eq!(s.failover.failback_max_moves, 3);
+        assert_eq!(s.failover.health_interval, Duration::from_secs(2));
+        let (file, _) = parse_file("cluster_failure_threshold: soon\n").unwrap();
+        let e = ServerSettings::resolve(&file, "postgres://x".into())
+            .err()
+            .unwrap();
+        assert!(e.starts_with("cluster_failure_threshold"), "{e}");
+    }
 
     #[test]
     fn a_config_written_by_the_reference_cli_is_read_and_what_smo_cannot_use_is_named() {

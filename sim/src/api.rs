@@ -432,6 +432,19 @@ fn parse_target<'a>(group: &str, version: &str, rest: &[&'a str]) -> Option<Targ
     })
 }
 
+/// What a Kubernetes path addresses, for the write log: the kind, the namespace (empty at cluster
+/// scope) and, unless it is a collection, the object's name (a subresource counts as its object).
+pub(crate) fn target_of(path: &str) -> Option<(Res, &str, Option<&str>)> {
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let (group, version, rest) = match segs.as_slice() {
+        ["api", v, rest @ ..] => ("", *v, rest),
+        ["apis", g, v, rest @ ..] => (*g, *v, rest),
+        _ => return None,
+    };
+    let t = parse_target(group, version, rest)?;
+    Some((t.res, t.ns.unwrap_or(""), t.name))
+}
+
 type Out = Result<(u16, Value), ApiError>;
 
 /// Whether a write to `res` can change what the simulation computes (placements, statuses,

@@ -22,7 +22,9 @@
 //! - OpenAPI v3 (`/openapi/v3`): every kind, with `fieldValidation`; the real schemas of the
 //!   custom kinds when given their CRDs ([`crd_schemas`], `smo sim --crds DIR`), else open objects.
 //! - Admin: `GET /sim/state`, `GET /sim/placements`, `POST /sim/clusters` (add a [`SimCluster`]),
-//!   `POST /sim/clusters/{name}/ready {"ready": bool}`, `POST /sim/load {"service", "namespace", "rate"}`.
+//!   `POST /sim/clusters/{name}/ready {"ready": bool}`, `POST /sim/load {"service", "namespace", "rate"}`,
+//!   `GET /sim/writes`: the write log ([`WriteRecord`]: every write in the order applied, with the
+//!   object it named, the writer's fencing token and its [`Effect`]; the last 100,000).
 //! - `GET /metrics`; Grafana: `POST /api/dashboards/db`, `GET|DELETE /api/dashboards/uid/{uid}`,
 //!   `GET /api/search`.
 //!
@@ -78,7 +80,7 @@ use self::{
     grafana::Dashboards,
     metrics::Traffic,
     simulate::{ClusterState, Placement, cluster_object, reconcile},
-    store::{Res, Store},
+    store::{ObjKey, Res, Store},
 };
 
 /// The member clusters of a simulated federation and how the simulation behaves.
@@ -349,7 +351,9 @@ pub(crate) struct State {
 }
 
 /// One write request as the sim received it: what a Kubernetes audit log records at the
-/// `Metadata` level.
+/// `Metadata` level, plus the object it wrote, the writer's fencing token and what the write did.
+/// The log is in the order the writes were applied (each is logged under the lock it is applied
+/// under), so "no write with an older token after a newer one" reads straight off it.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct WriteRecord {
     /// When the request arrived (before any simulated write latency), RFC 3339 with microseconds.
@@ -362,6 +366,63 @@ pub struct WriteRecord {
     pub path: String,
     /// The answer's status code.
     pub status: u16,
+    /// The kind of the object written (empty when the path names no kind the sim serves).
+    #[serde(default)]
+    pub kind: String,
+    /// Its namespace (empty at cluster scope).
+    #[serde(default)]
+    pub namespace: String,
+    /// Its name (empty for a request on a whole collection, such as a delete by label).
+    #[serde(default)]
+    pub name: String,
+    /// The writer's fencing token: the `smo.io/fence` annotation of the object it sent. `None`
+    /// for a body without one and for deletes, which carry no object.
+    #[serde(default)]
+    pub fence: Option<i64>,
+    /// What the write did to the object; `None` when it was refused, was a dry run or named no
+    /// object.
+    #[serde(default)]
+    pub effect: Option<Effect>,
+}
+
+/// What an accepted write did to the object it named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Effect {
+    /// The object did not exist before.
+    Created,
+    /// It existed and got a new resourceVersion.
+    Updated,
+    /// It existed and the write changed nothing (same resourceVersion).
+    Unchanged,
+    /// It existed and is gone.
+    Deleted,
+}
+
+impl Effect {
+    /// From the object's resourceVersion before and after an accepted write.
+    fn of(before: Option<&str>, after: Option<&str>) -> Option<Effect> {
+        match (before, after) {
+            (None, Some(_)) => Some(Effect::Created),
+            (Some(_), None) => Some(Effect::Deleted),
+            (Some(a), Some(b)) if a != b => Some(Effect::Updated),
+            (Some(_), Some(_)) => Some(Effect::Unchanged),
+            (None, None) => None,
+        }
+    }
+}
+
+/// The fencing token in a write's body. Only a body that mentions the annotation is parsed, so
+/// logging costs other writers nothing; parsed outside the state lock.
+fn written_token(body: &[u8]) -> Option<i64> {
+    let needle = FENCE_ANNOTATION.as_bytes();
+    if !body.windows(needle.len()).any(|w| w == needle) {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(body)
+        .ok()
+        .or_else(|| serde_norway::from_slice(body).ok())?;
+    store::fence_token(&v)
 }
 
 /// How many writes the audit log keeps.
@@ -518,7 +579,21 @@ impl Sim {
         if latency > 0 && method != "GET" {
             tokio::time::sleep(Duration::from_millis(latency)).await;
         }
+        let logged = method != "GET" && method != "HEAD" && !path.starts_with("/sim");
+        let target = logged.then(|| api::target_of(&path)).flatten();
+        let dry_run = logged && api::parse_query(&query).contains_key("dryRun");
+        let fence = match (logged, method.as_str()) {
+            (true, "POST" | "PUT" | "PATCH") => written_token(&body),
+            _ => None,
+        };
         let r = self.with_state(|st| {
+            let version = |st: &State, key: &ObjKey| {
+                st.store
+                    .get(key)
+                    .map(|o| store::str_at(o, "/metadata/resourceVersion").to_string())
+            };
+            let named = target.and_then(|(res, ns, name)| name.map(|n| ObjKey::new(res, ns, n)));
+            let before = named.as_ref().map(|k| version(st, k));
             let r = api::handle(
                 st,
                 &api::Req {
@@ -531,7 +606,24 @@ impl Sim {
                     body: &body,
                 },
             );
-            if method != "GET" && method != "HEAD" && !path.starts_with("/sim") {
+            if logged {
+                // A create by POST names its object in the body: read the name off the answer.
+                let named = named.or_else(|| match target {
+                    Some((res, ns, None)) if method == "POST" && r.status == 201 => {
+                        serde_json::from_slice::<serde_json::Value>(&r.body)
+                            .ok()
+                            .map(|o| ObjKey::new(res, ns, store::str_at(&o, "/metadata/name")))
+                    }
+                    _ => None,
+                });
+                let effect = match (&named, before) {
+                    _ if dry_run => None,
+                    (Some(key), Some(before)) if r.status < 400 => {
+                        Effect::of(before.as_deref(), version(st, key).as_deref())
+                    }
+                    (Some(_), None) if r.status == 201 => Some(Effect::Created),
+                    _ => None,
+                };
                 if st.writes.len() == WRITE_LOG_LIMIT {
                     st.writes.pop_front();
                 }
@@ -545,6 +637,13 @@ impl Sim {
                         format!("{path}?{query}")
                     },
                     status: r.status,
+                    kind: target
+                        .map(|(res, ..)| res.meta().kind.to_string())
+                        .unwrap_or_default(),
+                    namespace: target.map(|(_, ns, _)| ns.to_string()).unwrap_or_default(),
+                    name: named.map(|k| k.name).unwrap_or_default(),
+                    fence,
+                    effect,
                 });
             }
             r

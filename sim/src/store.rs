@@ -615,16 +615,18 @@ pub const FENCE_ANNOTATION: &str = "smo.io/fence";
 /// The admission policy the sim enforces as if installed (smo's `deploy/fence-policy.yaml`).
 pub const FENCE_POLICY: &str = "smo-fence";
 
+/// The fencing token an object carries (its [`FENCE_ANNOTATION`]), if any.
+pub(crate) fn fence_token(v: &Value) -> Option<i64> {
+    v.pointer("/metadata/annotations")
+        .and_then(|a| a.get(FENCE_ANNOTATION))
+        .and_then(Value::as_str)
+        .and_then(|t| t.parse::<i64>().ok())
+}
+
 /// smo's fence policy: a write may not lower an object's fencing token. A write without a token
 /// (another client, a controller) passes, as under the real policy.
 fn admit_fence(key: &ObjKey, old: &Value, new: &Value) -> Result<(), ApiError> {
-    let token = |v: &Value| {
-        v.pointer("/metadata/annotations")
-            .and_then(|a| a.get(FENCE_ANNOTATION))
-            .and_then(Value::as_str)
-            .and_then(|t| t.parse::<i64>().ok())
-    };
-    match (token(old), token(new)) {
+    match (fence_token(old), fence_token(new)) {
         (Some(had), Some(got)) if got < had => Err(ApiError::Denied {
             res: key.res,
             name: key.name.clone(),

@@ -900,10 +900,13 @@ async fn cluster_objects_conform_to_the_karmada_schema() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../shared/crds/derived/cluster.karmada.io_clusters.from-openapi.yaml");
     let Ok(text) = std::fs::read_to_string(&path) else {
-        eprintln!(
-            "skipped the shared conformance case: {} not found",
+        // Under CI=true (CI sets it) a missing ../shared fails: no test passes there unrun.
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true and {} is missing",
             path.display()
         );
+        eprintln!("skipped (CI is not set): {} not found", path.display());
         return;
     };
     let crd: Value = serde_norway::from_str(&text).expect("crd yaml");
@@ -1095,4 +1098,120 @@ async fn a_write_that_lowers_the_fencing_token_is_denied_and_every_write_is_logg
         log.iter()
             .all(|w| w.method == "PATCH" && !w.received.is_empty())
     );
+}
+
+/// The write log names each write's object, the writer's fencing token and what the write did,
+/// in the order the writes were applied: a second create, a write by two writers or a token that
+/// goes down shows there even though the store keeps one object per name.
+#[tokio::test]
+async fn the_write_log_records_each_writes_object_token_and_effect_in_order() {
+    use super::{Effect, WriteRecord};
+    let f = start(SimConfig::demo()).await;
+    let svcs: Api<Service> = Api::namespaced(f.client.clone(), "default");
+    let svc = |token: Option<i64>, port: i32| {
+        let mut v = json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "logged"},
+            "spec": {"ports": [{"port": port}]}});
+        if let Some(t) = token {
+            v["metadata"]["annotations"] = json!({ super::FENCE_ANNOTATION: t.to_string() });
+        }
+        v
+    };
+    // Created, unchanged (the same object again), updated, refused (older token), deleted, and
+    // created anew by POST without a token.
+    for (token, port) in [(Some(4), 80), (Some(4), 80), (Some(6), 81), (Some(5), 82)] {
+        let _ = svcs
+            .patch("logged", &apply(), &Patch::Apply(svc(token, port)))
+            .await;
+    }
+    svcs.delete("logged", &DeleteParams::default())
+        .await
+        .unwrap();
+    let posted: Service = serde_json::from_value(svc(None, 83)).unwrap();
+    svcs.create(&PostParams::default(), &posted).await.unwrap();
+    // A dry run and a request on a whole collection name no effect.
+    let dry = PatchParams {
+        dry_run: true,
+        ..apply()
+    };
+    svcs.patch("logged", &dry, &Patch::Apply(svc(Some(9), 84)))
+        .await
+        .unwrap();
+    svcs.delete_collection(&DeleteParams::default(), &ListParams::default())
+        .await
+        .unwrap();
+
+    let log: Vec<WriteRecord> = f
+        .http
+        .get(format!("{}/sim/writes", f.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    /// Method, kind, name, status, token, effect.
+    type Seen<'a> = (&'a str, &'a str, &'a str, u16, Option<i64>, Option<Effect>);
+    let seen: Vec<Seen> = log
+        .iter()
+        .map(|w| {
+            (
+                w.method.as_str(),
+                w.kind.as_str(),
+                w.name.as_str(),
+                w.status,
+                w.fence,
+                w.effect,
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (
+                "PATCH",
+                "Service",
+                "logged",
+                201,
+                Some(4),
+                Some(Effect::Created)
+            ),
+            (
+                "PATCH",
+                "Service",
+                "logged",
+                200,
+                Some(4),
+                Some(Effect::Unchanged)
+            ),
+            (
+                "PATCH",
+                "Service",
+                "logged",
+                200,
+                Some(6),
+                Some(Effect::Updated)
+            ),
+            ("PATCH", "Service", "logged", 403, Some(5), None),
+            (
+                "DELETE",
+                "Service",
+                "logged",
+                200,
+                None,
+                Some(Effect::Deleted)
+            ),
+            (
+                "POST",
+                "Service",
+                "logged",
+                201,
+                None,
+                Some(Effect::Created)
+            ),
+            ("PATCH", "Service", "logged", 200, Some(9), None),
+            ("DELETE", "Service", "", 200, None, None),
+        ]
+    );
+    assert!(log.iter().all(|w| w.namespace == "default"), "{log:?}");
 }

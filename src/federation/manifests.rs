@@ -301,6 +301,79 @@ mod drift_tests {
         container["spec"]["template"]["spec"]["containers"] = json!([]);
         assert!(drifted(&desired, &container));
     }
+
+    /// A Deployment as `render` writes it, and as an API server gives it back: quantities in
+    /// canonical form, defaults filled in.
+    fn rendered_and_served() -> (Value, Value) {
+        let desired = json!({"metadata": {"name": "g-web"},
+            "spec": {"replicas": 1, "template": {"spec": {"containers": [
+                {"name": "web", "image": "nginx:1", "ports": [{"containerPort": 80}],
+                 "resources": {"requests": {"cpu": "1000m", "memory": "1024Mi"},
+                               "limits": {"cpu": "1500m", "memory": "1Gi"}}}]}}}});
+        let mut live = desired.clone();
+        let c = &mut live["spec"]["template"]["spec"]["containers"][0];
+        c["resources"] = json!({"requests": {"cpu": "1", "memory": "1Gi"},
+                                "limits": {"cpu": "1.5", "memory": "1073741824"}});
+        c["imagePullPolicy"] = json!("IfNotPresent");
+        c["ports"][0]["protocol"] = json!("TCP");
+        (desired, live)
+    }
+
+    #[test]
+    fn a_resource_amount_someone_changed_is_drift_and_its_canonical_spelling_is_not() {
+        let (desired, live) = rendered_and_served();
+        assert!(
+            !drifted(&desired, &live),
+            "the same amounts, spelt otherwise"
+        );
+        let mut numeric = live.clone();
+        numeric["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"] =
+            json!(1);
+        assert!(!drifted(&desired, &numeric), "a number is a quantity too");
+
+        for (part, key, value) in [
+            ("requests", "cpu", "2"),
+            ("requests", "memory", "512Mi"),
+            ("limits", "cpu", "1"),
+            ("limits", "memory", "1G"),
+        ] {
+            let mut edited = live.clone();
+            edited["spec"]["template"]["spec"]["containers"][0]["resources"][part][key] =
+                json!(value);
+            assert!(drifted(&desired, &edited), "{part}.{key} = {value}");
+        }
+        let mut removed = live;
+        removed["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+            .as_object_mut()
+            .unwrap()
+            .remove("memory");
+        assert!(drifted(&desired, &removed), "a limit removed");
+    }
+
+    #[test]
+    fn an_element_someone_added_to_a_list_smo_wrote_is_drift() {
+        let (desired, live) = rendered_and_served();
+        let mut sidecar = live.clone();
+        sidecar["spec"]["template"]["spec"]["containers"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "miner", "image": "evil:1"}));
+        assert!(drifted(&desired, &sidecar), "a container added");
+        let mut port = live;
+        port["spec"]["template"]["spec"]["containers"][0]["ports"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"containerPort": 22, "protocol": "TCP"}));
+        assert!(drifted(&desired, &port), "a port added");
+
+        // A cluster added to a PropagationPolicy's placement: the service would run there too.
+        let policy = json!({"metadata": {"name": "g-web"},
+            "spec": {"placement": {"clusterAffinity": {"clusterNames": ["edge-a"]}}}});
+        let mut wider = policy.clone();
+        wider["spec"]["placement"]["clusterAffinity"]["clusterNames"] = json!(["edge-a", "edge-b"]);
+        assert!(drifted(&policy, &wider));
+        assert!(!drifted(&policy, &policy));
+    }
 }
 
 #[cfg(test)]
@@ -439,25 +512,44 @@ pub fn reserved_namespace(name: &str) -> Option<&'static str> {
 }
 
 /// True when a live object no longer carries what smo wrote: a field of `desired`'s labels,
-/// annotations or spec is missing or different in `live`. Fields the server added (defaults,
-/// status, managedFields) do not count. `resources` are skipped: API servers canonicalise
-/// quantities (`0.5` → `500m`), so their text is not smo's to compare.
+/// annotations or spec is missing or different in `live`, or a list smo wrote has elements
+/// added or removed. Fields the server added (defaults, status, managedFields) do not count.
+/// Under `resources`, quantities compare by amount: API servers canonicalise their text (`0.5` →
+/// `500m`, `1000m` → `1`), so only a different amount is drift.
 pub fn drifted(desired: &Value, live: &Value) -> bool {
-    fn covers(want: &Value, have: &Value) -> bool {
+    fn covers(want: &Value, have: &Value, quantities: bool) -> bool {
         match (want, have) {
             (Value::Null, _) => true,
-            (Value::Object(w), Value::Object(h)) => w
-                .iter()
-                .all(|(k, v)| k == "resources" || covers(v, h.get(k).unwrap_or(&Value::Null))),
+            (Value::Object(w), Value::Object(h)) => w.iter().all(|(k, v)| {
+                let have = h.get(k).unwrap_or(&Value::Null);
+                covers(v, have, quantities || k == "resources")
+            }),
             (Value::Array(w), Value::Array(h)) => {
-                w.len() == h.len() && w.iter().zip(h).all(|(a, b)| covers(a, b))
+                w.len() == h.len() && w.iter().zip(h).all(|(a, b)| covers(a, b, quantities))
             }
-            (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
+            (Value::Number(a), Value::Number(b)) if !quantities => a.as_f64() == b.as_f64(),
+            (a, b) if quantities => match (quantity_text(a), quantity_text(b)) {
+                (Some(a), Some(b)) => crate::hdag::same_quantity(&a, &b),
+                _ => a == b,
+            },
             (a, b) => a == b,
         }
     }
     let meta = |v: &Value, k: &str| v["metadata"][k].clone();
-    !(covers(&meta(desired, "labels"), &meta(live, "labels"))
-        && covers(&meta(desired, "annotations"), &meta(live, "annotations"))
-        && covers(&desired["spec"], &live["spec"]))
+    !(covers(&meta(desired, "labels"), &meta(live, "labels"), false)
+        && covers(
+            &meta(desired, "annotations"),
+            &meta(live, "annotations"),
+            false,
+        )
+        && covers(&desired["spec"], &live["spec"], false))
+}
+
+/// A quantity as text: a string, or a number (YAML `cpu: 1` arrives as one).
+fn quantity_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
 }

@@ -35,6 +35,7 @@ pub use model::*;
 pub use name::{ClusterName, GraphName, NameError, ProjectName};
 pub use quantity::{
     CpuSize, QuantityError, RamSize, Resources, StorageSize, cpu_millis, quantity_bytes,
+    same_quantity,
 };
 pub use validate::{KNOWN_IM_VERSIONS, MAX_PROBLEMS};
 

@@ -50,8 +50,29 @@ pub struct GraphIntent {
     pub high_performance: Toggle,
     #[serde(default)]
     pub energy_efficiency: Toggle,
+    /// smo's extension: whether the graph moves back by itself once a cluster failover moved it
+    /// from has recovered (`auto`, the default) or stays until an operator re-places it.
+    #[serde(default, skip_serializing_if = "Failback::is_auto")]
+    pub failback: Failback,
     #[serde(flatten)]
     pub extra: Extra,
+}
+
+/// `hdaGraphIntent.failback`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Failback {
+    /// Moved back home automatically, within the move budget of each round.
+    #[default]
+    Auto,
+    /// Left where failover put it.
+    Manual,
+}
+
+impl Failback {
+    fn is_auto(&self) -> bool {
+        *self == Failback::Auto
+    }
 }
 
 /// An intent that is only switched on or off (`{enabled: True}`).

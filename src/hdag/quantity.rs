@@ -39,6 +39,12 @@ struct Quantity {
 impl Quantity {
     /// `ceil(self × scale)` as u64, or an error when it does not fit.
     fn scaled_ceil(self, scale: u128) -> Result<u64, QuantityError> {
+        let value = self.scaled_ceil_wide(scale)?;
+        u64::try_from(value).map_err(|_| QuantityError("value is too large".to_string()))
+    }
+
+    /// `ceil(self × scale)`, or an error when it exceeds u128.
+    fn scaled_ceil_wide(self, scale: u128) -> Result<u128, QuantityError> {
         let too_large = || QuantityError("value is too large".to_string());
         let base = self
             .digits
@@ -57,7 +63,18 @@ impl Quantity {
                 None => u128::from(base > 0),
             }
         };
-        u64::try_from(value).map_err(|_| too_large())
+        Ok(value)
+    }
+}
+
+/// Whether two Kubernetes quantities are the same amount (`1000m` and `1`, `1Gi` and
+/// `1073741824`, `0.5` and `500m`), compared as an API server stores them: in units of 10⁻⁹,
+/// rounded up. Text that is no quantity is compared as text.
+pub fn same_quantity(a: &str, b: &str) -> bool {
+    let nanos = |q: &str| parse_quantity(q).and_then(|q| q.scaled_ceil_wide(1_000_000_000));
+    match (nanos(a), nanos(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
     }
 }
 
@@ -373,6 +390,38 @@ mod tests {
         ] {
             assert_eq!(quantity_bytes(q), Ok(b), "{q}");
         }
+    }
+
+    #[test]
+    fn the_same_amount_written_differently_is_the_same_quantity() {
+        for (a, b) in [
+            ("1000m", "1"),
+            ("0.5", "500m"),
+            ("1Gi", "1073741824"),
+            ("1Gi", "1024Mi"),
+            ("128974848", "123Mi"),
+            ("1e3", "1k"),
+            ("1.5", "1500m"),
+            ("0", "0m"),
+        ] {
+            assert!(same_quantity(a, b), "{a} = {b}");
+            assert!(same_quantity(b, a), "{b} = {a}");
+        }
+        for (a, b) in [
+            ("1", "2"),
+            ("500m", "501m"),
+            ("1Gi", "1G"),
+            ("1Mi", "1M"),
+            ("1", "1n"),
+            ("abc", "abd"),
+        ] {
+            assert!(!same_quantity(a, b), "{a} ≠ {b}");
+        }
+        // Not quantities: compared as text.
+        assert!(same_quantity("abc", "abc"));
+        assert!(!same_quantity("abc", "1"));
+        // Below a nano the API server rounds up, so these are stored alike.
+        assert!(same_quantity("0.1n", "1n"));
     }
 
     #[test]

@@ -1724,3 +1724,27 @@ mod fuzz {
         }
     }
 }
+
+#[test]
+fn failback_is_auto_unless_a_graph_says_manual_and_nothing_else_is_accepted() {
+    let p = ok(&bytes(&base()));
+    assert_eq!(p.graph.hda_graph_intent.failback, Failback::Auto);
+    // Auto is the default and is not written back, so stored descriptors keep their shape.
+    let stored = serde_json::to_value(&p.graph).unwrap();
+    assert!(
+        stored["hdaGraphIntent"].get("failback").is_none(),
+        "{stored}"
+    );
+    let mut v = base();
+    v["hdaGraph"]["hdaGraphIntent"]["failback"] = json!("manual");
+    let p = ok(&bytes(&v));
+    assert_eq!(p.graph.hda_graph_intent.failback, Failback::Manual);
+    let back: Graph = serde_json::from_value(serde_json::to_value(&p.graph).unwrap()).unwrap();
+    assert_eq!(back.hda_graph_intent.failback, Failback::Manual);
+    let p = errors_with(|v| v["hdaGraph"]["hdaGraphIntent"]["failback"] = json!("sometimes"));
+    has(
+        &p,
+        "hdaGraphIntent.failback",
+        "expected one of auto|manual, got \"sometimes\"",
+    );
+}

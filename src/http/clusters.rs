@@ -56,6 +56,34 @@ impl ClustersApi {
         ))
     }
 
+    /// The clusters' health history, newest first: Ready transitions, a cluster lost (and the
+    /// failover that moved its graphs), back (and the fail-back). `cluster` keeps one cluster's.
+    #[oai(
+        path = "/clusters/history",
+        method = "get",
+        operation_id = "clusterHistory"
+    )]
+    async fn history(
+        &self,
+        cluster: Query<Option<String>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000")))] limit: Query<Option<i64>>,
+    ) -> ApiResult<Json<Vec<ClusterEventView>>> {
+        let mut conn = self.pool.acquire().await?;
+        let rows =
+            store::cluster_events(&mut conn, cluster.0.as_deref(), limit.0.unwrap_or(50)).await?;
+        Ok(Json(
+            rows.into_iter()
+                .map(|e| ClusterEventView {
+                    cluster: e.cluster,
+                    at: e.at,
+                    event: e.event,
+                    message: e.message,
+                    data: e.data,
+                })
+                .collect(),
+        ))
+    }
+
     /// Refresh the clusters from Karmada (enqueues `cluster-sync`).
     #[oai(
         path = "/clusters/sync",

@@ -30,6 +30,7 @@ pub(super) const ROUTES: &[(&str, &str)] = &[
     ("/metrics", "GET"),
     ("/clusters", "GET"),
     ("/clusters/sync", "POST"),
+    ("/clusters/history", "GET"),
     ("/project/{project}/graphs", "GET, POST"),
     ("/graphs", "GET"),
     ("/graphs/{name}", "GET, DELETE"),

@@ -246,6 +246,22 @@ pub struct DecisionView {
     pub at: DateTime<Utc>,
 }
 
+/// One entry of a member cluster's health history.
+#[derive(Debug, Object)]
+pub struct ClusterEventView {
+    /// The cluster.
+    pub cluster: String,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// ready | not-ready | lost | failover | recovered | failback.
+    pub event: String,
+    /// What was seen or done.
+    #[oai(skip_serializing_if_is_none)]
+    pub message: Option<String>,
+    /// Figures (a failover's solve time, moves, graphs that did not fit …).
+    pub data: serde_json::Value,
+}
+
 /// What a dry run would do: the placement and the objects that would be applied.
 #[derive(Debug, Object)]
 pub struct DryRun {

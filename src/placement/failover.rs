@@ -153,7 +153,10 @@ pub fn failover(
         }
         // The admission proved a placement exists; a solver that still fails (e.g. its time
         // limit before any incumbent) leaves the first fits, which respect every constraint.
-        Err(_) => (first_fits(&admitted, clusters, &known, time_limit_secs)?, SolveStatus::Heuristic),
+        Err(_) => (
+            first_fits(&admitted, clusters, &known, time_limit_secs)?,
+            SolveStatus::Heuristic,
+        ),
     };
     let moved = admitted
         .iter()
@@ -203,9 +206,7 @@ fn graph_problem(
         current: g
             .current
             .iter()
-            .filter(|(s, c)| {
-                known.contains(c.as_str()) && g.services.iter().any(|x| &x.name == *s)
-            })
+            .filter(|(s, c)| known.contains(c.as_str()) && g.services.iter().any(|x| &x.name == *s))
             .map(|(s, c)| (s.clone(), CurrentPlacement::One(c.clone())))
             .collect(),
         weights: Weights::default(),
@@ -367,7 +368,10 @@ mod tests {
         };
         let plan = failover(&clusters, &[g], 10.0).unwrap();
         let moved = &plan.moved[0];
-        assert_eq!(moved.placement["front"], "a", "not on the lost cluster: stays");
+        assert_eq!(
+            moved.placement["front"], "a",
+            "not on the lost cluster: stays"
+        );
         assert_eq!(moved.placement["db"], moved.placement["cache"]);
         assert_ne!(moved.placement["db"], "lost");
         assert_eq!(moved.moves.len(), 2);

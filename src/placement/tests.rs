@@ -398,6 +398,39 @@ fn ha_splits_replicas() {
     assert!(check_solution(&p, &sol).unwrap().is_empty());
 }
 
+/// An even replica count puts at most half on one cluster (⌈r/2⌉ = r/2): losing any one cluster
+/// leaves half running. With room for a single replica on the second cluster, 4 replicas cannot
+/// be split 2 + 2, and 3 + 1 would leave one replica if the big cluster went.
+#[test]
+fn ha_with_an_even_replica_count_puts_at_most_half_on_one_cluster() {
+    for replicas in [2, 4, 6] {
+        let mut s = service("web", 1.0, replicas, false);
+        s.ha = true;
+        let half = f64::from(replicas / 2);
+        let even = problem(
+            vec![cluster("c0", 10.0, false), cluster("c1", half, false)],
+            vec![s.clone()],
+        );
+        let sol = solve_problem(&even).unwrap();
+        let shares: Vec<u32> = sol.placement[0]
+            .clusters
+            .iter()
+            .map(|c| c.replicas)
+            .collect();
+        assert_eq!(shares, [replicas / 2, replicas / 2], "{replicas} replicas");
+
+        let lopsided = problem(
+            vec![cluster("c0", 10.0, false), cluster("c1", half - 1.0, false)],
+            vec![s],
+        );
+        assert!(
+            solve_problem(&lopsided).is_err(),
+            "{replicas} replicas: {} on one cluster is more than half",
+            replicas / 2 + 1
+        );
+    }
+}
+
 #[test]
 fn ha_with_one_replica_is_ordinary() {
     let mut s = service("web", 1.0, 1, false);

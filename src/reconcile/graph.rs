@@ -68,10 +68,36 @@ async fn with_locked_graph<T, F: Future<Output = Result<T, JobError>>>(
     ctx: &JobContext,
     body: impl FnOnce(Fence) -> F,
 ) -> Result<T, JobError> {
-    locked(app, name, ctx, body).await?.ok_or_else(|| {
-        let jitter = Duration::from_millis(u64::from(rand::random::<u16>()) % 1500);
-        JobError::snooze(BUSY_SNOOZE + jitter)
-    })
+    locked(app, name, ctx, body).await?.ok_or_else(busy)
+}
+
+fn busy() -> JobError {
+    let jitter = Duration::from_millis(u64::from(rand::random::<u16>()) % 1500);
+    JobError::snooze(BUSY_SNOOZE + jitter)
+}
+
+/// [`with_locked_graph`] for a job that another job of the graph enqueues while it holds the
+/// lock (it lets go right after its record commits): looks again for up to `patience` before it
+/// snoozes, so the follow-up usually runs at once.
+pub(super) async fn with_locked_graph_after<T, F: Future<Output = Result<T, JobError>>>(
+    app: &App,
+    name: &str,
+    ctx: &JobContext,
+    patience: Duration,
+    body: impl FnOnce(Fence) -> F,
+) -> Result<T, JobError> {
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        if let Some(token) = try_lock(app, name, ctx).await? {
+            let result = body(Fence::new(ctx.lease.clone(), Some(token))).await;
+            unlock(app, name, ctx).await;
+            return result;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(busy());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Runs `body` holding the graph's lock, or skips it when another job holds the graph: for
@@ -119,7 +145,7 @@ pub async fn cluster_sync(app: &App, ctx: &JobContext) -> Result<Vec<ClusterReco
 /// under its lock when the graph still exists and the user still wants `want` (a graph removed
 /// or re-targeted meanwhile leaves nothing to do). `skip_busy`: periodic work skips a busy graph
 /// instead of snoozing.
-async fn reconcile<F, Fut>(
+pub(super) async fn reconcile<F, Fut>(
     app: &App,
     name: &str,
     ctx: &JobContext,
@@ -163,7 +189,12 @@ async fn record(
 }
 
 /// Applies a plan's work in order: the namespace, then each service's objects or Helm release.
-async fn apply(app: &App, project: &str, work: &[Work], fence: &Fence) -> Result<(), JobError> {
+pub(super) async fn apply(
+    app: &App,
+    project: &str,
+    work: &[Work],
+    fence: &Fence,
+) -> Result<(), JobError> {
     let federation = app.federation()?;
     federation
         .ensure_namespace(project, fence)
@@ -191,7 +222,7 @@ async fn apply(app: &App, project: &str, work: &[Work], fence: &Fence) -> Result
 }
 
 /// Reads back (desired, ready) replicas of the plan's observed services.
-async fn observe(
+pub(super) async fn observe(
     app: &App,
     project: &str,
     graph: &Graph,

@@ -2,6 +2,7 @@
 //! graph names, never documents: a job re-reads the graph when it runs, so a retried or re-run job
 //! always works from the latest state. Running any of them twice changes nothing more.
 
+mod failover;
 mod graph;
 mod monitor;
 mod scale;
@@ -18,6 +19,9 @@ use crate::{
     store,
 };
 
+pub use failover::{
+    ClusterHealthJob, FailbackJob, FailoverJob, HealthStep, MoveGraphJob, health_step,
+};
 pub use monitor::{Monitoring, RulesTarget, cron_schedule_for};
 pub use scale::{RoundReport, SHARD_GRAPHS, ScaleShardJob, round as scaling_round};
 
@@ -33,6 +37,8 @@ pub struct App {
     pub monitoring: Monitoring,
     /// The Helm runner for Helm-chart services; `None` leaves them Pending.
     pub helm: Option<crate::federation::helm::HelmRunner>,
+    /// When a cluster counts as lost or back, and fail-back's budget.
+    pub failover: crate::settings::FailoverSettings,
 }
 
 impl App {
@@ -264,6 +270,22 @@ pub fn registry(app: App) -> Registry {
         .await))
         .register(bind!(RepairDriftJob, |app, j, ctx| graph::repair_drift(
             &app, &j.graph, &ctx
+        )
+        .await))
+        .register(bind!(ClusterHealthJob, |app, _j, ctx| failover::health(
+            &app, &ctx
+        )
+        .await))
+        .register(bind!(FailoverJob, |app, j, ctx| failover::failover(
+            &app, &j.cluster, &ctx
+        )
+        .await))
+        .register(bind!(FailbackJob, |app, j, ctx| failover::failback(
+            &app, &j.cluster, &ctx
+        )
+        .await))
+        .register(bind!(MoveGraphJob, |app, j, ctx| failover::move_graph(
+            &app, &j, &ctx
         )
         .await))
         .register(bind!(DeployConditionalJob, |app, j, ctx| {

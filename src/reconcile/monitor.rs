@@ -77,8 +77,27 @@ fn rule_file_path(dir: &std::path::Path, project: &str, graph: &str) -> PathBuf 
     ))
 }
 
-/// Publishes the graph's dashboards (Grafana) and alert rules; stores the dashboard URLs.
+/// How long `publish-dashboards` waits for its graph's lock before it snoozes: the job that
+/// enqueued it (a deploy, a drift repair) lets go of it right after committing.
+const PUBLISH_LOCK_PATIENCE: Duration = Duration::from_millis(1000);
+
+/// Publishes the graph's dashboards (Grafana) and alert rules; stores the dashboard URLs. Under
+/// the graph's lock, as every job that writes a graph's objects: the PrometheusRule carries the
+/// lock's fencing token (a stale publisher's late write is refused), and publishing never
+/// interleaves with a stop or a removal taking the rules down.
 pub async fn publish(app: &App, name: &str, ctx: &JobContext) -> Result<(), JobError> {
+    super::graph::with_locked_graph_after(app, name, ctx, PUBLISH_LOCK_PATIENCE, |fence| {
+        publish_locked(app, name, ctx, fence)
+    })
+    .await
+}
+
+async fn publish_locked(
+    app: &App,
+    name: &str,
+    ctx: &JobContext,
+    fence: Fence,
+) -> Result<(), JobError> {
     let Some(g) = super::load_graph(app, name).await? else {
         return Ok(());
     };
@@ -86,9 +105,6 @@ pub async fn publish(app: &App, name: &str, ctx: &JobContext) -> Result<(), JobE
         return Ok(());
     }
     let graph: Graph = super::descriptor_of(&g)?;
-    // Not under the graph lock (publishing is idempotent and may overlap a deploy), so no token:
-    // the lease alone stops a lost worker's writes.
-    let fence = Fence::new(ctx.lease.clone(), None);
     let mut urls = BTreeMap::new();
     if let Some(grafana) = &app.monitoring.grafana {
         let set = monitoring::render_graph_dashboards(&g.project, &graph);

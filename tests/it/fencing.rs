@@ -46,6 +46,8 @@ fn smo_bin() -> PathBuf {
 }
 
 impl Cluster {
+    /// The hosts, or `None` where network namespaces cannot be made: `Net::new` says so through
+    /// `support::require`, which fails the test instead under `CI=true`.
     async fn start() -> Option<Cluster> {
         smo::install_crypto_provider();
         let mut net = Net::new()?;
@@ -226,6 +228,22 @@ impl Cluster {
             .collect();
         expected.sort();
         assert_eq!(objects, expected);
+        // The write log, in the order the sim applied the writes: each object created once,
+        // written once per attempt, never with an older token after a newer one; the stale
+        // attempt's writes all under its token, and none after the new attempt's first.
+        let log = self.writes().await;
+        let attempts = crate::crash::check_writes(&log, "fence", &expected);
+        assert_eq!(attempts[0], stale_token, "{attempts:?}");
+        for w in log
+            .iter()
+            .filter(|w| w.namespace == "fence" && w.fence.is_some())
+        {
+            if w.source.contains(&format!("({}-", self.w1.name)) {
+                assert_eq!(w.fence, Some(stale_token), "{w:?}");
+            } else {
+                assert!(w.fence > Some(stale_token), "{w:?}");
+            }
+        }
         let mut tokens = Vec::new();
         for i in 0..SERVICES {
             let name = format!("wide-s{i}");

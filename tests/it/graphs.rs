@@ -466,6 +466,7 @@ async fn a_condition_all_job_rechecks_events_that_resolved_after_it_was_enqueued
             federation: Some(s.federation.clone()),
             monitoring: Default::default(),
             helm: None,
+            failover: Default::default(),
         });
         smo_jobs::testing::work_until_idle(
             &s.db.queue(),

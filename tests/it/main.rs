@@ -7,6 +7,7 @@ mod conformance;
 mod console;
 mod crash;
 mod crd_validator;
+mod failover;
 mod fencing;
 mod graphs;
 mod helm;

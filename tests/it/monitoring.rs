@@ -108,6 +108,7 @@ async fn replicas_follow_load_an_alert_deploys_its_service_once_and_remove_clean
         federation: Some(s.federation.clone()),
         monitoring,
         helm: None,
+        failover: Default::default(),
     };
     let queue = Queue::new(s.db.pool.clone());
     let mut cfg = fast_worker_config(&format!("mon-{}", s.db.name));
@@ -324,4 +325,81 @@ async fn a_prometheus_behind_basic_auth_is_reached_with_the_configured_credentia
     // Half a pair is a configuration error, named.
     let half = settings(Some("smo"), None).err().unwrap().to_string();
     assert!(half.contains("prometheus credentials"), "{half}");
+}
+
+/// Alert rules published as a PrometheusRule carry a fencing token like every object smo applies
+/// for a graph: the token of the graph lock `publish-dashboards` holds, newer than the deploy's
+/// that enqueued it. So the federation refuses a stale publisher's late write, as it refuses a
+/// stale deploy's (the sim enforces smo's fence policy).
+#[tokio::test]
+async fn alert_rules_published_as_a_prometheus_rule_carry_the_graph_locks_fencing_token() {
+    let s = Stack::start_with(false, smo_sim::SimConfig::demo()).await;
+    let registry = reconcile::registry(App {
+        pool: s.db.pool.clone(),
+        federation: Some(s.federation.clone()),
+        monitoring: Monitoring {
+            rules: RulesTarget::PrometheusRule {
+                namespace: None,
+                group: None,
+            },
+            ..Default::default()
+        },
+        helm: None,
+        failover: Default::default(),
+    });
+    s.client
+        .deploy("demo", example("autoscale.yaml"), false)
+        .await
+        .unwrap();
+    smo_jobs::testing::work_until_idle(&s.db.queue(), registry, fast_worker_config("rules"))
+        .await
+        .unwrap();
+    assert_eq!(history_kinds(&s, "publish").await, 1);
+
+    let sim = s.sim_url.clone();
+    let get = |path: &str| {
+        let url = format!("{sim}{path}");
+        async move {
+            let v: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+            let token = v["metadata"]["annotations"][smo::federation::FENCE_ANNOTATION]
+                .as_str()
+                .and_then(|t| t.parse::<i64>().ok())
+                .unwrap_or_else(|| panic!("no fencing token on {v}"));
+            (v, token)
+        }
+    };
+    const RULE: &str =
+        "/apis/monitoring.coreos.com/v1/namespaces/demo/prometheusrules/autoscale-alerts";
+    let (rule, token) = get(RULE).await;
+    assert_eq!(rule["kind"], "PrometheusRule");
+    let (_, deployed) = get("/apis/apps/v1/namespaces/demo/deployments/autoscale-web").await;
+    assert!(
+        token > deployed,
+        "publishing held the graph lock after the deploy: {token} vs {deployed}"
+    );
+
+    // A late write of an older publisher is refused and changes nothing.
+    let mut stale = rule.clone();
+    stale["metadata"]["annotations"][smo::federation::FENCE_ANNOTATION] =
+        Value::String((token - 1).to_string());
+    stale["spec"]["groups"] = serde_json::json!([]);
+    for k in [
+        "managedFields",
+        "resourceVersion",
+        "uid",
+        "creationTimestamp",
+        "generation",
+    ] {
+        stale["metadata"].as_object_mut().unwrap().remove(k);
+    }
+    let r = reqwest::Client::new()
+        .patch(format!("{}{RULE}?fieldManager=smo&force=true", s.sim_url))
+        .header("content-type", "application/apply-patch+yaml")
+        .body(stale.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    let (after, _) = get(RULE).await;
+    assert_eq!(after["spec"], rule["spec"]);
 }

@@ -297,6 +297,7 @@ fn test_settings() -> smo::settings::ServerSettings {
         karmada_kubeconfig: None,
         api_token: None,
         monitoring: Default::default(),
+        failover: Default::default(),
         registry: Default::default(),
         board_url: None,
         helm_binary: "helm".into(),
@@ -413,4 +414,140 @@ async fn projects_named_after_system_namespaces_are_refused_and_nothing_is_store
         .await
         .unwrap();
     assert_eq!(stored, 0);
+}
+
+/// An attempt whose lease lapsed writes nothing at all: not an apply, not a delete (one object or
+/// every object of a graph by label), not a scale patch. Deletes and the scale subresource carry
+/// no fencing token the federation could check, so the lease check is all that stops them; the
+/// sim's write log proves none of them left the worker.
+#[tokio::test]
+async fn an_attempt_whose_lease_lapsed_neither_applies_nor_deletes_nor_scales() {
+    use smo::federation::{FederationError, Fence};
+    let s = Stack::start().await;
+    let accepted = s
+        .client
+        .deploy("lapsed", graph("lapsed", 2), false)
+        .await
+        .unwrap();
+    s.succeed(&accepted).await;
+    let before = s.objects("lapsed", "lapsed").await;
+    assert_eq!(before.len(), 6, "{before:?}");
+    let writes = crate::crash::sim_writes(&s.sim_url).await.len();
+
+    // The worker was declared lost after this attempt began (its lease generation moved on).
+    let manual = smo_jobs::testing::ManualLease::new(Duration::from_secs(60));
+    let lease = manual.lease();
+    manual.revoke();
+    let fence = Fence::new(lease, Some(i64::MAX));
+    let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "lapsed-s0", "namespace": "lapsed"},
+        "spec": {"replicas": 3}});
+    fn fenced<T>(r: Result<T, FederationError>, what: &str) {
+        match r {
+            Err(FederationError::Fenced(_)) => {}
+            Err(e) => panic!("{what}: {e}"),
+            Ok(_) => panic!("{what} went through a lapsed lease"),
+        }
+    }
+    fenced(
+        s.federation
+            .delete_labelled("lapsed", "lapsed", None, &fence)
+            .await,
+        "delete by label",
+    );
+    fenced(
+        s.federation
+            .delete_labelled("lapsed", "lapsed", Some("s1"), &fence)
+            .await,
+        "delete a service's objects",
+    );
+    fenced(
+        s.federation.scale("lapsed", "lapsed-s0", 7, &fence).await,
+        "scale",
+    );
+    fenced(s.federation.apply(&deployment, &fence).await, "apply");
+    fenced(s.federation.delete(&deployment, &fence).await, "delete");
+    fenced(
+        s.federation.ensure_namespace("lapsed-too", &fence).await,
+        "create a namespace",
+    );
+
+    assert_eq!(s.objects("lapsed", "lapsed").await, before);
+    assert_eq!(
+        s.federation
+            .deployment_replicas("lapsed", "lapsed-s0")
+            .await
+            .unwrap()
+            .map(|(desired, _)| desired),
+        Some(1)
+    );
+    let after = crate::crash::sim_writes(&s.sim_url).await;
+    assert_eq!(
+        after.len(),
+        writes,
+        "no request reached the federation: {:?}",
+        &after[writes..]
+    );
+}
+
+/// A conditional service's graph with two services waiting for the same event.
+fn two_conditionals() -> Vec<u8> {
+    let mut y = String::from(
+        "hdaGraph:\n  imVersion: 0.4.0\n  id: twice\n  version: \"1.0.0\"\n  services:\n\
+         \x20   - id: web\n      deployment:\n        trigger: {auto: {dependencies: []}}\n        intent:\n\
+         \x20         compute: {cpu: 50m, ram: 32Mi, storage: light, gpu: {enabled: false}}\n\
+         \x20     artifact: {image: ghcr.io/example/web:1, ports: [{port: 8080}]}\n",
+    );
+    for id in ["burst-a", "burst-b"] {
+        let _ = write!(
+            y,
+            "    - id: {id}\n      deployment:\n        trigger:\n          event:\n            condition: ANY\n            events:\n\
+             \x20             - id: hot\n                source: [{{serviceId: web, metricId: requests}}]\n\
+             \x20               condition: {{promQuery: 'sum(rate(x[1m])) > 1', gracePeriod: 1s}}\n        intent:\n\
+             \x20         compute: {{cpu: 50m, ram: 32Mi, storage: light, gpu: {{enabled: false}}}}\n\
+             \x20     artifact: {{image: ghcr.io/example/{id}:1, ports: [{{port: 9000}}]}}\n"
+        );
+    }
+    y.into_bytes()
+}
+
+/// Alertmanager repeats a firing alert until it resolves: while the first `deploy-conditional`
+/// of a service is queued, a repeat finds that job instead of queueing a second deploy; another
+/// service waiting for the same event gets a job of its own.
+#[tokio::test]
+async fn a_repeated_alert_finds_the_queued_conditional_deploy_of_its_service() {
+    // No worker: the jobs stay queued.
+    let s = Stack::start_with(false, SimConfig::demo()).await;
+    s.client
+        .deploy("demo", two_conditionals(), false)
+        .await
+        .unwrap();
+    let fire = |service: &str| {
+        serde_json::to_vec(&json!({"version": "4", "status": "firing", "alerts": [
+            {"status": "firing", "labels": {"alertname": "hot", "graph": "twice", "service": service}}
+        ]}))
+        .unwrap()
+    };
+    let mut ids = Vec::new();
+    for service in ["burst-a", "burst-a", "burst-b", "burst-a"] {
+        let a = s.client.post_alerts(fire(service)).await.unwrap();
+        assert_eq!(a.jobs.len(), 1, "{service}: {a:?}");
+        assert_eq!(a.jobs[0].kind, "deploy-conditional");
+        ids.push((a.jobs[0].job_id.clone(), a.jobs[0].created));
+    }
+    assert_eq!(
+        ids[1],
+        (ids[0].0.clone(), false),
+        "a repeat finds the queued job"
+    );
+    assert_eq!(ids[3], (ids[0].0.clone(), false), "{ids:?}");
+    assert!(ids[0].1 && ids[2].1, "{ids:?}");
+    assert_ne!(ids[0].0, ids[2].0, "each service has its own job");
+    let queued: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM smo_jobs.jobs WHERE kind = 'deploy-conditional' AND state = 'queued'",
+    )
+    .fetch_one(&s.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(queued, 2);
 }

@@ -109,6 +109,7 @@ async fn graphs_sharing_a_cluster_scale_in_one_round_and_never_over_commit_it() 
             ..Default::default()
         },
         helm: None,
+        failover: Default::default(),
     };
     let queue = Queue::new(s.db.pool.clone());
     let registry = reconcile::registry(app);
@@ -187,6 +188,37 @@ async fn graphs_sharing_a_cluster_scale_in_one_round_and_never_over_commit_it() 
                     cluster: "small".into(),
                     from: 7,
                     to: 5,
+                }],
+                infeasible: vec![],
+                notes: vec![],
+                inputs: json!({}),
+                outcome: Default::default(),
+            }],
+        })
+        .await
+        .unwrap();
+    run(&queue, &registry).await;
+    assert_eq!(replicas(&s, "ga-web").await, running);
+    assert_eq!(messages(&s, "ga").await.len(), before);
+
+    // So does one planned for the replicas the service has, on a cluster it is no longer on (a
+    // re-placement moved it after the round read it): the round solved another cluster's budget.
+    let g: Value = s.client.get("/graphs/ga").await.unwrap();
+    let web = &g["services"][0];
+    assert_eq!(web["name"], "web", "{g}");
+    let stored = web["replicas"].as_u64().unwrap() as u32;
+    queue
+        .enqueue(&ScaleShardJob {
+            round: uuid::Uuid::new_v4(),
+            index: 0,
+            graphs: vec![GraphPlan {
+                graph: "ga".into(),
+                project: "p".into(),
+                changes: vec![PlannedChange {
+                    service: "web".into(),
+                    cluster: "elsewhere".into(),
+                    from: stored,
+                    to: stored + 1,
                 }],
                 infeasible: vec![],
                 notes: vec![],

@@ -77,6 +77,28 @@ async fn sdk_round_trips_every_operation() {
     let gpu = clusters.iter().find(|c| c.name == "cloud-gpu").unwrap();
     assert_eq!(gpu.gpus, 2);
     assert!(gpu.ready && gpu.cpu_free > 0.0 && gpu.memory_free > 0);
+    // A health round (the scheduler's `cluster-health`) records each cluster's first state.
+    let queue = smo_jobs::Queue::new(s.db.pool.clone());
+    let health = queue
+        .enqueue(&smo::reconcile::ClusterHealthJob {})
+        .await
+        .unwrap();
+    crate::support::until("the health round", 60, || async {
+        queue
+            .get(health.id)
+            .await
+            .is_ok_and(|j| j.state == "succeeded")
+    })
+    .await;
+    let history = api.cluster_history(None, Some(10)).await.unwrap();
+    let seen_ready: BTreeSet<_> = history
+        .iter()
+        .filter(|e| e.event == "ready")
+        .map(|e| e.cluster.as_str())
+        .collect();
+    assert_eq!(seen_ready, names, "{history:?}");
+    let one = api.cluster_history(Some("edge-a"), None).await.unwrap();
+    assert!(one.iter().all(|e| e.cluster == "edge-a") && !one.is_empty());
 
     // A dry run answers 200 with the placement and stores nothing.
     let DeployGraphResponse::Ok(dry) = api

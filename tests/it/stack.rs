@@ -63,11 +63,26 @@ impl Stack {
         Self::start_inner(true, SimConfig::demo(), None, Some(token.to_string())).await
     }
 
+    /// Everything, with the worker's failover settings (thresholds of a second, say).
+    pub async fn with_failover(failover: smo::settings::FailoverSettings) -> Stack {
+        Self::start_inner_with(true, SimConfig::demo(), None, None, failover).await
+    }
+
     async fn start_inner(
         worker: bool,
         sim: SimConfig,
         helm: Option<&dyn Fn(&std::path::Path) -> smo::federation::helm::HelmRunner>,
         token: Option<String>,
+    ) -> Stack {
+        Self::start_inner_with(worker, sim, helm, token, Default::default()).await
+    }
+
+    async fn start_inner_with(
+        worker: bool,
+        sim: SimConfig,
+        helm: Option<&dyn Fn(&std::path::Path) -> smo::federation::helm::HelmRunner>,
+        token: Option<String>,
+        failover: smo::settings::FailoverSettings,
     ) -> Stack {
         smo::install_crypto_provider();
         let db = test_db().await;
@@ -97,6 +112,7 @@ impl Stack {
                 federation: Some(federation.clone()),
                 monitoring: Default::default(),
                 helm: helm.map(|h| h(&kubeconfig)),
+                failover,
             });
             let w = Worker::new(
                 Queue::new(db.pool.clone()),

@@ -20,6 +20,22 @@ pub struct AlertsAccepted {
     pub waiting: Vec<String>,
 }
 
+/// One entry of a member cluster's health history.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ClusterEventView {
+    /// When.
+    pub at: String,
+    /// The cluster.
+    pub cluster: String,
+    /// Figures (a failover's solve time, moves, graphs that did not fit …).
+    pub data: serde_json::Value,
+    /// ready | not-ready | lost | failover | recovered | failback.
+    pub event: String,
+    /// What was seen or done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
 /// A member cluster.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ClusterView {
@@ -301,6 +317,7 @@ pub enum DeployGraphResponse {
 pub const OPERATIONS: &[&str] = &[
     "postAlerts",
     "listClusters",
+    "clusterHistory",
     "syncClusters",
     "listGraphs",
     "removeGraph",
@@ -339,6 +356,22 @@ impl crate::Client {
     /// `GET /clusters` (`listClusters`).
     pub async fn list_clusters(&self) -> Result<Vec<ClusterView>, crate::Error> {
         let req = crate::Request::new("listClusters", reqwest::Method::GET, "/clusters".to_string());
+        let (status, bytes) = self.execute(req).await?;
+        crate::decode_json(status, &bytes)
+    }
+
+    /// The clusters' health history, newest first: Ready transitions, a cluster lost (and the
+    /// failover that moved its graphs), back (and the fail-back). `cluster` keeps one cluster's.
+    ///
+    /// `GET /clusters/history` (`clusterHistory`).
+    pub async fn cluster_history(&self, cluster: Option<&str>, limit: Option<i64>) -> Result<Vec<ClusterEventView>, crate::Error> {
+        let mut req = crate::Request::new("clusterHistory", reqwest::Method::GET, "/clusters/history".to_string());
+        if let Some(cluster) = cluster {
+            req.query("cluster", cluster.to_string());
+        }
+        if let Some(limit) = limit {
+            req.query("limit", limit.to_string());
+        }
         let (status, bytes) = self.execute(req).await?;
         crate::decode_json(status, &bytes)
     }
@@ -534,6 +567,22 @@ impl crate::blocking::Client {
     /// `GET /clusters` (`listClusters`).
     pub fn list_clusters(&self) -> Result<Vec<ClusterView>, crate::Error> {
         let req = crate::Request::new("listClusters", reqwest::Method::GET, "/clusters".to_string());
+        let (status, bytes) = self.execute(req)?;
+        crate::decode_json(status, &bytes)
+    }
+
+    /// The clusters' health history, newest first: Ready transitions, a cluster lost (and the
+    /// failover that moved its graphs), back (and the fail-back). `cluster` keeps one cluster's.
+    ///
+    /// `GET /clusters/history` (`clusterHistory`).
+    pub fn cluster_history(&self, cluster: Option<&str>, limit: Option<i64>) -> Result<Vec<ClusterEventView>, crate::Error> {
+        let mut req = crate::Request::new("clusterHistory", reqwest::Method::GET, "/clusters/history".to_string());
+        if let Some(cluster) = cluster {
+            req.query("cluster", cluster.to_string());
+        }
+        if let Some(limit) = limit {
+            req.query("limit", limit.to_string());
+        }
         let (status, bytes) = self.execute(req)?;
         crate::decode_json(status, &bytes)
     }

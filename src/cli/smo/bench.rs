@@ -74,6 +74,33 @@ pub(super) enum BenchCmd {
         #[arg(long)]
         kubeconfig: Option<PathBuf>,
     },
+    /// Losing a cluster: running graphs spread over simulated clusters (60 % utilised), the
+    /// busiest lost, then back (real health, failover, move and fail-back jobs on in-process
+    /// workers, the sim in-process, a scratch database `<db>_bench`). Prints detection, the joint
+    /// solve, seconds until every affected service runs elsewhere beside the ceiling (the same
+    /// objects applied straight from one client), moves, clusters over capacity and the
+    /// fail-back. Targets at 1,000 graphs × 10 clusters: solve < 2 s, running elsewhere ≤ 30 s.
+    Failover {
+        /// Running graphs (two services each).
+        #[arg(long, default_value_t = 1_000)]
+        graphs: usize,
+        /// Member clusters.
+        #[arg(long, default_value_t = 10)]
+        clusters: usize,
+        /// In-process workers.
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        /// Jobs each worker runs at once.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// NotReady this long and a cluster is lost (smo run's default is 30s; here only the
+        /// health rounds of 1 s add to it).
+        #[arg(long, default_value = "2s", value_parser = crate::cli::parse_duration)]
+        threshold: std::time::Duration,
+        /// Graphs moved back per fail-back round.
+        #[arg(long, default_value_t = 200)]
+        failback_max_moves: usize,
+    },
     /// Two scaling rounds over many running graphs (real engine, round and shard code, a stub
     /// Prometheus answering the fleet query, the sim in-process), in a scratch database
     /// `<db>_bench`: the first scales the changing graphs, the second is the steady state.
@@ -134,6 +161,64 @@ pub(super) async fn run(cmd: BenchCmd, out: Output, database_url: &str) -> anyho
                     );
                 }
                 println!("  stylesheet + script compiled in: {} bytes", r.asset_bytes);
+            }
+        }
+        BenchCmd::Failover {
+            graphs,
+            clusters,
+            workers,
+            concurrency,
+            threshold,
+            failback_max_moves,
+        } => {
+            let url = crate::cli::scratch_database(database_url).await?;
+            let pool = connect(&url, 24).await?;
+            let r = crate::bench::failover(
+                pool,
+                crate::bench::FailoverBench {
+                    graphs,
+                    clusters,
+                    workers,
+                    concurrency,
+                    threshold,
+                    failback_max_moves,
+                },
+                |m| eprintln!("… {m}"),
+            )
+            .await?;
+            if out == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "failover: {} graphs × 2 services on {} clusters, {} lost ({} graphs on it)",
+                    r.graphs, r.clusters, r.lost, r.affected
+                );
+                println!(
+                    "  detected lost after      {:>7.2} s (threshold {:?} + health rounds of 1 s)",
+                    r.detection_secs, threshold
+                );
+                println!(
+                    "  joint solve              {:>7.2} s ({}), {} services moved, {} graphs stranded",
+                    r.solve_secs,
+                    if r.optimal {
+                        "proven optimal"
+                    } else {
+                        "not proven optimal"
+                    },
+                    r.moves,
+                    r.stranded
+                );
+                println!(
+                    "  running elsewhere after  {:>7.2} s; ceiling: the same objects applied from one client {:.2} s (ratio {:.1}×)",
+                    r.running_elsewhere_secs,
+                    r.ceiling_apply_secs,
+                    r.running_elsewhere_secs / r.ceiling_apply_secs.max(1e-9)
+                );
+                println!("  clusters over capacity   {:>7}", r.over_capacity);
+                println!(
+                    "  fail-back: every service home after {:.2} s, in {} round(s)",
+                    r.failback_secs, r.failback_rounds
+                );
             }
         }
         BenchCmd::Placement {

@@ -243,6 +243,30 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 println!("(no clusters yet: run `smo cluster sync`)");
             }
         }
+        Command::Cluster(ClusterCmd::History { cluster, limit }) => {
+            let events = client
+                .cluster_history(cluster.as_deref(), Some(limit))
+                .await?;
+            if out == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&events)?);
+                return Ok(0);
+            }
+            let mut t = crate::cli::table(&["at", "cluster", "event", "what"]);
+            for e in &events {
+                t.add_row(vec![
+                    e.at.clone(),
+                    e.cluster.clone(),
+                    e.event.clone(),
+                    opt(&e.message),
+                ]);
+            }
+            println!("{t}");
+            if events.is_empty() {
+                println!(
+                    "(no health history yet: the scheduler's cluster-health entry records it)"
+                );
+            }
+        }
         Command::Cluster(ClusterCmd::Sync { wait }) => {
             let accepted = client.sync_clusters().await?;
             return follow(&client, &accepted, wait, out).await;

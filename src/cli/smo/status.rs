@@ -16,6 +16,15 @@ pub(super) enum ClusterCmd {
     },
     /// List clusters with free capacity.
     List,
+    /// Health history: Ready transitions, a cluster lost and the failover that moved its
+    /// graphs, back and the fail-back (newest first).
+    History {
+        /// Only this cluster's.
+        cluster: Option<String>,
+        /// At most this many entries.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
 }
 
 /// `smo status`: three questions to the API (live? ready? the queue?), one line each.

@@ -109,6 +109,18 @@ pub(super) fn graph_intent(mut o: Obj<'_>, cx: &mut Cx) -> GraphIntent {
     let security = opt_toggle(&mut o, "security", cx);
     let high_performance = opt_toggle(&mut o, "highPerformance", cx);
     let energy_efficiency = opt_toggle(&mut o, "energyEfficiency", cx);
+    let failback_path = o.at("failback");
+    let failback = o
+        .get("failback")
+        .and_then(|v| {
+            one_of(
+                v,
+                &failback_path,
+                &[("auto", Failback::Auto), ("manual", Failback::Manual)],
+                cx,
+            )
+        })
+        .unwrap_or_default();
     let ha_path = o.at("highAvailability");
     let high_availability = match o.get("highAvailability").and_then(|v| obj(v, &ha_path, cx)) {
         Some(mut ha) => {
@@ -150,6 +162,7 @@ pub(super) fn graph_intent(mut o: Obj<'_>, cx: &mut Cx) -> GraphIntent {
         high_availability,
         high_performance,
         energy_efficiency,
+        failback,
         extra: o.finish(cx),
     }
 }

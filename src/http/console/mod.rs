@@ -625,21 +625,21 @@ async fn deploy(req: &Request, console: Data<&Arc<Console>>, form: Form<DeployFo
 #[handler]
 async fn clusters(req: &Request, console: Data<&Arc<Console>>) -> Response {
     let pool = &console.api.pool;
-    let (clusters, placed) = match (
+    let history = async {
+        let mut conn = pool.acquire().await?;
+        store::cluster_events(&mut conn, None, 30).await
+    };
+    let (clusters, placed, history) = match (
         store::list_clusters(pool).await,
         store::placed_services(pool).await,
+        history.await,
     ) {
-        (Ok(c), Ok(p)) => (c, p),
-        (Err(e), _) | (_, Err(e)) => return store_error(e),
+        (Ok(c), Ok(p), Ok(h)) => (c, p, h),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return store_error(e),
     };
-    page(
-        req,
-        &console,
-        "Clusters",
-        Nav::Clusters,
-        view::clusters(&clusters, &placed, Utc::now()),
-        true,
-    )
+    let mut main = view::clusters(&clusters, &placed, Utc::now());
+    main.push_str(&view::cluster_history(&history));
+    page(req, &console, "Clusters", Nav::Clusters, main, true)
 }
 
 #[handler]

@@ -1040,6 +1040,28 @@ pub fn deploy(project: &str, descriptor: &str, outcome: &DeployOutcome) -> Strin
 }
 
 /// The clusters page: capacity, readiness, GPUs and what runs where.
+/// The clusters' health history: transitions, losses, failovers, recoveries, newest first.
+pub fn cluster_history(events: &[crate::store::ClusterEvent]) -> String {
+    let mut m = String::from("<h2>Health history</h2>");
+    if events.is_empty() {
+        m.push_str("<p class=\"empty\" id=\"health\">Nothing yet: the scheduler's <code>cluster-health</code> entry records each cluster's Ready transitions, and failover and fail-back.</p>");
+        return m;
+    }
+    m.push_str("<table class=\"list compact\" id=\"health\"><thead><tr><th scope=\"col\">When</th><th scope=\"col\">Cluster</th><th scope=\"col\">Event</th><th scope=\"col\">What</th></tr></thead><tbody>");
+    for e in events {
+        m.push_str(&format!(
+            "<tr class=\"event-{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&e.event),
+            e.at.format("%Y-%m-%d %H:%M:%S"),
+            esc(&e.cluster),
+            esc(&e.event),
+            esc(e.message.as_deref().unwrap_or(""))
+        ));
+    }
+    m.push_str("</tbody></table>");
+    m
+}
+
 pub fn clusters(
     clusters: &[ClusterRecord],
     placed: &[PlacedService],
