@@ -68,6 +68,14 @@ impl ClustersApi {
         cluster: Query<Option<String>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "1000")))] limit: Query<Option<i64>>,
     ) -> ApiResult<Json<Vec<ClusterEventView>>> {
+        // A name no cluster can have (Karmada admits DNS-1123 labels only) has no history.
+        if cluster
+            .0
+            .as_deref()
+            .is_some_and(|c| crate::hdag::ClusterName::parse(c.to_string()).is_err())
+        {
+            return Ok(Json(Vec::new()));
+        }
         let mut conn = self.pool.acquire().await?;
         let rows =
             store::cluster_events(&mut conn, cluster.0.as_deref(), limit.0.unwrap_or(50)).await?;

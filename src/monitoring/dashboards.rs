@@ -615,7 +615,7 @@ pub fn render_smo_dashboard() -> Dashboard {
         },
         PanelSpec {
             title: "Optimizer solve time",
-            description: "Placement, re-placement and scaling solves: median and 99th percentile.",
+            description: "Placement, re-placement, failover and scaling solves: median and 99th percentile.",
             unit: "s",
             ratio: false,
             targets: vec![
@@ -628,6 +628,16 @@ pub fn render_smo_dashboard() -> Dashboard {
                     "p99 {{problem}}",
                 ),
             ],
+        },
+        PanelSpec {
+            title: "Failover",
+            description: "Clusters lost, and graphs moved off them, stranded (no room left) and moved back once their cluster recovered, per interval.",
+            unit: "short",
+            ratio: false,
+            targets: vec![q(
+                &format!("sum by (event) (increase(smo_failover_total[{WINDOW}]))"),
+                "{{event}}",
+            )],
         },
     ];
     let title = "smo / smo itself".to_string();

@@ -99,6 +99,13 @@ async fn sdk_round_trips_every_operation() {
     assert_eq!(seen_ready, names, "{history:?}");
     let one = api.cluster_history(Some("edge-a"), None).await.unwrap();
     assert!(one.iter().all(|e| e.cluster == "edge-a") && !one.is_empty());
+    // A name no cluster can have (schemathesis sent a NUL) has no history, not a 422.
+    assert!(
+        api.cluster_history(Some("\u{0}x"), None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // A dry run answers 200 with the placement and stores nothing.
     let DeployGraphResponse::Ok(dry) = api
