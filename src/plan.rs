@@ -682,13 +682,51 @@ impl Deploy {
     }
 }
 
-/// A deploy that failed for good: the graph says so, and the log says why.
-pub fn failed(error: &str) -> Outcome {
+/// What a failed deploy's clean-up removed, and what it could not.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Cleanup {
+    /// Objects deleted from the federation.
+    pub objects: usize,
+    /// Helm releases uninstalled (absent ones count).
+    pub releases: usize,
+    /// What could not be removed, and why.
+    pub left: Vec<String>,
+}
+
+/// A deploy that failed for good: the graph says so, and the log says why and what was cleaned
+/// up.
+pub fn failed(error: &str, cleanup: Cleanup) -> Outcome {
+    let mut message = format!(
+        "failed: {error}; removed {} objects and {} Helm releases it had applied",
+        cleanup.objects, cleanup.releases
+    );
+    if !cleanup.left.is_empty() {
+        message.push_str(&format!("; left: {}", cleanup.left.join("; ")));
+    }
     Outcome {
         status: Some((GraphStatus::Failed, Some(error.into()))),
         decisions: vec![Draft::new(
             "deploy",
-            format!("failed: {error}"),
+            message,
+            json!({}),
+            json!({
+                "error": error,
+                "removed_objects": cleanup.objects,
+                "removed_releases": cleanup.releases,
+                "left": cleanup.left,
+            }),
+        )],
+        ..Outcome::default()
+    }
+}
+
+/// A re-placement that failed for good: the graph keeps running where it is, and the log says
+/// why nothing moved.
+pub fn replace_failed(error: &str) -> Outcome {
+    Outcome {
+        decisions: vec![Draft::new(
+            "re-place",
+            format!("failed, nothing moved: {error}"),
             json!({}),
             json!({ "error": error }),
         )],

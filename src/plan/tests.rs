@@ -371,8 +371,13 @@ fn a_dry_run_places_what_a_deploy_would_without_stored_records() {
 }
 
 #[test]
-fn a_failure_is_recorded_on_the_graph_and_in_the_log() {
-    let out = failed("placement: no cluster has a GPU");
+fn a_failure_is_recorded_on_the_graph_and_in_the_log_with_what_was_cleaned_up() {
+    let cleanup = Cleanup {
+        objects: 4,
+        releases: 1,
+        left: vec![],
+    };
+    let out = failed("placement: no cluster has a GPU", cleanup);
     assert_eq!(
         out.status,
         Some((
@@ -381,4 +386,23 @@ fn a_failure_is_recorded_on_the_graph_and_in_the_log() {
         ))
     );
     assert_eq!(out.decisions[0].kind, "deploy");
+    assert_eq!(
+        out.decisions[0].message,
+        "failed: placement: no cluster has a GPU; removed 4 objects and 1 Helm releases it had applied"
+    );
+    assert_eq!(out.decisions[0].outcome["removed_objects"], 4);
+    let left = Cleanup {
+        left: vec!["objects: timed out".into()],
+        ..Cleanup::default()
+    };
+    assert!(
+        failed("x", left).decisions[0]
+            .message
+            .ends_with("; left: objects: timed out")
+    );
+    // A re-placement that cannot be made leaves the graph as it is.
+    let out = replace_failed("no cluster has room");
+    assert_eq!(out.status, None);
+    assert_eq!(out.placement, None);
+    assert_eq!(out.decisions[0].kind, "re-place");
 }

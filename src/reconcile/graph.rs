@@ -269,9 +269,39 @@ async fn deploy_running(
         return Ok(());
     };
     if !e.is_fenced() && (e.is_permanent() || ctx.attempt >= ctx.max_attempts) {
-        record(app, ctx, &g, &plan::failed(&e.to_string())).await?;
+        let outcome = if force {
+            // A re-placement that cannot be made leaves the graph running where it is.
+            plan::replace_failed(&e.to_string())
+        } else {
+            // A deploy that ends for good leaves nothing behind: what its attempts applied would
+            // hold capacity (and make other placements fail) for a graph that does not run.
+            let cleaned = clean_up(app, &g, &fence).await;
+            plan::failed(&e.to_string(), cleaned)
+        };
+        record(app, ctx, &g, &outcome).await?;
     }
     Err(e)
+}
+
+/// Removes what a failed deploy applied: its objects (by label) and its Helm releases. Best
+/// effort — what cannot be removed now is named, and drift repair or a stop removes it later.
+async fn clean_up(app: &App, g: &GraphRecord, fence: &Fence) -> plan::Cleanup {
+    let mut cleanup = plan::Cleanup::default();
+    match app.federation() {
+        Ok(f) => match f.delete_labelled(&g.project, &g.name, None, fence).await {
+            Ok(n) => cleanup.objects = n,
+            Err(e) => cleanup.left.push(format!("objects: {e}")),
+        },
+        Err(e) => cleanup.left.push(format!("objects: {e}")),
+    }
+    if let Ok(graph) = descriptor_of(g) {
+        let releases = plan::helm_releases(&graph);
+        match helm_uninstall(app, &g.project, &releases, fence).await {
+            Ok(()) => cleanup.releases = releases.len(),
+            Err(e) => cleanup.left.push(format!("Helm releases: {e}")),
+        }
+    }
+    cleanup
 }
 
 async fn deploy_placed(

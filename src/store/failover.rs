@@ -260,7 +260,8 @@ pub async fn fleet_services(conn: &mut PgConnection) -> Result<Vec<FleetService>
         "SELECT g.name AS graph, s.name AS service, s.cluster, s.replicas, s.cpu_millis,
                 s.memory_bytes, s.gpu
            FROM smo.graphs g JOIN smo.services s ON s.graph_id = g.id
-          WHERE g.desired = 'running' AND s.cluster IS NOT NULL AND s.status <> 'Stopped'
+          WHERE g.desired = 'running' AND g.status = 'Running' AND s.cluster IS NOT NULL
+            AND s.status <> 'Stopped'
           ORDER BY g.name, s.position",
     )
     .fetch_all(&mut *conn)

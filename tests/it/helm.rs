@@ -545,14 +545,24 @@ async fn a_chart_that_fails_to_render_fails_the_job_with_helms_message_and_the_g
     let reg = crate::oci::start_registry().await;
     push_charts(&reg.addr, &["broken"]);
     let s = Stack::with_helm(&real_helm()).await;
+    // `front` (an image) is applied before `app` (the broken chart) on every attempt: a deploy
+    // that dies after applying part of its graph.
     let descriptor = format!(
         r#"hdaGraph:
   id: broken
   version: "1.0"
   services:
-    - id: app
+    - id: front
       deployment:
         trigger: {{auto: {{dependencies: []}}}}
+        intent:
+          compute: {{cpu: "2", ram: 1Gi, storage: small, gpu: {{enabled: false}}}}
+      artifact:
+        image: ghcr.io/example/front:1
+        ports: [{{port: 80}}]
+    - id: app
+      deployment:
+        trigger: {{auto: {{dependencies: [front]}}}}
         intent:
           compute: {{cpu: small, ram: small, storage: small, gpu: {{enabled: false}}}}
       artifact:
@@ -594,6 +604,33 @@ async fn a_chart_that_fails_to_render_fails_the_job_with_helms_message_and_the_g
         errors
             .iter()
             .all(|e| e["error"].as_str().unwrap().contains("broken on purpose"))
+    );
+    // Nothing is left behind: the Failed graph holds no object in the federation and no
+    // capacity, and its log says what was removed.
+    let g: Value = s.client.get("/graphs/broken").await.unwrap();
+    assert_eq!(g["status"], "Failed", "{g}");
+    assert!(
+        s.objects("broken", "broken").await.is_empty(),
+        "a Failed graph holds objects: {:?}",
+        s.objects("broken", "broken").await
+    );
+    let (_, state) = sim_get(&s, "/sim/state").await;
+    for c in state["clusters"].as_array().unwrap() {
+        assert_eq!(c["allocated"]["cpu_milli"], 0, "capacity still held: {c}");
+    }
+    let history: Vec<Value> = s.client.get("/graphs/broken/history").await.unwrap();
+    let last = history.iter().find(|d| d["kind"] == "deploy").unwrap();
+    assert!(
+        last["outcome"]["removed_objects"].as_u64() > Some(0),
+        "{last}"
+    );
+    assert_eq!(last["outcome"]["removed_releases"], 1, "{last}");
+    assert!(
+        last["message"]
+            .as_str()
+            .unwrap()
+            .contains("Helm releases it had applied"),
+        "{last}"
     );
     // Removal converges even so.
     let accepted: Value = s.client.delete("/graphs/broken").await.unwrap();
