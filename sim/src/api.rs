@@ -11,7 +11,7 @@ use super::{
     simulate::{ClusterState, cluster_object, reconcile},
     store::{
         ApiError, ObjKey, Part, PatchType, Res, matches_all, now_rfc3339, parse_field_selector,
-        parse_label_selector, str_at,
+        parse_label_selector, scale_of, str_at,
     },
 };
 
@@ -665,25 +665,6 @@ fn delete_collection(
     Ok((200, list_json(st, res, gone)))
 }
 
-fn scale_of(d: &Value) -> Value {
-    let selector: Vec<String> = d
-        .pointer("/spec/selector/matchLabels")
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-        .collect();
-    let meta = &d["metadata"];
-    json!({
-        "kind": "Scale", "apiVersion": "autoscaling/v1",
-        "metadata": {"name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"],
-                     "resourceVersion": meta["resourceVersion"], "creationTimestamp": meta["creationTimestamp"]},
-        "spec": {"replicas": d.pointer("/spec/replicas").cloned().unwrap_or(json!(1))},
-        "status": {"replicas": d.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
-                   "selector": selector.join(",")},
-    })
-}
-
 /// The `/scale` subresource: reads and writes `spec.replicas` through an autoscaling/v1 Scale.
 fn scale(st: &mut State, key: &ObjKey, method: &str, req: &Req) -> Out {
     let (_, current) = found(st, key)?;
@@ -731,7 +712,7 @@ fn scale(st: &mut State, key: &ObjKey, method: &str, req: &Req) -> Out {
     let query = parse_query(req.query);
     let manager = field_manager(&query, req);
     st.store
-        .patch(key, PatchType::Merge, patch, manager, false, Part::Main)?;
+        .patch(key, PatchType::Merge, patch, manager, false, Part::Scale)?;
     st.stale = true;
     let (_, d) = found(st, key)?;
     Ok((200, scale_of(&d)))

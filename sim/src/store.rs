@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
+use super::admission::{self, Admission, Definition, Operation, Request};
+
 /// The kinds the simulated federation serves: what smo writes, plus the kinds Helm charts carry
 /// (stored as given, like a real apiserver's generic registry) and the Secrets Helm keeps its
 /// releases in.
@@ -38,6 +40,8 @@ pub(crate) enum Res {
     NetworkPolicy,
     CronJob,
     StorageClass,
+    ValidatingAdmissionPolicy,
+    ValidatingAdmissionPolicyBinding,
 }
 
 /// The short names and categories a real apiserver (or the kind's CRD) reports for a plural:
@@ -64,6 +68,9 @@ pub(crate) fn short_names(plural: &str) -> (&'static [&'static str], &'static [&
         "networkpolicies" => (&["netpol"], &[]),
         "cronjobs" => (&["cj"], &["all"]),
         "storageclasses" => (&["sc"], &[]),
+        "validatingadmissionpolicies" | "validatingadmissionpolicybindings" => {
+            (&[], &["api-extensions"])
+        }
         _ => (&[], &[]),
     }
 }
@@ -276,8 +283,25 @@ const STORAGECLASS: KindMeta = meta(
     false,
 );
 
+const VAP: KindMeta = meta(
+    "admissionregistration.k8s.io",
+    "v1",
+    "validatingadmissionpolicies",
+    "validatingadmissionpolicy",
+    "ValidatingAdmissionPolicy",
+    false,
+);
+const VAPB: KindMeta = meta(
+    "admissionregistration.k8s.io",
+    "v1",
+    "validatingadmissionpolicybindings",
+    "validatingadmissionpolicybinding",
+    "ValidatingAdmissionPolicyBinding",
+    false,
+);
+
 impl Res {
-    pub const ALL: [Res; 28] = [
+    pub const ALL: [Res; 30] = [
         Res::Namespace,
         Res::Service,
         Res::Deployment,
@@ -306,6 +330,8 @@ impl Res {
         Res::NetworkPolicy,
         Res::CronJob,
         Res::StorageClass,
+        Res::ValidatingAdmissionPolicy,
+        Res::ValidatingAdmissionPolicyBinding,
     ];
 
     pub fn meta(self) -> &'static KindMeta {
@@ -338,6 +364,8 @@ impl Res {
             Res::NetworkPolicy => &NETWORKPOLICY,
             Res::CronJob => &CRONJOB,
             Res::StorageClass => &STORAGECLASS,
+            Res::ValidatingAdmissionPolicy => &VAP,
+            Res::ValidatingAdmissionPolicyBinding => &VAPB,
         }
     }
 
@@ -423,13 +451,16 @@ pub(crate) enum ApiError {
     MethodNotAllowed(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
-    /// Refused by a ValidatingAdmissionPolicy, worded as kube-apiserver words it.
-    #[error("{}{} \"{name}\" is forbidden: ValidatingAdmissionPolicy '{policy}' with binding '{policy}' denied request: {message}", .res.meta().plural, group_suffix(.res))]
+    /// Refused by a ValidatingAdmissionPolicy, worded as kube-apiserver words it; `reason` is
+    /// the validation's (`Forbidden` unless it says otherwise) and sets the code.
+    #[error("{}{} \"{name}\" is forbidden: ValidatingAdmissionPolicy '{policy}' with binding '{binding}' denied request: {message}", .res.meta().plural, group_suffix(.res))]
     Denied {
         res: Res,
         name: String,
-        policy: &'static str,
+        policy: String,
+        binding: String,
         message: String,
+        reason: &'static str,
     },
     #[error("the server could not find the requested resource")]
     NoRoute,
@@ -455,7 +486,12 @@ impl ApiError {
             ApiError::Invalid { .. } => 422,
             ApiError::MethodNotAllowed(_) => 405,
             ApiError::UnsupportedMediaType(_) => 415,
-            ApiError::Denied { .. } => 403,
+            ApiError::Denied { reason, .. } => match *reason {
+                "Unauthorized" => 401,
+                "RequestEntityTooLarge" => 413,
+                "Invalid" => 422,
+                _ => 403,
+            },
         }
     }
 
@@ -468,7 +504,7 @@ impl ApiError {
             ApiError::Invalid { .. } => "Invalid",
             ApiError::MethodNotAllowed(_) => "MethodNotAllowed",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
-            ApiError::Denied { .. } => "Forbidden",
+            ApiError::Denied { reason, .. } => reason,
         }
     }
 
@@ -481,11 +517,23 @@ impl ApiError {
         let details = match self {
             ApiError::NotFound { res, name }
             | ApiError::AlreadyExists { res, name }
-            | ApiError::Conflict { res, name } => {
+            | ApiError::Conflict { res, name }
+            | ApiError::Denied { res, name, .. } => {
                 Some(json!({"name": name, "group": res.meta().group, "kind": res.meta().plural}))
             }
-            ApiError::Invalid { res, name, .. } => {
-                Some(json!({"name": name, "group": res.meta().group, "kind": res.meta().kind}))
+            // The field at fault as a cause, which is what kubectl prints after "is invalid: ".
+            ApiError::Invalid { res, name, message } => {
+                let (field, text) = message.split_once(": ").unwrap_or(("", message));
+                let reason = match text.split(':').next().unwrap_or_default() {
+                    "Required value" => "FieldValueRequired",
+                    "Forbidden" => "FieldValueForbidden",
+                    "Unsupported value" => "FieldValueNotSupported",
+                    _ => "FieldValueInvalid",
+                };
+                Some(
+                    json!({"name": name, "group": res.meta().group, "kind": res.meta().kind,
+                            "causes": [{"reason": reason, "message": text, "field": field}]}),
+                )
             }
             ApiError::ApplyConflict {
                 res,
@@ -523,6 +571,20 @@ pub(crate) struct FieldConflict {
 pub(crate) enum Part {
     Main,
     Status,
+    /// `spec.replicas` through the `/scale` subresource: written as the main resource, admitted
+    /// as the subresource.
+    Scale,
+}
+
+impl Part {
+    /// The subresource a write of this part is admitted as.
+    pub fn subresource(self) -> &'static str {
+        match self {
+            Part::Main => "",
+            Part::Status => "status",
+            Part::Scale => "scale",
+        }
+    }
 }
 
 /// PATCH flavours, from the request's content type.
@@ -561,6 +623,8 @@ pub(crate) struct Store {
     objects: BTreeMap<ObjKey, Entry>,
     /// Create a missing namespace on a namespaced write instead of answering 404.
     pub auto_create_namespaces: bool,
+    /// The ValidatingAdmissionPolicies and bindings among `objects`, compiled.
+    admission: Admission,
 }
 
 impl Store {
@@ -606,13 +670,62 @@ impl Store {
         }
         let saved_rv = saved["resourceVersion"].as_u64().unwrap_or(0);
         self.rv = self.rv.max(saved_rv);
+        self.rebuild_admission();
         n
+    }
+
+    /// Compiles every admission policy and binding anew (after a restore); one that no longer
+    /// compiles is kept as an object but not enforced.
+    fn rebuild_admission(&mut self) {
+        self.admission = Admission::default();
+        for (key, e) in &self.objects {
+            match admission::definition(key.res, &e.obj) {
+                Ok(Some(d)) => self.admission.install(&key.name, d),
+                Ok(None) => {}
+                Err(why) => {
+                    tracing::warn!(name = %key.name, "admission object not enforced: {why}")
+                }
+            }
+        }
+    }
+
+    /// A policy or binding about to be written, checked and compiled (422 when it is invalid).
+    fn definition(key: &ObjKey, obj: &Value) -> Result<Option<Definition>, ApiError> {
+        admission::definition(key.res, obj).map_err(|message| ApiError::Invalid {
+            res: key.res,
+            name: key.name.clone(),
+            message,
+        })
+    }
+
+    /// Runs the admission policies in force on a write of `key` (`object` null for a DELETE,
+    /// `old` for a CREATE).
+    fn admit(
+        &self,
+        op: Operation,
+        key: &ObjKey,
+        sub: &str,
+        object: Option<&Value>,
+        old: Option<&Value>,
+    ) -> Result<(), ApiError> {
+        let namespace = (!key.ns.is_empty())
+            .then(|| self.get(&ObjKey::new(Res::Namespace, "", &key.ns)))
+            .flatten();
+        let req = Request {
+            op,
+            res: key.res,
+            sub,
+            ns: &key.ns,
+            name: &key.name,
+        };
+        self.admission.check(&req, object, old, namespace)
     }
 }
 
 /// The annotation carrying a writer's fencing token (smo stamps it on everything it applies).
 pub const FENCE_ANNOTATION: &str = "smo.io/fence";
-/// The admission policy the sim enforces as if installed (smo's `deploy/fence-policy.yaml`).
+/// The name of smo's fencing admission policy (and its binding), which the sim starts with:
+/// smo's `deploy/fence-policy.yaml`, evaluated as written (see `admission`).
 pub const FENCE_POLICY: &str = "smo-fence";
 
 /// The fencing token an object carries (its [`FENCE_ANNOTATION`]), if any.
@@ -623,20 +736,24 @@ pub(crate) fn fence_token(v: &Value) -> Option<i64> {
         .and_then(|t| t.parse::<i64>().ok())
 }
 
-/// smo's fence policy: a write may not lower an object's fencing token. A write without a token
-/// (another client, a controller) passes, as under the real policy.
-fn admit_fence(key: &ObjKey, old: &Value, new: &Value) -> Result<(), ApiError> {
-    match (fence_token(old), fence_token(new)) {
-        (Some(had), Some(got)) if got < had => Err(ApiError::Denied {
-            res: key.res,
-            name: key.name.clone(),
-            policy: FENCE_POLICY,
-            message: format!(
-                "stale writer: fencing token {got} is older than {had}, written by a newer holder of the lock"
-            ),
-        }),
-        _ => Ok(()),
-    }
+/// A Deployment as its `/scale` subresource reads (autoscaling/v1 `Scale`).
+pub(crate) fn scale_of(d: &Value) -> Value {
+    let selector: Vec<String> = d
+        .pointer("/spec/selector/matchLabels")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+        .collect();
+    let meta = &d["metadata"];
+    json!({
+        "kind": "Scale", "apiVersion": "autoscaling/v1",
+        "metadata": {"name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"],
+                     "resourceVersion": meta["resourceVersion"], "creationTimestamp": meta["creationTimestamp"]},
+        "spec": {"replicas": d.pointer("/spec/replicas").cloned().unwrap_or(json!(1))},
+        "status": {"replicas": d.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
+                   "selector": selector.join(",")},
+    })
 }
 
 pub(crate) fn now_rfc3339() -> String {
@@ -703,9 +820,15 @@ impl Store {
         if let Some(o) = obj.as_object_mut() {
             o.remove("status");
         }
-        self.rv += 1;
-        apply_defaults(res, &mut obj, None, self.rv);
-        obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+        let seq = self.rv + 1;
+        apply_defaults(res, &mut obj, None, seq);
+        obj["metadata"]["resourceVersion"] = json!(seq.to_string());
+        let definition = Self::definition(&key, &obj)?;
+        self.admit(Operation::Create, &key, "", Some(&obj), None)?;
+        self.rv = seq;
+        if let Some(d) = definition {
+            self.admission.install(&key.name, d);
+        }
         self.objects.insert(
             key,
             Entry {
@@ -906,7 +1029,7 @@ impl Store {
             });
         }
         let mut next = match part {
-            Part::Main => {
+            Part::Main | Part::Scale => {
                 set_or_remove(&mut new, "status", old.get("status"));
                 new
             }
@@ -919,9 +1042,6 @@ impl Store {
                 o
             }
         };
-        if part == Part::Main {
-            admit_fence(key, old, &next)?;
-        }
         for f in ["uid", "creationTimestamp", "generation", "resourceVersion"] {
             set_or_remove(&mut next["metadata"], f, old["metadata"].get(f));
         }
@@ -937,6 +1057,34 @@ impl Store {
             let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
             next["metadata"]["generation"] = json!(generation + 1);
         }
+        // Admission sees every update, a no-op too, as kube-apiserver's does; the scale
+        // subresource is admitted as the Scale objects it reads and writes.
+        let definition = match part {
+            Part::Main => Self::definition(key, &next)?,
+            Part::Status | Part::Scale => None,
+        };
+        if part == Part::Scale {
+            let req = Request {
+                op: Operation::Update,
+                res: key.res,
+                sub: part.subresource(),
+                ns: &key.ns,
+                name: &key.name,
+            };
+            // Scale objects are built only for a policy that may look at them.
+            if self.admission.may_apply(&req) {
+                let (scale, was) = (scale_of(&next), scale_of(old));
+                self.admit(Operation::Update, key, req.sub, Some(&scale), Some(&was))?;
+            }
+        } else {
+            self.admit(
+                Operation::Update,
+                key,
+                part.subresource(),
+                Some(&next),
+                Some(old),
+            )?;
+        }
         if next == *old {
             return Ok(next);
         }
@@ -944,6 +1092,9 @@ impl Store {
         next["metadata"]["resourceVersion"] = json!(self.rv.to_string());
         if let Some(e) = self.objects.get_mut(key) {
             e.obj = next.clone();
+        }
+        if let Some(d) = definition {
+            self.admission.install(&key.name, d);
         }
         Ok(next)
     }
@@ -987,12 +1138,15 @@ impl Store {
 
     /// Deletes one object; deleting a namespace deletes everything in it at once.
     pub fn delete(&mut self, key: &ObjKey) -> Result<Value, ApiError> {
+        let old = self.existing(key)?;
+        self.admit(Operation::Delete, key, "", None, Some(&old))?;
         let Some(entry) = self.objects.remove(key) else {
             return Err(ApiError::NotFound {
                 res: key.res,
                 name: key.name.clone(),
             });
         };
+        self.admission.remove(key.res, &key.name);
         if key.res == Res::Namespace {
             self.objects
                 .retain(|k, _| !(k.res.meta().namespaced && k.ns == key.name));
@@ -1240,7 +1394,7 @@ pub(crate) fn field_set(body: &Value, part: Part) -> Value {
     for (k, v) in body.as_object().into_iter().flatten() {
         let wanted = match part {
             Part::Status => k == "status",
-            Part::Main => !matches!(k.as_str(), "apiVersion" | "kind" | "status"),
+            Part::Main | Part::Scale => !matches!(k.as_str(), "apiVersion" | "kind" | "status"),
         };
         if !wanted {
             continue;
@@ -1378,7 +1532,7 @@ fn take_update_ownership(
     };
     let scope = |v: &Value| match part {
         Part::Status => json!({"status": v.get("status").cloned().unwrap_or(Value::Null)}),
-        Part::Main => {
+        Part::Main | Part::Scale => {
             let mut c = v.clone();
             if let Some(o) = c.as_object_mut() {
                 o.remove("status");
@@ -2011,5 +2165,17 @@ mod tests {
             json!({"name": "x", "group": "apps", "kind": "deployments"})
         );
         assert_eq!(st["code"], 404);
+        let st = ApiError::Invalid {
+            res: Res::ValidatingAdmissionPolicy,
+            name: "p".into(),
+            message: "spec.validations[0].expression: Invalid value: \"(\": compilation failed"
+                .into(),
+        }
+        .status_json();
+        assert_eq!(
+            st["details"]["causes"],
+            json!([{"reason": "FieldValueInvalid", "field": "spec.validations[0].expression",
+                    "message": "Invalid value: \"(\": compilation failed"}])
+        );
     }
 }

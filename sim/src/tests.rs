@@ -1100,6 +1100,87 @@ async fn a_write_that_lowers_the_fencing_token_is_denied_and_every_write_is_logg
     );
 }
 
+/// The sim evaluates the fence policy it holds, not a rule of its own: the same file with `>=`
+/// changed to `>`, applied through the API as `kubectl apply` does, refuses an equal token (which
+/// the shipped policy admits), and deleting the binding takes the policy out of force.
+#[tokio::test]
+async fn the_sim_enforces_the_admission_policy_applied_through_the_api_not_a_rule_of_its_own() {
+    let f = start(SimConfig::demo()).await;
+    let vap = ar(
+        "admissionregistration.k8s.io",
+        "v1",
+        "ValidatingAdmissionPolicy",
+        "validatingadmissionpolicies",
+    );
+    let vapb = ar(
+        "admissionregistration.k8s.io",
+        "v1",
+        "ValidatingAdmissionPolicyBinding",
+        "validatingadmissionpolicybindings",
+    );
+    let policies = Api::<DynamicObject>::all_with(f.client.clone(), &vap);
+    let bindings = Api::<DynamicObject>::all_with(f.client.clone(), &vapb);
+    // In force from the start, and served like any object.
+    let shipped = policies.get(super::FENCE_POLICY).await.unwrap();
+    let expression = shipped.data["spec"]["validations"][0]["expression"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(expression.contains(">="), "{expression}");
+    bindings.get(super::FENCE_POLICY).await.unwrap();
+
+    let svcs: Api<Service> = Api::namespaced(f.client.clone(), "default");
+    let svc = |token: &str, port: i32| {
+        Patch::Apply(json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "fenced", "annotations": {super::FENCE_ANNOTATION: token}},
+            "spec": {"ports": [{"port": port}]}}))
+    };
+    svcs.patch("fenced", &apply(), &svc("5", 80)).await.unwrap();
+    svcs.patch("fenced", &apply(), &svc("5", 81)).await.unwrap();
+
+    assert_eq!(super::admission::FENCE_POLICY_YAML.matches(">=").count(), 1);
+    let stricter = super::admission::FENCE_POLICY_YAML.replace(">=", ">");
+    let docs = super::admission::documents(&stricter).unwrap();
+    let kubectl = PatchParams::apply("kubectl").force();
+    policies
+        .patch(super::FENCE_POLICY, &kubectl, &Patch::Apply(&docs[0]))
+        .await
+        .unwrap();
+    let err = svcs
+        .patch("fenced", &apply(), &svc("5", 82))
+        .await
+        .unwrap_err();
+    let kube::Error::Api(status) = err else {
+        panic!("{err}")
+    };
+    assert_eq!((status.code, status.reason.as_str()), (403, "Forbidden"));
+    assert_eq!(
+        status.message,
+        "services \"fenced\" is forbidden: ValidatingAdmissionPolicy 'smo-fence' with binding \
+         'smo-fence' denied request: stale writer: fencing token 5 is older than 5, written by a \
+         newer holder of the lock"
+    );
+    svcs.patch("fenced", &apply(), &svc("6", 83)).await.unwrap();
+
+    // An expression that does not compile is refused when written, as by kube-apiserver.
+    let mut broken = docs[0].clone();
+    broken["spec"]["validations"][0]["expression"] = json!("int(object.metadata.name");
+    let err = policies
+        .patch(super::FENCE_POLICY, &kubectl, &Patch::Apply(&broken))
+        .await
+        .unwrap_err();
+    assert_eq!(code(err), 422);
+
+    // Without its binding the policy is not in force: a lower token passes.
+    bindings
+        .delete(super::FENCE_POLICY, &DeleteParams::default())
+        .await
+        .unwrap();
+    svcs.patch("fenced", &apply(), &svc("1", 84)).await.unwrap();
+    let live = svcs.get("fenced").await.unwrap();
+    assert_eq!(live.spec.unwrap().ports.unwrap()[0].port, 84);
+}
+
 /// The write log names each write's object, the writer's fencing token and what the write did,
 /// in the order the writes were applied: a second create, a write by two writers or a token that
 /// goes down shows there even though the store keeps one object per name.
