@@ -353,8 +353,23 @@ pub async fn failback(app: &App, home: &ClusterName, ctx: &JobContext) -> Result
     };
     let (mut cpu, mut memory) = (target.cpu_free, target.memory_free as f64);
     let mut graphs: BTreeMap<&str, Vec<&store::MovedService>> = BTreeMap::new();
+    let mut forget: BTreeMap<uuid::Uuid, Vec<String>> = BTreeMap::new();
     for m in &moved {
-        graphs.entry(m.graph.as_str()).or_default().push(m);
+        if m.cluster.as_deref() == Some(m.target.as_str()) {
+            graphs.entry(m.graph.as_str()).or_default().push(m);
+        } else {
+            // Moved since (a re-placement, a later failover): the operator's or the optimiser's
+            // newer choice stands, and this service has no home to go back to.
+            forget
+                .entry(m.graph_id)
+                .or_default()
+                .push(m.service.clone());
+        }
+    }
+    for (graph_id, services) in &forget {
+        store::clear_moves(&mut tx, *graph_id, services)
+            .await
+            .map_err(db)?;
     }
     let (mut sent, mut manual, mut waiting) = (0usize, 0usize, 0usize);
     for (graph, services) in &graphs {

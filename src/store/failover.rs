@@ -204,6 +204,8 @@ pub struct MovedService {
     pub service: String,
     /// Where it ran before the loss.
     pub home: String,
+    /// Where failover sent it.
+    pub target: String,
     /// Where it runs now.
     pub cluster: Option<String>,
     /// Replicas × CPU per replica, in milli-cores.
@@ -220,7 +222,7 @@ pub async fn moved_from(
     home: &str,
 ) -> Result<Vec<MovedService>, StoreError> {
     Ok(sqlx::query_as(
-        "SELECT g.name AS graph, g.id AS graph_id, m.service, m.home, s.cluster,
+        "SELECT g.name AS graph, g.id AS graph_id, m.service, m.home, m.target, s.cluster,
                 (s.replicas::bigint * s.cpu_millis) AS cpu_millis,
                 (s.replicas::bigint * s.memory_bytes) AS memory_bytes,
                 g.descriptor->'hdaGraphIntent'->>'failback' AS failback
