@@ -1,4 +1,5 @@
-//! `smo bench failover`: a fleet of running graphs spread over simulated clusters, the busiest
+//! `smo bench failover`: a fleet of running graphs (services of unequal sizes) spread over
+//! simulated clusters, the busiest
 //! cluster lost, and everything that follows timed on the real code paths — `cluster-health`,
 //! the joint `failover` solve, one `move-graph` per graph on the real engine, the sim as the
 //! federation — then the cluster back and the fail-back. The ceiling printed beside the figure is
@@ -34,6 +35,9 @@ pub struct FailoverBench {
     pub threshold: Duration,
     /// Graphs moved back per fail-back round.
     pub failback_max_moves: usize,
+    /// How full the clusters are before the loss (0.6: the survivors take the lost one's graphs
+    /// with room to spare; 0.85: they must be packed).
+    pub utilisation: f64,
 }
 
 /// The figures.
@@ -59,7 +63,8 @@ pub struct FailoverReport {
     pub stranded: u64,
     /// Lost → every affected service ready on another cluster.
     pub running_elsewhere_secs: f64,
-    /// The same moves applied straight from one client (no queue, lock, solve or record).
+    /// The same moves straight from one client, graph after graph: apply, read the Deployments
+    /// back (no queue, lock, solve or record).
     pub ceiling_apply_secs: f64,
     /// Ready clusters over their allocatable CPU or memory afterwards.
     pub over_capacity: usize,
@@ -71,16 +76,34 @@ pub struct FailoverReport {
 
 const MIB: u64 = 1024 * 1024;
 
-/// Graph `i`'s descriptor: two image services.
+/// Graph `i`'s two services: (name, milli-cores, MiB) — sizes vary from graph to graph, so the
+/// joint solve packs unequal items (a quarter of a core to a core and a half).
+fn sizes(i: usize) -> [(&'static str, i64, i64); 2] {
+    [
+        (
+            "front",
+            250 * (1 + (i * 7 % 6) as i64),
+            128 * (1 + (i % 4) as i64),
+        ),
+        (
+            "back",
+            100 * (1 + (i * 3 % 5) as i64),
+            64 * (1 + (i % 3) as i64),
+        ),
+    ]
+}
+
+/// Graph `i`'s descriptor: two image services of [`sizes`].
 fn descriptor(i: usize) -> Value {
+    let [(_, fc, fm), (_, bc, bm)] = sizes(i);
     json!({
         "id": format!("f{i}"), "version": "1.0.0",
         "services": [
             {"id": "front", "deployment": {"trigger": {"auto": {"dependencies": []}},
-              "intent": {"compute": {"cpu": "500m", "ram": "256Mi", "storage": "light", "gpu": {"enabled": false}}}},
+              "intent": {"compute": {"cpu": format!("{fc}m"), "ram": format!("{fm}Mi"), "storage": "light", "gpu": {"enabled": false}}}},
              "artifact": {"image": "example/front:1", "ports": [{"port": 80}]}},
             {"id": "back", "deployment": {"trigger": {"auto": {"dependencies": []}},
-              "intent": {"compute": {"cpu": "250m", "ram": "128Mi", "storage": "light", "gpu": {"enabled": false}}}},
+              "intent": {"compute": {"cpu": format!("{bc}m"), "ram": format!("{bm}Mi"), "storage": "light", "gpu": {"enabled": false}}}},
              "artifact": {"image": "example/back:1"}}
         ]
     })
@@ -95,19 +118,34 @@ pub async fn failover(
     anyhow::ensure!(b.graphs > 0, "--graphs must be at least 1");
     anyhow::ensure!(b.clusters >= 2, "--clusters must be at least 2");
     let (n, m) = (b.graphs, b.clusters);
-    // Graph i runs on cluster i % m, except that the first cluster takes one more in ten: it is
-    // the busiest, the one lost. Clusters are sized for 60 % utilisation before the loss.
-    let home = |i: usize| if i % 10 == 9 { 0 } else { i % m };
+    // Graph i runs on cluster i % m; each cluster is `utilisation` full before the loss (sized
+    // to what runs on it), and the first, which runs at least as much as any other, is lost.
+    let home = |i: usize| i % m;
     let mut per_cluster = vec![0u64; m];
+    let (mut cpu_on, mut mem_on) = (vec![0i64; m], vec![0i64; m]);
     for i in 0..n {
         per_cluster[home(i)] += 1;
+        for (_, c, mem) in sizes(i) {
+            cpu_on[home(i)] += c;
+            mem_on[home(i)] += mem;
+        }
     }
     let busiest = per_cluster.iter().copied().max().unwrap_or(1);
-    let (cpu_each, mem_each) = (750u64, 384 * MIB);
-    let cluster_cpu = (busiest * cpu_each) as f64 / 1000.0 / 0.6;
-    let cluster_mem = (busiest * mem_each) as f64 / 0.6;
+    anyhow::ensure!(
+        b.utilisation > 0.0 && b.utilisation <= 1.0,
+        "--utilisation must be in (0, 1]"
+    );
+    let cluster_cpu: Vec<f64> = cpu_on
+        .iter()
+        .map(|c| (*c).max(1) as f64 / 1000.0 / b.utilisation)
+        .collect();
+    let cluster_mem: Vec<f64> = mem_on
+        .iter()
+        .map(|m| (*m).max(1) as f64 * MIB as f64 / b.utilisation)
+        .collect();
     progress(&format!(
-        "seeding {n} running graphs (2 services) on {m} clusters of {cluster_cpu:.0} cores…"
+        "seeding {n} running graphs (2 services) on {m} clusters, {:.0}% full…",
+        b.utilisation * 100.0
     ));
     crate::server::migrate(&pool).await?;
     sqlx::raw_sql(
@@ -158,10 +196,7 @@ pub async fn failover(
         .bind(now)
         .execute(&pool)
         .await?;
-        for (k, (svc, cpu, mem)) in [("front", 500i64, 256i64), ("back", 250, 128)]
-            .iter()
-            .enumerate()
-        {
+        for (k, (svc, cpu, mem)) in sizes(i).iter().enumerate() {
             sqlx::query(
                 "INSERT INTO smo.services (graph_id, name, position, status, cluster, replicas, ready, conditional,
                                            cpu_millis, memory_bytes, gpu, updated_at)
@@ -183,8 +218,8 @@ pub async fn failover(
         clusters: (0..m)
             .map(|c| smo_sim::SimCluster {
                 name: format!("c{c}"),
-                cpu: cluster_cpu,
-                memory: format!("{}", cluster_mem as u64),
+                cpu: cluster_cpu[c],
+                memory: format!("{}", cluster_mem[c] as u64),
                 gpus: 0,
                 labels: Default::default(),
                 ready: true,
@@ -293,10 +328,11 @@ pub async fn failover(
     }
     wait_converged(&http, &sim_url, &pool, None).await?;
     let failback_secs = t2.elapsed().as_secs_f64();
-    // The ceiling: the same moves again (home → failover's targets), the objects applied
-    // straight from one client, sequentially, with no queue, lock, solve or record.
+    // The ceiling: the same moves again (home → failover's targets) straight from one client,
+    // graph after graph: apply its objects, read its Deployments back (what any orchestrator
+    // must do to know a graph runs) — no queue, lock, solve or record.
     progress("ceiling: the same moves applied straight from one client…");
-    let mut ceiling_objects = Vec::new();
+    let mut per_graph = Vec::new();
     for (d, p) in &targets {
         let graph: crate::hdag::Graph = serde_json::from_value(d.clone())?;
         let placement: std::collections::BTreeMap<String, String> =
@@ -307,16 +343,28 @@ pub async fn failover(
             placement: &placement,
             replicas: &replicas,
         };
+        let mut objects = Vec::new();
         for s in &graph.services {
             if let Some(c) = placement.get(&s.id) {
-                ceiling_objects.extend(manifests::render_service(&input, s, c));
+                objects.extend(manifests::render_service(&input, s, c));
             }
         }
+        let names: Vec<String> = graph
+            .services
+            .iter()
+            .map(|s| manifests::object_name(&graph.id, &s.id))
+            .collect();
+        per_graph.push((objects, names));
     }
     let fence = Fence::unbounded();
     let t = Instant::now();
-    for o in &ceiling_objects {
-        federation.apply(o, &fence).await?;
+    for (objects, names) in &per_graph {
+        for o in objects {
+            federation.apply(o, &fence).await?;
+        }
+        for n in names {
+            federation.deployment_replicas("bench", n).await?;
+        }
     }
     let ceiling_apply_secs = t.elapsed().as_secs_f64();
     let failback_rounds: i64 = sqlx::query_scalar(

@@ -74,7 +74,7 @@ pub(super) enum BenchCmd {
         #[arg(long)]
         kubeconfig: Option<PathBuf>,
     },
-    /// Losing a cluster: running graphs spread over simulated clusters (60 % utilised), the
+    /// Losing a cluster: running graphs spread over simulated clusters (`--utilisation`), the
     /// busiest lost, then back (real health, failover, move and fail-back jobs on in-process
     /// workers, the sim in-process, a scratch database `<db>_bench`). Prints detection, the joint
     /// solve, seconds until every affected service runs elsewhere beside the ceiling (the same
@@ -100,6 +100,9 @@ pub(super) enum BenchCmd {
         /// Graphs moved back per fail-back round.
         #[arg(long, default_value_t = 200)]
         failback_max_moves: usize,
+        /// How full the busiest cluster is before the loss (the others a little less).
+        #[arg(long, default_value_t = 0.6)]
+        utilisation: f64,
     },
     /// Two scaling rounds over many running graphs (real engine, round and shard code, a stub
     /// Prometheus answering the fleet query, the sim in-process), in a scratch database
@@ -170,6 +173,7 @@ pub(super) async fn run(cmd: BenchCmd, out: Output, database_url: &str) -> anyho
             concurrency,
             threshold,
             failback_max_moves,
+            utilisation,
         } => {
             let url = crate::cli::scratch_database(database_url).await?;
             let pool = connect(&url, 24).await?;
@@ -182,6 +186,7 @@ pub(super) async fn run(cmd: BenchCmd, out: Output, database_url: &str) -> anyho
                     concurrency,
                     threshold,
                     failback_max_moves,
+                    utilisation,
                 },
                 |m| eprintln!("… {m}"),
             )
@@ -209,7 +214,7 @@ pub(super) async fn run(cmd: BenchCmd, out: Output, database_url: &str) -> anyho
                     r.stranded
                 );
                 println!(
-                    "  running elsewhere after  {:>7.2} s; ceiling: the same objects applied from one client {:.2} s (ratio {:.1}×)",
+                    "  running elsewhere after  {:>7.2} s; ceiling: the same moves from one client (apply, read back) {:.2} s (ratio {:.1}×)",
                     r.running_elsewhere_secs,
                     r.ceiling_apply_secs,
                     r.running_elsewhere_secs / r.ceiling_apply_secs.max(1e-9)
