@@ -490,10 +490,14 @@ fn template_delimiters_and_blocks_are_balanced() {
 fn the_dockerfile_builds_a_non_root_smo_image_with_helm() {
     let d = read(&root().join("Dockerfile"));
     for needle in [
-        "FROM rust:1-bookworm",
+        // Base images are build arguments whose defaults are the public images.
+        "ARG BUILDER_IMAGE=docker.io/library/rust:1-bookworm",
+        "FROM ${BUILDER_IMAGE} AS build",
         "cmake clang libclang-dev g++ pkg-config",
         "cargo build --release --bins --locked",
-        "FROM debian:bookworm-slim",
+        "ARG BASE_IMAGE=docker.io/library/debian:bookworm-slim",
+        "FROM ${BASE_IMAGE} AS rootfs",
+        "rootfs-add /rootfs libc6 libstdc++6",
         "ca-certificates",
         "--uid 10001",
         "USER 10001",

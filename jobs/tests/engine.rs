@@ -519,9 +519,17 @@ async fn two_schedulers_enqueue_each_slot_once() {
 async fn shutdown_finishes_in_flight_jobs_within_the_grace_period() {
     let db = TestDb::new().await;
     let q = db.queue();
-    let registry = Registry::new().register(|s: Sleepy, _: JobContext| async move {
-        tokio::time::sleep(Duration::from_millis(s.ms)).await;
-        Ok(())
+    // The handler says when it starts: a claimed row is `running` before apalis has called the
+    // handler, and a shutdown in that gap rightly hands the job back instead of finishing it
+    // (the soak caught this test cancelling there on a loaded machine).
+    let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel::<uuid::Uuid>();
+    let registry = Registry::new().register(move |s: Sleepy, ctx: JobContext| {
+        let started_tx = started_tx.clone();
+        async move {
+            let _ = started_tx.send(ctx.id);
+            tokio::time::sleep(Duration::from_millis(s.ms)).await;
+            Ok(())
+        }
     });
     let quick = q.enqueue(&Sleepy { ms: 300 }).await.unwrap();
     let stop = CancellationToken::new();
@@ -530,7 +538,10 @@ async fn shutdown_finishes_in_flight_jobs_within_the_grace_period() {
     let mut patient = fast_worker_config("w-grace");
     patient.missed_heartbeats = 50;
     let w = tokio::spawn(Worker::new(q.clone(), registry.clone(), patient).run(stop.clone()));
-    wait_for_state(&q, quick.id, "running").await;
+    let first = tokio::time::timeout(Duration::from_secs(30), started.recv())
+        .await
+        .expect("the handler starts within 30 s");
+    assert_eq!(first, Some(quick.id));
     stop.cancel();
     w.await.unwrap().unwrap();
     assert_eq!(q.get(quick.id).await.unwrap().state, "succeeded");
