@@ -222,6 +222,21 @@ fn desired_replicas(services: &[ServiceRecord]) -> BTreeMap<String, i32> {
         .collect()
 }
 
+/// A member cluster as the optimiser sees it: its free capacity (MiB), readiness and labels.
+pub fn problem_cluster(c: &ClusterRecord) -> placement::Cluster {
+    placement::Cluster {
+        name: c.name.to_string(),
+        cpu: c.cpu_free.max(0.0),
+        memory: (c.memory_free.max(0) as f64) / MIB,
+        gpus: c.gpus.max(0) as u32,
+        accelerator: None,
+        cost: 0.0,
+        carbon: 0.0,
+        ready: c.ready,
+        labels: serde_json::from_value(c.labels.clone()).unwrap_or_default(),
+    }
+}
+
 /// Where the `wanted` services go (SPEC §2). Services keep their current cluster when it is still
 /// usable and nothing else needs placing; `force` re-optimises everything (re-placement), with
 /// the graph's own usage added back so it is not charged twice for itself.
@@ -248,20 +263,7 @@ fn place(
     }
     let is_wanted = |name: &str| wanted.iter().any(|w| w.name == name);
     let problem = Problem {
-        clusters: clusters
-            .iter()
-            .map(|c| placement::Cluster {
-                name: c.name.to_string(),
-                cpu: c.cpu_free.max(0.0),
-                memory: (c.memory_free.max(0) as f64) / MIB,
-                gpus: c.gpus.max(0) as u32,
-                accelerator: None,
-                cost: 0.0,
-                carbon: 0.0,
-                ready: c.ready,
-                labels: serde_json::from_value(c.labels.clone()).unwrap_or_default(),
-            })
-            .collect(),
+        clusters: clusters.iter().map(problem_cluster).collect(),
         services: wanted
             .iter()
             .map(|s| placement::Service {

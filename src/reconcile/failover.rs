@@ -244,15 +244,8 @@ pub async fn failover(app: &App, lost: &ClusterName, ctx: &JobContext) -> Result
     let clusters: Vec<placement::Cluster> = records
         .iter()
         .map(|c| placement::Cluster {
-            name: c.name.to_string(),
-            cpu: c.cpu_free.max(0.0),
-            memory: (c.memory_free.max(0) as f64) / MIB,
-            gpus: c.gpus.max(0) as u32,
-            accelerator: None,
-            cost: 0.0,
-            carbon: 0.0,
             ready: c.ready && !lost_now.contains(&c.name.to_string()),
-            labels: serde_json::from_value(c.labels.clone()).unwrap_or_default(),
+            ..plan::problem_cluster(c)
         })
         .collect();
     let limit = app.failover.solve_time_limit_secs;
@@ -292,17 +285,30 @@ pub async fn failover(app: &App, lost: &ClusterName, ctx: &JobContext) -> Result
     store::add_event_with(&mut tx, lost, "failover", Some(&summary), figures, now)
         .await
         .map_err(db)?;
-    let names: Vec<String> = plan.moved.iter().map(|g| g.graph.clone()).collect();
-    let records = store::graphs_named(&mut tx, &names).await.map_err(db)?;
+    // Ids and projects of the graphs decided about, read again inside the recording
+    // transaction: a graph removed during the solve is skipped.
+    let names: Vec<String> = plan
+        .moved
+        .iter()
+        .map(|g| g.graph.clone())
+        .chain(plan.stranded.iter().map(|s| s.graph.clone()))
+        .collect();
+    let keys: BTreeMap<String, (uuid::Uuid, String)> = store::graph_keys(&mut tx, &names)
+        .await
+        .map_err(db)?
+        .into_iter()
+        .map(|(name, id, project)| (name, (id, project)))
+        .collect();
     for g in &plan.moved {
-        let Some(record) = records.iter().find(|r| r.name.as_str() == g.graph) else {
+        let Some((id, _)) = keys.get(&g.graph) else {
             continue; // removed meanwhile
         };
-        store::record_moves(&mut tx, record.id, &g.moves, now)
+        store::record_moves(&mut tx, *id, &g.moves, now)
             .await
             .map_err(db)?;
         let job = MoveGraphJob {
-            graph: record.name.clone(),
+            graph: GraphName::parse(g.graph.clone())
+                .map_err(|e| JobError::Permanent(e.to_string()))?,
             cluster: lost.clone(),
             back: false,
         };
@@ -311,11 +317,14 @@ pub async fn failover(app: &App, lost: &ClusterName, ctx: &JobContext) -> Result
             .map_err(db)?;
     }
     for s in &plan.stranded {
-        let project = records_project(&mut tx, &s.graph).await?;
+        let project = keys
+            .get(&s.graph)
+            .map(|(_, p)| p.as_str())
+            .unwrap_or_default();
         store::add_decision(
             &mut tx,
             &s.graph,
-            &project,
+            project,
             "infeasible",
             Some(ctx.id),
             &format!("cannot move off lost cluster {lost}: {}", s.reason),
@@ -331,14 +340,6 @@ pub async fn failover(app: &App, lost: &ClusterName, ctx: &JobContext) -> Result
     tx.commit().await.map_err(db)?;
     tracing::warn!(cluster = %lost, "{summary}");
     Ok(())
-}
-
-async fn records_project(conn: &mut sqlx::PgConnection, graph: &str) -> Result<String, JobError> {
-    Ok(store::find_graph(conn, graph)
-        .await
-        .map_err(db)?
-        .map(|g| g.project.to_string())
-        .unwrap_or_default())
 }
 
 /// `failback {cluster}`: graphs moved away from `cluster` go home, within the move budget and

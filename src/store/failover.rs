@@ -286,6 +286,20 @@ pub async fn graphs_named(
     )
 }
 
+/// Graphs by name: (name, row id, project) only, in one statement — for recording about many
+/// graphs without reading their descriptors.
+pub async fn graph_keys(
+    conn: &mut PgConnection,
+    names: &[String],
+) -> Result<Vec<(String, Uuid, String)>, StoreError> {
+    Ok(
+        sqlx::query_as("SELECT name, id, project FROM smo.graphs WHERE name = ANY($1)")
+            .bind(names)
+            .fetch_all(&mut *conn)
+            .await?,
+    )
+}
+
 /// Where failover sent a graph's services (service → target).
 pub async fn moves_of(
     conn: &mut PgConnection,

@@ -13,8 +13,8 @@ mod state;
 
 pub use self::failover::{
     ClusterEvent, ClusterHealth, FleetService, MovedService, add_event, add_event_with,
-    clear_moves, cluster_events, cluster_health, fleet_services, graphs_named, moved_from,
-    moves_of, observe_health, record_moves, set_lost,
+    clear_moves, cluster_events, cluster_health, fleet_services, graph_keys, graphs_named,
+    moved_from, moves_of, observe_health, record_moves, set_lost,
 };
 pub use self::scaling::{
     NewDecision, ScalingRow, ServiceNow, add_decisions, scaling_rows, services_now,
