@@ -1,6 +1,7 @@
 //! smo — a multi-cluster application orchestrator.
 //!
 //! Module map (read this first; ARCHITECTURE.md has the longer story):
+//! - [`access`]     who may do what: roles, grants, token format, console sessions (pure)
 //! - [`hdag`]       descriptor types, parsing and validation (pure)
 //! - [`placement`]  which cluster each service runs on: a MILP over good_lp + HiGHS (pure)
 //! - [`plan`]       what a graph job will do: placement, objects, releases, records (pure)
@@ -18,6 +19,7 @@
 //! - [`metrics`]    smo's own Prometheus series (queue, jobs, requests, solves)
 //! - [`bench`]      `smo bench`: figures printed, never asserted
 
+pub mod access;
 pub mod bench;
 pub mod cli;
 pub mod credentials;
@@ -97,6 +99,7 @@ mod tidy {
     #[test]
     fn pure_modules_do_no_io() {
         const PURE: &[&str] = &[
+            "access.rs",
             "hdag",
             "placement",
             "plan.rs",

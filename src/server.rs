@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use smo_jobs::{
-    CronEntry, PruneJob, Queue, Registry, Scheduler, SchedulerConfig, Worker, WorkerConfig,
+    CronEntry, Queue, Registry, Scheduler, SchedulerConfig, Worker, WorkerConfig,
 };
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -126,8 +126,9 @@ pub fn cron_entries(settings: &ServerSettings) -> anyhow::Result<Vec<CronEntry>>
         CronEntry::new(
             "jobs.prune",
             "0 17 * * * *",
-            &PruneJob {
+            &crate::reconcile::RetentionJob {
                 retention_secs: settings.retention.as_secs(),
+                audit_retention_secs: Some(settings.audit_retention.as_secs()),
             },
         )?,
         CronEntry::new(

@@ -132,6 +132,9 @@ pub struct FileSettings {
     /// How long finished jobs are kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<String>,
+    /// How long the audit log keeps its rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_retention: Option<String>,
     /// How long in-flight jobs may run on after SIGTERM.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shutdown_grace: Option<String>,
@@ -437,6 +440,7 @@ impl ServerSettings {
             worker_batch: s.worker_batch.unwrap_or(256),
             worker_prefix: s.worker_prefix.clone().unwrap_or_else(|| "smo".into()),
             retention: duration("retention", &s.retention, "7d")?,
+            audit_retention: duration("audit_retention", &s.audit_retention, "90d")?,
             shutdown_grace: duration("shutdown_grace", &s.shutdown_grace, "30s")?,
             heartbeat_interval: duration("heartbeat_interval", &s.heartbeat_interval, "5s")?,
             karmada_kubeconfig: s.karmada_kubeconfig.clone(),
@@ -511,6 +515,8 @@ pub struct ServerSettings {
     pub worker_prefix: String,
     /// Finished jobs are kept this long.
     pub retention: Duration,
+    /// Audit rows are kept this long (pruned by the same `jobs.prune` job).
+    pub audit_retention: Duration,
     /// In-flight jobs may take this long to finish on SIGTERM.
     pub shutdown_grace: Duration,
     /// Worker heartbeat period.
@@ -707,6 +713,7 @@ scaling: {interval_seconds: 30, cooldown: 60}
         assert_eq!(r.worker_batch, 16, "env over file");
         assert_eq!(r.shutdown_grace, Duration::from_secs(90), "flag over file");
         assert_eq!(r.retention, Duration::from_secs(7 * 86_400), "default");
+        assert_eq!(r.audit_retention, Duration::from_secs(90 * 86_400), "default");
         assert_eq!(
             exposed(&r.monitoring.grafana_token),
             Some("from-file"),

@@ -1,5 +1,6 @@
 //! `smo-admin` (the binary only calls [`main`]): operate smo's job queue — list, inspect, retry, cancel and purge jobs, see
-//! statistics, live workers and the cron schedule, and benchmark the engine.
+//! statistics, live workers and the cron schedule, and benchmark the engine; manage the API's
+//! tokens and read the audit log (`cli::teams`). Every change it makes is audited.
 
 use std::process::ExitCode;
 
@@ -12,7 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use smo_jobs::{JobFilter, JobRow, JobState, NewJob, Queue, bench};
 use uuid::Uuid;
 
-/// smo-admin — operate smo's durable job queue.
+/// smo-admin — operate smo's durable job queue, its API tokens and its audit log.
 #[derive(Parser)]
 #[command(version, about, long_about = None)]
 struct Cli {
@@ -41,6 +42,11 @@ enum Command {
     },
     /// The cron entries and their next runs.
     Cron,
+    /// The API's tokens: create (shown once), list, revoke.
+    #[command(subcommand)]
+    Tokens(super::teams::TokensCmd),
+    /// The audit log: who changed what, newest first.
+    Audit(super::teams::AuditArgs),
     /// Measure enqueue and processing throughput and enqueue→start latency, next to plain
     /// apalis-postgres. Uses a scratch database `<db>_bench` on the same server.
     Bench(BenchArgs),
@@ -140,6 +146,12 @@ pub async fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::Usage(problems)) => {
+            for p in problems {
+                eprintln!("error: {p}");
+            }
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
@@ -159,6 +171,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     if let Command::Board { listen } = cli.command {
         return run_board(q, listen).await;
     }
+    let audited = super::teams::audited;
     match cli.command {
         Command::Jobs(JobsCmd::List { kind, state, limit }) => {
             let rows = q
@@ -191,17 +204,36 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Jobs(JobsCmd::Show { id }) => show(&q.get(id).await?, out)?,
         Command::Jobs(JobsCmd::Retry { id }) => {
-            let row = q.retry(id).await?;
-            report(&row, out, "queued again")?;
+            let done = q.retry(id).await;
+            audited(q.pool(), "jobs retry", Some(id), None, done.is_ok()).await?;
+            report(&done?, out, "queued again")?;
         }
         Command::Jobs(JobsCmd::Cancel { id }) => {
-            let row = q.cancel(id).await?;
-            report(&row, out, "cancelled")?;
+            let done = q.cancel(id).await;
+            audited(q.pool(), "jobs cancel", Some(id), None, done.is_ok()).await?;
+            report(&done?, out, "cancelled")?;
         }
+        Command::Tokens(cmd) => super::teams::tokens(q.pool(), cmd, out).await?,
+        Command::Audit(a) => super::teams::audit(q.pool(), a, out).await?,
         Command::Jobs(JobsCmd::Purge { state, older_than }) => {
             let older = chrono::Duration::from_std(older_than)
                 .map_err(|e| CliError::Other(e.to_string()))?;
             let n = q.purge(&state, older).await?;
+            audited(
+                q.pool(),
+                "jobs purge",
+                None,
+                Some(format!(
+                    "{n} jobs ({})",
+                    state
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                )),
+                true,
+            )
+            .await?;
             if out == Output::Json {
                 return print_json(&serde_json::json!({ "purged": n }));
             }
@@ -228,6 +260,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             };
             let mut conn = q.pool().acquire().await.map_err(smo_jobs::Error::from)?;
             let e = q.enqueue_many_in(&mut conn, &[job]).await?.remove(0);
+            drop(conn);
+            audited(q.pool(), "jobs enqueue", Some(e.id), None, true).await?;
             if out == Output::Json {
                 return print_json(&e);
             }

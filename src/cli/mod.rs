@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod smo;
+mod teams;
 
 use std::time::Duration;
 
@@ -40,6 +41,9 @@ pub enum CliError {
     /// Anything else, already worded for the user.
     #[error("{0}")]
     Other(String),
+    /// Bad input: every problem, one line each (exit 2).
+    #[error("{}", .0.join("\n"))]
+    Usage(Vec<String>),
 }
 
 /// Makes `smo … | head` end quietly: when stdout is closed early, exit like a Unix tool killed by

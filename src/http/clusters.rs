@@ -100,6 +100,7 @@ impl ClustersApi {
     )]
     async fn cluster_sync(&self) -> ApiResult<Accepted> {
         let e = self.queue.enqueue(&ClusterSyncJob {}).await?;
+        guard::note_job("", None, e.id);
         Ok(Accepted::Accepted(Json(JobAccepted {
             job_id: e.id,
             kind: ClusterSyncJob::KIND.into(),

@@ -19,23 +19,33 @@ impl GraphsApi {
     )]
     async fn list_graphs(
         &self,
+        req: &poem::Request,
         project: Path<String>,
         #[oai(validator(minimum(value = "1"), maximum(value = "1000")))] limit: Query<Option<i64>>,
         #[oai(validator(pattern = r"^[^/\x00]+/[^/\x00]+$"))] after: Query<Option<String>>,
     ) -> ApiResult<GraphPage> {
         let base = format!("/project/{}/graphs", project.0);
-        self.graph_page(Some(&project.0), &base, limit.0, after.0.as_deref())
-            .await
+        let caller = super::audit::caller_of(req);
+        self.graph_page(
+            &caller,
+            Some(&project.0),
+            &base,
+            limit.0,
+            after.0.as_deref(),
+        )
+        .await
     }
 
     /// Every graph, by project and name; paged as the graphs of a project are.
     #[oai(path = "/graphs", method = "get", operation_id = "listGraphs")]
     async fn all_graphs(
         &self,
+        req: &poem::Request,
         #[oai(validator(minimum(value = "1"), maximum(value = "1000")))] limit: Query<Option<i64>>,
         #[oai(validator(pattern = r"^[^/\x00]+/[^/\x00]+$"))] after: Query<Option<String>>,
     ) -> ApiResult<GraphPage> {
-        self.graph_page(None, "/graphs", limit.0, after.0.as_deref())
+        let caller = super::audit::caller_of(req);
+        self.graph_page(&caller, None, "/graphs", limit.0, after.0.as_deref())
             .await
     }
 

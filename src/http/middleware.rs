@@ -3,45 +3,48 @@
 //! spec and console.
 
 use super::*;
-
-/// The API's routes open without a token: the health checks, nothing else. (`/metrics` needs the
-/// token too: it names graphs and job kinds; the chart's ServiceMonitor sends it.) The console's
-/// own open routes are [`console::OPEN`]; `tests/it/auth.rs` walks the whole route table.
-pub(super) const OPEN_ROUTES: &[&str] = &["/healthz", "/readyz"];
-
-/// Compares without an early exit, so timing does not tell how much of a guess was right.
-pub(super) fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
-}
+use crate::access::Need;
 
 pub(super) fn too_large() -> ApiError {
     ApiError::too_large(format!("the request body exceeds {MAX_BODY_BYTES} bytes"))
 }
 
-/// Every route the API serves, as templates with their methods (kept equal to the OpenAPI
-/// document by a test): metric labels, and the `Allow` header of a 405.
-pub(super) const ROUTES: &[(&str, &str)] = &[
-    ("/healthz", "GET"),
-    ("/readyz", "GET"),
-    ("/metrics", "GET"),
-    ("/clusters", "GET"),
-    ("/clusters/sync", "POST"),
-    ("/clusters/history", "GET"),
-    ("/project/{project}/graphs", "GET, POST"),
-    ("/graphs", "GET"),
-    ("/graphs/{name}", "GET, DELETE"),
-    ("/graphs/{name}/start", "POST"),
-    ("/graphs/{name}/stop", "POST"),
-    ("/graphs/{name}/placement", "POST"),
-    ("/graphs/{name}/jobs", "GET"),
-    ("/graphs/{name}/history", "GET"),
-    ("/alerts", "POST"),
-    ("/jobs/{id}", "GET"),
+/// Every operation the API serves: route template, method, and the grant it needs (see
+/// [`crate::access`]). Kept equal to the OpenAPI document by a test; the document states each
+/// operation's grant from here; metric labels and a 405's `Allow` come from it too.
+/// `tests/it/teams.rs` walks every route with every role and checks the answer against this.
+pub(super) const ROUTES: &[(&str, &str, Need)] = &[
+    ("/healthz", "GET", Need::Open),
+    ("/readyz", "GET", Need::Open),
+    ("/metrics", "GET", Need::Metrics),
+    ("/whoami", "GET", Need::Token),
+    ("/audit", "GET", Need::Admin),
+    ("/clusters", "GET", Need::Read),
+    ("/clusters/sync", "POST", Need::Admin),
+    ("/clusters/history", "GET", Need::Read),
+    ("/project/{project}/graphs", "GET", Need::Read),
+    ("/project/{project}/graphs", "POST", Need::Deploy),
+    ("/graphs", "GET", Need::Read),
+    ("/graphs/{name}", "GET", Need::Read),
+    ("/graphs/{name}", "DELETE", Need::Deploy),
+    ("/graphs/{name}/start", "POST", Need::Deploy),
+    ("/graphs/{name}/stop", "POST", Need::Deploy),
+    ("/graphs/{name}/placement", "POST", Need::Deploy),
+    ("/graphs/{name}/jobs", "GET", Need::Read),
+    ("/graphs/{name}/history", "GET", Need::Read),
+    ("/alerts", "POST", Need::Alerts),
+    ("/jobs/{id}", "GET", Need::Read),
 ];
+
+/// The methods `route` serves, as a 405's `Allow` lists them.
+pub(super) fn methods_of(route: &str) -> Option<String> {
+    let methods: Vec<&str> = ROUTES
+        .iter()
+        .filter(|(r, _, _)| *r == route)
+        .map(|(_, m, _)| *m)
+        .collect();
+    (!methods.is_empty()).then(|| methods.join(", "))
+}
 
 /// The label of paths no route serves: one series for every 404 of an unknown path, so a
 /// scanner cannot grow /metrics without bound.
@@ -63,8 +66,8 @@ pub(super) fn route_of(path: &str) -> &'static str {
     let templ = format!("/{}", templ.join("/"));
     ROUTES
         .iter()
-        .find(|(r, _)| *r == templ)
-        .map_or(UNMATCHED, |(r, _)| *r)
+        .find(|(r, _, _)| *r == templ)
+        .map_or(UNMATCHED, |(r, _, _)| *r)
 }
 
 /// True for the console's paths (`/console` and below).
@@ -105,8 +108,8 @@ pub(super) fn nul_path_parameter(path: &str, route: &str) -> Option<&'static str
     }
     let templates: Vec<&'static str> = ROUTES
         .iter()
-        .find(|(r, _)| *r == route)
-        .map(|(r, _)| r.trim_matches('/').split('/').collect())
+        .find(|(r, _, _)| *r == route)
+        .map(|(r, _, _)| r.trim_matches('/').split('/').collect())
         .unwrap_or_default();
     let at = path
         .trim_matches('/')
@@ -189,8 +192,9 @@ pub fn app(
     body_read_timeout: Duration,
     console: console::ConsoleSettings,
 ) -> impl Endpoint {
+    let guard = guard::Guard::new(pool.clone(), token.as_deref());
     let shared = SmoApi::new(pool, registry);
-    let console = console::routes(shared.clone(), token.as_deref(), console);
+    let console = console::routes(shared.clone(), guard.clone(), console);
     let api = service_of(shared);
     let ui = api.swagger_ui();
     let docs = api.swagger_ui();
@@ -202,7 +206,6 @@ pub fn app(
                 .body(yaml.as_str().to_string())
         })
     };
-    let token = token.filter(|t| !t.is_empty()).map(Arc::new);
     Route::new()
         .nest("/", api)
         .nest("/ui", ui)
@@ -210,7 +213,7 @@ pub fn app(
         .nest("/console", console)
         .at("/openapi.yaml", spec)
         .around(move |ep, mut req: Request| {
-            let token = token.clone();
+            let guard = guard.clone();
             async move {
                 // Bound every body: by its declared length, then by reading at most the limit
                 // within the body timeout (a body that trickles in holds a connection and a
@@ -241,27 +244,6 @@ pub fn app(
                         .header("location", "/console")
                         .finish());
                 }
-                if let Some(t) = token {
-                    // The console signs browsers in with a session cookie of its own.
-                    let open =
-                        OPEN_ROUTES.contains(&req.uri().path()) || is_console(req.uri().path());
-                    let given = req
-                        .headers()
-                        .get("authorization")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().split_once(' '))
-                        // RFC 9110: the scheme is case-insensitive.
-                        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-                        .map(|(_, token)| token.trim());
-                    if !open && !given.is_some_and(|g| same(g, &t)) {
-                        let mut r = ApiError::unauthorized().into_response();
-                        r.headers_mut().insert(
-                            "www-authenticate",
-                            poem::http::HeaderValue::from_static("Bearer realm=\"smo\""),
-                        );
-                        return Ok(r);
-                    }
-                }
                 let (method, route) = (method_of(req.method()), route_of(req.uri().path()));
                 if let Some(field) = nul_path_parameter(req.uri().path(), route) {
                     return Ok(problem::no_nul(field, "\0").unwrap_err().into_response());
@@ -278,14 +260,14 @@ pub fn app(
                 }
                 let (asked, path) = (req.method().to_string(), req.uri().path().to_string());
                 let started = std::time::Instant::now();
-                let resp = ep.call(req).await.map(IntoResponse::into_response);
+                let resp = guard::call(&guard, &ep, req, route).await;
                 // RFC 9110: a 405 lists the methods the route has.
                 let mut resp = match resp {
                     Ok(r) => r,
                     Err(e) => problem_for(e).await,
                 };
                 if resp.status() == StatusCode::METHOD_NOT_ALLOWED
-                    && let Some((_, methods)) = ROUTES.iter().find(|(p, _)| *p == route)
+                    && let Some(methods) = methods_of(route)
                 {
                     // The reference's Flask-era clients GET what is now a POST: name the route.
                     resp = problem_response(
@@ -294,8 +276,9 @@ pub fn app(
                         "Method not allowed",
                         format!("{asked} {path} is not served; use {methods} {path}"),
                     );
-                    resp.headers_mut()
-                        .insert("allow", poem::http::HeaderValue::from_static(methods));
+                    if let Ok(v) = poem::http::HeaderValue::from_str(&methods) {
+                        resp.headers_mut().insert("allow", v);
+                    }
                 } else if resp.status() == StatusCode::NOT_FOUND
                     && path.len() > 1
                     && path.ends_with('/')
@@ -392,8 +375,9 @@ mod route_tests {
             .collect();
         let mut routes: Vec<(String, String)> = ROUTES
             .iter()
-            .map(|(r, m)| (r.to_string(), m.to_string()))
+            .filter_map(|(r, _, _)| Some((r.to_string(), methods_of(r)?)))
             .collect();
+        routes.dedup();
         paths.sort_unstable();
         routes.sort_unstable();
         assert_eq!(routes, paths);

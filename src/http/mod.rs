@@ -29,10 +29,12 @@ macro_rules! route_type {
 }
 
 mod alerts;
+mod audit;
 mod clusters;
 mod compat;
 pub mod console;
 mod graphs;
+mod guard;
 mod health;
 mod jobs;
 mod middleware;
@@ -56,8 +58,8 @@ use uuid::Uuid;
 
 use self::middleware::*;
 pub use self::{
-    alerts::AlertsApi, clusters::ClustersApi, graphs::GraphsApi, health::HealthApi, jobs::JobsApi,
-    middleware::app, views::*,
+    alerts::AlertsApi, audit::AuditApi, audit::AuditEntry, audit::WhoAmI, clusters::ClustersApi,
+    graphs::GraphsApi, health::HealthApi, jobs::JobsApi, middleware::app, views::*,
 };
 pub use problem::{ApiError, Problem, ProblemItem};
 pub use serve::{HttpLimits, serve};
@@ -117,6 +119,7 @@ impl SmoApi {
     /// naming the parameter otherwise.
     async fn graph_page(
         &self,
+        caller: &crate::access::Caller,
         project: Option<&str>,
         base: &str,
         limit: Option<i64>,
@@ -125,6 +128,7 @@ impl SmoApi {
         let page = store::Page {
             after: after.and_then(|a| a.split_once('/')),
             limit,
+            within: caller.projects.list().filter(|_| !caller.sees_all()),
         };
         let list = store::list_graphs(&self.pool, project, page).await?;
         let next = match (limit, &list.last) {
@@ -260,6 +264,7 @@ impl SmoApi {
         tx: &mut sqlx::PgConnection,
     ) -> ApiResult<JobAccepted> {
         let e = reconcile::enqueue_for_graph(tx, &self.queue, graph, &args).await?;
+        guard::note_job(graph, None, e.id);
         Ok(JobAccepted {
             job_id: e.id,
             kind: A::KIND.into(),
@@ -397,11 +402,19 @@ pub fn api_service(
 }
 
 /// Every route of the API, one type per resource.
-pub type Routes = (HealthApi, ClustersApi, GraphsApi, AlertsApi, JobsApi);
+pub type Routes = (
+    HealthApi,
+    AuditApi,
+    ClustersApi,
+    GraphsApi,
+    AlertsApi,
+    JobsApi,
+);
 
 fn service_of(api: SmoApi) -> OpenApiService<Routes, ()> {
     let routes = (
         HealthApi(api.clone()),
+        AuditApi(api.clone()),
         ClustersApi(api.clone()),
         GraphsApi(api.clone()),
         AlertsApi(api.clone()),
@@ -411,7 +424,9 @@ fn service_of(api: SmoApi) -> OpenApiService<Routes, ()> {
         .description(
             "smo deploys application graphs (HDAGs) onto a Karmada federation. Mutations are recorded and \
              enqueued as jobs (202 + job id; follow GET /jobs/{id}). Errors are RFC 7807 problem documents. \
-             When a token is configured, every route except /healthz, /readyz and /metrics needs `Authorization: Bearer <token>`.",
+             When the server has an `api_token`, every route but /healthz and /readyz needs `Authorization: Bearer <token>`: \
+             the `api_token` itself (the bootstrap admin) or a token made with `smo-admin tokens create`, whose role \
+             (viewer, deployer, admin, alerts, metrics) and projects each operation checks (`x-smo-grant`; 403 names the missing grant).",
         )
         .server("/")
 }
@@ -426,22 +441,30 @@ pub fn openapi_yaml() -> String {
 
 /// poem-openapi's document plus what it cannot say: the bearer token, declared as a security
 /// scheme that every route but the open ones accepts (and needs, when a token is configured:
-/// hence the empty alternative, for a server run without one).
+/// hence the empty alternative, for a server run without one), and the grant each operation
+/// needs, from the route table (`x-smo-grant`, the roles that hold it in `x-smo-roles`).
 fn document_yaml(api: &OpenApiService<Routes, ()>) -> String {
     let mut doc: serde_json::Value =
         serde_json::from_str(&api.spec()).expect("poem-openapi writes JSON");
     doc["components"]["securitySchemes"]["bearerAuth"] = serde_json::json!({
         "type": "http",
         "scheme": "bearer",
-        "description": "The API token (`api_token`); required on every route but the health checks when the server has one.",
+        "description": "The API token (`api_token`, the bootstrap admin) or a token from `smo-admin tokens create`; required on every route but the health checks when the server has an `api_token`.",
     });
     if let Some(paths) = doc["paths"].as_object_mut() {
         for (path, ops) in paths.iter_mut() {
-            if OPEN_ROUTES.contains(&path.as_str()) {
-                continue;
-            }
-            for op in ops.as_object_mut().into_iter().flat_map(|o| o.values_mut()) {
+            for (method, op) in ops.as_object_mut().into_iter().flat_map(|o| o.iter_mut()) {
+                let need = guard::need_of(&method.to_ascii_uppercase(), path);
+                if need == crate::access::Need::Open {
+                    continue;
+                }
                 op["security"] = serde_json::json!([{ "bearerAuth": [] }, {}]);
+                let (grant, roles) = match need.role() {
+                    Some(r) => (r.as_str(), need.roles()),
+                    None => ("token", crate::access::Role::ALL.to_vec()),
+                };
+                op["x-smo-grant"] = grant.into();
+                op["x-smo-roles"] = roles.iter().map(|r| r.as_str()).collect();
             }
         }
     }

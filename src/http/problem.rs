@@ -37,6 +37,10 @@ pub enum ApiError {
     /// Missing or wrong bearer token.
     #[oai(status = 401, content_type = "application/problem+json")]
     Unauthorized(Json<Problem>),
+    /// The token is valid but lacks the grant (role, or project) the operation needs; the
+    /// problem names the grant.
+    #[oai(status = 403, content_type = "application/problem+json")]
+    Forbidden(Json<Problem>),
     /// No such graph or job.
     #[oai(status = 404, content_type = "application/problem+json")]
     NotFound(Json<Problem>),
@@ -95,6 +99,7 @@ impl ApiError {
         match self {
             Self::BadRequest(d)
             | Self::Unauthorized(d)
+            | Self::Forbidden(d)
             | Self::NotFound(d)
             | Self::Conflict(d)
             | Self::Timeout(d)
@@ -118,6 +123,39 @@ impl ApiError {
             "Unauthorized",
             401,
             "a valid bearer token is required (Authorization: Bearer <token>)".into(),
+            None,
+        ))
+    }
+    /// 403 naming the grant the caller lacks.
+    pub fn forbidden(denied: &crate::access::Denied) -> Self {
+        let mut problems = Vec::new();
+        if let Some(role) = denied.needs {
+            problems.push(ProblemItem {
+                path: "role".into(),
+                message: format!("needs {role}"),
+            });
+        }
+        if let Some(p) = &denied.project {
+            problems.push(ProblemItem {
+                path: "project".into(),
+                message: format!("needs a grant on project {p:?}"),
+            });
+        }
+        Self::Forbidden(doc(
+            "forbidden",
+            "Forbidden",
+            403,
+            denied.to_string(),
+            Some(problems),
+        ))
+    }
+    /// 401 for a token that was presented and refused.
+    pub fn refused_token() -> Self {
+        Self::Unauthorized(doc(
+            "unauthorized",
+            "Unauthorized",
+            401,
+            "the bearer token is not valid here (unknown, revoked or expired)".into(),
             None,
         ))
     }
@@ -196,6 +234,7 @@ impl From<crate::store::StoreError> for ApiError {
             E::GraphNotFound(_) => Self::not_found(e.to_string()),
             E::NameTaken { .. } => Self::conflict(e.to_string()).kind("name-taken"),
             E::Removing(_) => Self::conflict(e.to_string()).kind("graph-removing"),
+            E::TokenNameTaken(_) => Self::conflict(e.to_string()).kind("name-taken"),
             E::Descriptor { .. } => {
                 tracing::error!(error = %e, "a stored descriptor does not load");
                 Self::internal(e.to_string())

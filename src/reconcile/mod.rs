@@ -198,6 +198,43 @@ impl JobArgs for ClusterSyncJob {
     }
 }
 
+/// Retention, smo's way: the engine's `jobs.prune` kind (finished jobs older than
+/// `retention_secs`), which in smo also prunes the audit log after its own period. The engine's
+/// built-in handler of the kind is replaced, so one job keeps both tables bounded.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RetentionJob {
+    /// Finished jobs older than this many seconds are deleted.
+    pub retention_secs: u64,
+    /// Audit rows older than this many seconds are deleted (none: kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_retention_secs: Option<u64>,
+}
+
+impl JobArgs for RetentionJob {
+    const KIND: &'static str = smo_jobs::PRUNE_KIND;
+    const MAX_ATTEMPTS: u32 = 3;
+    fn unique_key(&self) -> Option<String> {
+        Some("prune".into())
+    }
+}
+
+async fn retention(app: &App, job: &RetentionJob, ctx: &JobContext) -> Result<(), JobError> {
+    let days = |secs: u64| chrono::Duration::seconds(secs.min(i64::MAX as u64 / 2) as i64);
+    let jobs = ctx
+        .queue
+        .prune(days(job.retention_secs))
+        .await
+        .map_err(JobError::transient)?;
+    let audit = match job.audit_retention_secs {
+        Some(secs) => store::prune_audit(&app.pool, ctx.queue.now() - days(secs))
+            .await
+            .map_err(JobError::transient)?,
+        None => 0,
+    };
+    tracing::info!(jobs, audit, "pruned finished jobs and old audit rows");
+    Ok(())
+}
+
 /// Enqueues a graph's job and links it to the graph, on the caller's transaction.
 pub async fn enqueue_for_graph<A: JobArgs>(
     conn: &mut PgConnection,
@@ -288,6 +325,7 @@ pub fn registry(app: App) -> Registry {
             &app, &j, &ctx
         )
         .await))
+        .register(bind!(RetentionJob, |app, j, ctx| retention(&app, &j, &ctx).await))
         .register(bind!(DeployConditionalJob, |app, j, ctx| {
             graph::deploy_conditional(&app, &j.graph, &j.service, &j.alert, &ctx).await
         }))

@@ -7,10 +7,16 @@ use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+mod access;
 mod failover;
 mod scaling;
 mod state;
 
+pub use self::access::{
+    AuditFilter, AuditRecord, NewToken, TokenAuth, TokenRecord, audit, audit_log, create_token,
+    graph_of_job, list_tokens, project_of_graph, prune_audit, revoke_token, token_by_prefix,
+    touch_token,
+};
 pub use self::failover::{
     ClusterEvent, ClusterHealth, FleetService, MovedService, add_event, add_event_with,
     clear_moves, cluster_events, cluster_health, fleet_services, graph_keys, graphs_named,
@@ -41,6 +47,9 @@ pub enum StoreError {
         /// Its project.
         project: String,
     },
+    /// A token of that name exists (revoked ones keep their names).
+    #[error("a token named {0:?} exists; token names are never reused")]
+    TokenNameTaken(String),
     /// The graph is being removed; it cannot be changed meanwhile.
     #[error("graph {0:?} is being removed")]
     Removing(String),
@@ -372,12 +381,14 @@ pub async fn list_graphs(
                 array_to_string(max(ARRAY[project, name]), '/') AS last
            FROM (SELECT name, project, version, revision, status, desired, updated_at FROM smo.graphs
                   WHERE ($1::text IS NULL OR project = $1) AND (project, name) > ($2, $3)
+                    AND ($5::text[] IS NULL OR project = ANY($5))
                   ORDER BY project, name LIMIT $4) g",
     )
     .bind(project)
     .bind(after_project)
     .bind(after_name)
     .bind(page.limit)
+    .bind(page.within)
     .fetch_one(pool)
     .await?)
 }
@@ -399,6 +410,8 @@ pub struct GraphList {
 pub struct Page<'a> {
     pub after: Option<(&'a str, &'a str)>,
     pub limit: Option<i64>,
+    /// Only these projects (a caller's); `None`: every project.
+    pub within: Option<&'a [String]>,
 }
 
 /// The services of a graph in descriptor order.
@@ -945,6 +958,7 @@ pub async fn graph_overviews(
     pool: &PgPool,
     project: Option<&str>,
     status: Option<&str>,
+    within: Option<&[String]>,
     limit: i64,
 ) -> Result<Vec<GraphOverview>, StoreError> {
     Ok(sqlx::query_as::<_, GraphOverview>(
@@ -956,11 +970,13 @@ pub async fn graph_overviews(
            LEFT JOIN LATERAL (SELECT kind, message, at FROM smo.decisions
                                WHERE graph = g.name ORDER BY id DESC LIMIT 1) d ON true
           WHERE ($1::text IS NULL OR g.project = $1) AND ($2::text IS NULL OR g.status = $2)
+            AND ($4::text[] IS NULL OR g.project = ANY($4))
           ORDER BY g.project, g.name LIMIT $3",
     )
     .bind(project)
     .bind(status)
     .bind(limit)
+    .bind(within)
     .fetch_all(pool)
     .await?)
 }

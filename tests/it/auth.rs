@@ -33,7 +33,7 @@ fn every_route() -> Vec<(String, String)> {
             templates.push((method.to_uppercase(), path.clone()));
         }
     }
-    for (method, path) in smo::http::console::route_table() {
+    for (method, path, _) in smo::http::console::route_table() {
         templates.push((method.to_string(), path));
     }
     for path in ["/openapi.yaml", "/ui", "/ui/", "/docs", "/docs/"] {

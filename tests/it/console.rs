@@ -27,7 +27,7 @@ async fn an_operator_signs_in_deploys_through_the_form_watches_it_run_stops_it_a
     b.screenshot("01-sign-in").await;
     b.type_into("#token", "not-the-token").await;
     b.click_to_page("main form button[type=submit]").await;
-    assert!(b.source().await.contains("not this server's API token"));
+    assert!(b.source().await.contains("That token is not valid here"));
     b.type_into("#token", TOKEN).await;
     b.click_to_page("main form button[type=submit]").await;
     assert_eq!(b.url().await, console, "{}", b.source().await);

@@ -24,3 +24,4 @@ mod self_metrics;
 mod shutdown;
 mod stack;
 mod support;
+mod teams;

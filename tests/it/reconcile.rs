@@ -292,6 +292,7 @@ fn test_settings() -> smo::settings::ServerSettings {
         worker_batch: 1,
         worker_prefix: String::new(),
         retention: Duration::from_secs(3600),
+        audit_retention: Duration::from_secs(90 * 86_400),
         shutdown_grace: Duration::from_secs(1),
         heartbeat_interval: Duration::from_secs(1),
         karmada_kubeconfig: None,

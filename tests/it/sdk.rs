@@ -258,6 +258,24 @@ async fn sdk_round_trips_every_operation() {
     );
     assert!(!err.is_bad_input());
 
+    // Who the SDK acts as (this stack has no token: the anonymous admin), and the audit log of
+    // what it changed.
+    let me = api.whoami().await.unwrap();
+    assert_eq!((me.name.as_str(), me.role.as_str()), ("anonymous", "admin"));
+    assert_eq!(me.projects, vec!["*".to_string()]);
+    let log = api
+        .audit_log(Some("sdk"), None, None, None, None, Some(1000))
+        .await
+        .unwrap();
+    assert!(
+        log.iter().any(|e| e.operation == "POST /project/{project}/graphs"
+            && e.graph.as_deref() == Some("autoscale")
+            && e.status == 202
+            && e.token == "anonymous"
+            && e.job_id.is_some()),
+        "{log:?}"
+    );
+
     // Remove: accepted, then gone.
     let rm = api.remove_graph("autoscale").await.unwrap();
     assert_eq!(rm.kind, "remove");

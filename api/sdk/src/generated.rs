@@ -20,6 +20,38 @@ pub struct AlertsAccepted {
     pub waiting: Vec<String>,
 }
 
+/// One change, as the audit log keeps it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AuditEntry {
+    /// When.
+    pub at: String,
+    /// More, when there is more to say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// The graph acted on, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graph: Option<String>,
+    /// Entry id (increasing; `before` pages by it).
+    pub id: i64,
+    /// The job it enqueued or acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    /// `METHOD /route/{template}`, or the smo-admin command.
+    pub operation: String,
+    /// The project acted in, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// The request's id (its `x-request-id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// api | console | webhook | admin.
+    pub source: String,
+    /// The HTTP status answered (smo-admin: 0 done, 1 failed).
+    pub status: i32,
+    /// The token's name.
+    pub token: String,
+}
+
 /// One entry of a member cluster's health history.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ClusterEventView {
@@ -303,6 +335,18 @@ pub struct ServiceView {
     pub values_overwrite: serde_json::Value,
 }
 
+/// Who a token acts as.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WhoAmI {
+    /// The token's name (`api_token`: the configured bootstrap token; `anonymous`: the server has
+    /// no token).
+    pub name: String,
+    /// The projects it acts in; `["*"]` for every project.
+    pub projects: Vec<String>,
+    /// viewer | deployer | admin | alerts | metrics.
+    pub role: String,
+}
+
 /// The answers of [`Client::deploy_graph`](crate::Client::deploy_graph), by status.
 #[derive(Debug, Clone, PartialEq)]
 #[allow(clippy::large_enum_variant)]
@@ -316,6 +360,7 @@ pub enum DeployGraphResponse {
 /// Every `operationId` of the API, in document order.
 pub const OPERATIONS: &[&str] = &[
     "postAlerts",
+    "auditLog",
     "listClusters",
     "clusterHistory",
     "syncClusters",
@@ -333,6 +378,7 @@ pub const OPERATIONS: &[&str] = &[
     "listProjectGraphs",
     "deployGraph",
     "readyz",
+    "whoami",
 ];
 
 impl crate::Client {
@@ -347,6 +393,35 @@ impl crate::Client {
     pub async fn post_alerts(&self, body: Vec<u8>) -> Result<AlertsAccepted, crate::Error> {
         let mut req = crate::Request::new("postAlerts", reqwest::Method::POST, "/alerts".to_string());
         req.body(body, "application/octet-stream");
+        let (status, bytes) = self.execute(req).await?;
+        crate::decode_json(status, &bytes)
+    }
+
+    /// The audit log, newest first: one entry per change made through the API, the console, the
+    /// Alertmanager webhook or smo-admin. `before` (an entry's id) pages; `since`/`until` bound the
+    /// time (RFC 3339).
+    ///
+    /// `GET /audit` (`auditLog`).
+    pub async fn audit_log(&self, project: Option<&str>, token: Option<&str>, since: Option<&str>, until: Option<&str>, before: Option<i64>, limit: Option<i64>) -> Result<Vec<AuditEntry>, crate::Error> {
+        let mut req = crate::Request::new("auditLog", reqwest::Method::GET, "/audit".to_string());
+        if let Some(project) = project {
+            req.query("project", project.to_string());
+        }
+        if let Some(token) = token {
+            req.query("token", token.to_string());
+        }
+        if let Some(since) = since {
+            req.query("since", since.to_string());
+        }
+        if let Some(until) = until {
+            req.query("until", until.to_string());
+        }
+        if let Some(before) = before {
+            req.query("before", before.to_string());
+        }
+        if let Some(limit) = limit {
+            req.query("limit", limit.to_string());
+        }
         let (status, bytes) = self.execute(req).await?;
         crate::decode_json(status, &bytes)
     }
@@ -544,6 +619,15 @@ impl crate::Client {
         let (status, bytes) = self.execute(req).await?;
         crate::decode_text(status, &bytes)
     }
+
+    /// The token this request is made with: its name, role and projects (`["*"]`: every project).
+    ///
+    /// `GET /whoami` (`whoami`).
+    pub async fn whoami(&self) -> Result<WhoAmI, crate::Error> {
+        let req = crate::Request::new("whoami", reqwest::Method::GET, "/whoami".to_string());
+        let (status, bytes) = self.execute(req).await?;
+        crate::decode_json(status, &bytes)
+    }
 }
 
 impl crate::blocking::Client {
@@ -558,6 +642,35 @@ impl crate::blocking::Client {
     pub fn post_alerts(&self, body: Vec<u8>) -> Result<AlertsAccepted, crate::Error> {
         let mut req = crate::Request::new("postAlerts", reqwest::Method::POST, "/alerts".to_string());
         req.body(body, "application/octet-stream");
+        let (status, bytes) = self.execute(req)?;
+        crate::decode_json(status, &bytes)
+    }
+
+    /// The audit log, newest first: one entry per change made through the API, the console, the
+    /// Alertmanager webhook or smo-admin. `before` (an entry's id) pages; `since`/`until` bound the
+    /// time (RFC 3339).
+    ///
+    /// `GET /audit` (`auditLog`).
+    pub fn audit_log(&self, project: Option<&str>, token: Option<&str>, since: Option<&str>, until: Option<&str>, before: Option<i64>, limit: Option<i64>) -> Result<Vec<AuditEntry>, crate::Error> {
+        let mut req = crate::Request::new("auditLog", reqwest::Method::GET, "/audit".to_string());
+        if let Some(project) = project {
+            req.query("project", project.to_string());
+        }
+        if let Some(token) = token {
+            req.query("token", token.to_string());
+        }
+        if let Some(since) = since {
+            req.query("since", since.to_string());
+        }
+        if let Some(until) = until {
+            req.query("until", until.to_string());
+        }
+        if let Some(before) = before {
+            req.query("before", before.to_string());
+        }
+        if let Some(limit) = limit {
+            req.query("limit", limit.to_string());
+        }
         let (status, bytes) = self.execute(req)?;
         crate::decode_json(status, &bytes)
     }
@@ -754,5 +867,14 @@ impl crate::blocking::Client {
         let req = crate::Request::new("readyz", reqwest::Method::GET, "/readyz".to_string());
         let (status, bytes) = self.execute(req)?;
         crate::decode_text(status, &bytes)
+    }
+
+    /// The token this request is made with: its name, role and projects (`["*"]`: every project).
+    ///
+    /// `GET /whoami` (`whoami`).
+    pub fn whoami(&self) -> Result<WhoAmI, crate::Error> {
+        let req = crate::Request::new("whoami", reqwest::Method::GET, "/whoami".to_string());
+        let (status, bytes) = self.execute(req)?;
+        crate::decode_json(status, &bytes)
     }
 }

@@ -78,6 +78,9 @@ enum Command {
     Status,
     /// Show the effective configuration (secrets hidden).
     Config,
+    /// The token this CLI uses (`SMO_API_TOKEN`, else `api_token` in ~/.smo/config.yaml): its
+    /// name, role and projects, as the API sees it.
+    Whoami,
     /// Member clusters.
     #[command(subcommand)]
     Cluster(ClusterCmd),
@@ -206,6 +209,16 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Openapi => print!("{}", crate::http::openapi_yaml()),
         Command::Status => return status::status(&client, &api_url, out).await,
+        Command::Whoami => {
+            let me = client.whoami().await?;
+            if out == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&me)?);
+            } else {
+                println!("name:     {}", me.name);
+                println!("role:     {}", me.role);
+                println!("projects: {}", me.projects.join(", "));
+            }
+        }
         Command::Dashboard => println!(
             "{}",
             serde_json::to_string_pretty(&crate::monitoring::render_smo_dashboard().model)?

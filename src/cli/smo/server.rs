@@ -55,6 +55,9 @@ pub(super) struct RunArgs {
     /// Finished jobs are pruned after this long (e.g. 7d, 12h) [default: 7d]
     #[arg(long, env = "SMO_RETENTION", value_parser = duration_text)]
     retention: Option<String>,
+    /// The audit log's rows are pruned after this long [default: 90d]
+    #[arg(long, env = "SMO_AUDIT_RETENTION", value_parser = duration_text)]
+    audit_retention: Option<String>,
     /// On SIGTERM, in-flight jobs may take this long before being handed back [default: 30s]
     #[arg(long, env = "SMO_SHUTDOWN_GRACE", value_parser = duration_text)]
     shutdown_grace: Option<String>,
@@ -113,6 +116,7 @@ impl RunArgs {
             worker_batch: self.batch,
             worker_prefix: self.worker_prefix.clone(),
             retention: self.retention.clone(),
+            audit_retention: self.audit_retention.clone(),
             shutdown_grace: self.shutdown_grace.clone(),
             heartbeat_interval: self.heartbeat_interval.clone(),
             prometheus_url: self.prometheus_url.clone(),

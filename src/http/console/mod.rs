@@ -4,8 +4,10 @@
 //! Thin handlers: each loads through the same [`SmoApi`] operations (or store queries) the REST API
 //! uses and hands data to the pure renderers in [`view`]; actions go through the same operations,
 //! so the console can do nothing the API cannot. With an API token configured, the sign-in form
-//! sets an HttpOnly, SameSite=Strict session cookie holding a digest of the token — never the
-//! token itself, and never in a URL. Assets are compiled into the binary.
+//! takes any token (the `api_token` or one from `smo-admin tokens create`) and sets an HttpOnly,
+//! SameSite=Strict session cookie that holds no token (see [`crate::access::session_cookie`]);
+//! every route declares the grant it needs in [`table`], checked by the server's guard, and pages
+//! offer only what the caller's role may do. Assets are compiled into the binary.
 
 pub mod view;
 
@@ -20,12 +22,14 @@ use poem::{
 use poem_openapi::param::{Path as OPath, Query as OQuery};
 use poem_openapi::payload::Binary;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use self::view::{DeployOutcome, FormProblem, GraphFilter, Nav, ServiceNode};
-use super::{ApiError, DeployResponse, SmoApi};
-use crate::store;
+use super::{ApiError, DeployResponse, SmoApi, guard::Guard};
+use crate::{
+    access::{Caller, Need},
+    store,
+};
 
 /// The console's stylesheet and script, compiled in.
 const CSS: &str = include_str!("console.css");
@@ -64,35 +68,11 @@ struct Console {
     prometheus: Option<crate::monitoring::io::Prometheus>,
     /// apalis-board, when its address is configured.
     board_url: Option<String>,
-    /// The session cookie's value when a token is configured: a digest of the token, so the
-    /// browser never holds the token and rotating the token ends every session.
-    session: Option<String>,
+    /// Resolves sign-ins to session cookies.
+    guard: Arc<Guard>,
 }
 
-/// The value a signed-in browser's cookie holds for `token`.
-fn session_value(token: &str) -> String {
-    let d = Sha256::digest(format!("smo-console-session\0{token}").as_bytes());
-    d.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-use super::middleware::same;
-
-/// The console's paths open without a session, matched whole (method and full path): the sign-in
-/// page and the two assets it needs. Anything else needs the session cookie, so a graph named
-/// `login` or `assets` is as guarded as any other.
-pub(super) const OPEN: &[(&str, &str)] = &[
-    ("GET", "/console/login"),
-    ("POST", "/console/login"),
-    ("GET", "/console/assets/console.css"),
-    ("GET", "/console/assets/console.js"),
-];
-
-/// True when `method path` (the path as the client sent it, before nesting) is on [`OPEN`].
-fn is_open(method: &str, path: &str) -> bool {
-    OPEN.iter().any(|(m, p)| *m == method && *p == path)
-}
-
-fn cookie_of(req: &Request) -> Option<String> {
+pub(super) fn cookie_of(req: &Request) -> Option<String> {
     req.headers()
         .get_all(header::COOKIE)
         .iter()
@@ -105,61 +85,91 @@ fn cookie_of(req: &Request) -> Option<String> {
 
 type Handler = poem::endpoint::BoxEndpoint<'static, Response>;
 
-/// Every console route: method, path under `/console`, handler. The router is built from this
-/// table and `tests/it/auth.rs` walks [`route_table`], so no route escapes the auth test.
-fn table() -> Vec<(Method, &'static str, Handler)> {
+/// Every console route: method, path under `/console`, the grant it needs, handler. The router
+/// is built from this table, the server's guard checks each route's grant from it (the graph
+/// routes in the graph's project), and `tests/it/auth.rs` and `tests/it/teams.rs` walk
+/// [`route_table`], so no route escapes them.
+fn table() -> Vec<(Method, &'static str, Need, Handler)> {
     vec![
-        (Method::GET, "/", graphs.boxed()),
-        (Method::GET, "/login", login_page.boxed()),
-        (Method::POST, "/login", login.boxed()),
-        (Method::POST, "/logout", logout.boxed()),
-        (Method::GET, "/assets/console.css", css.boxed()),
-        (Method::GET, "/assets/console.js", js.boxed()),
-        (Method::GET, "/graphs/:name", graph.boxed()),
+        (Method::GET, "/", Need::Read, graphs.boxed()),
+        (Method::GET, "/login", Need::Open, login_page.boxed()),
+        (Method::POST, "/login", Need::Open, login.boxed()),
+        (Method::POST, "/logout", Need::Open, logout.boxed()),
+        (Method::GET, "/assets/console.css", Need::Open, css.boxed()),
+        (Method::GET, "/assets/console.js", Need::Open, js.boxed()),
+        (Method::GET, "/graphs/:name", Need::Read, graph.boxed()),
         (
             Method::GET,
             "/graphs/:name/confirm/:action",
+            Need::Deploy,
             confirm.boxed(),
         ),
-        (Method::POST, "/graphs/:name/:action", act.boxed()),
-        (Method::GET, "/deploy", deploy_page.boxed()),
-        (Method::POST, "/deploy", deploy.boxed()),
-        (Method::GET, "/clusters", clusters.boxed()),
-        (Method::GET, "/queue", queue.boxed()),
-        (Method::POST, "/jobs/:id/:action", job_action.boxed()),
+        (
+            Method::POST,
+            "/graphs/:name/:action",
+            Need::Deploy,
+            act.boxed(),
+        ),
+        (Method::GET, "/deploy", Need::Deploy, deploy_page.boxed()),
+        (Method::POST, "/deploy", Need::Deploy, deploy.boxed()),
+        (Method::GET, "/clusters", Need::Read, clusters.boxed()),
+        (Method::GET, "/queue", Need::Admin, queue.boxed()),
+        (
+            Method::POST,
+            "/jobs/:id/:action",
+            Need::Admin,
+            job_action.boxed(),
+        ),
     ]
 }
 
-/// The console's routes as `(method, full path template)`, e.g. `("POST",
-/// "/console/graphs/:name/:action")`.
-pub fn route_table() -> Vec<(&'static str, String)> {
+/// The console's routes as `(method, full path template, grant)`, e.g. `("POST",
+/// "/console/graphs/:name/:action", Need::Deploy)`.
+pub fn route_table() -> Vec<(&'static str, String, Need)> {
     table()
         .into_iter()
-        .map(|(m, p, _)| {
+        .map(|(m, p, need, _)| {
             let m = match m {
                 Method::POST => "POST",
                 _ => "GET",
             };
-            (m, format!("/console{}", p.trim_end_matches('/')))
+            (m, format!("/console{}", p.trim_end_matches('/')), need)
         })
         .collect()
 }
 
-/// The console's routes (nested at `/console` by [`super::app`]).
-pub fn routes(
+/// The console route `method path` (a path as the client sent it) matches, with its grant:
+/// `None` when no route does.
+pub(super) fn template_of(method: &str, path: &str) -> Option<(String, Need)> {
+    let method = if method == "HEAD" { "GET" } else { method };
+    let parts: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    route_table().into_iter().find_map(|(m, t, need)| {
+        let templ: Vec<&str> = t.split('/').collect();
+        (m == method
+            && templ.len() == parts.len()
+            && templ
+                .iter()
+                .zip(&parts)
+                .all(|(t, p)| t.starts_with(':') || t == p))
+        .then_some((t, need))
+    })
+}
+
+/// The console's routes (nested at `/console` by [`super::app`]). Who may reach each is the
+/// server's guard's business; here, only that forms post from the console's own pages.
+pub(super) fn routes(
     api: SmoApi,
-    token: Option<&str>,
+    guard: Arc<Guard>,
     settings: ConsoleSettings,
 ) -> impl Endpoint + use<> {
     let console = Arc::new(Console {
         api,
         prometheus: settings.prometheus,
         board_url: settings.board_url,
-        session: token.filter(|t| !t.is_empty()).map(session_value),
+        guard,
     });
-    let guard = console.clone();
     let mut by_path: Vec<(&str, RouteMethod)> = Vec::new();
-    for (method, path, ep) in table() {
+    for (method, path, _, ep) in table() {
         match by_path.iter_mut().find(|(p, _)| *p == path) {
             Some((_, m)) => *m = std::mem::take(m).method(method, ep),
             None => by_path.push((path, RouteMethod::new().method(method, ep))),
@@ -169,27 +179,32 @@ pub fn routes(
         .into_iter()
         .fold(Route::new(), |r, (path, m)| r.at(path, m))
         .data(console)
-        .around(move |ep, req: Request| {
-            let console = guard.clone();
-            async move {
-                let open = is_open(req.method().as_str(), req.original_uri().path());
-                if !open
-                    && let Some(want) = &console.session
-                    && !cookie_of(&req).is_some_and(|c| same(&c, want))
-                {
-                    return Ok(see_other("/console/login"));
-                }
-                // Forms post from the console's own pages only: a cross-site form cannot act
-                // (the cookie is SameSite=Strict too; without a token this is the only guard).
-                if req.method() == poem::http::Method::POST && !same_origin(&req) {
-                    return Ok(page_error(
-                        StatusCode::FORBIDDEN,
-                        "This form was posted from another site.",
-                    ));
-                }
-                ep.call(req).await.map(IntoResponse::into_response)
+        .around(move |ep, req: Request| async move {
+            // Forms post from the console's own pages only: a cross-site form cannot act
+            // (the cookie is SameSite=Strict too; without a token this is the only guard).
+            if req.method() == poem::http::Method::POST && !same_origin(&req) {
+                return Ok(page_error(
+                    StatusCode::FORBIDDEN,
+                    "This form was posted from another site.",
+                ));
             }
+            ep.call(req).await.map(IntoResponse::into_response)
         })
+}
+
+/// Where a browser without a session goes.
+pub(super) fn sign_in_first() -> Response {
+    see_other("/console/login")
+}
+
+/// The page for a request the guard refused (403: it names the missing grant).
+pub(super) fn refused(e: ApiError) -> Response {
+    api_error(e)
+}
+
+/// The signed-in caller (the anonymous admin when the server has no token).
+fn caller(req: &Request) -> Caller {
+    super::audit::caller_of(req)
 }
 
 /// True unless the request names an `Origin` other than its own host.
@@ -237,8 +252,9 @@ fn page(
     if req.headers().contains_key("x-console-partial") {
         return html(main);
     }
-    let signed_in = console.session.is_some();
-    html(view::layout(title, nav, &main, live, signed_in))
+    let who = caller(req);
+    let who = console.guard.on().then_some(&who);
+    html(view::layout(title, nav, &main, live, who))
 }
 
 fn page_error(status: StatusCode, message: &str) -> Response {
@@ -247,7 +263,7 @@ fn page_error(status: StatusCode, message: &str) -> Response {
         status.canonical_reason().unwrap_or("Error"),
         view::esc(message)
     );
-    let mut r = html(view::layout("Error", Nav::None, &main, false, false));
+    let mut r = html(view::layout("Error", Nav::None, &main, false, None));
     r.set_status(status);
     r
 }
@@ -282,7 +298,7 @@ fn js() -> Response {
 
 #[handler]
 fn login_page(console: Data<&Arc<Console>>) -> Response {
-    if console.session.is_none() {
+    if !console.guard.on() {
         return see_other("/console");
     }
     html(view::login(None))
@@ -294,22 +310,31 @@ struct LoginForm {
 }
 
 #[handler]
-fn login(console: Data<&Arc<Console>>, form: Form<LoginForm>) -> Response {
-    let Some(want) = &console.session else {
+async fn login(console: Data<&Arc<Console>>, form: Form<LoginForm>) -> Response {
+    if !console.guard.on() {
         return see_other("/console");
-    };
-    if !same(&session_value(form.token.trim()), want) {
-        let mut r = html(view::login(Some(
-            "That token is not this server's API token.",
-        )));
+    }
+    let refuse = |message: &str| {
+        let mut r = html(view::login(Some(message)));
         r.set_status(StatusCode::UNAUTHORIZED);
-        return r;
+        r
+    };
+    let (caller, cookie) = match console.guard.sign_in(form.token.trim()).await {
+        Ok(Some(signed)) => signed,
+        Ok(None) => return refuse("That token is not valid here (unknown, revoked or expired)."),
+        Err(e) => return api_error(e),
+    };
+    if !caller.role.grants(Need::Read) {
+        return refuse(&format!(
+            "A token with the role {} has no console pages; sign in with a viewer, deployer or admin token.",
+            caller.role
+        ));
     }
     // No Max-Age: a session cookie, gone when the browser session ends.
     let mut r = see_other("/console");
     r.headers_mut().insert(
         header::SET_COOKIE,
-        format!("{COOKIE}={want}; Path=/console; HttpOnly; SameSite=Strict")
+        format!("{COOKIE}={cookie}; Path=/console; HttpOnly; SameSite=Strict")
             .parse()
             .expect("a valid header"),
     );
@@ -348,10 +373,13 @@ async fn graphs(req: &Request, console: Data<&Arc<Console>>, q: Query<ListQuery>
         status: non_empty(&q.status),
     };
     let pool = &console.api.pool;
+    let who = caller(req);
+    let within = who.projects.list().filter(|_| !who.sees_all());
     let rows = match store::graph_overviews(
         pool,
         filter.project.as_deref(),
         filter.status.as_deref(),
+        within,
         LIST_LIMIT,
     )
     .await
@@ -360,7 +388,10 @@ async fn graphs(req: &Request, console: Data<&Arc<Console>>, q: Query<ListQuery>
         Err(e) => return store_error(e),
     };
     let projects = match store::project_names(pool).await {
-        Ok(p) => p,
+        Ok(p) => p
+            .into_iter()
+            .filter(|p| within.is_none_or(|w| w.contains(p)))
+            .collect::<Vec<_>>(),
         Err(e) => return store_error(e),
     };
     let main = view::graphs(&rows, &projects, &filter, Utc::now());
@@ -370,14 +401,17 @@ async fn graphs(req: &Request, console: Data<&Arc<Console>>, q: Query<ListQuery>
 #[handler]
 async fn graph(req: &Request, console: Data<&Arc<Console>>, name: Path<String>) -> Response {
     match load_graph(&console, &name.0).await {
-        Ok(p) => page(
-            req,
-            &console,
-            &p.name.clone(),
-            Nav::Graphs,
-            view::graph(&p, Utc::now()),
-            true,
-        ),
+        Ok(p) => {
+            let may_act = caller(req).allows(Need::Deploy, Some(&p.project)).is_ok();
+            page(
+                req,
+                &console,
+                &p.name.clone(),
+                Nav::Graphs,
+                view::graph(&p, Utc::now(), may_act),
+                true,
+            )
+        }
         Err(r) => r,
     }
 }
@@ -558,6 +592,10 @@ struct DeployForm {
 #[handler]
 async fn deploy(req: &Request, console: Data<&Arc<Console>>, form: Form<DeployForm>) -> Response {
     let form = form.0;
+    // The guard checked the role; the project comes with the form.
+    if let Err(d) = caller(req).allows(Need::Deploy, Some(form.project.trim())) {
+        return api_error(ApiError::forbidden(&d));
+    }
     let dry = form.action.as_deref() != Some("deploy");
     let answer = super::GraphsApi(console.api.clone())
         .deploy(
@@ -688,6 +726,7 @@ async fn job_action(console: Data<&Arc<Console>>, p: Path<(String, String)>) -> 
         return page_error(StatusCode::NOT_FOUND, "not a job id");
     };
     let q = &console.api.queue;
+    super::guard::note_job("", None, id);
     let done = match action.as_str() {
         "retry" => q.retry(id).await,
         "cancel" => q.cancel(id).await,
@@ -704,12 +743,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_session_cookie_is_a_digest_never_the_token() {
-        let v = session_value("s3cret");
-        assert!(!v.contains("s3cret"));
-        assert_eq!(v.len(), 64);
-        assert_ne!(v, session_value("s3cret2"));
-        assert!(same(&v, &session_value("s3cret")));
-        assert!(!same(&v, &v[..63]));
+    fn a_path_finds_its_console_route_and_grant() {
+        assert_eq!(
+            template_of("POST", "/console/graphs/login/stop"),
+            Some(("/console/graphs/:name/:action".into(), Need::Deploy))
+        );
+        assert_eq!(
+            template_of("GET", "/console/login"),
+            Some(("/console/login".into(), Need::Open))
+        );
+        assert_eq!(
+            template_of("GET", "/console"),
+            Some(("/console".into(), Need::Read))
+        );
+        assert_eq!(
+            template_of("GET", "/console/queue"),
+            Some(("/console/queue".into(), Need::Admin))
+        );
+        assert_eq!(template_of("GET", "/console/graphs/a/b/c/d"), None);
+        assert_eq!(template_of("DELETE", "/console/queue"), None);
     }
 }

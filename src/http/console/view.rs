@@ -53,7 +53,16 @@ pub enum Nav {
 
 /// The shell every page shares: navigation, a skip link, `<main>` (what live refresh replaces when
 /// `live`) and the small script.
-pub fn layout(title: &str, nav: Nav, main: &str, live: bool, signed_in: bool) -> String {
+/// `who` is the signed-in caller when the server has tokens: the navigation offers only what its
+/// role may do, and the header says who is signed in.
+pub fn layout(
+    title: &str,
+    nav: Nav,
+    main: &str,
+    live: bool,
+    who: Option<&crate::access::Caller>,
+) -> String {
+    use crate::access::Need;
     let link = |n: Nav, href: &str, label: &str| {
         let current = if n == nav {
             " aria-current=\"page\""
@@ -62,10 +71,23 @@ pub fn layout(title: &str, nav: Nav, main: &str, live: bool, signed_in: bool) ->
         };
         format!("<a href=\"{href}\"{current}>{label}</a>")
     };
-    let logout = if signed_in {
-        "<form method=\"post\" action=\"/console/logout\" class=\"logout\"><button type=\"submit\">Sign out</button></form>"
+    let logout = match who {
+        Some(c) => format!(
+            "<form method=\"post\" action=\"/console/logout\" class=\"logout\"><span class=\"who\" id=\"who\">{}</span> <button type=\"submit\">Sign out</button></form>",
+            esc(&c.describe())
+        ),
+        None => String::new(),
+    };
+    let may = |need: Need| who.is_none_or(|c| c.role.grants(need));
+    let deploy = if may(Need::Deploy) {
+        link(Nav::Deploy, "/console/deploy", "Deploy")
     } else {
-        ""
+        String::new()
+    };
+    let queue = if may(Need::Admin) {
+        link(Nav::Queue, "/console/queue", "Queue")
+    } else {
+        String::new()
     };
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -76,9 +98,9 @@ pub fn layout(title: &str, nav: Nav, main: &str, live: bool, signed_in: bool) ->
 <main id=\"main\" tabindex=\"-1\"{}>{main}</main>\
 <script src=\"/console/assets/console.js\" defer></script></body></html>",
         link(Nav::Graphs, "/console", "Graphs"),
-        link(Nav::Deploy, "/console/deploy", "Deploy"),
+        deploy,
         link(Nav::Clusters, "/console/clusters", "Clusters"),
-        link(Nav::Queue, "/console/queue", "Queue"),
+        queue,
         if live { " data-live=\"5000\"" } else { "" },
         title = esc(title),
     )
@@ -125,10 +147,10 @@ pub fn login(error: Option<&str>) -> String {
         "<h1>Sign in</h1>{error}<form method=\"post\" action=\"/console/login\" class=\"card narrow\">\
 <label for=\"token\">API token</label>\
 <input id=\"token\" name=\"token\" type=\"password\" autocomplete=\"current-password\" required autofocus>\
-<p class=\"hint\">The server's <code>api_token</code>. It is kept for this browser session only.</p>\
+<p class=\"hint\">The server's <code>api_token</code> or a token from <code>smo-admin tokens create</code>. The browser keeps a session, never the token.</p>\
 <button type=\"submit\">Sign in</button></form>"
     );
-    layout("Sign in", Nav::None, &main, false, false)
+    layout("Sign in", Nav::None, &main, false, None)
 }
 
 /// Filters of the graph list.
@@ -756,7 +778,8 @@ fn jobs_table(jobs: &[smo_jobs::JobRow], now: DateTime<Utc>, actions: bool) -> S
 }
 
 /// The graph page.
-pub fn graph(page: &GraphPage, now: DateTime<Utc>) -> String {
+/// The graph page; `may_act` shows the actions (the caller may deploy in the graph's project).
+pub fn graph(page: &GraphPage, now: DateTime<Utc>, may_act: bool) -> String {
     let mut m = String::with_capacity(16 * 1024);
     let _ = write!(
         m,
@@ -777,12 +800,17 @@ pub fn graph(page: &GraphPage, now: DateTime<Utc>) -> String {
         let _ = write!(m, "<p>{}</p>", esc(d));
     }
     m.push_str("<div class=\"actions\" role=\"group\" aria-label=\"Actions\">");
-    for (action, label) in [
-        ("start", "Start"),
-        ("stop", "Stop"),
-        ("re-place", "Re-place"),
-        ("remove", "Remove"),
-    ] {
+    let actions: &[(&str, &str)] = if may_act {
+        &[
+            ("start", "Start"),
+            ("stop", "Stop"),
+            ("re-place", "Re-place"),
+            ("remove", "Remove"),
+        ]
+    } else {
+        &[]
+    };
+    for (action, label) in actions {
         let _ = write!(
             m,
             "<a class=\"button\" href=\"/console/graphs/{}/confirm/{action}\">{label}</a>",
