@@ -662,7 +662,8 @@ async fn charts_smo_installs_into_the_sim_with_the_real_engine_and_its_schema_re
         "--kubeconfig",
         &kc,
         "--set",
-        "database.url=postgres://smo@db/smo,worker.hpa.enabled=true,serviceMonitor.enabled=true",
+        "database.url=postgres://smo@db/smo,worker.hpa.enabled=true,serviceMonitor.enabled=true,\
+         api.token.existingSecret=smo-api,api.metricsToken.existingSecret=smo-metrics",
     ]);
     let names = |path: &str| {
         let url = format!("{sim}{path}");
@@ -693,6 +694,33 @@ async fn charts_smo_installs_into_the_sim_with_the_real_engine_and_its_schema_re
     ] {
         assert!(!names(&path).await.is_empty(), "nothing at {path}");
     }
+    // The scrape sends the metrics-role token, not the admin's; every role keeps audit rows 90 days.
+    let monitors: Value = reqwest::get(format!(
+        "{sim}/apis/monitoring.coreos.com/v1/{ns}/servicemonitors"
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        monitors["items"][0]["spec"]["endpoints"][0]["bearerTokenSecret"]["name"], "smo-metrics",
+        "{monitors}"
+    );
+    let api: Value = reqwest::get(format!("{sim}/apis/apps/v1/{ns}/deployments/smo-api"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let env = &api["spec"]["template"]["spec"]["containers"][0]["env"];
+    assert!(
+        env.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "SMO_AUDIT_RETENTION" && e["value"] == "90d"),
+        "{env}"
+    );
     // The migration hook (a Job) ran and succeeded, and Helm deleted it as its policy says.
     let status: Value = serde_json::from_str(&helm_ok(&[
         "status",

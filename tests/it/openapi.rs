@@ -33,9 +33,54 @@ async fn api_openapi_yaml_is_fresh() {
 /// schemathesis (a real OpenAPI fuzzer, installed by scripts/setup) against the live API: the
 /// coverage, fuzzing and stateful phases, bounded in examples and time, with a fixed seed so a
 /// run is repeatable. Any failure (a 5xx, an undocumented status, a response that breaks its
-/// schema, a 405 without Allow, …) fails this test with schemathesis's own report.
+/// schema, a 405 without Allow, …) fails this test with schemathesis's own report. It runs as the
+/// bootstrap admin (every operation reaches its handler).
 #[tokio::test]
 async fn schemathesis_finds_nothing_against_the_live_api() {
+    let token = "schemathesis-token";
+    let s = fuzzed_stack(token).await;
+    schemathesis(&s, token, "coverage,fuzzing,stateful", "90").await;
+}
+
+/// The same fuzzing as a viewer of the project that holds the graph: reads answer, every change
+/// is a documented 403.
+#[tokio::test]
+async fn schemathesis_finds_nothing_as_a_viewer() {
+    let s = fuzzed_stack("schemathesis-admin").await;
+    let (viewer, presented) = smo::access::new_token();
+    let mut conn = s.db.pool.acquire().await.unwrap();
+    smo::store::create_token(
+        &mut conn,
+        &smo::store::NewToken {
+            name: "fuzz-viewer",
+            presented: &presented,
+            role: smo::access::Role::Viewer,
+            projects: Some(&["demo".to_string()]),
+            expires_at: None,
+        },
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
+    schemathesis(&s, &viewer, "coverage,fuzzing", "40").await;
+}
+
+/// A stack with a token (as a production server runs) and a graph, so the stateful phase can
+/// follow links past 404s.
+async fn fuzzed_stack(token: &str) -> crate::stack::Stack {
+    let s = crate::stack::Stack::with_token(token).await;
+    let accepted = s
+        .client
+        .deploy("demo", crate::support::example("hello.yaml"), false)
+        .await
+        .unwrap();
+    s.succeed(&accepted).await;
+    s
+}
+
+/// Runs schemathesis against `s` as `token` (every request sends it, so the fuzzing reaches the
+/// guard and the handlers; the document comes from a file, as fetching it needs a token).
+async fn schemathesis(s: &crate::stack::Stack, token: &str, phases: &str, max_time: &str) {
     let bin = std::env::var("SMO_SCHEMATHESIS").unwrap_or_else(|_| {
         concat!(env!("CARGO_MANIFEST_DIR"), "/target/py/bin/schemathesis").to_string()
     });
@@ -43,17 +88,6 @@ async fn schemathesis_finds_nothing_against_the_live_api() {
         std::path::Path::new(&bin).exists(),
         "{bin} is missing: run scripts/setup (it installs schemathesis into a venv)"
     );
-    // With the token set, as a production server runs: every request sends it (so the fuzzing
-    // reaches the handlers), and the document comes from a file (fetching it needs the token).
-    let token = "schemathesis-token";
-    let s = crate::stack::Stack::with_token(token).await;
-    // Something to find: a graph, so the stateful phase can follow links past 404s.
-    let accepted = s
-        .client
-        .deploy("demo", crate::support::example("hello.yaml"), false)
-        .await
-        .unwrap();
-    s.succeed(&accepted).await;
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/schemathesis.toml");
     let doc = std::env::temp_dir().join(format!("{}-openapi.yaml", s.db.name));
     std::fs::write(&doc, smo::http::openapi_yaml()).unwrap();
@@ -64,11 +98,11 @@ async fn schemathesis_finds_nothing_against_the_live_api() {
         .args(["--header", &format!("Authorization: Bearer {token}")])
         .args([
             "--phases",
-            "coverage,fuzzing,stateful",
+            phases,
             "--max-examples",
             "15",
             "--max-time",
-            "90",
+            max_time,
             "--workers",
             "1",
             "--seed",

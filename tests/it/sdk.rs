@@ -268,11 +268,12 @@ async fn sdk_round_trips_every_operation() {
         .await
         .unwrap();
     assert!(
-        log.iter().any(|e| e.operation == "POST /project/{project}/graphs"
-            && e.graph.as_deref() == Some("autoscale")
-            && e.status == 202
-            && e.token == "anonymous"
-            && e.job_id.is_some()),
+        log.iter()
+            .any(|e| e.operation == "POST /project/{project}/graphs"
+                && e.graph.as_deref() == Some("autoscale")
+                && e.status == 202
+                && e.token == "anonymous"
+                && e.job_id.is_some()),
         "{log:?}"
     );
 

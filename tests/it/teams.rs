@@ -849,3 +849,59 @@ fn smo_admin_makes_lists_and_revokes_tokens_and_smo_whoami_shows_them() {
     drop(stack);
     drop(rt);
 }
+
+/// The audit log is kept by the retention job that prunes finished jobs (`jobs.prune`), after its
+/// own period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_retention_job_prunes_the_audit_log_after_its_own_period() {
+    let stack = Stack::with_token(ADMIN).await;
+    let mut conn = stack.db.pool.acquire().await.unwrap();
+    for (days, op) in [(100, "old"), (10, "recent")] {
+        smo::store::audit(
+            &mut conn,
+            &smo::store::AuditRecord {
+                at: Utc::now() - chrono::Duration::days(days),
+                token: "t".into(),
+                source: "api".into(),
+                operation: op.into(),
+                status: 202,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    }
+    drop(conn);
+    let queue = smo_jobs::Queue::new(stack.db.pool.clone());
+    let job = queue
+        .enqueue(&smo::reconcile::RetentionJob {
+            retention_secs: 7 * 86_400,
+            audit_retention_secs: Some(90 * 86_400),
+        })
+        .await
+        .unwrap();
+    let done = crate::stack::wait_job(&stack.client, &job.id.to_string()).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let left: Vec<String> = smo::store::audit_log(
+        &stack.db.pool,
+        &smo::store::AuditFilter {
+            limit: 10,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|r| r.operation)
+    .collect();
+    assert_eq!(left, ["recent"]);
+    // And the cron entry the scheduler installs is this job, with the configured period.
+    let settings =
+        smo::settings::ServerSettings::resolve(&Default::default(), stack.db.url.clone()).unwrap();
+    let entries = smo::server::cron_entries(&settings).unwrap();
+    let prune = entries.iter().find(|e| e.name == "jobs.prune").unwrap();
+    assert_eq!(
+        prune.job.args["audit_retention_secs"],
+        serde_json::json!(90 * 86_400)
+    );
+}

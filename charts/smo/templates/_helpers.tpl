@@ -72,6 +72,8 @@ app.kubernetes.io/part-of: smo
 {{ include "smo.databaseEnv" . }}
 - name: SMO_RETENTION
   value: {{ .Values.retention | quote }}
+- name: SMO_AUDIT_RETENTION
+  value: {{ .Values.auditRetention | quote }}
 - name: SMO_LOG_FORMAT
   value: {{ .Values.logging.format | quote }}
 - name: RUST_LOG
