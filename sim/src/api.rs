@@ -630,11 +630,6 @@ fn list_json(st: &State, res: Res, items: Vec<Value>) -> Value {
 }
 
 fn list(st: &State, res: Res, ns: Option<&str>, query: &BTreeMap<String, String>) -> Out {
-    if query.get("watch").is_some_and(|w| w == "true" || w == "1") {
-        return Err(ApiError::MethodNotAllowed(
-            "watch is not supported by smo sim".into(),
-        ));
-    }
     let items = select(st, res, ns, query)?.into_iter().cloned().collect();
     Ok((200, list_json(st, res, items)))
 }
@@ -974,10 +969,6 @@ mod tests {
             )
             .0,
             400
-        );
-        assert_eq!(
-            call(&sim, "GET", "/api/v1/namespaces?watch=true", "", "").0,
-            405
         );
         assert_eq!(call(&sim, "GET", "/apis", "", "").1["kind"], "APIGroupList");
         assert_eq!(

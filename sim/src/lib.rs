@@ -17,7 +17,7 @@
 //!   `horizontalpodautoscalers`; `validatingadmissionpolicies` and
 //!   `validatingadmissionpolicybindings` (admissionregistration.k8s.io/v1), enforced. Verbs: list (label and field selectors, also across namespaces),
 //!   get, create, replace, patch (apply, merge, strategic-as-merge, JSON patch), delete,
-//!   deletecollection, and `/status` for every kind; `dryRun` honoured. No watch. Bodies in JSON,
+//!   deletecollection, and `/status` for every kind; `dryRun` honoured; watch (below). Bodies in JSON,
 //!   YAML (apply) or, for Secrets, ConfigMaps, Namespaces and DeleteOptions, Kubernetes protobuf
 //!   (what typed clients such as Helm's release storage and `kubectl create` send).
 //! - OpenAPI v3 (`/openapi/v3`): every kind, with `fieldValidation`; the real schemas of the
@@ -57,7 +57,14 @@
 //! - Main-resource writes never change `status`; the simulation owns Deployment and Cluster status
 //!   and writes a ResourceBinding (`<name>-deployment`) per propagated Deployment with the
 //!   scheduling result and each member's status. Jobs complete as soon as they exist (no pods run).
-//! - Not simulated: watch, ClusterPropagationPolicy, the effect of OverridePolicies (stored only),
+//! - Watch (`?watch=true` on every list path, `module watch`): newline-delimited events from a
+//!   change log of the last 8,192 changes; `resourceVersion` resumes, an older one gets an
+//!   `ERROR` event with 410 Expired; `sendInitialEvents=true` (the watch-list protocol Helm's
+//!   `--wait` and client-go informers use) ends its `ADDED` events with a `BOOKMARK` annotated
+//!   `k8s.io/initial-events-end`; `allowWatchBookmarks`, `timeoutSeconds`, label and field
+//!   selectors; `as=Table` for `kubectl get -w`. ReplicaSets and Pods are served (none exist: no
+//!   controller makes them on a Karmada API server) because status readers list them.
+//! - Not simulated: ClusterPropagationPolicy, the effect of OverridePolicies (stored only),
 //!   `clusterAffinities`, spread constraints, ClusterResourceBindings and Works.
 //! - `kubectl get` gets Tables (`as=Table`) with the kind's columns for Deployments, StatefulSets,
 //!   Services, Namespaces, Secrets, ConfigMaps, Clusters and ResourceBindings; NAME and AGE for
@@ -74,6 +81,7 @@ pub use store::{FENCE_ANNOTATION, FENCE_POLICY};
 mod table;
 #[cfg(test)]
 mod tests;
+mod watch;
 
 use std::{
     collections::BTreeMap,
@@ -442,6 +450,8 @@ const WRITE_LOG_LIMIT: usize = 100_000;
 #[derive(Clone)]
 pub struct Sim {
     state: Arc<Mutex<State>>,
+    /// Woken after every write, so watches stream at once.
+    changed: Arc<tokio::sync::Notify>,
     /// The state file and whether the store changed since it was last written.
     persist: Option<Arc<Persist>>,
 }
@@ -529,6 +539,7 @@ impl Sim {
         reconcile(&mut state, Instant::now());
         Sim {
             state: Arc::new(Mutex::new(state)),
+            changed: Arc::new(tokio::sync::Notify::new()),
             persist,
         }
     }
@@ -595,6 +606,10 @@ impl Sim {
         let accept = header(poem::http::header::ACCEPT);
         let user_agent = header(poem::http::header::USER_AGENT);
         let received = chrono::Utc::now();
+        if method == "GET" && watch::wanted(&api::parse_query(&query)) {
+            tracing::debug!(%path, %query, %accept, "sim watch");
+            return self.watch(&path, &query, &accept);
+        }
         let body = req.into_body().into_vec().await.unwrap_or_default();
         let latency = self.with_state(|st| st.write_latency_ms);
         if latency > 0 && method != "GET" {
@@ -675,11 +690,56 @@ impl Sim {
         {
             p.dirty.store(true, std::sync::atomic::Ordering::Release);
         }
-        tracing::debug!(%method, %path, status = r.status, "sim request");
+        if method != "GET" && method != "HEAD" {
+            self.changed.notify_waiters();
+        }
+        tracing::debug!(%method, %path, %query, status = r.status, "sim request");
         Response::builder()
             .status(StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
             .content_type(r.content_type)
             .body(r.body)
+    }
+
+    /// A watch: the first events at once, then a task streaming changes into the response body.
+    fn watch(&self, path: &str, query: &str, accept: &str) -> Response {
+        let error = |e: &store::ApiError| {
+            Response::builder()
+                .status(StatusCode::from_u16(e.code()).unwrap_or(StatusCode::BAD_REQUEST))
+                .content_type("application/json")
+                .body(e.status_json().to_string())
+        };
+        let Some((res, ns, name)) = api::target_of(path) else {
+            return error(&store::ApiError::NoRoute);
+        };
+        let spec = match watch::Spec::parse(res, Some(ns), name, &api::parse_query(query), accept) {
+            Ok(s) => s,
+            Err(e) => return error(&e),
+        };
+        let started = self.with_state(|st| watch::start(st, &spec));
+        let (reader, writer) = tokio::io::duplex(64 * 1024);
+        match started {
+            Ok((first, at)) => {
+                tokio::spawn(watch::run(
+                    self.state.clone(),
+                    self.changed.clone(),
+                    spec,
+                    first,
+                    at,
+                    writer,
+                ));
+            }
+            Err(gone) => {
+                tokio::spawn(async move {
+                    use tokio::io::AsyncWriteExt as _;
+                    let mut w = writer;
+                    let _ = w.write_all(&gone).await;
+                });
+            }
+        }
+        Response::builder()
+            .status(StatusCode::OK)
+            .content_type("application/json")
+            .body(poem::Body::from_async_read(reader))
     }
 
     /// Serves on `addr` (port 0 for any free port) in a background task of the current Tokio

@@ -1,7 +1,7 @@
 //! The object store: what an apiserver keeps and how it writes (metadata bookkeeping,
 //! resourceVersion, optimistic concurrency, patches). Free of HTTP so it can be tested directly.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 use serde_json::{Map, Value, json};
 
@@ -42,6 +42,8 @@ pub(crate) enum Res {
     StorageClass,
     ValidatingAdmissionPolicy,
     ValidatingAdmissionPolicyBinding,
+    ReplicaSet,
+    Pod,
 }
 
 /// The short names and categories a real apiserver (or the kind's CRD) reports for a plural:
@@ -58,6 +60,8 @@ pub(crate) fn short_names(plural: &str) -> (&'static [&'static str], &'static [&
         "serviceaccounts" => (&["sa"], &[]),
         "persistentvolumeclaims" => (&["pvc"], &[]),
         "statefulsets" => (&["sts"], &["all"]),
+        "replicasets" => (&["rs"], &["all"]),
+        "pods" => (&["po"], &["all"]),
         "daemonsets" => (&["ds"], &["all"]),
         "jobs" => (&[], &["all"]),
         "ingresses" => (&["ing"], &[]),
@@ -189,6 +193,17 @@ const STATEFULSET: KindMeta = meta(
     true,
 );
 const DAEMONSET: KindMeta = meta("apps", "v1", "daemonsets", "daemonset", "DaemonSet", true);
+// A Karmada API server is a kube-apiserver: it serves ReplicaSets and Pods, though no controller
+// makes any there. Status readers (Helm's `--wait`, kstatus) list them for a Deployment.
+const REPLICASET: KindMeta = meta(
+    "apps",
+    "v1",
+    "replicasets",
+    "replicaset",
+    "ReplicaSet",
+    true,
+);
+const POD: KindMeta = meta("", "v1", "pods", "pod", "Pod", true);
 const JOB: KindMeta = meta("batch", "v1", "jobs", "job", "Job", true);
 const INGRESS: KindMeta = meta(
     "networking.k8s.io",
@@ -301,7 +316,7 @@ const VAPB: KindMeta = meta(
 );
 
 impl Res {
-    pub const ALL: [Res; 30] = [
+    pub const ALL: [Res; 32] = [
         Res::Namespace,
         Res::Service,
         Res::Deployment,
@@ -332,6 +347,8 @@ impl Res {
         Res::StorageClass,
         Res::ValidatingAdmissionPolicy,
         Res::ValidatingAdmissionPolicyBinding,
+        Res::ReplicaSet,
+        Res::Pod,
     ];
 
     pub fn meta(self) -> &'static KindMeta {
@@ -366,6 +383,8 @@ impl Res {
             Res::StorageClass => &STORAGECLASS,
             Res::ValidatingAdmissionPolicy => &VAP,
             Res::ValidatingAdmissionPolicyBinding => &VAPB,
+            Res::ReplicaSet => &REPLICASET,
+            Res::Pod => &POD,
         }
     }
 
@@ -616,11 +635,47 @@ pub(crate) struct Entry {
     pub seq: u64,
 }
 
+/// What a change did, as a watch names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ChangeKind {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl ChangeKind {
+    /// The watch event's `type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Added => "ADDED",
+            ChangeKind::Modified => "MODIFIED",
+            ChangeKind::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One change of one object, at the resourceVersion it made: what watches stream.
+#[derive(Debug)]
+pub(crate) struct Change {
+    pub rv: u64,
+    pub kind: ChangeKind,
+    pub res: Res,
+    pub obj: Value,
+}
+
+/// How many changes the store keeps for watches; a watch from an older resourceVersion gets
+/// `410 Gone` and lists again, as from an apiserver whose watch cache moved on.
+pub(crate) const CHANGE_WINDOW: usize = 8192;
+
 /// All objects, keyed by kind, namespace and name, plus the global resourceVersion counter.
 #[derive(Clone, Default)]
 pub(crate) struct Store {
     rv: u64,
     objects: BTreeMap<ObjKey, Entry>,
+    /// The latest changes, oldest first (at most [`CHANGE_WINDOW`]).
+    changes: std::collections::VecDeque<Arc<Change>>,
+    /// The resourceVersion of the newest change dropped from `changes` (0: none was).
+    dropped_through: u64,
     /// Create a missing namespace on a namespaced write instead of answering 404.
     pub auto_create_namespaces: bool,
     /// The ValidatingAdmissionPolicies and bindings among `objects`, compiled.
@@ -769,6 +824,31 @@ impl Store {
         self.rv
     }
 
+    /// Notes a change at the current resourceVersion, for watches.
+    fn record(&mut self, kind: ChangeKind, res: Res, obj: &Value) {
+        if self.changes.len() == CHANGE_WINDOW
+            && let Some(old) = self.changes.pop_front()
+        {
+            self.dropped_through = old.rv;
+        }
+        self.changes.push_back(Arc::new(Change {
+            rv: self.rv,
+            kind,
+            res,
+            obj: obj.clone(),
+        }));
+    }
+
+    /// The changes after resourceVersion `rv`, oldest first; `None` when some of them are no
+    /// longer kept (the watch must list again: 410 Gone).
+    pub fn changes_since(&self, rv: u64) -> Option<Vec<Arc<Change>>> {
+        if rv < self.dropped_through {
+            return None;
+        }
+        let from = self.changes.partition_point(|c| c.rv <= rv);
+        Some(self.changes.range(from..).cloned().collect())
+    }
+
     pub fn get(&self, key: &ObjKey) -> Option<&Value> {
         self.objects.get(key).map(|e| &e.obj)
     }
@@ -829,6 +909,7 @@ impl Store {
         if let Some(d) = definition {
             self.admission.install(&key.name, d);
         }
+        self.record(ChangeKind::Added, res, &obj);
         self.objects.insert(
             key,
             Entry {
@@ -1090,6 +1171,7 @@ impl Store {
         }
         self.rv += 1;
         next["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+        self.record(ChangeKind::Modified, key.res, &next);
         if let Some(e) = self.objects.get_mut(key) {
             e.obj = next.clone();
         }
@@ -1117,6 +1199,8 @@ impl Store {
         e.obj[field] = value;
         self.rv += 1;
         e.obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+        let changed = e.obj.clone();
+        self.record(ChangeKind::Modified, key.res, &changed);
         true
     }
 
@@ -1133,6 +1217,8 @@ impl Store {
         self.rv += 1;
         next["metadata"]["resourceVersion"] = json!(self.rv.to_string());
         e.obj = next;
+        let changed = e.obj.clone();
+        self.record(ChangeKind::Modified, key.res, &changed);
         true
     }
 
@@ -1148,12 +1234,25 @@ impl Store {
         };
         self.admission.remove(key.res, &key.name);
         if key.res == Res::Namespace {
-            self.objects
-                .retain(|k, _| !(k.res.meta().namespaced && k.ns == key.name));
+            let inside: Vec<ObjKey> = self
+                .objects
+                .keys()
+                .filter(|k| k.res.meta().namespaced && k.ns == key.name)
+                .cloned()
+                .collect();
+            for k in inside {
+                if let Some(e) = self.objects.remove(&k) {
+                    self.rv += 1;
+                    let mut gone = e.obj;
+                    gone["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+                    self.record(ChangeKind::Deleted, k.res, &gone);
+                }
+            }
         }
         self.rv += 1;
         let mut obj = entry.obj;
         obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+        self.record(ChangeKind::Deleted, key.res, &obj);
         Ok(obj)
     }
 }

@@ -21,18 +21,21 @@ struct Fixture {
     client: Client,
     url: String,
     http: reqwest::Client,
+    sim: Sim,
     _handle: SimHandle,
 }
 
 async fn start(config: SimConfig) -> Fixture {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let (addr, handle) = Sim::new(config).spawn_on("127.0.0.1:0").expect("bind");
+    let sim = Sim::new(config);
+    let (addr, handle) = sim.spawn_on("127.0.0.1:0").expect("bind");
     let url = format!("http://{addr}");
     let client = Client::try_from(Config::new(url.parse().expect("url"))).expect("client");
     Fixture {
         client,
         url,
         http: reqwest::Client::new(),
+        sim,
         _handle: handle,
     }
 }
@@ -1295,4 +1298,150 @@ async fn the_write_log_records_each_writes_object_token_and_effect_in_order() {
         ]
     );
     assert!(log.iter().all(|w| w.namespace == "default"), "{log:?}");
+}
+
+/// A watch's events, line by line, with a deadline per line.
+struct Events(reqwest::Response, Vec<u8>);
+
+impl Events {
+    async fn open(url: &str) -> Events {
+        let r = reqwest::Client::new().get(url).send().await.expect("watch");
+        assert_eq!(r.status(), 200);
+        Events(r, Vec::new())
+    }
+
+    async fn next(&mut self) -> Value {
+        loop {
+            if let Some(at) = self.1.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.1.drain(..=at).collect();
+                return serde_json::from_slice(&line).expect("one JSON event per line");
+            }
+            let chunk = tokio::time::timeout(std::time::Duration::from_secs(30), self.0.chunk())
+                .await
+                .expect("an event within 30 s")
+                .expect("the stream reads")
+                .expect("the stream is open");
+            self.1.extend_from_slice(&chunk);
+        }
+    }
+}
+
+fn event(e: &Value) -> (String, String) {
+    (
+        e["type"].as_str().unwrap_or_default().to_string(),
+        e["object"]["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    )
+}
+
+#[tokio::test]
+async fn watches_stream_changes_resume_from_a_version_and_send_410_when_it_is_gone() {
+    let f = start(SimConfig::demo()).await;
+    let post = |path: &str, body: Value| {
+        let (http, url) = (f.http.clone(), format!("{}{path}", f.url));
+        async move {
+            let r = http.post(url).json(&body).send().await.unwrap();
+            assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    post("/api/v1/namespaces", json!({"metadata": {"name": "w"}})).await;
+    let cm = |name: &str, labels: Value| json!({"metadata": {"name": name, "labels": labels}, "data": {"k": "v"}});
+    let a = post(
+        "/api/v1/namespaces/w/configmaps",
+        cm("a", json!({"app": "x"})),
+    )
+    .await;
+    let base = format!("{}/api/v1/namespaces/w/configmaps?watch=true", f.url);
+    // From now: the current objects as ADDED, then changes; the selector filters both.
+    let mut w = Events::open(&format!("{base}&labelSelector=app%3Dx")).await;
+    assert_eq!(event(&w.next().await), ("ADDED".into(), "a".into()));
+    post(
+        "/api/v1/namespaces/w/configmaps",
+        cm("b", json!({"app": "y"})),
+    )
+    .await;
+    post(
+        "/api/v1/namespaces/w/configmaps",
+        cm("c", json!({"app": "x"})),
+    )
+    .await;
+    assert_eq!(event(&w.next().await), ("ADDED".into(), "c".into()));
+    let patched = f
+        .http
+        .patch(format!("{}/api/v1/namespaces/w/configmaps/c", f.url))
+        .header("content-type", "application/merge-patch+json")
+        .body(r#"{"data":{"k":"w"}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), 200);
+    let modified = w.next().await;
+    assert_eq!(event(&modified), ("MODIFIED".into(), "c".into()));
+    assert_eq!(modified["object"]["data"]["k"], "w");
+    let deleted = f
+        .http
+        .delete(format!("{}/api/v1/namespaces/w/configmaps/c", f.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 200);
+    assert_eq!(event(&w.next().await), ("DELETED".into(), "c".into()));
+    // From a version: only what came after it, no ADDED for what already was.
+    let rv = a["metadata"]["resourceVersion"].as_str().unwrap();
+    let mut resumed = Events::open(&format!("{base}&resourceVersion={rv}")).await;
+    let seen: Vec<(String, String)> = [
+        resumed.next().await,
+        resumed.next().await,
+        resumed.next().await,
+        resumed.next().await,
+    ]
+    .iter()
+    .map(event)
+    .collect();
+    let expect = |t: &str, n: &str| (t.to_string(), n.to_string());
+    assert_eq!(
+        seen,
+        [
+            expect("ADDED", "b"),
+            expect("ADDED", "c"),
+            expect("MODIFIED", "c"),
+            expect("DELETED", "c")
+        ]
+    );
+    // The watch-list protocol: the objects, then a bookmark that says the initial events ended.
+    let mut listed = Events::open(&format!(
+        "{base}&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true"
+    ))
+    .await;
+    assert_eq!(event(&listed.next().await), ("ADDED".into(), "a".into()));
+    assert_eq!(event(&listed.next().await), ("ADDED".into(), "b".into()));
+    let bookmark = listed.next().await;
+    assert_eq!(bookmark["type"], "BOOKMARK");
+    assert_eq!(
+        bookmark["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"],
+        "true"
+    );
+    // More changes than the sim keeps: a watch from before them is told to list again.
+    let key = super::store::ObjKey::new(super::store::Res::ConfigMap, "w", "a");
+    f.sim.with_state(|st| {
+        for i in 0..super::store::CHANGE_WINDOW + 1 {
+            st.store.set_field(&key, "data", json!({"k": i}));
+        }
+    });
+    let mut gone = Events::open(&format!("{base}&resourceVersion={rv}")).await;
+    let e = gone.next().await;
+    assert_eq!(e["type"], "ERROR", "{e}");
+    assert_eq!(e["object"]["code"], 410);
+    assert_eq!(e["object"]["reason"], "Expired");
+    // A bad selector is a 400 before any stream.
+    let bad = f
+        .http
+        .get(format!("{base}&labelSelector=a%20in%20(b"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
 }

