@@ -694,6 +694,39 @@ async fn charts_smo_installs_into_the_sim_with_the_real_engine_and_its_schema_re
     ] {
         assert!(!names(&path).await.is_empty(), "nothing at {path}");
     }
+    // What the chart made, as the apiserver keeps it, is valid Kubernetes 1.37 (strictly).
+    let mut made = Vec::new();
+    for path in [
+        format!("/apis/apps/v1/{ns}/deployments"),
+        format!("/api/v1/{ns}/services"),
+        format!("/api/v1/{ns}/serviceaccounts"),
+        format!("/api/v1/{ns}/configmaps"),
+        format!("/apis/policy/v1/{ns}/poddisruptionbudgets"),
+        format!("/apis/autoscaling/v2/{ns}/horizontalpodautoscalers"),
+    ] {
+        let list: Value = reqwest::get(format!("{sim}{path}"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let (api_version, kind) = (
+            list["apiVersion"].as_str().unwrap().to_string(),
+            list["kind"]
+                .as_str()
+                .unwrap()
+                .trim_end_matches("List")
+                .to_string(),
+        );
+        for mut item in list["items"].as_array().unwrap().clone() {
+            // A list's items carry no kind of their own, as from a real apiserver.
+            item["apiVersion"] = api_version.clone().into();
+            item["kind"] = kind.clone().into();
+            made.push(item);
+        }
+    }
+    assert!(made.len() >= 8, "{}", made.len());
+    tokio::task::block_in_place(|| crate::support::validate_against_kubernetes(&made));
     // The scrape sends the metrics-role token, not the admin's; every role keeps audit rows 90 days.
     let monitors: Value = reqwest::get(format!(
         "{sim}/apis/monitoring.coreos.com/v1/{ns}/servicemonitors"

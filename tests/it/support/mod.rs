@@ -154,3 +154,68 @@ pub fn spawn_prometheus_with(dir: &Path, config: &str, extra: &[String]) -> (Pro
         .expect("prometheus starts");
     (Proc(child), format!("http://127.0.0.1:{port}"))
 }
+
+/// True for the kinds Kubernetes itself defines (core and `*.k8s.io` groups, apps, batch, …):
+/// the ones the real schemas of kubernetes-validate describe. Custom kinds (Karmada, MCS,
+/// prometheus-operator) are checked against their CRDs instead.
+pub fn is_built_in(object: &serde_json::Value) -> bool {
+    let api = object["apiVersion"].as_str().unwrap_or_default();
+    match api.split_once('/') {
+        None => !api.is_empty(),
+        Some((group, _)) => {
+            !group.contains('.')
+                || group.ends_with(".k8s.io") && !group.starts_with("multicluster.")
+        }
+    }
+}
+
+/// Validates every object against the real Kubernetes 1.37 JSON schemas, strictly (unknown fields
+/// refused), with kubernetes-validate (the PyPI package scripts/setup installs); panics with its
+/// report on any failure, or when an object was not checked at all.
+pub fn validate_against_kubernetes(objects: &[serde_json::Value]) {
+    let bin = std::env::var("SMO_KUBERNETES_VALIDATE").unwrap_or_else(|_| {
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/target/py/bin/kubernetes-validate"
+        )
+        .to_string()
+    });
+    assert!(
+        std::path::Path::new(&bin).exists(),
+        "{bin} is missing: run scripts/setup (it installs kubernetes-validate into a venv)"
+    );
+    assert!(!objects.is_empty(), "nothing to validate");
+    let dir = std::env::temp_dir().join(format!(
+        "smo-k8s-validate-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut files = Vec::new();
+    for (i, o) in objects.iter().enumerate() {
+        assert!(is_built_in(o), "not a built-in kind: {o}");
+        let f = dir.join(format!("{i:04}.json"));
+        std::fs::write(&f, serde_json::to_vec_pretty(o).unwrap()).unwrap();
+        files.push(f);
+    }
+    let out = std::process::Command::new(&bin)
+        .args(["--strict", "-k", "1.37.0"])
+        .args(&files)
+        .output()
+        .expect("kubernetes-validate runs");
+    let report =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success(),
+        "kubernetes-validate refused:\n{report}"
+    );
+    let passed = report
+        .lines()
+        .filter(|l| l.contains(" passed for resource "))
+        .count();
+    assert_eq!(
+        passed,
+        objects.len(),
+        "not every object was validated:\n{report}"
+    );
+}
