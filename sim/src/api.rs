@@ -494,6 +494,7 @@ fn kube(st: &mut State, req: &Req, path: &str, query: &BTreeMap<String, String>)
     }
     let t = parse_target(group, version, rest).ok_or(ApiError::NoRoute)?;
     let ns = t.ns.unwrap_or("");
+    st.store.strict_fields = query.get("fieldValidation").is_some_and(|v| v == "Strict");
     let manager = field_manager(query, req);
     let force = query.get("force").is_some_and(|f| f == "true");
     let not_allowed = || {

@@ -21,7 +21,11 @@
 //!   YAML (apply) or, for Secrets, ConfigMaps, Namespaces and DeleteOptions, Kubernetes protobuf
 //!   (what typed clients such as Helm's release storage and `kubectl create` send).
 //! - OpenAPI v3 (`/openapi/v3`): every kind, with `fieldValidation`; the real schemas of the
-//!   custom kinds when given their CRDs ([`crd_schemas`], `smo sim --crds DIR`), else open objects.
+//!   custom kinds when given their CRDs ([`crd_schemas`], `smo sim --crds DIR`), and of the
+//!   built-in kinds when given Kubernetes' own ([`kubernetes_schemas`], `smo sim
+//!   --kubernetes-schemas DIR`), else open objects. Writes are validated against the schemas
+//!   given (types, required fields, enums, int-or-string; unknown fields only under
+//!   `fieldValidation=Strict`): 422 naming every field, as for a CRD's schema.
 //! - Admin: `GET /sim/state`, `GET /sim/placements`, `POST /sim/clusters` (add a [`SimCluster`]),
 //!   `POST /sim/clusters/{name}/ready {"ready": bool}`, `POST /sim/load {"service", "namespace", "rate"}`,
 //!   `GET /sim/writes`: the write log ([`WriteRecord`]: every write in the order applied, with the
@@ -75,6 +79,7 @@ mod api;
 mod grafana;
 mod metrics;
 mod proto;
+mod schemas;
 mod simulate;
 mod store;
 pub use store::{FENCE_ANNOTATION, FENCE_POLICY};
@@ -127,6 +132,16 @@ pub struct SimConfig {
     /// exists, written within a second of every change and at shutdown.
     #[serde(skip)]
     pub state_file: Option<std::path::PathBuf>,
+}
+
+/// Kubernetes' own schemas of the built-in kinds the sim serves (Deployment, Service, …), keyed
+/// `group/version/Kind`, from a `kubernetes-json-schema/v<version>-local` directory of the
+/// `kubernetes-validate` package (its `_definitions.json`); what `smo sim --kubernetes-schemas`
+/// loads, so `kubectl explain deployment.spec` works as against a real apiserver.
+pub fn kubernetes_schemas(
+    dir: &std::path::Path,
+) -> std::io::Result<BTreeMap<String, serde_json::Value>> {
+    schemas::load(dir)
 }
 
 /// The `openAPIV3Schema` of every served version of the CustomResourceDefinitions in `dir`
@@ -468,6 +483,8 @@ impl Sim {
     pub fn new(config: SimConfig) -> Self {
         let mut store = Store::default();
         store.auto_create_namespaces = config.auto_create_namespaces;
+        let schemas = Arc::new(config.schemas.clone());
+        store.schemas = schemas.clone();
         for ns in [
             "default",
             "kube-system",
@@ -515,7 +532,7 @@ impl Sim {
             traffic: Traffic::new(rate),
             dashboards: Dashboards::default(),
             write_latency_ms: config.write_latency_ms,
-            schemas: Arc::new(config.schemas.clone()),
+            schemas,
             writes: Default::default(),
             stale: false,
         };

@@ -676,6 +676,11 @@ pub(crate) struct Store {
     changes: std::collections::VecDeque<Arc<Change>>,
     /// The resourceVersion of the newest change dropped from `changes` (0: none was).
     dropped_through: u64,
+    /// The schemas writes are validated against, keyed `group/version/Kind` (see
+    /// `SimConfig::schemas`); kinds without one are open.
+    pub schemas: Arc<BTreeMap<String, Value>>,
+    /// The current request asked for `fieldValidation=Strict`: unknown fields are refused.
+    pub strict_fields: bool,
     /// Create a missing namespace on a namespaced write instead of answering 404.
     pub auto_create_namespaces: bool,
     /// The ValidatingAdmissionPolicies and bindings among `objects`, compiled.
@@ -824,6 +829,26 @@ impl Store {
         self.rv
     }
 
+    /// Refuses an object its kind's schema does not admit (422, every field named).
+    fn validate(&self, key: &ObjKey, obj: &Value) -> Result<(), ApiError> {
+        let m = key.res.meta();
+        let Some(schema) = self
+            .schemas
+            .get(&format!("{}/{}/{}", m.group, m.version, m.kind))
+        else {
+            return Ok(());
+        };
+        let found = super::schemas::violations(schema, obj, self.strict_fields);
+        if found.is_empty() {
+            return Ok(());
+        }
+        Err(ApiError::Invalid {
+            res: key.res,
+            name: key.name.clone(),
+            message: found.join(", "),
+        })
+    }
+
     /// Notes a change at the current resourceVersion, for watches.
     fn record(&mut self, kind: ChangeKind, res: Res, obj: &Value) {
         if self.changes.len() == CHANGE_WINDOW
@@ -903,6 +928,7 @@ impl Store {
         let seq = self.rv + 1;
         apply_defaults(res, &mut obj, None, seq);
         obj["metadata"]["resourceVersion"] = json!(seq.to_string());
+        self.validate(&key, &obj)?;
         let definition = Self::definition(&key, &obj)?;
         self.admit(Operation::Create, &key, "", Some(&obj), None)?;
         self.rv = seq;
@@ -1137,6 +1163,9 @@ impl Store {
         if without_meta(&next) != without_meta(old) {
             let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
             next["metadata"]["generation"] = json!(generation + 1);
+        }
+        if part != Part::Status {
+            self.validate(key, &next)?;
         }
         // Admission sees every update, a no-op too, as kube-apiserver's does; the scale
         // subresource is admitted as the Scale objects it reads and writes.

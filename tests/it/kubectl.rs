@@ -171,14 +171,19 @@ async fn kubectl_gets_by_short_name_applies_scales_and_deletes_against_the_sim()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kubectl_explains_karmada_kinds_from_their_real_crd_schemas() {
+async fn kubectl_explains_karmada_and_built_in_kinds_from_their_real_schemas() {
     let Some(shared) = crate::support::shared_dir() else {
         return;
     };
     smo::install_crypto_provider();
     let bin = kubectl();
+    let mut schemas = smo_sim::crd_schemas(&shared.join("crds")).expect("CRDs load");
+    // Kubernetes' own schemas of the built-in kinds, from kubernetes-validate (scripts/setup).
+    let builtin = crate::support::kubernetes_schema_dir();
+    schemas.extend(smo_sim::kubernetes_schemas(&builtin).expect("Kubernetes' schemas load"));
+    assert!(schemas.contains_key("apps/v1/Deployment") && schemas.contains_key("/v1/Service"));
     let config = SimConfig {
-        schemas: smo_sim::crd_schemas(&shared.join("crds")).expect("CRDs load"),
+        schemas,
         ..SimConfig::demo()
     };
     assert!(
@@ -205,6 +210,12 @@ async fn kubectl_explains_karmada_kinds_from_their_real_crd_schemas() {
         ),
         ("prometheusrule.spec.groups", "rules"),
         ("serviceexport", "ServiceExport"),
+        ("deployment.spec", "revisionHistoryLimit"),
+        (
+            "deployment.spec.template.spec.containers.resources",
+            "requests",
+        ),
+        ("svc.spec.ports", "targetPort"),
     ] {
         let out = tokio::task::block_in_place(|| {
             Command::new(&bin)
@@ -222,6 +233,63 @@ async fn kubectl_explains_karmada_kinds_from_their_real_crd_schemas() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    // Writes are validated against the same schemas, as by an apiserver: kubectl's strict field
+    // validation refuses an unknown field and a wrong type, naming each; a valid object passes.
+    // The sim's own objects (clusters, the fence policy) pass them too.
+    let kubectl = |args: &[&str], stdin: &str| {
+        tokio::task::block_in_place(|| {
+            use std::io::Write as _;
+            let mut child = Command::new(&bin)
+                .arg("--kubeconfig")
+                .arg(&kubeconfig)
+                .args(args)
+                .env("HOME", &dir)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("kubectl runs");
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(stdin.as_bytes())
+                .unwrap();
+            let out = child.wait_with_output().unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned()
+                    + &String::from_utf8_lossy(&out.stderr),
+            )
+        })
+    };
+    let (ok, clusters) = kubectl(
+        &["get", "clusters,validatingadmissionpolicies", "-o", "name"],
+        "",
+    );
+    assert!(
+        ok && clusters.contains("edge-a") && clusters.contains("smo-fence"),
+        "{clusters}"
+    );
+    assert!(kubectl(&["create", "ns", "strict"], "").0);
+    let deployment = |spec_extra: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web, namespace: strict}}\n\
+             spec: {{{spec_extra}selector: {{matchLabels: {{a: b}}}}, template: {{metadata: {{labels: {{a: b}}}}, \
+             spec: {{containers: [{{name: c, image: nginx}}]}}}}}}\n"
+        )
+    };
+    let (ok, said) = kubectl(
+        &["apply", "-f", "-"],
+        &deployment("replicas: \"2\", bogus: 1, "),
+    );
+    assert!(!ok, "{said}");
+    assert!(
+        said.contains("spec.bogus: unknown field") && said.contains("spec.replicas: Invalid value"),
+        "{said}"
+    );
+    let (ok, said) = kubectl(&["apply", "-f", "-"], &deployment("replicas: 2, "));
+    assert!(ok, "{said}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

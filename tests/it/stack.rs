@@ -86,6 +86,12 @@ impl Stack {
     ) -> Stack {
         smo::install_crypto_provider();
         let db = test_db().await;
+        // Every write smo makes is checked against Kubernetes' own schemas (and the real CRDs'
+        // when ../shared is there), as a real API server checks it.
+        let mut sim = sim;
+        if sim.schemas.is_empty() {
+            sim.schemas = crate::support::real_schemas().clone();
+        }
         let sim = Sim::new(sim);
         let (addr, handle) = sim.spawn_on("127.0.0.1:0").expect("sim starts");
         let sim_url = format!("http://{addr}");

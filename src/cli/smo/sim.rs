@@ -21,6 +21,12 @@ pub(super) struct SimArgs {
     /// schemas are served in /openapi/v3, so `kubectl explain` works [default: open schemas]
     #[arg(long)]
     crds: Option<PathBuf>,
+    /// Kubernetes' own schemas of the built-in kinds: a `kubernetes-json-schema/v1.37.0-local`
+    /// directory of the kubernetes-validate package (scripts/setup installs it under
+    /// target/py); served in /openapi/v3, so `kubectl explain deployment.spec` works [default:
+    /// open schemas]
+    #[arg(long)]
+    kubernetes_schemas: Option<PathBuf>,
     /// Keep the federation's objects in FILE across restarts (read at start, written within a
     /// second of every change) [default: in memory only]
     #[arg(long)]
@@ -91,6 +97,12 @@ pub(super) async fn sim(a: SimArgs) -> anyhow::Result<u8> {
     if let Some(dir) = &a.crds {
         config.schemas = smo_sim::crd_schemas(dir)
             .map_err(|e| anyhow::anyhow!("--crds {}: {e}", dir.display()))?;
+    }
+    if let Some(dir) = &a.kubernetes_schemas {
+        config.schemas.extend(
+            smo_sim::kubernetes_schemas(dir)
+                .map_err(|e| anyhow::anyhow!("--kubernetes-schemas {}: {e}", dir.display()))?,
+        );
     }
     let listener = std::net::TcpListener::bind(&a.listen)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", a.listen))?;

@@ -219,3 +219,34 @@ pub fn validate_against_kubernetes(objects: &[serde_json::Value]) {
         "not every object was validated:\n{report}"
     );
 }
+
+/// The kubernetes-validate package's `v1.37.0-local` schema directory in the venv scripts/setup
+/// makes (whatever Python minor version made it).
+pub fn kubernetes_schema_dir() -> PathBuf {
+    let lib = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target/py/lib"));
+    std::fs::read_dir(&lib)
+        .unwrap_or_else(|e| panic!("{}: {e}; run scripts/setup", lib.display()))
+        .filter_map(Result::ok)
+        .map(|e| {
+            e.path()
+                .join("site-packages/kubernetes_validate/kubernetes-json-schema/v1.37.0-local")
+        })
+        .find(|p| p.is_dir())
+        .expect("kubernetes-validate is installed in target/py: run scripts/setup")
+}
+
+/// Kubernetes' own schemas of the built-in kinds and, when `../shared` is beside the checkout,
+/// the real CRDs' schemas: what a Stack's sim validates writes against. Loaded once.
+pub fn real_schemas() -> &'static std::collections::BTreeMap<String, serde_json::Value> {
+    static SCHEMAS: std::sync::OnceLock<std::collections::BTreeMap<String, serde_json::Value>> =
+        std::sync::OnceLock::new();
+    SCHEMAS.get_or_init(|| {
+        let mut s = smo_sim::kubernetes_schemas(&kubernetes_schema_dir())
+            .expect("Kubernetes' schemas load");
+        let crds = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/crds"));
+        if crds.is_dir() {
+            s.extend(smo_sim::crd_schemas(&crds).expect("the CRDs load"));
+        }
+        s
+    })
+}
