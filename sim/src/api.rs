@@ -167,6 +167,7 @@ pub(crate) fn handle(st: &mut State, req: &Req) -> Resp {
                 schemas: st.schemas.clone(),
                 writes: Default::default(),
                 stale: st.stale,
+                added: Default::default(),
             };
             kube(&mut scratch, req, p, &query)
         }
@@ -757,6 +758,7 @@ fn admin(st: &mut State, method: &str, path: &str, body: &[u8]) -> Out {
             }
             st.clusters
                 .insert(c.name.clone(), ClusterState::from_config(&c));
+            st.added.insert(c.name.clone(), c);
             reconcile(st, Instant::now());
             found(st, &key).map(|(_, v)| (201, v))
         }

@@ -128,8 +128,9 @@ pub struct SimConfig {
     /// Filled from real CRD files by [`crd_schemas`] (`smo sim --crds DIR`).
     #[serde(skip)]
     pub schemas: BTreeMap<String, serde_json::Value>,
-    /// Where the objects are kept across restarts (`smo sim --state FILE`): read at start when it
-    /// exists, written within a second of every change and at shutdown.
+    /// Where the objects are kept across restarts (`smo sim --state FILE`), with the clusters added,
+    /// the readiness and the load set at run time: read at start when it exists, written within a
+    /// second of every change and at shutdown.
     #[serde(skip)]
     pub state_file: Option<std::path::PathBuf>,
 }
@@ -381,6 +382,9 @@ pub(crate) struct State {
     writes: std::collections::VecDeque<WriteRecord>,
     /// A write changed what the simulation computes since its last reconcile (see `api::handle`).
     stale: bool,
+    /// Clusters added at run time (`POST /sim/clusters`), kept by the state file with the
+    /// readiness and load set at run time.
+    added: BTreeMap<String, SimCluster>,
 }
 
 /// One write request as the sim received it: what a Kubernetes audit log records at the
@@ -461,6 +465,49 @@ fn written_token(body: &[u8]) -> Option<i64> {
 /// How many writes the audit log keeps.
 const WRITE_LOG_LIMIT: usize = 100_000;
 
+/// Puts back what the state file kept of the run time: clusters added, readiness set, load set.
+/// Returns how many clusters were added back.
+fn restore_run_time(st: &mut State, saved: &serde_json::Value) -> usize {
+    let mut added = 0;
+    for c in saved["added_clusters"].as_array().into_iter().flatten() {
+        let Ok(c) = serde_json::from_value::<SimCluster>(c.clone()) else {
+            continue;
+        };
+        if c.validate().is_err() || st.clusters.contains_key(&c.name) {
+            continue;
+        }
+        let key = store::ObjKey::new(Res::Cluster, "", &c.name);
+        if st.store.get(&key).is_none()
+            && st
+                .store
+                .create(Res::Cluster, "", cluster_object(&c))
+                .is_err()
+        {
+            continue;
+        }
+        st.clusters
+            .insert(c.name.clone(), ClusterState::from_config(&c));
+        st.added.insert(c.name.clone(), c);
+        added += 1;
+    }
+    for (name, ready) in saved["ready"].as_object().into_iter().flatten() {
+        if let (Some(c), Some(r)) = (st.clusters.get_mut(name), ready.as_bool()) {
+            c.ready = r;
+        }
+    }
+    let now = Instant::now();
+    for l in saved["loads"].as_array().into_iter().flatten() {
+        if let (Some(ns), Some(svc), Some(rate)) = (
+            l["namespace"].as_str(),
+            l["service"].as_str(),
+            l["rate"].as_f64(),
+        ) {
+            st.traffic.set_rate(ns, svc, rate, now);
+        }
+    }
+    added
+}
+
 /// A simulated federation. Cheap to clone: clones share the same state.
 #[derive(Clone)]
 pub struct Sim {
@@ -535,13 +582,15 @@ impl Sim {
             schemas,
             writes: Default::default(),
             stale: false,
+            added: BTreeMap::new(),
         };
         let persist = config.state_file.as_ref().map(|path| {
             match std::fs::read(path) {
                 Ok(bytes) => match serde_json::from_slice::<serde_json::Value>(&bytes) {
                     Ok(saved) => {
                         let n = state.store.restore(&saved);
-                        tracing::info!(objects = n, path = %path.display(), "sim state restored");
+                        let extras = restore_run_time(&mut state, &saved);
+                        tracing::info!(objects = n, clusters_added = extras, path = %path.display(), "sim state restored");
                     }
                     Err(e) => tracing::warn!(path = %path.display(), "sim state unreadable, starting empty: {e}"),
                 },
@@ -580,7 +629,18 @@ impl Sim {
         if !p.dirty.swap(false, std::sync::atomic::Ordering::AcqRel) {
             return Ok(());
         }
-        let snapshot = self.with_state(|st| st.store.snapshot());
+        let snapshot = self.with_state(|st| {
+            let mut s = st.store.snapshot();
+            s["added_clusters"] = serde_json::json!(st.added.values().collect::<Vec<_>>());
+            s["ready"] = st.clusters.iter().map(|(n, c)| (n.clone(), serde_json::json!(c.ready))).collect();
+            s["loads"] = st
+                .traffic
+                .rates()
+                .iter()
+                .map(|((ns, svc), r)| serde_json::json!({"namespace": ns, "service": svc, "rate": r}))
+                .collect();
+            s
+        });
         let tmp = p.path.with_extension("tmp");
         std::fs::write(
             &tmp,

@@ -993,6 +993,25 @@ async fn a_state_file_keeps_the_federation_across_a_restart() {
         .json()
         .await
         .unwrap();
+    // What was set at run time: a cluster added, one marked not Ready, a service's load.
+    for (path, body) in [
+        (
+            "/sim/clusters",
+            json!({"name": "late", "cpu": 4, "memory": "8Gi", "labels": {"tier": "edge"}}),
+        ),
+        ("/sim/clusters/edge-a/ready", json!({"ready": false})),
+        (
+            "/sim/load",
+            json!({"namespace": "keep", "service": "web", "rate": 42.5}),
+        ),
+    ] {
+        let r = post(path, body).await.unwrap();
+        assert!(
+            r.status().is_success(),
+            "{path}: {}",
+            r.text().await.unwrap()
+        );
+    }
     // A clean stop writes the file; a new sim on it serves the same object, same version.
     handle.stop().await.unwrap();
     assert!(file.exists());
@@ -1022,16 +1041,43 @@ async fn a_state_file_keeps_the_federation_across_a_restart() {
             .unwrap()
     };
     assert!(rv(&r) > rv(&before), "{r}");
-    // The member clusters come from the configuration, not from the file.
-    let clusters: Value = reqwest::get(format!(
-        "http://{addr}/apis/cluster.karmada.io/v1alpha1/clusters"
+    // The configured clusters, plus the one added at run time, with readiness and load as set.
+    let state: Value = reqwest::get(format!("http://{addr}/sim/state"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ready: std::collections::BTreeMap<String, bool> = state["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap().to_string(), c["ready"] == true))
+        .collect();
+    assert_eq!(
+        ready,
+        [
+            ("cloud-gpu", true),
+            ("edge-a", false),
+            ("edge-b", true),
+            ("late", true)
+        ]
+        .map(|(n, r)| (n.to_string(), r))
+        .into()
+    );
+    let late: Value = reqwest::get(format!(
+        "http://{addr}/apis/cluster.karmada.io/v1alpha1/clusters/late"
     ))
     .await
     .unwrap()
     .json()
     .await
     .unwrap();
-    assert_eq!(clusters["items"].as_array().unwrap().len(), 3);
+    assert_eq!(late["metadata"]["labels"]["tier"], "edge", "{late}");
+    assert_eq!(
+        state["loads"],
+        json!([{"namespace": "keep", "service": "web", "rate": 42.5}])
+    );
     let _ = std::fs::remove_file(&file);
 }
 
