@@ -143,16 +143,16 @@ pub(crate) fn handle(st: &mut State, req: &Req) -> Resp {
             let body = super::metrics::render(st, Instant::now());
             return Resp::text(200, "text/plain; version=0.0.4", body);
         }
-        ("GET", "/openapi/v3") => Ok((200, openapi_v3_index())),
-        ("GET", "/openapi/v2") => Ok((200, openapi_v2(&st.schemas))),
+        ("GET", "/openapi/v3") => Ok((200, openapi_v3_index(&st.store.kinds()))),
+        ("GET", "/openapi/v2") => Ok((200, openapi_v2(&st.store.kinds(), &known_schemas(st)))),
         ("GET", p) if p.starts_with("/openapi/v3/") => {
-            match openapi_v3_group(&p[12..], &st.schemas) {
+            match openapi_v3_group(&p[12..], &st.store.kinds(), &known_schemas(st)) {
                 Some(doc) => Ok((200, doc)),
                 None => Err(ApiError::NoRoute),
             }
         }
         ("GET", "/api") => Ok((200, api_versions())),
-        ("GET", "/apis") => Ok((200, api_groups())),
+        ("GET", "/apis") => Ok((200, api_groups(&st.store.kinds()))),
         (_, p) if p == "/sim" || p.starts_with("/sim/") => admin(st, req.method, p, req.body),
         (m, p) if m != "GET" && query.contains_key("dryRun") && p.starts_with("/api") => {
             // Dry run: the same request against a scratch copy, which is then thrown away.
@@ -196,9 +196,21 @@ fn version() -> Value {
     })
 }
 
+/// The schemas served and enforced: the configured ones and those of the store's CRDs.
+fn known_schemas(st: &State) -> BTreeMap<String, Value> {
+    let mut all = (*st.schemas).clone();
+    all.extend(
+        st.store
+            .custom_schemas
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
+    all
+}
+
 /// The group-versions the sim serves, as OpenAPI v3 path keys (`api/v1`, `apis/apps/v1`).
-fn openapi_group_versions() -> Vec<String> {
-    let mut gvs: Vec<String> = Res::ALL
+fn openapi_group_versions(kinds: &[Res]) -> Vec<String> {
+    let mut gvs: Vec<String> = kinds
         .iter()
         .map(|r| r.meta())
         .map(|m| match m.group {
@@ -212,8 +224,8 @@ fn openapi_group_versions() -> Vec<String> {
 }
 
 /// `/openapi/v3`: the index a real apiserver serves, one document per group-version.
-fn openapi_v3_index() -> Value {
-    let paths: serde_json::Map<String, Value> = openapi_group_versions()
+fn openapi_v3_index(kinds: &[Res]) -> Value {
+    let paths: serde_json::Map<String, Value> = openapi_group_versions(kinds)
         .into_iter()
         .map(|gv| {
             let url = format!("/openapi/v3/{gv}?hash=sim");
@@ -227,13 +239,13 @@ fn openapi_v3_index() -> Value {
 /// `fieldValidation` on the writes, so kubectl finds server-side field validation (and validates
 /// there, as against a real apiserver) instead of refusing to apply. Schemas are open objects
 /// tagged with their kind: the sim keeps whatever fields it is given.
-fn openapi_v3_group(gv: &str, known: &BTreeMap<String, Value>) -> Option<Value> {
+fn openapi_v3_group(gv: &str, kinds: &[Res], known: &BTreeMap<String, Value>) -> Option<Value> {
     let (group, version) = match gv.split('/').collect::<Vec<_>>().as_slice() {
         ["api", v] => ("", *v),
         ["apis", g, v] => (*g, *v),
         _ => return None,
     };
-    let metas: Vec<_> = Res::ALL
+    let metas: Vec<_> = kinds
         .iter()
         .map(|r| r.meta())
         .filter(|m| m.group == group && m.version == version)
@@ -298,11 +310,11 @@ fn openapi_v3_group(gv: &str, known: &BTreeMap<String, Value>) -> Option<Value> 
 
 /// `/openapi/v2` (Swagger 2.0, JSON): every kind's definition and paths in one document, as
 /// older clients read it; the same schemas as the v3 documents.
-fn openapi_v2(known: &BTreeMap<String, Value>) -> Value {
+fn openapi_v2(kinds: &[Res], known: &BTreeMap<String, Value>) -> Value {
     let mut paths = serde_json::Map::new();
     let mut definitions = serde_json::Map::new();
-    for gv in openapi_group_versions() {
-        let Some(doc) = openapi_v3_group(&gv, known) else {
+    for gv in openapi_group_versions(kinds) {
+        let Some(doc) = openapi_v3_group(&gv, kinds, known) else {
             continue;
         };
         for (path, ops) in doc["paths"].as_object().into_iter().flatten() {
@@ -329,8 +341,8 @@ fn api_versions() -> Value {
            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]})
 }
 
-fn group_json(group: &str) -> Value {
-    let mut versions: Vec<&str> = Res::ALL
+fn group_json(group: &str, kinds: &[Res]) -> Value {
+    let mut versions: Vec<&str> = kinds
         .iter()
         .map(|r| r.meta())
         .filter(|m| m.group == group)
@@ -345,19 +357,19 @@ fn group_json(group: &str) -> Value {
     json!({"name": group, "versions": versions, "preferredVersion": versions.first()})
 }
 
-fn api_groups() -> Value {
-    let mut groups: Vec<&str> = Res::ALL
+fn api_groups(kinds: &[Res]) -> Value {
+    let mut groups: Vec<&str> = kinds
         .iter()
         .map(|r| r.meta().group)
         .filter(|g| !g.is_empty())
         .collect();
     groups.sort_unstable();
     groups.dedup();
-    let groups: Vec<Value> = groups.into_iter().map(group_json).collect();
+    let groups: Vec<Value> = groups.into_iter().map(|g| group_json(g, kinds)).collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
-fn resource_list(group: &str, version: &str) -> Option<Value> {
+fn resource_list(group: &str, version: &str, kinds: &[Res]) -> Option<Value> {
     let gv = if group.is_empty() {
         version.to_string()
     } else {
@@ -374,7 +386,7 @@ fn resource_list(group: &str, version: &str) -> Option<Value> {
     ]);
     let sub_verbs = json!(["get", "patch", "update"]);
     let mut resources = Vec::new();
-    for m in Res::ALL
+    for m in kinds
         .iter()
         .map(|r| r.meta())
         .filter(|m| m.group == group && m.version == version)
@@ -473,8 +485,9 @@ fn kube(st: &mut State, req: &Req, path: &str, query: &BTreeMap<String, String>)
     let (group, version, rest) = match segs.as_slice() {
         ["api", v, rest @ ..] => ("", *v, rest),
         ["apis", g] if req.method == "GET" => {
-            return if Res::ALL.iter().any(|r| r.meta().group == *g) {
-                let mut g = group_json(g);
+            let kinds = st.store.kinds();
+            return if kinds.iter().any(|r| r.meta().group == *g) {
+                let mut g = group_json(g, &kinds);
                 g["kind"] = json!("APIGroup");
                 g["apiVersion"] = json!("v1");
                 Ok((200, g))
@@ -487,13 +500,16 @@ fn kube(st: &mut State, req: &Req, path: &str, query: &BTreeMap<String, String>)
     };
     if rest.is_empty() {
         return match req.method {
-            "GET" => resource_list(group, version)
+            "GET" => resource_list(group, version, &st.store.kinds())
                 .map(|l| (200, l))
                 .ok_or(ApiError::NoRoute),
             _ => Err(ApiError::NoRoute),
         };
     }
     let t = parse_target(group, version, rest).ok_or(ApiError::NoRoute)?;
+    if !st.store.serves(t.res) {
+        return Err(ApiError::NoRoute);
+    }
     let ns = t.ns.unwrap_or("");
     st.store.strict_fields = query.get("fieldValidation").is_some_and(|v| v == "Strict");
     let manager = field_manager(query, req);
@@ -819,7 +835,7 @@ fn state_json(st: &State) -> Value {
         "deployments": st.placements.values().collect::<Vec<_>>(),
         "loads": loads,
         "dashboards": st.dashboards.len(),
-        "objects": Res::ALL.iter().map(|r| (r.meta().plural.to_string(), json!(st.store.list(*r, None).len())))
+        "objects": st.store.kinds().iter().map(|r| (r.meta().plural.to_string(), json!(st.store.list(*r, None).len())))
             .collect::<serde_json::Map<_, _>>(),
     })
 }

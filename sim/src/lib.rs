@@ -68,6 +68,11 @@
 //!   `k8s.io/initial-events-end`; `allowWatchBookmarks`, `timeoutSeconds`, label and field
 //!   selectors; `as=Table` for `kubectl get -w`. ReplicaSets and Pods are served (none exist: no
 //!   controller makes them on a Karmada API server) because status readers list them.
+//! - CustomResourceDefinitions (apiextensions.k8s.io/v1) written through the API register their
+//!   kinds, as an apiserver does: served at their paths, in discovery and `/openapi/v3` with the
+//!   CRD's schema, which writes are validated against; the CRD is marked `Established`; deleting
+//!   it deletes its objects. (A chart that ships CRDs installs; the kinds' short names and
+//!   printer columns are not served.)
 //! - Not simulated: ClusterPropagationPolicy, the effect of OverridePolicies (stored only),
 //!   `clusterAffinities`, spread constraints, ClusterResourceBindings and Works.
 //! - `kubectl get` gets Tables (`as=Table`) with the kind's columns for Deployments, StatefulSets,

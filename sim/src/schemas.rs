@@ -225,6 +225,9 @@ fn check(schema: &Value, v: &Value, path: &str, strict: bool, out: &mut Vec<Stri
                     }
                     (None, Some(Value::Bool(true))) => {}
                     _ if open || props.is_none() => {}
+                    // Every object has these, whether its (CRD) schema names them or not.
+                    _ if path.is_empty()
+                        && matches!(k.as_str(), "apiVersion" | "kind" | "metadata") => {}
                     _ if strict => out.push(format!("{p}: unknown field \"{k}\"")),
                     _ => {}
                 }

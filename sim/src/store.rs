@@ -44,6 +44,9 @@ pub(crate) enum Res {
     ValidatingAdmissionPolicyBinding,
     ReplicaSet,
     Pod,
+    CustomResourceDefinition,
+    /// A kind a CustomResourceDefinition written through the API defines (see [`Res::custom`]).
+    Custom(u16),
 }
 
 /// The short names and categories a real apiserver (or the kind's CRD) reports for a plural:
@@ -60,6 +63,7 @@ pub(crate) fn short_names(plural: &str) -> (&'static [&'static str], &'static [&
         "serviceaccounts" => (&["sa"], &[]),
         "persistentvolumeclaims" => (&["pvc"], &[]),
         "statefulsets" => (&["sts"], &["all"]),
+        "customresourcedefinitions" => (&["crd", "crds"], &["api-extensions"]),
         "replicasets" => (&["rs"], &["all"]),
         "pods" => (&["po"], &["all"]),
         "daemonsets" => (&["ds"], &["all"]),
@@ -204,6 +208,18 @@ const REPLICASET: KindMeta = meta(
     true,
 );
 const POD: KindMeta = meta("", "v1", "pods", "pod", "Pod", true);
+const CRD: KindMeta = meta(
+    "apiextensions.k8s.io",
+    "v1",
+    "customresourcedefinitions",
+    "customresourcedefinition",
+    "CustomResourceDefinition",
+    false,
+);
+
+/// The kinds CustomResourceDefinitions defined, process-wide and append-only: a [`Res::Custom`]
+/// indexes it. Each store serves only the kinds of its own CRDs ([`Store::serves`]).
+static CUSTOM_KINDS: std::sync::RwLock<Vec<&'static KindMeta>> = std::sync::RwLock::new(Vec::new());
 const JOB: KindMeta = meta("batch", "v1", "jobs", "job", "Job", true);
 const INGRESS: KindMeta = meta(
     "networking.k8s.io",
@@ -316,7 +332,7 @@ const VAPB: KindMeta = meta(
 );
 
 impl Res {
-    pub const ALL: [Res; 32] = [
+    pub const ALL: [Res; 33] = [
         Res::Namespace,
         Res::Service,
         Res::Deployment,
@@ -349,6 +365,7 @@ impl Res {
         Res::ValidatingAdmissionPolicyBinding,
         Res::ReplicaSet,
         Res::Pod,
+        Res::CustomResourceDefinition,
     ];
 
     pub fn meta(self) -> &'static KindMeta {
@@ -385,6 +402,10 @@ impl Res {
             Res::ValidatingAdmissionPolicyBinding => &VAPB,
             Res::ReplicaSet => &REPLICASET,
             Res::Pod => &POD,
+            Res::CustomResourceDefinition => &CRD,
+            Res::Custom(i) => CUSTOM_KINDS
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)[usize::from(i)],
         }
     }
 
@@ -407,12 +428,94 @@ impl Res {
         }
     }
 
+    /// The kind served at `group/version/plural`: a built-in one, else the latest custom kind
+    /// registered there (whether a store serves it is [`Store::serves`]).
     pub fn find(group: &str, version: &str, plural: &str) -> Option<Res> {
-        Res::ALL.into_iter().find(|r| {
-            let m = r.meta();
-            m.group == group && m.version == version && m.plural == plural
+        let is = |m: &KindMeta| m.group == group && m.version == version && m.plural == plural;
+        Res::ALL.into_iter().find(|r| is(r.meta())).or_else(|| {
+            let kinds = CUSTOM_KINDS
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            kinds
+                .iter()
+                .rposition(|m| is(m))
+                .and_then(|i| u16::try_from(i).ok())
+                .map(Res::Custom)
         })
     }
+
+    /// The kind a CustomResourceDefinition defines, registered once per distinct definition.
+    pub fn custom(m: &CustomNames) -> Option<Res> {
+        let same = |k: &KindMeta| {
+            k.group == m.group
+                && k.version == m.version
+                && k.plural == m.plural
+                && k.singular == m.singular
+                && k.kind == m.kind
+                && k.namespaced == m.namespaced
+        };
+        let mut kinds = CUSTOM_KINDS
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(i) = kinds.iter().position(|k| same(k)) {
+            return u16::try_from(i).ok().map(Res::Custom);
+        }
+        let i = u16::try_from(kinds.len()).ok()?;
+        let leak = |s: &str| -> &'static str { Box::leak(s.to_string().into_boxed_str()) };
+        kinds.push(Box::leak(Box::new(KindMeta {
+            group: leak(&m.group),
+            version: leak(&m.version),
+            plural: leak(&m.plural),
+            singular: leak(&m.singular),
+            kind: leak(&m.kind),
+            namespaced: m.namespaced,
+        })));
+        Some(Res::Custom(i))
+    }
+}
+
+/// The names a CustomResourceDefinition gives one served version of its kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CustomNames {
+    pub group: String,
+    pub version: String,
+    pub plural: String,
+    pub singular: String,
+    pub kind: String,
+    pub namespaced: bool,
+}
+
+/// The served versions of a CustomResourceDefinition: their names and `openAPIV3Schema`s.
+pub(crate) fn crd_versions(crd: &Value) -> Vec<(CustomNames, Option<Value>)> {
+    let spec = &crd["spec"];
+    let names = &spec["names"];
+    let plural = names["plural"].as_str().unwrap_or_default();
+    let kind = names["kind"].as_str().unwrap_or_default();
+    let group = spec["group"].as_str().unwrap_or_default();
+    if plural.is_empty() || kind.is_empty() || group.is_empty() {
+        return Vec::new();
+    }
+    spec["versions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|v| v["served"] != false)
+        .filter_map(|v| {
+            Some((
+                CustomNames {
+                    group: group.to_string(),
+                    version: v["name"].as_str()?.to_string(),
+                    plural: plural.to_string(),
+                    singular: names["singular"]
+                        .as_str()
+                        .map_or_else(|| kind.to_ascii_lowercase(), str::to_string),
+                    kind: kind.to_string(),
+                    namespaced: spec["scope"] != "Cluster",
+                },
+                v.pointer("/schema/openAPIV3Schema").cloned(),
+            ))
+        })
+        .collect()
 }
 
 /// Where an object lives; `ns` is empty for cluster-scoped kinds.
@@ -681,6 +784,10 @@ pub(crate) struct Store {
     pub schemas: Arc<BTreeMap<String, Value>>,
     /// The current request asked for `fieldValidation=Strict`: unknown fields are refused.
     pub strict_fields: bool,
+    /// The kinds this store's CustomResourceDefinitions define, and their schemas (keyed as
+    /// `schemas`).
+    custom: Vec<Res>,
+    pub custom_schemas: BTreeMap<String, Value>,
     /// Create a missing namespace on a namespaced write instead of answering 404.
     pub auto_create_namespaces: bool,
     /// The ValidatingAdmissionPolicies and bindings among `objects`, compiled.
@@ -703,12 +810,26 @@ impl Store {
     /// Puts back what [`Store::snapshot`] saved (objects of kinds the sim no longer serves are
     /// dropped); returns how many objects were restored.
     pub fn restore(&mut self, saved: &Value) -> usize {
+        let mut n = self.restore_kinds(saved, &Res::ALL);
+        // The kinds the restored CRDs define, then their objects.
+        self.reindex_crds();
+        let custom = self.custom.clone();
+        n += self.restore_kinds(saved, &custom);
+        let saved_rv = saved["resourceVersion"].as_u64().unwrap_or(0);
+        self.rv = self.rv.max(saved_rv);
+        self.rebuild_admission();
+        n
+    }
+
+    /// Restores the saved objects of `kinds`; how many.
+    fn restore_kinds(&mut self, saved: &Value, kinds: &[Res]) -> usize {
         let mut n = 0;
         for item in saved["objects"].as_array().into_iter().flatten() {
             let obj = &item["object"];
             let (api_version, kind) = (str_at(obj, "/apiVersion"), str_at(obj, "/kind"));
-            let Some(res) = Res::ALL
-                .into_iter()
+            let Some(res) = kinds
+                .iter()
+                .copied()
                 .find(|r| r.api_version() == api_version && r.meta().kind == kind)
             else {
                 continue;
@@ -728,9 +849,6 @@ impl Store {
             );
             n += 1;
         }
-        let saved_rv = saved["resourceVersion"].as_u64().unwrap_or(0);
-        self.rv = self.rv.max(saved_rv);
-        self.rebuild_admission();
         n
     }
 
@@ -829,12 +947,85 @@ impl Store {
         self.rv
     }
 
+    /// Every kind this store serves: the built-in ones and those of its CRDs.
+    pub fn kinds(&self) -> Vec<Res> {
+        Res::ALL
+            .into_iter()
+            .chain(self.custom.iter().copied())
+            .collect()
+    }
+
+    /// True when this store serves `res` (a custom kind only while its CRD exists here).
+    pub fn serves(&self, res: Res) -> bool {
+        !matches!(res, Res::Custom(_)) || self.custom.contains(&res)
+    }
+
+    /// Rebuilds the custom kinds from the CRDs in the store, marks new CRDs Established (as the
+    /// apiextensions controller does) and deletes the objects of kinds no CRD defines any more.
+    fn reindex_crds(&mut self) {
+        let mut custom = Vec::new();
+        let mut schemas = BTreeMap::new();
+        let crds: Vec<(ObjKey, Value)> = self
+            .objects
+            .iter()
+            .filter(|(k, _)| k.res == Res::CustomResourceDefinition)
+            .map(|(k, e)| (k.clone(), e.obj.clone()))
+            .collect();
+        for (key, crd) in crds {
+            for (names, schema) in crd_versions(&crd) {
+                let Some(res) = Res::custom(&names) else {
+                    continue;
+                };
+                custom.push(res);
+                if let Some(s) = schema {
+                    schemas.insert(
+                        format!("{}/{}/{}", names.group, names.version, names.kind),
+                        s,
+                    );
+                }
+            }
+            if crd.pointer("/status/conditions").is_none() {
+                let names = &crd["spec"]["names"];
+                let now = now_rfc3339();
+                let cond = |t: &str, reason: &str, msg: &str| {
+                    json!({"type": t, "status": "True", "reason": reason, "message": msg,
+                           "lastTransitionTime": now})
+                };
+                self.set_status(
+                    &key,
+                    json!({
+                        "acceptedNames": names,
+                        "storedVersions": crd["spec"]["versions"].as_array().into_iter().flatten()
+                            .filter(|v| v["storage"] == true).map(|v| v["name"].clone()).collect::<Vec<_>>(),
+                        "conditions": [
+                            cond("NamesAccepted", "NoConflicts", "no conflicts found"),
+                            cond("Established", "InitialNamesAccepted", "the initial names have been accepted"),
+                        ],
+                    }),
+                );
+            }
+        }
+        let gone: Vec<ObjKey> = self
+            .objects
+            .keys()
+            .filter(|k| matches!(k.res, Res::Custom(_)) && !custom.contains(&k.res))
+            .cloned()
+            .collect();
+        for k in gone {
+            let _ = self.delete(&k);
+        }
+        self.custom = custom;
+        self.custom_schemas = schemas;
+    }
+
     /// Refuses an object its kind's schema does not admit (422, every field named).
     fn validate(&self, key: &ObjKey, obj: &Value) -> Result<(), ApiError> {
         let m = key.res.meta();
+        let id = format!("{}/{}/{}", m.group, m.version, m.kind);
         let Some(schema) = self
             .schemas
-            .get(&format!("{}/{}/{}", m.group, m.version, m.kind))
+            .get(&id)
+            .or_else(|| self.custom_schemas.get(&id))
         else {
             return Ok(());
         };
@@ -937,12 +1128,16 @@ impl Store {
         }
         self.record(ChangeKind::Added, res, &obj);
         self.objects.insert(
-            key,
+            key.clone(),
             Entry {
                 obj: obj.clone(),
                 seq: self.rv,
             },
         );
+        if res == Res::CustomResourceDefinition {
+            self.reindex_crds();
+            return Ok(self.objects.get(&key).map_or(obj, |e| e.obj.clone()));
+        }
         Ok(obj)
     }
 
@@ -1207,6 +1402,9 @@ impl Store {
         if let Some(d) = definition {
             self.admission.install(&key.name, d);
         }
+        if key.res == Res::CustomResourceDefinition && part == Part::Main {
+            self.reindex_crds();
+        }
         Ok(next)
     }
 
@@ -1282,6 +1480,9 @@ impl Store {
         let mut obj = entry.obj;
         obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
         self.record(ChangeKind::Deleted, key.res, &obj);
+        if key.res == Res::CustomResourceDefinition {
+            self.reindex_crds();
+        }
         Ok(obj)
     }
 }

@@ -1491,3 +1491,98 @@ async fn watches_stream_changes_resume_from_a_version_and_send_410_when_it_is_go
         .unwrap();
     assert_eq!(bad.status(), 400);
 }
+
+#[tokio::test]
+async fn a_crd_written_through_the_api_registers_its_kind_until_it_is_deleted() {
+    let f = start(SimConfig::demo()).await;
+    let send = |method: reqwest::Method, path: &str, body: Option<Value>| {
+        let (http, url) = (f.http.clone(), format!("{}{path}", f.url));
+        async move {
+            let mut r = http.request(method, url);
+            if let Some(b) = body {
+                r = r.json(&b);
+            }
+            let r = r.send().await.unwrap();
+            let code = r.status().as_u16();
+            (code, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let gadgets = "/apis/example.smo.io/v1/namespaces/default/gadgets";
+    // Before the CRD: no such resource, as from an apiserver.
+    assert_eq!(send(reqwest::Method::GET, gadgets, None).await.0, 404);
+    let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "gadgets.example.smo.io"},
+        "spec": {"group": "example.smo.io", "scope": "Namespaced",
+            "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+            "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema":
+                {"type": "object", "properties": {"spec": {"type": "object", "required": ["size"],
+                    "properties": {"size": {"type": "integer"}}}}}}}]}});
+    let (code, created) = send(
+        reqwest::Method::POST,
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+        Some(crd),
+    )
+    .await;
+    assert_eq!(code, 201, "{created}");
+    assert_eq!(created["status"]["conditions"][1]["type"], "Established");
+    // Served, discoverable, documented and validated by its schema.
+    let (_, list) = send(reqwest::Method::GET, "/apis/example.smo.io/v1", None).await;
+    assert_eq!(list["resources"][0]["kind"], "Gadget", "{list}");
+    let (_, groups) = send(reqwest::Method::GET, "/apis", None).await;
+    assert!(groups.to_string().contains("example.smo.io/v1"), "{groups}");
+    let (_, doc) = send(
+        reqwest::Method::GET,
+        "/openapi/v3/apis/example.smo.io/v1",
+        None,
+    )
+    .await;
+    assert_eq!(
+        doc["components"]["schemas"]["example.smo.io.v1.Gadget"]["properties"]["spec"]["required"],
+        json!(["size"])
+    );
+    let gadget = |size: Value| {
+        json!({"apiVersion": "example.smo.io/v1", "kind": "Gadget",
+        "metadata": {"name": "g"}, "spec": {"size": size}})
+    };
+    let (code, refused) = send(reqwest::Method::POST, gadgets, Some(gadget(json!("big")))).await;
+    assert_eq!(code, 422, "{refused}");
+    assert!(
+        refused["message"].as_str().unwrap().contains("spec.size"),
+        "{refused}"
+    );
+    assert_eq!(
+        send(reqwest::Method::POST, gadgets, Some(gadget(json!(2))))
+            .await
+            .0,
+        201
+    );
+    assert_eq!(
+        send(reqwest::Method::GET, gadgets, None).await.1["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // Deleting the CRD takes its kind and its objects with it.
+    let (code, _) = send(
+        reqwest::Method::DELETE,
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/gadgets.example.smo.io",
+        None,
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert_eq!(send(reqwest::Method::GET, gadgets, None).await.0, 404);
+    f.sim.with_state(|st| {
+        assert!(
+            st.store
+                .list(super::store::Res::CustomResourceDefinition, None)
+                .is_empty()
+        );
+        assert!(
+            !st.store
+                .kinds()
+                .iter()
+                .any(|r| matches!(r, super::store::Res::Custom(_)))
+        );
+    });
+}

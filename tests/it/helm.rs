@@ -870,3 +870,78 @@ async fn helm_wait_returns_when_the_charts_workloads_are_ready_and_not_before() 
         "{said}"
     );
 }
+
+/// A chart that ships a CustomResourceDefinition (in `crds/`) and an object of it deploys through
+/// smo: Helm's engine creates the CRD, the sim registers its kind as an API server does (served,
+/// in discovery, its schema enforced), then the chart's Gadget is created in smo's namespace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chart_with_a_crd_deploys_through_smo_and_its_kind_is_served() {
+    let reg = crate::oci::start_registry().await;
+    push_charts(&reg.addr, &["gadget"]);
+    let s = Stack::with_helm(&real_helm()).await;
+    let graph = format!(
+        r#"hdaGraph:
+  imVersion: 0.4.0
+  id: gizmo
+  version: "1.0"
+  services:
+    - id: gadget
+      deployment:
+        trigger: {{auto: {{dependencies: []}}}}
+        intent:
+          compute: {{cpu: small, ram: small, storage: small, gpu: {{enabled: false}}}}
+      artifact:
+        ociImage: oci://{}/charts/gadget
+        ociConfig: {{type: App, implementer: HELM}}
+        valuesOverwrite: {{size: 5}}
+"#,
+        reg.addr
+    );
+    let accepted = s
+        .client
+        .deploy("gizmo", graph.into_bytes(), false)
+        .await
+        .unwrap();
+    let job = s.succeed(&accepted).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let (code, crd) = sim_get(
+        &s,
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/gadgets.example.smo.io",
+    )
+    .await;
+    assert_eq!(code, 200, "{crd}");
+    assert!(
+        crd["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["type"] == "Established" && c["status"] == "True"),
+        "{crd}"
+    );
+    let (code, gadget) = sim_get(
+        &s,
+        "/apis/example.smo.io/v1/namespaces/gizmo/gadgets/gizmo-gadget",
+    )
+    .await;
+    assert_eq!(code, 200, "{gadget}");
+    assert_eq!(
+        gadget["spec"]["size"], 5,
+        "smo's valuesOverwrite reached the chart"
+    );
+    let (_, discovery) = sim_get(&s, "/apis/example.smo.io/v1").await;
+    assert_eq!(discovery["resources"][0]["name"], "gadgets", "{discovery}");
+    // The kind's schema is the CRD's: an object it refuses is refused.
+    let bad = reqwest::Client::new()
+        .post(format!(
+            "{}/apis/example.smo.io/v1/namespaces/gizmo/gadgets",
+            s.sim_url
+        ))
+        .json(
+            &serde_json::json!({"apiVersion": "example.smo.io/v1", "kind": "Gadget",
+            "metadata": {"name": "bad"}, "spec": {"size": "large"}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 422, "{}", bad.text().await.unwrap());
+}
