@@ -18,7 +18,7 @@
 //!   `validatingadmissionpolicybindings` (admissionregistration.k8s.io/v1), enforced. Verbs: list (label and field selectors, also across namespaces),
 //!   get, create, replace, patch (apply, merge, strategic-as-merge, JSON patch), delete,
 //!   deletecollection, and `/status` for every kind; `dryRun` honoured; watch (below). Bodies in JSON,
-//!   YAML (apply) or, for Secrets, ConfigMaps, Namespaces and DeleteOptions, Kubernetes protobuf
+//!   YAML (apply) or, for Secrets, ConfigMaps, Namespaces, DeleteOptions, Deployments and Services, Kubernetes protobuf
 //!   (what typed clients such as Helm's release storage and `kubectl create` send).
 //! - OpenAPI v3 (`/openapi/v3`): every kind, with `fieldValidation`; the real schemas of the
 //!   custom kinds when given their CRDs ([`crd_schemas`], `smo sim --crds DIR`), and of the

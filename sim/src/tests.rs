@@ -993,6 +993,29 @@ async fn a_state_file_keeps_the_federation_across_a_restart() {
         .json()
         .await
         .unwrap();
+    // A CRD and an object of its kind.
+    let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "knobs.example.smo.io"},
+        "spec": {"group": "example.smo.io", "scope": "Namespaced",
+            "names": {"plural": "knobs", "singular": "knob", "kind": "Knob"},
+            "versions": [{"name": "v1", "served": true, "storage": true}]}});
+    for (path, body) in [
+        (
+            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+            crd,
+        ),
+        (
+            "/apis/example.smo.io/v1/namespaces/keep/knobs",
+            json!({"apiVersion": "example.smo.io/v1", "kind": "Knob", "metadata": {"name": "k"}}),
+        ),
+    ] {
+        let r = post(path, body).await.unwrap();
+        assert!(
+            r.status().is_success(),
+            "{path}: {}",
+            r.text().await.unwrap()
+        );
+    }
     // What was set at run time: a cluster added, one marked not Ready, a service's load.
     for (path, body) in [
         (
@@ -1041,6 +1064,13 @@ async fn a_state_file_keeps_the_federation_across_a_restart() {
             .unwrap()
     };
     assert!(rv(&r) > rv(&before), "{r}");
+    // The custom kind is served again, with its object.
+    let knob = reqwest::get(format!(
+        "http://{addr}/apis/example.smo.io/v1/namespaces/keep/knobs/k"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(knob.status(), 200);
     // The configured clusters, plus the one added at run time, with readiness and load as set.
     let state: Value = reqwest::get(format!("http://{addr}/sim/state"))
         .await

@@ -290,6 +290,48 @@ async fn kubectl_explains_karmada_and_built_in_kinds_from_their_real_schemas() {
     );
     let (ok, said) = kubectl(&["apply", "-f", "-"], &deployment("replicas: 2, "));
     assert!(ok, "{said}");
+    // `kubectl create deployment|service` send protobuf (and do not fall back to JSON): read,
+    // and valid against the real schemas once read.
+    let (ok, said) = kubectl(
+        &[
+            "create",
+            "deployment",
+            "api",
+            "--image=nginx:1.27",
+            "--replicas=2",
+            "--port=8080",
+            "-n",
+            "strict",
+        ],
+        "",
+    );
+    assert!(ok, "{said}");
+    let (ok, said) = kubectl(
+        &[
+            "create",
+            "service",
+            "clusterip",
+            "api",
+            "--tcp=80:http",
+            "-n",
+            "strict",
+        ],
+        "",
+    );
+    assert!(ok, "{said}");
+    let (_, got) = kubectl(
+        &[
+            "get",
+            "deployment/api",
+            "service/api",
+            "-n",
+            "strict",
+            "-o",
+            "jsonpath={.items[0].spec.replicas} {.items[0].spec.template.spec.containers[0].ports[0].containerPort} {.items[1].spec.ports[0].targetPort}",
+        ],
+        "",
+    );
+    assert_eq!(got.trim(), "2 8080 http", "{got}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
