@@ -15,6 +15,11 @@ fn rendered(fixture_path: &str, project: &str) -> Vec<Value> {
     let graph = hdag::parse(&fixture(fixture_path))
         .expect("fixture parses")
         .graph;
+    placed(&graph, project, 2)
+}
+
+/// `graph`'s objects with its services spread over the three demo clusters, `replicas` each.
+fn placed(graph: &hdag::Graph, project: &str, replicas: i32) -> Vec<Value> {
     let clusters = ["edge-a", "edge-b", "cloud-gpu"];
     let placement: BTreeMap<String, String> = graph
         .services
@@ -22,9 +27,13 @@ fn rendered(fixture_path: &str, project: &str) -> Vec<Value> {
         .enumerate()
         .map(|(i, s)| (s.id.clone(), clusters[i % 3].to_string()))
         .collect();
-    let replicas = graph.services.iter().map(|s| (s.id.clone(), 2)).collect();
+    let replicas = graph
+        .services
+        .iter()
+        .map(|s| (s.id.clone(), replicas))
+        .collect();
     manifests::render(&RenderInput {
-        graph: &graph,
+        graph,
         project,
         placement: &placement,
         replicas: &replicas,
@@ -127,21 +136,7 @@ async fn every_built_in_object_smo_renders_validates_against_the_kubernetes_1_37
             continue; // the invalid fixtures
         };
         graphs += 1;
-        let graph = parsed.graph;
-        let clusters = ["edge-a", "edge-b", "cloud-gpu"];
-        let placement: BTreeMap<String, String> = graph
-            .services
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.id.clone(), clusters[i % 3].to_string()))
-            .collect();
-        let replicas = graph.services.iter().map(|s| (s.id.clone(), 3)).collect();
-        for o in manifests::render(&RenderInput {
-            graph: &graph,
-            project: "conformance",
-            placement: &placement,
-            replicas: &replicas,
-        }) {
+        for o in placed(&parsed.graph, "conformance", 3) {
             if crate::support::is_built_in(&o) {
                 kinds.insert(o["kind"].as_str().unwrap_or_default().to_string());
                 objects.push(o);
