@@ -772,6 +772,100 @@ pub struct DeployReport {
     pub p99_secs: f64,
     /// Deploy jobs that needed more than one attempt (the target is none).
     pub retried_jobs: i64,
+    /// CPU seconds each part used from the first submission to the last graph Running (Linux
+    /// `/proc`; `None` where it cannot be read).
+    pub cpu: DeployCpu,
+}
+
+/// Where a deploy benchmark's CPU went, in seconds.
+#[derive(Debug, Default, Serialize)]
+pub struct DeployCpu {
+    /// This process but the sim: the API and the submitting clients.
+    pub api_and_clients: Option<f64>,
+    /// The sim's threads (named `smo-sim`), when it runs in this process.
+    pub sim: Option<f64>,
+    /// The worker processes together.
+    pub workers: Option<f64>,
+    /// Every PostgreSQL process on the machine.
+    pub postgres: Option<f64>,
+}
+
+/// CPU seconds (user + system) of `/proc/<path>/stat`: its 14th and 15th fields, in clock ticks
+/// of 1/100 s (Linux's USER_HZ).
+fn cpu_of(stat_path: &str) -> Option<f64> {
+    let text = std::fs::read_to_string(stat_path).ok()?;
+    let rest = text.rsplit_once(") ")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
+/// The command name of `/proc/<path>/stat`.
+fn comm_of(stat_path: &str) -> Option<String> {
+    let text = std::fs::read_to_string(stat_path).ok()?;
+    let (_, after) = text.split_once(" (")?;
+    Some(after.rsplit_once(") ")?.0.to_string())
+}
+
+/// CPU seconds of this process's threads named `name`.
+fn threads_cpu(name: &str) -> Option<f64> {
+    let mut total = None;
+    for e in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let stat = format!("{}/stat", e.path().display());
+        if comm_of(&stat).as_deref() == Some(name) {
+            *total.get_or_insert(0.0) += cpu_of(&stat).unwrap_or(0.0);
+        }
+    }
+    total
+}
+
+/// CPU seconds of every process named `name`.
+fn processes_cpu(name: &str) -> Option<f64> {
+    let mut total = None;
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        if !e
+            .file_name()
+            .to_string_lossy()
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+        {
+            continue;
+        }
+        let stat = format!("{}/stat", e.path().display());
+        if comm_of(&stat).as_deref() == Some(name) {
+            *total.get_or_insert(0.0) += cpu_of(&stat).unwrap_or(0.0);
+        }
+    }
+    total
+}
+
+/// A snapshot of the deploy benchmark's CPU counters.
+fn deploy_cpu(workers: &[Option<u32>]) -> DeployCpu {
+    let sim = threads_cpu("smo-sim");
+    let this = cpu_of("/proc/self/stat");
+    let workers = workers
+        .iter()
+        .map(|p| p.and_then(|p| cpu_of(&format!("/proc/{p}/stat"))))
+        .sum::<Option<f64>>();
+    DeployCpu {
+        api_and_clients: this.map(|t| t - sim.unwrap_or(0.0)),
+        sim,
+        workers,
+        postgres: processes_cpu("postgres"),
+    }
+}
+
+impl DeployCpu {
+    /// What was used between two snapshots.
+    fn since(&self, start: &DeployCpu) -> DeployCpu {
+        let d = |a: Option<f64>, b: Option<f64>| Some(a? - b.unwrap_or(0.0));
+        DeployCpu {
+            api_and_clients: d(self.api_and_clients, start.api_and_clients),
+            sim: d(self.sim, start.sim),
+            workers: d(self.workers, start.workers),
+            postgres: d(self.postgres, start.postgres),
+        }
+    }
 }
 
 /// How the deploy benchmark reaches the world: the federation's kubeconfig and the `smo` binary
@@ -848,6 +942,8 @@ pub async fn deploy(b: DeployBench, progress: impl Fn(&str)) -> anyhow::Result<D
         "submitting {} graphs of {} services, {} at a time…",
         b.graphs, b.services, b.clients
     ));
+    let worker_pids: Vec<Option<u32>> = children.iter().map(|c| c.id()).collect();
+    let cpu_at_start = deploy_cpu(&worker_pids);
     let started = Instant::now();
     let submitted = Arc::new(std::sync::Mutex::new(Vec::with_capacity(b.graphs)));
     let next = Arc::new(AtomicUsize::new(0));
@@ -904,6 +1000,7 @@ pub async fn deploy(b: DeployBench, progress: impl Fn(&str)) -> anyhow::Result<D
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let total_secs = started.elapsed().as_secs_f64();
+    let cpu = deploy_cpu(&worker_pids).since(&cpu_at_start);
     // Running since: the graph's last change, written by the deploy job that made it Running.
     let running_at: std::collections::HashMap<String, chrono::DateTime<chrono::Utc>> =
         sqlx::query_as::<_, (String, chrono::DateTime<chrono::Utc>)>(
@@ -945,6 +1042,7 @@ pub async fn deploy(b: DeployBench, progress: impl Fn(&str)) -> anyhow::Result<D
         p50_secs: at(0.5),
         p99_secs: at(0.99),
         retried_jobs,
+        cpu,
     })
 }
 

@@ -301,14 +301,14 @@ pub(super) async fn run(cmd: BenchCmd, out: Output, database_url: &str) -> anyho
             kubeconfig,
         } => {
             let url = crate::cli::scratch_database(database_url).await?;
-            // The sim runs in this process unless a federation is named.
+            // The sim runs in this process unless a federation is named: on a runtime of its
+            // own whose threads are named `smo-sim`, so its CPU is told apart from the API's.
             let mut _sim = None;
             let kubeconfig = match kubeconfig {
                 Some(k) => k,
                 None => {
-                    let (addr, handle) =
-                        smo_sim::Sim::new(smo_sim::SimConfig::demo()).spawn_on("127.0.0.1:0")?;
-                    _sim = Some(handle);
+                    let (addr, guard) = sim_on_own_threads()?;
+                    _sim = Some(guard);
                     let path =
                         std::env::temp_dir().join(format!("smo-bench-{}.kubeconfig", addr.port()));
                     std::fs::write(&path, smo_sim::kubeconfig_yaml(&format!("http://{addr}")))?;
@@ -341,6 +341,22 @@ pub(super) async fn run(cmd: BenchCmd, out: Output, database_url: &str) -> anyho
                     r.p50_secs,
                     r.p99_secs,
                     r.retried_jobs
+                );
+                let part = |name: &str, secs: Option<f64>| match secs {
+                    Some(s) => format!(
+                        "{name} {s:.1} s ({:.1} ms/graph)",
+                        s * 1000.0 / r.graphs as f64
+                    ),
+                    None => format!("{name} n/a"),
+                };
+                println!(
+                    "CPU over the run ({:.1} s × 2 cores = {:.1} s available): {}, {}, {}, {}",
+                    r.total_secs,
+                    r.total_secs * 2.0,
+                    part("API + clients", r.cpu.api_and_clients),
+                    part("sim", r.cpu.sim),
+                    part("workers", r.cpu.workers),
+                    part("PostgreSQL", r.cpu.postgres),
                 );
             }
         }
@@ -389,4 +405,60 @@ pub(super) async fn run(cmd: BenchCmd, out: Output, database_url: &str) -> anyho
         }
     }
     Ok(0)
+}
+
+/// Keeps a sim served on its own runtime (threads named `smo-sim`) until dropped.
+struct SimThreads {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for SimThreads {
+    fn drop(&mut self) {
+        let _ = self.stop.take().map(|s| s.send(()));
+        let _ = self.thread.take().map(std::thread::JoinHandle::join);
+    }
+}
+
+/// The demo sim, served on loopback by a runtime of its own (two threads named `smo-sim`), built
+/// on a thread of its own: this function is called from within the CLI's runtime.
+fn sim_on_own_threads() -> anyhow::Result<(std::net::SocketAddr, SimThreads)> {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name("smo-sim-main".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("smo-sim")
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = addr_tx.send(Err(anyhow::anyhow!("sim runtime: {e}")));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                match smo_sim::Sim::new(smo_sim::SimConfig::demo()).spawn_on("127.0.0.1:0") {
+                    Ok((addr, handle)) => {
+                        let _ = addr_tx.send(Ok(addr));
+                        let _ = rx.await;
+                        drop(handle);
+                    }
+                    Err(e) => {
+                        let _ = addr_tx.send(Err(e.into()));
+                    }
+                }
+            });
+        })?;
+    let addr = addr_rx.recv()??;
+    Ok((
+        addr,
+        SimThreads {
+            stop: Some(tx),
+            thread: Some(thread),
+        },
+    ))
 }
