@@ -467,7 +467,11 @@ type Out = Result<(u16, Value), ApiError>;
 fn shapes_the_federation(res: Res) -> bool {
     matches!(
         res,
-        Res::Deployment | Res::PropagationPolicy | Res::Cluster | Res::Namespace
+        Res::Deployment
+            | Res::PropagationPolicy
+            | Res::ClusterPropagationPolicy
+            | Res::Cluster
+            | Res::Namespace
     )
 }
 
@@ -734,7 +738,22 @@ fn scale(st: &mut State, key: &ObjKey, method: &str, req: &Req) -> Out {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ReadyBody {
-    ready: bool,
+    ready: Readiness,
+}
+
+/// What `POST /sim/clusters/{name}/ready` sets: `true`, `false` (reported unhealthy), or
+/// `"unknown"` (nothing reports on it).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Readiness {
+    Known(bool),
+    Unknown(UnknownWord),
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum UnknownWord {
+    Unknown,
 }
 
 #[derive(Deserialize)]
@@ -786,8 +805,13 @@ fn admin(st: &mut State, method: &str, path: &str, body: &[u8]) -> Out {
                     name: name.to_string(),
                 });
             };
-            if c.ready != b.ready {
-                c.ready = b.ready;
+            let (ready, unknown) = match b.ready {
+                Readiness::Known(r) => (r, false),
+                Readiness::Unknown(UnknownWord::Unknown) => (false, true),
+            };
+            if c.ready != ready || c.unknown != unknown {
+                c.ready = ready;
+                c.unknown = unknown;
                 c.since = now_rfc3339();
             }
             reconcile(st, Instant::now());

@@ -27,7 +27,7 @@
 //!   given (types, required fields, enums, int-or-string; unknown fields only under
 //!   `fieldValidation=Strict`): 422 naming every field, as for a CRD's schema.
 //! - Admin: `GET /sim/state`, `GET /sim/placements`, `POST /sim/clusters` (add a [`SimCluster`]),
-//!   `POST /sim/clusters/{name}/ready {"ready": bool}`, `POST /sim/load {"service", "namespace", "rate"}`,
+//!   `POST /sim/clusters/{name}/ready {"ready": bool | "unknown"}`, `POST /sim/load {"service", "namespace", "rate"}`,
 //!   `GET /sim/writes`: the write log ([`WriteRecord`]: every write in the order applied, with the
 //!   object it named, the writer's fencing token and its [`Effect`]; the last 100,000).
 //! - `GET /metrics`; Grafana: `POST /api/dashboards/db`, `GET|DELETE /api/dashboards/uid/{uid}`,
@@ -73,7 +73,12 @@
 //!   CRD's schema, which writes are validated against; the CRD is marked `Established`; deleting
 //!   it deletes its objects. (A chart that ships CRDs installs; the kinds' short names and
 //!   printer columns are not served.)
-//! - Not simulated: ClusterPropagationPolicy, the effect of OverridePolicies (stored only),
+//! - ClusterPropagationPolicies select Deployments across namespaces (a selector's `namespace`
+//!   narrows one); a PropagationPolicy that selects a Deployment wins over any of them, as in
+//!   Karmada. A cluster set `"unknown"` (`POST /sim/clusters/{name}/ready`) reports Ready=Unknown
+//!   (`ClusterStatusUnknown`) and the `cluster.karmada.io/unreachable:NoSchedule` taint; one set
+//!   not ready reports Ready=False and `cluster.karmada.io/not-ready:NoSchedule`.
+//! - Not simulated: the effect of OverridePolicies (stored only), NoExecute taints,
 //!   `clusterAffinities`, spread constraints, ClusterResourceBindings and Works.
 //! - `kubectl get` gets Tables (`as=Table`) with the kind's columns for Deployments, StatefulSets,
 //!   Services, Namespaces, Secrets, ConfigMaps, Clusters and ResourceBindings; NAME and AGE for

@@ -163,6 +163,9 @@ pub(crate) struct ClusterState {
     pub allocatable: Resources,
     pub nodes: u32,
     pub ready: bool,
+    /// Not Ready because nothing reports on it (Ready=Unknown, the `unreachable` taint), rather
+    /// than reported unhealthy (Ready=False, the `not-ready` taint).
+    pub unknown: bool,
     /// When `ready` last changed (the Ready condition's lastTransitionTime).
     pub since: String,
     pub allocated: Resources,
@@ -181,6 +184,7 @@ impl ClusterState {
             },
             nodes,
             ready: c.ready,
+            unknown: false,
             since: now_rfc3339(),
             allocated: Resources::default(),
             allocating: Resources::default(),
@@ -232,6 +236,8 @@ struct Workload {
     generation: i64,
     status: Value,
     policy: Option<String>,
+    /// `policy` is a ClusterPropagationPolicy.
+    cluster_policy: bool,
     scheduling: Option<&'static str>,
     targets: Vec<(String, u32)>,
     placed: BTreeMap<String, u32>,
@@ -328,10 +334,22 @@ impl<'a> PolicyIndex<'a> {
     fn pick(&self, w: &Workload) -> Option<&'a Value> {
         let named = self.by_name.get(&(w.key.ns.as_str(), w.key.name.as_str()));
         let generic = self.generic.get(w.key.ns.as_str());
-        named
-            .into_iter()
-            .chain(generic)
-            .flatten()
+        Self::best(named.into_iter().chain(generic).flatten(), w)
+    }
+
+    /// Picks among ClusterPropagationPolicies (cluster-scoped: indexed under no namespace; a
+    /// selector's own `namespace` narrows it), by the same rules.
+    fn pick_across(&self, w: &Workload) -> Option<&'a Value> {
+        let named = self.by_name.get(&("", w.key.name.as_str()));
+        let generic = self.generic.get("");
+        Self::best(named.into_iter().chain(generic).flatten(), w)
+    }
+
+    fn best<'b>(candidates: impl Iterator<Item = &'b &'a Value>, w: &Workload) -> Option<&'a Value>
+    where
+        'a: 'b,
+    {
+        candidates
             .filter_map(|p| {
                 let sels = p
                     .pointer("/spec/resourceSelectors")
@@ -618,6 +636,12 @@ fn cluster_status(c: &ClusterState) -> Value {
             "ClusterReady",
             "cluster is healthy and ready to accept workloads",
         )
+    } else if c.unknown {
+        (
+            "Unknown",
+            "ClusterStatusUnknown",
+            "Cluster status controller stopped posting cluster status.",
+        )
     } else {
         (
             "False",
@@ -663,6 +687,7 @@ fn sync_clusters(st: &mut State) {
             allocatable: Resources::default(),
             nodes: 1,
             ready: false,
+            unknown: false,
             since: now_rfc3339(),
             allocated: Resources::default(),
             allocating: Resources::default(),
@@ -740,7 +765,11 @@ fn bind(st: &mut State, workloads: &[Workload], stamp: &str) {
                 "apiVersion": "work.karmada.io/v1alpha2", "kind": "ResourceBinding",
                 "metadata": {
                     "name": name, "namespace": w.key.ns,
-                    "labels": {"propagationpolicy.karmada.io/name": w.policy},
+                    "labels": if w.cluster_policy {
+                        json!({"clusterpropagationpolicy.karmada.io/name": w.policy})
+                    } else {
+                        json!({"propagationpolicy.karmada.io/name": w.policy})
+                    },
                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": w.key.name,
                                          "uid": uid, "controller": true, "blockOwnerDeletion": true}],
                 },
@@ -790,6 +819,9 @@ pub(crate) fn reconcile(st: &mut State, now: Instant) {
         })
         .collect();
     let policies = PolicyIndex::new(st.store.list(Res::PropagationPolicy, None));
+    // ClusterPropagationPolicies select across namespaces; a workload any PropagationPolicy
+    // selects is never taken by one (Karmada's precedence).
+    let cluster_policies = PolicyIndex::new(st.store.list(Res::ClusterPropagationPolicy, None));
     let mut workloads: Vec<Workload> = st
         .store
         .entries(Res::Deployment, None)
@@ -811,6 +843,7 @@ pub(crate) fn reconcile(st: &mut State, now: Instant) {
             generation: e.obj["metadata"]["generation"].as_i64().unwrap_or(1),
             status: e.obj.get("status").cloned().unwrap_or(Value::Null),
             policy: None,
+            cluster_policy: false,
             scheduling: None,
             targets: Vec::new(),
             placed: BTreeMap::new(),
@@ -819,10 +852,15 @@ pub(crate) fn reconcile(st: &mut State, now: Instant) {
     workloads.sort_by_key(|w| w.seq);
 
     for w in &mut workloads {
-        if let Some(p) = policies.pick(w) {
+        let picked = match policies.pick(w) {
+            Some(p) => Some((p, false)),
+            None => cluster_policies.pick_across(w).map(|p| (p, true)),
+        };
+        if let Some((p, cluster_wide)) = picked {
             let placement = &p["spec"]["placement"];
             let eligible = eligible_clusters(placement, &st.clusters, &labels);
             let (kind, targets) = assign(placement, w, &eligible, &st.clusters);
+            w.cluster_policy = cluster_wide;
             w.policy = Some(str_at(p, "/metadata/name").to_string());
             w.scheduling = Some(kind);
             w.targets = targets.into_iter().filter(|t| t.1 > 0).collect();
@@ -909,10 +947,16 @@ pub(crate) fn reconcile(st: &mut State, now: Instant) {
     for (name, c) in &st.clusters {
         let key = ObjKey::new(Res::Cluster, "", name);
         let status = cluster_status(c);
-        let taints = if c.ready {
-            Value::Null
-        } else {
-            json!([{"key": "cluster.karmada.io/not-ready", "effect": "NoSchedule", "timeAdded": c.since}])
+        // As Karmada's cluster controller taints them: `unreachable` when Ready is Unknown,
+        // `not-ready` when it is False.
+        let taints = match (c.ready, c.unknown) {
+            (true, _) => Value::Null,
+            (false, true) => {
+                json!([{"key": "cluster.karmada.io/unreachable", "effect": "NoSchedule", "timeAdded": c.since}])
+            }
+            (false, false) => {
+                json!([{"key": "cluster.karmada.io/not-ready", "effect": "NoSchedule", "timeAdded": c.since}])
+            }
         };
         st.store.update_with(&key, |o| {
             o["status"] = status;

@@ -45,6 +45,7 @@ pub(crate) enum Res {
     ReplicaSet,
     Pod,
     CustomResourceDefinition,
+    ClusterPropagationPolicy,
     /// A kind a CustomResourceDefinition written through the API defines (see [`Res::custom`]).
     Custom(u16),
 }
@@ -57,6 +58,7 @@ pub(crate) fn short_names(plural: &str) -> (&'static [&'static str], &'static [&
         "services" => (&["svc"], &["all"]),
         "deployments" => (&["deploy"], &["all"]),
         "propagationpolicies" => (&["pp"], &[]),
+        "clusterpropagationpolicies" => (&["cpp"], &[]),
         "overridepolicies" => (&["op"], &[]),
         "prometheusrules" => (&["promrule"], &["prometheus-operator"]),
         "configmaps" => (&["cm"], &[]),
@@ -136,6 +138,14 @@ const PP: KindMeta = meta(
     "propagationpolicy",
     "PropagationPolicy",
     true,
+);
+const CPP: KindMeta = meta(
+    "policy.karmada.io",
+    "v1alpha1",
+    "clusterpropagationpolicies",
+    "clusterpropagationpolicy",
+    "ClusterPropagationPolicy",
+    false,
 );
 const OP: KindMeta = meta(
     "policy.karmada.io",
@@ -332,7 +342,7 @@ const VAPB: KindMeta = meta(
 );
 
 impl Res {
-    pub const ALL: [Res; 33] = [
+    pub const ALL: [Res; 34] = [
         Res::Namespace,
         Res::Service,
         Res::Deployment,
@@ -366,6 +376,7 @@ impl Res {
         Res::ReplicaSet,
         Res::Pod,
         Res::CustomResourceDefinition,
+        Res::ClusterPropagationPolicy,
     ];
 
     pub fn meta(self) -> &'static KindMeta {
@@ -403,6 +414,7 @@ impl Res {
             Res::ReplicaSet => &REPLICASET,
             Res::Pod => &POD,
             Res::CustomResourceDefinition => &CRD,
+            Res::ClusterPropagationPolicy => &CPP,
             Res::Custom(i) => CUSTOM_KINDS
                 .read()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)[usize::from(i)],

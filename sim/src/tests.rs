@@ -1616,3 +1616,125 @@ async fn a_crd_written_through_the_api_registers_its_kind_until_it_is_deleted() 
         );
     });
 }
+
+#[tokio::test]
+async fn a_cluster_propagation_policy_places_across_namespaces_and_a_propagation_policy_wins() {
+    let f = start(SimConfig::demo()).await;
+    let post = |path: &str, body: Value| {
+        let (http, url) = (f.http.clone(), format!("{}{path}", f.url));
+        async move {
+            let r = http.post(url).json(&body).send().await.unwrap();
+            assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+        }
+    };
+    for ns in ["team-a", "team-b"] {
+        post("/api/v1/namespaces", json!({"metadata": {"name": ns}})).await;
+        post(
+            &format!("/apis/apps/v1/namespaces/{ns}/deployments"),
+            json!({"metadata": {"name": "web", "labels": {"app": "web"}}, "spec": {"replicas": 1,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}}),
+        )
+        .await;
+    }
+    // One ClusterPropagationPolicy for every `app: web` Deployment, on edge-a.
+    post(
+        "/apis/policy.karmada.io/v1alpha1/clusterpropagationpolicies",
+        json!({"metadata": {"name": "webs"}, "spec": {
+            "resourceSelectors": [{"apiVersion": "apps/v1", "kind": "Deployment", "labelSelector": {"matchLabels": {"app": "web"}}}],
+            "placement": {"clusterAffinity": {"clusterNames": ["edge-a"]}}}}),
+    )
+    .await;
+    // team-b's own PropagationPolicy takes precedence there.
+    post(
+        "/apis/policy.karmada.io/v1alpha1/namespaces/team-b/propagationpolicies",
+        json!({"metadata": {"name": "mine"}, "spec": {
+            "resourceSelectors": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}],
+            "placement": {"clusterAffinity": {"clusterNames": ["edge-b"]}}}}),
+    )
+    .await;
+    let placements: Value = f
+        .http
+        .get(format!("{}/sim/placements", f.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let of = |ns: &str| {
+        placements
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["namespace"] == ns)
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(of("team-a")["policy"], "webs", "{placements}");
+    assert_eq!(of("team-a")["clusters"][0]["cluster"], "edge-a");
+    assert_eq!(of("team-b")["policy"], "mine");
+    assert_eq!(of("team-b")["clusters"][0]["cluster"], "edge-b");
+    let binding: Value = f
+        .http
+        .get(format!(
+            "{}/apis/work.karmada.io/v1alpha2/namespaces/team-a/resourcebindings/web-deployment",
+            f.url
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        binding["metadata"]["labels"]["clusterpropagationpolicy.karmada.io/name"], "webs",
+        "{binding}"
+    );
+}
+
+#[tokio::test]
+async fn a_cluster_nothing_reports_on_is_ready_unknown_and_tainted_unreachable_as_karmada_does() {
+    let f = start(SimConfig::demo()).await;
+    let set = |ready: Value| {
+        let (http, url) = (
+            f.http.clone(),
+            format!("{}/sim/clusters/edge-a/ready", f.url),
+        );
+        async move {
+            let r = http
+                .post(url)
+                .json(&json!({"ready": ready}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let ready = |c: &Value| {
+        c["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Ready")
+            .cloned()
+            .unwrap()
+    };
+    let c = set(json!("unknown")).await;
+    assert_eq!(ready(&c)["status"], "Unknown", "{c}");
+    assert_eq!(ready(&c)["reason"], "ClusterStatusUnknown");
+    assert_eq!(
+        c["spec"]["taints"][0]["key"],
+        "cluster.karmada.io/unreachable"
+    );
+    let c = set(json!(false)).await;
+    assert_eq!(ready(&c)["status"], "False");
+    assert_eq!(
+        c["spec"]["taints"][0]["key"],
+        "cluster.karmada.io/not-ready"
+    );
+    let c = set(json!(true)).await;
+    assert_eq!(ready(&c)["status"], "True");
+    assert!(c["spec"].get("taints").is_none(), "{c}");
+}
