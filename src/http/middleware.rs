@@ -1,6 +1,6 @@
-//! Around every route: bearer-token auth, body limits and timeouts, problem documents for
-//! routing errors (404/405, NUL bytes in paths), and the application that nests API, Swagger UI,
-//! spec and console.
+//! Around every route: body limits and timeouts, the route table with each operation's grant
+//! (who may call it is `guard`'s business), problem documents for routing errors (404/405, NUL
+//! bytes in paths), and the application that nests API, Swagger UI, spec and console.
 
 use super::*;
 use crate::access::Need;

@@ -7,7 +7,10 @@
 //! - `graphs.rs`, `clusters.rs`, `alerts.rs`, `jobs.rs`, `health.rs`: the routes, one type per
 //!   resource, each a thin handler over those operations
 //! - `views.rs`     the response bodies
-//! - `middleware.rs` auth, body limits, problem documents for routing errors, the nested app
+//! - `middleware.rs` the route table (each operation's grant), body limits, problem documents
+//!   for routing errors, the nested app
+//! - `guard.rs`     who is calling (token or console session), the grant checked, the audit row
+//! - `audit.rs`     `/whoami` and `/audit`
 //! - `problem.rs`   the error type and its problem documents; `serve.rs` the connection loop
 //! - `compat.rs`    the reference SMO's field names; `console/` the server-rendered console
 
