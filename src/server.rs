@@ -3,9 +3,7 @@
 
 use std::time::Duration;
 
-use smo_jobs::{
-    CronEntry, Queue, Registry, Scheduler, SchedulerConfig, Worker, WorkerConfig,
-};
+use smo_jobs::{CronEntry, Queue, Registry, Scheduler, SchedulerConfig, Worker, WorkerConfig};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 

@@ -713,7 +713,11 @@ scaling: {interval_seconds: 30, cooldown: 60}
         assert_eq!(r.worker_batch, 16, "env over file");
         assert_eq!(r.shutdown_grace, Duration::from_secs(90), "flag over file");
         assert_eq!(r.retention, Duration::from_secs(7 * 86_400), "default");
-        assert_eq!(r.audit_retention, Duration::from_secs(90 * 86_400), "default");
+        assert_eq!(
+            r.audit_retention,
+            Duration::from_secs(90 * 86_400),
+            "default"
+        );
         assert_eq!(
             exposed(&r.monitoring.grafana_token),
             Some("from-file"),
