@@ -905,3 +905,46 @@ async fn the_retention_job_prunes_the_audit_log_after_its_own_period() {
         serde_json::json!(90 * 86_400)
     );
 }
+
+/// `smo status` with a viewer's token: the queue is not the viewer's to see (/metrics needs the
+/// metrics or admin role), so status says so and judges by readiness, instead of failing on 403.
+#[test]
+fn smo_status_with_a_viewer_token_says_the_queue_is_not_its_to_see() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let stack = rt.block_on(Stack::with_token(ADMIN));
+    let viewer = rt.block_on(mint(&stack, "look", Role::Viewer, Some(&["a"]), None));
+    let home = std::env::temp_dir().join(format!("{}-status", stack.db.name));
+    std::fs::create_dir_all(&home).unwrap();
+    let status = |token: &str, json: bool| {
+        let mut args = vec!["status"];
+        if json {
+            args.extend(["--output", "json"]);
+        }
+        crate::stack::smo_process(&args, &home)
+            .env("SMO_API_URL", &stack.api)
+            .env("SMO_API_TOKEN", token)
+            .output()
+            .unwrap()
+    };
+    let out = status(&viewer, false);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("database  ready"), "{said}");
+    assert!(
+        said.contains("workers   not visible to this token"),
+        "{said}"
+    );
+    let v: Value = serde_json::from_slice(&status(&viewer, true).stdout).unwrap();
+    assert_eq!(v["healthy"], true, "{v}");
+    assert!(v["workers_alive"].is_null(), "{v}");
+    // An admin sees the workers (the stack runs one).
+    let v: Value = serde_json::from_slice(&status(ADMIN, true).stdout).unwrap();
+    assert!(v["workers_alive"].as_u64().unwrap() >= 1, "{v}");
+    drop(stack);
+    drop(rt);
+}

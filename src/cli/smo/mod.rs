@@ -74,7 +74,8 @@ enum Command {
         karmada_kubeconfig: Option<PathBuf>,
     },
     /// Is smo healthy? The API, its database, live workers and waiting jobs. Exits 1 when the API
-    /// is unreachable or not ready, or no worker is alive.
+    /// is unreachable or not ready, or no worker is alive. With a token whose role cannot read
+    /// /metrics (viewer, deployer), says the queue is not visible and judges by readiness.
     Status,
     /// Show the effective configuration (secrets hidden).
     Config,
