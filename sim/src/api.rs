@@ -468,6 +468,7 @@ fn shapes_the_federation(res: Res) -> bool {
     matches!(
         res,
         Res::Deployment
+            | Res::StatefulSet
             | Res::PropagationPolicy
             | Res::ClusterPropagationPolicy
             | Res::Cluster

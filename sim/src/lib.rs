@@ -58,9 +58,11 @@
 //!   policy is compiled once, when written; one that does not compile is refused with 422. The
 //!   sim starts with smo's `deploy/fence-policy.yaml` installed (a write may not lower an
 //!   object's `smo.io/fence` token); what is not supported is listed in `admission`.
-//! - Main-resource writes never change `status`; the simulation owns Deployment and Cluster status
-//!   and writes a ResourceBinding (`<name>-deployment`) per propagated Deployment with the
-//!   scheduling result and each member's status. Jobs complete as soon as they exist (no pods run).
+//! - Main-resource writes never change `status`; the simulation owns Deployment, StatefulSet and
+//!   Cluster status and writes a ResourceBinding (`<name>-deployment`, `<name>-statefulset`) per
+//!   propagated workload with the scheduling result and each member's status. StatefulSets are
+//!   scheduled as Deployments are (their defaults too: `kubectl rollout status` works); DaemonSets
+//!   are stored only. Jobs complete as soon as they exist (no pods run).
 //! - Watch (`?watch=true` on every list path, `module watch`): newline-delimited events from a
 //!   change log of the last 8,192 changes; `resourceVersion` resumes, an older one gets an
 //!   `ERROR` event with 410 Expired; `sendInitialEvents=true` (the watch-list protocol Helm's

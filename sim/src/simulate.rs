@@ -274,7 +274,10 @@ fn pod_requests(deployment: &Value) -> Resources {
 fn selector_match(sel: &Value, w: &Workload) -> Option<u8> {
     let ns = str_at(sel, "/namespace");
     let ns_ok = ns.is_empty() || ns == w.key.ns;
-    if str_at(sel, "/apiVersion") != "apps/v1" || str_at(sel, "/kind") != "Deployment" || !ns_ok {
+    if str_at(sel, "/apiVersion") != "apps/v1"
+        || str_at(sel, "/kind") != w.key.res.meta().kind
+        || !ns_ok
+    {
         return None;
     }
     match str_at(sel, "/name") {
@@ -629,6 +632,20 @@ fn deployment_status(w: &Workload, now: &str) -> Value {
     s
 }
 
+/// A StatefulSet's status as Karmada aggregates its members': every replica on a Ready cluster
+/// is current, updated and ready (the sim runs no pods to roll).
+fn statefulset_status(w: &Workload) -> Value {
+    let desired: u32 = w.targets.iter().map(|t| t.1).sum();
+    let ready: u32 = w.placed.values().sum();
+    let revision = format!("{}-{}", w.key.name, w.generation);
+    json!({
+        "observedGeneration": w.generation,
+        "replicas": desired, "readyReplicas": ready, "availableReplicas": ready,
+        "currentReplicas": desired, "updatedReplicas": desired,
+        "currentRevision": revision, "updateRevision": revision, "collisionCount": 0,
+    })
+}
+
 fn cluster_status(c: &ClusterState) -> Value {
     let (status, reason, message) = if c.ready {
         (
@@ -701,7 +718,8 @@ fn sync_clusters(st: &mut State) {
 fn bind(st: &mut State, workloads: &[Workload], stamp: &str) {
     let mut wanted = std::collections::BTreeSet::new();
     for w in workloads.iter().filter(|w| w.policy.is_some()) {
-        let name = format!("{}-deployment", w.key.name);
+        let kind = w.key.res.meta().kind;
+        let name = format!("{}-{}", w.key.name, kind.to_ascii_lowercase());
         wanted.insert((w.key.ns.clone(), name.clone()));
         let Some(d) = st.store.get(&w.key) else {
             continue;
@@ -720,7 +738,7 @@ fn bind(st: &mut State, workloads: &[Workload], stamp: &str) {
         }
         st.bound.insert(slot, inputs);
         let spec = json!({
-            "resource": {"apiVersion": "apps/v1", "kind": "Deployment", "namespace": w.key.ns,
+            "resource": {"apiVersion": "apps/v1", "kind": kind, "namespace": w.key.ns,
                          "name": w.key.name, "uid": uid, "resourceVersion": rv},
             "replicas": w.replicas,
             "clusters": w.targets.iter().map(|(c, n)| json!({"name": c, "replicas": n})).collect::<Vec<_>>(),
@@ -770,7 +788,7 @@ fn bind(st: &mut State, workloads: &[Workload], stamp: &str) {
                     } else {
                         json!({"propagationpolicy.karmada.io/name": w.policy})
                     },
-                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": w.key.name,
+                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": kind, "name": w.key.name,
                                          "uid": uid, "controller": true, "blockOwnerDeletion": true}],
                 },
                 "spec": spec,
@@ -822,12 +840,13 @@ pub(crate) fn reconcile(st: &mut State, now: Instant) {
     // ClusterPropagationPolicies select across namespaces; a workload any PropagationPolicy
     // selects is never taken by one (Karmada's precedence).
     let cluster_policies = PolicyIndex::new(st.store.list(Res::ClusterPropagationPolicy, None));
-    let mut workloads: Vec<Workload> = st
-        .store
-        .entries(Res::Deployment, None)
-        .map(|e| Workload {
+    // StatefulSets are propagated, scheduled and given status as Deployments are.
+    let mut workloads: Vec<Workload> = [Res::Deployment, Res::StatefulSet]
+        .into_iter()
+        .flat_map(|res| st.store.entries(res, None).map(move |e| (res, e)))
+        .map(|(res, e)| Workload {
             key: ObjKey::new(
-                Res::Deployment,
+                res,
                 str_at(&e.obj, "/metadata/namespace"),
                 str_at(&e.obj, "/metadata/name"),
             ),
@@ -911,7 +930,11 @@ pub(crate) fn reconcile(st: &mut State, now: Instant) {
                     .plus(w.per_replica.times(u64::from(desired - ready)));
             }
         }
-        st.store.set_status(&w.key, deployment_status(w, &stamp));
+        let status = match w.key.res {
+            Res::StatefulSet => statefulset_status(w),
+            _ => deployment_status(w, &stamp),
+        };
+        st.store.set_status(&w.key, status);
         let shares: Vec<Share> = w
             .targets
             .iter()

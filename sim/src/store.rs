@@ -1681,8 +1681,21 @@ fn apply_defaults(res: Res, obj: &mut Value, old: Option<&Value>, seq: u64) {
                 obj["spec"]["clusterIP"] = ip;
             }
         }
-        Res::Deployment | Res::StatefulSet if obj.pointer("/spec/replicas").is_none() => {
+        Res::Deployment if obj.pointer("/spec/replicas").is_none() => {
             obj["spec"]["replicas"] = json!(1);
+        }
+        // As the apiserver defaults them (what `kubectl rollout status` reads).
+        Res::StatefulSet => {
+            if obj.pointer("/spec/replicas").is_none() {
+                obj["spec"]["replicas"] = json!(1);
+            }
+            if obj.pointer("/spec/updateStrategy/type").is_none() {
+                obj["spec"]["updateStrategy"] =
+                    json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}});
+            }
+            if obj.pointer("/spec/podManagementPolicy").is_none() {
+                obj["spec"]["podManagementPolicy"] = json!("OrderedReady");
+            }
         }
         // The sim runs no pods: a Job completes as soon as it exists (what Helm's hooks wait for).
         Res::Job if obj.get("status").is_none() => {

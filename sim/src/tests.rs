@@ -1738,3 +1738,61 @@ async fn a_cluster_nothing_reports_on_is_ready_unknown_and_tainted_unreachable_a
     assert_eq!(ready(&c)["status"], "True");
     assert!(c["spec"].get("taints").is_none(), "{c}");
 }
+
+#[tokio::test]
+async fn a_statefulset_is_propagated_scheduled_and_given_status_as_a_deployment_is() {
+    let f = start(SimConfig::demo()).await;
+    let post = |path: &str, body: Value| {
+        let (http, url) = (f.http.clone(), format!("{}{path}", f.url));
+        async move {
+            let r = http.post(url).json(&body).send().await.unwrap();
+            assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+        }
+    };
+    let get = |path: &str| {
+        let (http, url) = (f.http.clone(), format!("{}{path}", f.url));
+        async move {
+            http.get(url)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    post("/api/v1/namespaces", json!({"metadata": {"name": "data"}})).await;
+    post(
+        "/apis/apps/v1/namespaces/data/statefulsets",
+        json!({"metadata": {"name": "db"}, "spec": {"replicas": 2, "serviceName": "db",
+            "selector": {"matchLabels": {"app": "db"}},
+            "template": {"metadata": {"labels": {"app": "db"}}, "spec": {"containers": [
+                {"name": "db", "image": "postgres", "resources": {"requests": {"cpu": "100m"}}}]}}}}),
+    )
+    .await;
+    // Unplaced: defaulted as by an apiserver, nothing ready.
+    let sts = get("/apis/apps/v1/namespaces/data/statefulsets/db").await;
+    assert_eq!(sts["spec"]["updateStrategy"]["type"], "RollingUpdate");
+    assert_eq!(sts["status"]["readyReplicas"], 0, "{sts}");
+    post(
+        "/apis/policy.karmada.io/v1alpha1/namespaces/data/propagationpolicies",
+        json!({"metadata": {"name": "db"}, "spec": {
+            "resourceSelectors": [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "db"}],
+            "placement": {"clusterAffinity": {"clusterNames": ["edge-b"]}}}}),
+    )
+    .await;
+    let sts = get("/apis/apps/v1/namespaces/data/statefulsets/db").await;
+    assert_eq!(sts["status"]["readyReplicas"], 2, "{sts}");
+    assert_eq!(sts["status"]["updatedReplicas"], 2);
+    assert_eq!(
+        sts["status"]["currentRevision"],
+        sts["status"]["updateRevision"]
+    );
+    let rb =
+        get("/apis/work.karmada.io/v1alpha2/namespaces/data/resourcebindings/db-statefulset").await;
+    assert_eq!(rb["spec"]["resource"]["kind"], "StatefulSet", "{rb}");
+    assert_eq!(rb["spec"]["clusters"][0]["name"], "edge-b");
+    // A policy for Deployments named db does not take it.
+    let placements = get("/sim/placements").await;
+    assert_eq!(placements[0]["policy"], "db", "{placements}");
+}
