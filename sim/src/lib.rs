@@ -80,8 +80,10 @@
 //!   Karmada. A cluster set `"unknown"` (`POST /sim/clusters/{name}/ready`) reports Ready=Unknown
 //!   (`ClusterStatusUnknown`) and the `cluster.karmada.io/unreachable:NoSchedule` taint; one set
 //!   not ready reports Ready=False and `cluster.karmada.io/not-ready:NoSchedule`.
+//! - `spreadConstraints` by `cluster`: at most `maxGroups` clusters (most room first), none when
+//!   fewer than `minGroups` are eligible; other `spreadByField`s are not simulated.
 //! - Not simulated: the effect of OverridePolicies (stored only), NoExecute taints,
-//!   `clusterAffinities`, spread constraints, ClusterResourceBindings and Works.
+//!   `clusterAffinities`, DaemonSet scheduling, ClusterResourceBindings and Works.
 //! - `kubectl get` gets Tables (`as=Table`) with the kind's columns for Deployments, StatefulSets,
 //!   Services, Namespaces, Secrets, ConfigMaps, Clusters and ResourceBindings; NAME and AGE for
 //!   the rest, as for a CRD without printer columns.

@@ -444,6 +444,38 @@ pub(crate) fn split_by_weights(total: u32, weights: &[(String, u64)]) -> Vec<(St
 /// Duplicated (Karmada's behaviour); Divided spreads evenly, by static weights, by how many
 /// replicas each cluster could hold (`dynamicWeight: AvailableReplicas`), or packs them
 /// (`Aggregated`) into as few clusters as possible.
+/// `spreadConstraints` by `cluster`, as Karmada's scheduler applies them: at most `maxGroups`
+/// clusters (those that fit the most replicas first, then by name), and none at all when fewer
+/// than `minGroups` are eligible (the workload is not scheduled). Other fields are not simulated.
+fn spread(
+    placement: &Value,
+    w: &Workload,
+    mut eligible: Vec<String>,
+    clusters: &BTreeMap<String, ClusterState>,
+) -> Vec<String> {
+    let Some(by_cluster) = placement["spreadConstraints"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["spreadByField"] == "cluster"))
+    else {
+        return eligible;
+    };
+    let min = by_cluster["minGroups"].as_u64().unwrap_or(0) as usize;
+    if eligible.len() < min {
+        return Vec::new();
+    }
+    if let Some(max) = by_cluster["maxGroups"].as_u64().map(|m| m as usize) {
+        let room = |c: &String| {
+            clusters.get(c).map_or(0, |s| {
+                w.per_replica.fit_count(s.allocatable, u64::from(u32::MAX))
+            })
+        };
+        eligible.sort_by(|a, b| room(b).cmp(&room(a)).then(a.cmp(b)));
+        eligible.truncate(max);
+        eligible.sort();
+    }
+    eligible
+}
+
 fn assign(
     placement: &Value,
     w: &Workload,
@@ -878,6 +910,7 @@ pub(crate) fn reconcile(st: &mut State, now: Instant) {
         if let Some((p, cluster_wide)) = picked {
             let placement = &p["spec"]["placement"];
             let eligible = eligible_clusters(placement, &st.clusters, &labels);
+            let eligible = spread(placement, w, eligible, &st.clusters);
             let (kind, targets) = assign(placement, w, &eligible, &st.clusters);
             w.cluster_policy = cluster_wide;
             w.policy = Some(str_at(p, "/metadata/name").to_string());

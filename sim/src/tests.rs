@@ -1796,3 +1796,62 @@ async fn a_statefulset_is_propagated_scheduled_and_given_status_as_a_deployment_
     let placements = get("/sim/placements").await;
     assert_eq!(placements[0]["policy"], "db", "{placements}");
 }
+
+#[tokio::test]
+async fn spread_constraints_by_cluster_cap_and_require_the_clusters_a_workload_uses() {
+    let f = start(SimConfig::demo()).await;
+    let post = |path: &str, body: Value| {
+        let (http, url) = (f.http.clone(), format!("{}{path}", f.url));
+        async move {
+            let r = http.post(url).json(&body).send().await.unwrap();
+            assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+        }
+    };
+    post("/api/v1/namespaces", json!({"metadata": {"name": "sp"}})).await;
+    for (name, min, max) in [("two", 1, 2), ("four", 4, 4)] {
+        post(
+            "/apis/apps/v1/namespaces/sp/deployments",
+            json!({"metadata": {"name": name}, "spec": {"replicas": 2,
+                "selector": {"matchLabels": {"app": name}},
+                "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [
+                    {"name": "c", "image": "i", "resources": {"requests": {"cpu": "100m"}}}]}}}}),
+        )
+        .await;
+        post(
+            "/apis/policy.karmada.io/v1alpha1/namespaces/sp/propagationpolicies",
+            json!({"metadata": {"name": name}, "spec": {
+                "resourceSelectors": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": name}],
+                "placement": {"spreadConstraints": [{"spreadByField": "cluster", "minGroups": min, "maxGroups": max}]}}}),
+        )
+        .await;
+    }
+    let placements: Value = f
+        .http
+        .get(format!("{}/sim/placements", f.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let clusters = |name: &str| -> Vec<String> {
+        placements
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .map(|p| {
+                p["clusters"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|c| c["cluster"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // Two of the three clusters: the two with the most room (cloud-gpu 32 cores, edge-b 16).
+    assert_eq!(clusters("two"), ["cloud-gpu", "edge-b"], "{placements}");
+    // Four wanted, three exist: not scheduled.
+    assert!(clusters("four").is_empty(), "{placements}");
+}
