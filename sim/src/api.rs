@@ -10,8 +10,8 @@ use super::{
     SimCluster, State,
     simulate::{ClusterState, cluster_object, reconcile},
     store::{
-        ApiError, ObjKey, Part, PatchType, Res, matches_all, now_rfc3339, parse_field_selector,
-        parse_label_selector, scale_of, str_at,
+        ApiError, ObjKey, Part, PatchType, Res, Store, matches_all, now_rfc3339,
+        parse_field_selector, parse_label_selector, scale_of, str_at,
     },
 };
 
@@ -144,9 +144,9 @@ pub(crate) fn handle(st: &mut State, req: &Req) -> Resp {
             return Resp::text(200, "text/plain; version=0.0.4", body);
         }
         ("GET", "/openapi/v3") => Ok((200, openapi_v3_index(&st.store.kinds()))),
-        ("GET", "/openapi/v2") => Ok((200, openapi_v2(&st.store.kinds(), &known_schemas(st)))),
+        ("GET", "/openapi/v2") => Ok((200, openapi_v2(&st.store))),
         ("GET", p) if p.starts_with("/openapi/v3/") => {
-            match openapi_v3_group(&p[12..], &st.store.kinds(), &known_schemas(st)) {
+            match openapi_v3_group(&p[12..], &st.store.kinds(), &st.store) {
                 Some(doc) => Ok((200, doc)),
                 None => Err(ApiError::NoRoute),
             }
@@ -164,7 +164,6 @@ pub(crate) fn handle(st: &mut State, req: &Req) -> Resp {
                 traffic: st.traffic.clone(),
                 dashboards: Default::default(),
                 write_latency_ms: 0,
-                schemas: st.schemas.clone(),
                 writes: Default::default(),
                 stale: st.stale,
                 added: Default::default(),
@@ -194,18 +193,6 @@ fn version() -> Value {
         "gitTreeState": "clean", "buildDate": "2025-01-01T00:00:00Z", "goVersion": "go1.24",
         "compiler": "gc", "platform": "linux/amd64",
     })
-}
-
-/// The schemas served and enforced: the configured ones and those of the store's CRDs.
-fn known_schemas(st: &State) -> BTreeMap<String, Value> {
-    let mut all = (*st.schemas).clone();
-    all.extend(
-        st.store
-            .custom_schemas
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone())),
-    );
-    all
 }
 
 /// The group-versions the sim serves, as OpenAPI v3 path keys (`api/v1`, `apis/apps/v1`).
@@ -239,7 +226,7 @@ fn openapi_v3_index(kinds: &[Res]) -> Value {
 /// `fieldValidation` on the writes, so kubectl finds server-side field validation (and validates
 /// there, as against a real apiserver) instead of refusing to apply. Schemas are open objects
 /// tagged with their kind: the sim keeps whatever fields it is given.
-fn openapi_v3_group(gv: &str, kinds: &[Res], known: &BTreeMap<String, Value>) -> Option<Value> {
+fn openapi_v3_group(gv: &str, kinds: &[Res], store: &Store) -> Option<Value> {
     let (group, version) = match gv.split('/').collect::<Vec<_>>().as_slice() {
         ["api", v] => ("", *v),
         ["apis", g, v] => (*g, *v),
@@ -288,7 +275,7 @@ fn openapi_v3_group(gv: &str, kinds: &[Res], known: &BTreeMap<String, Value>) ->
             g => format!("{g}.{version}.{}", m.kind),
         };
         let gvk = json!([{"group": group, "version": version, "kind": m.kind}]);
-        let schema = match known.get(&format!("{group}/{version}/{}", m.kind)) {
+        let schema = match store.schema(&format!("{group}/{version}/{}", m.kind)) {
             // The kind's real schema (from its CRD), so `kubectl explain` can walk its fields.
             Some(real) => {
                 let mut s = real.clone();
@@ -310,11 +297,12 @@ fn openapi_v3_group(gv: &str, kinds: &[Res], known: &BTreeMap<String, Value>) ->
 
 /// `/openapi/v2` (Swagger 2.0, JSON): every kind's definition and paths in one document, as
 /// older clients read it; the same schemas as the v3 documents.
-fn openapi_v2(kinds: &[Res], known: &BTreeMap<String, Value>) -> Value {
+fn openapi_v2(store: &Store) -> Value {
+    let kinds = store.kinds();
     let mut paths = serde_json::Map::new();
     let mut definitions = serde_json::Map::new();
-    for gv in openapi_group_versions(kinds) {
-        let Some(doc) = openapi_v3_group(&gv, kinds, known) else {
+    for gv in openapi_group_versions(&kinds) {
+        let Some(doc) = openapi_v3_group(&gv, &kinds, store) else {
             continue;
         };
         for (path, ops) in doc["paths"].as_object().into_iter().flatten() {

@@ -140,8 +140,9 @@ pub struct SimConfig {
     /// OpenAPI v3 schemas of the custom kinds, keyed `group/version/Kind`, served in
     /// `/openapi/v3` (what `kubectl explain` reads); kinds without one get an open object.
     /// Filled from real CRD files by [`crd_schemas`] (`smo sim --crds DIR`).
+    /// Shared, not copied: Kubernetes' own schemas are megabytes once inlined.
     #[serde(skip)]
-    pub schemas: BTreeMap<String, serde_json::Value>,
+    pub schemas: Arc<BTreeMap<String, serde_json::Value>>,
     /// Where the objects are kept across restarts (`smo sim --state FILE`), with the clusters added,
     /// the readiness and the load set at run time: read at start when it exists, written within a
     /// second of every change and at shutdown.
@@ -203,7 +204,7 @@ impl Default for SimConfig {
             auto_create_namespaces: false,
             default_rate: default_rate(),
             write_latency_ms: 0,
-            schemas: BTreeMap::new(),
+            schemas: Arc::default(),
             state_file: None,
         }
     }
@@ -390,8 +391,6 @@ pub(crate) struct State {
     traffic: Traffic,
     dashboards: Dashboards,
     write_latency_ms: u64,
-    /// See [`SimConfig::schemas`].
-    schemas: Arc<BTreeMap<String, serde_json::Value>>,
     /// Every write request, newest last (bounded): the audit log of `GET /sim/writes`.
     writes: std::collections::VecDeque<WriteRecord>,
     /// A write changed what the simulation computes since its last reconcile (see `api::handle`).
@@ -544,8 +543,7 @@ impl Sim {
     pub fn new(config: SimConfig) -> Self {
         let mut store = Store::default();
         store.auto_create_namespaces = config.auto_create_namespaces;
-        let schemas = Arc::new(config.schemas.clone());
-        store.schemas = schemas.clone();
+        store.schemas = config.schemas.clone();
         for ns in [
             "default",
             "kube-system",
@@ -593,7 +591,6 @@ impl Sim {
             traffic: Traffic::new(rate),
             dashboards: Dashboards::default(),
             write_latency_ms: config.write_latency_ms,
-            schemas,
             writes: Default::default(),
             stale: false,
             added: BTreeMap::new(),

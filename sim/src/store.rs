@@ -799,7 +799,7 @@ pub(crate) struct Store {
     /// The kinds this store's CustomResourceDefinitions define, and their schemas (keyed as
     /// `schemas`).
     custom: Vec<Res>,
-    pub custom_schemas: BTreeMap<String, Value>,
+    custom_schemas: BTreeMap<String, Value>,
     /// Create a missing namespace on a namespaced write instead of answering 404.
     pub auto_create_namespaces: bool,
     /// The ValidatingAdmissionPolicies and bindings among `objects`, compiled.
@@ -1030,15 +1030,15 @@ impl Store {
         self.custom_schemas = schemas;
     }
 
+    /// The schema of `group/version/Kind`: a configured one, else that of one of this store's CRDs.
+    pub fn schema(&self, id: &str) -> Option<&Value> {
+        self.schemas.get(id).or_else(|| self.custom_schemas.get(id))
+    }
+
     /// Refuses an object its kind's schema does not admit (422, every field named).
     fn validate(&self, key: &ObjKey, obj: &Value) -> Result<(), ApiError> {
         let m = key.res.meta();
-        let id = format!("{}/{}/{}", m.group, m.version, m.kind);
-        let Some(schema) = self
-            .schemas
-            .get(&id)
-            .or_else(|| self.custom_schemas.get(&id))
-        else {
+        let Some(schema) = self.schema(&format!("{}/{}/{}", m.group, m.version, m.kind)) else {
             return Ok(());
         };
         let found = super::schemas::violations(schema, obj, self.strict_fields);

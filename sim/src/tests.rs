@@ -40,6 +40,29 @@ async fn start(config: SimConfig) -> Fixture {
     }
 }
 
+impl Fixture {
+    /// POSTs `body` to `path` as JSON, asserting success; the answer.
+    async fn post(&self, path: &str, body: Value) -> Value {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let ok = r.status().is_success();
+        let answer: Value = r.json().await.unwrap_or(Value::Null);
+        assert!(ok, "POST {path}: {answer}");
+        answer
+    }
+
+    /// GETs `path`; the answer as JSON.
+    async fn get(&self, path: &str) -> Value {
+        let r = self.http.get(format!("{}{path}", self.url)).send().await;
+        r.unwrap().json().await.unwrap()
+    }
+}
+
 fn ar(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
 }
@@ -1415,14 +1438,7 @@ fn event(e: &Value) -> (String, String) {
 #[tokio::test]
 async fn watches_stream_changes_resume_from_a_version_and_send_410_when_it_is_gone() {
     let f = start(SimConfig::demo()).await;
-    let post = |path: &str, body: Value| {
-        let (http, url) = (f.http.clone(), format!("{}{path}", f.url));
-        async move {
-            let r = http.post(url).json(&body).send().await.unwrap();
-            assert!(r.status().is_success(), "{}", r.text().await.unwrap());
-            r.json::<Value>().await.unwrap()
-        }
-    };
+    let post = |path: &'static str, body: Value| f.post(path, body);
     post("/api/v1/namespaces", json!({"metadata": {"name": "w"}})).await;
     let cm = |name: &str, labels: Value| json!({"metadata": {"name": name, "labels": labels}, "data": {"k": "v"}});
     let a = post(
@@ -1620,16 +1636,10 @@ async fn a_crd_written_through_the_api_registers_its_kind_until_it_is_deleted() 
 #[tokio::test]
 async fn a_cluster_propagation_policy_places_across_namespaces_and_a_propagation_policy_wins() {
     let f = start(SimConfig::demo()).await;
-    let post = |path: &str, body: Value| {
-        let (http, url) = (f.http.clone(), format!("{}{path}", f.url));
-        async move {
-            let r = http.post(url).json(&body).send().await.unwrap();
-            assert!(r.status().is_success(), "{}", r.text().await.unwrap());
-        }
-    };
     for ns in ["team-a", "team-b"] {
-        post("/api/v1/namespaces", json!({"metadata": {"name": ns}})).await;
-        post(
+        f.post("/api/v1/namespaces", json!({"metadata": {"name": ns}}))
+            .await;
+        f.post(
             &format!("/apis/apps/v1/namespaces/{ns}/deployments"),
             json!({"metadata": {"name": "web", "labels": {"app": "web"}}, "spec": {"replicas": 1,
                 "selector": {"matchLabels": {"app": "web"}},
@@ -1638,7 +1648,7 @@ async fn a_cluster_propagation_policy_places_across_namespaces_and_a_propagation
         .await;
     }
     // One ClusterPropagationPolicy for every `app: web` Deployment, on edge-a.
-    post(
+    f.post(
         "/apis/policy.karmada.io/v1alpha1/clusterpropagationpolicies",
         json!({"metadata": {"name": "webs"}, "spec": {
             "resourceSelectors": [{"apiVersion": "apps/v1", "kind": "Deployment", "labelSelector": {"matchLabels": {"app": "web"}}}],
@@ -1646,22 +1656,14 @@ async fn a_cluster_propagation_policy_places_across_namespaces_and_a_propagation
     )
     .await;
     // team-b's own PropagationPolicy takes precedence there.
-    post(
+    f.post(
         "/apis/policy.karmada.io/v1alpha1/namespaces/team-b/propagationpolicies",
         json!({"metadata": {"name": "mine"}, "spec": {
             "resourceSelectors": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}],
             "placement": {"clusterAffinity": {"clusterNames": ["edge-b"]}}}}),
     )
     .await;
-    let placements: Value = f
-        .http
-        .get(format!("{}/sim/placements", f.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let placements = f.get("/sim/placements").await;
     let of = |ns: &str| {
         placements
             .as_array()
@@ -1742,27 +1744,9 @@ async fn a_cluster_nothing_reports_on_is_ready_unknown_and_tainted_unreachable_a
 #[tokio::test]
 async fn a_statefulset_is_propagated_scheduled_and_given_status_as_a_deployment_is() {
     let f = start(SimConfig::demo()).await;
-    let post = |path: &str, body: Value| {
-        let (http, url) = (f.http.clone(), format!("{}{path}", f.url));
-        async move {
-            let r = http.post(url).json(&body).send().await.unwrap();
-            assert!(r.status().is_success(), "{}", r.text().await.unwrap());
-        }
-    };
-    let get = |path: &str| {
-        let (http, url) = (f.http.clone(), format!("{}{path}", f.url));
-        async move {
-            http.get(url)
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        }
-    };
-    post("/api/v1/namespaces", json!({"metadata": {"name": "data"}})).await;
-    post(
+    f.post("/api/v1/namespaces", json!({"metadata": {"name": "data"}}))
+        .await;
+    f.post(
         "/apis/apps/v1/namespaces/data/statefulsets",
         json!({"metadata": {"name": "db"}, "spec": {"replicas": 2, "serviceName": "db",
             "selector": {"matchLabels": {"app": "db"}},
@@ -1771,45 +1755,40 @@ async fn a_statefulset_is_propagated_scheduled_and_given_status_as_a_deployment_
     )
     .await;
     // Unplaced: defaulted as by an apiserver, nothing ready.
-    let sts = get("/apis/apps/v1/namespaces/data/statefulsets/db").await;
+    let sts = f.get("/apis/apps/v1/namespaces/data/statefulsets/db").await;
     assert_eq!(sts["spec"]["updateStrategy"]["type"], "RollingUpdate");
     assert_eq!(sts["status"]["readyReplicas"], 0, "{sts}");
-    post(
+    f.post(
         "/apis/policy.karmada.io/v1alpha1/namespaces/data/propagationpolicies",
         json!({"metadata": {"name": "db"}, "spec": {
             "resourceSelectors": [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "db"}],
             "placement": {"clusterAffinity": {"clusterNames": ["edge-b"]}}}}),
     )
     .await;
-    let sts = get("/apis/apps/v1/namespaces/data/statefulsets/db").await;
+    let sts = f.get("/apis/apps/v1/namespaces/data/statefulsets/db").await;
     assert_eq!(sts["status"]["readyReplicas"], 2, "{sts}");
     assert_eq!(sts["status"]["updatedReplicas"], 2);
     assert_eq!(
         sts["status"]["currentRevision"],
         sts["status"]["updateRevision"]
     );
-    let rb =
-        get("/apis/work.karmada.io/v1alpha2/namespaces/data/resourcebindings/db-statefulset").await;
+    let rb = f
+        .get("/apis/work.karmada.io/v1alpha2/namespaces/data/resourcebindings/db-statefulset")
+        .await;
     assert_eq!(rb["spec"]["resource"]["kind"], "StatefulSet", "{rb}");
     assert_eq!(rb["spec"]["clusters"][0]["name"], "edge-b");
     // A policy for Deployments named db does not take it.
-    let placements = get("/sim/placements").await;
+    let placements = f.get("/sim/placements").await;
     assert_eq!(placements[0]["policy"], "db", "{placements}");
 }
 
 #[tokio::test]
 async fn spread_constraints_by_cluster_cap_and_require_the_clusters_a_workload_uses() {
     let f = start(SimConfig::demo()).await;
-    let post = |path: &str, body: Value| {
-        let (http, url) = (f.http.clone(), format!("{}{path}", f.url));
-        async move {
-            let r = http.post(url).json(&body).send().await.unwrap();
-            assert!(r.status().is_success(), "{}", r.text().await.unwrap());
-        }
-    };
-    post("/api/v1/namespaces", json!({"metadata": {"name": "sp"}})).await;
+    f.post("/api/v1/namespaces", json!({"metadata": {"name": "sp"}}))
+        .await;
     for (name, min, max) in [("two", 1, 2), ("four", 4, 4)] {
-        post(
+        f.post(
             "/apis/apps/v1/namespaces/sp/deployments",
             json!({"metadata": {"name": name}, "spec": {"replicas": 2,
                 "selector": {"matchLabels": {"app": name}},
@@ -1817,7 +1796,7 @@ async fn spread_constraints_by_cluster_cap_and_require_the_clusters_a_workload_u
                     {"name": "c", "image": "i", "resources": {"requests": {"cpu": "100m"}}}]}}}}),
         )
         .await;
-        post(
+        f.post(
             "/apis/policy.karmada.io/v1alpha1/namespaces/sp/propagationpolicies",
             json!({"metadata": {"name": name}, "spec": {
                 "resourceSelectors": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": name}],
@@ -1825,15 +1804,7 @@ async fn spread_constraints_by_cluster_cap_and_require_the_clusters_a_workload_u
         )
         .await;
     }
-    let placements: Value = f
-        .http
-        .get(format!("{}/sim/placements", f.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let placements = f.get("/sim/placements").await;
     let clusters = |name: &str| -> Vec<String> {
         placements
             .as_array()

@@ -183,7 +183,7 @@ async fn kubectl_explains_karmada_and_built_in_kinds_from_their_real_schemas() {
     schemas.extend(smo_sim::kubernetes_schemas(&builtin).expect("Kubernetes' schemas load"));
     assert!(schemas.contains_key("apps/v1/Deployment") && schemas.contains_key("/v1/Service"));
     let config = SimConfig {
-        schemas,
+        schemas: std::sync::Arc::new(schemas),
         ..SimConfig::demo()
     };
     assert!(

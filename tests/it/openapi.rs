@@ -47,21 +47,14 @@ async fn schemathesis_finds_nothing_against_the_live_api() {
 #[tokio::test]
 async fn schemathesis_finds_nothing_as_a_viewer() {
     let s = fuzzed_stack("schemathesis-admin").await;
-    let (viewer, presented) = smo::access::new_token();
-    let mut conn = s.db.pool.acquire().await.unwrap();
-    smo::store::create_token(
-        &mut conn,
-        &smo::store::NewToken {
-            name: "fuzz-viewer",
-            presented: &presented,
-            role: smo::access::Role::Viewer,
-            projects: Some(&["demo".to_string()]),
-            expires_at: None,
-        },
-        chrono::Utc::now(),
+    let viewer = crate::teams::mint_in(
+        &s.db.pool,
+        "fuzz-viewer",
+        smo::access::Role::Viewer,
+        Some(&["demo"]),
+        None,
     )
-    .await
-    .unwrap();
+    .await;
     schemathesis(&s, &viewer, "coverage,fuzzing", "40").await;
 }
 

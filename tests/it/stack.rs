@@ -90,7 +90,7 @@ impl Stack {
         // when ../shared is there), as a real API server checks it.
         let mut sim = sim;
         if sim.schemas.is_empty() {
-            sim.schemas = crate::support::real_schemas().clone();
+            sim.schemas = crate::support::real_schemas();
         }
         let sim = Sim::new(sim);
         let (addr, handle) = sim.spawn_on("127.0.0.1:0").expect("sim starts");

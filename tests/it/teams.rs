@@ -13,9 +13,10 @@ use crate::{stack::Stack, support::example};
 
 const ADMIN: &str = "teams-bootstrap-token";
 
-/// Creates a token straight in the store (as `smo-admin tokens create` does) and returns it.
-async fn mint(
-    stack: &Stack,
+/// Creates a token straight in the store of `pool` (as `smo-admin tokens create` does) and
+/// returns it.
+pub async fn mint_in(
+    pool: &sqlx::PgPool,
     name: &str,
     role: Role,
     projects: Option<&[&str]>,
@@ -24,7 +25,7 @@ async fn mint(
     let (token, presented) = access::new_token();
     let projects: Option<Vec<String>> =
         projects.map(|ps| ps.iter().map(|p| p.to_string()).collect());
-    let mut conn = stack.db.pool.acquire().await.unwrap();
+    let mut conn = pool.acquire().await.unwrap();
     smo::store::create_token(
         &mut conn,
         &smo::store::NewToken {
@@ -39,6 +40,17 @@ async fn mint(
     .await
     .unwrap();
     token
+}
+
+/// A token in `stack`'s store (see [`mint_in`]).
+async fn mint(
+    stack: &Stack,
+    name: &str,
+    role: Role,
+    projects: Option<&[&str]>,
+    expires_in: Option<chrono::Duration>,
+) -> String {
+    mint_in(&stack.db.pool, name, role, projects, expires_in).await
 }
 
 /// A graph `name` in `project`, deployed and running.
@@ -522,21 +534,8 @@ async fn the_servers_log_holds_no_token() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(up, "{}", std::fs::read_to_string(&log).unwrap_or_default());
-    let (token, presented) = access::new_token();
-    let mut conn = db.pool.acquire().await.unwrap();
-    smo::store::create_token(
-        &mut conn,
-        &smo::store::NewToken {
-            name: "logged",
-            presented: &presented,
-            role: Role::Viewer,
-            projects: Some(&["a".to_string()]),
-            expires_at: None,
-        },
-        Utc::now(),
-    )
-    .await
-    .unwrap();
+    let token = mint_in(&db.pool, "logged", Role::Viewer, Some(&["a"]), None).await;
+    let presented = access::presented(&token).expect("one of ours");
     let wrong = format!("{}0", &token[..token.len() - 1]);
     for t in [ADMIN, token.as_str(), wrong.as_str()] {
         for (m, p) in [

@@ -94,15 +94,19 @@ pub(super) async fn sim(a: SimArgs) -> anyhow::Result<u8> {
     let mut config = config;
     config.state_file = a.state.clone();
     config.write_latency_ms = u64::try_from(a.write_latency.as_millis()).unwrap_or(u64::MAX);
+    let mut schemas = std::collections::BTreeMap::new();
     if let Some(dir) = &a.crds {
-        config.schemas = smo_sim::crd_schemas(dir)
+        schemas = smo_sim::crd_schemas(dir)
             .map_err(|e| anyhow::anyhow!("--crds {}: {e}", dir.display()))?;
     }
     if let Some(dir) = &a.kubernetes_schemas {
-        config.schemas.extend(
+        schemas.extend(
             smo_sim::kubernetes_schemas(dir)
                 .map_err(|e| anyhow::anyhow!("--kubernetes-schemas {}: {e}", dir.display()))?,
         );
+    }
+    if !schemas.is_empty() {
+        config.schemas = std::sync::Arc::new(schemas);
     }
     let listener = std::net::TcpListener::bind(&a.listen)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", a.listen))?;

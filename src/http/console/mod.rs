@@ -142,17 +142,23 @@ pub fn route_table() -> Vec<(&'static str, String, Need)> {
 /// `None` when no route does.
 pub(super) fn template_of(method: &str, path: &str) -> Option<(String, Need)> {
     let method = if method == "HEAD" { "GET" } else { method };
+    // Built once: the table holds the handlers, and this runs on every console request.
+    static TEMPLATES: std::sync::OnceLock<Vec<(&'static str, String, Need)>> =
+        std::sync::OnceLock::new();
     let parts: Vec<&str> = path.trim_end_matches('/').split('/').collect();
-    route_table().into_iter().find_map(|(m, t, need)| {
-        let templ: Vec<&str> = t.split('/').collect();
-        (m == method
-            && templ.len() == parts.len()
-            && templ
-                .iter()
-                .zip(&parts)
-                .all(|(t, p)| t.starts_with(':') || t == p))
-        .then_some((t, need))
-    })
+    TEMPLATES
+        .get_or_init(route_table)
+        .iter()
+        .find_map(|(m, t, need)| {
+            let templ: Vec<&str> = t.split('/').collect();
+            (*m == method
+                && templ.len() == parts.len()
+                && templ
+                    .iter()
+                    .zip(&parts)
+                    .all(|(t, p)| t.starts_with(':') || t == p))
+            .then(|| (t.clone(), *need))
+        })
 }
 
 /// The console's routes (nested at `/console` by [`super::app`]). Who may reach each is the

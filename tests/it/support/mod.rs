@@ -236,17 +236,21 @@ pub fn kubernetes_schema_dir() -> PathBuf {
 }
 
 /// Kubernetes' own schemas of the built-in kinds and, when `../shared` is beside the checkout,
-/// the real CRDs' schemas: what a Stack's sim validates writes against. Loaded once.
-pub fn real_schemas() -> &'static std::collections::BTreeMap<String, serde_json::Value> {
-    static SCHEMAS: std::sync::OnceLock<std::collections::BTreeMap<String, serde_json::Value>> =
-        std::sync::OnceLock::new();
-    SCHEMAS.get_or_init(|| {
-        let mut s = smo_sim::kubernetes_schemas(&kubernetes_schema_dir())
-            .expect("Kubernetes' schemas load");
-        let crds = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/crds"));
-        if crds.is_dir() {
-            s.extend(smo_sim::crd_schemas(&crds).expect("the CRDs load"));
-        }
-        s
-    })
+/// the real CRDs' schemas: what a Stack's sim validates writes against. Loaded once, shared by
+/// every sim.
+pub fn real_schemas() -> std::sync::Arc<std::collections::BTreeMap<String, serde_json::Value>> {
+    static SCHEMAS: std::sync::OnceLock<
+        std::sync::Arc<std::collections::BTreeMap<String, serde_json::Value>>,
+    > = std::sync::OnceLock::new();
+    SCHEMAS
+        .get_or_init(|| {
+            let mut s = smo_sim::kubernetes_schemas(&kubernetes_schema_dir())
+                .expect("Kubernetes' schemas load");
+            let crds = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/crds"));
+            if crds.is_dir() {
+                s.extend(smo_sim::crd_schemas(&crds).expect("the CRDs load"));
+            }
+            std::sync::Arc::new(s)
+        })
+        .clone()
 }
