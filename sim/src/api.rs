@@ -8,7 +8,8 @@ use serde_json::{Value, json};
 
 use super::{
     SimCluster, State,
-    simulate::{ClusterState, cluster_object, reconcile},
+    reconcile::reconcile,
+    simulate::{ClusterState, cluster_object},
     store::{
         ApiError, ObjKey, Part, PatchType, Res, Store, matches_all, now_rfc3339,
         parse_field_selector, parse_label_selector, scale_of, str_at,
@@ -160,7 +161,7 @@ pub(crate) fn handle(st: &mut State, req: &Req) -> Resp {
                 store: st.store.clone(),
                 clusters: st.clusters.clone(),
                 placements: st.placements.clone(),
-                bound: st.bound.clone(),
+                memo: st.memo.clone(),
                 traffic: st.traffic.clone(),
                 dashboards: Default::default(),
                 write_latency_ms: 0,
@@ -848,6 +849,7 @@ fn state_json(st: &State) -> Value {
         "deployments": st.placements.values().collect::<Vec<_>>(),
         "loads": loads,
         "dashboards": st.dashboards.len(),
+        "reconcile": st.memo.stats,
         "objects": st.store.kinds().iter().map(|r| (r.meta().plural.to_string(), json!(st.store.list(*r, None).len())))
             .collect::<serde_json::Map<_, _>>(),
     })

@@ -93,6 +93,7 @@ mod api;
 mod grafana;
 mod metrics;
 mod proto;
+mod reconcile;
 mod schemas;
 mod simulate;
 mod store;
@@ -116,7 +117,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 use self::{
     grafana::Dashboards,
     metrics::Traffic,
-    simulate::{ClusterState, Placement, cluster_object, reconcile},
+    reconcile::reconcile,
+    simulate::{ClusterState, Placement, cluster_object},
     store::{ObjKey, Res, Store},
 };
 
@@ -385,9 +387,8 @@ pub(crate) struct State {
     store: Store,
     clusters: BTreeMap<String, ClusterState>,
     placements: BTreeMap<(String, String), Placement>,
-    /// What each ResourceBinding was last written from (Deployment version, targets, ready
-    /// replicas), so a reconcile rewrites only the bindings whose inputs changed.
-    bound: BTreeMap<(String, String), String>,
+    /// What the reconcile keeps between runs, so that a write costs what it touches.
+    memo: reconcile::Memo,
     traffic: Traffic,
     dashboards: Dashboards,
     write_latency_ms: u64,
@@ -587,7 +588,7 @@ impl Sim {
             store,
             clusters,
             placements: BTreeMap::new(),
-            bound: BTreeMap::new(),
+            memo: Default::default(),
             traffic: Traffic::new(rate),
             dashboards: Dashboards::default(),
             write_latency_ms: config.write_latency_ms,

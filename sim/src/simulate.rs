@@ -3,14 +3,15 @@
 //! status, like Karmada's scheduler, member kubelets and status controllers together would.
 //! Synchronous and deterministic: the same objects always give the same placement.
 
-use std::{collections::BTreeMap, time::Instant};
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::{
-    SimCluster, State,
-    store::{ObjKey, Res, label_selector, matches_all, now_rfc3339, str_at},
+    SimCluster,
+    reconcile::Workload,
+    store::{label_selector, matches_all, now_rfc3339, str_at},
 };
 
 /// Extended resource name of GPUs, as the NVIDIA device plugin reports it.
@@ -18,7 +19,7 @@ pub(crate) const GPU: &str = "nvidia.com/gpu";
 const PODS_PER_NODE: u64 = 110;
 const KUBERNETES_VERSION: &str = "v1.33.0";
 /// Replicas per deployment are capped here, so sums over clusters cannot overflow.
-const MAX_REPLICAS: u64 = 100_000;
+pub(crate) const MAX_REPLICAS: u64 = 100_000;
 
 /// Amounts of the resources the simulation accounts for, in integer units.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -30,7 +31,7 @@ pub(crate) struct Resources {
 }
 
 impl Resources {
-    fn times(self, n: u64) -> Resources {
+    pub(crate) fn times(self, n: u64) -> Resources {
         Resources {
             cpu_milli: self.cpu_milli.saturating_mul(n),
             memory: self.memory.saturating_mul(n),
@@ -39,7 +40,7 @@ impl Resources {
         }
     }
 
-    fn plus(self, o: Resources) -> Resources {
+    pub(crate) fn plus(self, o: Resources) -> Resources {
         Resources {
             cpu_milli: self.cpu_milli.saturating_add(o.cpu_milli),
             memory: self.memory.saturating_add(o.memory),
@@ -48,7 +49,7 @@ impl Resources {
         }
     }
 
-    fn minus(self, o: Resources) -> Resources {
+    pub(crate) fn minus(self, o: Resources) -> Resources {
         Resources {
             cpu_milli: self.cpu_milli.saturating_sub(o.cpu_milli),
             memory: self.memory.saturating_sub(o.memory),
@@ -58,7 +59,7 @@ impl Resources {
     }
 
     /// How many copies of `self` fit into `free` (at most `limit`).
-    fn fit_count(self, free: Resources, limit: u64) -> u64 {
+    pub(crate) fn fit_count(self, free: Resources, limit: u64) -> u64 {
         [
             (self.cpu_milli, free.cpu_milli),
             (self.memory, free.memory),
@@ -226,25 +227,8 @@ pub(crate) struct Placement {
     pub clusters: Vec<Share>,
 }
 
-/// A Deployment, reduced to what the simulation needs.
-struct Workload {
-    key: ObjKey,
-    seq: u64,
-    replicas: u32,
-    per_replica: Resources,
-    labels: Value,
-    generation: i64,
-    status: Value,
-    policy: Option<String>,
-    /// `policy` is a ClusterPropagationPolicy.
-    cluster_policy: bool,
-    scheduling: Option<&'static str>,
-    targets: Vec<(String, u32)>,
-    placed: BTreeMap<String, u32>,
-}
-
 /// Sums container requests (limits where a request is missing, as Kubernetes defaults them).
-fn pod_requests(deployment: &Value) -> Resources {
+pub(crate) fn pod_requests(deployment: &Value) -> Resources {
     let containers = deployment
         .pointer("/spec/template/spec/containers")
         .and_then(Value::as_array);
@@ -269,116 +253,11 @@ fn pod_requests(deployment: &Value) -> Resources {
     total
 }
 
-/// Does this resource selector of a PropagationPolicy select the deployment? Returns how
-/// specific the match is (name 2, label selector 1, kind only 0), Karmada's tie-breaker.
-fn selector_match(sel: &Value, w: &Workload) -> Option<u8> {
-    let ns = str_at(sel, "/namespace");
-    let ns_ok = ns.is_empty() || ns == w.key.ns;
-    if str_at(sel, "/apiVersion") != "apps/v1"
-        || str_at(sel, "/kind") != w.key.res.meta().kind
-        || !ns_ok
-    {
-        return None;
-    }
-    match str_at(sel, "/name") {
-        "" => {}
-        n if n == w.key.name => return Some(2),
-        _ => return None,
-    }
-    match sel.get("labelSelector") {
-        None | Some(Value::Null) => Some(0),
-        Some(ls) => label_selector(ls)
-            .filter(|r| matches_all(r, &w.labels))
-            .map(|_| 1),
-    }
-}
-
-/// The PropagationPolicies of a reconcile, indexed so that picking one for a workload looks only
-/// at the policies that could select it: those naming it, and those of its namespace that select
-/// by labels or kind. (A scan of every policy per workload made each write quadratic.)
-struct PolicyIndex<'a> {
-    by_name: std::collections::HashMap<(&'a str, &'a str), Vec<&'a Value>>,
-    generic: std::collections::HashMap<&'a str, Vec<&'a Value>>,
-}
-
-impl<'a> PolicyIndex<'a> {
-    fn new(policies: Vec<&'a Value>) -> Self {
-        let mut index = PolicyIndex {
-            by_name: Default::default(),
-            generic: Default::default(),
-        };
-        for p in policies {
-            let ns = str_at(p, "/metadata/namespace");
-            let sels = p
-                .pointer("/spec/resourceSelectors")
-                .and_then(Value::as_array);
-            let mut names: Vec<&'a str> = Vec::new();
-            let mut any_unnamed = false;
-            for sel in sels.into_iter().flatten() {
-                match str_at(sel, "/name") {
-                    "" => any_unnamed = true,
-                    n => names.push(n),
-                }
-            }
-            if any_unnamed {
-                index.generic.entry(ns).or_default().push(p);
-            }
-            names.sort_unstable();
-            names.dedup();
-            for n in names {
-                index.by_name.entry((ns, n)).or_default().push(p);
-            }
-        }
-        index
-    }
-
-    /// Picks the PropagationPolicy Karmada would: highest `spec.priority`, then the most
-    /// specific selector, then the alphabetically first name.
-    fn pick(&self, w: &Workload) -> Option<&'a Value> {
-        let named = self.by_name.get(&(w.key.ns.as_str(), w.key.name.as_str()));
-        let generic = self.generic.get(w.key.ns.as_str());
-        Self::best(named.into_iter().chain(generic).flatten(), w)
-    }
-
-    /// Picks among ClusterPropagationPolicies (cluster-scoped: indexed under no namespace; a
-    /// selector's own `namespace` narrows it), by the same rules.
-    fn pick_across(&self, w: &Workload) -> Option<&'a Value> {
-        let named = self.by_name.get(&("", w.key.name.as_str()));
-        let generic = self.generic.get("");
-        Self::best(named.into_iter().chain(generic).flatten(), w)
-    }
-
-    fn best<'b>(candidates: impl Iterator<Item = &'b &'a Value>, w: &Workload) -> Option<&'a Value>
-    where
-        'a: 'b,
-    {
-        candidates
-            .filter_map(|p| {
-                let sels = p
-                    .pointer("/spec/resourceSelectors")
-                    .and_then(Value::as_array)?;
-                let best = sels.iter().filter_map(|s| selector_match(s, w)).max()?;
-                let priority = p
-                    .pointer("/spec/priority")
-                    .and_then(Value::as_i64)
-                    .unwrap_or(0);
-                Some((
-                    priority,
-                    best,
-                    std::cmp::Reverse(str_at(p, "/metadata/name")),
-                    *p,
-                ))
-            })
-            .max_by(|a, b| (a.0, a.1, &a.2).cmp(&(b.0, b.1, &b.2)))
-            .map(|t| t.3)
-    }
-}
-
 /// The Ready clusters a placement's `clusterAffinity` allows (all clusters without one).
-fn eligible_clusters(
+pub(crate) fn eligible_clusters(
     placement: &Value,
     clusters: &BTreeMap<String, ClusterState>,
-    labels: &BTreeMap<String, Value>,
+    labels: &BTreeMap<&str, &Value>,
 ) -> Vec<String> {
     let aff = &placement["clusterAffinity"];
     let names: Vec<&str> = aff["clusterNames"]
@@ -402,7 +281,7 @@ fn eligible_clusters(
         .filter(|(n, c)| c.ready && (names.is_empty() || names.contains(&n.as_str())))
         .filter(|(n, _)| !exclude.contains(&n.as_str()))
         .filter(|(n, _)| {
-            let l = labels.get(*n).unwrap_or(&Value::Null);
+            let l = labels.get(n.as_str()).copied().unwrap_or(&Value::Null);
             selector.as_ref().is_some_and(|s| matches_all(s, l))
         })
         .map(|(n, _)| n.clone())
@@ -447,7 +326,7 @@ pub(crate) fn split_by_weights(total: u32, weights: &[(String, u64)]) -> Vec<(St
 /// `spreadConstraints` by `cluster`, as Karmada's scheduler applies them: at most `maxGroups`
 /// clusters (those that fit the most replicas first, then by name), and none at all when fewer
 /// than `minGroups` are eligible (the workload is not scheduled). Other fields are not simulated.
-fn spread(
+pub(crate) fn spread(
     placement: &Value,
     w: &Workload,
     mut eligible: Vec<String>,
@@ -476,7 +355,7 @@ fn spread(
     eligible
 }
 
-fn assign(
+pub(crate) fn assign(
     placement: &Value,
     w: &Workload,
     eligible: &[String],
@@ -545,7 +424,14 @@ fn assign(
 /// A status condition that keeps its timestamps while its status (and reason) stay the same.
 /// A condition as Kubernetes writes it (`metav1.Condition`): its `lastTransitionTime` moves only
 /// when its status does. `old` is the object's previous `conditions` list.
-fn transition(old: &Value, ty: &str, ok: bool, reason: &str, message: &str, now: &str) -> Value {
+pub(crate) fn transition(
+    old: &Value,
+    ty: &str,
+    ok: bool,
+    reason: &str,
+    message: &str,
+    now: &str,
+) -> Value {
     let status = if ok { "True" } else { "False" };
     let since = old
         .as_array()
@@ -575,13 +461,13 @@ fn condition(old: &Value, ty: &str, ok: bool, reason: &str, message: &str, now: 
     c
 }
 
-fn deployment_status(w: &Workload, now: &str) -> Value {
+pub(crate) fn deployment_status(w: &Workload, old: &Value, now: &str) -> Value {
     let desired: u32 = w.targets.iter().map(|t| t.1).sum();
-    let ready: u32 = w.placed.values().sum();
+    let ready: u32 = w.placed.iter().sum();
     let (available, progressing) = match &w.policy {
         None => (
             condition(
-                &w.status,
+                old,
                 "Available",
                 false,
                 "NotPropagated",
@@ -589,7 +475,7 @@ fn deployment_status(w: &Workload, now: &str) -> Value {
                 now,
             ),
             condition(
-                &w.status,
+                old,
                 "Progressing",
                 false,
                 "NotPropagated",
@@ -599,7 +485,7 @@ fn deployment_status(w: &Workload, now: &str) -> Value {
         ),
         Some(_) if ready >= desired && (desired > 0 || w.replicas == 0) => (
             condition(
-                &w.status,
+                old,
                 "Available",
                 true,
                 "MinimumReplicasAvailable",
@@ -607,7 +493,7 @@ fn deployment_status(w: &Workload, now: &str) -> Value {
                 now,
             ),
             condition(
-                &w.status,
+                old,
                 "Progressing",
                 true,
                 "NewReplicaSetAvailable",
@@ -617,7 +503,7 @@ fn deployment_status(w: &Workload, now: &str) -> Value {
         ),
         Some(_) if desired == 0 && w.replicas > 0 => (
             condition(
-                &w.status,
+                old,
                 "Available",
                 false,
                 "NoReadyCluster",
@@ -625,7 +511,7 @@ fn deployment_status(w: &Workload, now: &str) -> Value {
                 now,
             ),
             condition(
-                &w.status,
+                old,
                 "Progressing",
                 true,
                 "ReplicaSetUpdated",
@@ -635,7 +521,7 @@ fn deployment_status(w: &Workload, now: &str) -> Value {
         ),
         Some(_) => (
             condition(
-                &w.status,
+                old,
                 "Available",
                 false,
                 "MinimumReplicasUnavailable",
@@ -643,7 +529,7 @@ fn deployment_status(w: &Workload, now: &str) -> Value {
                 now,
             ),
             condition(
-                &w.status,
+                old,
                 "Progressing",
                 true,
                 "ReplicaSetUpdated",
@@ -666,9 +552,9 @@ fn deployment_status(w: &Workload, now: &str) -> Value {
 
 /// A StatefulSet's status as Karmada aggregates its members': every replica on a Ready cluster
 /// is current, updated and ready (the sim runs no pods to roll).
-fn statefulset_status(w: &Workload) -> Value {
+pub(crate) fn statefulset_status(w: &Workload) -> Value {
     let desired: u32 = w.targets.iter().map(|t| t.1).sum();
-    let ready: u32 = w.placed.values().sum();
+    let ready: u32 = w.placed.iter().sum();
     let revision = format!("{}-{}", w.key.name, w.generation);
     json!({
         "observedGeneration": w.generation,
@@ -678,7 +564,7 @@ fn statefulset_status(w: &Workload) -> Value {
     })
 }
 
-fn cluster_status(c: &ClusterState) -> Value {
+pub(crate) fn cluster_status(c: &ClusterState) -> Value {
     let (status, reason, message) = if c.ready {
         (
             "True",
@@ -719,314 +605,6 @@ fn cluster_status(c: &ClusterState) -> Value {
             "allocating": c.allocating.resource_list(false),
         },
     })
-}
-
-/// Keeps the cluster table and the Cluster objects in step: a Cluster deleted through the API
-/// leaves the simulation; one created through the API joins with no capacity, not Ready.
-fn sync_clusters(st: &mut State) {
-    let names: Vec<String> = st
-        .store
-        .list(Res::Cluster, None)
-        .iter()
-        .map(|c| str_at(c, "/metadata/name").to_string())
-        .collect();
-    st.clusters.retain(|n, _| names.contains(n));
-    for n in names {
-        st.clusters.entry(n).or_insert_with(|| ClusterState {
-            allocatable: Resources::default(),
-            nodes: 1,
-            ready: false,
-            unknown: false,
-            since: now_rfc3339(),
-            allocated: Resources::default(),
-            allocating: Resources::default(),
-        });
-    }
-}
-
-/// Karmada's ResourceBinding of a propagated Deployment: `<name>-deployment` in its namespace,
-/// owned by it, with the scheduling result in `spec.clusters` and each member's status in
-/// `status.aggregatedStatus`. Bindings of workloads no policy selects any more are deleted.
-fn bind(st: &mut State, workloads: &[Workload], stamp: &str) {
-    let mut wanted = std::collections::BTreeSet::new();
-    for w in workloads.iter().filter(|w| w.policy.is_some()) {
-        let kind = w.key.res.meta().kind;
-        let name = format!("{}-{}", w.key.name, kind.to_ascii_lowercase());
-        wanted.insert((w.key.ns.clone(), name.clone()));
-        let Some(d) = st.store.get(&w.key) else {
-            continue;
-        };
-        let (uid, rv) = (
-            d["metadata"]["uid"].clone(),
-            d["metadata"]["resourceVersion"].clone(),
-        );
-        let key = ObjKey::new(Res::ResourceBinding, &w.key.ns, &name);
-        // Unchanged inputs, binding still there: nothing to write (a reconcile visits every
-        // workload on every write; most of them did not move).
-        let inputs = format!("{rv}|{:?}|{:?}|{}", w.targets, w.placed, w.replicas);
-        let slot = (w.key.ns.clone(), name.clone());
-        if st.bound.get(&slot) == Some(&inputs) && st.store.get(&key).is_some() {
-            continue;
-        }
-        st.bound.insert(slot, inputs);
-        let spec = json!({
-            "resource": {"apiVersion": "apps/v1", "kind": kind, "namespace": w.key.ns,
-                         "name": w.key.name, "uid": uid, "resourceVersion": rv},
-            "replicas": w.replicas,
-            "clusters": w.targets.iter().map(|(c, n)| json!({"name": c, "replicas": n})).collect::<Vec<_>>(),
-            "propagateDeps": false,
-            "schedulerName": "default-scheduler",
-        });
-        let scheduled = !w.targets.is_empty();
-        let aggregated: Vec<Value> = w
-            .targets
-            .iter()
-            .map(|(c, n)| {
-                let ready = w.placed.get(c).copied().unwrap_or(0);
-                json!({
-                    "clusterName": c, "applied": true,
-                    "health": if ready >= *n { "Healthy" } else { "Unhealthy" },
-                    "status": {"replicas": n, "readyReplicas": ready, "availableReplicas": ready,
-                               "updatedReplicas": n, "observedGeneration": w.generation},
-                })
-            })
-            .collect();
-        let all_ready = w
-            .targets
-            .iter()
-            .all(|(c, n)| w.placed.get(c).copied().unwrap_or(0) >= *n);
-        let old = st
-            .store
-            .get(&key)
-            .map(|b| b["status"]["conditions"].clone())
-            .unwrap_or(Value::Null);
-        let cond =
-            |kind: &str, ok: bool, reason: &str| transition(&old, kind, ok, reason, "", stamp);
-        let status = json!({
-            "schedulerObservedGeneration": w.generation,
-            "aggregatedStatus": aggregated,
-            "conditions": [
-                cond("Scheduled", scheduled, if scheduled { "Success" } else { "NoClusterFit" }),
-                cond("FullyApplied", scheduled && all_ready, if all_ready { "FullyAppliedSuccess" } else { "FullyAppliedFailed" }),
-            ],
-        });
-        if st.store.get(&key).is_none() {
-            let body = json!({
-                "apiVersion": "work.karmada.io/v1alpha2", "kind": "ResourceBinding",
-                "metadata": {
-                    "name": name, "namespace": w.key.ns,
-                    "labels": if w.cluster_policy {
-                        json!({"clusterpropagationpolicy.karmada.io/name": w.policy})
-                    } else {
-                        json!({"propagationpolicy.karmada.io/name": w.policy})
-                    },
-                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": kind, "name": w.key.name,
-                                         "uid": uid, "controller": true, "blockOwnerDeletion": true}],
-                },
-                "spec": spec,
-            });
-            let _ = st.store.create(Res::ResourceBinding, &w.key.ns, body);
-        } else {
-            st.store.set_field(&key, "spec", spec);
-        }
-        st.store.set_status(&key, status);
-    }
-    let stale: Vec<ObjKey> = st
-        .store
-        .list(Res::ResourceBinding, None)
-        .iter()
-        .map(|b| {
-            ObjKey::new(
-                Res::ResourceBinding,
-                str_at(b, "/metadata/namespace"),
-                str_at(b, "/metadata/name"),
-            )
-        })
-        .filter(|k| !wanted.contains(&(k.ns.clone(), k.name.clone())))
-        .collect();
-    for k in stale {
-        let _ = st.store.delete(&k);
-    }
-    st.bound.retain(|slot, _| wanted.contains(slot));
-}
-
-/// Recomputes every placement and writes statuses. Replicas already running keep their place
-/// (oldest deployment first), then new replicas are placed in creation order; whatever does
-/// not fit stays pending and counts as `allocating` on its cluster.
-pub(crate) fn reconcile(st: &mut State, now: Instant) {
-    st.stale = false;
-    sync_clusters(st);
-    let stamp = now_rfc3339();
-    let labels: BTreeMap<String, Value> = st
-        .store
-        .list(Res::Cluster, None)
-        .iter()
-        .map(|c| {
-            (
-                str_at(c, "/metadata/name").to_string(),
-                c["metadata"]["labels"].clone(),
-            )
-        })
-        .collect();
-    let policies = PolicyIndex::new(st.store.list(Res::PropagationPolicy, None));
-    // ClusterPropagationPolicies select across namespaces; a workload any PropagationPolicy
-    // selects is never taken by one (Karmada's precedence).
-    let cluster_policies = PolicyIndex::new(st.store.list(Res::ClusterPropagationPolicy, None));
-    // StatefulSets are propagated, scheduled and given status as Deployments are.
-    let mut workloads: Vec<Workload> = [Res::Deployment, Res::StatefulSet]
-        .into_iter()
-        .flat_map(|res| st.store.entries(res, None).map(move |e| (res, e)))
-        .map(|(res, e)| Workload {
-            key: ObjKey::new(
-                res,
-                str_at(&e.obj, "/metadata/namespace"),
-                str_at(&e.obj, "/metadata/name"),
-            ),
-            seq: e.seq,
-            replicas: e
-                .obj
-                .pointer("/spec/replicas")
-                .and_then(Value::as_u64)
-                .unwrap_or(1)
-                .min(MAX_REPLICAS) as u32,
-            per_replica: pod_requests(&e.obj),
-            labels: e.obj["metadata"]["labels"].clone(),
-            generation: e.obj["metadata"]["generation"].as_i64().unwrap_or(1),
-            status: e.obj.get("status").cloned().unwrap_or(Value::Null),
-            policy: None,
-            cluster_policy: false,
-            scheduling: None,
-            targets: Vec::new(),
-            placed: BTreeMap::new(),
-        })
-        .collect();
-    workloads.sort_by_key(|w| w.seq);
-
-    for w in &mut workloads {
-        let picked = match policies.pick(w) {
-            Some(p) => Some((p, false)),
-            None => cluster_policies.pick_across(w).map(|p| (p, true)),
-        };
-        if let Some((p, cluster_wide)) = picked {
-            let placement = &p["spec"]["placement"];
-            let eligible = eligible_clusters(placement, &st.clusters, &labels);
-            let eligible = spread(placement, w, eligible, &st.clusters);
-            let (kind, targets) = assign(placement, w, &eligible, &st.clusters);
-            w.cluster_policy = cluster_wide;
-            w.policy = Some(str_at(p, "/metadata/name").to_string());
-            w.scheduling = Some(kind);
-            w.targets = targets.into_iter().filter(|t| t.1 > 0).collect();
-        }
-    }
-
-    let mut free: BTreeMap<String, Resources> = st
-        .clusters
-        .iter()
-        .filter(|(_, c)| c.ready)
-        .map(|(n, c)| (n.clone(), c.allocatable))
-        .collect();
-    let previous = std::mem::take(&mut st.placements);
-    for pass in 0..2 {
-        for w in &mut workloads {
-            let prev = previous.get(&(w.key.ns.clone(), w.key.name.clone()));
-            for (cluster, desired) in &w.targets {
-                let Some(f) = free.get_mut(cluster) else {
-                    continue;
-                };
-                let placed = w.placed.get(cluster).copied().unwrap_or(0);
-                let want = if pass == 0 {
-                    let was = prev
-                        .and_then(|p| p.clusters.iter().find(|s| &s.cluster == cluster))
-                        .map_or(0, |s| s.ready);
-                    was.min(*desired)
-                } else {
-                    desired - placed
-                };
-                let n = w.per_replica.fit_count(*f, u64::from(want)) as u32;
-                *f = f.minus(w.per_replica.times(u64::from(n)));
-                w.placed.insert(cluster.clone(), placed + n);
-            }
-        }
-    }
-
-    for c in st.clusters.values_mut() {
-        c.allocated = Resources::default();
-        c.allocating = Resources::default();
-    }
-    for w in &workloads {
-        for (cluster, desired) in &w.targets {
-            let ready = w.placed.get(cluster).copied().unwrap_or(0);
-            if let Some(c) = st.clusters.get_mut(cluster) {
-                c.allocated = c.allocated.plus(w.per_replica.times(u64::from(ready)));
-                c.allocating = c
-                    .allocating
-                    .plus(w.per_replica.times(u64::from(desired - ready)));
-            }
-        }
-        let status = match w.key.res {
-            Res::StatefulSet => statefulset_status(w),
-            _ => deployment_status(w, &stamp),
-        };
-        st.store.set_status(&w.key, status);
-        let shares: Vec<Share> = w
-            .targets
-            .iter()
-            .map(|(c, d)| Share {
-                cluster: c.clone(),
-                desired: *d,
-                ready: w.placed.get(c).copied().unwrap_or(0),
-            })
-            .collect();
-        let ready_by_cluster = shares
-            .iter()
-            .map(|s| (s.cluster.clone(), s.ready))
-            .collect();
-        st.traffic
-            .set_ready(&w.key.ns, &w.key.name, ready_by_cluster, now);
-        st.placements.insert(
-            (w.key.ns.clone(), w.key.name.clone()),
-            Placement {
-                namespace: w.key.ns.clone(),
-                name: w.key.name.clone(),
-                policy: w.policy.clone(),
-                scheduling: w.scheduling,
-                replicas: w.targets.iter().map(|t| t.1).sum(),
-                ready: shares.iter().map(|s| s.ready).sum(),
-                clusters: shares,
-            },
-        );
-    }
-    bind(st, &workloads, &stamp);
-    let live = &st.placements;
-    st.traffic.retain(|k| live.contains_key(k));
-
-    for (name, c) in &st.clusters {
-        let key = ObjKey::new(Res::Cluster, "", name);
-        let status = cluster_status(c);
-        // As Karmada's cluster controller taints them: `unreachable` when Ready is Unknown,
-        // `not-ready` when it is False.
-        let taints = match (c.ready, c.unknown) {
-            (true, _) => Value::Null,
-            (false, true) => {
-                json!([{"key": "cluster.karmada.io/unreachable", "effect": "NoSchedule", "timeAdded": c.since}])
-            }
-            (false, false) => {
-                json!([{"key": "cluster.karmada.io/not-ready", "effect": "NoSchedule", "timeAdded": c.since}])
-            }
-        };
-        st.store.update_with(&key, |o| {
-            o["status"] = status;
-            match (&taints, o["spec"].as_object_mut()) {
-                (Value::Null, Some(spec)) => {
-                    spec.remove("taints");
-                }
-                (t, Some(spec)) => {
-                    spec.insert("taints".into(), t.clone());
-                }
-                _ => {}
-            }
-        });
-    }
 }
 
 #[cfg(test)]

@@ -804,6 +804,9 @@ pub(crate) struct Store {
     pub auto_create_namespaces: bool,
     /// The ValidatingAdmissionPolicies and bindings among `objects`, compiled.
     admission: Admission,
+    /// How many times saved objects were restored: restores bypass the change log, so whoever
+    /// follows the log (the reconcile) starts over when this moves.
+    pub restores: u64,
 }
 
 impl Store {
@@ -822,6 +825,7 @@ impl Store {
     /// Puts back what [`Store::snapshot`] saved (objects of kinds the sim no longer serves are
     /// dropped); returns how many objects were restored.
     pub fn restore(&mut self, saved: &Value) -> usize {
+        self.restores += 1;
         let mut n = self.restore_kinds(saved, &Res::ALL);
         // The kinds the restored CRDs define, then their objects.
         self.reindex_crds();
@@ -1079,6 +1083,10 @@ impl Store {
 
     pub fn get(&self, key: &ObjKey) -> Option<&Value> {
         self.objects.get(key).map(|e| &e.obj)
+    }
+
+    pub fn entry(&self, key: &ObjKey) -> Option<&Entry> {
+        self.objects.get(key)
     }
 
     /// Objects of one kind (in one namespace if given), in key order.

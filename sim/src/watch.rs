@@ -18,7 +18,7 @@ use tokio::{io::AsyncWriteExt, sync::Notify};
 
 use super::{
     State,
-    simulate::reconcile,
+    reconcile::reconcile,
     store::{
         ApiError, Change, ChangeKind, Res, matches_all, parse_field_selector, parse_label_selector,
         str_at,
