@@ -763,6 +763,8 @@ pub struct DeployReport {
     pub services_per_graph: usize,
     /// Worker processes.
     pub workers: usize,
+    /// Graphs offered per second (`None`: a burst, as fast as the clients could submit).
+    pub offered_rate: Option<f64>,
     /// Seconds from the first submission to the last graph Running.
     pub total_secs: f64,
     /// Graphs Running per second over `total_secs`.
@@ -879,6 +881,10 @@ pub struct DeployBench {
     pub workers: usize,
     /// Submissions in flight at once.
     pub clients: usize,
+    /// Graphs offered per second, spread evenly (open loop: a submission does not wait for the
+    /// one before it to run); `None` submits as fast as `clients` allow, a burst whose
+    /// latencies are mostly time spent queued.
+    pub rate: Option<f64>,
 }
 
 fn bench_graph(id: &str, services: usize) -> Vec<u8> {
@@ -902,6 +908,10 @@ pub async fn deploy(b: DeployBench, progress: impl Fn(&str)) -> anyhow::Result<D
     anyhow::ensure!(
         b.graphs > 0 && b.workers > 0 && b.services > 0 && b.clients > 0,
         "graphs, services, workers and clients must be at least 1"
+    );
+    anyhow::ensure!(
+        b.rate.is_none_or(|r| r.is_finite() && r > 0.0),
+        "rate must be a positive number of graphs per second"
     );
     // The API's pool as `smo run --role api` sizes it.
     let api_pool = crate::server::pool_plan(&[crate::server::Role::Api], 0, None).size;
@@ -938,10 +948,16 @@ pub async fn deploy(b: DeployBench, progress: impl Fn(&str)) -> anyhow::Result<D
         "GET /clusters: {}",
         listed.status()
     );
-    progress(&format!(
-        "submitting {} graphs of {} services, {} at a time…",
-        b.graphs, b.services, b.clients
-    ));
+    progress(&match b.rate {
+        Some(r) => format!(
+            "submitting {} graphs of {} services at {r} graphs/s…",
+            b.graphs, b.services
+        ),
+        None => format!(
+            "submitting {} graphs of {} services, {} at a time…",
+            b.graphs, b.services, b.clients
+        ),
+    });
     let worker_pids: Vec<Option<u32>> = children.iter().map(|c| c.id()).collect();
     let cpu_at_start = deploy_cpu(&worker_pids);
     let started = Instant::now();
@@ -951,12 +967,16 @@ pub async fn deploy(b: DeployBench, progress: impl Fn(&str)) -> anyhow::Result<D
     for _ in 0..b.clients {
         let (http, api, next, submitted) =
             (http.clone(), api.clone(), next.clone(), submitted.clone());
-        let (graphs, services) = (b.graphs, b.services);
+        let (graphs, services, rate) = (b.graphs, b.services, b.rate);
+        let origin = tokio::time::Instant::from_std(started);
         clients.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= graphs {
                     return Ok::<_, anyhow::Error>(());
+                }
+                if let Some(r) = rate {
+                    tokio::time::sleep_until(origin + Duration::from_secs_f64(i as f64 / r)).await;
                 }
                 let name = format!("bench-{i}");
                 // Submit→Running counts from the moment the request leaves.
@@ -1037,6 +1057,7 @@ pub async fn deploy(b: DeployBench, progress: impl Fn(&str)) -> anyhow::Result<D
         graphs: b.graphs,
         services_per_graph: b.services,
         workers: b.workers,
+        offered_rate: b.rate,
         total_secs,
         graphs_per_sec: b.graphs as f64 / total_secs,
         p50_secs: at(0.5),
