@@ -97,7 +97,7 @@ pub(crate) fn parse_query(q: &str) -> BTreeMap<String, String> {
 /// afterwards reflects every write before it. A burst of writes (a deploy's objects, a scaling
 /// shard's patches) costs one reconcile instead of one each: a reconcile visits every workload.
 pub(crate) fn handle(st: &mut State, req: &Req) -> Resp {
-    if st.stale && req.method == "GET" {
+    if st.needs_reconcile() && req.method == "GET" {
         reconcile(st, Instant::now());
     }
     let path = match req.path.trim_end_matches('/') {
@@ -458,6 +458,7 @@ fn shapes_the_federation(res: Res) -> bool {
         res,
         Res::Deployment
             | Res::StatefulSet
+            | Res::DaemonSet
             | Res::PropagationPolicy
             | Res::ClusterPropagationPolicy
             | Res::Cluster

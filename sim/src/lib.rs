@@ -58,11 +58,14 @@
 //!   policy is compiled once, when written; one that does not compile is refused with 422. The
 //!   sim starts with smo's `deploy/fence-policy.yaml` installed (a write may not lower an
 //!   object's `smo.io/fence` token); what is not supported is listed in `admission`.
-//! - Main-resource writes never change `status`; the simulation owns Deployment, StatefulSet and
-//!   Cluster status and writes a ResourceBinding (`<name>-deployment`, `<name>-statefulset`) per
-//!   propagated workload with the scheduling result and each member's status. StatefulSets are
-//!   scheduled as Deployments are (their defaults too: `kubectl rollout status` works); DaemonSets
-//!   are stored only. Jobs complete as soon as they exist (no pods run).
+//! - Main-resource writes never change `status`; the simulation owns Deployment, StatefulSet,
+//!   DaemonSet and Cluster status and writes a ResourceBinding (`<name>-deployment`,
+//!   `<name>-statefulset`, `<name>-daemonset`) per propagated workload with the scheduling result
+//!   and each member's status. StatefulSets are scheduled as Deployments are, DaemonSets as a pod
+//!   per node of every cluster their policy picks (replica division does not apply; the binding
+//!   says 0 replicas); both get an apiserver's defaults, so `kubectl rollout status` works. Jobs
+//!   complete as soon as they exist (no pods run). The reconcile is incremental (`module
+//!   reconcile`): a write costs what it can affect; `GET /sim/state` reports the work done.
 //! - Watch (`?watch=true` on every list path, `module watch`): newline-delimited events from a
 //!   change log of the last 8,192 changes; `resourceVersion` resumes, an older one gets an
 //!   `ERROR` event with 410 Expired; `sendInitialEvents=true` (the watch-list protocol Helm's
@@ -78,12 +81,17 @@
 //! - ClusterPropagationPolicies select Deployments across namespaces (a selector's `namespace`
 //!   narrows one); a PropagationPolicy that selects a Deployment wins over any of them, as in
 //!   Karmada. A cluster set `"unknown"` (`POST /sim/clusters/{name}/ready`) reports Ready=Unknown
-//!   (`ClusterStatusUnknown`) and the `cluster.karmada.io/unreachable:NoSchedule` taint; one set
-//!   not ready reports Ready=False and `cluster.karmada.io/not-ready:NoSchedule`.
+//!   (`ClusterStatusUnknown`) and the `cluster.karmada.io/unreachable` taints; one set not ready
+//!   reports Ready=False and `cluster.karmada.io/not-ready`, each as NoSchedule and NoExecute
+//!   (Karmada with its Failover feature). NoSchedule keeps new scheduling off the cluster and
+//!   moves nothing; what runs there stays, not ready, until the NoExecute toleration of its
+//!   policy (`placement.clusterTolerations`, else Karmada's default 300 s) runs out (at the first
+//!   request after), then is scheduled again without it. A change to the workload or its policy
+//!   schedules it again at once.
 //! - `spreadConstraints` by `cluster`: at most `maxGroups` clusters (most room first), none when
 //!   fewer than `minGroups` are eligible; other `spreadByField`s are not simulated.
-//! - Not simulated: the effect of OverridePolicies (stored only), NoExecute taints,
-//!   `clusterAffinities`, DaemonSet scheduling, ClusterResourceBindings and Works.
+//! - Not simulated: the effect of OverridePolicies (stored only), `clusterAffinities`,
+//!   ClusterResourceBindings and Works, graceful eviction.
 //! - `kubectl get` gets Tables (`as=Table`) with the kind's columns for Deployments, StatefulSets,
 //!   Services, Namespaces, Secrets, ConfigMaps, Clusters and ResourceBindings; NAME and AGE for
 //!   the rest, as for a CRD without printer columns.
@@ -386,7 +394,7 @@ impl SimConfig {
 pub(crate) struct State {
     store: Store,
     clusters: BTreeMap<String, ClusterState>,
-    placements: BTreeMap<(String, String), Placement>,
+    placements: BTreeMap<store::ObjKey, Placement>,
     /// What the reconcile keeps between runs, so that a write costs what it touches.
     memo: reconcile::Memo,
     traffic: Traffic,

@@ -1,4 +1,4 @@
-//! The reconcile: decides where each Deployment and StatefulSet runs (its PropagationPolicy, the
+//! The reconcile: decides where each Deployment, StatefulSet and DaemonSet runs (its PropagationPolicy, the
 //! clusters' readiness and capacity) and writes the results back as workload, ResourceBinding
 //! and Cluster status, as Karmada's scheduler, the members' kubelets and its status controllers
 //! together would. Deterministic: the same objects always give the same placement.
@@ -22,7 +22,8 @@ use super::{
     State,
     simulate::{
         ClusterState, MAX_REPLICAS, Placement, Resources, Share, assign, cluster_status,
-        deployment_status, eligible_clusters, pod_requests, spread, statefulset_status, transition,
+        daemonset_status, deployment_status, eligible_clusters, pod_requests, spread,
+        statefulset_status, transition,
     },
     store::{
         ChangeKind, Entry, ObjKey, Res, Store, label_selector, matches_all, now_rfc3339, str_at,
@@ -30,9 +31,9 @@ use super::{
 };
 
 /// The kinds the simulation propagates, schedules and gives status.
-const WORKLOADS: [Res; 2] = [Res::Deployment, Res::StatefulSet];
+const WORKLOADS: [Res; 3] = [Res::Deployment, Res::StatefulSet, Res::DaemonSet];
 
-/// A Deployment or StatefulSet, reduced to what the simulation needs.
+/// A Deployment, StatefulSet or DaemonSet, reduced to what the simulation needs.
 #[derive(Debug, Clone)]
 pub(crate) struct Workload {
     pub key: ObjKey,
@@ -58,12 +59,16 @@ pub(crate) struct Workload {
 impl Workload {
     fn read(key: ObjKey, e: &Entry) -> Workload {
         Workload {
-            replicas: e
-                .obj
-                .pointer("/spec/replicas")
-                .and_then(Value::as_u64)
-                .unwrap_or(1)
-                .min(MAX_REPLICAS) as u32,
+            // A DaemonSet has no replicas: it runs a pod on every node (Karmada's bindings say 0).
+            replicas: match key.res {
+                Res::DaemonSet => 0,
+                _ => e
+                    .obj
+                    .pointer("/spec/replicas")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(1)
+                    .min(MAX_REPLICAS) as u32,
+            },
             per_replica: pod_requests(&e.obj),
             labels: e.obj["metadata"]["labels"].clone(),
             generation: e.obj["metadata"]["generation"].as_i64().unwrap_or(1),
@@ -237,6 +242,8 @@ pub(crate) struct Memo {
     seqs: BTreeMap<ObjKey, u64>,
     propagation: PolicyIndex,
     cluster_wide: PolicyIndex,
+    /// When the first NoExecute grace period a workload is kept through runs out.
+    next_eviction: Option<chrono::DateTime<chrono::Utc>>,
     /// Work done so far, for `GET /sim/state` and the benchmarks: how much of the federation a
     /// write costs.
     pub stats: Stats,
@@ -255,11 +262,56 @@ pub(crate) struct Stats {
     pub written: u64,
 }
 
+impl Memo {
+    /// A workload kept on a NotReady cluster is due to be evicted from it.
+    pub fn eviction_due(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
+        self.next_eviction.is_some_and(|t| t <= now)
+    }
+}
+
+/// The taint Karmada's cluster controller puts on a cluster that is not Ready: `unreachable`
+/// when nothing reports on it (Ready=Unknown), `not-ready` when it reports unhealthy.
+pub(crate) fn down_taint(c: &ClusterState) -> Option<&'static str> {
+    match (c.ready, c.unknown) {
+        (true, _) => None,
+        (false, true) => Some("cluster.karmada.io/unreachable"),
+        (false, false) => Some("cluster.karmada.io/not-ready"),
+    }
+}
+
+/// Karmada's webhook gives every policy these NoExecute tolerations unless it has its own
+/// (`--default-not-ready-toleration-seconds`, `--default-unreachable-toleration-seconds`).
+const DEFAULT_TOLERATION_SECS: i64 = 300;
+
+/// How long a workload placed by `policy` may stay on a cluster tainted `key:NoExecute`:
+/// `None` for ever (a matching toleration without `tolerationSeconds`).
+fn toleration_secs(policy: Option<&Value>, key: &str) -> Option<i64> {
+    let tolerations = policy
+        .and_then(|p| p.pointer("/spec/placement/clusterTolerations"))
+        .and_then(Value::as_array);
+    let matching = tolerations.into_iter().flatten().find(|t| {
+        let effect_ok = matches!(str_at(t, "/effect"), "" | "NoExecute");
+        let key_ok = match str_at(t, "/operator") {
+            "Exists" => [key, ""].contains(&str_at(t, "/key")),
+            _ => str_at(t, "/key") == key && str_at(t, "/value").is_empty(),
+        };
+        effect_ok && key_ok
+    });
+    match matching {
+        None => Some(DEFAULT_TOLERATION_SECS),
+        Some(t) => t["tolerationSeconds"].as_i64().map(|s| s.max(0)),
+    }
+}
+
 /// What the changes since the last run may have affected.
 #[derive(Debug, Default)]
 struct Dirty {
     /// Everything: start over from the store.
     all: bool,
+    /// Every workload's policy may have changed (a ClusterPropagationPolicy, a deleted
+    /// Namespace, a restore, a change log that moved on): none keeps its clusters for a
+    /// NoExecute taint's grace period.
+    fresh: bool,
     /// (namespace, name) of workloads of either kind.
     names: BTreeSet<(String, String)>,
     /// Namespaces whose every workload is affected.
@@ -288,17 +340,21 @@ fn fold_changes(
         .iter()
         .map(|(n, c)| (n.clone(), c.ready, c.allocatable))
         .collect();
-    let changes = match memo.seen {
-        Some(rv) if memo.restores == store.restores && memo.clusters == now => {
-            store.changes_since(rv)
-        }
+    let log = match memo.seen {
+        Some(rv) if memo.restores == store.restores => store.changes_since(rv),
         _ => None,
+    };
+    let mut d = Dirty {
+        // Clusters moved, or a grace period ran out: every workload is scheduled again, but
+        // the log still tells which ones changed themselves.
+        all: memo.clusters != now || memo.eviction_due(chrono::Utc::now()),
+        ..Dirty::default()
     };
     memo.clusters = now;
     memo.restores = store.restores;
-    let mut d = Dirty::default();
-    let Some(changes) = changes else {
+    let Some(changes) = log else {
         d.all = true;
+        d.fresh = true;
         return d;
     };
     for c in changes {
@@ -308,7 +364,7 @@ fn fold_changes(
         );
         let gone = c.kind == ChangeKind::Deleted;
         match c.res {
-            Res::Deployment | Res::StatefulSet => {
+            Res::Deployment | Res::StatefulSet | Res::DaemonSet => {
                 d.names.insert((ns.to_string(), name.to_string()));
             }
             Res::PropagationPolicy => {
@@ -316,12 +372,16 @@ fn fold_changes(
                 d.select(ns, &old);
                 d.select(ns, &new);
             }
-            Res::ClusterPropagationPolicy | Res::Cluster => d.all = true,
-            Res::Namespace if gone => d.all = true,
+            Res::Cluster => d.all = true,
+            Res::ClusterPropagationPolicy => {
+                d.all = true;
+                d.fresh = true;
+            }
+            Res::Namespace if gone => {
+                d.all = true;
+                d.fresh = true;
+            }
             _ => {}
-        }
-        if d.all {
-            break;
         }
     }
     d
@@ -336,6 +396,7 @@ fn refresh(
 ) -> (BTreeSet<u64>, Vec<Workload>) {
     let mut keys: Vec<ObjKey> = Vec::new();
     if d.all {
+        memo.next_eviction = None;
         memo.propagation = PolicyIndex::default();
         memo.cluster_wide = PolicyIndex::default();
         for (res, index) in [
@@ -386,7 +447,17 @@ fn refresh(
             continue;
         };
         let mut w = Workload::read(key.clone(), e);
-        schedule(memo, store, clusters, &labels, &mut w);
+        let unchanged = !d.fresh
+            && !d.names.contains(&(key.ns.clone(), key.name.clone()))
+            && !d.namespaces.contains(&key.ns);
+        match old.as_ref().filter(|o| unchanged && o.seq == w.seq) {
+            // As Karmada's: a NotReady cluster is tainted NoSchedule, which new scheduling
+            // avoids but which moves nothing, and NoExecute, which evicts what does not
+            // tolerate it once its grace period is over. Until then the workload stays (its
+            // replicas there not ready); after, it is scheduled again without that cluster.
+            Some(o) if keeps_through_taints(memo, store, clusters, o, &mut w) => {}
+            _ => schedule(memo, store, clusters, &labels, &mut w),
+        }
         // Replicas keep their place on the clusters they still target (a workload deleted and
         // created again under the same name starts afresh); `pack` takes this as the previous
         // placement.
@@ -405,6 +476,56 @@ fn refresh(
         memo.workloads.insert(w.seq, w);
     }
     (touched, left)
+}
+
+/// Keeps `old`'s scheduling for `w` when one of its clusters is down and still within its
+/// grace period (recording when that runs out); false when it should be scheduled again.
+fn keeps_through_taints(
+    memo: &mut Memo,
+    store: &Store,
+    clusters: &BTreeMap<String, ClusterState>,
+    old: &Workload,
+    w: &mut Workload,
+) -> bool {
+    let Some(policy_name) = &old.policy else {
+        return false;
+    };
+    let (res, ns) = if old.cluster_policy {
+        (Res::ClusterPropagationPolicy, "")
+    } else {
+        (Res::PropagationPolicy, old.key.ns.as_str())
+    };
+    let policy = store.get(&ObjKey::new(res, ns, policy_name));
+    let now = chrono::Utc::now();
+    let mut kept = false;
+    let mut targets = Vec::new();
+    for (cluster, n) in &old.targets {
+        let Some(c) = clusters.get(cluster) else {
+            continue;
+        };
+        let Some(key) = down_taint(c) else {
+            targets.push((cluster.clone(), *n));
+            continue;
+        };
+        let since = chrono::DateTime::parse_from_rfc3339(&c.since)
+            .map_or(now, |t| t.with_timezone(&chrono::Utc));
+        match toleration_secs(policy, key).map(|s| since + chrono::Duration::seconds(s)) {
+            Some(deadline) if deadline <= now => continue,
+            Some(deadline) => {
+                memo.next_eviction = Some(memo.next_eviction.map_or(deadline, |t| t.min(deadline)));
+            }
+            None => {}
+        }
+        kept = true;
+        targets.push((cluster.clone(), *n));
+    }
+    if kept {
+        w.policy = old.policy.clone();
+        w.cluster_policy = old.cluster_policy;
+        w.scheduling = old.scheduling;
+        w.targets = targets;
+    }
+    kept
 }
 
 fn key_of(res: Res, obj: &Value) -> ObjKey {
@@ -440,7 +561,17 @@ fn schedule(
     let placement = &p["spec"]["placement"];
     let eligible = eligible_clusters(placement, clusters, labels);
     let eligible = spread(placement, w, eligible, clusters);
-    let (kind, targets) = assign(placement, w, &eligible, clusters);
+    let (kind, targets) = match w.key.res {
+        // Every eligible cluster runs it, a pod per node; replica scheduling does not apply.
+        Res::DaemonSet => (
+            "Duplicated",
+            eligible
+                .iter()
+                .map(|c| (c.clone(), clusters.get(c).map_or(0, |s| s.nodes)))
+                .collect(),
+        ),
+        _ => assign(placement, w, &eligible, clusters),
+    };
     w.cluster_policy = cluster_wide;
     w.policy = Some(str_at(p, "/metadata/name").to_string());
     w.scheduling = Some(kind);
@@ -488,6 +619,14 @@ fn pack(memo: &mut Memo, clusters: &BTreeMap<String, ClusterState>) -> BTreeSet<
         .collect()
 }
 
+impl State {
+    /// A write changed what the simulation computes, or a NoExecute grace period ran out: the
+    /// next read reconciles first.
+    pub(crate) fn needs_reconcile(&self) -> bool {
+        self.stale || self.memo.eviction_due(chrono::Utc::now())
+    }
+}
+
 /// Brings the simulation up to date with the store; see the module's doc.
 pub(crate) fn reconcile(st: &mut State, now: Instant) {
     st.stale = false;
@@ -516,8 +655,7 @@ pub(crate) fn reconcile(st: &mut State, now: Instant) {
     }
 
     for w in &left {
-        st.placements
-            .remove(&(w.key.ns.clone(), w.key.name.clone()));
+        st.placements.remove(&w.key);
         let _ = st.store.delete(&ObjKey::new(
             Res::ResourceBinding,
             &w.key.ns,
@@ -525,13 +663,7 @@ pub(crate) fn reconcile(st: &mut State, now: Instant) {
         ));
     }
     if dirty.all {
-        let live: BTreeSet<(&str, &str)> = memo
-            .workloads
-            .values()
-            .map(|w| (w.key.ns.as_str(), w.key.name.as_str()))
-            .collect();
-        st.placements
-            .retain(|(ns, n), _| live.contains(&(ns.as_str(), n.as_str())));
+        st.placements.retain(|k, _| memo.seqs.contains_key(k));
     }
     for seq in touched.union(&moved) {
         memo.stats.written += 1;
@@ -543,9 +675,11 @@ pub(crate) fn reconcile(st: &mut State, now: Instant) {
             .zip(&w.placed)
             .map(|((c, _), r)| (c.clone(), *r))
             .collect();
-        st.traffic.set_ready(&w.key.ns, &w.key.name, ready, now);
-        st.placements
-            .insert((w.key.ns.clone(), w.key.name.clone()), placement_of(w));
+        // Synthetic requests flow to Deployments (a service's pods), by their name.
+        if w.key.res == Res::Deployment {
+            st.traffic.set_ready(&w.key.ns, &w.key.name, ready, now);
+        }
+        st.placements.insert(w.key.clone(), placement_of(w));
         bind(&mut st.store, w, &stamp);
     }
     if dirty.all {
@@ -553,7 +687,8 @@ pub(crate) fn reconcile(st: &mut State, now: Instant) {
     }
     if dirty.all || !left.is_empty() {
         let live = &st.placements;
-        st.traffic.retain(|k| live.contains_key(k));
+        st.traffic
+            .retain(|(ns, n)| live.contains_key(&ObjKey::new(Res::Deployment, ns, n)));
     }
     write_clusters(st);
     st.memo.seen = Some(st.store.resource_version());
@@ -562,6 +697,7 @@ pub(crate) fn reconcile(st: &mut State, now: Instant) {
 fn write_status(store: &mut Store, w: &Workload, stamp: &str) {
     let status = match w.key.res {
         Res::StatefulSet => statefulset_status(w),
+        Res::DaemonSet => daemonset_status(w),
         _ => {
             let old = store.get(&w.key).map_or(&Value::Null, |o| &o["status"]);
             deployment_status(w, old, stamp)
@@ -582,6 +718,7 @@ fn placement_of(w: &Workload) -> Placement {
         })
         .collect();
     Placement {
+        kind: w.key.res.meta().kind,
         namespace: w.key.ns.clone(),
         name: w.key.name.clone(),
         policy: w.policy.clone(),
@@ -711,20 +848,19 @@ fn sweep_bindings(store: &mut Store, memo: &Memo) {
     }
 }
 
-/// Writes each Cluster's status, and its taints as Karmada's cluster controller sets them:
-/// `unreachable` when Ready is Unknown, `not-ready` when it is False.
+/// Writes each Cluster's status, and its taints as Karmada's cluster controller sets them (with
+/// its Failover feature on): `unreachable` when Ready is Unknown, `not-ready` when it is False,
+/// each as NoSchedule and NoExecute.
 fn write_clusters(st: &mut State) {
     for (name, c) in &st.clusters {
         let key = ObjKey::new(Res::Cluster, "", name);
         let status = cluster_status(c);
-        let taints = match (c.ready, c.unknown) {
-            (true, _) => Value::Null,
-            (false, true) => {
-                json!([{"key": "cluster.karmada.io/unreachable", "effect": "NoSchedule", "timeAdded": c.since}])
-            }
-            (false, false) => {
-                json!([{"key": "cluster.karmada.io/not-ready", "effect": "NoSchedule", "timeAdded": c.since}])
-            }
+        let taints = match down_taint(c) {
+            None => Value::Null,
+            Some(key) => json!([
+                {"key": key, "effect": "NoSchedule", "timeAdded": c.since},
+                {"key": key, "effect": "NoExecute", "timeAdded": c.since},
+            ]),
         };
         st.store.update_with(&key, |o| {
             o["status"] = status;
@@ -833,6 +969,7 @@ mod tests {
             "placements": st.placements.values().collect::<Vec<_>>(),
             "deployments": objects(Res::Deployment, "/status"),
             "statefulsets": objects(Res::StatefulSet, "/status"),
+            "daemonsets": objects(Res::DaemonSet, "/status"),
             "bindings": objects(Res::ResourceBinding, ""),
             "clusters": objects(Res::Cluster, "/status"),
             "traffic": st.traffic.samples(Instant::now()).len(),
@@ -855,8 +992,11 @@ mod tests {
                 let op = rng.below(10);
                 match op {
                     0..=2 => {
-                        let kind = if rng.below(4) == 0 { "StatefulSet" } else { "Deployment" };
-                        let res = if kind == "Deployment" { Res::Deployment } else { Res::StatefulSet };
+                        let (kind, res) = match rng.below(5) {
+                            0 => ("StatefulSet", Res::StatefulSet),
+                            1 => ("DaemonSet", Res::DaemonSet),
+                            _ => ("Deployment", Res::Deployment),
+                        };
                         let tier = if rng.below(2) == 0 { "a" } else { "b" };
                         let body = workload(kind, &name, rng.below(6), 250 * (1 + rng.below(12)), tier);
                         put(st, res, &ns, body);
@@ -867,7 +1007,7 @@ mod tests {
                         let selector = match rng.below(3) {
                             0 => json!({"apiVersion": "apps/v1", "kind": "Deployment",
                                         "labelSelector": {"matchLabels": {"tier": "a"}}}),
-                            1 => json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "name": target}),
+                            1 => json!({"apiVersion": "apps/v1", "kind": if rng.below(2) == 0 { "StatefulSet" } else { "DaemonSet" }, "name": target}),
                             _ => json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": target}),
                         };
                         let clusters: Vec<&str> =
@@ -894,10 +1034,10 @@ mod tests {
                         }
                     }
                     _ => {
-                        if rng.below(8) == 0 {
-                            remove(st, Res::Namespace, "", &ns);
-                        } else {
-                            remove(st, Res::StatefulSet, &ns, &name);
+                        match rng.below(8) {
+                            0 => remove(st, Res::Namespace, "", &ns),
+                            1..=3 => remove(st, Res::DaemonSet, &ns, &name),
+                            _ => remove(st, Res::StatefulSet, &ns, &name),
                         }
                     }
                 }
@@ -906,11 +1046,12 @@ mod tests {
                 incremental += u64::from(st.memo.stats.starts_over == before);
                 let decided = outcome(st);
                 contended |= st.placements.values().any(|p| p.ready < p.replicas);
-                st.memo.seen = None;
+                // Start over (as when clusters move), with the same history.
+                st.memo.clusters.clear();
                 reconcile(st, Instant::now());
                 let again = outcome(st);
                 if again != decided {
-                    let differ: Vec<String> = ["placements", "deployments", "statefulsets", "bindings", "clusters", "traffic"]
+                    let differ: Vec<String> = ["placements", "deployments", "statefulsets", "daemonsets", "bindings", "clusters", "traffic"]
                         .iter()
                         .filter(|k| again[**k] != decided[**k])
                         .map(|k| format!("{k}:\n  incremental {}\n  whole store {}", decided[*k], again[*k]))
@@ -968,8 +1109,8 @@ mod tests {
                     c.ready = false;
                 }
             }, 39, true);
-            assert!(!st.placements.contains_key(&("g1".to_string(), "w9".to_string())));
-            let moved = &st.placements[&("g0".to_string(), "w4".to_string())];
+            assert!(!st.placements.contains_key(&ObjKey::new(Res::Deployment, "g1", "w9")));
+            let moved = &st.placements[&ObjKey::new(Res::Deployment, "g0", "w4")];
             assert_eq!((moved.policy.as_deref(), moved.ready), (Some("all-a"), 0), "{moved:?}");
         });
     }

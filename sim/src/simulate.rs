@@ -215,9 +215,10 @@ pub(crate) struct Share {
     pub ready: u32,
 }
 
-/// The scheduling result for one deployment, as `GET /sim/placements` shows it.
+/// The scheduling result for one workload, as `GET /sim/placements` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub(crate) struct Placement {
+    pub kind: &'static str,
     pub namespace: String,
     pub name: String,
     pub policy: Option<String>,
@@ -562,6 +563,23 @@ pub(crate) fn statefulset_status(w: &Workload) -> Value {
         "currentReplicas": desired, "updatedReplicas": desired,
         "currentRevision": revision, "updateRevision": revision, "collisionCount": 0,
     })
+}
+
+/// A DaemonSet's status as Karmada aggregates its members': one pod per node of each cluster it
+/// runs on, those that fit ready.
+pub(crate) fn daemonset_status(w: &Workload) -> Value {
+    let desired: u32 = w.targets.iter().map(|t| t.1).sum();
+    let ready: u32 = w.placed.iter().sum();
+    let mut s = json!({
+        "observedGeneration": w.generation,
+        "desiredNumberScheduled": desired, "currentNumberScheduled": desired,
+        "updatedNumberScheduled": desired, "numberMisscheduled": 0,
+        "numberReady": ready, "numberAvailable": ready,
+    });
+    if desired > ready {
+        s["numberUnavailable"] = json!(desired - ready);
+    }
+    s
 }
 
 pub(crate) fn cluster_status(c: &ClusterState) -> Value {

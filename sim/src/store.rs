@@ -1705,6 +1705,15 @@ fn apply_defaults(res: Res, obj: &mut Value, old: Option<&Value>, seq: u64) {
                 obj["spec"]["podManagementPolicy"] = json!("OrderedReady");
             }
         }
+        Res::DaemonSet => {
+            if obj.pointer("/spec/updateStrategy/type").is_none() {
+                obj["spec"]["updateStrategy"] = json!({"type": "RollingUpdate",
+                    "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}});
+            }
+            if obj.pointer("/spec/revisionHistoryLimit").is_none() {
+                obj["spec"]["revisionHistoryLimit"] = json!(10);
+            }
+        }
         // The sim runs no pods: a Job completes as soon as it exists (what Helm's hooks wait for).
         Res::Job if obj.get("status").is_none() => {
             let now = now_rfc3339();

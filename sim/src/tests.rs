@@ -1826,3 +1826,172 @@ async fn spread_constraints_by_cluster_cap_and_require_the_clusters_a_workload_u
     // Four wanted, three exist: not scheduled.
     assert!(clusters("four").is_empty(), "{placements}");
 }
+
+#[tokio::test]
+async fn a_daemonset_runs_a_pod_per_node_of_each_cluster_its_policy_picks() {
+    let mut config = SimConfig::demo();
+    config.clusters[1].nodes = 3;
+    let f = start(config).await;
+    f.post("/api/v1/namespaces", json!({"metadata": {"name": "ops"}}))
+        .await;
+    f.post(
+        "/apis/apps/v1/namespaces/ops/daemonsets",
+        json!({"metadata": {"name": "agent"}, "spec": {
+            "selector": {"matchLabels": {"app": "agent"}},
+            "template": {"metadata": {"labels": {"app": "agent"}}, "spec": {"containers": [
+                {"name": "agent", "image": "fluent-bit", "resources": {"requests": {"cpu": "50m"}}}]}}}}),
+    )
+    .await;
+    let ds = f.get("/apis/apps/v1/namespaces/ops/daemonsets/agent").await;
+    // Defaulted as by an apiserver (what `kubectl rollout status` needs); nowhere yet.
+    assert_eq!(
+        ds["spec"]["updateStrategy"]["type"], "RollingUpdate",
+        "{ds}"
+    );
+    assert_eq!(ds["status"]["desiredNumberScheduled"], 0, "{ds}");
+    f.post(
+        "/apis/policy.karmada.io/v1alpha1/namespaces/ops/propagationpolicies",
+        json!({"metadata": {"name": "agent"}, "spec": {
+            "resourceSelectors": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "agent"}],
+            "placement": {"clusterAffinity": {"clusterNames": ["edge-a", "edge-b"]},
+                          "replicaScheduling": {"replicaSchedulingType": "Divided"}}}}),
+    )
+    .await;
+    let ds = f.get("/apis/apps/v1/namespaces/ops/daemonsets/agent").await;
+    // One pod per node: edge-a has 1, edge-b 3; replica division does not apply.
+    let s = &ds["status"];
+    assert_eq!(
+        (
+            &s["desiredNumberScheduled"],
+            &s["numberReady"],
+            &s["updatedNumberScheduled"]
+        ),
+        (&json!(4), &json!(4), &json!(4)),
+        "{ds}"
+    );
+    let rb = f
+        .get("/apis/work.karmada.io/v1alpha2/namespaces/ops/resourcebindings/agent-daemonset")
+        .await;
+    assert_eq!(rb["spec"]["replicas"], 0, "{rb}");
+    assert_eq!(
+        rb["spec"]["clusters"],
+        json!([{"name": "edge-a", "replicas": 1}, {"name": "edge-b", "replicas": 3}])
+    );
+    let edge_b = cluster_summary(&f.client, "edge-b").await;
+    assert_eq!(edge_b["allocated"]["cpu"], "150m", "{edge_b}");
+}
+
+/// As Karmada with its Failover feature: a NotReady cluster is tainted NoSchedule and NoExecute;
+/// what runs there stays (not ready) for the NoExecute toleration's seconds (the policy's
+/// `clusterTolerations`, else Karmada's default 300 s), then is evicted and scheduled again.
+#[tokio::test]
+async fn a_workload_on_a_lost_cluster_is_evicted_when_its_toleration_runs_out() {
+    let f = start(SimConfig::demo()).await;
+    f.post("/api/v1/namespaces", json!({"metadata": {"name": "ev"}}))
+        .await;
+    for (name, tolerations) in [
+        (
+            "brief",
+            json!([{"key": "cluster.karmada.io/not-ready", "operator": "Exists",
+                          "effect": "NoExecute", "tolerationSeconds": 1}]),
+        ),
+        ("default", json!(null)),
+        (
+            "forever",
+            json!([{"operator": "Exists", "effect": "NoExecute"}]),
+        ),
+    ] {
+        f.post(
+            "/apis/apps/v1/namespaces/ev/deployments",
+            json!({"metadata": {"name": name}, "spec": {"replicas": 2,
+                "selector": {"matchLabels": {"app": name}},
+                "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [
+                    {"name": "c", "image": "i", "resources": {"requests": {"cpu": "100m"}}}]}}}}),
+        )
+        .await;
+        let mut placement = json!({"clusterAffinity": {"clusterNames": ["edge-a", "edge-b"]}});
+        if !tolerations.is_null() {
+            placement["clusterTolerations"] = tolerations;
+        }
+        f.post(
+            "/apis/policy.karmada.io/v1alpha1/namespaces/ev/propagationpolicies",
+            json!({"metadata": {"name": name}, "spec": {
+                "resourceSelectors": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": name}],
+                "placement": placement}}),
+        )
+        .await;
+    }
+    let clusters_of = |p: &Value, name: &str| -> Vec<(String, u64)> {
+        let d = p
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["name"] == name)
+            .unwrap();
+        d["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["cluster"].as_str().unwrap().to_string(),
+                    s["ready"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let both = vec![("edge-a".to_string(), 2), ("edge-b".to_string(), 2)];
+    let p = f.get("/sim/placements").await;
+    assert_eq!(clusters_of(&p, "brief"), both);
+    let c = f
+        .post("/sim/clusters/edge-a/ready", json!({"ready": false}))
+        .await;
+    let taints: Vec<(&str, &str)> = c["spec"]["taints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["key"].as_str().unwrap(), t["effect"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        taints,
+        [
+            ("cluster.karmada.io/not-ready", "NoSchedule"),
+            ("cluster.karmada.io/not-ready", "NoExecute")
+        ]
+    );
+    // Within the grace period everything stays where it was, not ready on edge-a.
+    let kept = vec![("edge-a".to_string(), 0), ("edge-b".to_string(), 2)];
+    let p = f.get("/sim/placements").await;
+    for name in ["brief", "default", "forever"] {
+        assert_eq!(clusters_of(&p, name), kept, "{name}");
+    }
+    let d = f.get("/apis/apps/v1/namespaces/ev/deployments/brief").await;
+    assert_eq!(d["status"]["readyReplicas"], 2, "{d}");
+    // The toleration's second (timeAdded has whole seconds) runs out: evicted from edge-a.
+    let mut evicted = false;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let p = f.get("/sim/placements").await;
+        if clusters_of(&p, "brief") == vec![("edge-b".to_string(), 2)] {
+            evicted = true;
+            assert_eq!(clusters_of(&p, "default"), kept);
+            assert_eq!(clusters_of(&p, "forever"), kept);
+            break;
+        }
+    }
+    assert!(evicted, "{}", f.get("/sim/placements").await);
+    let rb = f
+        .get("/apis/work.karmada.io/v1alpha2/namespaces/ev/resourcebindings/brief-deployment")
+        .await;
+    assert_eq!(
+        rb["spec"]["clusters"],
+        json!([{"name": "edge-b", "replicas": 2}])
+    );
+    // Back: scheduled again onto both.
+    f.post("/sim/clusters/edge-a/ready", json!({"ready": true}))
+        .await;
+    let p = f.get("/sim/placements").await;
+    for name in ["brief", "default", "forever"] {
+        assert_eq!(clusters_of(&p, name), both, "{name}");
+    }
+}

@@ -153,7 +153,7 @@ impl Spec {
 /// The first read of a watch, under the state lock: what to send at once and the version to
 /// follow from, or `Err(lines)` for a watch that ends at once (410).
 pub(crate) fn start(st: &mut State, spec: &Spec) -> Result<(Vec<u8>, u64), Vec<u8>> {
-    if st.stale {
+    if st.needs_reconcile() {
         reconcile(st, std::time::Instant::now());
     }
     let now = st.store.resource_version();
@@ -181,7 +181,7 @@ pub(crate) fn start(st: &mut State, spec: &Spec) -> Result<(Vec<u8>, u64), Vec<u
 
 /// Later reads: the changes after `after` that the watch follows, and the version read up to.
 fn next(st: &mut State, spec: &Spec, after: u64) -> Result<(Vec<u8>, u64), Vec<u8>> {
-    if st.stale {
+    if st.needs_reconcile() {
         reconcile(st, std::time::Instant::now());
     }
     let Some(changes) = st.store.changes_since(after) else {

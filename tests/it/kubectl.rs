@@ -469,6 +469,35 @@ spec:
     until(&seen, "2/2").await;
     ok(&["scale", "deployment/web", "-n", "live", "--replicas=3"]);
     until(&seen, "3/3").await;
+    // A DaemonSet: `rollout status` waits for a pod on every node of the clusters it runs on.
+    apply(
+        "apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent, namespace: live}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec:
+      containers: [{name: agent, image: fluent-bit, resources: {requests: {cpu: 10m}}}]
+---
+apiVersion: policy.karmada.io/v1alpha1
+kind: PropagationPolicy
+metadata: {name: agent, namespace: live}
+spec:
+  resourceSelectors: [{apiVersion: apps/v1, kind: DaemonSet, name: agent}]
+  placement: {clusterAffinity: {clusterNames: [edge-a, edge-b]}}
+",
+    );
+    let out = ok(&[
+        "rollout",
+        "status",
+        "daemonset/agent",
+        "-n",
+        "live",
+        "--timeout=30s",
+    ]);
+    assert!(out.contains("successfully rolled out"), "{out}");
     let _ = watching.kill();
     let _ = watching.wait();
     let seen = seen.lock().unwrap().clone();
