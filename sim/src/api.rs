@@ -450,7 +450,7 @@ pub(crate) fn target_of(path: &str) -> Option<(Res, &str, Option<&str>)> {
 type Out = Result<(u16, Value), ApiError>;
 
 /// Whether a write to `res` can change what the simulation computes (placements, statuses,
-/// bindings): Deployments, the policies that place them, Clusters, and Namespaces (whose
+/// bindings, Works): workloads, the policies that place and override them, Clusters, and Namespaces (whose
 /// deletion takes their Deployments). Other writes skip the reconcile, which visits every
 /// workload: a deploy's Services, Secrets or ConfigMaps then cost what the write costs.
 fn shapes_the_federation(res: Res) -> bool {
@@ -460,6 +460,7 @@ fn shapes_the_federation(res: Res) -> bool {
             | Res::StatefulSet
             | Res::DaemonSet
             | Res::PropagationPolicy
+            | Res::OverridePolicy
             | Res::ClusterPropagationPolicy
             | Res::Cluster
             | Res::Namespace

@@ -90,8 +90,13 @@
 //!   schedules it again at once.
 //! - `spreadConstraints` by `cluster`: at most `maxGroups` clusters (most room first), none when
 //!   fewer than `minGroups` are eligible; other `spreadByField`s are not simulated.
-//! - Not simulated: the effect of OverridePolicies (stored only), `clusterAffinities`,
-//!   ClusterResourceBindings and Works, graceful eviction.
+//! - What each member cluster is sent is a Work (`work.karmada.io/v1alpha1`) in its execution
+//!   namespace `karmada-es-<cluster>`: the resource template with the cluster's share of
+//!   replicas (when divided) and the rules of the OverridePolicies that select the workload and
+//!   pick the cluster applied (`module overrides`: image, command, args, labels, annotations and
+//!   plaintext overriders); a Work goes when its workload leaves the cluster.
+//! - Not simulated: ClusterOverridePolicies, `clusterAffinities`, ClusterResourceBindings,
+//!   graceful eviction; Works of kinds other than Deployments, StatefulSets and DaemonSets.
 //! - `kubectl get` gets Tables (`as=Table`) with the kind's columns for Deployments, StatefulSets,
 //!   Services, Namespaces, Secrets, ConfigMaps, Clusters and ResourceBindings; NAME and AGE for
 //!   the rest, as for a CRD without printer columns.
@@ -100,6 +105,7 @@ mod admission;
 mod api;
 mod grafana;
 mod metrics;
+mod overrides;
 mod proto;
 mod reconcile;
 mod schemas;

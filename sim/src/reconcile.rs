@@ -54,6 +54,8 @@ pub(crate) struct Workload {
     /// `placed` of the previous reconcile, per entry of `targets` (running replicas keep their
     /// place before new ones are packed).
     prev: Vec<u32>,
+    /// The clusters this workload has a Work in.
+    worked: Vec<String>,
 }
 
 impl Workload {
@@ -80,6 +82,7 @@ impl Workload {
             targets: Vec::new(),
             placed: Vec::new(),
             prev: Vec::new(),
+            worked: Vec::new(),
         }
     }
 
@@ -130,6 +133,17 @@ struct Selects {
 }
 
 impl Selects {
+    /// An OverridePolicy without resource selectors selects everything in its namespace.
+    fn of_override(policy: &Value) -> Selects {
+        let mut s = Selects::of(policy);
+        let none = policy
+            .pointer("/spec/resourceSelectors")
+            .and_then(Value::as_array)
+            .is_none_or(Vec::is_empty);
+        s.any |= none;
+        s
+    }
+
     fn of(policy: &Value) -> Selects {
         let mut s = Selects::default();
         let sels = policy
@@ -163,6 +177,16 @@ impl PolicyIndex {
     /// Replaces what the policy `ns/name` selects by `policy`'s selectors (none: it is gone);
     /// returns what it selected before and what it selects now.
     fn put(&mut self, ns: &str, name: &str, policy: Option<&Value>) -> [Selects; 2] {
+        self.put_with(ns, name, policy, Selects::of)
+    }
+
+    fn put_with(
+        &mut self,
+        ns: &str,
+        name: &str,
+        policy: Option<&Value>,
+        selects: fn(&Value) -> Selects,
+    ) -> [Selects; 2] {
         let id = (ns.to_string(), name.to_string());
         let old = self.indexed.remove(&id).unwrap_or_default();
         for n in &old.names {
@@ -179,7 +203,7 @@ impl PolicyIndex {
         {
             set.remove(name);
         }
-        let new = policy.map(Selects::of).unwrap_or_default();
+        let new = policy.map(selects).unwrap_or_default();
         for n in &new.names {
             self.by_name
                 .entry((ns.to_string(), n.clone()))
@@ -196,6 +220,33 @@ impl PolicyIndex {
             self.indexed.insert(id, new.clone());
         }
         [old, new]
+    }
+
+    /// Every OverridePolicy of `ns` that selects `w`, in the order they apply: the least
+    /// specific selector first (so the most specific has the last word), then by name.
+    fn overriding<'s>(&self, store: &'s Store, ns: &str, w: &Workload) -> Vec<&'s Value> {
+        let named = self.by_name.get(&(ns.to_string(), w.key.name.clone()));
+        let mut found: Vec<(u8, &str, &'s Value)> = named
+            .into_iter()
+            .chain(self.any.get(ns))
+            .flatten()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .filter_map(|name| store.get(&ObjKey::new(Res::OverridePolicy, ns, name)))
+            .filter_map(|p| {
+                let sels = p
+                    .pointer("/spec/resourceSelectors")
+                    .and_then(Value::as_array)
+                    .filter(|s| !s.is_empty());
+                let best = match sels {
+                    None => 0,
+                    Some(sels) => sels.iter().filter_map(|s| selector_match(s, w)).max()?,
+                };
+                Some((best, str_at(p, "/metadata/name"), p))
+            })
+            .collect();
+        found.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        found.into_iter().map(|t| t.2).collect()
     }
 
     /// Picks among the policies of `ns` ("" for cluster-wide ones) the one Karmada would: the
@@ -242,6 +293,7 @@ pub(crate) struct Memo {
     seqs: BTreeMap<ObjKey, u64>,
     propagation: PolicyIndex,
     cluster_wide: PolicyIndex,
+    overrides: PolicyIndex,
     /// When the first NoExecute grace period a workload is kept through runs out.
     next_eviction: Option<chrono::DateTime<chrono::Utc>>,
     /// Work done so far, for `GET /sim/state` and the benchmarks: how much of the federation a
@@ -372,6 +424,14 @@ fn fold_changes(
                 d.select(ns, &old);
                 d.select(ns, &new);
             }
+            Res::OverridePolicy => {
+                let selected = (!gone).then_some(&c.obj);
+                let [old, new] = memo
+                    .overrides
+                    .put_with(ns, name, selected, Selects::of_override);
+                d.select(ns, &old);
+                d.select(ns, &new);
+            }
             Res::Cluster => d.all = true,
             Res::ClusterPropagationPolicy => {
                 d.all = true;
@@ -407,6 +467,15 @@ fn refresh(
                 let ns = str_at(p, "/metadata/namespace");
                 index.put(ns, str_at(p, "/metadata/name"), Some(p));
             }
+        }
+        memo.overrides = PolicyIndex::default();
+        for p in store.list(Res::OverridePolicy, None) {
+            let (ns, name) = (
+                str_at(p, "/metadata/namespace"),
+                str_at(p, "/metadata/name"),
+            );
+            memo.overrides
+                .put_with(ns, name, Some(p), Selects::of_override);
         }
         for res in WORKLOADS {
             keys.extend(store.entries(res, None).map(|e| key_of(res, &e.obj)));
@@ -470,6 +539,7 @@ fn refresh(
                     .map_or(0, |o| o.ready_on(c))
             })
             .collect();
+        w.worked = old.as_ref().map(|o| o.worked.clone()).unwrap_or_default();
         memo.seqs.insert(key, w.seq);
         memo.stats.scheduled += 1;
         touched.insert(w.seq);
@@ -655,6 +725,9 @@ pub(crate) fn reconcile(st: &mut State, now: Instant) {
     }
 
     for w in &left {
+        for cluster in &w.worked {
+            let _ = st.store.delete(&work_key(w, cluster));
+        }
         st.placements.remove(&w.key);
         let _ = st.store.delete(&ObjKey::new(
             Res::ResourceBinding,
@@ -681,9 +754,18 @@ pub(crate) fn reconcile(st: &mut State, now: Instant) {
         }
         st.placements.insert(w.key.clone(), placement_of(w));
         bind(&mut st.store, w, &stamp);
+        if touched.contains(seq) {
+            let overriding = memo.overrides.overriding(&st.store, &w.key.ns, w);
+            let overriding: Vec<Value> = overriding.into_iter().cloned().collect();
+            let worked = write_works(&mut st.store, w, &overriding, &stamp);
+            if let Some(w) = memo.workloads.get_mut(seq) {
+                w.worked = worked;
+            }
+        }
     }
     if dirty.all {
         sweep_bindings(&mut st.store, memo);
+        sweep_works(&mut st.store, memo);
     }
     if dirty.all || !left.is_empty() {
         let live = &st.placements;
@@ -830,6 +912,123 @@ fn bind(store: &mut Store, w: &Workload, stamp: &str) {
     store.set_status(&key, status);
 }
 
+/// Where Karmada puts what it sends a member cluster: its execution namespace.
+fn execution_namespace(cluster: &str) -> String {
+    format!("karmada-es-{cluster}")
+}
+
+/// A workload's Work in one cluster: `<name>-<hash of kind, namespace, name>`, as Karmada names
+/// them (unique within the cluster's execution namespace).
+fn work_key(w: &Workload, cluster: &str) -> ObjKey {
+    let id = format!("{}/{}/{}", w.key.res.meta().kind, w.key.ns, w.key.name);
+    // FNV-1a, 32 bits: short, stable across runs and platforms.
+    let hash = id.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    ObjKey::new(
+        Res::Work,
+        &execution_namespace(cluster),
+        &format!("{}-{hash:08x}", w.key.name),
+    )
+}
+
+/// Writes a Work per cluster the workload is propagated to, holding the resource template as
+/// that cluster gets it: replicas its share (when divided), then the OverridePolicies' rules for
+/// it applied. Deletes its Works in clusters it left. Returns the clusters it has a Work in.
+fn write_works(store: &mut Store, w: &Workload, overriding: &[Value], stamp: &str) -> Vec<String> {
+    let mut worked = Vec::new();
+    let (template, targets) = match (&w.policy, store.get(&w.key)) {
+        (Some(_), Some(t)) => (template_of(t), &w.targets[..]),
+        _ => (Value::Null, &[][..]),
+    };
+    for (cluster, n) in targets {
+        let mut manifest = template.clone();
+        if w.scheduling == Some("Divided") && w.key.res != Res::DaemonSet {
+            manifest["spec"]["replicas"] = json!(n);
+        }
+        let labels = store
+            .get(&ObjKey::new(Res::Cluster, "", cluster))
+            .map_or(Value::Null, |c| c["metadata"]["labels"].clone());
+        let policies: Vec<&Value> = overriding.iter().collect();
+        if let Err(e) = super::overrides::apply(&mut manifest, &policies, cluster, &labels) {
+            // Karmada reports it as an event and does not send the workload there.
+            tracing::warn!(workload = %w.key.name, cluster, "override not applied: {e}");
+            continue;
+        }
+        let key = work_key(w, cluster);
+        let spec = json!({"workload": {"manifests": [manifest]}});
+        if store.get(&key).is_some() {
+            store.set_field(&key, "spec", spec);
+        } else {
+            let ns = ObjKey::new(Res::Namespace, "", &key.ns);
+            if store.get(&ns).is_none() {
+                let _ = store.create(
+                    Res::Namespace,
+                    "",
+                    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": key.ns}}),
+                );
+            }
+            let body = json!({
+                "apiVersion": "work.karmada.io/v1alpha1", "kind": "Work",
+                "metadata": {"name": key.name, "namespace": key.ns, "labels": {
+                    "karmada.io/managed": "true",
+                    "resourcebinding.karmada.io/name": w.binding_name(),
+                    "resourcebinding.karmada.io/namespace": w.key.ns,
+                }},
+                "spec": spec,
+            });
+            if let Err(e) = store.create(Res::Work, &key.ns, body) {
+                tracing::warn!(workload = %w.key.name, cluster, "work not written: {e:?}");
+                continue;
+            }
+        }
+        let old = store
+            .get(&key)
+            .map(|o| o["status"]["conditions"].clone())
+            .unwrap_or(Value::Null);
+        let mut applied = transition(&old, "Applied", true, "AppliedSuccessful", "", stamp);
+        applied["message"] = json!("Manifest has been successfully applied");
+        store.set_status(&key, json!({"conditions": [applied]}));
+        worked.push(cluster.clone());
+    }
+    for gone in w.worked.iter().filter(|c| !worked.contains(c)) {
+        let _ = store.delete(&work_key(w, gone));
+    }
+    worked
+}
+
+/// The resource template as Karmada sends it: identity, labels and annotations, spec; what the
+/// control plane keeps for itself (uid, versions, managed fields, owners, status) left out.
+fn template_of(obj: &Value) -> Value {
+    let mut t = obj.clone();
+    if let Some(o) = t.as_object_mut() {
+        o.remove("status");
+    }
+    if let Some(meta) = t["metadata"].as_object_mut() {
+        meta.retain(|k, _| matches!(k.as_str(), "name" | "namespace" | "labels" | "annotations"));
+    }
+    t["metadata"]["labels"]["karmada.io/managed"] = json!("true");
+    t
+}
+
+/// Deletes the Works of no propagated workload (after a start-over).
+fn sweep_works(store: &mut Store, memo: &Memo) {
+    let wanted: BTreeSet<ObjKey> = memo
+        .workloads
+        .values()
+        .flat_map(|w| w.worked.iter().map(|c| work_key(w, c)))
+        .collect();
+    let stale: Vec<ObjKey> = store
+        .entries(Res::Work, None)
+        .filter(|e| !e.obj["metadata"]["labels"]["resourcebinding.karmada.io/name"].is_null())
+        .map(|e| key_of(Res::Work, &e.obj))
+        .filter(|k| !wanted.contains(k))
+        .collect();
+    for k in stale {
+        let _ = store.delete(&k);
+    }
+}
+
 /// Deletes the ResourceBindings of no propagated workload (after a start-over).
 fn sweep_bindings(store: &mut Store, memo: &Memo) {
     let wanted: BTreeSet<(&str, String)> = memo
@@ -970,6 +1169,7 @@ mod tests {
             "deployments": objects(Res::Deployment, "/status"),
             "statefulsets": objects(Res::StatefulSet, "/status"),
             "daemonsets": objects(Res::DaemonSet, "/status"),
+            "works": objects(Res::Work, "/spec"),
             "bindings": objects(Res::ResourceBinding, ""),
             "clusters": objects(Res::Cluster, "/status"),
             "traffic": st.traffic.samples(Instant::now()).len(),
@@ -1016,7 +1216,26 @@ mod tests {
                         let p = policy("PropagationPolicy", &format!("p{}", rng.below(6)), selector, &clusters, divided, priority);
                         put(st, Res::PropagationPolicy, &ns, p);
                     }
-                    6 => remove(st, Res::PropagationPolicy, &ns, &format!("p{}", rng.below(6))),
+                    6 => match rng.below(3) {
+                        0 => remove(st, Res::PropagationPolicy, &ns, &format!("p{}", rng.below(6))),
+                        1 => remove(st, Res::OverridePolicy, &ns, &format!("o{}", rng.below(3))),
+                        _ => {
+                            let selectors = match rng.below(3) {
+                                0 => json!([]),
+                                1 => json!([{"apiVersion": "apps/v1", "kind": "Deployment", "name": name}]),
+                                _ => json!([{"apiVersion": "apps/v1", "kind": "Deployment",
+                                             "labelSelector": {"matchLabels": {"tier": "b"}}}]),
+                            };
+                            let cluster = CLUSTERS[rng.below(3) as usize];
+                            let o = json!({"apiVersion": "policy.karmada.io/v1alpha1", "kind": "OverridePolicy",
+                                "metadata": {"name": format!("o{}", rng.below(3))},
+                                "spec": {"resourceSelectors": selectors, "overrideRules": [
+                                    {"targetCluster": {"clusterNames": [cluster]}, "overriders": {
+                                        "imageOverrider": [{"component": "Tag", "operator": "replace", "value": format!("v{}", rng.below(9))}],
+                                        "labelsOverrider": [{"operator": "add", "value": {"cluster": cluster}}]}}]}});
+                            put(st, Res::OverridePolicy, &ns, o);
+                        }
+                    },
                     7 => {
                         let c = CLUSTERS[rng.below(3) as usize];
                         if let Some(c) = st.clusters.get_mut(c) {
@@ -1051,7 +1270,7 @@ mod tests {
                 reconcile(st, Instant::now());
                 let again = outcome(st);
                 if again != decided {
-                    let differ: Vec<String> = ["placements", "deployments", "statefulsets", "daemonsets", "bindings", "clusters", "traffic"]
+                    let differ: Vec<String> = ["placements", "deployments", "statefulsets", "daemonsets", "works", "bindings", "clusters", "traffic"]
                         .iter()
                         .filter(|k| again[**k] != decided[**k])
                         .map(|k| format!("{k}:\n  incremental {}\n  whole store {}", decided[*k], again[*k]))

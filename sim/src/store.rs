@@ -46,6 +46,7 @@ pub(crate) enum Res {
     Pod,
     CustomResourceDefinition,
     ClusterPropagationPolicy,
+    Work,
     /// A kind a CustomResourceDefinition written through the API defines (see [`Res::custom`]).
     Custom(u16),
 }
@@ -281,6 +282,7 @@ const SERVICEMONITOR: KindMeta = meta(
     true,
 );
 
+const WORK: KindMeta = meta("work.karmada.io", "v1alpha1", "works", "work", "Work", true);
 const RESOURCEBINDING: KindMeta = meta(
     "work.karmada.io",
     "v1alpha2",
@@ -342,7 +344,7 @@ const VAPB: KindMeta = meta(
 );
 
 impl Res {
-    pub const ALL: [Res; 34] = [
+    pub const ALL: [Res; 35] = [
         Res::Namespace,
         Res::Service,
         Res::Deployment,
@@ -377,6 +379,7 @@ impl Res {
         Res::Pod,
         Res::CustomResourceDefinition,
         Res::ClusterPropagationPolicy,
+        Res::Work,
     ];
 
     pub fn meta(self) -> &'static KindMeta {
@@ -415,6 +418,7 @@ impl Res {
             Res::Pod => &POD,
             Res::CustomResourceDefinition => &CRD,
             Res::ClusterPropagationPolicy => &CPP,
+            Res::Work => &WORK,
             Res::Custom(i) => CUSTOM_KINDS
                 .read()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)[usize::from(i)],
@@ -811,12 +815,12 @@ pub(crate) struct Store {
 
 impl Store {
     /// Every object a restart should keep, with the version counter: Clusters come from the
-    /// configuration and ResourceBindings from the simulation, so neither is saved.
+    /// configuration and ResourceBindings and Works from the simulation, so none is saved.
     pub fn snapshot(&self) -> Value {
         let objects: Vec<Value> = self
             .objects
             .iter()
-            .filter(|(k, _)| !matches!(k.res, Res::Cluster | Res::ResourceBinding))
+            .filter(|(k, _)| !matches!(k.res, Res::Cluster | Res::ResourceBinding | Res::Work))
             .map(|(_, e)| json!({"seq": e.seq, "object": e.obj}))
             .collect();
         json!({"resourceVersion": self.rv, "objects": objects})

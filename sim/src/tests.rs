@@ -1995,3 +1995,120 @@ async fn a_workload_on_a_lost_cluster_is_evicted_when_its_toleration_runs_out() 
         assert_eq!(clusters_of(&p, name), both, "{name}");
     }
 }
+
+/// What each member cluster gets is a Work in its execution namespace: the template with the
+/// cluster's share of replicas and the OverridePolicy rules that pick that cluster applied.
+#[tokio::test]
+async fn works_carry_each_clusters_copy_with_its_overrides_applied() {
+    let f = start(SimConfig::demo()).await;
+    f.post("/api/v1/namespaces", json!({"metadata": {"name": "shop"}}))
+        .await;
+    f.post(
+        "/apis/apps/v1/namespaces/shop/deployments",
+        json!({"metadata": {"name": "web", "labels": {"app": "web"}}, "spec": {"replicas": 4,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [
+                {"name": "web", "image": "docker.io/library/nginx:1.27",
+                 "resources": {"requests": {"cpu": "100m"}}}]}}}}),
+    )
+    .await;
+    let pp = "/apis/policy.karmada.io/v1alpha1/namespaces/shop/propagationpolicies";
+    f.post(
+        pp,
+        json!({"metadata": {"name": "web"}, "spec": {
+            "resourceSelectors": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}],
+            "placement": {"clusterAffinity": {"clusterNames": ["edge-a", "edge-b"]},
+                          "replicaScheduling": {"replicaSchedulingType": "Divided",
+                                                "replicaDivisionPreference": "Weighted"}}}}),
+    )
+    .await;
+    f.post(
+        "/apis/policy.karmada.io/v1alpha1/namespaces/shop/overridepolicies",
+        json!({"metadata": {"name": "eu-mirror"}, "spec": {
+            "resourceSelectors": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}],
+            "overrideRules": [{"targetCluster": {"labelSelector": {"matchLabels": {"region": "eu-west"}}},
+                "overriders": {"imageOverrider": [{"component": "Registry", "operator": "replace",
+                                                   "value": "mirror.eu"}]}}]}}),
+    )
+    .await;
+    let works = |ns: &'static str| {
+        let f = &f;
+        async move {
+            let list = f
+                .get(&format!(
+                    "/apis/work.karmada.io/v1alpha1/namespaces/{ns}/works"
+                ))
+                .await;
+            list["items"].as_array().cloned().unwrap_or_default()
+        }
+    };
+    let manifest = |w: &Value| w["spec"]["workload"]["manifests"][0].clone();
+    let (a, b) = (
+        works("karmada-es-edge-a").await,
+        works("karmada-es-edge-b").await,
+    );
+    assert_eq!((a.len(), b.len()), (1, 1), "{a:?} {b:?}");
+    let (ma, mb) = (manifest(&a[0]), manifest(&b[0]));
+    // edge-a is in eu-west: the mirror; edge-b keeps the image. Each gets its share of 4.
+    let image = |m: &Value| m["spec"]["template"]["spec"]["containers"][0]["image"].clone();
+    assert_eq!(image(&ma), "mirror.eu/library/nginx:1.27", "{ma}");
+    assert_eq!(image(&mb), "docker.io/library/nginx:1.27", "{mb}");
+    assert_eq!(ma["spec"]["replicas"], 2);
+    assert_eq!(mb["spec"]["replicas"], 2);
+    // The control plane's own fields stay home.
+    assert!(
+        ma["metadata"].get("uid").is_none() && ma.get("status").is_none(),
+        "{ma}"
+    );
+    assert_eq!(
+        a[0]["metadata"]["labels"]["resourcebinding.karmada.io/name"],
+        "web-deployment"
+    );
+    assert_eq!(a[0]["status"]["conditions"][0]["type"], "Applied");
+    // A changed override reaches the Works at once.
+    let op = "/apis/policy.karmada.io/v1alpha1/namespaces/shop/overridepolicies/eu-mirror";
+    let r = f
+        .http
+        .patch(format!("{}{op}", f.url))
+        .header("content-type", "application/merge-patch+json")
+        .json(&json!({"spec": {"overrideRules": [{"targetCluster": {"clusterNames": ["edge-b"]},
+            "overriders": {"imageOverrider": [{"component": "Tag", "operator": "replace", "value": "1.28"}]}}]}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (a, b) = (
+        works("karmada-es-edge-a").await,
+        works("karmada-es-edge-b").await,
+    );
+    assert_eq!(image(&manifest(&a[0])), "docker.io/library/nginx:1.27");
+    assert_eq!(image(&manifest(&b[0])), "docker.io/library/nginx:1.28");
+    // Placed on edge-b alone: edge-a's Work goes, edge-b's gets all replicas.
+    let r = f
+        .http
+        .patch(format!("{}{pp}/web", f.url))
+        .header("content-type", "application/merge-patch+json")
+        .json(&json!({"spec": {"placement": {"clusterAffinity": {"clusterNames": ["edge-b"]}}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (a, b) = (
+        works("karmada-es-edge-a").await,
+        works("karmada-es-edge-b").await,
+    );
+    assert!(a.is_empty(), "{a:?}");
+    assert_eq!(manifest(&b[0])["spec"]["replicas"], 4);
+    // Deleted: no Work left.
+    let r = f
+        .http
+        .delete(format!(
+            "{}/apis/apps/v1/namespaces/shop/deployments/web",
+            f.url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(works("karmada-es-edge-b").await.is_empty());
+}

@@ -342,7 +342,11 @@ async fn kubectl_explains_karmada_and_built_in_kinds_from_their_real_schemas() {
 async fn kubectl_get_watch_and_rollout_status_follow_changes_as_they_happen() {
     smo::install_crypto_provider();
     let bin = kubectl();
-    let sim = Sim::new(SimConfig::demo());
+    // Kubernetes' and Karmada's own schemas: the Works the sim writes must pass them too.
+    let sim = Sim::new(SimConfig {
+        schemas: crate::support::real_schemas(),
+        ..SimConfig::demo()
+    });
     let (addr, _handle) = sim.spawn_on("127.0.0.1:0").expect("sim starts");
     let dir = std::env::temp_dir().join(format!("smo-kubectl-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -498,6 +502,18 @@ spec:
         "--timeout=30s",
     ]);
     assert!(out.contains("successfully rolled out"), "{out}");
+    // What edge-b was sent: a Work per workload in its execution namespace.
+    let sent = ok(&[
+        "get",
+        "works",
+        "-n",
+        "karmada-es-edge-b",
+        "-o",
+        "jsonpath={.items[*].spec.workload.manifests[0].kind}",
+    ]);
+    let mut kinds: Vec<&str> = sent.split_whitespace().collect();
+    kinds.sort_unstable();
+    assert_eq!(kinds, ["DaemonSet", "Deployment"], "{sent}");
     let _ = watching.kill();
     let _ = watching.wait();
     let seen = seen.lock().unwrap().clone();
