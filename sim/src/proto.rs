@@ -4,8 +4,9 @@
 //! `application/vnd.kubernetes.protobuf`: the magic `k8s\0`, then a `runtime.Unknown` envelope
 //! holding the type and the object's own protobuf. Neither Helm's Secret driver nor `kubectl
 //! create` falls back to JSON, so the kinds they write are read here: Secret, ConfigMap,
-//! Namespace, the DeleteOptions of a delete, and Deployment and Service (`kubectl create
-//! deployment|service`), the last two through a table of their messages ([`Spec`]). A field the
+//! Namespace, the DeleteOptions of a delete, and through a table of their messages ([`Spec`])
+//! the kinds `kubectl create` makes: Deployment, Service, ServiceAccount, Role, ClusterRole,
+//! RoleBinding, ClusterRoleBinding, Job and CronJob. A field the
 //! table does not know is refused (415 naming it), never dropped. Field numbers are those of
 //! k8s.io/api's and apimachinery's `generated.proto`.
 
@@ -353,6 +354,92 @@ const SERVICE: &[Spec] = &[
     Spec(3, "status", Kind::Skip),
 ];
 
+const LOCAL_OBJECT_REFERENCE: &[Spec] = &[Spec(1, "name", Kind::Str)];
+const OBJECT_REFERENCE: &[Spec] = &[
+    Spec(1, "kind", Kind::Str),
+    Spec(2, "namespace", Kind::Str),
+    Spec(3, "name", Kind::Str),
+    Spec(4, "uid", Kind::Str),
+    Spec(5, "apiVersion", Kind::Str),
+    Spec(6, "resourceVersion", Kind::Str),
+    Spec(7, "fieldPath", Kind::Str),
+];
+const SERVICE_ACCOUNT: &[Spec] = &[
+    Spec(1, "metadata", Kind::Meta),
+    Spec(2, "secrets", Kind::Msgs(OBJECT_REFERENCE)),
+    Spec(3, "imagePullSecrets", Kind::Msgs(LOCAL_OBJECT_REFERENCE)),
+    Spec(4, "automountServiceAccountToken", Kind::Bool),
+];
+const POLICY_RULE: &[Spec] = &[
+    Spec(1, "verbs", Kind::Strs),
+    Spec(2, "apiGroups", Kind::Strs),
+    Spec(3, "resources", Kind::Strs),
+    Spec(4, "resourceNames", Kind::Strs),
+    Spec(5, "nonResourceURLs", Kind::Strs),
+];
+const AGGREGATION_RULE: &[Spec] = &[Spec(1, "clusterRoleSelectors", Kind::Msgs(LABEL_SELECTOR))];
+const ROLE: &[Spec] = &[
+    Spec(1, "metadata", Kind::Meta),
+    Spec(2, "rules", Kind::Msgs(POLICY_RULE)),
+];
+const CLUSTER_ROLE: &[Spec] = &[
+    Spec(1, "metadata", Kind::Meta),
+    Spec(2, "rules", Kind::Msgs(POLICY_RULE)),
+    Spec(3, "aggregationRule", Kind::Msg(AGGREGATION_RULE)),
+];
+const SUBJECT: &[Spec] = &[
+    Spec(1, "kind", Kind::Str),
+    Spec(2, "apiGroup", Kind::Str),
+    Spec(3, "name", Kind::Str),
+    Spec(4, "namespace", Kind::Str),
+];
+const ROLE_REF: &[Spec] = &[
+    Spec(1, "apiGroup", Kind::Str),
+    Spec(2, "kind", Kind::Str),
+    Spec(3, "name", Kind::Str),
+];
+const ROLE_BINDING: &[Spec] = &[
+    Spec(1, "metadata", Kind::Meta),
+    Spec(2, "subjects", Kind::Msgs(SUBJECT)),
+    Spec(3, "roleRef", Kind::Msg(ROLE_REF)),
+];
+const JOB_SPEC: &[Spec] = &[
+    Spec(1, "parallelism", Kind::Count),
+    Spec(2, "completions", Kind::Count),
+    Spec(3, "activeDeadlineSeconds", Kind::Int),
+    Spec(4, "selector", Kind::Msg(LABEL_SELECTOR)),
+    Spec(5, "manualSelector", Kind::Bool),
+    Spec(6, "template", Kind::Msg(POD_TEMPLATE)),
+    Spec(7, "backoffLimit", Kind::Count),
+    Spec(8, "ttlSecondsAfterFinished", Kind::Count),
+    Spec(9, "completionMode", Kind::Str),
+    Spec(10, "suspend", Kind::Bool),
+];
+const JOB: &[Spec] = &[
+    Spec(1, "metadata", Kind::Meta),
+    Spec(2, "spec", Kind::Msg(JOB_SPEC)),
+    Spec(3, "status", Kind::Skip),
+];
+const JOB_TEMPLATE: &[Spec] = &[
+    Spec(1, "metadata", Kind::Meta),
+    Spec(2, "spec", Kind::Msg(JOB_SPEC)),
+];
+const CRON_JOB_SPEC: &[Spec] = &[
+    Spec(1, "schedule", Kind::Str),
+    Spec(2, "startingDeadlineSeconds", Kind::Int),
+    Spec(3, "concurrencyPolicy", Kind::Str),
+    Spec(4, "suspend", Kind::Bool),
+    Spec(5, "jobTemplate", Kind::Msg(JOB_TEMPLATE)),
+    Spec(6, "successfulJobsHistoryLimit", Kind::Count),
+    Spec(7, "failedJobsHistoryLimit", Kind::Count),
+    Spec(8, "timeZone", Kind::Str),
+];
+const CRON_JOB: &[Spec] = &[
+    Spec(1, "metadata", Kind::Meta),
+    Spec(2, "spec", Kind::Msg(CRON_JOB_SPEC)),
+    Spec(3, "status", Kind::Skip),
+];
+
 /// Reads a message by its table; a field the table does not know (and that is not an empty
 /// message, what a Go client writes for a zero struct) is an error naming it.
 fn message(table: &[Spec], b: &[u8], at: &str) -> Result<Value, String> {
@@ -463,6 +550,12 @@ pub(crate) fn to_json(body: &[u8]) -> Result<Value, String> {
         "DeleteOptions" => delete_options(raw)?,
         "Deployment" => message(DEPLOYMENT, raw, "Deployment")?,
         "Service" => message(SERVICE, raw, "Service")?,
+        "ServiceAccount" => message(SERVICE_ACCOUNT, raw, "ServiceAccount")?,
+        "Role" => message(ROLE, raw, "Role")?,
+        "ClusterRole" => message(CLUSTER_ROLE, raw, "ClusterRole")?,
+        "RoleBinding" | "ClusterRoleBinding" => message(ROLE_BINDING, raw, &kind)?,
+        "Job" => message(JOB, raw, "Job")?,
+        "CronJob" => message(CRON_JOB, raw, "CronJob")?,
         other => return Err(format!("kind {other:?} is read as JSON only")),
     };
     obj["apiVersion"] = json!(api_version);

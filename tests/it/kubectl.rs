@@ -319,6 +319,82 @@ async fn kubectl_explains_karmada_and_built_in_kinds_from_their_real_schemas() {
         "",
     );
     assert!(ok, "{said}");
+    // The other kinds `kubectl create` makes, all protobuf too.
+    for args in [
+        &["create", "serviceaccount", "bot", "-n", "strict"][..],
+        &[
+            "create",
+            "role",
+            "reader",
+            "--verb=get,list",
+            "--resource=pods",
+            "-n",
+            "strict",
+        ],
+        &[
+            "create",
+            "rolebinding",
+            "reader",
+            "--role=reader",
+            "--serviceaccount=strict:bot",
+            "-n",
+            "strict",
+        ],
+        &[
+            "create",
+            "clusterrole",
+            "viewer",
+            "--verb=get",
+            "--resource=deployments.apps",
+        ],
+        &[
+            "create",
+            "clusterrolebinding",
+            "viewer",
+            "--clusterrole=viewer",
+            "--user=alice",
+        ],
+        &[
+            "create",
+            "job",
+            "once",
+            "--image=busybox",
+            "-n",
+            "strict",
+            "--",
+            "echo",
+            "hi",
+        ],
+        &[
+            "create",
+            "cronjob",
+            "tick",
+            "--image=busybox",
+            "--schedule=*/5 * * * *",
+            "-n",
+            "strict",
+            "--",
+            "date",
+        ],
+    ] {
+        let (ok, said) = kubectl(args, "");
+        assert!(ok, "kubectl {}: {said}", args.join(" "));
+    }
+    let (_, got) = kubectl(
+        &[
+            "get",
+            "rolebinding/reader",
+            "clusterrole/viewer",
+            "job/once",
+            "cronjob/tick",
+            "-n",
+            "strict",
+            "-o",
+            "jsonpath={.items[0].subjects[0].name} {.items[0].roleRef.name} {.items[1].rules[0].apiGroups[0]} {.items[2].spec.template.spec.containers[0].command[1]} {.items[3].spec.jobTemplate.spec.template.spec.restartPolicy}",
+        ],
+        "",
+    );
+    assert_eq!(got.trim(), "bot reader apps hi OnFailure", "{got}");
     let (_, got) = kubectl(
         &[
             "get",
