@@ -2,10 +2,12 @@
 //!
 //! Module map (read this first; ARCHITECTURE.md has the longer story):
 //! - [`access`]     who may do what: roles, grants, token format, console sessions (pure)
-//! - [`hdag`]       descriptor types, parsing and validation (pure)
-//! - [`placement`]  which cluster each service runs on: a MILP over good_lp + HiGHS (pure)
+//! - [`hdag`]       descriptor types, parsing and validation (pure; crate `smo-core`)
+//! - [`placement`]  which cluster each service runs on: a MILP over good_lp + HiGHS (pure;
+//!   `smo-core`)
 //! - [`plan`]       what a graph job will do: placement, objects, releases, records (pure)
-//! - [`scaling`]    replicas from request rates (SPEC §3), a cluster's graphs together (pure)
+//! - [`scaling`]    replicas from request rates (SPEC §3), a cluster's graphs together (pure;
+//!   `smo-core`)
 //! - [`monitoring`] dashboards, alert rules and PromQL (pure); Prometheus/Grafana clients (`io`)
 //! - [`oci`]        packaged descriptors: tar.gz, `oci://` references, registry pull/push
 //! - [`settings`]   layered configuration shared by every binary
@@ -24,18 +26,18 @@ pub mod bench;
 pub mod cli;
 pub mod credentials;
 pub mod federation;
-pub mod hdag;
 pub mod http;
 pub mod metrics;
 pub mod monitoring;
 pub mod oci;
-pub mod placement;
 pub mod plan;
 pub mod reconcile;
-pub mod scaling;
 pub mod server;
 pub mod settings;
 pub mod store;
+
+// The vocabulary and pure logic live in smo-core; their old paths stay.
+pub use smo_core::{hdag, placement, scaling};
 
 /// Installs the process-wide TLS provider (ring). kube, reqwest and sqlx all use rustls; with a
 /// provider installed up front none of them has to guess, and none panics at run time.
@@ -98,12 +100,10 @@ mod tidy {
     /// tests may (they read fixtures), and so may the named adapter beside the pure code.
     #[test]
     fn pure_modules_do_no_io() {
+        // hdag, placement and scaling live in smo-core, whose dependencies prove it (below).
         const PURE: &[&str] = &[
             "access.rs",
-            "hdag",
-            "placement",
             "plan.rs",
-            "scaling",
             "monitoring",
             "federation/manifests.rs",
             "http/compat.rs",
@@ -158,6 +158,65 @@ mod tidy {
             "I/O in the pure core:\n{}",
             found.join("\n")
         );
+    }
+
+    /// smo-core's purity is its dependency tree: no database, Kubernetes, HTTP, async-runtime or
+    /// job-engine crate may be reachable from it. Walks Cargo.lock (what `cargo tree -p smo-core`
+    /// shows, dev-dependencies included), so adding one anywhere below smo-core fails here.
+    #[test]
+    fn smo_core_reaches_no_io_crate() {
+        const FORBIDDEN: &[&str] = &[
+            "sqlx",
+            "sqlx-core",
+            "tokio",
+            "kube",
+            "kube-client",
+            "reqwest",
+            "hyper",
+            "poem",
+            "poem-openapi",
+            "apalis",
+            "apalis-postgres",
+            "smo-jobs",
+            "smo-sim",
+            "k8s-openapi",
+        ];
+        let lock = include_str!("../Cargo.lock");
+        let mut deps: std::collections::HashMap<&str, Vec<&str>> = Default::default();
+        for block in lock.split("[[package]]").skip(1) {
+            let name = block
+                .lines()
+                .find_map(|l| l.strip_prefix("name = \""))
+                .and_then(|l| l.strip_suffix('"'))
+                .unwrap_or_default();
+            let listed = block
+                .split_once("dependencies = [")
+                .map(|(_, rest)| rest.split(']').next().unwrap_or_default())
+                .unwrap_or_default();
+            // Every version of a name together (a lock may hold several).
+            deps.entry(name).or_default().extend(
+                listed
+                    .lines()
+                    .filter_map(|l| l.trim().strip_prefix('"'))
+                    .filter_map(|l| l.split(['"', ' ']).next()),
+            );
+        }
+        assert!(
+            deps.contains_key("smo-core"),
+            "smo-core is not in Cargo.lock"
+        );
+        let (mut seen, mut todo) = (std::collections::HashSet::new(), vec!["smo-core"]);
+        while let Some(p) = todo.pop() {
+            if seen.insert(p) {
+                todo.extend(deps.get(p).into_iter().flatten());
+            }
+        }
+        assert!(
+            seen.contains("good_lp") && seen.contains("serde"),
+            "{seen:?}"
+        );
+        let found: Vec<&&str> = FORBIDDEN.iter().filter(|f| seen.contains(*f)).collect();
+        assert!(found.is_empty(), "smo-core reaches {found:?}");
     }
 
     /// Binaries are thin shells over library modules (`cli::smo`, `cli::admin`, …): what a

@@ -49,11 +49,9 @@ pub(crate) struct Workload {
     pub scheduling: Option<&'static str>,
     /// Replicas assigned per cluster.
     pub targets: Vec<(String, u32)>,
-    /// Replicas that fit, per entry of `targets`.
+    /// Replicas that fit, per entry of `targets` (until the cluster is packed again, also the
+    /// previous placement: running replicas keep their place before new ones are packed).
     pub placed: Vec<u32>,
-    /// `placed` of the previous reconcile, per entry of `targets` (running replicas keep their
-    /// place before new ones are packed).
-    prev: Vec<u32>,
     /// The clusters this workload has a Work in.
     worked: Vec<String>,
 }
@@ -81,7 +79,6 @@ impl Workload {
             scheduling: None,
             targets: Vec::new(),
             placed: Vec::new(),
-            prev: Vec::new(),
             worked: Vec::new(),
         }
     }
@@ -286,10 +283,13 @@ pub(crate) struct Memo {
     seen: Option<u64>,
     /// The store's restore count at the last run.
     restores: u64,
-    /// Each cluster's readiness and capacity at the last run.
-    clusters: Vec<(String, bool, Resources)>,
+    /// A fingerprint of every cluster's name, readiness and capacity at the last run.
+    clusters: Option<u64>,
     /// Every workload, in creation order.
     workloads: BTreeMap<u64, Workload>,
+    /// The workloads (by creation order) with replicas assigned to each cluster: a cluster is
+    /// packed on its own, so a change repacks only the clusters it touches.
+    by_cluster: BTreeMap<String, BTreeSet<u64>>,
     seqs: BTreeMap<ObjKey, u64>,
     propagation: PolicyIndex,
     cluster_wide: PolicyIndex,
@@ -312,6 +312,8 @@ pub(crate) struct Stats {
     pub scheduled: u64,
     /// Workloads whose status was written, summed over every run.
     pub written: u64,
+    /// Clusters packed, summed over every run.
+    pub packed: u64,
 }
 
 impl Memo {
@@ -381,6 +383,16 @@ impl Dirty {
     }
 }
 
+/// Names, readiness and capacity of every cluster, hashed: what moving any of them changes.
+fn fingerprint(clusters: &BTreeMap<String, ClusterState>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for (n, c) in clusters {
+        (n, c.ready, c.unknown, c.allocatable).hash(&mut h);
+    }
+    h.finish()
+}
+
 /// Folds the store's changes since the last run into the policy index and returns what they
 /// may have affected.
 fn fold_changes(
@@ -388,10 +400,6 @@ fn fold_changes(
     store: &Store,
     clusters: &BTreeMap<String, ClusterState>,
 ) -> Dirty {
-    let now: Vec<(String, bool, Resources)> = clusters
-        .iter()
-        .map(|(n, c)| (n.clone(), c.ready, c.allocatable))
-        .collect();
     let log = match memo.seen {
         Some(rv) if memo.restores == store.restores => store.changes_since(rv),
         _ => None,
@@ -399,10 +407,9 @@ fn fold_changes(
     let mut d = Dirty {
         // Clusters moved, or a grace period ran out: every workload is scheduled again, but
         // the log still tells which ones changed themselves.
-        all: memo.clusters != now || memo.eviction_due(chrono::Utc::now()),
+        all: memo.clusters != Some(fingerprint(clusters)) || memo.eviction_due(chrono::Utc::now()),
         ..Dirty::default()
     };
-    memo.clusters = now;
     memo.restores = store.restores;
     let Some(changes) = log else {
         d.all = true;
@@ -453,7 +460,7 @@ fn refresh(
     store: &Store,
     clusters: &BTreeMap<String, ClusterState>,
     d: &Dirty,
-) -> (BTreeSet<u64>, Vec<Workload>) {
+) -> Refreshed {
     let mut keys: Vec<ObjKey> = Vec::new();
     if d.all {
         memo.next_eviction = None;
@@ -504,15 +511,20 @@ fn refresh(
         .into_iter()
         .map(|c| (str_at(c, "/metadata/name"), &c["metadata"]["labels"]))
         .collect();
-    let mut touched = BTreeSet::new();
-    let mut left = Vec::new();
+    let mut out = Refreshed::default();
     for key in keys {
         let old = memo
             .seqs
             .remove(&key)
             .and_then(|seq| memo.workloads.remove(&seq));
+        if let Some(o) = &old {
+            memo.unlist(o);
+        }
         let Some(e) = store.entry(&key) else {
-            left.extend(old);
+            if let Some(o) = old {
+                out.clusters.extend(o.targets.iter().map(|t| t.0.clone()));
+                out.left.push(o);
+            }
             continue;
         };
         let mut w = Workload::read(key.clone(), e);
@@ -540,12 +552,52 @@ fn refresh(
             })
             .collect();
         w.worked = old.as_ref().map(|o| o.worked.clone()).unwrap_or_default();
+        // Its clusters are packed again when what it asks of them changed.
+        let same = old.as_ref().is_some_and(|o| {
+            o.seq == w.seq && o.targets == w.targets && o.per_replica == w.per_replica
+        });
+        if !same {
+            let before = old.iter().flat_map(|o| o.targets.iter());
+            out.clusters
+                .extend(before.chain(&w.targets).map(|t| t.0.clone()));
+        }
         memo.seqs.insert(key, w.seq);
+        memo.list(&w);
         memo.stats.scheduled += 1;
-        touched.insert(w.seq);
+        out.touched.insert(w.seq);
         memo.workloads.insert(w.seq, w);
     }
-    (touched, left)
+    out
+}
+
+/// What [`refresh`] did.
+#[derive(Default)]
+struct Refreshed {
+    /// Workloads read and scheduled again.
+    touched: BTreeSet<u64>,
+    /// Workloads gone.
+    left: Vec<Workload>,
+    /// Clusters whose packing those changes may move.
+    clusters: BTreeSet<String>,
+}
+
+impl Memo {
+    fn list(&mut self, w: &Workload) {
+        for (c, _) in &w.targets {
+            self.by_cluster.entry(c.clone()).or_default().insert(w.seq);
+        }
+    }
+
+    fn unlist(&mut self, w: &Workload) {
+        for (c, _) in &w.targets {
+            if let Some(set) = self.by_cluster.get_mut(c) {
+                set.remove(&w.seq);
+                if set.is_empty() {
+                    self.by_cluster.remove(c);
+                }
+            }
+        }
+    }
 }
 
 /// Keeps `old`'s scheduling for `w` when one of its clusters is down and still within its
@@ -648,45 +700,83 @@ fn schedule(
     w.targets = targets.into_iter().filter(|t| t.1 > 0).collect();
 }
 
-/// Packs every workload's replicas into the Ready clusters: replicas already running keep their
-/// place (oldest workload first), then new replicas are placed in creation order; whatever does
-/// not fit stays pending. Returns the workloads whose placement moved.
-fn pack(memo: &mut Memo, clusters: &BTreeMap<String, ClusterState>) -> BTreeSet<u64> {
-    let mut free: BTreeMap<&str, Resources> = clusters
-        .iter()
-        .filter(|(_, c)| c.ready)
-        .map(|(n, c)| (n.as_str(), c.allocatable))
-        .collect();
-    for w in memo.workloads.values_mut() {
-        // Reuses both buffers: this runs for every workload on every reconcile.
-        std::mem::swap(&mut w.placed, &mut w.prev);
-        w.prev.truncate(w.targets.len());
-        w.prev.resize(w.targets.len(), 0);
-        w.placed.clear();
-        w.placed.resize(w.targets.len(), 0);
-    }
-    for pass in 0..2 {
-        for w in memo.workloads.values_mut() {
-            for (i, (cluster, desired)) in w.targets.iter().enumerate() {
-                let Some(f) = free.get_mut(cluster.as_str()) else {
+/// Packs the workloads' replicas into each of `which` clusters (all when `None`), on its own:
+/// replicas already running keep their place (oldest workload first), then new replicas are
+/// placed in creation order; whatever does not fit stays pending (a cluster that is not Ready
+/// holds none). Sets each packed cluster's `allocated` and `allocating`; returns the workloads
+/// whose placement moved.
+fn pack(
+    memo: &mut Memo,
+    clusters: &mut BTreeMap<String, ClusterState>,
+    which: Option<&BTreeSet<String>>,
+) -> BTreeSet<u64> {
+    let names: Vec<String> = match which {
+        Some(w) => w.iter().cloned().collect(),
+        None => clusters
+            .keys()
+            .chain(memo.by_cluster.keys())
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect(),
+    };
+    let mut moved = BTreeSet::new();
+    for name in names {
+        memo.stats.packed += 1;
+        // (workload, its target on this cluster, replicas it ran there before), oldest first.
+        let entries: Vec<(u64, usize, u32)> = memo
+            .by_cluster
+            .get(&name)
+            .into_iter()
+            .flatten()
+            .filter_map(|seq| {
+                let w = &memo.workloads[seq];
+                let i = w.targets.iter().position(|t| t.0 == name)?;
+                Some((*seq, i, w.placed.get(i).copied().unwrap_or(0)))
+            })
+            .collect();
+        for (seq, i, _) in &entries {
+            if let Some(w) = memo.workloads.get_mut(seq) {
+                w.placed.resize(w.targets.len(), 0);
+                w.placed[*i] = 0;
+            }
+        }
+        let (mut allocated, mut allocating) = (Resources::default(), Resources::default());
+        let mut free = clusters
+            .get(&name)
+            .filter(|c| c.ready)
+            .map(|c| c.allocatable);
+        for pass in 0..2 {
+            for (seq, i, prev) in &entries {
+                let (Some(f), Some(w)) = (free.as_mut(), memo.workloads.get_mut(seq)) else {
                     continue;
                 };
+                let desired = w.targets[*i].1;
                 let want = if pass == 0 {
-                    w.prev[i].min(*desired)
+                    (*prev).min(desired)
                 } else {
-                    desired - w.placed[i]
+                    desired - w.placed[*i]
                 };
                 let n = w.per_replica.fit_count(*f, u64::from(want)) as u32;
                 *f = f.minus(w.per_replica.times(u64::from(n)));
-                w.placed[i] += n;
+                w.placed[*i] += n;
             }
         }
+        for (seq, i, prev) in &entries {
+            let w = &memo.workloads[seq];
+            let (desired, ready) = (w.targets[*i].1, w.placed[*i]);
+            allocated = allocated.plus(w.per_replica.times(u64::from(ready)));
+            allocating = allocating.plus(w.per_replica.times(u64::from(desired - ready)));
+            if ready != *prev {
+                moved.insert(*seq);
+            }
+        }
+        if let Some(c) = clusters.get_mut(&name) {
+            c.allocated = allocated;
+            c.allocating = allocating;
+        }
     }
-    memo.workloads
-        .values()
-        .filter(|w| w.placed != w.prev)
-        .map(|w| w.seq)
-        .collect()
+    moved
 }
 
 impl State {
@@ -700,29 +790,21 @@ impl State {
 /// Brings the simulation up to date with the store; see the module's doc.
 pub(crate) fn reconcile(st: &mut State, now: Instant) {
     st.stale = false;
-    sync_clusters(st);
     let stamp = now_rfc3339();
+    let dirty = fold_changes(&mut st.memo, &st.store, &st.clusters);
+    if dirty.all {
+        // Cluster objects created or deleted through the API join or leave the table.
+        sync_clusters(st);
+    }
     let memo = &mut st.memo;
-    let dirty = fold_changes(memo, &st.store, &st.clusters);
-    let (touched, left) = refresh(memo, &st.store, &st.clusters, &dirty);
-    let moved = pack(memo, &st.clusters);
+    let Refreshed {
+        touched,
+        left,
+        clusters,
+    } = refresh(memo, &st.store, &st.clusters, &dirty);
+    let moved = pack(memo, &mut st.clusters, (!dirty.all).then_some(&clusters));
     memo.stats.runs += 1;
     memo.stats.starts_over += u64::from(dirty.all);
-
-    for c in st.clusters.values_mut() {
-        c.allocated = Resources::default();
-        c.allocating = Resources::default();
-    }
-    for w in memo.workloads.values() {
-        for ((cluster, desired), ready) in w.targets.iter().zip(&w.placed) {
-            if let Some(c) = st.clusters.get_mut(cluster) {
-                c.allocated = c.allocated.plus(w.per_replica.times(u64::from(*ready)));
-                c.allocating = c
-                    .allocating
-                    .plus(w.per_replica.times(u64::from(desired - ready)));
-            }
-        }
-    }
 
     for w in &left {
         for cluster in &w.worked {
@@ -772,7 +854,8 @@ pub(crate) fn reconcile(st: &mut State, now: Instant) {
         st.traffic
             .retain(|(ns, n)| live.contains_key(&ObjKey::new(Res::Deployment, ns, n)));
     }
-    write_clusters(st);
+    write_clusters(st, (!dirty.all).then_some(&clusters));
+    st.memo.clusters = Some(fingerprint(&st.clusters));
     st.memo.seen = Some(st.store.resource_version());
 }
 
@@ -1050,8 +1133,11 @@ fn sweep_bindings(store: &mut Store, memo: &Memo) {
 /// Writes each Cluster's status, and its taints as Karmada's cluster controller sets them (with
 /// its Failover feature on): `unreachable` when Ready is Unknown, `not-ready` when it is False,
 /// each as NoSchedule and NoExecute.
-fn write_clusters(st: &mut State) {
+fn write_clusters(st: &mut State, which: Option<&BTreeSet<String>>) {
     for (name, c) in &st.clusters {
+        if which.is_some_and(|w| !w.contains(name)) {
+            continue;
+        }
         let key = ObjKey::new(Res::Cluster, "", name);
         let status = cluster_status(c);
         let taints = match down_taint(c) {
@@ -1266,7 +1352,7 @@ mod tests {
                 let decided = outcome(st);
                 contended |= st.placements.values().any(|p| p.ready < p.replicas);
                 // Start over (as when clusters move), with the same history.
-                st.memo.clusters.clear();
+                st.memo.clusters = None;
                 reconcile(st, Instant::now());
                 let again = outcome(st);
                 if again != decided {

@@ -22,7 +22,7 @@ const KUBERNETES_VERSION: &str = "v1.33.0";
 pub(crate) const MAX_REPLICAS: u64 = 100_000;
 
 /// Amounts of the resources the simulation accounts for, in integer units.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
 pub(crate) struct Resources {
     pub cpu_milli: u64,
     pub memory: u64,

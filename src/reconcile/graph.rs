@@ -344,12 +344,15 @@ async fn place_and_apply(
 ) -> Result<(), JobError> {
     let clusters = cluster_sync(app, ctx).await?;
     let current = g.placement_map();
-    let plan = decide(&Snapshot {
-        graph,
-        project: &g.project,
-        services,
-        clusters: &clusters,
-        current: &current,
+    // The placement MILP runs off the async threads: the heartbeat must not wait on it.
+    let plan = super::off_runtime(|| {
+        decide(&Snapshot {
+            graph,
+            project: &g.project,
+            services,
+            clusters: &clusters,
+            current: &current,
+        })
     })
     .map_err(permanent)?;
     apply(app, &g.project, &plan.work, fence).await?;

@@ -403,3 +403,62 @@ pub(crate) async fn begin_record(
 pub(crate) fn db(e: impl std::fmt::Display) -> JobError {
     JobError::Transient(format!("database: {e}"))
 }
+
+/// Runs CPU-bound planning (a placement MILP, up to its 10 s limit) off the runtime's async
+/// threads, so a worker's heartbeat and its other jobs keep running meanwhile: on a multi-thread
+/// runtime, `block_in_place` hands this thread's other tasks to another worker thread for the
+/// duration. (A current-thread runtime, as in some tests, has nowhere to hand them: it runs
+/// inline.) Borrowed inputs stay borrowed, unlike `spawn_blocking`.
+pub(crate) fn off_runtime<T>(plan: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(plan)
+        }
+        _ => plan(),
+    }
+}
+
+#[cfg(test)]
+mod off_runtime_tests {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    };
+
+    /// One runtime thread, as a busy worker might have free: a heartbeat-like ticker must keep
+    /// ticking while a job task runs a real placement solve (inline, it cannot run at all).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_placement_solve_leaves_the_runtime_to_the_heartbeat() {
+        let ticks = Arc::new(AtomicU64::new(0));
+        let t = ticks.clone();
+        let ticker = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                t.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        while ticks.load(Ordering::Relaxed) == 0 {
+            tokio::task::yield_now().await;
+        }
+        // The solve runs in a task, as a job does, competing for the one runtime thread.
+        let problem = crate::placement::instances::reference_family(7, 120, 30, 1.05);
+        let seen = ticks.clone();
+        let job = tokio::spawn(async move {
+            super::off_runtime(|| {
+                let before = seen.load(Ordering::Relaxed);
+                let solved = crate::placement::solve_problem(&problem);
+                // Wait (bounded) for the ticker to tick once more: it can only if this thread
+                // handed it over.
+                let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+                while seen.load(Ordering::Relaxed) == before && std::time::Instant::now() < until {
+                    std::thread::yield_now();
+                }
+                (solved, seen.load(Ordering::Relaxed) - before)
+            })
+        });
+        let (solved, during) = job.await.unwrap();
+        ticker.abort();
+        assert!(solved.is_ok(), "{solved:?}");
+        assert!(during > 0, "the ticker never ran during the solve");
+    }
+}

@@ -72,6 +72,13 @@ pub struct RoundReport {
     pub solve_ms: u64,
     /// Milliseconds enqueueing the shards.
     pub enqueue_ms: u64,
+    /// Clusters solved, by how: HiGHS ran (a MILP), the closed form fitted, the greedy fit.
+    pub milp_solves: usize,
+    pub closed_form_solves: usize,
+    pub greedy_solves: usize,
+    /// The slowest cluster solves: p99 and max over the clusters, in milliseconds.
+    pub cluster_solve_p99_ms: f64,
+    pub cluster_solve_max_ms: f64,
 }
 
 /// Plans one round and enqueues its shards.
@@ -214,6 +221,25 @@ pub async fn round(app: &App, ctx: &JobContext) -> Result<RoundReport, JobError>
     .map(|r| r.unwrap_or_else(|never| match never {}))
     .map_err(|e| JobError::Transient(format!("scaling round: {e}")))?;
     report.solve_ms = t.elapsed().as_millis() as u64;
+    let count = |m: scaling::Method| {
+        plan.cluster_solves
+            .iter()
+            .filter(|c| c.method == Some(m))
+            .count()
+    };
+    report.milp_solves = count(scaling::Method::Milp);
+    report.closed_form_solves = count(scaling::Method::ClosedForm);
+    report.greedy_solves = count(scaling::Method::Greedy);
+    let mut ms: Vec<f64> = plan
+        .cluster_solves
+        .iter()
+        .map(|c| c.micros as f64 / 1000.0)
+        .collect();
+    ms.sort_by(f64::total_cmp);
+    if let Some(max) = ms.last() {
+        report.cluster_solve_max_ms = *max;
+        report.cluster_solve_p99_ms = ms[((ms.len() - 1) as f64 * 0.99).round() as usize];
+    }
     report.services = plan.services;
     report.graphs_acted_on = plan.graphs.len();
     report.changes = plan.graphs.iter().map(|g| g.changes.len()).sum();
@@ -258,6 +284,7 @@ pub async fn round(app: &App, ctx: &JobContext) -> Result<RoundReport, JobError>
         load_ms = report.load_ms,
         query_ms = report.query_ms,
         solve_ms = report.solve_ms,
+        milp_solves = report.milp_solves,
         "scaling round planned"
     );
     Ok(report)

@@ -70,8 +70,10 @@ pub struct GraphRecord {
     /// Id.
     pub id: Uuid,
     /// Project (= namespace).
+    #[sqlx(try_from = "String")]
     pub project: crate::hdag::ProjectName,
     /// Name (the descriptor's id).
+    #[sqlx(try_from = "String")]
     pub name: crate::hdag::GraphName,
     /// Descriptor version.
     pub version: String,
@@ -186,6 +188,7 @@ impl NewService {
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, PartialEq)]
 pub struct ClusterRecord {
     /// Name.
+    #[sqlx(try_from = "String")]
     pub name: crate::hdag::ClusterName,
     /// Ready condition.
     pub ready: bool,
@@ -771,11 +774,17 @@ pub async fn set_service_replicas(
 pub async fn running_graph_names(
     conn: &mut PgConnection,
 ) -> Result<Vec<crate::hdag::GraphName>, StoreError> {
-    Ok(sqlx::query_scalar(
+    let names: Vec<String> = sqlx::query_scalar(
         "SELECT name FROM smo.graphs WHERE desired = 'running' AND status = 'Running' ORDER BY name",
     )
     .fetch_all(&mut *conn)
-    .await?)
+    .await?;
+    names
+        .into_iter()
+        .map(|n| {
+            crate::hdag::GraphName::parse(n).map_err(|e| sqlx::Error::Decode(Box::new(e)).into())
+        })
+        .collect()
 }
 
 /// True when another graph than `except` lives in `project`.
@@ -901,7 +910,7 @@ pub async fn replace_clusters(
              ON CONFLICT (name) DO UPDATE SET ready = $2, cpu_allocatable = $3, cpu_free = $4,
                  memory_allocatable = $5, memory_free = $6, gpus = $7, labels = $8, message = $9, synced_at = $10",
         )
-        .bind(&c.name)
+        .bind(c.name.as_str())
         .bind(c.ready)
         .bind(c.cpu_allocatable)
         .bind(c.cpu_free)

@@ -77,10 +77,9 @@ macro_rules! text_column {
     };
 }
 
-// Names are checked on the way out of the database as on the way in from a request.
-text_column!(crate::hdag::GraphName, crate::hdag::GraphName::parse);
-text_column!(crate::hdag::ProjectName, crate::hdag::ProjectName::parse);
-text_column!(crate::hdag::ClusterName, crate::hdag::ClusterName::parse);
+// Names (smo-core's GraphName, ProjectName, ClusterName) are bound as text and read back
+// through `#[sqlx(try_from = "String")]`: checked on the way out of the database as on the way in
+// from a request.
 
 stored_enum!(
     /// What the user asked a graph to be.

@@ -127,6 +127,14 @@ pub(super) enum BenchCmd {
         /// Jobs each worker runs at once.
         #[arg(long, default_value_t = 4)]
         concurrency: usize,
+        /// Member clusters the graphs are spread over (round-robin); each is solved on its own.
+        #[arg(long, default_value_t = 3)]
+        clusters: usize,
+        /// How full each cluster is before the round (0–1], e.g. 0.85: the changing graphs then
+        /// compete for the headroom and HiGHS solves each cluster. Without it every cluster has
+        /// 100,000 free cores and takes the closed form.
+        #[arg(long)]
+        utilisation: Option<f64>,
     },
 }
 
@@ -374,6 +382,8 @@ pub(super) async fn run(cmd: BenchCmd, out: Output, database_url: &str) -> anyho
             changing,
             workers,
             concurrency,
+            clusters,
+            utilisation,
         } => {
             if !(0.0..=1.0).contains(&changing) {
                 anyhow::bail!("--changing must be between 0 and 1, got {changing}");
@@ -383,25 +393,52 @@ pub(super) async fn run(cmd: BenchCmd, out: Output, database_url: &str) -> anyho
             let mut reports = Vec::new();
             for n in graphs {
                 let hot = (n as f64 * changing).round() as usize;
-                let r =
-                    crate::bench::scale_round(pool.clone(), n, hot, workers, concurrency, |m| {
-                        eprintln!("… {m}")
-                    })
-                    .await?;
+                let fleet = crate::bench::ScaleFleet {
+                    clusters,
+                    utilisation,
+                };
+                let r = crate::bench::scale_round(
+                    pool.clone(),
+                    n,
+                    hot,
+                    workers,
+                    concurrency,
+                    fleet,
+                    |m| eprintln!("… {m}"),
+                )
+                .await?;
                 if out != Output::Json {
                     let p = |f: &crate::bench::RoundFigures| {
                         format!(
-                            "{:.2} s (load {} ms, rates {} ms, solve {} ms, {} shards)",
-                            f.secs, f.plan.load_ms, f.plan.query_ms, f.plan.solve_ms, f.plan.shards
+                            "{:.2} s (load {} ms, rates {} ms, solve {} ms, {} shards; cluster solves: {} HiGHS, {} closed form, {} greedy, p99 {:.1} ms, max {:.1} ms)",
+                            f.secs,
+                            f.plan.load_ms,
+                            f.plan.query_ms,
+                            f.plan.solve_ms,
+                            f.plan.shards,
+                            f.plan.milp_solves,
+                            f.plan.closed_form_solves,
+                            f.plan.greedy_solves,
+                            f.plan.cluster_solve_p99_ms,
+                            f.plan.cluster_solve_max_ms
                         )
                     };
+                    let full = r
+                        .utilisation
+                        .map_or("100,000 free cores each".to_string(), |u| {
+                            format!("{:.0} % full", u * 100.0)
+                        });
                     println!(
-                        "scale round: {} graphs × {} services on {} workers × {}: {} of them scaled: {}; steady round: {} (target at 100,000 graphs: < 30 s)",
+                        "scale round: {} graphs × {} services on {} clusters ({full}), {} workers × {}: {} of them under more load and {} cooled down; {} services scaled up, {} down: {}; steady round: {} (target at 100,000 graphs: < 30 s)",
                         r.graphs,
                         r.services_per_graph,
+                        r.clusters,
                         r.workers,
                         r.concurrency,
                         r.changing_graphs,
+                        r.cooling_graphs,
+                        r.scaled_services,
+                        r.scaled_down_services,
                         p(&r.round),
                         p(&r.steady)
                     );

@@ -10,7 +10,9 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{GraphServices, ScaleCluster, ScaleOutcome, ScaleService, SolveOptions, solve_cluster};
+use super::{
+    GraphServices, Method, ScaleCluster, ScaleOutcome, ScaleService, SolveOptions, solve_cluster,
+};
 
 /// One running service as the round sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -105,6 +107,20 @@ pub struct RoundPlan {
     pub services: usize,
     /// "graph: cluster: scaling input: …" for graphs whose input no solve accepts (left alone).
     pub invalid: Vec<String>,
+    /// One entry per cluster solved: how, over how many services, how long it took.
+    pub cluster_solves: Vec<ClusterSolve>,
+}
+
+/// How one cluster's joint solve went.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterSolve {
+    pub cluster: String,
+    /// Services solved together.
+    pub services: usize,
+    /// How (`None`: no graph on it could be solved, e.g. every input was infeasible).
+    pub method: Option<Method>,
+    /// Wall time of the solve, in microseconds.
+    pub micros: u64,
 }
 
 /// Plans one round: per cluster, all its services solved together ([`solve_cluster`]) against
@@ -163,7 +179,17 @@ pub fn plan_round(
             .into_iter()
             .map(|(graph, services)| GraphServices { graph, services })
             .collect();
+        let started = std::time::Instant::now();
         let mut outcomes = solve_cluster(&budget, &list, options);
+        plan.cluster_solves.push(ClusterSolve {
+            cluster: cluster.clone(),
+            services: list.iter().map(|g| g.services.len()).sum(),
+            method: outcomes.values().find_map(|o| match o {
+                Ok(ScaleOutcome::Scaled { method, .. }) => Some(*method),
+                _ => None,
+            }),
+            micros: started.elapsed().as_micros() as u64,
+        });
         for g in list {
             let outcome = outcomes
                 .remove(&g.graph)

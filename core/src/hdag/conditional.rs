@@ -50,7 +50,7 @@ mod tests {
 
     /// The fixture's `failover` service (events `web-slow` and `web-erroring`) with `condition`.
     fn graph(condition: &str) -> Graph {
-        let text = include_str!("../../tests/fixtures/hdag/all-events.yaml")
+        let text = include_str!("../../../tests/fixtures/hdag/all-events.yaml")
             .replace("condition: ALL", &format!("condition: {condition}"));
         crate::hdag::parse(text.as_bytes()).expect("valid").graph
     }

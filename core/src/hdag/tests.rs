@@ -6,9 +6,9 @@ use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/hdag");
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/hdag");
 /// Real descriptors from the reference project, never copied into this repository.
-const SHARED_EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/hdag-examples");
+const SHARED_EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/hdag-examples");
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = Path::new(FIXTURES).join(name);
@@ -353,7 +353,13 @@ fn shared_examples() -> Option<Vec<PathBuf>> {
 #[test]
 fn conformance_shared_examples() {
     let Some(files) = shared_examples() else {
-        smo_jobs::testing::missing_prerequisite(SHARED_EXAMPLES);
+        // As smo_jobs::testing::missing_prerequisite (smo-core links no engine): a failure
+        // under CI=true, which CI sets, else a skip.
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true and a prerequisite is missing: {SHARED_EXAMPLES}"
+        );
+        eprintln!("skipped (CI is not set): {SHARED_EXAMPLES}");
         return;
     };
     assert!(!files.is_empty(), "no descriptors in {SHARED_EXAMPLES}");

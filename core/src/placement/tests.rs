@@ -332,7 +332,7 @@ fn json_unknown_key_rejected_and_doc_example_solves() {
     let bad = r#"{"clusters":[{"name":"a","cpu":1,"memory":1,"cpus":3}],"services":[]}"#;
     assert!(serde_json::from_str::<Problem>(bad).is_err());
 
-    let doc = include_str!("../../tests/fixtures/placement/example.json");
+    let doc = include_str!("../../../tests/fixtures/placement/example.json");
     let p: Problem = serde_json::from_str(doc).unwrap();
     let sol = solve_problem(&p).unwrap();
     assert!(check_solution(&p, &sol).unwrap().is_empty());
@@ -357,14 +357,16 @@ fn json_unknown_key_rejected_and_doc_example_solves() {
 #[test]
 fn fixtures_give_actionable_errors() {
     let p: Problem = serde_json::from_str(include_str!(
-        "../../tests/fixtures/placement/infeasible-gpu.json"
+        "../../../tests/fixtures/placement/infeasible-gpu.json"
     ))
     .unwrap();
     assert!(
         err_text(&p).contains("service ml-inference needs a GPU; no available cluster has one")
     );
-    let p: Problem =
-        serde_json::from_str(include_str!("../../tests/fixtures/placement/invalid.json")).unwrap();
+    let p: Problem = serde_json::from_str(include_str!(
+        "../../../tests/fixtures/placement/invalid.json"
+    ))
+    .unwrap();
     let msg = err_text(&p);
     for want in [
         "clusters[0].cpu: must be a finite number ≥ 0, got -1",

@@ -37,7 +37,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 pub use error::ScalingError;
 pub use fleet::{GraphServices, solve_cluster};
-pub use round::{GraphPlan, PlannedChange, RoundCluster, RoundPlan, RoundService, plan_round};
+pub use round::{
+    ClusterSolve, GraphPlan, PlannedChange, RoundCluster, RoundPlan, RoundService, plan_round,
+};
 
 /// Weight of the CPU term of the objective (SPEC §3).
 pub const W_UTILISATION: f64 = 0.4;

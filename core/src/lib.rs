@@ -1,0 +1,13 @@
+//! smo-core — smo's vocabulary and the pure logic over it: data in, data out, no I/O.
+//!
+//! - [`hdag`]       descriptor types, parsing and validation; graph, project and cluster names
+//! - [`placement`]  which cluster each service runs on: a MILP over good_lp + HiGHS
+//! - [`scaling`]    replicas from request rates (SPEC §3), a cluster's graphs together
+//!
+//! The crate's dependencies are the proof of purity: no database, Kubernetes, HTTP or async
+//! runtime crate may appear in its tree (smo's tidy tests walk Cargo.lock). The `smo` crate
+//! re-exports these modules under their old paths (`smo::hdag`, …) and adds the adapters.
+
+pub mod hdag;
+pub mod placement;
+pub mod scaling;
