@@ -940,6 +940,9 @@ pub struct DeployReport {
     /// CPU seconds each part used from the first submission to the last graph Running (Linux
     /// `/proc`; `None` where it cannot be read).
     pub cpu: DeployCpu,
+    /// The ceiling measured in the same run: seconds to apply the same objects straight from
+    /// one client (no queue, lock, solve or record) and read each graph's Deployments back.
+    pub ceiling_secs: f64,
 }
 
 /// Where a deploy benchmark's CPU went, in seconds.
@@ -1216,6 +1219,8 @@ pub async fn deploy(b: DeployBench, progress: impl Fn(&str)) -> anyhow::Result<D
         let _ = c.start_kill();
         let _ = c.wait().await;
     }
+    progress("ceiling: the same objects applied straight from one client…");
+    let ceiling_secs = deploy_ceiling(&pool, &b.kubeconfig).await?;
     Ok(DeployReport {
         graphs: b.graphs,
         services_per_graph: b.services,
@@ -1227,7 +1232,53 @@ pub async fn deploy(b: DeployBench, progress: impl Fn(&str)) -> anyhow::Result<D
         p99_secs: at(0.99),
         retried_jobs,
         cpu,
+        ceiling_secs,
     })
+}
+
+/// The ceiling of a deploy run: the objects smo rendered for every graph (as placed), applied
+/// again straight from one client into a project of their own, graph after graph, each graph's
+/// Deployments read back — what any orchestrator must at least do to deploy them, with no
+/// queue, lock, solve or record. Returns its seconds.
+async fn deploy_ceiling(pool: &PgPool, kubeconfig: &std::path::Path) -> anyhow::Result<f64> {
+    use crate::federation::{fence::Fence, manifests};
+    const PROJECT: &str = "bench-ceiling";
+    let federation = Federation::from_kubeconfig(kubeconfig).await?;
+    let rows: Vec<(serde_json::Value, serde_json::Value)> =
+        sqlx::query_as("SELECT descriptor, placement FROM smo.graphs ORDER BY name")
+            .fetch_all(pool)
+            .await?;
+    let fence = Fence::unbounded();
+    let mut per_graph = Vec::new();
+    for (d, p) in &rows {
+        let graph: crate::hdag::Graph = serde_json::from_value(d.clone())?;
+        let placement: std::collections::BTreeMap<String, String> =
+            serde_json::from_value(p.clone())?;
+        let replicas = graph.services.iter().map(|s| (s.id.clone(), 1)).collect();
+        let objects = manifests::render(&manifests::RenderInput {
+            graph: &graph,
+            project: PROJECT,
+            placement: &placement,
+            replicas: &replicas,
+        });
+        let names: Vec<String> = graph
+            .services
+            .iter()
+            .map(|s| manifests::object_name(&graph.id, &s.id))
+            .collect();
+        per_graph.push((objects, names));
+    }
+    federation.ensure_namespace(PROJECT, &fence).await?;
+    let t = Instant::now();
+    for (objects, names) in &per_graph {
+        for o in objects {
+            federation.apply(o, &fence).await?;
+        }
+        for n in names {
+            federation.deployment_replicas(PROJECT, n).await?;
+        }
+    }
+    Ok(t.elapsed().as_secs_f64())
 }
 
 /// The figures of `smo bench descriptor`: the worst descriptor the API accepts, through what a

@@ -223,6 +223,147 @@ pub async fn run(
     })
 }
 
+/// A steady load: a fixed offered rate for a while.
+#[derive(Debug, Clone, Serialize)]
+pub struct SteadyOptions {
+    /// Jobs offered per second, spread evenly (enqueued every 5 ms, whatever is due).
+    pub rate: f64,
+    /// For how long.
+    pub seconds: f64,
+    pub workers: usize,
+    pub concurrency: usize,
+    pub batch_size: usize,
+}
+
+/// What a steady load measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct SteadyReport {
+    pub options: SteadyOptions,
+    /// Jobs enqueued (and all of them run).
+    pub jobs: usize,
+    /// Jobs enqueued per second over the offering window.
+    pub enqueued_per_sec: f64,
+    /// Enqueue (the insert's transaction time) → start (the claim's), in milliseconds.
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    /// The floor measured in the same run: one `SELECT 1` round trip to the same server, p50 and
+    /// p99 (an enqueue→start takes at least a notification and a claim).
+    pub round_trip_p50_ms: f64,
+    pub round_trip_p99_ms: f64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct BenchSteady {}
+
+impl JobArgs for BenchSteady {
+    const KIND: &'static str = "bench.steady";
+}
+
+/// Offers `opts.rate` jobs/s for `opts.seconds` to running workers and measures each job's
+/// enqueue→start latency from the database's own timestamps.
+pub async fn steady(
+    pool: PgPool,
+    opts: SteadyOptions,
+    progress: impl Fn(&str),
+) -> Result<SteadyReport, Error> {
+    if !(opts.rate.is_finite() && opts.rate > 0.0 && opts.seconds.is_finite() && opts.seconds > 0.0)
+        || opts.workers == 0
+        || opts.concurrency == 0
+        || opts.batch_size == 0
+    {
+        return Err(Error::Config(
+            "rate and seconds must be positive; workers, concurrency and batch size at least 1"
+                .into(),
+        ));
+    }
+    crate::migrate(&pool).await?;
+    sqlx::query("DELETE FROM smo_jobs.jobs WHERE kind LIKE 'bench.%'")
+        .execute(&pool)
+        .await?;
+    let queue = Queue::new(pool.clone());
+    // The floor: round trips to the same server, before the load.
+    let mut trips = Vec::with_capacity(1000);
+    for _ in 0..1000 {
+        let t = Instant::now();
+        sqlx::query("SELECT 1").execute(&pool).await?;
+        trips.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    trips.sort_by(f64::total_cmp);
+    let at = |v: &[f64], q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    let registry = Registry::new().register(|_: BenchSteady, _: JobContext| async { Ok(()) });
+    let stop = CancellationToken::new();
+    let mut handles = Vec::new();
+    for w in 0..opts.workers {
+        let cfg = WorkerConfig {
+            name: worker_name(&format!("bench-steady{w}")),
+            concurrency: opts.concurrency,
+            batch_size: opts.batch_size,
+            ..WorkerConfig::default()
+        };
+        handles.push(tokio::spawn(
+            Worker::new(queue.clone(), registry.clone(), cfg).run(stop.clone()),
+        ));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    progress(&format!(
+        "offering {} jobs/s for {} s to {} workers × {}…",
+        opts.rate, opts.seconds, opts.workers, opts.concurrency
+    ));
+    let total = (opts.rate * opts.seconds).round() as usize;
+    let started = tokio::time::Instant::now();
+    let mut sent = 0usize;
+    let mut tick = tokio::time::interval(Duration::from_millis(5));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    while sent < total {
+        tick.tick().await;
+        let due = ((started.elapsed().as_secs_f64() * opts.rate) as usize).min(total);
+        if due > sent {
+            let batch: Vec<NewJob> = (sent..due)
+                .map(|_| NewJob::from_args(&BenchSteady {}))
+                .collect::<Result<_, _>>()?;
+            for chunk in batch.chunks(5_000) {
+                queue.enqueue_many(chunk).await?;
+            }
+            sent = due;
+        }
+    }
+    let enqueue_secs = started.elapsed().as_secs_f64();
+    wait_until(
+        &pool,
+        "SELECT count(*) FROM smo_jobs.jobs WHERE kind = 'bench.steady' AND state = 'succeeded'",
+        total,
+    )
+    .await?;
+    let (p50, p99, max): (Option<f64>, Option<f64>, Option<f64>) = sqlx::query_as(
+        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms), percentile_cont(0.99) WITHIN GROUP (ORDER BY ms), max(ms)
+           FROM (SELECT extract(epoch FROM started_at - created_at)::float8 * 1000 AS ms
+                   FROM smo_jobs.jobs WHERE kind = 'bench.steady') s",
+    )
+    .fetch_one(&pool)
+    .await?;
+    stop.cancel();
+    for h in handles {
+        let _ = h.await;
+    }
+    sqlx::query("DELETE FROM smo_jobs.jobs WHERE kind LIKE 'bench.%'")
+        .execute(&pool)
+        .await?;
+    sqlx::query("DELETE FROM smo_jobs.workers WHERE name LIKE 'bench-steady%'")
+        .execute(&pool)
+        .await?;
+    Ok(SteadyReport {
+        options: opts,
+        jobs: total,
+        enqueued_per_sec: total as f64 / enqueue_secs,
+        p50_ms: p50.unwrap_or(f64::NAN),
+        p99_ms: p99.unwrap_or(f64::NAN),
+        max_ms: max.unwrap_or(f64::NAN),
+        round_trip_p50_ms: at(&trips, 0.5),
+        round_trip_p99_ms: at(&trips, 0.99),
+    })
+}
+
 async fn wait_until(pool: &PgPool, count_sql: &'static str, target: usize) -> Result<(), Error> {
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {

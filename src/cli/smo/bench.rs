@@ -359,6 +359,12 @@ pub(super) async fn run(cmd: BenchCmd, out: Output, database_url: &str) -> anyho
                     r.p99_secs,
                     r.retried_jobs
                 );
+                println!(
+                    "ceiling, same run: the same objects applied from one client, each graph's Deployments read back: {:.1} s ({:.0} graphs/s); ratio {:.1}×",
+                    r.ceiling_secs,
+                    r.graphs as f64 / r.ceiling_secs.max(1e-9),
+                    r.total_secs / r.ceiling_secs.max(1e-9)
+                );
                 let part = |name: &str, secs: Option<f64>| match secs {
                     Some(s) => format!(
                         "{name} {s:.1} s ({:.1} ms/graph)",
