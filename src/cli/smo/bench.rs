@@ -297,9 +297,19 @@ pub(super) async fn run(cmd: BenchCmd, out: Output, database_url: &str) -> anyho
                     "reads over {} graphs, {} connections, {} s per route (target: ≥ 10,000 req/s, p99 < 10 ms):",
                     r.graphs, r.connections, r.secs
                 );
+                let ceiling = r
+                    .routes
+                    .iter()
+                    .find(|p| p.path == "/healthz")
+                    .map(|p| p.req_per_sec);
                 for p in &r.routes {
+                    let vs = match ceiling {
+                        Some(_) if p.path == "/healthz" => "the ceiling".to_string(),
+                        Some(c) => format!("{:.0} % of /healthz", 100.0 * p.req_per_sec / c),
+                        None => String::new(),
+                    };
                     println!(
-                        "  GET {:<18} {:>9.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  ({} requests, {})",
+                        "  GET {:<18} {:>9.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  ({} requests, {}; {vs})",
                         p.path, p.req_per_sec, p.p50_ms, p.p99_ms, p.requests, p.client
                     );
                 }
