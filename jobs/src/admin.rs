@@ -152,14 +152,20 @@ pub(crate) const JOB_COLUMNS: &str = "id, kind, state, args, attempt, max_attemp
 impl Queue {
     /// Jobs matching `filter`, newest first.
     pub async fn list(&self, filter: &JobFilter) -> Result<Vec<JobRow>, Error> {
+        // The state is written into the statement (one of six fixed names, never user text), so
+        // the planner sees it and picks the partial index that holds that state's rows: with a
+        // parameter, a generic plan walks the whole primary key to find 50 dead jobs.
+        let state = match filter.state {
+            Some(s) => format!("state = '{}'", s.as_str()),
+            None => "true".to_string(),
+        };
         let rows = sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(format!(
             "SELECT {JOB_COLUMNS} FROM smo_jobs.jobs
-              WHERE ($1::text IS NULL OR kind = $1) AND ($2::text IS NULL OR state = $2)
-                AND ($3::text IS NULL OR starts_with(unique_key, $3))
-              ORDER BY id DESC LIMIT $4"
+              WHERE ($1::text IS NULL OR kind = $1) AND {state}
+                AND ($2::text IS NULL OR starts_with(unique_key, $2))
+              ORDER BY id DESC LIMIT $3"
         )))
         .bind(&filter.kind)
-        .bind(filter.state.map(JobState::as_str))
         .bind(&filter.unique_key_prefix)
         .bind(filter.limit.unwrap_or(50).clamp(1, 100_000))
         .fetch_all(&self.pool)
@@ -294,11 +300,22 @@ impl Queue {
     /// Counts per kind × state, throughput over the last minute, oldest queued age.
     pub async fn stats(&self) -> Result<Stats, Error> {
         let now = self.now();
+        // Live jobs are counted from the table (few rows, reached through the partial indexes of
+        // queued/retrying and running jobs); finished ones from the counts their trigger keeps,
+        // so that millions of finished rows cost nothing here; the last minute's successes
+        // through the index of finished jobs.
         let rows: Vec<StatsRow> = sqlx::query_as(
-            "SELECT kind, state, count(*),
-                    min(run_at) FILTER (WHERE state IN ('queued', 'retrying') AND run_at <= $1),
-                    count(*) FILTER (WHERE state = 'succeeded' AND finished_at > $1 - interval '1 minute')
-               FROM smo_jobs.jobs GROUP BY kind, state ORDER BY kind, state",
+            "SELECT kind, state, count(*), min(run_at) FILTER (WHERE run_at <= $1), 0::bigint
+               FROM smo_jobs.jobs WHERE state IN ('queued', 'retrying') GROUP BY kind, state
+             UNION ALL
+             SELECT kind, state, count(*), NULL, 0 FROM smo_jobs.jobs WHERE state = 'running'
+              GROUP BY kind, state
+             UNION ALL
+             SELECT kind, state, n, NULL, 0 FROM smo_jobs.finished_counts WHERE n <> 0
+             UNION ALL
+             SELECT kind, 'succeeded', 0, NULL, count(*) FROM smo_jobs.jobs
+              WHERE state = 'succeeded' AND finished_at > $1 - interval '1 minute' GROUP BY kind
+             ORDER BY 1, 2",
         )
         .bind(now)
         .fetch_all(&self.pool)
@@ -314,7 +331,7 @@ impl Queue {
                 oldest_queued_secs: None,
                 succeeded_last_minute: 0,
             });
-            k.states.insert(state, count);
+            *k.states.entry(state).or_insert(0) += count;
             k.succeeded_last_minute += recent;
             if let Some(o) = oldest {
                 let age = (now - o).num_milliseconds() as f64 / 1000.0;

@@ -705,6 +705,69 @@ async fn stats_count_per_kind_and_state() {
     assert_eq!(JobState::ALL.len(), noop.states.len());
 }
 
+/// Finished jobs are counted by a trigger rather than by scanning (stats stay fast at millions
+/// of rows): after every way a job can finish or leave — success, death, cancellation, a retry
+/// of a dead job, pruning — the counts are exactly what counting the table says.
+#[tokio::test]
+async fn finished_counts_match_the_table_after_every_way_a_job_finishes_or_leaves() {
+    let db = TestDb::new().await;
+    let (q, clock) = manual(&db);
+    let registry = || {
+        Registry::new().register(|j: Counted, _ctx: JobContext| async move {
+            if j.fail {
+                Err(JobError::transient("always fails"))
+            } else {
+                Ok(())
+            }
+        })
+    };
+    for _ in 0..4 {
+        q.enqueue(&Counted { fail: false }).await.unwrap();
+    }
+    let doomed = q.enqueue(&Counted { fail: true }).await.unwrap();
+    let cancelled = q.enqueue(&NoopJob::default()).await.unwrap();
+    q.cancel(cancelled.id).await.unwrap();
+    for _ in 0..3 {
+        work_until_idle(&q, registry(), fast_worker_config("w-fin"))
+            .await
+            .unwrap();
+        clock.advance(chrono::Duration::seconds(10));
+    }
+    let matches_table = |when: &str| {
+        let q = q.clone();
+        let when = when.to_string();
+        async move {
+            let table: Vec<(String, String, i64)> = sqlx::query_as(
+                "SELECT kind, state, count(*) FROM smo_jobs.jobs
+                  WHERE state IN ('succeeded', 'dead', 'cancelled') GROUP BY kind, state",
+            )
+            .fetch_all(q.pool())
+            .await
+            .unwrap();
+            let s = q.stats().await.unwrap();
+            for (kind, state, n) in &table {
+                let k = s.kinds.iter().find(|k| &k.kind == kind).unwrap();
+                assert_eq!(k.states[state.as_str()], *n, "{when}: {kind} {state}");
+            }
+            let counted: i64 = s
+                .kinds
+                .iter()
+                .flat_map(|k| ["succeeded", "dead", "cancelled"].map(|st| k.states[st]))
+                .sum();
+            assert_eq!(counted, table.iter().map(|t| t.2).sum::<i64>(), "{when}");
+            table
+        }
+    };
+    let table = matches_table("finished").await;
+    assert_eq!(table.iter().map(|t| t.2).sum::<i64>(), 6, "{table:?}");
+    q.retry(doomed.id).await.unwrap();
+    matches_table("a dead job retried").await;
+    clock.advance(chrono::Duration::days(30));
+    assert!(q.prune(chrono::Duration::days(1)).await.unwrap() >= 5);
+    let table = matches_table("pruned").await;
+    assert!(table.is_empty(), "{table:?}");
+}
+
 #[derive(Serialize, Deserialize)]
 struct Counted {
     fail: bool,
