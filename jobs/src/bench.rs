@@ -138,20 +138,13 @@ pub async fn run(
             }
         })
         .register(|_: BenchLatency, _: JobContext| async { Ok(()) });
-    let stop = CancellationToken::new();
     let started = Instant::now();
-    let mut handles = Vec::new();
-    for w in 0..opts.workers {
-        let cfg = WorkerConfig {
-            name: worker_name(&format!("bench{w}")),
-            concurrency: opts.concurrency,
-            batch_size: opts.batch_size,
-            ..WorkerConfig::default()
-        };
-        handles.push(tokio::spawn(
-            Worker::new(queue.clone(), registry.clone(), cfg).run(stop.clone()),
-        ));
-    }
+    let (stop, handles) = start_workers(
+        &queue,
+        &registry,
+        "bench",
+        (opts.workers, opts.concurrency, opts.batch_size),
+    );
     while done.load(Ordering::Relaxed) < opts.jobs {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -178,23 +171,8 @@ pub async fn run(
         opts.latency_samples,
     )
     .await?;
-    let (p50, p99): (Option<f64>, Option<f64>) = sqlx::query_as(
-        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms), percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)
-           FROM (SELECT extract(epoch FROM started_at - created_at) * 1000 AS ms
-                   FROM smo_jobs.jobs WHERE kind = 'bench.latency') s",
-    )
-    .fetch_one(&pool)
-    .await?;
-    stop.cancel();
-    for h in handles {
-        let _ = h.await;
-    }
-    sqlx::query("DELETE FROM smo_jobs.jobs WHERE kind LIKE 'bench.%'")
-        .execute(&pool)
-        .await?;
-    sqlx::query("DELETE FROM smo_jobs.workers WHERE name LIKE 'bench%'")
-        .execute(&pool)
-        .await?;
+    let (p50, p99, _) = start_latency(&pool, BenchLatency::KIND).await?;
+    finish(&pool, stop, handles, "bench").await?;
 
     let smo = Figures {
         jobs: opts.jobs,
@@ -216,8 +194,8 @@ pub async fn run(
     Ok(BenchReport {
         options: opts,
         smo,
-        latency_p50_ms: p50.unwrap_or(f64::NAN),
-        latency_p99_ms: p99.unwrap_or(f64::NAN),
+        latency_p50_ms: p50,
+        latency_p99_ms: p99,
         apalis,
         processed_ratio,
     })
@@ -292,19 +270,12 @@ pub async fn steady(
     trips.sort_by(f64::total_cmp);
     let at = |v: &[f64], q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
     let registry = Registry::new().register(|_: BenchSteady, _: JobContext| async { Ok(()) });
-    let stop = CancellationToken::new();
-    let mut handles = Vec::new();
-    for w in 0..opts.workers {
-        let cfg = WorkerConfig {
-            name: worker_name(&format!("bench-steady{w}")),
-            concurrency: opts.concurrency,
-            batch_size: opts.batch_size,
-            ..WorkerConfig::default()
-        };
-        handles.push(tokio::spawn(
-            Worker::new(queue.clone(), registry.clone(), cfg).run(stop.clone()),
-        ));
-    }
+    let (stop, handles) = start_workers(
+        &queue,
+        &registry,
+        "bench-steady",
+        (opts.workers, opts.concurrency, opts.batch_size),
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     progress(&format!(
         "offering {} jobs/s for {} s to {} workers × {}…",
@@ -335,33 +306,81 @@ pub async fn steady(
         total,
     )
     .await?;
-    let (p50, p99, max): (Option<f64>, Option<f64>, Option<f64>) = sqlx::query_as(
-        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms), percentile_cont(0.99) WITHIN GROUP (ORDER BY ms), max(ms)
-           FROM (SELECT extract(epoch FROM started_at - created_at)::float8 * 1000 AS ms
-                   FROM smo_jobs.jobs WHERE kind = 'bench.steady') s",
-    )
-    .fetch_one(&pool)
-    .await?;
+    let (p50, p99, max) = start_latency(&pool, BenchSteady::KIND).await?;
+    finish(&pool, stop, handles, "bench-steady").await?;
+    Ok(SteadyReport {
+        options: opts,
+        jobs: total,
+        enqueued_per_sec: total as f64 / enqueue_secs,
+        p50_ms: p50,
+        p99_ms: p99,
+        max_ms: max,
+        round_trip_p50_ms: at(&trips, 0.5),
+        round_trip_p99_ms: at(&trips, 0.99),
+    })
+}
+
+/// Starts `workers` workers named `<prefix><n>` over `registry`; stopped through the token.
+fn start_workers(
+    queue: &Queue,
+    registry: &Registry,
+    prefix: &str,
+    (workers, concurrency, batch_size): (usize, usize, usize),
+) -> (
+    CancellationToken,
+    Vec<tokio::task::JoinHandle<Result<(), Error>>>,
+) {
+    let stop = CancellationToken::new();
+    let handles = (0..workers)
+        .map(|w| {
+            let cfg = WorkerConfig {
+                name: worker_name(&format!("{prefix}{w}")),
+                concurrency,
+                batch_size,
+                ..WorkerConfig::default()
+            };
+            tokio::spawn(Worker::new(queue.clone(), registry.clone(), cfg).run(stop.clone()))
+        })
+        .collect();
+    (stop, handles)
+}
+
+/// Stops the workers and removes what the benchmark left: its jobs and its workers' rows.
+async fn finish(
+    pool: &PgPool,
+    stop: CancellationToken,
+    handles: Vec<tokio::task::JoinHandle<Result<(), Error>>>,
+    prefix: &str,
+) -> Result<(), Error> {
     stop.cancel();
     for h in handles {
         let _ = h.await;
     }
     sqlx::query("DELETE FROM smo_jobs.jobs WHERE kind LIKE 'bench.%'")
-        .execute(&pool)
+        .execute(pool)
         .await?;
-    sqlx::query("DELETE FROM smo_jobs.workers WHERE name LIKE 'bench-steady%'")
-        .execute(&pool)
+    sqlx::query("DELETE FROM smo_jobs.workers WHERE starts_with(name, $1)")
+        .bind(prefix)
+        .execute(pool)
         .await?;
-    Ok(SteadyReport {
-        options: opts,
-        jobs: total,
-        enqueued_per_sec: total as f64 / enqueue_secs,
-        p50_ms: p50.unwrap_or(f64::NAN),
-        p99_ms: p99.unwrap_or(f64::NAN),
-        max_ms: max.unwrap_or(f64::NAN),
-        round_trip_p50_ms: at(&trips, 0.5),
-        round_trip_p99_ms: at(&trips, 0.99),
-    })
+    Ok(())
+}
+
+/// Enqueue→start of every job of `kind`, in milliseconds: p50, p99 and max.
+async fn start_latency(pool: &PgPool, kind: &str) -> Result<(f64, f64, f64), Error> {
+    let (p50, p99, max): (Option<f64>, Option<f64>, Option<f64>) = sqlx::query_as(
+        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms), percentile_cont(0.99) WITHIN GROUP (ORDER BY ms), max(ms)
+           FROM (SELECT extract(epoch FROM started_at - created_at)::float8 * 1000 AS ms
+                   FROM smo_jobs.jobs WHERE kind = $1) s",
+    )
+    .bind(kind)
+    .fetch_one(pool)
+    .await?;
+    Ok((
+        p50.unwrap_or(f64::NAN),
+        p99.unwrap_or(f64::NAN),
+        max.unwrap_or(f64::NAN),
+    ))
 }
 
 async fn wait_until(pool: &PgPool, count_sql: &'static str, target: usize) -> Result<(), Error> {
