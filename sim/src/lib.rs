@@ -10,7 +10,8 @@
 //!   `clusters` (cluster.karmada.io/v1alpha1); `propagationpolicies`, `overridepolicies`
 //!   (policy.karmada.io/v1alpha1); `serviceexports`, `serviceimports` (multicluster.x-k8s.io/v1alpha1);
 //!   `prometheusrules`, `servicemonitors` (monitoring.coreos.com/v1); `resourcebindings`
-//!   (work.karmada.io/v1alpha2, written by the simulation); and what Helm charts carry, stored as
+//!   (work.karmada.io/v1alpha2) and `works` (work.karmada.io/v1alpha1), written by the
+//!   simulation; and what Helm charts carry, stored as
 //!   given: `configmaps`, `secrets`, `serviceaccounts`, `persistentvolumeclaims`, `statefulsets`,
 //!   `daemonsets`, `jobs`, `cronjobs`, `ingresses`, `networkpolicies`, `roles`, `rolebindings`,
 //!   `clusterroles`, `clusterrolebindings`, `storageclasses`, `poddisruptionbudgets`,
@@ -18,8 +19,10 @@
 //!   `validatingadmissionpolicybindings` (admissionregistration.k8s.io/v1), enforced. Verbs: list (label and field selectors, also across namespaces),
 //!   get, create, replace, patch (apply, merge, strategic-as-merge, JSON patch), delete,
 //!   deletecollection, and `/status` for every kind; `dryRun` honoured; watch (below). Bodies in JSON,
-//!   YAML (apply) or, for Secrets, ConfigMaps, Namespaces, DeleteOptions, Deployments and Services, Kubernetes protobuf
-//!   (what typed clients such as Helm's release storage and `kubectl create` send).
+//!   YAML (apply) or, for Secrets, ConfigMaps, Namespaces, DeleteOptions and every kind `kubectl
+//!   create` makes (Deployments, Services, ServiceAccounts, Roles, ClusterRoles, RoleBindings,
+//!   ClusterRoleBindings, Jobs, CronJobs), Kubernetes protobuf (what typed clients such as Helm's
+//!   release storage and `kubectl create` send).
 //! - OpenAPI v3 (`/openapi/v3`): every kind, with `fieldValidation`; the real schemas of the
 //!   custom kinds when given their CRDs ([`crd_schemas`], `smo sim --crds DIR`), and of the
 //!   built-in kinds when given Kubernetes' own ([`kubernetes_schemas`], `smo sim
