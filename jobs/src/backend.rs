@@ -1197,7 +1197,7 @@ async fn heartbeat_once(
             .await?;
     }
     lease.renewed(sent, cfg.renew_deadline());
-    match reap(&mut *conn, now, cfg.lease(), cfg.max_lost).await? {
+    match reap(&mut *conn, now, cfg.lease(), cfg.max_lost, &cfg.name).await? {
         0 => {}
         n => tracing::warn!(jobs = n, "handed back jobs of lost workers"),
     }
@@ -1207,11 +1207,17 @@ async fn heartbeat_once(
 /// Marks workers whose heartbeat is older than `lease` as lost and re-queues their running jobs.
 /// The attempt they were on is given back and counted in `lost` instead: a job goes dead from
 /// losses only after `max_lost` of them. Returns the number of jobs touched.
+///
+/// The jobs of `reaper` itself are left alone: a worker that heartbeats is alive. Declared lost
+/// by a peer between its heartbeat's write and this reap (and claiming again meanwhile), it
+/// would otherwise take its new attempts from itself; its next heartbeat re-registers it, and
+/// until then its peers' reaps still see it lost.
 pub(crate) async fn reap(
     conn: &mut PgConnection,
     now: DateTime<Utc>,
     lease: Duration,
     max_lost: u32,
+    reaper: &str,
 ) -> Result<u64, Error> {
     let cutoff = now - chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
     let res = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -1220,7 +1226,7 @@ pub(crate) async fn reap(
               WHERE stopped_at IS NULL AND heartbeat_at < $3
              RETURNING name)
          UPDATE smo_jobs.jobs j SET {}
-          WHERE j.state = 'running'
+          WHERE j.state = 'running' AND j.locked_by IS DISTINCT FROM $4
             AND (j.locked_by IN (SELECT name FROM lost)
                  OR NOT EXISTS (SELECT 1 FROM smo_jobs.workers w
                                  WHERE w.name = j.locked_by AND w.stopped_at IS NULL))",
@@ -1232,6 +1238,7 @@ pub(crate) async fn reap(
     .bind(now)
     .bind(max_lost.max(1) as i32)
     .bind(cutoff)
+    .bind(reaper)
     .execute(&mut *conn)
     .await?;
     if res.rows_affected() > 0 {
@@ -1349,6 +1356,37 @@ mod tests {
             lease.deadline() <= sent_by + cfg.renew_deadline(),
             "the lease was renewed from the answer, {:?} after the heartbeat was sent",
             lease.deadline() - (sent_by + cfg.renew_deadline())
+        );
+    }
+
+    /// A heartbeat never hands back its own worker's running jobs (see [`reap`]); a peer's
+    /// reap of the same rows does.
+    #[tokio::test]
+    async fn a_heartbeat_never_reaps_its_own_workers_jobs() {
+        let db = TestDb::new().await;
+        let mut conn = db.pool.acquire().await.unwrap();
+        // Worker w, declared lost a moment ago by a peer, has claimed a job since.
+        sqlx::query(
+            "INSERT INTO smo_jobs.workers (name, host, pid, kinds, concurrency, started_at,
+                                           heartbeat_at, stopped_at, stop_reason)
+             VALUES ('w', 'h', 1, '{noop}', 1, now(), now(), now(), 'heartbeat lapsed')",
+        )
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO smo_jobs.jobs (id, kind, args, state, attempt, max_attempts, run_at,
+                                        created_at, started_at, locked_by, epoch)
+             VALUES (gen_random_uuid(), 'noop', '{}', 'running', 1, 3, now(), now(), now(), 'w', 2)",
+        )
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+        let lease = Duration::from_secs(30);
+        assert_eq!(reap(&mut conn, Utc::now(), lease, 3, "w").await.unwrap(), 0);
+        assert_eq!(
+            reap(&mut conn, Utc::now(), lease, 3, "peer").await.unwrap(),
+            1
         );
     }
 

@@ -291,8 +291,14 @@ where
     async fn resume_abandoned(&mut self) -> Result<usize, Error> {
         let mut conn = self.queue().pool.acquire().await?;
         let cfg = self.config_ref();
-        let n =
-            crate::backend::reap(&mut conn, self.queue().now(), cfg.lease(), cfg.max_lost).await?;
+        let n = crate::backend::reap(
+            &mut conn,
+            self.queue().now(),
+            cfg.lease(),
+            cfg.max_lost,
+            &cfg.name,
+        )
+        .await?;
         Ok(n as usize)
     }
 }
