@@ -428,10 +428,11 @@ async fn seed_running_graphs(
     // replicas (3 for a cooling graph); its allocatable that load over the utilisation (none:
     // 100,000 cores, all free).
     let n = fleet.clusters.min(graphs);
-    let hot: std::collections::HashSet<usize> = cooling.iter().copied().collect();
+    let cooled: std::collections::HashSet<usize> = cooling.iter().copied().collect();
+    let cooled_names: Vec<String> = cooling.iter().map(|i| format!("g{i}")).collect();
     let mut load = vec![0.0f64; n];
     for i in 0..graphs {
-        load[i * n / graphs] += if hot.contains(&i) { 0.9 } else { 0.3 };
+        load[i * n / graphs] += if cooled.contains(&i) { 0.9 } else { 0.3 };
     }
     let names: Vec<String> = (0..n).map(|j| format!("c{j}")).collect();
     let (allocatable, free): (Vec<f64>, Vec<f64>) = load
@@ -482,7 +483,7 @@ async fn seed_running_graphs(
     // the graph (SPEC §3's M) is then its, so scaling the other two down has a cost, and HiGHS
     // must choose which make room (at equal M going down is free and the closed form does it).
     .bind(fleet.utilisation.is_some())
-    .bind(cooling.iter().map(|i| format!("g{i}")).collect::<Vec<_>>())
+    .bind(&cooled_names)
     .execute(&pool)
     .await?;
     sqlx::query(
@@ -493,7 +494,7 @@ async fn seed_running_graphs(
                 LATERAL (SELECT CASE WHEN g.name = ANY($2) THEN 3 ELSE 1 END AS r) rep",
     )
     .bind(now)
-    .bind(cooling.iter().map(|i| format!("g{i}")).collect::<Vec<_>>())
+    .bind(&cooled_names)
     .execute(&pool)
     .await?;
     let seeded: Vec<(String, f64, f64)> =
@@ -1240,45 +1241,64 @@ pub async fn deploy(b: DeployBench, progress: impl Fn(&str)) -> anyhow::Result<D
 }
 
 /// The ceiling of a deploy run: the objects smo rendered for every graph (as placed), applied
-/// again straight from one client into a project of their own, graph after graph, each graph's
-/// Deployments read back — what any orchestrator must at least do to deploy them, with no
-/// queue, lock, solve or record. Returns its seconds.
+/// again straight from one client into a project of their own. Returns its seconds.
 async fn deploy_ceiling(pool: &PgPool, kubeconfig: &std::path::Path) -> anyhow::Result<f64> {
-    use crate::federation::{fence::Fence, manifests};
     const PROJECT: &str = "bench-ceiling";
     let federation = Federation::from_kubeconfig(kubeconfig).await?;
     let rows: Vec<(serde_json::Value, serde_json::Value)> =
         sqlx::query_as("SELECT descriptor, placement FROM smo.graphs ORDER BY name")
             .fetch_all(pool)
             .await?;
-    let fence = Fence::unbounded();
-    let mut per_graph = Vec::new();
-    for (d, p) in &rows {
-        let graph: crate::hdag::Graph = serde_json::from_value(d.clone())?;
-        let placement: std::collections::BTreeMap<String, String> =
-            serde_json::from_value(p.clone())?;
-        let replicas = graph.services.iter().map(|s| (s.id.clone(), 1)).collect();
-        let objects = manifests::render(&manifests::RenderInput {
-            graph: &graph,
-            project: PROJECT,
-            placement: &placement,
-            replicas: &replicas,
-        });
-        let names: Vec<String> = graph
-            .services
-            .iter()
-            .map(|s| manifests::object_name(&graph.id, &s.id))
-            .collect();
-        per_graph.push((objects, names));
-    }
+    let per_graph = rendered(&rows, PROJECT)?;
+    let fence = crate::federation::Fence::unbounded();
     federation.ensure_namespace(PROJECT, &fence).await?;
+    from_one_client(&federation, PROJECT, &per_graph).await
+}
+
+/// Each graph's objects as smo renders them (`(descriptor, placement)` rows, every placed
+/// service at one replica, in `project`), with the names of its Deployments.
+pub(crate) fn rendered(
+    rows: &[(serde_json::Value, serde_json::Value)],
+    project: &str,
+) -> anyhow::Result<Vec<(Vec<serde_json::Value>, Vec<String>)>> {
+    use crate::federation::manifests;
+    rows.iter()
+        .map(|(d, p)| {
+            let graph: crate::hdag::Graph = serde_json::from_value(d.clone())?;
+            let placement: std::collections::BTreeMap<String, String> =
+                serde_json::from_value(p.clone())?;
+            let objects = manifests::render(&manifests::RenderInput {
+                graph: &graph,
+                project,
+                placement: &placement,
+                replicas: &Default::default(),
+            });
+            let names = graph
+                .services
+                .iter()
+                .map(|s| manifests::object_name(&graph.id, &s.id))
+                .collect();
+            Ok((objects, names))
+        })
+        .collect()
+}
+
+/// A benchmark's ceiling: graph after graph, from one client, apply its objects and read its
+/// Deployments back — what any orchestrator must at least do to know a graph runs, with no
+/// queue, lock, solve or record. Returns its seconds.
+pub(crate) async fn from_one_client(
+    federation: &Federation,
+    project: &str,
+    per_graph: &[(Vec<serde_json::Value>, Vec<String>)],
+) -> anyhow::Result<f64> {
+    let fence = crate::federation::Fence::unbounded();
     let t = Instant::now();
-    for (objects, names) in &per_graph {
+    for (objects, names) in per_graph {
         for o in objects {
             federation.apply(o, &fence).await?;
         }
         for n in names {
-            federation.deployment_replicas(PROJECT, n).await?;
+            federation.deployment_replicas(project, n).await?;
         }
     }
     Ok(t.elapsed().as_secs_f64())

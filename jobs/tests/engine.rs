@@ -712,15 +712,6 @@ async fn stats_count_per_kind_and_state() {
 async fn finished_counts_match_the_table_after_every_way_a_job_finishes_or_leaves() {
     let db = TestDb::new().await;
     let (q, clock) = manual(&db);
-    let registry = || {
-        Registry::new().register(|j: Counted, _ctx: JobContext| async move {
-            if j.fail {
-                Err(JobError::transient("always fails"))
-            } else {
-                Ok(())
-            }
-        })
-    };
     for _ in 0..4 {
         q.enqueue(&Counted { fail: false }).await.unwrap();
     }
@@ -728,7 +719,7 @@ async fn finished_counts_match_the_table_after_every_way_a_job_finishes_or_leave
     let cancelled = q.enqueue(&NoopJob::default()).await.unwrap();
     q.cancel(cancelled.id).await.unwrap();
     for _ in 0..3 {
-        work_until_idle(&q, registry(), fast_worker_config("w-fin"))
+        work_until_idle(&q, counted_registry(), fast_worker_config("w-fin"))
             .await
             .unwrap();
         clock.advance(chrono::Duration::seconds(10));
@@ -778,6 +769,17 @@ impl JobArgs for Counted {
     const MAX_ATTEMPTS: u32 = 2;
 }
 
+/// Runs `Counted`: fails (transiently) when asked to, else succeeds.
+fn counted_registry() -> Registry {
+    Registry::new().register(|j: Counted, _ctx: JobContext| async move {
+        if j.fail {
+            Err(JobError::transient("always fails"))
+        } else {
+            Ok(())
+        }
+    })
+}
+
 #[tokio::test]
 async fn the_process_counts_every_enqueue_attempt_outcome_and_death_per_kind() {
     use smo_jobs::metrics::{DEAD, DURATION, ENQUEUED, FAILED, STARTED, SUCCEEDED};
@@ -787,17 +789,8 @@ async fn the_process_counts_every_enqueue_attempt_outcome_and_death_per_kind() {
     let (q, clock) = manual(&db);
     q.enqueue(&Counted { fail: false }).await.unwrap();
     let doomed = q.enqueue(&Counted { fail: true }).await.unwrap();
-    let registry = || {
-        Registry::new().register(|j: Counted, _ctx: JobContext| async move {
-            if j.fail {
-                Err(JobError::transient("always fails"))
-            } else {
-                Ok(())
-            }
-        })
-    };
     for _ in 0..3 {
-        work_until_idle(&q, registry(), fast_worker_config("w-count"))
+        work_until_idle(&q, counted_registry(), fast_worker_config("w-count"))
             .await
             .unwrap();
         clock.advance(chrono::Duration::seconds(10));

@@ -171,19 +171,9 @@ struct PolicyIndex {
 }
 
 impl PolicyIndex {
-    /// Replaces what the policy `ns/name` selects by `policy`'s selectors (none: it is gone);
+    /// Replaces what the policy `ns/name` selects by `selects` (none: it is gone);
     /// returns what it selected before and what it selects now.
-    fn put(&mut self, ns: &str, name: &str, policy: Option<&Value>) -> [Selects; 2] {
-        self.put_with(ns, name, policy, Selects::of)
-    }
-
-    fn put_with(
-        &mut self,
-        ns: &str,
-        name: &str,
-        policy: Option<&Value>,
-        selects: fn(&Value) -> Selects,
-    ) -> [Selects; 2] {
+    fn put(&mut self, ns: &str, name: &str, selects: Option<Selects>) -> [Selects; 2] {
         let id = (ns.to_string(), name.to_string());
         let old = self.indexed.remove(&id).unwrap_or_default();
         for n in &old.names {
@@ -200,7 +190,8 @@ impl PolicyIndex {
         {
             set.remove(name);
         }
-        let new = policy.map(selects).unwrap_or_default();
+        let present = selects.is_some();
+        let new = selects.unwrap_or_default();
         for n in &new.names {
             self.by_name
                 .entry((ns.to_string(), n.clone()))
@@ -213,7 +204,7 @@ impl PolicyIndex {
                 .or_default()
                 .insert(name.to_string());
         }
-        if policy.is_some() {
+        if present {
             self.indexed.insert(id, new.clone());
         }
         [old, new]
@@ -427,15 +418,16 @@ fn fold_changes(
                 d.names.insert((ns.to_string(), name.to_string()));
             }
             Res::PropagationPolicy => {
-                let [old, new] = memo.propagation.put(ns, name, (!gone).then_some(&c.obj));
+                let [old, new] =
+                    memo.propagation
+                        .put(ns, name, (!gone).then(|| Selects::of(&c.obj)));
                 d.select(ns, &old);
                 d.select(ns, &new);
             }
             Res::OverridePolicy => {
-                let selected = (!gone).then_some(&c.obj);
-                let [old, new] = memo
-                    .overrides
-                    .put_with(ns, name, selected, Selects::of_override);
+                let [old, new] =
+                    memo.overrides
+                        .put(ns, name, (!gone).then(|| Selects::of_override(&c.obj)));
                 d.select(ns, &old);
                 d.select(ns, &new);
             }
@@ -454,7 +446,7 @@ fn fold_changes(
     d
 }
 
-/// Reads the affected workloads again and schedules them; returns the workloads that left.
+/// Reads the affected workloads again and schedules them (see [`Refreshed`]).
 fn refresh(
     memo: &mut Memo,
     store: &Store,
@@ -472,7 +464,7 @@ fn refresh(
         ] {
             for p in store.list(res, None) {
                 let ns = str_at(p, "/metadata/namespace");
-                index.put(ns, str_at(p, "/metadata/name"), Some(p));
+                index.put(ns, str_at(p, "/metadata/name"), Some(Selects::of(p)));
             }
         }
         memo.overrides = PolicyIndex::default();
@@ -481,8 +473,7 @@ fn refresh(
                 str_at(p, "/metadata/namespace"),
                 str_at(p, "/metadata/name"),
             );
-            memo.overrides
-                .put_with(ns, name, Some(p), Selects::of_override);
+            memo.overrides.put(ns, name, Some(Selects::of_override(p)));
         }
         for res in WORKLOADS {
             keys.extend(store.entries(res, None).map(|e| key_of(res, &e.obj)));

@@ -15,7 +15,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    federation::{Federation, Fence, manifests},
+    federation::{Federation, manifests},
     reconcile::{self, App, ClusterHealthJob},
     settings::FailoverSettings,
 };
@@ -332,41 +332,8 @@ pub async fn failover(
     // graph after graph: apply its objects, read its Deployments back (what any orchestrator
     // must do to know a graph runs) — no queue, lock, solve or record.
     progress("ceiling: the same moves applied straight from one client…");
-    let mut per_graph = Vec::new();
-    for (d, p) in &targets {
-        let graph: crate::hdag::Graph = serde_json::from_value(d.clone())?;
-        let placement: std::collections::BTreeMap<String, String> =
-            serde_json::from_value(p.clone())?;
-        let input = manifests::RenderInput {
-            graph: &graph,
-            project: "bench",
-            placement: &placement,
-            replicas: &replicas,
-        };
-        let mut objects = Vec::new();
-        for s in &graph.services {
-            if let Some(c) = placement.get(&s.id) {
-                objects.extend(manifests::render_service(&input, s, c));
-            }
-        }
-        let names: Vec<String> = graph
-            .services
-            .iter()
-            .map(|s| manifests::object_name(&graph.id, &s.id))
-            .collect();
-        per_graph.push((objects, names));
-    }
-    let fence = Fence::unbounded();
-    let t = Instant::now();
-    for (objects, names) in &per_graph {
-        for o in objects {
-            federation.apply(o, &fence).await?;
-        }
-        for n in names {
-            federation.deployment_replicas("bench", n).await?;
-        }
-    }
-    let ceiling_apply_secs = t.elapsed().as_secs_f64();
+    let per_graph = super::rendered(&targets, "bench")?;
+    let ceiling_apply_secs = super::from_one_client(&federation, "bench", &per_graph).await?;
     let failback_rounds: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM smo.cluster_events WHERE cluster = $1 AND event IN ('failback', 'recovered')",
     )
