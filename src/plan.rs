@@ -20,8 +20,10 @@ use crate::{
     },
     hdag::{Graph, Service, conditional},
     placement::{self, CurrentPlacement, PlacementError, Problem, Solution},
-    store::{ClusterRecord, GraphStatus, NewService, ServiceRecord, ServiceStatus},
+    store::{ClusterRecord, NewService, ServiceRecord},
 };
+
+pub use smo_core::model::{Decision, DecisionKind, GraphStatus, Observed, Outcome, ServiceStatus};
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -122,51 +124,7 @@ pub struct Deploy {
     /// Set for a conditional deploy.
     pub trigger: Option<Trigger>,
     /// The `placement` decision to record, when the solver ran.
-    placement_decision: Option<Draft>,
-}
-
-/// (desired, ready) replicas of a Deployment as the federation reports them.
-pub type Observed = Option<(i32, i32)>;
-
-/// What a job records in one transaction after applying.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Outcome {
-    /// The graph's new status and its message.
-    pub status: Option<(GraphStatus, Option<String>)>,
-    /// Service statuses, with (desired, ready) replicas when observed.
-    pub services: Vec<(String, ServiceStatus, Observed)>,
-    /// The new placement.
-    pub placement: Option<BTreeMap<String, String>>,
-    /// A conditional service deployed: its recorded events are spent.
-    pub clear_events: Option<String>,
-    /// Decision log entries, in order.
-    pub decisions: Vec<Draft>,
-    /// Enqueue `publish-dashboards` for the graph.
-    pub publish: bool,
-}
-
-/// A decision to append to the log (the job adds graph, project, job id and time).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Draft {
-    /// placement | deploy | re-place | deploy-conditional | stop | drift.
-    pub kind: &'static str,
-    /// One line for people.
-    pub message: String,
-    /// What it was based on.
-    pub inputs: Value,
-    /// What it decided.
-    pub outcome: Value,
-}
-
-impl Draft {
-    fn new(kind: &'static str, message: String, inputs: Value, outcome: Value) -> Draft {
-        Draft {
-            kind,
-            message,
-            inputs,
-            outcome,
-        }
-    }
+    placement_decision: Option<Decision>,
 }
 
 /// A service's demand, whether stored or only described (the dry run).
@@ -352,7 +310,7 @@ fn placement_decision(
     current: &BTreeMap<String, String>,
     clusters: &[ClusterRecord],
     force: bool,
-) -> Option<Draft> {
+) -> Option<Decision> {
     let sol = plan.solution.as_ref()?;
     let placement = &plan.placement;
     let moved = placement
@@ -363,8 +321,8 @@ fn placement_decision(
         .keys()
         .filter(|s| !current.contains_key(*s))
         .count();
-    Some(Draft::new(
-        "placement",
+    Some(Decision::new(
+        DecisionKind::Placement,
         format!(
             "placed {} services ({new} new, {moved} moved), {}",
             placement.len(),
@@ -401,7 +359,7 @@ pub fn deploy(s: &Snapshot<'_>, force: bool, helm: bool) -> Result<Deploy, PlanE
 pub fn pinned(
     s: &Snapshot<'_>,
     pinned: &BTreeMap<String, String>,
-    why: Draft,
+    why: Decision,
     helm: bool,
 ) -> Deploy {
     let mut placement: BTreeMap<String, String> = wanted(s.services, None)
@@ -424,18 +382,13 @@ pub fn pinned(
     apply_placement(s, plan, true, helm, Some(why))
 }
 
-/// A fleet decision about one graph, to record with its re-placement (`failover`, `failback`).
-pub fn fleet_decision(kind: &'static str, message: String, inputs: Value, outcome: Value) -> Draft {
-    Draft::new(kind, message, inputs, outcome)
-}
-
 /// What to apply for `placement`, in deploy order (with `force` only the services that moved).
 fn apply_placement(
     s: &Snapshot<'_>,
     placement: PlacementPlan,
     force: bool,
     helm: bool,
-    placement_decision: Option<Draft>,
+    placement_decision: Option<Decision>,
 ) -> Deploy {
     let replicas = desired_replicas(s.services);
     let input = RenderInput {
@@ -521,8 +474,8 @@ pub fn conditional_gate(
         return Ok(Gate::Go);
     }
     Ok(Gate::Waits(Outcome {
-        decisions: vec![Draft::new(
-            "deploy-conditional",
+        decisions: vec![Decision::new(
+            DecisionKind::DeployConditional,
             format!(
                 "{service} waits: condition ALL and {} not firing any more",
                 missing.join(", ")
@@ -628,8 +581,8 @@ impl Deploy {
                 services: vec![(service.into(), status, seen(service))],
                 placement: Some(placement.clone()),
                 clear_events: Some(service.into()),
-                decisions: vec![Draft::new(
-                    "deploy-conditional",
+                decisions: vec![Decision::new(
+                    DecisionKind::DeployConditional,
                     format!(
                         "alert {} fired: deployed {service} on {cluster} ({applied} objects)",
                         trigger.alert
@@ -640,7 +593,7 @@ impl Deploy {
                 ..Outcome::default()
             };
         }
-        let mut decisions: Vec<Draft> = self.placement_decision.iter().cloned().collect();
+        let mut decisions: Vec<Decision> = self.placement_decision.iter().cloned().collect();
         let mut services: Vec<_> = self
             .observe
             .iter()
@@ -667,8 +620,12 @@ impl Deploy {
             )
         };
         let status_message = (!self.waits_for_helm.is_empty()).then(|| message.clone());
-        decisions.push(Draft::new(
-            if self.force { "re-place" } else { "deploy" },
+        decisions.push(Decision::new(
+            if self.force {
+                DecisionKind::RePlace
+            } else {
+                DecisionKind::Deploy
+            },
             message,
             json!({ "placement": placement }),
             json!({ "applied": applied }),
@@ -678,6 +635,7 @@ impl Deploy {
             services,
             placement: Some(placement.clone()),
             clear_events: None,
+            dashboards: None,
             decisions,
             publish: !self.force,
         }
@@ -707,8 +665,8 @@ pub fn failed(error: &str, cleanup: Cleanup) -> Outcome {
     }
     Outcome {
         status: Some((GraphStatus::Failed, Some(error.into()))),
-        decisions: vec![Draft::new(
-            "deploy",
+        decisions: vec![Decision::new(
+            DecisionKind::Deploy,
             message,
             json!({}),
             json!({
@@ -726,8 +684,8 @@ pub fn failed(error: &str, cleanup: Cleanup) -> Outcome {
 /// why nothing moved.
 pub fn replace_failed(error: &str) -> Outcome {
     Outcome {
-        decisions: vec![Draft::new(
-            "re-place",
+        decisions: vec![Decision::new(
+            DecisionKind::RePlace,
             format!("failed, nothing moved: {error}"),
             json!({}),
             json!({ "error": error }),
@@ -791,14 +749,56 @@ impl Stop {
                 .iter()
                 .map(|(s, r)| (s.clone(), ServiceStatus::Stopped, Some((*r, 0))))
                 .collect(),
-            decisions: vec![Draft::new(
-                "stop",
+            decisions: vec![Decision::new(
+                DecisionKind::Stop,
                 format!("deleted {deleted} objects"),
                 json!({}),
                 json!({ "deleted": deleted }),
             )],
             ..Outcome::default()
         }
+    }
+}
+
+/// Remove: what to say once the graph and its objects are gone (the graph row is deleted, so
+/// this is a decision only). `namespace` is the project's namespace when it went too.
+pub fn removed(deleted: usize, namespace: Option<&str>, left_behind: &[String]) -> Decision {
+    let mut message = format!("removed: deleted {deleted} objects");
+    if let Some(ns) = namespace {
+        message.push_str(&format!(" and namespace {ns}"));
+    }
+    if !left_behind.is_empty() {
+        message.push_str(&format!(
+            "; Helm could not uninstall (left behind, remove by hand with helm uninstall): {}",
+            left_behind.join("; ")
+        ));
+    }
+    Decision::new(
+        DecisionKind::Remove,
+        message,
+        json!({}),
+        json!({
+            "deleted": deleted,
+            "namespace_deleted": namespace.is_some(),
+            "helm_left_behind": left_behind,
+        }),
+    )
+}
+
+/// Publish: the dashboards (title → URL) and the number of alert rules now published.
+pub fn published(dashboards: BTreeMap<String, String>, rules: usize) -> Outcome {
+    Outcome {
+        decisions: vec![Decision::new(
+            DecisionKind::Publish,
+            format!(
+                "published {} dashboards and {rules} alert rules",
+                dashboards.len()
+            ),
+            json!({}),
+            json!({ "dashboards": dashboards, "rules": rules }),
+        )],
+        dashboards: Some(dashboards),
+        ..Outcome::default()
     }
 }
 
@@ -860,8 +860,8 @@ pub fn drift(
     }
     Some(Outcome {
         publish: !republish.is_empty(),
-        decisions: vec![Draft::new(
-            "drift",
+        decisions: vec![Decision::new(
+            DecisionKind::Drift,
             format!("drift repaired: {}", parts.join("; ")),
             json!({ "placement": placement }),
             json!({ "missing": missing, "changed": changed, "republished": republish }),

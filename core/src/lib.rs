@@ -3,11 +3,13 @@
 //! - [`hdag`]       descriptor types, parsing and validation; graph, project and cluster names
 //! - [`placement`]  which cluster each service runs on: a MILP over good_lp + HiGHS
 //! - [`scaling`]    replicas from request rates (SPEC §3), a cluster's graphs together
+//! - [`model`]      statuses, decision and problem kinds, what a job decides and records
 //!
 //! The crate's dependencies are the proof of purity: no database, Kubernetes, HTTP or async
 //! runtime crate may appear in its tree (smo's tidy tests walk Cargo.lock). The `smo` crate
 //! re-exports these modules under their old paths (`smo::hdag`, …) and adds the adapters.
 
 pub mod hdag;
+pub mod model;
 pub mod placement;
 pub mod scaling;

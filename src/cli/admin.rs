@@ -381,7 +381,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
 }
 
 fn state_cell(r: &JobRow, now: chrono::DateTime<Utc>) -> String {
-    if r.state == "retrying" {
+    if r.state.parse() == Ok(JobState::Retrying) {
         format!("retrying ({})", until(r.run_at, now))
     } else {
         r.state.clone()

@@ -1,6 +1,7 @@
 //! `/alerts`: the Alertmanager webhook that deploys event-triggered services.
 
 use super::*;
+use smo_core::model::ProblemKind;
 
 route_type!(
     /// `/alerts` routes.
@@ -25,7 +26,7 @@ impl AlertsApi {
                     message: e.to_string(),
                 }],
             )
-            .kind("invalid-webhook")
+            .kind(ProblemKind::InvalidWebhook)
         })?;
         // Parsed (and size-checked) above; NUL cannot reach a label column.
         if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body.0) {

@@ -1,6 +1,7 @@
 //! `/clusters`: the member clusters as last synced, and a sync on demand.
 
 use super::*;
+use smo_jobs::JobState;
 
 route_type!(
     /// `/clusters` routes.
@@ -20,7 +21,7 @@ impl ClustersApi {
             let deadline = tokio::time::Instant::now() + FIRST_SYNC_WAIT;
             while tokio::time::Instant::now() < deadline {
                 let state = self.queue.get(e.id).await?.state;
-                if matches!(state.as_str(), "succeeded" | "dead" | "cancelled") {
+                if state.parse::<JobState>().is_ok_and(JobState::is_final) {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;

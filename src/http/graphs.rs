@@ -1,6 +1,7 @@
 //! `/graphs`, `/projects/{project}/graphs`: upload (or dry-run), read, start, stop, re-place and remove application graphs, their jobs and decision history.
 
 use super::*;
+use smo_core::model::ProblemKind;
 
 route_type!(
     /// `/graphs`, `/projects/{project}/graphs` routes.
@@ -73,7 +74,7 @@ impl GraphsApi {
                     message: why.into(),
                 }],
             )
-            .kind("reserved-name"));
+            .kind(ProblemKind::ReservedName));
         }
         // Deploy by reference: {"artifact": "oci://host/repo/name:tag" | "https://…/x.tar.gz"}.
         let mut bytes = body.0;
@@ -113,7 +114,7 @@ impl GraphsApi {
                     message: "NUL characters cannot be stored".into(),
                 }],
             )
-            .kind("unstorable-value"));
+            .kind(ProblemKind::UnstorableValue));
         }
         let source = source.unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
         let parsed = self.parse_descriptor(bytes).await?;
@@ -235,7 +236,7 @@ impl GraphsApi {
                 "graph {} is {}; only running graphs are re-placed",
                 g.name, g.desired
             ))
-            .kind("graph-not-running"));
+            .kind(ProblemKind::GraphNotRunning));
         }
         let a = self
             .accept(
@@ -299,7 +300,7 @@ impl GraphsApi {
             rows.into_iter()
                 .map(|d| DecisionView {
                     id: d.id,
-                    kind: d.kind,
+                    kind: d.kind.to_string(),
                     job_id: d.job_id,
                     message: d.message,
                     inputs: d.inputs,

@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::access::Need;
+use smo_core::model::ProblemKind;
 
 pub(super) fn too_large() -> ApiError {
     ApiError::too_large(format!("the request body exceeds {MAX_BODY_BYTES} bytes"))
@@ -127,7 +128,7 @@ pub(super) fn nul_path_parameter(path: &str, route: &str) -> Option<&'static str
 /// A problem document built outside poem-openapi (errors of routing and of poem itself).
 pub(super) fn problem_response(
     status: StatusCode,
-    kind: &str,
+    kind: ProblemKind,
     title: &str,
     detail: String,
 ) -> Response {
@@ -161,12 +162,14 @@ async fn problem_for(err: poem::Error) -> Response {
         return original;
     }
     let (kind, title) = match status {
-        StatusCode::NOT_FOUND => ("not-found", "Not found"),
-        StatusCode::PAYLOAD_TOO_LARGE => ("too-large", "Payload too large"),
-        StatusCode::METHOD_NOT_ALLOWED => ("method-not-allowed", "Method not allowed"),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported-media-type", "Unsupported media type"),
-        s if s.is_server_error() => ("internal", "Internal error"),
-        _ => ("bad-request", "Bad request"),
+        StatusCode::NOT_FOUND => (ProblemKind::NotFound, "Not found"),
+        StatusCode::PAYLOAD_TOO_LARGE => (ProblemKind::TooLarge, "Payload too large"),
+        StatusCode::METHOD_NOT_ALLOWED => (ProblemKind::MethodNotAllowed, "Method not allowed"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            (ProblemKind::UnsupportedMediaType, "Unsupported media type")
+        }
+        s if s.is_server_error() => (ProblemKind::Internal, "Internal error"),
+        _ => (ProblemKind::BadRequest, "Bad request"),
     };
     let mut resp = problem_response(status, kind, title, detail.clone());
     if let Some((name, reason)) = param {
@@ -272,7 +275,7 @@ pub fn app(
                     // The reference's Flask-era clients GET what is now a POST: name the route.
                     resp = problem_response(
                         StatusCode::METHOD_NOT_ALLOWED,
-                        "method-not-allowed",
+                        ProblemKind::MethodNotAllowed,
                         "Method not allowed",
                         format!("{asked} {path} is not served; use {methods} {path}"),
                     );
@@ -287,7 +290,7 @@ pub fn app(
                     let trimmed = path.trim_end_matches('/');
                     resp = problem_response(
                         StatusCode::NOT_FOUND,
-                        "not-found",
+                        ProblemKind::NotFound,
                         "Not found",
                         format!("no route {path}; use {trimmed} (without the trailing slash)"),
                     );

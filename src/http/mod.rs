@@ -45,6 +45,7 @@ mod problem;
 mod serve;
 mod views;
 
+use smo_core::model::ProblemKind;
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
@@ -164,7 +165,7 @@ fn valid_name(field: &str, v: &str) -> ApiResult<hdag::ProjectName> {
                 message: e.to_string(),
             }],
         )
-        .kind("invalid-name")
+        .kind(ProblemKind::InvalidName)
     })
 }
 
@@ -357,7 +358,7 @@ impl SmoApi {
                     message: e.to_string(),
                 }],
             )
-            .kind("placement-infeasible")
+            .kind(ProblemKind::PlacementInfeasible)
         })?;
         Ok(DryRun {
             graph: graph.id.clone(),

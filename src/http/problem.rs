@@ -1,6 +1,7 @@
 //! RFC 7807 problem documents: every error the API returns, with a stable `type` per error kind.
 
 use poem_openapi::{ApiResponse, Object, payload::Json};
+use smo_core::model::ProblemKind;
 
 /// One problem inside a document (a descriptor field, usually).
 #[derive(Debug, Clone, Object)]
@@ -71,7 +72,7 @@ pub enum ApiError {
 }
 
 fn doc(
-    kind: &str,
+    kind: ProblemKind,
     title: &str,
     status: u16,
     detail: String,
@@ -89,7 +90,7 @@ fn doc(
 impl ApiError {
     /// The same error with a more specific problem `type` (`urn:smo:problem:<kind>`): the
     /// status says what class of error it is, the type says its cause (see README's table).
-    pub fn kind(mut self, kind: &str) -> Self {
+    pub fn kind(mut self, kind: ProblemKind) -> Self {
         self.problem_mut().kind = format!("urn:smo:problem:{kind}");
         self
     }
@@ -114,12 +115,18 @@ impl ApiError {
 
     /// 400.
     pub fn bad_request(detail: impl Into<String>) -> Self {
-        Self::BadRequest(doc("bad-request", "Bad request", 400, detail.into(), None))
+        Self::BadRequest(doc(
+            ProblemKind::BadRequest,
+            "Bad request",
+            400,
+            detail.into(),
+            None,
+        ))
     }
     /// 401.
     pub fn unauthorized() -> Self {
         Self::Unauthorized(doc(
-            "unauthorized",
+            ProblemKind::Unauthorized,
             "Unauthorized",
             401,
             "a valid bearer token is required (Authorization: Bearer <token>)".into(),
@@ -142,7 +149,7 @@ impl ApiError {
             });
         }
         Self::Forbidden(doc(
-            "forbidden",
+            ProblemKind::Forbidden,
             "Forbidden",
             403,
             denied.to_string(),
@@ -152,7 +159,7 @@ impl ApiError {
     /// 401 for a token that was presented and refused.
     pub fn refused_token() -> Self {
         Self::Unauthorized(doc(
-            "unauthorized",
+            ProblemKind::Unauthorized,
             "Unauthorized",
             401,
             "the bearer token is not valid here (unknown, revoked or expired)".into(),
@@ -161,16 +168,28 @@ impl ApiError {
     }
     /// 404.
     pub fn not_found(detail: impl Into<String>) -> Self {
-        Self::NotFound(doc("not-found", "Not found", 404, detail.into(), None))
+        Self::NotFound(doc(
+            ProblemKind::NotFound,
+            "Not found",
+            404,
+            detail.into(),
+            None,
+        ))
     }
     /// 409.
     pub fn conflict(detail: impl Into<String>) -> Self {
-        Self::Conflict(doc("conflict", "Conflict", 409, detail.into(), None))
+        Self::Conflict(doc(
+            ProblemKind::Conflict,
+            "Conflict",
+            409,
+            detail.into(),
+            None,
+        ))
     }
     /// 408.
     pub fn body_timeout(limit: std::time::Duration) -> Self {
         Self::Timeout(doc(
-            "body-timeout",
+            ProblemKind::BodyTimeout,
             "Request timeout",
             408,
             format!("the request body did not arrive within {limit:?}"),
@@ -180,7 +199,7 @@ impl ApiError {
     /// 413.
     pub fn too_large(detail: impl Into<String>) -> Self {
         Self::TooLarge(doc(
-            "too-large",
+            ProblemKind::TooLarge,
             "Payload too large",
             413,
             detail.into(),
@@ -190,7 +209,7 @@ impl ApiError {
     /// 422 with every problem.
     pub fn invalid(detail: impl Into<String>, problems: Vec<ProblemItem>) -> Self {
         Self::Invalid(doc(
-            "invalid-descriptor",
+            ProblemKind::InvalidDescriptor,
             "Invalid input",
             422,
             detail.into(),
@@ -199,12 +218,18 @@ impl ApiError {
     }
     /// 502.
     pub fn bad_gateway(detail: impl Into<String>) -> Self {
-        Self::BadGateway(doc("bad-gateway", "Bad gateway", 502, detail.into(), None))
+        Self::BadGateway(doc(
+            ProblemKind::BadGateway,
+            "Bad gateway",
+            502,
+            detail.into(),
+            None,
+        ))
     }
     /// 501.
     pub fn not_implemented(detail: impl Into<String>) -> Self {
         Self::NotImplemented(doc(
-            "not-implemented",
+            ProblemKind::NotImplemented,
             "Not implemented",
             501,
             detail.into(),
@@ -213,12 +238,18 @@ impl ApiError {
     }
     /// 500.
     pub fn internal(detail: impl Into<String>) -> Self {
-        Self::Internal(doc("internal", "Internal error", 500, detail.into(), None))
+        Self::Internal(doc(
+            ProblemKind::Internal,
+            "Internal error",
+            500,
+            detail.into(),
+            None,
+        ))
     }
     /// 503.
     pub fn unavailable(detail: impl Into<String>) -> Self {
         Self::Unavailable(doc(
-            "unavailable",
+            ProblemKind::Unavailable,
             "Service unavailable",
             503,
             detail.into(),
@@ -232,9 +263,9 @@ impl From<crate::store::StoreError> for ApiError {
         use crate::store::StoreError as E;
         match e {
             E::GraphNotFound(_) => Self::not_found(e.to_string()),
-            E::NameTaken { .. } => Self::conflict(e.to_string()).kind("name-taken"),
-            E::Removing(_) => Self::conflict(e.to_string()).kind("graph-removing"),
-            E::TokenNameTaken(_) => Self::conflict(e.to_string()).kind("name-taken"),
+            E::NameTaken { .. } => Self::conflict(e.to_string()).kind(ProblemKind::NameTaken),
+            E::Removing(_) => Self::conflict(e.to_string()).kind(ProblemKind::GraphRemoving),
+            E::TokenNameTaken(_) => Self::conflict(e.to_string()).kind(ProblemKind::NameTaken),
             E::Descriptor { .. } => {
                 tracing::error!(error = %e, "a stored descriptor does not load");
                 Self::internal(e.to_string())
@@ -249,7 +280,7 @@ impl From<smo_jobs::Error> for ApiError {
         match e {
             smo_jobs::Error::NotFound(_) => Self::not_found(e.to_string()),
             smo_jobs::Error::InvalidState { .. } => {
-                Self::conflict(e.to_string()).kind("invalid-job-state")
+                Self::conflict(e.to_string()).kind(ProblemKind::InvalidJobState)
             }
             smo_jobs::Error::Db(d) => from_db(&d, "the job queue is unavailable; retry shortly"),
             other => {
@@ -272,12 +303,12 @@ pub fn from_db(e: &sqlx::Error, unavailable: &str) -> ApiError {
                 message: first_db_line(e),
             }],
         )
-        .kind("unstorable-value"),
+        .kind(ProblemKind::UnstorableValue),
         DbFault::Conflict => ApiError::conflict(format!(
             "a concurrent request changed the same record; retry ({})",
             first_db_line(e)
         ))
-        .kind("concurrent-change"),
+        .kind(ProblemKind::ConcurrentChange),
         DbFault::Unavailable => {
             tracing::warn!(error = %e, "database unavailable");
             ApiError::unavailable(unavailable)
@@ -340,7 +371,7 @@ pub fn no_nul(path: &str, v: &str) -> Result<(), ApiError> {
                 message: "NUL characters cannot be stored".into(),
             }],
         )
-        .kind("unstorable-value"));
+        .kind(ProblemKind::UnstorableValue));
     }
     Ok(())
 }
@@ -401,7 +432,7 @@ pub fn no_nul_in(v: &serde_json::Value) -> Result<(), ApiError> {
             })
             .collect(),
     )
-    .kind("unstorable-value"))
+    .kind(ProblemKind::UnstorableValue))
 }
 
 impl From<crate::oci::OciError> for ApiError {
@@ -416,10 +447,10 @@ impl From<crate::oci::OciError> for ApiError {
         match &e {
             E::TooLarge { .. } => Self::too_large(e.to_string()),
             E::Timeout { .. } | E::Unreachable { .. } => Self::bad_gateway(e.to_string()),
-            E::InvalidReference { .. } => {
-                Self::invalid(format!("artifact: {e}"), item("artifact")).kind("invalid-reference")
-            }
-            _ => Self::invalid(format!("artifact: {e}"), item("artifact")).kind("invalid-artifact"),
+            E::InvalidReference { .. } => Self::invalid(format!("artifact: {e}"), item("artifact"))
+                .kind(ProblemKind::InvalidReference),
+            _ => Self::invalid(format!("artifact: {e}"), item("artifact"))
+                .kind(ProblemKind::InvalidArtifact),
         }
     }
 }
@@ -454,7 +485,7 @@ mod tests {
 
     #[test]
     fn the_problem_type_names_the_cause_and_the_status_its_class() {
-        let mut e = ApiError::conflict("taken").kind("name-taken");
+        let mut e = ApiError::conflict("taken").kind(ProblemKind::NameTaken);
         assert_eq!(e.problem_mut().kind, "urn:smo:problem:name-taken");
         assert!(matches!(e, ApiError::Conflict(_)));
         let mut taken: ApiError = crate::store::StoreError::NameTaken {

@@ -162,7 +162,7 @@ fn a_first_deploy_places_and_applies_every_unconditional_service_in_deploy_order
     assert_eq!(status_of("web"), Some(ServiceStatus::Deployed));
     assert_eq!(status_of("chart"), Some(ServiceStatus::Deployed));
     assert_eq!(status_of("failover"), None);
-    let kinds: Vec<&str> = out.decisions.iter().map(|d| d.kind).collect();
+    let kinds: Vec<&str> = out.decisions.iter().map(|d| d.kind.as_str()).collect();
     assert_eq!(kinds, ["placement", "deploy"]);
     assert!(
         out.decisions[0]
@@ -213,7 +213,7 @@ fn services_keep_a_usable_cluster_without_a_solve_and_a_re_placement_applies_onl
     assert_eq!(applied(&moved).len(), 3);
     let out = moved.outcome(&BTreeMap::new());
     assert!(out.decisions[0].message.contains("(0 new, 3 moved)"));
-    assert_eq!(out.decisions[1].kind, "re-place");
+    assert_eq!(out.decisions[1].kind, DecisionKind::RePlace);
     assert!(!out.publish, "a re-placement does not re-publish");
 
     // Both clusters usable and nothing forced to move: a re-placement applies nothing that stayed.
@@ -385,7 +385,7 @@ fn a_failure_is_recorded_on_the_graph_and_in_the_log_with_what_was_cleaned_up() 
             Some("placement: no cluster has a GPU".into())
         ))
     );
-    assert_eq!(out.decisions[0].kind, "deploy");
+    assert_eq!(out.decisions[0].kind, DecisionKind::Deploy);
     assert_eq!(
         out.decisions[0].message,
         "failed: placement: no cluster has a GPU; removed 4 objects and 1 Helm releases it had applied"
@@ -404,5 +404,5 @@ fn a_failure_is_recorded_on_the_graph_and_in_the_log_with_what_was_cleaned_up() 
     let out = replace_failed("no cluster has room");
     assert_eq!(out.status, None);
     assert_eq!(out.placement, None);
-    assert_eq!(out.decisions[0].kind, "re-place");
+    assert_eq!(out.decisions[0].kind, DecisionKind::RePlace);
 }

@@ -29,7 +29,7 @@ use super::{App, begin_record, db, descriptor_of, enqueue_for_graph, retryable};
 use crate::{
     hdag::{ClusterName, GraphName},
     placement::{self, FleetGraph},
-    plan::{self, Snapshot},
+    plan::{self, DecisionKind, Snapshot},
     store::{self, Desired, GraphStatus},
 };
 
@@ -316,25 +316,27 @@ pub async fn failover(app: &App, lost: &ClusterName, ctx: &JobContext) -> Result
             .await
             .map_err(db)?;
     }
+    let mut infeasible = Vec::new();
     for s in &plan.stranded {
         let project = keys
             .get(&s.graph)
             .map(|(_, p)| p.as_str())
             .unwrap_or_default();
-        store::add_decision(
-            &mut tx,
-            &s.graph,
-            project,
-            "infeasible",
-            Some(ctx.id),
-            &format!("cannot move off lost cluster {lost}: {}", s.reason),
-            json!({ "lost": lost, "solve_seconds": secs }),
-            json!({ "reason": s.reason }),
-            now,
-        )
+        infeasible.push(store::NewDecision {
+            graph: s.graph.clone(),
+            project: project.to_string(),
+            job_id: Some(ctx.id),
+            decision: plan::Decision::new(
+                DecisionKind::Infeasible,
+                format!("cannot move off lost cluster {lost}: {}", s.reason),
+                json!({ "lost": lost, "solve_seconds": secs }),
+                json!({ "reason": s.reason }),
+            ),
+        });
+    }
+    store::add_decisions(&mut tx, &infeasible, now)
         .await
         .map_err(db)?;
-    }
     crate::metrics::FAILOVER.inc_by(&["moved"], plan.moved.len() as u64);
     crate::metrics::FAILOVER.inc_by(&["stranded"], plan.stranded.len() as u64);
     tx.commit().await.map_err(db)?;
@@ -474,8 +476,12 @@ pub async fn move_graph(app: &App, job: &MoveGraphJob, ctx: &JobContext) -> Resu
                 .filter(|(s, c)| current.get(*s) != Some(*c))
                 .map(|(s, c)| format!("{s} → {c}"))
                 .collect();
-            let why = plan::fleet_decision(
-                if job.back { "failback" } else { "failover" },
+            let why = plan::Decision::new(
+                if job.back {
+                    DecisionKind::Failback
+                } else {
+                    DecisionKind::Failover
+                },
                 if job.back {
                     format!("{} is back: moved {}", job.cluster, list(&moving))
                 } else {

@@ -7,7 +7,6 @@
 
 use std::{collections::BTreeMap, future::Future, time::Duration};
 
-use serde_json::json;
 use smo_jobs::{JobContext, JobError};
 use sqlx::PgConnection;
 
@@ -513,30 +512,17 @@ async fn remove_locked(
             .delete_namespace_if_unused(project, &fence)
             .await
             .map_err(retryable)?;
-    let mut message = format!("removed: deleted {deleted} objects");
-    if namespace_deleted {
-        message.push_str(&format!(" and namespace {project}"));
-    }
-    if !left_behind.is_empty() {
-        message.push_str(&format!(
-            "; Helm could not uninstall (left behind, remove by hand with helm uninstall): {}",
-            left_behind.join("; ")
-        ));
-    }
+    let decision = plan::removed(deleted, namespace_deleted.then_some(project), &left_behind);
     let mut tx = begin_record(app, ctx).await?;
-    store::add_decision(
-        &mut tx,
-        name,
-        project,
-        "remove",
-        Some(ctx.id),
-        &message,
-        json!({}),
-        json!({"deleted": deleted, "namespace_deleted": namespace_deleted, "helm_left_behind": left_behind}),
-        ctx.queue.now(),
-    )
-    .await
-    .map_err(db)?;
+    let entry = store::NewDecision {
+        graph: name.to_string(),
+        project: project.to_string(),
+        job_id: Some(ctx.id),
+        decision,
+    };
+    store::add_decisions(&mut tx, &[entry], ctx.queue.now())
+        .await
+        .map_err(db)?;
     tx.commit().await.map_err(db)
 }
 

@@ -14,6 +14,7 @@ use crate::{
         self,
         io::{Grafana, Prometheus},
     },
+    plan,
     store::{self, Desired},
 };
 
@@ -121,26 +122,11 @@ async fn publish_locked(
     if urls.is_empty() && rules == 0 {
         return Ok(()); // nothing configured, nothing to say
     }
+    let outcome = plan::published(urls, rules);
     let mut tx = super::begin_record(app, ctx).await?;
-    store::set_dashboards(&mut tx, g.id, &urls)
+    store::record_outcome(&mut tx, &g, ctx.id, &outcome, ctx.queue.now())
         .await
         .map_err(db)?;
-    store::add_decision(
-        &mut tx,
-        &g.name,
-        &g.project,
-        "publish",
-        Some(ctx.id),
-        &format!(
-            "published {} dashboards and {rules} alert rules",
-            urls.len()
-        ),
-        json!({}),
-        json!({ "dashboards": urls, "rules": rules }),
-        ctx.queue.now(),
-    )
-    .await
-    .map_err(db)?;
     tx.commit().await.map_err(db)
 }
 

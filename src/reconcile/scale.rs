@@ -18,6 +18,7 @@ use smo_jobs::{JobArgs, JobContext, JobError, NewJob};
 use uuid::Uuid;
 
 use super::{App, RePlaceJob, begin_record, db, retryable};
+use crate::plan::{Decision, DecisionKind};
 use crate::{
     federation::{FederationError, Fence, manifests},
     hdag::Scaling,
@@ -503,11 +504,13 @@ async fn apply_shard(
         decisions.push(NewDecision {
             graph: g.graph.clone(),
             project: g.project.clone(),
-            kind: "scaling",
             job_id: Some(ctx.id),
-            message: applied.message(),
-            inputs: g.inputs.clone(),
-            outcome: serde_json::to_value(&g.outcome).unwrap_or_default(),
+            decision: Decision::new(
+                DecisionKind::Scaling,
+                applied.message(),
+                g.inputs.clone(),
+                serde_json::to_value(&g.outcome).unwrap_or_default(),
+            ),
         });
     }
     let at = ctx.queue.now();

@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use smo_core::model::{DecisionKind, Outcome};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -84,8 +85,10 @@ pub struct GraphRecord {
     /// The descriptor as uploaded.
     pub source: String,
     /// What the user asked for.
+    #[sqlx(try_from = "String")]
     pub desired: Desired,
     /// What the last job achieved.
+    #[sqlx(try_from = "String")]
     pub status: GraphStatus,
     /// Why, when it failed.
     pub status_message: Option<String>,
@@ -122,6 +125,7 @@ pub struct ServiceRecord {
     /// Order in the descriptor.
     pub position: i32,
     /// Where it is.
+    #[sqlx(try_from = "String")]
     pub status: ServiceStatus,
     /// Where it runs.
     pub cluster: Option<String>,
@@ -219,8 +223,9 @@ pub struct Decision {
     pub graph: String,
     /// Project.
     pub project: String,
-    /// placement | deploy | scaling | stop | remove | …
-    pub kind: String,
+    /// What it is about.
+    #[sqlx(try_from = "String")]
+    pub kind: DecisionKind,
     /// The job that took it.
     pub job_id: Option<Uuid>,
     /// One line for people.
@@ -444,7 +449,7 @@ pub async fn set_desired(
     }
     sqlx::query("UPDATE smo.graphs SET desired = $2, updated_at = $3 WHERE id = $1")
         .bind(g.id)
-        .bind(desired)
+        .bind(desired.as_str())
         .bind(now)
         .execute(&mut *conn)
         .await?;
@@ -463,7 +468,7 @@ pub async fn set_status(
         "UPDATE smo.graphs SET status = $2, status_message = $3, updated_at = $4 WHERE id = $1",
     )
     .bind(graph_id)
-    .bind(status)
+    .bind(status.as_str())
     .bind(message)
     .bind(now)
     .execute(&mut *conn)
@@ -471,13 +476,15 @@ pub async fn set_status(
     Ok(())
 }
 
-/// Records what a graph job's plan says to record (see [`crate::plan::Outcome`]), in the
-/// caller's transaction: statuses, placement, spent events, decisions.
+/// Records what a graph job's plan says to record (see [`Outcome`]), in the caller's
+/// transaction: statuses, placement, spent events, dashboards, decisions. Every graph job ends
+/// here; fleet jobs (scaling, failover) write their many graphs' decisions through
+/// [`add_decisions`], the one decision writer.
 pub async fn record_outcome(
     conn: &mut PgConnection,
     g: &GraphRecord,
     job: Uuid,
-    outcome: &crate::plan::Outcome,
+    outcome: &Outcome,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let graph_id = g.id;
@@ -493,17 +500,17 @@ pub async fn record_outcome(
     if let Some(service) = &outcome.clear_events {
         clear_events(conn, graph_id, service).await?;
     }
+    if let Some(urls) = &outcome.dashboards {
+        set_dashboards(conn, graph_id, urls).await?;
+    }
     let decisions: Vec<NewDecision> = outcome
         .decisions
         .iter()
         .map(|d| NewDecision {
             graph: g.name.to_string(),
             project: g.project.to_string(),
-            kind: d.kind,
             job_id: Some(job),
-            message: d.message.clone(),
-            inputs: d.inputs.clone(),
-            outcome: d.outcome.clone(),
+            decision: d.clone(),
         })
         .collect();
     add_decisions(conn, &decisions, now).await
@@ -564,7 +571,7 @@ pub async fn set_service_status(
     )
     .bind(graph_id)
     .bind(service)
-    .bind(status)
+    .bind(status.as_str())
     .bind(replicas.map(|r| r.0))
     .bind(replicas.map(|r| r.1))
     .bind(now)
@@ -844,36 +851,6 @@ pub async fn graph_job_ids(
     .bind(limit)
     .fetch_all(pool)
     .await?)
-}
-
-/// Appends to the decision log.
-#[allow(clippy::too_many_arguments)]
-pub async fn add_decision(
-    conn: &mut PgConnection,
-    graph: &str,
-    project: &str,
-    kind: &str,
-    job_id: Option<Uuid>,
-    message: &str,
-    inputs: serde_json::Value,
-    outcome: serde_json::Value,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO smo.decisions (graph, project, kind, job_id, message, inputs, outcome, at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(graph)
-    .bind(project)
-    .bind(kind)
-    .bind(job_id)
-    .bind(message)
-    .bind(inputs)
-    .bind(outcome)
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
 }
 
 /// A graph's decisions, newest first.

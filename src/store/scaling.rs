@@ -126,16 +126,10 @@ pub struct NewDecision {
     pub graph: String,
     /// Its project.
     pub project: String,
-    /// Decision kind.
-    pub kind: &'static str,
     /// Job that took it.
     pub job_id: Option<Uuid>,
-    /// One line for people.
-    pub message: String,
-    /// What it was taken from.
-    pub inputs: serde_json::Value,
-    /// What was decided.
-    pub outcome: serde_json::Value,
+    /// What was decided, and why.
+    pub decision: smo_core::model::Decision,
 }
 
 /// Appends many decisions in one statement, in the given order.
@@ -149,8 +143,9 @@ pub async fn add_decisions(
     }
     let col = |f: fn(&NewDecision) -> String| decisions.iter().map(f).collect::<Vec<String>>();
     let jobs: Vec<Option<Uuid>> = decisions.iter().map(|d| d.job_id).collect();
-    let inputs: Vec<serde_json::Value> = decisions.iter().map(|d| d.inputs.clone()).collect();
-    let outcomes: Vec<serde_json::Value> = decisions.iter().map(|d| d.outcome.clone()).collect();
+    let json = |f: fn(&NewDecision) -> &serde_json::Value| {
+        decisions.iter().map(|d| f(d).clone()).collect::<Vec<_>>()
+    };
     sqlx::query(
         "INSERT INTO smo.decisions (graph, project, kind, job_id, message, inputs, outcome, at)
          SELECT graph, project, kind, job_id, message, inputs, outcome, $8
@@ -160,11 +155,11 @@ pub async fn add_decisions(
     )
     .bind(col(|d| d.graph.clone()))
     .bind(col(|d| d.project.clone()))
-    .bind(col(|d| d.kind.to_string()))
+    .bind(col(|d| d.decision.kind.to_string()))
     .bind(jobs)
-    .bind(col(|d| d.message.clone()))
-    .bind(inputs)
-    .bind(outcomes)
+    .bind(col(|d| d.decision.message.clone()))
+    .bind(json(|d| &d.decision.inputs))
+    .bind(json(|d| &d.decision.outcome))
     .bind(now)
     .execute(&mut *conn)
     .await?;

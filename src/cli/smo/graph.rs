@@ -1,5 +1,6 @@
 //! `smo graph …`: upload, dry run, describe and follow a graph's jobs.
 
+use smo_jobs::JobState;
 use std::{io::Write, path::PathBuf, time::Duration};
 
 use clap::Subcommand;
@@ -370,7 +371,7 @@ pub(super) async fn follow(
         }
         let _ = std::io::stderr().flush();
         last = state.clone();
-        if matches!(state.as_str(), "succeeded" | "dead" | "cancelled") {
+        if state.parse::<JobState>().is_ok_and(JobState::is_final) {
             if tty {
                 eprintln!();
             }

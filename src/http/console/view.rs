@@ -4,6 +4,8 @@
 use std::{collections::BTreeMap, fmt::Write as _};
 
 use chrono::{DateTime, Utc};
+use smo_core::model::DecisionKind;
+use smo_jobs::JobState;
 
 use crate::store::{
     ClusterRecord, ClusterUsage, Decision, GraphOverview, PlacedService, ServiceRecord,
@@ -612,7 +614,11 @@ pub fn replica_series(
     now: DateTime<Utc>,
 ) -> BTreeMap<String, Vec<(DateTime<Utc>, i64)>> {
     let mut series: BTreeMap<String, Vec<(DateTime<Utc>, i64)>> = BTreeMap::new();
-    for d in decisions.iter().rev().filter(|d| d.kind == "scaling") {
+    for d in decisions
+        .iter()
+        .rev()
+        .filter(|d| d.kind == DecisionKind::Scaling)
+    {
         let mut changes = Vec::new();
         collect_changes(&d.outcome, &mut changes);
         for (service, from, to) in changes {
@@ -755,14 +761,15 @@ fn jobs_table(jobs: &[smo_jobs::JobRow], now: DateTime<Utc>, actions: bool) -> S
         );
         if actions {
             m.push_str("<td class=\"actions\">");
-            if matches!(j.state.as_str(), "dead" | "cancelled") {
+            let state = j.state.parse::<JobState>().ok();
+            if matches!(state, Some(JobState::Dead | JobState::Cancelled)) {
                 let _ = write!(
                     m,
                     "<form method=\"post\" action=\"/console/jobs/{}/retry\"><button type=\"submit\">Retry</button></form>",
                     j.id
                 );
             }
-            if matches!(j.state.as_str(), "queued" | "retrying" | "running") {
+            if state.is_some_and(|s| !s.is_final()) {
                 let _ = write!(
                     m,
                     "<form method=\"post\" action=\"/console/jobs/{}/cancel\"><button type=\"submit\">Cancel</button></form>",
@@ -909,7 +916,7 @@ pub fn graph(page: &GraphPage, now: DateTime<Utc>, may_act: bool) -> String {
                 ago(now, d.at),
                 json_block(&d.inputs),
                 json_block(&d.outcome),
-                k = esc(&d.kind),
+                k = esc(d.kind.as_str()),
             );
         }
         m.push_str("</ol>");
@@ -1396,7 +1403,7 @@ mod tests {
             id,
             graph: "g".into(),
             project: "p".into(),
-            kind: "scaling".into(),
+            kind: DecisionKind::Scaling,
             job_id: None,
             message: String::new(),
             inputs: serde_json::json!({}),
