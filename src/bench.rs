@@ -1085,7 +1085,7 @@ pub async fn deploy(b: DeployBench, progress: impl Fn(&str)) -> anyhow::Result<D
     );
     // The API's pool as `smo run --role api` sizes it.
     let api_pool = crate::server::pool_plan(&[crate::server::Role::Api], 0, None).size;
-    let pool = crate::cli::connect(&b.database_url, api_pool).await?;
+    let pool = crate::store::connect(&b.database_url, api_pool).await?;
     crate::server::migrate(&pool).await?;
     sqlx::raw_sql(
         "TRUNCATE smo.graphs, smo.services, smo.clusters, smo.graph_jobs, smo.decisions, smo.projects,

@@ -160,6 +160,193 @@ mod tidy {
         );
     }
 
+    /// No import circle between the top-level modules of `src/` or of the engine's `jobs/src/`:
+    /// the layers read bottom-up (settings and store below federation and plan, those below
+    /// reconcile and http, server above them, bench and cli on top), so a change to a lower
+    /// layer never has to know an upper one. A module's non-test code naming `crate::m…` (or an
+    /// item the crate root re-exports from `m`) is an edge to `m`.
+    #[test]
+    fn no_import_circle_between_modules() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut circles = Vec::new();
+        for dir in ["src", "jobs/src"] {
+            let graph = module_graph(&root.join(dir));
+            assert!(graph.len() >= 8, "{dir}: {graph:?}");
+            if let Some(circle) = find_circle(&graph) {
+                circles.push(format!("{dir}: {}", circle.join(" -> ")));
+            }
+        }
+        assert!(
+            circles.is_empty(),
+            "import circles:\n{}",
+            circles.join("\n")
+        );
+    }
+
+    /// The circle finder finds one, and the edge reader sees grouped and re-exported paths.
+    #[test]
+    fn the_circle_finder_sees_a_circle_through_a_group_and_a_re_export() {
+        let code =
+            "use crate::{a::X, b};\nfn f() { crate::Thing::new() }\n// crate::c in a comment\n";
+        let exports = [("Thing".to_string(), "d".to_string())].into();
+        let modules = ["a", "b", "c", "d", "e"].map(String::from).into();
+        let edges = edges_of(code, "e", &modules, &exports);
+        assert_eq!(edges, ["a", "b", "d"].map(String::from).into());
+        let mut graph = Graph::new();
+        graph.insert("e".into(), edges);
+        graph.insert("d".into(), ["c".to_string()].into());
+        assert_eq!(find_circle(&graph), None);
+        graph.insert("c".into(), ["e".to_string()].into());
+        assert_eq!(
+            find_circle(&graph).unwrap(),
+            ["c", "e", "d", "c"].map(String::from)
+        );
+    }
+
+    type Graph = std::collections::BTreeMap<String, std::collections::BTreeSet<String>>;
+
+    /// The top-level modules of a crate's source directory and the modules each one names.
+    fn module_graph(dir: &std::path::Path) -> Graph {
+        let lib = std::fs::read_to_string(dir.join("lib.rs")).unwrap();
+        let mut modules = std::collections::BTreeSet::new();
+        let mut files: Vec<(String, std::path::PathBuf)> = Vec::new();
+        for e in std::fs::read_dir(dir).unwrap() {
+            let path = e.unwrap().path();
+            let name = path.file_stem().unwrap().to_string_lossy().to_string();
+            if matches!(name.as_str(), "lib" | "main" | "bin") {
+                continue;
+            }
+            modules.insert(name.clone());
+            let mut todo = vec![path];
+            while let Some(p) = todo.pop() {
+                if p.is_dir() {
+                    todo.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+                } else if p.extension().is_some_and(|x| x == "rs")
+                    && p.file_name().is_some_and(|n| n != "tests.rs")
+                {
+                    files.push((name.clone(), p));
+                }
+            }
+        }
+        // `pub use m::{A, B};` at the crate root: naming crate::A is naming m.
+        let mut exports = std::collections::HashMap::new();
+        for stmt in lib.split(';') {
+            let Some(rest) = stmt.trim().strip_prefix("pub use ") else {
+                continue;
+            };
+            let Some((module, items)) = rest.split_once("::") else {
+                continue;
+            };
+            for item in items.split(|c: char| !(c.is_alphanumeric() || c == '_')) {
+                if !item.is_empty() {
+                    exports.insert(item.to_string(), module.to_string());
+                }
+            }
+        }
+        let mut graph = Graph::new();
+        for (module, file) in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            let code = text
+                .split("#[cfg(test)]\nmod tests")
+                .next()
+                .unwrap_or_default();
+            let edges = edges_of(code, &module, &modules, &exports);
+            graph.entry(module).or_default().extend(edges);
+        }
+        graph
+    }
+
+    /// The modules `code` (in `module`) names through `crate::`, comments aside.
+    fn edges_of(
+        code: &str,
+        module: &str,
+        modules: &std::collections::BTreeSet<String>,
+        exports: &std::collections::HashMap<String, String>,
+    ) -> std::collections::BTreeSet<String> {
+        let code: String = code
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let mut named = Vec::new();
+        for (_, rest) in code
+            .match_indices("crate::")
+            .map(|(i, _)| ((), &code[i + 7..]))
+        {
+            if let Some(group) = rest.strip_prefix('{') {
+                // The first segment of each item at depth 0 of `{…}`.
+                let (mut depth, mut start) = (0, true);
+                let mut word = String::new();
+                for c in group.chars() {
+                    match c {
+                        '{' => depth += 1,
+                        '}' if depth == 0 => break,
+                        '}' => depth -= 1,
+                        ',' if depth == 0 => start = true,
+                        c if start && (c.is_alphanumeric() || c == '_') => word.push(c),
+                        _ if !word.is_empty() => {
+                            named.push(std::mem::take(&mut word));
+                            start = false;
+                        }
+                        _ => {}
+                    }
+                }
+                if !word.is_empty() {
+                    named.push(word);
+                }
+            } else {
+                let word: String = rest
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                named.push(word);
+            }
+        }
+        named
+            .into_iter()
+            .filter_map(|w| {
+                if modules.contains(&w) {
+                    Some(w)
+                } else {
+                    exports.get(&w).cloned()
+                }
+            })
+            .filter(|m| m != module)
+            .collect()
+    }
+
+    /// One circle of `graph` as a path that ends where it starts, if there is one.
+    fn find_circle(graph: &Graph) -> Option<Vec<String>> {
+        fn visit(
+            graph: &Graph,
+            at: &str,
+            path: &mut Vec<String>,
+            done: &mut std::collections::BTreeSet<String>,
+        ) -> Option<Vec<String>> {
+            if let Some(i) = path.iter().position(|p| p == at) {
+                let mut circle = path[i..].to_vec();
+                circle.push(at.to_string());
+                return Some(circle);
+            }
+            if done.contains(at) {
+                return None;
+            }
+            path.push(at.to_string());
+            for next in graph.get(at).into_iter().flatten() {
+                if let Some(c) = visit(graph, next, path, done) {
+                    return Some(c);
+                }
+            }
+            path.pop();
+            done.insert(at.to_string());
+            None
+        }
+        let mut done = std::collections::BTreeSet::new();
+        graph
+            .keys()
+            .find_map(|m| visit(graph, m, &mut Vec::new(), &mut done))
+    }
+
     /// smo-core's purity is its dependency tree: no database, Kubernetes, HTTP, async-runtime or
     /// job-engine crate may be reachable from it. Walks Cargo.lock (what `cargo tree -p smo-core`
     /// shows, dev-dependencies included), so adding one anywhere below smo-core fails here.

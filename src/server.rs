@@ -256,7 +256,7 @@ pub async fn run(
             "worker concurrency lowered to what the database pool can serve"
         );
     }
-    let pool = crate::cli::connect(&settings.database_url, plan.size).await?;
+    let pool = crate::store::connect(&settings.database_url, plan.size).await?;
     migrate(&pool).await?;
     let queue = Queue::new(pool.clone());
     let mut tasks = tokio::task::JoinSet::new();

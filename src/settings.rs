@@ -148,7 +148,7 @@ impl FileSettings {
     /// its password.
     pub fn redacted(&self) -> Self {
         Self {
-            database_url: self.database_url.as_deref().map(crate::cli::redact_url),
+            database_url: self.database_url.as_deref().map(redact_url),
             ..self.clone()
         }
     }
@@ -415,7 +415,7 @@ pub fn write_file(settings: &FileSettings, force: bool) -> Result<PathBuf, Strin
 /// Settings of the long-running roles.
 /// A duration setting: its value, else its default; an error names the key.
 fn duration(key: &str, v: &Option<String>, default: &str) -> Result<Duration, String> {
-    crate::cli::parse_duration(v.as_deref().unwrap_or(default)).map_err(|e| format!("{key}: {e}"))
+    parse_duration(v.as_deref().unwrap_or(default)).map_err(|e| format!("{key}: {e}"))
 }
 
 impl ServerSettings {
@@ -428,7 +428,7 @@ impl ServerSettings {
             metrics_listen: s.metrics_listen.clone().filter(|l| !l.is_empty()),
             worker_concurrency: s.worker_concurrency.unwrap_or(64),
             db_pool_size: s.db_pool_size,
-            http: crate::http::HttpLimits {
+            http: HttpLimits {
                 header_read_timeout: duration(
                     "http_header_timeout",
                     &s.http_header_timeout,
@@ -508,7 +508,7 @@ pub struct ServerSettings {
     /// Database connections of the process; `None` derives it from the roles and concurrency.
     pub db_pool_size: Option<u32>,
     /// The API server's timeouts and connection cap.
-    pub http: crate::http::HttpLimits,
+    pub http: HttpLimits,
     /// Jobs claimed per fetch.
     pub worker_batch: usize,
     /// Prefix of the worker name (the pod name in Kubernetes).
@@ -596,9 +596,100 @@ pub struct MonitoringSettings {
     pub rate_window: String,
 }
 
+/// Hides the password of a database URL for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Parses `90s`, `15m`, `12h`, `7d` (or a bare number of seconds).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: expected e.g. 90s, 15m, 12h or 7d"))?;
+    if unit == "ms" {
+        return Ok(Duration::from_millis(n));
+    }
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        "w" => n * 7 * 86_400,
+        _ => {
+            return Err(format!(
+                "invalid duration unit {unit:?} in {s:?}: use s, m, h, d or w"
+            ));
+        }
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+/// Limits of the API's HTTP server (settings `http_*`, see README).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Time a client has to send a request's headers, counted from when the server waits for
+    /// them; it also closes keep-alive connections idle that long.
+    pub header_read_timeout: Duration,
+    /// Time a client has to send a request's whole body.
+    pub body_read_timeout: Duration,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_parse_with_units_and_reject_garbage() {
+        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(
+            parse_duration("7d").unwrap(),
+            Duration::from_secs(7 * 86_400)
+        );
+        assert_eq!(parse_duration("45").unwrap(), Duration::from_secs(45));
+        assert_eq!(parse_duration("200ms").unwrap(), Duration::from_millis(200));
+        assert!(parse_duration("7y").unwrap_err().contains("unit"));
+        assert!(
+            parse_duration("abc")
+                .unwrap_err()
+                .contains("invalid duration")
+        );
+    }
+
+    #[test]
+    fn urls_lose_their_password() {
+        assert_eq!(
+            redact_url("postgres://smo:secret@db:5432/smo"),
+            "postgres://smo:***@db:5432/smo"
+        );
+        assert_eq!(
+            redact_url("postgres://postgres@127.0.0.1/smo"),
+            "postgres://postgres@127.0.0.1/smo"
+        );
+    }
 
     #[test]
     fn failover_keys_have_their_defaults_and_failback_follows_the_scaling_interval() {

@@ -17,27 +17,7 @@ use poem::{
 use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_util::sync::CancellationToken;
 
-/// Limits of the API's HTTP server (settings `http_*`, see README).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HttpLimits {
-    /// Time a client has to send a request's headers, counted from when the server waits for
-    /// them; it also closes keep-alive connections idle that long.
-    pub header_read_timeout: Duration,
-    /// Time a client has to send a request's whole body.
-    pub body_read_timeout: Duration,
-    /// Connections served at once; more wait in the listen backlog.
-    pub max_connections: usize,
-}
-
-impl Default for HttpLimits {
-    fn default() -> Self {
-        Self {
-            header_read_timeout: Duration::from_secs(10),
-            body_read_timeout: Duration::from_secs(30),
-            max_connections: 1024,
-        }
-    }
-}
+pub use crate::settings::HttpLimits;
 
 /// Serves `ep` on `listener` until `shutdown`, then lets open requests finish for up to `grace`.
 pub async fn serve<E>(

@@ -9,6 +9,7 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 mod access;
+mod connect;
 mod failover;
 mod scaling;
 mod state;
@@ -18,6 +19,7 @@ pub use self::access::{
     graph_of_job, list_tokens, project_of_graph, prune_audit, revoke_token, token_by_prefix,
     touch_token,
 };
+pub use self::connect::{Unreachable, connect};
 pub use self::failover::{
     ClusterEvent, ClusterHealth, FleetService, MovedService, add_event, add_event_with,
     clear_moves, cluster_events, cluster_health, fleet_services, graph_keys, graphs_named,
