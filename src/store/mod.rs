@@ -9,8 +9,13 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 mod access;
+mod clusters;
 mod connect;
+mod decisions;
+mod events;
 mod failover;
+mod locks;
+mod overview;
 mod scaling;
 mod state;
 
@@ -19,16 +24,18 @@ pub use self::access::{
     graph_of_job, list_tokens, project_of_graph, prune_audit, revoke_token, token_by_prefix,
     touch_token,
 };
+pub use self::clusters::*;
 pub use self::connect::{Unreachable, connect};
+pub use self::decisions::*;
+pub use self::events::*;
 pub use self::failover::{
     ClusterEvent, ClusterHealth, FleetService, MovedService, add_event, add_event_with,
     clear_moves, cluster_events, cluster_health, fleet_services, graph_keys, graphs_named,
     moved_from, moves_of, observe_health, record_moves, set_lost,
 };
-pub use self::scaling::{
-    NewDecision, ScalingRow, ServiceNow, add_decisions, scaling_rows, services_now,
-    set_replicas_many,
-};
+pub use self::locks::*;
+pub use self::overview::*;
+pub use self::scaling::{ScalingRow, ServiceNow, scaling_rows, services_now, set_replicas_many};
 pub use self::state::{Desired, GraphStatus, ServiceStatus};
 
 /// Storage errors, worded for the API's problem documents.
@@ -188,56 +195,6 @@ impl NewService {
             })
             .collect()
     }
-}
-
-/// A member cluster as last read from Karmada.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, PartialEq)]
-pub struct ClusterRecord {
-    /// Name.
-    #[sqlx(try_from = "String")]
-    pub name: crate::hdag::ClusterName,
-    /// Ready condition.
-    pub ready: bool,
-    /// Allocatable cores.
-    pub cpu_allocatable: f64,
-    /// Free cores (allocatable − allocated).
-    pub cpu_free: f64,
-    /// Allocatable bytes.
-    pub memory_allocatable: i64,
-    /// Free bytes.
-    pub memory_free: i64,
-    /// Accelerators (e.g. `nvidia.com/gpu`).
-    pub gpus: i32,
-    /// Labels.
-    pub labels: serde_json::Value,
-    /// Readiness message.
-    pub message: Option<String>,
-    /// When read.
-    pub synced_at: DateTime<Utc>,
-}
-
-/// One entry of the decision log.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
-pub struct Decision {
-    /// Sequence number.
-    pub id: i64,
-    /// Graph name.
-    pub graph: String,
-    /// Project.
-    pub project: String,
-    /// What it is about.
-    #[sqlx(try_from = "String")]
-    pub kind: DecisionKind,
-    /// The job that took it.
-    pub job_id: Option<Uuid>,
-    /// One line for people.
-    pub message: String,
-    /// What it was based on.
-    pub inputs: serde_json::Value,
-    /// What it decided.
-    pub outcome: serde_json::Value,
-    /// When.
-    pub at: DateTime<Utc>,
 }
 
 const GRAPH_COLUMNS: &str = "id, project, name, version, revision, descriptor, source, desired, status, \
@@ -582,71 +539,6 @@ pub async fn set_service_status(
     Ok(())
 }
 
-/// Records an Alertmanager notification for an event of a pending conditional service: a firing
-/// event is kept (first firing time wins), a resolved one forgotten. Returns the events now
-/// firing for that service.
-pub async fn note_event(
-    conn: &mut PgConnection,
-    graph_id: Uuid,
-    service: &str,
-    event: &str,
-    firing: bool,
-    now: DateTime<Utc>,
-) -> Result<std::collections::BTreeSet<String>, StoreError> {
-    if firing {
-        sqlx::query(
-            "INSERT INTO smo.event_firings (graph_id, service, event, fired_at) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (graph_id, service, event) DO NOTHING",
-        )
-        .bind(graph_id)
-        .bind(service)
-        .bind(event)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
-    } else {
-        sqlx::query(
-            "DELETE FROM smo.event_firings WHERE graph_id = $1 AND service = $2 AND event = $3",
-        )
-        .bind(graph_id)
-        .bind(service)
-        .bind(event)
-        .execute(&mut *conn)
-        .await?;
-    }
-    firing_events(conn, graph_id, service).await
-}
-
-/// The events currently firing for a service.
-pub async fn firing_events(
-    conn: &mut PgConnection,
-    graph_id: Uuid,
-    service: &str,
-) -> Result<std::collections::BTreeSet<String>, StoreError> {
-    let rows: Vec<String> = sqlx::query_scalar(
-        "SELECT event FROM smo.event_firings WHERE graph_id = $1 AND service = $2",
-    )
-    .bind(graph_id)
-    .bind(service)
-    .fetch_all(&mut *conn)
-    .await?;
-    Ok(rows.into_iter().collect())
-}
-
-/// Forgets a service's firing events (it deployed: the next activation starts afresh).
-pub async fn clear_events(
-    conn: &mut PgConnection,
-    graph_id: Uuid,
-    service: &str,
-) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM smo.event_firings WHERE graph_id = $1 AND service = $2")
-        .bind(graph_id)
-        .bind(service)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
-
 /// Graphs (with descriptors) that have a conditional service `service` still Pending: where an
 /// alert without a `graph` label (as the reference's rules send) may belong.
 pub async fn graphs_awaiting(
@@ -661,84 +553,6 @@ pub async fn graphs_awaiting(
     .bind(service)
     .fetch_all(&mut *conn)
     .await?)
-}
-
-/// Takes the graph's lock for one attempt of a job (`job`, `epoch`; re-entrant for that attempt)
-/// and returns its fencing token. The lock is free when no row exists or the attempt holding it
-/// is not running any more; an attempt that is itself superseded never gets it. `None` when
-/// another running attempt holds it.
-pub async fn try_lock_graph(
-    conn: &mut PgConnection,
-    graph: &str,
-    job: Uuid,
-    epoch: i64,
-    now: DateTime<Utc>,
-) -> Result<Option<i64>, StoreError> {
-    Ok(try_lock_graphs(conn, &[graph.to_string()], job, epoch, now)
-        .await?
-        .pop()
-        .map(|(_, fence)| fence))
-}
-
-/// [`try_lock_graph`] for many graphs in one statement (a scaling shard's): the fencing token of
-/// each graph no other running attempt holds. Names are locked in sorted order, so two callers
-/// with overlapping sets cannot deadlock.
-pub async fn try_lock_graphs(
-    conn: &mut PgConnection,
-    graphs: &[String],
-    job: Uuid,
-    epoch: i64,
-    now: DateTime<Utc>,
-) -> Result<Vec<(String, i64)>, StoreError> {
-    Ok(sqlx::query_as(
-        "INSERT INTO smo.graph_locks AS l (graph, job_id, epoch, fence, locked_at)
-         SELECT g, $2, $3, nextval('smo.graph_fence'), $4
-           FROM (SELECT DISTINCT g FROM unnest($1::text[]) g ORDER BY g) n
-          WHERE EXISTS (SELECT 1 FROM smo_jobs.jobs j
-                         WHERE j.id = $2 AND j.epoch = $3 AND coalesce(j.state = 'running', false))
-         ON CONFLICT (graph) DO UPDATE
-            SET job_id = EXCLUDED.job_id, epoch = EXCLUDED.epoch, locked_at = EXCLUDED.locked_at,
-                fence = CASE WHEN l.job_id = EXCLUDED.job_id AND l.epoch = EXCLUDED.epoch
-                             THEN l.fence ELSE EXCLUDED.fence END
-          WHERE (l.job_id = EXCLUDED.job_id AND l.epoch = EXCLUDED.epoch)
-             OR NOT EXISTS (SELECT 1 FROM smo_jobs.jobs j
-                             WHERE j.id = l.job_id AND j.epoch = l.epoch
-                               AND coalesce(j.state = 'running', false))
-         RETURNING graph, fence",
-    )
-    .bind(graphs)
-    .bind(job)
-    .bind(epoch)
-    .bind(now)
-    .fetch_all(&mut *conn)
-    .await?)
-}
-
-/// Releases the locks this attempt of `job` holds on `graphs`.
-pub async fn unlock_graphs(
-    conn: &mut PgConnection,
-    graphs: &[String],
-    job: Uuid,
-    epoch: i64,
-) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM smo.graph_locks WHERE graph = ANY($1) AND job_id = $2 AND epoch = $3")
-        .bind(graphs)
-        .bind(job)
-        .bind(epoch)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
-
-/// Releases the graph's lock if this attempt of `job` holds it (a superseded attempt never
-/// releases its successor's lock).
-pub async fn unlock_graph(
-    conn: &mut PgConnection,
-    graph: &str,
-    job: Uuid,
-    epoch: i64,
-) -> Result<(), StoreError> {
-    unlock_graphs(conn, &[graph.to_string()], job, epoch).await
 }
 
 /// The graph's row locked for the rest of the transaction, if it still exists: the point where a
@@ -852,226 +666,5 @@ pub async fn graph_job_ids(
     .bind(graph)
     .bind(limit)
     .fetch_all(pool)
-    .await?)
-}
-
-/// A graph's decisions, newest first.
-pub async fn decisions(
-    pool: &PgPool,
-    graph: &str,
-    limit: i64,
-) -> Result<Vec<Decision>, StoreError> {
-    Ok(sqlx::query_as::<_, Decision>(
-        "SELECT id, graph, project, kind, job_id, message, inputs, outcome, at
-           FROM smo.decisions WHERE graph = $1 ORDER BY id DESC LIMIT $2",
-    )
-    .bind(graph)
-    .bind(limit)
-    .fetch_all(pool)
-    .await?)
-}
-
-/// Replaces the cluster table with what Karmada reported.
-pub async fn replace_clusters(
-    conn: &mut PgConnection,
-    clusters: &[ClusterRecord],
-) -> Result<(), StoreError> {
-    let names: Vec<&str> = clusters.iter().map(|c| c.name.as_str()).collect();
-    sqlx::query("DELETE FROM smo.clusters WHERE NOT (name = ANY($1))")
-        .bind(&names)
-        .execute(&mut *conn)
-        .await?;
-    for c in clusters {
-        sqlx::query(
-            "INSERT INTO smo.clusters (name, ready, cpu_allocatable, cpu_free, memory_allocatable, memory_free,
-                                       gpus, labels, message, synced_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-             ON CONFLICT (name) DO UPDATE SET ready = $2, cpu_allocatable = $3, cpu_free = $4,
-                 memory_allocatable = $5, memory_free = $6, gpus = $7, labels = $8, message = $9, synced_at = $10",
-        )
-        .bind(c.name.as_str())
-        .bind(c.ready)
-        .bind(c.cpu_allocatable)
-        .bind(c.cpu_free)
-        .bind(c.memory_allocatable)
-        .bind(c.memory_free)
-        .bind(c.gpus)
-        .bind(&c.labels)
-        .bind(&c.message)
-        .bind(c.synced_at)
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(())
-}
-
-/// Clusters by name.
-pub async fn list_clusters(pool: &PgPool) -> Result<Vec<ClusterRecord>, StoreError> {
-    Ok(sqlx::query_as::<_, ClusterRecord>(
-        "SELECT name, ready, cpu_allocatable, cpu_free, memory_allocatable, memory_free, gpus, labels, message,
-                synced_at FROM smo.clusters ORDER BY name",
-    )
-    .fetch_all(pool)
-    .await?)
-}
-
-/// A graph as the console's list shows it: its listing, how many services run, and its latest
-/// decision (one round trip for the whole page).
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct GraphOverview {
-    /// Name.
-    pub name: String,
-    /// Project.
-    pub project: String,
-    /// Current status.
-    pub status: String,
-    /// What was asked.
-    pub desired: String,
-    /// Last change.
-    pub updated_at: DateTime<Utc>,
-    /// Services in the descriptor.
-    pub services: i64,
-    /// Services whose status is Running.
-    pub running: i64,
-    /// Kind of the latest decision.
-    pub decision_kind: Option<String>,
-    /// Its message.
-    pub decision_message: Option<String>,
-    /// When it was taken.
-    pub decision_at: Option<DateTime<Utc>>,
-}
-
-/// Graphs with service counts and their latest decision, filtered by project and status, by name.
-pub async fn graph_overviews(
-    pool: &PgPool,
-    project: Option<&str>,
-    status: Option<&str>,
-    within: Option<&[String]>,
-    limit: i64,
-) -> Result<Vec<GraphOverview>, StoreError> {
-    Ok(sqlx::query_as::<_, GraphOverview>(
-        "SELECT g.name, g.project, g.status, g.desired, g.updated_at,
-                (SELECT count(*) FROM smo.services s WHERE s.graph_id = g.id) AS services,
-                (SELECT count(*) FROM smo.services s WHERE s.graph_id = g.id AND s.status = 'Running') AS running,
-                d.kind AS decision_kind, d.message AS decision_message, d.at AS decision_at
-           FROM smo.graphs g
-           LEFT JOIN LATERAL (SELECT kind, message, at FROM smo.decisions
-                               WHERE graph = g.name ORDER BY id DESC LIMIT 1) d ON true
-          WHERE ($1::text IS NULL OR g.project = $1) AND ($2::text IS NULL OR g.status = $2)
-            AND ($4::text[] IS NULL OR g.project = ANY($4))
-          ORDER BY g.project, g.name LIMIT $3",
-    )
-    .bind(project)
-    .bind(status)
-    .bind(limit)
-    .bind(within)
-    .fetch_all(pool)
-    .await?)
-}
-
-/// A placed service of any graph: what runs where.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct PlacedService {
-    /// Its graph.
-    pub graph: String,
-    /// Its project.
-    pub project: String,
-    /// Service name.
-    pub service: String,
-    /// Its cluster.
-    pub cluster: String,
-    /// Status.
-    pub status: String,
-    /// Desired replicas.
-    pub replicas: i32,
-    /// CPU per replica in milli-cores.
-    pub cpu_millis: i64,
-    /// Memory per replica in bytes.
-    pub memory_bytes: i64,
-    /// Needs an accelerator.
-    pub gpu: bool,
-}
-
-/// Every service that has a cluster, by cluster, graph and position.
-pub async fn placed_services(pool: &PgPool) -> Result<Vec<PlacedService>, StoreError> {
-    Ok(sqlx::query_as::<_, PlacedService>(
-        "SELECT g.name AS graph, g.project, s.name AS service, s.cluster, s.status, s.replicas,
-                s.cpu_millis, s.memory_bytes, s.gpu
-           FROM smo.services s JOIN smo.graphs g ON g.id = s.graph_id
-          WHERE s.cluster IS NOT NULL
-          ORDER BY s.cluster, g.name, s.position",
-    )
-    .fetch_all(pool)
-    .await?)
-}
-
-/// A graph's latest decision of `kind`.
-pub async fn latest_decision(
-    pool: &PgPool,
-    graph: &str,
-    kind: &str,
-) -> Result<Option<Decision>, StoreError> {
-    Ok(sqlx::query_as::<_, Decision>(
-        "SELECT id, graph, project, kind, job_id, message, inputs, outcome, at
-           FROM smo.decisions WHERE graph = $1 AND kind = $2 ORDER BY id DESC LIMIT 1",
-    )
-    .bind(graph)
-    .bind(kind)
-    .fetch_optional(pool)
-    .await?)
-}
-
-/// Project names, sorted.
-pub async fn project_names(pool: &PgPool) -> Result<Vec<String>, StoreError> {
-    Ok(
-        sqlx::query_scalar("SELECT DISTINCT project FROM smo.graphs ORDER BY project")
-            .fetch_all(pool)
-            .await?,
-    )
-}
-
-/// What the graphs placed on a cluster request in all, split into one graph's and the others'.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct ClusterUsage {
-    /// Cluster name.
-    pub cluster: String,
-    /// True for the requests of the graph asked about, false for every other graph's.
-    pub mine: bool,
-    /// Milli-cores (per-replica requests × replicas).
-    pub cpu_millis: i64,
-    /// Bytes (per-replica requests × replicas).
-    pub memory_bytes: i64,
-    /// GPUs (one per replica of a GPU service).
-    pub gpus: i64,
-}
-
-/// Requests per cluster, summed in the database: `graph`'s own and everybody else's.
-pub async fn cluster_usage(pool: &PgPool, graph: &str) -> Result<Vec<ClusterUsage>, StoreError> {
-    Ok(sqlx::query_as::<_, ClusterUsage>(
-        "SELECT s.cluster, g.name = $1 AS mine,
-                sum(s.cpu_millis * s.replicas)::bigint AS cpu_millis,
-                sum(s.memory_bytes * s.replicas)::bigint AS memory_bytes,
-                sum(CASE WHEN s.gpu THEN s.replicas ELSE 0 END)::bigint AS gpus
-           FROM smo.services s JOIN smo.graphs g ON g.id = s.graph_id
-          WHERE s.cluster IS NOT NULL
-          GROUP BY s.cluster, g.name = $1",
-    )
-    .bind(graph)
-    .fetch_all(pool)
-    .await?)
-}
-
-/// A version stamp of a graph and its services: the row versions (`xmin`) PostgreSQL gives every
-/// update, so any write to the graph or one of its services changes it, whatever clock the writer
-/// used. `None` when there is no such graph. One round trip; lets readers cache renderings.
-pub async fn graph_stamp(pool: &PgPool, name: &str) -> Result<Option<String>, StoreError> {
-    Ok(sqlx::query_scalar(
-        "SELECT g.xmin::text || ':' || coalesce(
-                    (SELECT string_agg(s.xmin::text, ',' ORDER BY s.position)
-                       FROM smo.services s WHERE s.graph_id = g.id), '')
-           FROM smo.graphs g WHERE g.name = $1",
-    )
-    .bind(name)
-    .fetch_optional(pool)
     .await?)
 }
