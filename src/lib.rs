@@ -107,7 +107,7 @@ mod tidy {
             "monitoring",
             "federation/manifests.rs",
             "http/compat.rs",
-            "http/console/view.rs",
+            "http/console/view",
         ];
         const ADAPTERS: &[&str] = &["monitoring/io.rs"];
         const FORBIDDEN: &[&str] = &[

@@ -85,7 +85,8 @@ pub struct PlacedService {
     /// Its cluster.
     pub cluster: String,
     /// Status.
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: ServiceStatus,
     /// Desired replicas.
     pub replicas: i32,
     /// CPU per replica in milli-cores.

@@ -11,9 +11,11 @@ pub struct GraphOverview {
     /// Project.
     pub project: String,
     /// Current status.
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: GraphStatus,
     /// What was asked.
-    pub desired: String,
+    #[sqlx(try_from = "String")]
+    pub desired: Desired,
     /// Last change.
     pub updated_at: DateTime<Utc>,
     /// Services in the descriptor.
@@ -32,7 +34,7 @@ pub struct GraphOverview {
 pub async fn graph_overviews(
     pool: &PgPool,
     project: Option<&str>,
-    status: Option<&str>,
+    status: Option<GraphStatus>,
     within: Option<&[String]>,
     limit: i64,
 ) -> Result<Vec<GraphOverview>, StoreError> {
@@ -49,7 +51,7 @@ pub async fn graph_overviews(
           ORDER BY g.project, g.name LIMIT $3",
     )
     .bind(project)
-    .bind(status)
+    .bind(status.map(GraphStatus::as_str))
     .bind(limit)
     .bind(within)
     .fetch_all(pool)

@@ -376,7 +376,8 @@ fn non_empty(v: &Option<String>) -> Option<String> {
 async fn graphs(req: &Request, console: Data<&Arc<Console>>, q: Query<ListQuery>) -> Response {
     let filter = GraphFilter {
         project: non_empty(&q.project),
-        status: non_empty(&q.status),
+        // An unknown status filters nothing out (the select offers only known ones).
+        status: non_empty(&q.status).and_then(|s| s.parse().ok()),
     };
     let pool = &console.api.pool;
     let who = caller(req);
@@ -384,7 +385,7 @@ async fn graphs(req: &Request, console: Data<&Arc<Console>>, q: Query<ListQuery>
     let rows = match store::graph_overviews(
         pool,
         filter.project.as_deref(),
-        filter.status.as_deref(),
+        filter.status,
         within,
         LIST_LIMIT,
     )
@@ -475,9 +476,9 @@ async fn load_graph(console: &Console, name: &str) -> Result<view::GraphPage, Re
         description: descriptor.as_ref().and_then(|d| d.description.clone()),
         name: g.name.into(),
         project: g.project.into(),
-        status: g.status.to_string(),
+        status: g.status,
         status_message: g.status_message,
-        desired: g.desired.to_string(),
+        desired: g.desired,
         revision: g.revision,
         version: g.version,
         services,
