@@ -434,6 +434,50 @@ mod tidy {
         );
     }
 
+    /// No source file of the server crates over `FILE_BUDGET` (800) lines of non-test code: past
+    /// that, a file holds several things a reader must tell apart (the engine's producer,
+    /// completer and rescuer; a page each of the console). Unit tests at the end of a file and
+    /// `tests.rs` files do not count.
+    #[test]
+    fn source_files_stay_within_their_line_budget() {
+        const FILE_BUDGET: usize = 800;
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut over = Vec::new();
+        let mut seen = 0;
+        let mut todo: Vec<std::path::PathBuf> = ["src", "jobs/src", "core/src", "sim/src"]
+            .iter()
+            .map(|d| root.join(d))
+            .collect();
+        while let Some(path) = todo.pop() {
+            if path.is_dir() {
+                if !path.ends_with("tests") {
+                    todo.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+                }
+                continue;
+            }
+            if path.extension().is_none_or(|x| x != "rs")
+                || path.file_name().is_some_and(|n| n == "tests.rs")
+            {
+                continue;
+            }
+            seen += 1;
+            let text = std::fs::read_to_string(&path).unwrap();
+            let lines = text.lines().take_while(|l| *l != "#[cfg(test)]").count();
+            if lines > FILE_BUDGET {
+                over.push(format!(
+                    "{}: {lines}",
+                    path.strip_prefix(root).unwrap().display()
+                ));
+            }
+        }
+        assert!(seen > 100, "{seen} files");
+        assert!(
+            over.is_empty(),
+            "files over {FILE_BUDGET} lines of non-test code (split them by concern):\n{}",
+            over.join("\n")
+        );
+    }
+
     /// The simulated federation is a test and demo tool that knows nothing of smo: its crate
     /// must not depend on any of smo's.
     #[test]

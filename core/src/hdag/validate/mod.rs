@@ -9,9 +9,10 @@ use std::collections::{HashMap, HashSet};
 
 mod cross;
 mod read;
+mod resources;
 mod sections;
 
-use self::{cross::*, read::*, sections::*};
+use self::{cross::*, read::*, resources::*, sections::*};
 
 /// Information-model versions smo was written against; others parse with a warning.
 pub const KNOWN_IM_VERSIONS: &[&str] = &["0.4.0"];
