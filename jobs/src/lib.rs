@@ -24,6 +24,7 @@
 //! [`bench`] for figures.
 
 mod admin;
+mod args;
 mod backend;
 pub mod bench;
 pub mod board;
@@ -39,14 +40,17 @@ pub mod testing;
 mod worker;
 
 pub use admin::{CronRow, JobFilter, JobRow, KindStats, Stats, WorkerRow};
-pub use backend::{AckLayer, AckService, PgBackend};
+pub use args::JobArgs;
+pub use backend::{
+    AckLayer, AckService, Backoff, JobService, PgBackend, WorkerConfig, worker_name,
+};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, JobError};
-pub use job::{Handler, JobArgs, JobContext, NOOP_KIND, NoopJob, PRUNE_KIND, PruneJob, Registry};
+pub use job::{Handler, JobContext, NOOP_KIND, NoopJob, PRUNE_KIND, PruneJob, Registry};
 pub use lease::Lease;
 pub use queue::{Enqueued, JobState, NewJob, Queue};
 pub use scheduler::{CronEntry, Scheduler, SchedulerConfig};
-pub use worker::{Backoff, JobService, Worker, WorkerConfig, worker_name};
+pub use worker::Worker;
 
 /// The channel `LISTEN`ed to by idle workers; the payload is the job kind.
 pub const NOTIFY_CHANNEL: &str = "smo_jobs";

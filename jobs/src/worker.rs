@@ -1,141 +1,17 @@
-use std::{
-    task::{Context, Poll},
-    time::Duration,
-};
-
 use apalis::layers::{TimeoutLayer, WorkerBuilderExt};
-use apalis_core::{
-    error::BoxDynError,
-    task::Task,
-    worker::{builder::WorkerBuilder, ext::parallelize::ParallelizeExt},
-};
-use futures::{FutureExt, future::BoxFuture};
-use serde_json::Value;
+use apalis_core::worker::{builder::WorkerBuilder, ext::parallelize::ParallelizeExt};
+use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
-use crate::{Error, JobContext, JobError, PgBackend, Queue, Registry, backend::Interrupted};
-
-/// Exponential backoff between attempts, stored in the job's `run_at` so that every worker
-/// (not just the one that saw the failure) respects it.
-#[derive(Debug, Clone, Copy)]
-pub struct Backoff {
-    /// Delay after the first failure.
-    pub base: Duration,
-    /// Upper bound.
-    pub max: Duration,
-    /// Adds up to +25% derived from the job id, so a burst of failures does not retry in lockstep
-    /// while each job's delay stays reproducible.
-    pub jitter: bool,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Self {
-            base: Duration::from_secs(2),
-            max: Duration::from_secs(600),
-            jitter: true,
-        }
-    }
-}
-
-impl Backoff {
-    /// The delay before attempt `failed_attempt + 1`: base × 2^(failed_attempt − 1), capped.
-    pub fn delay(&self, failed_attempt: u32, id: Uuid) -> Duration {
-        let exp = failed_attempt.saturating_sub(1).min(30);
-        let raw = self.base.saturating_mul(1u32 << exp).min(self.max);
-        if !self.jitter {
-            return raw;
-        }
-        let frac = (id.as_u128() % 1000) as f64 / 4000.0;
-        raw.mul_f64(1.0 + frac).min(self.max)
-    }
-}
-
-/// How a worker process behaves. Defaults suit production; tests shorten the intervals.
-#[derive(Debug, Clone)]
-pub struct WorkerConfig {
-    /// Unique per process; see [`worker_name`].
-    pub name: String,
-    /// Jobs run at once.
-    pub concurrency: usize,
-    /// Most jobs claimed by one fetch: the knob that matters most for throughput.
-    pub batch_size: usize,
-    /// How often an idle worker looks for delayed or retrying jobs (new jobs wake it at once).
-    pub poll_interval: Duration,
-    /// How often the worker proves it is alive (and reaps jobs of workers that are not).
-    pub heartbeat_interval: Duration,
-    /// Heartbeats a worker may miss before its running jobs are handed to others: the lease is
-    /// `heartbeat_interval × missed_heartbeats`.
-    pub missed_heartbeats: u32,
-    /// How long after its last successful heartbeat was sent the worker still trusts its lease
-    /// and writes; shorter than the lease by a margin for clock skew and writes in flight.
-    /// `None`: two thirds of the lease (Kubernetes leader election uses 10 s of 15 s).
-    pub renew_deadline: Option<Duration>,
-    /// Times a job may be lost to dead workers before it goes dead. Counted apart from
-    /// `max_attempts`, which are meant for the job's own errors.
-    pub max_lost: u32,
-    /// Delay between attempts.
-    pub backoff: Backoff,
-    /// On shutdown, how long in-flight jobs may take before they are handed back.
-    pub shutdown_grace: Duration,
-    /// Longest one attempt may run; `None` for no limit.
-    pub job_timeout: Option<Duration>,
-}
-
-impl Default for WorkerConfig {
-    fn default() -> Self {
-        Self {
-            name: worker_name("worker"),
-            concurrency: 64,
-            batch_size: 256,
-            poll_interval: Duration::from_secs(1),
-            heartbeat_interval: Duration::from_secs(5),
-            missed_heartbeats: 3,
-            renew_deadline: None,
-            max_lost: 5,
-            backoff: Backoff::default(),
-            shutdown_grace: Duration::from_secs(30),
-            job_timeout: Some(Duration::from_secs(600)),
-        }
-    }
-}
-
-impl WorkerConfig {
-    /// After how long without a heartbeat peers hand this worker's jobs to others.
-    pub fn lease(&self) -> Duration {
-        self.heartbeat_interval * self.missed_heartbeats.max(1)
-    }
-
-    /// Until when after a heartbeat is sent the worker writes (see [`Self::renew_deadline`]).
-    pub fn renew_deadline(&self) -> Duration {
-        self.renew_deadline
-            .unwrap_or_else(|| self.lease().mul_f64(2.0 / 3.0))
-    }
-}
-
-/// A worker name that is unique per process: `<prefix>-<host>-<pid>-<random>`.
-///
-/// apalis refuses to start a second worker with a live name; deriving the name from the host (a
-/// pod name in Kubernetes), the pid and a random suffix makes restarts and replicas safe.
-pub fn worker_name(prefix: &str) -> String {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "host".into());
-    let rand: u16 = rand::random();
-    format!("{prefix}-{host}-{}-{rand:04x}", std::process::id())
-}
+use crate::{Error, JobService, PgBackend, Queue, Registry, WorkerConfig};
 
 /// A worker process's job runner: an apalis worker over [`PgBackend`] running the kinds of a
 /// [`Registry`].
 ///
 /// apalis drives it; the layers are apalis/tower's own: a concurrency limit, one spawned task per
 /// job (a panic fails the job, not the worker), tracing, and the per-attempt timeout. Retries are
-/// not a layer: they are stored in the job's row ([`Backoff`]) so that any worker — not the one
-/// that failed — runs the next attempt, after a crash too.
+/// not a layer: they are stored in the job's row ([`Backoff`](crate::Backoff)) so that any
+/// worker — not the one that failed — runs the next attempt, after a crash too.
 pub struct Worker {
     queue: Queue,
     registry: Registry,
@@ -186,62 +62,5 @@ impl Worker {
         let run: BoxFuture<'static, Result<(), apalis_core::error::WorkerError>> =
             Box::pin(worker.run_until(signal));
         run.await.map_err(|e| Error::Worker(e.to_string()))
-    }
-}
-
-/// The apalis service that runs a [`Registry`]'s handler for each task of a
-/// `PgBackend::for_registry` backend: the task's kind picks the handler, its [`JobContext`]
-/// travels with it.
-#[derive(Clone)]
-pub struct JobService {
-    registry: Registry,
-    grace: CancellationToken,
-}
-
-impl JobService {
-    /// Runs the handlers of `registry`.
-    pub fn new(registry: Registry) -> Self {
-        Self {
-            registry,
-            grace: CancellationToken::new(),
-        }
-    }
-
-    /// Handlers still running when `grace` is cancelled stop, and their jobs are handed back
-    /// unspent when the backend closes.
-    pub fn with_grace(mut self, grace: CancellationToken) -> Self {
-        self.grace = grace;
-        self
-    }
-}
-
-impl tower::Service<Task<Value>> for JobService {
-    type Response = ();
-    type Error = BoxDynError;
-    type Future = BoxFuture<'static, Result<(), BoxDynError>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxDynError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, task: Task<Value>) -> Self::Future {
-        let ctx = task.data().get::<JobContext>().cloned();
-        let (args, _) = task.take();
-        let Some(ctx) = ctx else {
-            return futures::future::ready(Err(JobError::Permanent(
-                "a task without its job context".into(),
-            )
-            .into()))
-            .boxed();
-        };
-        let run = self.registry.call(&ctx.kind.clone(), args, ctx);
-        let grace = self.grace.clone();
-        async move {
-            tokio::select! {
-                r = run => r.map_err(Into::into),
-                _ = grace.cancelled() => Err(Interrupted.into()),
-            }
-        }
-        .boxed()
     }
 }

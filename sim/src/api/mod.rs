@@ -1,18 +1,28 @@
 //! Request routing: the Kubernetes REST paths kube-rs uses, discovery, the sim-only admin API,
 //! `/metrics` and Grafana. Works on plain values so it is independent of the HTTP server.
+//!
+//! The discovery and OpenAPI documents are in [`discovery`], the admin API in [`admin`](mod@admin).
+
+mod admin;
+mod discovery;
 
 use std::{collections::BTreeMap, time::Instant};
 
-use serde::Deserialize;
 use serde_json::{Value, json};
 
+use self::{
+    admin::admin,
+    discovery::{
+        api_groups, api_versions, group_json, openapi_v2, openapi_v3_group, openapi_v3_index,
+        resource_list, version,
+    },
+};
 use super::{
-    SimCluster, State,
+    State,
     reconcile::reconcile,
-    simulate::{ClusterState, cluster_object},
     store::{
-        ApiError, ObjKey, Part, PatchType, Res, Store, matches_all, now_rfc3339,
-        parse_field_selector, parse_label_selector, scale_of, str_at,
+        ApiError, ObjKey, Part, PatchType, Res, matches_all, parse_field_selector,
+        parse_label_selector, scale_of, str_at,
     },
 };
 
@@ -186,222 +196,6 @@ pub(crate) fn handle(st: &mut State, req: &Req) -> Resp {
         Ok((code, v)) => Resp::json(code, &v),
         Err(e) => Resp::error(&e),
     }
-}
-
-fn version() -> Value {
-    json!({
-        "major": "1", "minor": "33", "gitVersion": "v1.33.0-sim", "gitCommit": "smo-sim",
-        "gitTreeState": "clean", "buildDate": "2025-01-01T00:00:00Z", "goVersion": "go1.24",
-        "compiler": "gc", "platform": "linux/amd64",
-    })
-}
-
-/// The group-versions the sim serves, as OpenAPI v3 path keys (`api/v1`, `apis/apps/v1`).
-fn openapi_group_versions(kinds: &[Res]) -> Vec<String> {
-    let mut gvs: Vec<String> = kinds
-        .iter()
-        .map(|r| r.meta())
-        .map(|m| match m.group {
-            "" => format!("api/{}", m.version),
-            g => format!("apis/{g}/{}", m.version),
-        })
-        .collect();
-    gvs.sort();
-    gvs.dedup();
-    gvs
-}
-
-/// `/openapi/v3`: the index a real apiserver serves, one document per group-version.
-fn openapi_v3_index(kinds: &[Res]) -> Value {
-    let paths: serde_json::Map<String, Value> = openapi_group_versions(kinds)
-        .into_iter()
-        .map(|gv| {
-            let url = format!("/openapi/v3/{gv}?hash=sim");
-            (gv, json!({ "serverRelativeURL": url }))
-        })
-        .collect();
-    json!({ "paths": paths })
-}
-
-/// One group-version's OpenAPI v3 document: every path the sim serves with its operations, and
-/// `fieldValidation` on the writes, so kubectl finds server-side field validation (and validates
-/// there, as against a real apiserver) instead of refusing to apply. Schemas are open objects
-/// tagged with their kind: the sim keeps whatever fields it is given.
-fn openapi_v3_group(gv: &str, kinds: &[Res], store: &Store) -> Option<Value> {
-    let (group, version) = match gv.split('/').collect::<Vec<_>>().as_slice() {
-        ["api", v] => ("", *v),
-        ["apis", g, v] => (*g, *v),
-        _ => return None,
-    };
-    let metas: Vec<_> = kinds
-        .iter()
-        .map(|r| r.meta())
-        .filter(|m| m.group == group && m.version == version)
-        .collect();
-    if metas.is_empty() {
-        return None;
-    }
-    let prefix = match group {
-        "" => format!("/api/{version}"),
-        g => format!("/apis/{g}/{version}"),
-    };
-    let field_validation =
-        json!({"name": "fieldValidation", "in": "query", "schema": {"type": "string"}});
-    let write = |kind: &str| {
-        json!({"parameters": [field_validation.clone()], "responses": {"200": {"description": "OK"}},
-               "x-kubernetes-group-version-kind": {"group": group, "version": version, "kind": kind}})
-    };
-    let read = json!({"responses": {"200": {"description": "OK"}}});
-    let mut paths = serde_json::Map::new();
-    let mut schemas = serde_json::Map::new();
-    for m in metas {
-        let (collection, item) = if m.namespaced {
-            (
-                format!("{prefix}/namespaces/{{namespace}}/{}", m.plural),
-                format!("{prefix}/namespaces/{{namespace}}/{}/{{name}}", m.plural),
-            )
-        } else {
-            (
-                format!("{prefix}/{}", m.plural),
-                format!("{prefix}/{}/{{name}}", m.plural),
-            )
-        };
-        paths.insert(collection, json!({"get": read, "post": write(m.kind)}));
-        paths.insert(
-            item,
-            json!({"get": read, "put": write(m.kind), "patch": write(m.kind), "delete": read}),
-        );
-        let id = match group {
-            "" => format!("io.k8s.api.core.{version}.{}", m.kind),
-            g => format!("{g}.{version}.{}", m.kind),
-        };
-        let gvk = json!([{"group": group, "version": version, "kind": m.kind}]);
-        let schema = match store.schema(&format!("{group}/{version}/{}", m.kind)) {
-            // The kind's real schema (from its CRD), so `kubectl explain` can walk its fields.
-            Some(real) => {
-                let mut s = real.clone();
-                s["x-kubernetes-group-version-kind"] = gvk;
-                s
-            }
-            None => json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true,
-                           "x-kubernetes-group-version-kind": gvk}),
-        };
-        schemas.insert(id, schema);
-    }
-    Some(json!({
-        "openapi": "3.0.0",
-        "info": {"title": "smo sim", "version": "v1.33.0-sim"},
-        "paths": paths,
-        "components": {"schemas": schemas},
-    }))
-}
-
-/// `/openapi/v2` (Swagger 2.0, JSON): every kind's definition and paths in one document, as
-/// older clients read it; the same schemas as the v3 documents.
-fn openapi_v2(store: &Store) -> Value {
-    let kinds = store.kinds();
-    let mut paths = serde_json::Map::new();
-    let mut definitions = serde_json::Map::new();
-    for gv in openapi_group_versions(&kinds) {
-        let Some(doc) = openapi_v3_group(&gv, &kinds, store) else {
-            continue;
-        };
-        for (path, ops) in doc["paths"].as_object().into_iter().flatten() {
-            paths.insert(path.clone(), ops.clone());
-        }
-        for (id, schema) in doc["components"]["schemas"]
-            .as_object()
-            .into_iter()
-            .flatten()
-        {
-            definitions.insert(id.clone(), schema.clone());
-        }
-    }
-    json!({
-        "swagger": "2.0",
-        "info": {"title": "smo sim", "version": "v1.33.0-sim"},
-        "paths": paths,
-        "definitions": definitions,
-    })
-}
-
-fn api_versions() -> Value {
-    json!({"kind": "APIVersions", "versions": ["v1"],
-           "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]})
-}
-
-fn group_json(group: &str, kinds: &[Res]) -> Value {
-    let mut versions: Vec<&str> = kinds
-        .iter()
-        .map(|r| r.meta())
-        .filter(|m| m.group == group)
-        .map(|m| m.version)
-        .collect();
-    versions.sort_unstable();
-    versions.dedup();
-    let versions: Vec<Value> = versions
-        .iter()
-        .map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v}))
-        .collect();
-    json!({"name": group, "versions": versions, "preferredVersion": versions.first()})
-}
-
-fn api_groups(kinds: &[Res]) -> Value {
-    let mut groups: Vec<&str> = kinds
-        .iter()
-        .map(|r| r.meta().group)
-        .filter(|g| !g.is_empty())
-        .collect();
-    groups.sort_unstable();
-    groups.dedup();
-    let groups: Vec<Value> = groups.into_iter().map(|g| group_json(g, kinds)).collect();
-    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
-}
-
-fn resource_list(group: &str, version: &str, kinds: &[Res]) -> Option<Value> {
-    let gv = if group.is_empty() {
-        version.to_string()
-    } else {
-        format!("{group}/{version}")
-    };
-    let verbs = json!([
-        "create",
-        "delete",
-        "deletecollection",
-        "get",
-        "list",
-        "patch",
-        "update"
-    ]);
-    let sub_verbs = json!(["get", "patch", "update"]);
-    let mut resources = Vec::new();
-    for m in kinds
-        .iter()
-        .map(|r| r.meta())
-        .filter(|m| m.group == group && m.version == version)
-    {
-        let (short, categories) = super::store::short_names(m.plural);
-        let mut r = json!({"name": m.plural, "singularName": m.singular, "namespaced": m.namespaced,
-                           "kind": m.kind, "verbs": verbs});
-        if !short.is_empty() {
-            r["shortNames"] = json!(short);
-        }
-        if !categories.is_empty() {
-            r["categories"] = json!(categories);
-        }
-        resources.push(r);
-        resources.push(
-            json!({"name": format!("{}/status", m.plural), "singularName": "",
-                              "namespaced": m.namespaced, "kind": m.kind, "verbs": sub_verbs}),
-        );
-        if m.plural == "deployments" {
-            resources.push(json!({"name": "deployments/scale", "singularName": "", "namespaced": true,
-                                  "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": sub_verbs}));
-        }
-    }
-    (!resources.is_empty()).then(|| {
-        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources})
-    })
 }
 
 /// What a Kubernetes path addresses.
@@ -725,136 +519,6 @@ fn scale(st: &mut State, key: &ObjKey, method: &str, req: &Req) -> Out {
     st.stale = true;
     let (_, d) = found(st, key)?;
     Ok((200, scale_of(&d)))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ReadyBody {
-    ready: Readiness,
-}
-
-/// What `POST /sim/clusters/{name}/ready` sets: `true`, `false` (reported unhealthy), or
-/// `"unknown"` (nothing reports on it).
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Readiness {
-    Known(bool),
-    Unknown(UnknownWord),
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum UnknownWord {
-    Unknown,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LoadBody {
-    service: String,
-    #[serde(default = "default_namespace")]
-    namespace: String,
-    rate: f64,
-}
-
-fn default_namespace() -> String {
-    "default".into()
-}
-
-fn admin_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("invalid body: {e}")))
-}
-
-/// The sim-only admin API.
-fn admin(st: &mut State, method: &str, path: &str, body: &[u8]) -> Out {
-    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    match (method, &segs[1..]) {
-        ("GET", ["state"]) => Ok((200, state_json(st))),
-        ("GET", ["placements"]) => Ok((200, json!(st.placements.values().collect::<Vec<_>>()))),
-        ("GET", ["writes"]) => Ok((200, json!(st.writes))),
-        ("POST", ["clusters"]) => {
-            let c: SimCluster = admin_body(body)?;
-            c.validate()
-                .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-            let key = ObjKey::new(Res::Cluster, "", &c.name);
-            if st.store.get(&key).is_none() {
-                st.store.create(Res::Cluster, "", cluster_object(&c))?;
-            } else {
-                st.store
-                    .update_with(&key, |o| o["metadata"]["labels"] = json!(c.labels));
-            }
-            st.clusters
-                .insert(c.name.clone(), ClusterState::from_config(&c));
-            st.added.insert(c.name.clone(), c);
-            reconcile(st, Instant::now());
-            found(st, &key).map(|(_, v)| (201, v))
-        }
-        ("POST", ["clusters", name, "ready"]) => {
-            let b: ReadyBody = admin_body(body)?;
-            let Some(c) = st.clusters.get_mut(*name) else {
-                return Err(ApiError::NotFound {
-                    res: Res::Cluster,
-                    name: name.to_string(),
-                });
-            };
-            let (ready, unknown) = match b.ready {
-                Readiness::Known(r) => (r, false),
-                Readiness::Unknown(UnknownWord::Unknown) => (false, true),
-            };
-            if c.ready != ready || c.unknown != unknown {
-                c.ready = ready;
-                c.unknown = unknown;
-                c.since = now_rfc3339();
-            }
-            reconcile(st, Instant::now());
-            found(st, &ObjKey::new(Res::Cluster, "", name))
-        }
-        ("POST", ["load"]) => {
-            let b: LoadBody = admin_body(body)?;
-            if !b.rate.is_finite() || b.rate < 0.0 {
-                return Err(ApiError::BadRequest(
-                    "rate must be a finite number >= 0".into(),
-                ));
-            }
-            st.traffic
-                .set_rate(&b.namespace, &b.service, b.rate, Instant::now());
-            Ok((
-                200,
-                json!({"service": b.service, "namespace": b.namespace, "rate": b.rate}),
-            ))
-        }
-        (_, ["state" | "placements" | "load" | "writes"] | ["clusters", ..]) => Err(
-            ApiError::MethodNotAllowed(format!("{method} is not supported on {path}")),
-        ),
-        _ => Err(ApiError::NoRoute),
-    }
-}
-
-fn state_json(st: &State) -> Value {
-    let clusters: Vec<Value> = st
-        .clusters
-        .iter()
-        .map(|(n, c)| {
-            json!({"name": n, "ready": c.ready, "allocatable": c.allocatable,
-                   "allocated": c.allocated, "allocating": c.allocating})
-        })
-        .collect();
-    let loads: Vec<Value> = st
-        .traffic
-        .rates()
-        .iter()
-        .map(|((ns, svc), r)| json!({"namespace": ns, "service": svc, "rate": r}))
-        .collect();
-    json!({
-        "resourceVersion": st.store.resource_version().to_string(),
-        "clusters": clusters,
-        "deployments": st.placements.values().collect::<Vec<_>>(),
-        "loads": loads,
-        "dashboards": st.dashboards.len(),
-        "reconcile": st.memo.stats,
-        "objects": st.store.kinds().iter().map(|r| (r.meta().plural.to_string(), json!(st.store.list(*r, None).len())))
-            .collect::<serde_json::Map<_, _>>(),
-    })
 }
 
 #[cfg(test)]

@@ -11,23 +11,34 @@
 //! result moved are written. Clusters changing, a ClusterPropagationPolicy changing, a Namespace
 //! deleted, a restore, or a change log that moved on start it over from the whole store.
 
+//!
+//! Split by concern: [`policy`] indexes the policies that could select a workload,
+//! [`schedule`](mod@schedule) picks clusters and packs replicas into them, [`objects`] writes the
+//! ResourceBindings and Works Karmada would.
+
+mod objects;
+mod policy;
+mod schedule;
+
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet},
     time::Instant,
 };
 
 use serde_json::{Value, json};
 
+use self::{
+    objects::{bind, sweep_bindings, sweep_works, work_key, write_works},
+    policy::{PolicyIndex, Selects},
+    schedule::{down_taint, keeps_through_taints, pack, schedule},
+};
 use super::{
     State,
     simulate::{
-        ClusterState, MAX_REPLICAS, Placement, Resources, Share, assign, cluster_status,
-        daemonset_status, deployment_status, eligible_clusters, pod_requests, spread,
-        statefulset_status, transition,
+        ClusterState, MAX_REPLICAS, Placement, Resources, Share, cluster_status, daemonset_status,
+        deployment_status, pod_requests, statefulset_status,
     },
-    store::{
-        ChangeKind, Entry, ObjKey, Res, Store, label_selector, matches_all, now_rfc3339, str_at,
-    },
+    store::{ChangeKind, Entry, ObjKey, Res, Store, now_rfc3339, str_at},
 };
 
 /// The kinds the simulation propagates, schedules and gives status.
@@ -97,176 +108,6 @@ impl Workload {
     }
 }
 
-/// Does this resource selector of a PropagationPolicy select the workload? Returns how specific
-/// the match is (name 2, label selector 1, kind only 0), Karmada's tie-breaker.
-fn selector_match(sel: &Value, w: &Workload) -> Option<u8> {
-    let ns = str_at(sel, "/namespace");
-    let ns_ok = ns.is_empty() || ns == w.key.ns;
-    if str_at(sel, "/apiVersion") != "apps/v1"
-        || str_at(sel, "/kind") != w.key.res.meta().kind
-        || !ns_ok
-    {
-        return None;
-    }
-    match str_at(sel, "/name") {
-        "" => {}
-        n if n == w.key.name => return Some(2),
-        _ => return None,
-    }
-    match sel.get("labelSelector") {
-        None | Some(Value::Null) => Some(0),
-        Some(ls) => label_selector(ls)
-            .filter(|r| matches_all(r, &w.labels))
-            .map(|_| 1),
-    }
-}
-
-/// What a policy's resource selectors can select: workloads by name, and (`true`) any workload
-/// of its namespace, by labels or kind.
-#[derive(Debug, Clone, Default, PartialEq)]
-struct Selects {
-    names: Vec<String>,
-    any: bool,
-}
-
-impl Selects {
-    /// An OverridePolicy without resource selectors selects everything in its namespace.
-    fn of_override(policy: &Value) -> Selects {
-        let mut s = Selects::of(policy);
-        let none = policy
-            .pointer("/spec/resourceSelectors")
-            .and_then(Value::as_array)
-            .is_none_or(Vec::is_empty);
-        s.any |= none;
-        s
-    }
-
-    fn of(policy: &Value) -> Selects {
-        let mut s = Selects::default();
-        let sels = policy
-            .pointer("/spec/resourceSelectors")
-            .and_then(Value::as_array);
-        for sel in sels.into_iter().flatten() {
-            match str_at(sel, "/name") {
-                "" => s.any = true,
-                n => s.names.push(n.to_string()),
-            }
-        }
-        s.names.sort_unstable();
-        s.names.dedup();
-        s
-    }
-}
-
-/// The policies that could select a workload: by (namespace, workload name) for selectors that
-/// name it, by namespace for those that select by labels or kind; cluster-wide policies sit under
-/// namespace "". Kept up to date change by change (rebuilding it, or scanning every policy per
-/// workload, made each write cost as much as the federation holds).
-#[derive(Debug, Clone, Default)]
-struct PolicyIndex {
-    by_name: HashMap<(String, String), BTreeSet<String>>,
-    any: HashMap<String, BTreeSet<String>>,
-    /// What each policy, by (namespace, name), put in the index.
-    indexed: HashMap<(String, String), Selects>,
-}
-
-impl PolicyIndex {
-    /// Replaces what the policy `ns/name` selects by `selects` (none: it is gone);
-    /// returns what it selected before and what it selects now.
-    fn put(&mut self, ns: &str, name: &str, selects: Option<Selects>) -> [Selects; 2] {
-        let id = (ns.to_string(), name.to_string());
-        let old = self.indexed.remove(&id).unwrap_or_default();
-        for n in &old.names {
-            let slot = (ns.to_string(), n.clone());
-            if let Some(set) = self.by_name.get_mut(&slot) {
-                set.remove(name);
-                if set.is_empty() {
-                    self.by_name.remove(&slot);
-                }
-            }
-        }
-        if old.any
-            && let Some(set) = self.any.get_mut(ns)
-        {
-            set.remove(name);
-        }
-        let present = selects.is_some();
-        let new = selects.unwrap_or_default();
-        for n in &new.names {
-            self.by_name
-                .entry((ns.to_string(), n.clone()))
-                .or_default()
-                .insert(name.to_string());
-        }
-        if new.any {
-            self.any
-                .entry(ns.to_string())
-                .or_default()
-                .insert(name.to_string());
-        }
-        if present {
-            self.indexed.insert(id, new.clone());
-        }
-        [old, new]
-    }
-
-    /// Every OverridePolicy of `ns` that selects `w`, in the order they apply: the least
-    /// specific selector first (so the most specific has the last word), then by name.
-    fn overriding<'s>(&self, store: &'s Store, ns: &str, w: &Workload) -> Vec<&'s Value> {
-        let named = self.by_name.get(&(ns.to_string(), w.key.name.clone()));
-        let mut found: Vec<(u8, &str, &'s Value)> = named
-            .into_iter()
-            .chain(self.any.get(ns))
-            .flatten()
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .filter_map(|name| store.get(&ObjKey::new(Res::OverridePolicy, ns, name)))
-            .filter_map(|p| {
-                let sels = p
-                    .pointer("/spec/resourceSelectors")
-                    .and_then(Value::as_array)
-                    .filter(|s| !s.is_empty());
-                let best = match sels {
-                    None => 0,
-                    Some(sels) => sels.iter().filter_map(|s| selector_match(s, w)).max()?,
-                };
-                Some((best, str_at(p, "/metadata/name"), p))
-            })
-            .collect();
-        found.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-        found.into_iter().map(|t| t.2).collect()
-    }
-
-    /// Picks among the policies of `ns` ("" for cluster-wide ones) the one Karmada would: the
-    /// highest `spec.priority`, then the most specific selector, then the first name.
-    fn pick<'s>(&self, store: &'s Store, res: Res, ns: &str, w: &Workload) -> Option<&'s Value> {
-        let named = self.by_name.get(&(ns.to_string(), w.key.name.clone()));
-        named
-            .into_iter()
-            .chain(self.any.get(ns))
-            .flatten()
-            .filter_map(|name| store.get(&ObjKey::new(res, ns, name)))
-            .filter_map(|p| {
-                let sels = p
-                    .pointer("/spec/resourceSelectors")
-                    .and_then(Value::as_array)?;
-                let best = sels.iter().filter_map(|s| selector_match(s, w)).max()?;
-                let priority = p
-                    .pointer("/spec/priority")
-                    .and_then(Value::as_i64)
-                    .unwrap_or(0);
-                Some((
-                    priority,
-                    best,
-                    std::cmp::Reverse(str_at(p, "/metadata/name")),
-                    p,
-                ))
-            })
-            .max_by(|a, b| (a.0, a.1, &a.2).cmp(&(b.0, b.1, &b.2)))
-            .map(|t| t.3)
-    }
-}
-
 /// What the reconcile keeps between runs.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Memo {
@@ -311,40 +152,6 @@ impl Memo {
     /// A workload kept on a NotReady cluster is due to be evicted from it.
     pub fn eviction_due(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
         self.next_eviction.is_some_and(|t| t <= now)
-    }
-}
-
-/// The taint Karmada's cluster controller puts on a cluster that is not Ready: `unreachable`
-/// when nothing reports on it (Ready=Unknown), `not-ready` when it reports unhealthy.
-pub(crate) fn down_taint(c: &ClusterState) -> Option<&'static str> {
-    match (c.ready, c.unknown) {
-        (true, _) => None,
-        (false, true) => Some("cluster.karmada.io/unreachable"),
-        (false, false) => Some("cluster.karmada.io/not-ready"),
-    }
-}
-
-/// Karmada's webhook gives every policy these NoExecute tolerations unless it has its own
-/// (`--default-not-ready-toleration-seconds`, `--default-unreachable-toleration-seconds`).
-const DEFAULT_TOLERATION_SECS: i64 = 300;
-
-/// How long a workload placed by `policy` may stay on a cluster tainted `key:NoExecute`:
-/// `None` for ever (a matching toleration without `tolerationSeconds`).
-fn toleration_secs(policy: Option<&Value>, key: &str) -> Option<i64> {
-    let tolerations = policy
-        .and_then(|p| p.pointer("/spec/placement/clusterTolerations"))
-        .and_then(Value::as_array);
-    let matching = tolerations.into_iter().flatten().find(|t| {
-        let effect_ok = matches!(str_at(t, "/effect"), "" | "NoExecute");
-        let key_ok = match str_at(t, "/operator") {
-            "Exists" => [key, ""].contains(&str_at(t, "/key")),
-            _ => str_at(t, "/key") == key && str_at(t, "/value").is_empty(),
-        };
-        effect_ok && key_ok
-    });
-    match matching {
-        None => Some(DEFAULT_TOLERATION_SECS),
-        Some(t) => t["tolerationSeconds"].as_i64().map(|s| s.max(0)),
     }
 }
 
@@ -591,183 +398,12 @@ impl Memo {
     }
 }
 
-/// Keeps `old`'s scheduling for `w` when one of its clusters is down and still within its
-/// grace period (recording when that runs out); false when it should be scheduled again.
-fn keeps_through_taints(
-    memo: &mut Memo,
-    store: &Store,
-    clusters: &BTreeMap<String, ClusterState>,
-    old: &Workload,
-    w: &mut Workload,
-) -> bool {
-    let Some(policy_name) = &old.policy else {
-        return false;
-    };
-    let (res, ns) = if old.cluster_policy {
-        (Res::ClusterPropagationPolicy, "")
-    } else {
-        (Res::PropagationPolicy, old.key.ns.as_str())
-    };
-    let policy = store.get(&ObjKey::new(res, ns, policy_name));
-    let now = chrono::Utc::now();
-    let mut kept = false;
-    let mut targets = Vec::new();
-    for (cluster, n) in &old.targets {
-        let Some(c) = clusters.get(cluster) else {
-            continue;
-        };
-        let Some(key) = down_taint(c) else {
-            targets.push((cluster.clone(), *n));
-            continue;
-        };
-        let since = chrono::DateTime::parse_from_rfc3339(&c.since)
-            .map_or(now, |t| t.with_timezone(&chrono::Utc));
-        match toleration_secs(policy, key).map(|s| since + chrono::Duration::seconds(s)) {
-            Some(deadline) if deadline <= now => continue,
-            Some(deadline) => {
-                memo.next_eviction = Some(memo.next_eviction.map_or(deadline, |t| t.min(deadline)));
-            }
-            None => {}
-        }
-        kept = true;
-        targets.push((cluster.clone(), *n));
-    }
-    if kept {
-        w.policy = old.policy.clone();
-        w.cluster_policy = old.cluster_policy;
-        w.scheduling = old.scheduling;
-        w.targets = targets;
-    }
-    kept
-}
-
 fn key_of(res: Res, obj: &Value) -> ObjKey {
     ObjKey::new(
         res,
         str_at(obj, "/metadata/namespace"),
         str_at(obj, "/metadata/name"),
     )
-}
-
-/// Picks the workload's policy (a PropagationPolicy of its namespace wins over any
-/// ClusterPropagationPolicy, as in Karmada) and assigns its replicas to clusters.
-fn schedule(
-    memo: &Memo,
-    store: &Store,
-    clusters: &BTreeMap<String, ClusterState>,
-    labels: &BTreeMap<&str, &Value>,
-    w: &mut Workload,
-) {
-    let picked = match memo
-        .propagation
-        .pick(store, Res::PropagationPolicy, &w.key.ns, w)
-    {
-        Some(p) => Some((p, false)),
-        None => memo
-            .cluster_wide
-            .pick(store, Res::ClusterPropagationPolicy, "", w)
-            .map(|p| (p, true)),
-    };
-    let Some((p, cluster_wide)) = picked else {
-        return;
-    };
-    let placement = &p["spec"]["placement"];
-    let eligible = eligible_clusters(placement, clusters, labels);
-    let eligible = spread(placement, w, eligible, clusters);
-    let (kind, targets) = match w.key.res {
-        // Every eligible cluster runs it, a pod per node; replica scheduling does not apply.
-        Res::DaemonSet => (
-            "Duplicated",
-            eligible
-                .iter()
-                .map(|c| (c.clone(), clusters.get(c).map_or(0, |s| s.nodes)))
-                .collect(),
-        ),
-        _ => assign(placement, w, &eligible, clusters),
-    };
-    w.cluster_policy = cluster_wide;
-    w.policy = Some(str_at(p, "/metadata/name").to_string());
-    w.scheduling = Some(kind);
-    w.targets = targets.into_iter().filter(|t| t.1 > 0).collect();
-}
-
-/// Packs the workloads' replicas into each of `which` clusters (all when `None`), on its own:
-/// replicas already running keep their place (oldest workload first), then new replicas are
-/// placed in creation order; whatever does not fit stays pending (a cluster that is not Ready
-/// holds none). Sets each packed cluster's `allocated` and `allocating`; returns the workloads
-/// whose placement moved.
-fn pack(
-    memo: &mut Memo,
-    clusters: &mut BTreeMap<String, ClusterState>,
-    which: Option<&BTreeSet<String>>,
-) -> BTreeSet<u64> {
-    let names: Vec<String> = match which {
-        Some(w) => w.iter().cloned().collect(),
-        None => clusters
-            .keys()
-            .chain(memo.by_cluster.keys())
-            .cloned()
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect(),
-    };
-    let mut moved = BTreeSet::new();
-    for name in names {
-        memo.stats.packed += 1;
-        // (workload, its target on this cluster, replicas it ran there before), oldest first.
-        let entries: Vec<(u64, usize, u32)> = memo
-            .by_cluster
-            .get(&name)
-            .into_iter()
-            .flatten()
-            .filter_map(|seq| {
-                let w = &memo.workloads[seq];
-                let i = w.targets.iter().position(|t| t.0 == name)?;
-                Some((*seq, i, w.placed.get(i).copied().unwrap_or(0)))
-            })
-            .collect();
-        for (seq, i, _) in &entries {
-            if let Some(w) = memo.workloads.get_mut(seq) {
-                w.placed.resize(w.targets.len(), 0);
-                w.placed[*i] = 0;
-            }
-        }
-        let (mut allocated, mut allocating) = (Resources::default(), Resources::default());
-        let mut free = clusters
-            .get(&name)
-            .filter(|c| c.ready)
-            .map(|c| c.allocatable);
-        for pass in 0..2 {
-            for (seq, i, prev) in &entries {
-                let (Some(f), Some(w)) = (free.as_mut(), memo.workloads.get_mut(seq)) else {
-                    continue;
-                };
-                let desired = w.targets[*i].1;
-                let want = if pass == 0 {
-                    (*prev).min(desired)
-                } else {
-                    desired - w.placed[*i]
-                };
-                let n = w.per_replica.fit_count(*f, u64::from(want)) as u32;
-                *f = f.minus(w.per_replica.times(u64::from(n)));
-                w.placed[*i] += n;
-            }
-        }
-        for (seq, i, prev) in &entries {
-            let w = &memo.workloads[seq];
-            let (desired, ready) = (w.targets[*i].1, w.placed[*i]);
-            allocated = allocated.plus(w.per_replica.times(u64::from(ready)));
-            allocating = allocating.plus(w.per_replica.times(u64::from(desired - ready)));
-            if ready != *prev {
-                moved.insert(*seq);
-            }
-        }
-        if let Some(c) = clusters.get_mut(&name) {
-            c.allocated = allocated;
-            c.allocating = allocating;
-        }
-    }
-    moved
 }
 
 impl State {
@@ -905,219 +541,6 @@ fn sync_clusters(st: &mut State) {
             allocated: Resources::default(),
             allocating: Resources::default(),
         });
-    }
-}
-
-/// Karmada's ResourceBinding of a propagated workload: `<name>-<kind>` in its namespace, owned by
-/// it, with the scheduling result in `spec.clusters` and each member's status in
-/// `status.aggregatedStatus`. A workload no policy selects has none.
-fn bind(store: &mut Store, w: &Workload, stamp: &str) {
-    let name = w.binding_name();
-    let key = ObjKey::new(Res::ResourceBinding, &w.key.ns, &name);
-    let Some(policy) = &w.policy else {
-        if store.get(&key).is_some() {
-            let _ = store.delete(&key);
-        }
-        return;
-    };
-    let Some(d) = store.get(&w.key) else {
-        return;
-    };
-    let kind = w.key.res.meta().kind;
-    let (uid, rv) = (
-        d["metadata"]["uid"].clone(),
-        d["metadata"]["resourceVersion"].clone(),
-    );
-    let spec = json!({
-        "resource": {"apiVersion": "apps/v1", "kind": kind, "namespace": w.key.ns,
-                     "name": w.key.name, "uid": uid, "resourceVersion": rv},
-        "replicas": w.replicas,
-        "clusters": w.targets.iter().map(|(c, n)| json!({"name": c, "replicas": n})).collect::<Vec<_>>(),
-        "propagateDeps": false,
-        "schedulerName": "default-scheduler",
-    });
-    let scheduled = !w.targets.is_empty();
-    let aggregated: Vec<Value> = w
-        .targets
-        .iter()
-        .zip(&w.placed)
-        .map(|((c, n), ready)| {
-            json!({
-                "clusterName": c, "applied": true,
-                "health": if ready >= n { "Healthy" } else { "Unhealthy" },
-                "status": {"replicas": n, "readyReplicas": ready, "availableReplicas": ready,
-                           "updatedReplicas": n, "observedGeneration": w.generation},
-            })
-        })
-        .collect();
-    let all_ready = w.targets.iter().zip(&w.placed).all(|((_, n), r)| r >= n);
-    let old = store
-        .get(&key)
-        .map(|b| b["status"]["conditions"].clone())
-        .unwrap_or(Value::Null);
-    let cond = |kind: &str, ok: bool, reason: &str| transition(&old, kind, ok, reason, "", stamp);
-    let status = json!({
-        "schedulerObservedGeneration": w.generation,
-        "aggregatedStatus": aggregated,
-        "conditions": [
-            cond("Scheduled", scheduled, if scheduled { "Success" } else { "NoClusterFit" }),
-            cond("FullyApplied", scheduled && all_ready, if all_ready { "FullyAppliedSuccess" } else { "FullyAppliedFailed" }),
-        ],
-    });
-    if store.get(&key).is_none() {
-        let body = json!({
-            "apiVersion": "work.karmada.io/v1alpha2", "kind": "ResourceBinding",
-            "metadata": {
-                "name": name, "namespace": w.key.ns,
-                "labels": if w.cluster_policy {
-                    json!({"clusterpropagationpolicy.karmada.io/name": policy})
-                } else {
-                    json!({"propagationpolicy.karmada.io/name": policy})
-                },
-                "ownerReferences": [{"apiVersion": "apps/v1", "kind": kind, "name": w.key.name,
-                                     "uid": uid, "controller": true, "blockOwnerDeletion": true}],
-            },
-            "spec": spec,
-        });
-        let _ = store.create(Res::ResourceBinding, &w.key.ns, body);
-    } else {
-        store.set_field(&key, "spec", spec);
-    }
-    store.set_status(&key, status);
-}
-
-/// Where Karmada puts what it sends a member cluster: its execution namespace.
-fn execution_namespace(cluster: &str) -> String {
-    format!("karmada-es-{cluster}")
-}
-
-/// A workload's Work in one cluster: `<name>-<hash of kind, namespace, name>`, as Karmada names
-/// them (unique within the cluster's execution namespace).
-fn work_key(w: &Workload, cluster: &str) -> ObjKey {
-    let id = format!("{}/{}/{}", w.key.res.meta().kind, w.key.ns, w.key.name);
-    // FNV-1a, 32 bits: short, stable across runs and platforms.
-    let hash = id.bytes().fold(0x811c_9dc5u32, |h, b| {
-        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-    });
-    ObjKey::new(
-        Res::Work,
-        &execution_namespace(cluster),
-        &format!("{}-{hash:08x}", w.key.name),
-    )
-}
-
-/// Writes a Work per cluster the workload is propagated to, holding the resource template as
-/// that cluster gets it: replicas its share (when divided), then the OverridePolicies' rules for
-/// it applied. Deletes its Works in clusters it left. Returns the clusters it has a Work in.
-fn write_works(store: &mut Store, w: &Workload, overriding: &[Value], stamp: &str) -> Vec<String> {
-    let mut worked = Vec::new();
-    let (template, targets) = match (&w.policy, store.get(&w.key)) {
-        (Some(_), Some(t)) => (template_of(t), &w.targets[..]),
-        _ => (Value::Null, &[][..]),
-    };
-    for (cluster, n) in targets {
-        let mut manifest = template.clone();
-        if w.scheduling == Some("Divided") && w.key.res != Res::DaemonSet {
-            manifest["spec"]["replicas"] = json!(n);
-        }
-        let labels = store
-            .get(&ObjKey::new(Res::Cluster, "", cluster))
-            .map_or(Value::Null, |c| c["metadata"]["labels"].clone());
-        let policies: Vec<&Value> = overriding.iter().collect();
-        if let Err(e) = super::overrides::apply(&mut manifest, &policies, cluster, &labels) {
-            // Karmada reports it as an event and does not send the workload there.
-            tracing::warn!(workload = %w.key.name, cluster, "override not applied: {e}");
-            continue;
-        }
-        let key = work_key(w, cluster);
-        let spec = json!({"workload": {"manifests": [manifest]}});
-        if store.get(&key).is_some() {
-            store.set_field(&key, "spec", spec);
-        } else {
-            let ns = ObjKey::new(Res::Namespace, "", &key.ns);
-            if store.get(&ns).is_none() {
-                let _ = store.create(
-                    Res::Namespace,
-                    "",
-                    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": key.ns}}),
-                );
-            }
-            let body = json!({
-                "apiVersion": "work.karmada.io/v1alpha1", "kind": "Work",
-                "metadata": {"name": key.name, "namespace": key.ns, "labels": {
-                    "karmada.io/managed": "true",
-                    "resourcebinding.karmada.io/name": w.binding_name(),
-                    "resourcebinding.karmada.io/namespace": w.key.ns,
-                }},
-                "spec": spec,
-            });
-            if let Err(e) = store.create(Res::Work, &key.ns, body) {
-                tracing::warn!(workload = %w.key.name, cluster, "work not written: {e:?}");
-                continue;
-            }
-        }
-        let old = store
-            .get(&key)
-            .map(|o| o["status"]["conditions"].clone())
-            .unwrap_or(Value::Null);
-        let mut applied = transition(&old, "Applied", true, "AppliedSuccessful", "", stamp);
-        applied["message"] = json!("Manifest has been successfully applied");
-        store.set_status(&key, json!({"conditions": [applied]}));
-        worked.push(cluster.clone());
-    }
-    for gone in w.worked.iter().filter(|c| !worked.contains(c)) {
-        let _ = store.delete(&work_key(w, gone));
-    }
-    worked
-}
-
-/// The resource template as Karmada sends it: identity, labels and annotations, spec; what the
-/// control plane keeps for itself (uid, versions, managed fields, owners, status) left out.
-fn template_of(obj: &Value) -> Value {
-    let mut t = obj.clone();
-    if let Some(o) = t.as_object_mut() {
-        o.remove("status");
-    }
-    if let Some(meta) = t["metadata"].as_object_mut() {
-        meta.retain(|k, _| matches!(k.as_str(), "name" | "namespace" | "labels" | "annotations"));
-    }
-    t["metadata"]["labels"]["karmada.io/managed"] = json!("true");
-    t
-}
-
-/// Deletes the Works of no propagated workload (after a start-over).
-fn sweep_works(store: &mut Store, memo: &Memo) {
-    let wanted: BTreeSet<ObjKey> = memo
-        .workloads
-        .values()
-        .flat_map(|w| w.worked.iter().map(|c| work_key(w, c)))
-        .collect();
-    let stale: Vec<ObjKey> = store
-        .entries(Res::Work, None)
-        .filter(|e| !e.obj["metadata"]["labels"]["resourcebinding.karmada.io/name"].is_null())
-        .map(|e| key_of(Res::Work, &e.obj))
-        .filter(|k| !wanted.contains(k))
-        .collect();
-    for k in stale {
-        let _ = store.delete(&k);
-    }
-}
-
-/// Deletes the ResourceBindings of no propagated workload (after a start-over).
-fn sweep_bindings(store: &mut Store, memo: &Memo) {
-    let wanted: BTreeSet<(&str, String)> = memo
-        .workloads
-        .values()
-        .filter(|w| w.policy.is_some())
-        .map(|w| (w.key.ns.as_str(), w.binding_name()))
-        .collect();
-    let stale: Vec<ObjKey> = store
-        .entries(Res::ResourceBinding, None)
-        .map(|e| key_of(Res::ResourceBinding, &e.obj))
-        .filter(|k| !wanted.contains(&(k.ns.as_str(), k.name.clone())))
-        .collect();
-    for k in stale {
-        let _ = store.delete(&k);
     }
 }
 
