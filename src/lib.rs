@@ -103,7 +103,7 @@ mod tidy {
         // hdag, placement and scaling live in smo-core, whose dependencies prove it (below).
         const PURE: &[&str] = &[
             "access.rs",
-            "plan.rs",
+            "plan",
             "monitoring",
             "federation/manifests.rs",
             "http/compat.rs",
@@ -481,6 +481,60 @@ mod tidy {
             "files over {FILE_BUDGET} lines of non-test code (split them by concern):\n{}",
             over.join("\n")
         );
+    }
+
+    /// The README's error table lists every problem `type` and its decision-log line every
+    /// decision kind: both are wire contracts scripts branch on, so a kind renamed or added in
+    /// smo-core without the README fails here.
+    #[test]
+    fn the_readme_names_every_problem_and_decision_kind() {
+        let readme = include_str!("../README.md");
+        let table: String = readme
+            .lines()
+            .filter(|l| l.starts_with("| `"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let log = readme
+            .split("what each entry is about in its `kind`:")
+            .nth(1)
+            .and_then(|rest| rest.split("\n\n").next())
+            .expect("the README's decision-log paragraph");
+        let mut missing = Vec::new();
+        for k in smo_core::model::ProblemKind::ALL {
+            if !table.contains(&format!("`{k}`")) {
+                missing.push(format!("problem {k}"));
+            }
+        }
+        for k in smo_core::model::DecisionKind::ALL {
+            if !log.contains(&format!("`{k}`")) {
+                missing.push(format!("decision {k}"));
+            }
+        }
+        assert!(missing.is_empty(), "not in README.md: {missing:?}");
+    }
+
+    /// Every named mutant of docs/mutants.tsv still applies: its text occurs exactly once in its
+    /// file, so `scripts/mutants --listed` mutates what GUARANTEES.md says it does (a file split
+    /// or an edit would otherwise leave a row that mutates nothing).
+    #[test]
+    fn every_listed_mutant_still_applies() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let table = include_str!("../docs/mutants.tsv");
+        let mut stale = Vec::new();
+        let mut rows = 0;
+        for row in table.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+            let f: Vec<&str> = row.split('\t').collect();
+            assert!(f.len() >= 5, "a row of five columns: {row}");
+            rows += 1;
+            let old = f[3].replace("\\n", "\n").replace("\\t", "\t");
+            let text = std::fs::read_to_string(root.join(f[2])).unwrap_or_default();
+            let n = text.matches(&old).count();
+            if n != 1 {
+                stale.push(format!("{} ({}): found {n} times", f[0], f[2]));
+            }
+        }
+        assert!(rows >= 40, "{rows} rows");
+        assert!(stale.is_empty(), "stale rows in docs/mutants.tsv:\n{}", stale.join("\n"));
     }
 
     /// The simulated federation is a test and demo tool that knows nothing of smo: its crate
