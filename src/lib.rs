@@ -522,7 +522,10 @@ mod tidy {
         let table = include_str!("../docs/mutants.tsv");
         let mut stale = Vec::new();
         let mut rows = 0;
-        for row in table.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+        for row in table
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        {
             let f: Vec<&str> = row.split('\t').collect();
             assert!(f.len() >= 5, "a row of five columns: {row}");
             rows += 1;
@@ -534,7 +537,11 @@ mod tidy {
             }
         }
         assert!(rows >= 40, "{rows} rows");
-        assert!(stale.is_empty(), "stale rows in docs/mutants.tsv:\n{}", stale.join("\n"));
+        assert!(
+            stale.is_empty(),
+            "stale rows in docs/mutants.tsv:\n{}",
+            stale.join("\n")
+        );
     }
 
     /// The simulated federation is a test and demo tool that knows nothing of smo: its crate
