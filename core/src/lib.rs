@@ -3,6 +3,8 @@
 //! - [`hdag`]       descriptor types, parsing and validation; graph, project and cluster names
 //! - [`placement`]  which cluster each service runs on: a MILP over good_lp + HiGHS
 //! - [`scaling`]    replicas from request rates (SPEC §3), a cluster's graphs together
+//! - [`manifests`]  the Karmada objects and Helm values of a placed graph
+//! - [`monitoring`]  dashboards, alert rules, PromQL and Alertmanager/Prometheus bodies
 //! - [`model`]      statuses, decision and problem kinds, what a job decides and records
 //!
 //! The crate's dependencies are the proof of purity: no database, Kubernetes, HTTP or async
@@ -10,6 +12,8 @@
 //! re-exports these modules under their old paths (`smo::hdag`, …) and adds the adapters.
 
 pub mod hdag;
+pub mod manifests;
 pub mod model;
+pub mod monitoring;
 pub mod placement;
 pub mod scaling;

@@ -1,7 +1,10 @@
-//! `smo-admin bench`: throughput and latency of the engine, and of plain apalis-postgres with its
-//! default configuration on the same server in the same run, so the two are comparable.
+//! `smo-admin bench`: throughput and latency of the engine, and of plain apalis-postgres on the
+//! same server in the same run, in one or both [`Baseline`] configurations, so the two are
+//! comparable.
 
 use std::{
+    fmt,
+    str::FromStr,
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
@@ -30,8 +33,11 @@ pub struct BenchOptions {
     pub batch_size: usize,
     /// Jobs enqueued one at a time into an idle queue to measure enqueue→start latency.
     pub latency_samples: usize,
-    /// Jobs pushed through plain apalis-postgres for comparison (0 to skip).
+    /// Jobs pushed through plain apalis-postgres per baseline (0 skips the baselines); the same
+    /// as `jobs` unless told otherwise, so the ratios compare like with like.
     pub apalis_jobs: usize,
+    /// The apalis-postgres configurations to compare with, in this order (repeats are dropped).
+    pub baselines: Vec<Baseline>,
 }
 
 impl Default for BenchOptions {
@@ -42,8 +48,122 @@ impl Default for BenchOptions {
             concurrency: 512,
             batch_size: 1000,
             latency_samples: 200,
-            apalis_jobs: 20_000,
+            apalis_jobs: 100_000,
+            baselines: Baseline::ALL.to_vec(),
         }
+    }
+}
+
+/// Which apalis-postgres 1.0 configuration smo-jobs is compared with. Both run the same number
+/// of jobs with the same workers × concurrency, and both are measured the same way as smo-jobs:
+/// from worker start until every job has run in the handler *and* its acknowledgement is in the
+/// table (`done_at` set by apalis's `handle_result.sql`).
+///
+/// What [`Baseline::Tuned`] cannot match, and why (apalis-postgres 1.0.0's source):
+/// - `persist_results` stays on. In 1.0.0 it gates the acknowledgement itself, not only the
+///   result payload: `PostgresStorage::middleware` passes it to `TaskPersistLayer`
+///   (`src/backend.rs:219`), which uses it as `should_ack` (apalis-core 1.0.0
+///   `src/backend/persistence/service.rs:84`) and sends the only `TaskEvent::Complete` under
+///   `if should_ack` (ibid. 140–155); `handle_events` acknowledges only `Complete` events
+///   (`src/persistence.rs:93–102, 124–126`) through `queries/task/handle_result.sql`, the one
+///   statement that sets `status` and `done_at` (lines 17–22). With it off a finished job stays
+///   `Queued`/`Running` forever (and `reenqueue_orphaned.sql` runs it again once its worker
+///   stops heartbeating). smo-jobs stores no result either, but always records the outcome;
+///   apalis's extra cost here is `last_result = null` per row.
+/// - `lock_tasks` stays on (its default): apalis's fetch marks rows `Queued`; the lock event's
+///   second, batched `UPDATE` (`queries/task/lock_by_id.sql`) marks them `Running`, which
+///   smo-jobs' claim does in the claiming statement itself. Turning it off would leave running
+///   jobs reading `Queued`.
+/// - Not configurable at all: the per-row `NOTIFY` trigger on `apalis.jobs` (it fires on every
+///   insert, listened to or not, in both baselines), the table's indexes, and a fetch that only
+///   starts when the previous batch has been handed out (apalis-core
+///   `src/backend/persistence/mod.rs:316–366`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Baseline {
+    /// smo-jobs' settings where apalis-postgres 1.0 has them: fetch batch = `batch_size`,
+    /// LISTEN/NOTIFY (`with_pubsub`) plus smo-jobs' idle poll interval
+    /// (`poll_with_strategy(Strategy::new().interval(..))`), smo-jobs' heartbeat interval and
+    /// missed heartbeats (the lease).
+    Tuned,
+    /// `Config::default()`: fetch batch 10, no LISTEN/NOTIFY and no poll interval (an idle
+    /// worker fetches again only on its 30 s heartbeat or when a job of its own finishes),
+    /// heartbeat 30 s × 10.
+    Default,
+}
+
+impl Baseline {
+    /// Both, in the order `smo-admin bench` runs them unless told otherwise.
+    pub const ALL: [Baseline; 2] = [Baseline::Tuned, Baseline::Default];
+
+    /// The name on the command line and in the report.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Baseline::Tuned => "tuned",
+            Baseline::Default => "default",
+        }
+    }
+
+    /// The apalis-postgres `Config` this baseline runs with.
+    fn config(self, opts: &BenchOptions) -> apalis_postgres::Config {
+        let base = apalis_postgres::Config::default().queue(APALIS_QUEUE);
+        match self {
+            Baseline::Default => base,
+            Baseline::Tuned => {
+                let smo = WorkerConfig::default();
+                base.batch_size(opts.batch_size)
+                    .heartbeat_interval(smo.heartbeat_interval)
+                    .missed_heartbeats(smo.missed_heartbeats as usize)
+                    .persist_results(true)
+                    .lock_tasks(true)
+            }
+        }
+    }
+
+    /// Its configuration in one line, read from the `Config` it runs with.
+    pub fn note(self, opts: &BenchOptions) -> String {
+        let c = self.config(opts);
+        let fetch = match self {
+            Baseline::Tuned => format!(
+                "LISTEN/NOTIFY + {:?} poll",
+                WorkerConfig::default().poll_interval
+            ),
+            Baseline::Default => format!(
+                "no LISTEN/NOTIFY, no poll interval (idle refetch on the {:?} heartbeat)",
+                c.heartbeat_interval
+            ),
+        };
+        format!(
+            "fetch batch {}, {} workers × {}, {fetch}, heartbeat {:?} × {}, persist_results {}, lock_tasks {}",
+            c.batch_size,
+            opts.workers,
+            opts.concurrency,
+            c.heartbeat_interval,
+            c.missed_heartbeats,
+            on(c.persist_results),
+            on(c.lock_tasks),
+        )
+    }
+}
+
+fn on(b: bool) -> &'static str {
+    if b { "on" } else { "off" }
+}
+
+impl fmt::Display for Baseline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Baseline {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Baseline::ALL
+            .into_iter()
+            .find(|b| b.as_str() == s.trim())
+            .ok_or_else(|| format!("{s:?}: expected tuned or default"))
     }
 }
 
@@ -58,6 +178,20 @@ pub struct Figures {
     pub processed_per_sec: f64,
 }
 
+/// One apalis-postgres baseline, run on the same server after smo-jobs.
+#[derive(Debug, Clone, Serialize)]
+pub struct BaselineRun {
+    /// Which configuration.
+    pub baseline: Baseline,
+    /// That configuration in one line (fetch batch, workers × concurrency, LISTEN/NOTIFY or
+    /// polling, heartbeat, `persist_results`, `lock_tasks`).
+    pub note: String,
+    /// What plain apalis-postgres did.
+    pub apalis: Figures,
+    /// smo processed/s ÷ this baseline's processed/s.
+    pub processed_ratio: f64,
+}
+
 /// What `smo-admin bench` prints.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
@@ -69,10 +203,8 @@ pub struct BenchReport {
     pub latency_p50_ms: f64,
     /// Enqueue→start latency on an idle queue, 99th percentile.
     pub latency_p99_ms: f64,
-    /// Plain apalis-postgres, default `Config` (batch 10).
-    pub apalis: Option<Figures>,
-    /// smo processed/s ÷ apalis processed/s.
-    pub processed_ratio: Option<f64>,
+    /// Plain apalis-postgres, one entry per baseline run, in the order run (empty when skipped).
+    pub baselines: Vec<BaselineRun>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -95,9 +227,15 @@ impl JobArgs for BenchLatency {
 /// reports progress through `progress`.
 pub async fn run(
     pool: PgPool,
-    opts: BenchOptions,
+    mut opts: BenchOptions,
     progress: impl Fn(&str),
 ) -> Result<BenchReport, Error> {
+    let mut seen = Vec::new();
+    opts.baselines.retain(|b| {
+        let new = !seen.contains(b);
+        seen.push(*b);
+        new
+    });
     if opts.jobs == 0 || opts.workers == 0 || opts.concurrency == 0 || opts.batch_size == 0 {
         return Err(Error::Config(
             "jobs, workers, concurrency and batch size must be at least 1".into(),
@@ -145,11 +283,16 @@ pub async fn run(
         "bench",
         (opts.workers, opts.concurrency, opts.batch_size),
     );
-    while done.load(Ordering::Relaxed) < opts.jobs {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_progress(
+        "smo-jobs: jobs run by the handler",
+        opts.jobs,
+        Duration::from_millis(5),
+        || std::future::ready(Ok(done.load(Ordering::Relaxed))),
+    )
+    .await?;
     wait_until(
         &pool,
+        "smo-jobs: jobs acknowledged (state succeeded)",
         "SELECT count(*) FROM smo_jobs.jobs WHERE kind = 'bench.noop' AND state = 'succeeded'",
         opts.jobs,
     )
@@ -167,6 +310,7 @@ pub async fn run(
     }
     wait_until(
         &pool,
+        "smo-jobs: latency samples succeeded",
         "SELECT count(*) FROM smo_jobs.jobs WHERE kind = 'bench.latency' AND state = 'succeeded'",
         opts.latency_samples,
     )
@@ -179,25 +323,29 @@ pub async fn run(
         enqueue_per_sec: opts.jobs as f64 / enqueue_secs,
         processed_per_sec: opts.jobs as f64 / process_secs,
     };
-    let apalis = if opts.apalis_jobs > 0 {
-        progress(&format!(
-            "the same load through plain apalis-postgres (default Config: batch 10), {} jobs…",
-            opts.apalis_jobs
-        ));
-        Some(apalis_baseline(&pool, opts.apalis_jobs, opts.workers, opts.concurrency).await?)
-    } else {
-        None
-    };
-    let processed_ratio = apalis
-        .as_ref()
-        .map(|a| smo.processed_per_sec / a.processed_per_sec);
+    let mut baselines = Vec::new();
+    if opts.apalis_jobs > 0 {
+        for b in opts.baselines.clone() {
+            let note = b.note(&opts);
+            progress(&format!(
+                "the same load through plain apalis-postgres, {b} baseline ({note}), {} jobs…",
+                opts.apalis_jobs
+            ));
+            let apalis = apalis_baseline(&pool, b, &opts, &progress).await?;
+            baselines.push(BaselineRun {
+                baseline: b,
+                note,
+                processed_ratio: smo.processed_per_sec / apalis.processed_per_sec,
+                apalis,
+            });
+        }
+    }
     Ok(BenchReport {
         options: opts,
         smo,
         latency_p50_ms: p50,
         latency_p99_ms: p99,
-        apalis,
-        processed_ratio,
+        baselines,
     })
 }
 
@@ -302,6 +450,7 @@ pub async fn steady(
     let enqueue_secs = started.elapsed().as_secs_f64();
     wait_until(
         &pool,
+        "smo-jobs: steady-load jobs succeeded",
         "SELECT count(*) FROM smo_jobs.jobs WHERE kind = 'bench.steady' AND state = 'succeeded'",
         total,
     )
@@ -383,40 +532,108 @@ async fn start_latency(pool: &PgPool, kind: &str) -> Result<(f64, f64, f64), Err
     ))
 }
 
-async fn wait_until(pool: &PgPool, count_sql: &'static str, target: usize) -> Result<(), Error> {
-    let deadline = Instant::now() + Duration::from_secs(600);
+/// A wait gives up when its count has not moved for this long…
+const STALL: Duration = Duration::from_secs(60);
+/// …or when it has taken this long in all.
+const DEADLINE: Duration = Duration::from_secs(30 * 60);
+
+/// Polls `probe` every `every` until it reports `target`; a stall (no progress for [`STALL`]) or
+/// the [`DEADLINE`] is an error naming `what` and how far it got.
+async fn wait_progress<F, Fut>(
+    what: &str,
+    target: usize,
+    every: Duration,
+    mut probe: F,
+) -> Result<(), Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<usize, Error>>,
+{
+    let start = Instant::now();
+    let (mut best, mut moved) = (0, start);
     loop {
-        let n: i64 = sqlx::query_scalar(count_sql).fetch_one(pool).await?;
-        if n as usize >= target {
+        let got = probe().await?;
+        if got >= target {
             return Ok(());
         }
-        if Instant::now() > deadline {
-            return Err(Error::Config(format!(
-                "benchmark stalled at {n} of {target} jobs"
-            )));
+        if got > best {
+            (best, moved) = (got, Instant::now());
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        let why = if moved.elapsed() >= STALL {
+            format!("none more for {} s", STALL.as_secs())
+        } else if start.elapsed() >= DEADLINE {
+            format!("not done within {} min", DEADLINE.as_secs() / 60)
+        } else {
+            tokio::time::sleep(every).await;
+            continue;
+        };
+        return Err(Error::Config(format!(
+            "{what}: stalled at {got} of {target} ({why})"
+        )));
     }
 }
 
+/// [`wait_progress`] on a `SELECT count(*)`.
+async fn wait_until(
+    pool: &PgPool,
+    what: &str,
+    count_sql: &'static str,
+    target: usize,
+) -> Result<(), Error> {
+    wait_progress(what, target, Duration::from_millis(10), || async move {
+        let n: i64 = sqlx::query_scalar(count_sql).fetch_one(pool).await?;
+        Ok(n.max(0) as usize)
+    })
+    .await
+}
+
+/// apalis-postgres's queue (`job_type`) for the baselines.
+const APALIS_QUEUE: &str = "smo_bench_apalis";
+/// Prefix of the baselines' apalis worker names.
+const APALIS_WORKERS: &str = "apalis-bench";
+
+/// Removes what a baseline leaves in apalis's tables: its jobs and its workers' rows.
+async fn clear_apalis(pool: &PgPool) -> Result<(), Error> {
+    sqlx::query("DELETE FROM apalis.jobs WHERE job_type = $1")
+        .bind(APALIS_QUEUE)
+        .execute(pool)
+        .await?;
+    sqlx::query("DELETE FROM apalis.workers WHERE starts_with(id, $1)")
+        .bind(APALIS_WORKERS)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// `opts.apalis_jobs` no-op jobs through plain apalis-postgres in `baseline`'s configuration,
+/// measured as smo-jobs is: from worker start until every job ran and is acknowledged.
 async fn apalis_baseline(
     pool: &PgPool,
-    n: usize,
-    workers: usize,
-    concurrency: usize,
+    baseline: Baseline,
+    opts: &BenchOptions,
+    progress: &impl Fn(&str),
 ) -> Result<Figures, Error> {
-    use apalis::prelude::{BoxDynError, Data, TaskSink, WorkerBuilder, WorkerBuilderExt};
-    use apalis_postgres::{Config, PostgresStorage};
+    use apalis::prelude::{
+        BackendExt, BoxDynError, Data, Strategy, TaskSink, WorkerBuilder, WorkerBuilderExt,
+    };
+    use apalis_postgres::PostgresStorage;
 
-    const QUEUE: &str = "smo_bench_apalis";
+    let n = opts.apalis_jobs;
+    let label = format!("apalis-postgres ({baseline})");
     PostgresStorage::setup(pool)
         .await
         .map_err(|e| Error::Config(format!("apalis setup: {e}")))?;
-    sqlx::query("DELETE FROM apalis.jobs WHERE job_type = $1")
-        .bind(QUEUE)
+    clear_apalis(pool).await?;
+    // Each baseline starts on a table without the previous run's dead rows in its indexes.
+    if let Err(e) = sqlx::query("VACUUM (ANALYZE) apalis.jobs")
         .execute(pool)
-        .await?;
-    let config = Config::default().queue(QUEUE);
+        .await
+    {
+        progress(&format!(
+            "VACUUM apalis.jobs failed ({e}); measuring on the table as it is"
+        ));
+    }
+    let config = baseline.config(opts);
     let mut storage = PostgresStorage::<u64>::new(pool).with_config(config.clone());
     let started = Instant::now();
     let all: Vec<u64> = (0..n as u64).collect();
@@ -428,34 +645,111 @@ async fn apalis_baseline(
     }
     let enqueue_secs = started.elapsed().as_secs_f64();
 
-    async fn handle(_: u64, done: Data<Arc<AtomicUsize>>) -> Result<(), BoxDynError> {
+    async fn noop(_: u64, done: Data<Arc<AtomicUsize>>) -> Result<(), BoxDynError> {
         done.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
     let done = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut handles = Vec::new();
-    for w in 0..workers {
+    for w in 0..opts.workers {
+        let name = worker_name(&format!("{APALIS_WORKERS}{w}"));
         let storage = PostgresStorage::<u64>::new(pool).with_config(config.clone());
-        let worker = WorkerBuilder::new(worker_name(&format!("apalis-bench{w}")))
-            .backend(storage)
-            .data(done.clone())
-            .concurrency(concurrency)
-            .build(handle);
-        handles.push(tokio::spawn(worker.run()));
+        let worker = WorkerBuilder::new(name);
+        handles.push(match baseline {
+            Baseline::Default => tokio::spawn(
+                worker
+                    .backend(storage)
+                    .data(done.clone())
+                    .concurrency(opts.concurrency)
+                    .build(noop)
+                    .run(),
+            ),
+            Baseline::Tuned => {
+                let poll = Strategy::new().interval(WorkerConfig::default().poll_interval);
+                tokio::spawn(
+                    worker
+                        .backend(storage.with_pubsub().poll_with_strategy(poll))
+                        .data(done.clone())
+                        .concurrency(opts.concurrency)
+                        .build(noop)
+                        .run(),
+                )
+            }
+        });
     }
-    let done_sql =
-        "SELECT count(*) FROM apalis.jobs WHERE job_type = 'smo_bench_apalis' AND status = 'Done'";
-    let res = wait_until(pool, done_sql, n).await;
-    let process_secs = started.elapsed().as_secs_f64();
-    for h in handles {
-        h.abort();
-    }
-    res?;
-    sqlx::query("DELETE FROM apalis.jobs WHERE job_type = $1")
-        .bind(QUEUE)
-        .execute(pool)
+    // Every job ran in the handler, then every row is acknowledged: `done_at` is set by
+    // `handle_result.sql` alone, whatever the outcome (a `status = 'Done'` count alone would
+    // wait forever if acknowledgements were off, as they are with `persist_results(false)`).
+    let stopped = |got: usize| {
+        if handles.iter().any(|h| h.is_finished()) {
+            Err(Error::Worker(format!(
+                "{label}: an apalis worker stopped after {got} of {n} jobs"
+            )))
+        } else {
+            Ok(got)
+        }
+    };
+    let outcome = async {
+        wait_progress(
+            &format!("{label}: jobs run by the handler"),
+            n,
+            Duration::from_millis(5),
+            || std::future::ready(stopped(done.load(Ordering::Relaxed))),
+        )
         .await?;
+        wait_progress(
+            &format!("{label}: jobs acknowledged (done_at set; all {n} ran in the handler)"),
+            n,
+            Duration::from_millis(10),
+            || {
+                let alive = stopped(done.load(Ordering::Relaxed));
+                async move {
+                    alive?;
+                    let acked: i64 = sqlx::query_scalar(
+                        "SELECT count(*) FROM apalis.jobs WHERE job_type = $1 AND done_at IS NOT NULL",
+                    )
+                    .bind(APALIS_QUEUE)
+                    .fetch_one(pool)
+                    .await?;
+                    Ok(acked.max(0) as usize)
+                }
+            },
+        )
+        .await
+    }
+    .await;
+    let process_secs = started.elapsed().as_secs_f64();
+    // Why workers stopped on their own; the others are stopped here, and gone before the cleanup.
+    let mut why = Vec::new();
+    for h in handles {
+        let early = h.is_finished();
+        h.abort();
+        match (early, h.await) {
+            (false, _) => {}
+            (true, Ok(Ok(()))) => why.push("a worker returned".to_string()),
+            (true, Ok(Err(e))) => why.push(e.to_string()),
+            (true, Err(e)) => why.push(e.to_string()),
+        }
+    }
+    let finished: Result<i64, Error> = match outcome {
+        Ok(()) => sqlx::query_scalar(
+            "SELECT count(*) FROM apalis.jobs WHERE job_type = $1 AND status = 'Done'",
+        )
+        .bind(APALIS_QUEUE)
+        .fetch_one(pool)
+        .await
+        .map_err(Error::from),
+        Err(e) if why.is_empty() => Err(e),
+        Err(e) => Err(Error::Config(format!("{e}: {}", why.join("; ")))),
+    };
+    clear_apalis(pool).await?;
+    let finished = finished?;
+    if finished as usize != n {
+        return Err(Error::Config(format!(
+            "{label}: {n} jobs acknowledged but {finished} as Done"
+        )));
+    }
     Ok(Figures {
         jobs: n,
         enqueue_per_sec: n as f64 / enqueue_secs,

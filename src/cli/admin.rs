@@ -130,9 +130,19 @@ struct BenchArgs {
     /// Single jobs enqueued into an idle queue to measure latency.
     #[arg(long, default_value_t = 200)]
     latency_samples: usize,
-    /// Jobs pushed through plain apalis-postgres for comparison (0 skips it).
-    #[arg(long, default_value_t = 20_000)]
-    apalis_jobs: usize,
+    /// Jobs pushed through plain apalis-postgres per baseline [default: --jobs] (0 skips the
+    /// baselines).
+    #[arg(long)]
+    apalis_jobs: Option<usize>,
+    /// apalis-postgres configurations to compare with, run in this order (repeat the flag or
+    /// separate with commas); each prints its figures and the ratio smo÷apalis.
+    #[arg(
+        long = "baseline",
+        value_enum,
+        value_delimiter = ',',
+        default_values = ["tuned", "default"]
+    )]
+    baselines: Vec<BaselineArg>,
     /// Benchmark this database instead of `<db>_bench` (it is written to!).
     #[arg(long)]
     bench_database_url: Option<String>,
@@ -144,6 +154,27 @@ struct BenchArgs {
     /// How long the steady load lasts.
     #[arg(long, default_value_t = 60.0, requires = "rate")]
     seconds: f64,
+}
+
+/// `--baseline`'s values: [`bench::Baseline`] (smo-jobs has no clap).
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BaselineArg {
+    /// smo-jobs' settings where apalis-postgres 1.0 has them: fetch batch = --batch-size, same
+    /// workers × concurrency, LISTEN/NOTIFY plus smo-jobs' poll interval, smo-jobs' heartbeat and
+    /// lease (persist_results and lock_tasks stay on: see `bench::Baseline`).
+    Tuned,
+    /// apalis-postgres's `Config::default()`: fetch batch 10, no LISTEN/NOTIFY, same workers ×
+    /// concurrency.
+    Default,
+}
+
+impl From<BaselineArg> for bench::Baseline {
+    fn from(b: BaselineArg) -> Self {
+        match b {
+            BaselineArg::Tuned => bench::Baseline::Tuned,
+            BaselineArg::Default => bench::Baseline::Default,
+        }
+    }
 }
 
 /// Runs `smo-admin` with the process's arguments.
@@ -527,7 +558,8 @@ async fn run_bench(url: &str, args: BenchArgs, out: Output) -> Result<(), CliErr
         concurrency: args.concurrency,
         batch_size: args.batch_size,
         latency_samples: args.latency_samples,
-        apalis_jobs: args.apalis_jobs,
+        apalis_jobs: args.apalis_jobs.unwrap_or(args.jobs),
+        baselines: args.baselines.into_iter().map(Into::into).collect(),
     };
     eprintln!(
         "benchmarking on {} (fsync={durable_fsync}, synchronous_commit={sync_commit}, {} cpus)",
@@ -557,10 +589,11 @@ async fn run_bench(url: &str, args: BenchArgs, out: Output) -> Result<(), CliErr
         "  enqueue→start latency  p50 {:.2} ms   p99 {:.2} ms   (idle queue, {} samples)",
         report.latency_p50_ms, report.latency_p99_ms, report.options.latency_samples
     );
-    if let (Some(a), Some(r)) = (&report.apalis, report.processed_ratio) {
+    for b in &report.baselines {
+        let a = &b.apalis;
         println!(
-            "plain apalis-postgres, default Config ({} jobs, same workers × concurrency):",
-            a.jobs
+            "plain apalis-postgres, {} baseline ({} jobs): {}",
+            b.baseline, a.jobs, b.note
         );
         println!(
             "  enqueue (push_bulk)    {:>10.0} jobs/s",
@@ -570,7 +603,21 @@ async fn run_bench(url: &str, args: BenchArgs, out: Output) -> Result<(), CliErr
             "  processed end to end   {:>10.0} jobs/s",
             a.processed_per_sec
         );
-        println!("ratio processed smo/apalis: {r:.1}×");
+        println!(
+            "  ratio processed smo/apalis ({}): {:.1}×",
+            b.baseline, b.processed_ratio
+        );
+    }
+    if report.baselines.len() > 1 {
+        println!(
+            "ratios processed smo/apalis: {}",
+            report
+                .baselines
+                .iter()
+                .map(|b| format!("{} {:.1}×", b.baseline, b.processed_ratio))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     Ok(())
 }

@@ -9,9 +9,9 @@ use std::{
     time::Duration,
 };
 
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
-use crate::hdag::{Implementer, Service};
+pub use smo_core::manifests::values_for;
 
 /// Why a Helm step failed.
 #[derive(Debug, thiserror::Error)]
@@ -52,41 +52,6 @@ impl HelmError {
     pub fn is_transient(&self) -> bool {
         !matches!(self, Self::Missing(_))
     }
-}
-
-/// The chart values of a placed service: the descriptor's `valuesOverwrite` with the placement
-/// injected — at the top level for HELM charts, under `voChartOverwrite` for WOT charts. With
-/// `hdaGraphIntent.useStaticPlacement` (`static_placement`) the values go as written and the
-/// chart's own affinity applies, as in the reference SMO.
-pub fn values_for(
-    service: &Service,
-    cluster: &str,
-    import_clusters: &[String],
-    static_placement: bool,
-) -> Value {
-    let mut values: Map<String, Value> = service.artifact.values_overwrite.clone();
-    if static_placement {
-        return Value::Object(values);
-    }
-    let injected = [
-        ("clustersAffinity".to_string(), json!([cluster])),
-        ("serviceImportClusters".to_string(), json!(import_clusters)),
-    ];
-    match service.artifact.implementer() {
-        Implementer::Wot => {
-            let slot = values
-                .entry("voChartOverwrite")
-                .or_insert_with(|| json!({}));
-            if !slot.is_object() {
-                *slot = json!({});
-            }
-            if let Some(m) = slot.as_object_mut() {
-                m.extend(injected);
-            }
-        }
-        _ => values.extend(injected),
-    }
-    Value::Object(values)
 }
 
 /// Whether helm reaches `chart`'s registry over plain HTTP: when configured, and always for a
@@ -245,6 +210,8 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hdag::Service;
+    use serde_json::json;
 
     fn service(yaml: &str) -> Service {
         let doc = format!(

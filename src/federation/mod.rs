@@ -5,7 +5,8 @@
 
 pub mod fence;
 pub mod helm;
-pub mod manifests;
+/// Generated Karmada objects (pure; they live in smo-core).
+pub use smo_core::manifests;
 
 use std::{collections::BTreeMap, path::Path};
 

@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 
 use super::query::kind;
 use super::{MonitoringError, fnv1a, prometheus_duration};
-use crate::federation::manifests::{LABEL_GRAPH, LABEL_PROJECT};
 use crate::hdag::Graph;
+use crate::manifests::{LABEL_GRAPH, LABEL_PROJECT};
 
 /// `for` of an event whose `gracePeriod` cannot be read (only graphs that skipped validation
 /// have one): a minute, so a typo neither fails the whole publish nor deploys at the first blip.

@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 
 use super::fnv1a;
 use super::query::{promql_string, regex_escape};
-use crate::federation::manifests::object_name;
 use crate::hdag::Graph;
+use crate::manifests::object_name;
 
 /// Grafana's dashboard JSON schema version the models are written in (Grafana 10.x/11.x
 /// migrate it forward on load).

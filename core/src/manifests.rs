@@ -8,9 +8,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
-use crate::hdag::{Graph, Service};
+use crate::hdag::{Graph, Implementer, Service};
 
 /// Label on every object smo writes, for removal by selector.
 pub const LABEL_GRAPH: &str = "smo.io/graph";
@@ -244,6 +244,41 @@ fn propagation_policy(
             "placement": { "clusterAffinity": { "clusterNames": clusters } },
         },
     })
+}
+
+/// The chart values of a placed service: the descriptor's `valuesOverwrite` with the placement
+/// injected — at the top level for HELM charts, under `voChartOverwrite` for WOT charts. With
+/// `hdaGraphIntent.useStaticPlacement` (`static_placement`) the values go as written and the
+/// chart's own affinity applies, as in the reference SMO.
+pub fn values_for(
+    service: &Service,
+    cluster: &str,
+    import_clusters: &[String],
+    static_placement: bool,
+) -> Value {
+    let mut values: Map<String, Value> = service.artifact.values_overwrite.clone();
+    if static_placement {
+        return Value::Object(values);
+    }
+    let injected = [
+        ("clustersAffinity".to_string(), json!([cluster])),
+        ("serviceImportClusters".to_string(), json!(import_clusters)),
+    ];
+    match service.artifact.implementer() {
+        Implementer::Wot => {
+            let slot = values
+                .entry("voChartOverwrite")
+                .or_insert_with(|| json!({}));
+            if !slot.is_object() {
+                *slot = json!({});
+            }
+            if let Some(m) = slot.as_object_mut() {
+                m.extend(injected);
+            }
+        }
+        _ => values.extend(injected),
+    }
+    Value::Object(values)
 }
 
 #[cfg(test)]
