@@ -48,6 +48,22 @@ pub fn timed_solve<T, E>(problem: &str, solve: impl FnOnce() -> Result<T, E>) ->
     out
 }
 
+/// Records a graph plan's solve under `smo_solve_seconds{problem, outcome}`: the plan says which
+/// solve it ran (none when every service kept its cluster); the caller holds the clock.
+pub fn observe_plan(
+    plan: &Result<smo_core::plan::Deploy, smo_core::plan::PlanError>,
+    took: std::time::Duration,
+) {
+    let (solve, outcome) = match plan {
+        Ok(deploy) => (deploy.solved(), "ok"),
+        Err(smo_core::plan::PlanError::Placement(failed)) => (Some(failed.solve), "error"),
+        Err(_) => (None, "error"),
+    };
+    if let Some(solve) = solve {
+        SOLVE.observe(&[solve.as_str(), outcome], took.as_secs_f64());
+    }
+}
+
 /// This process's series: the engine's job counters and durations, API latency, solve times.
 pub fn render_process() -> String {
     let mut out = String::new();

@@ -2,6 +2,7 @@
 //!
 //! - [`hdag`]       descriptor types, parsing and validation; graph, project and cluster names
 //! - [`placement`]  which cluster each service runs on: a MILP over good_lp + HiGHS
+//! - [`plan`]       what a graph job will do: placement, objects, releases, and what to record
 //! - [`scaling`]    replicas from request rates (SPEC §3), a cluster's graphs together
 //! - [`manifests`]  the Karmada objects and Helm values of a placed graph
 //! - [`monitoring`]  dashboards, alert rules, PromQL and Alertmanager/Prometheus bodies
@@ -16,4 +17,5 @@ pub mod manifests;
 pub mod model;
 pub mod monitoring;
 pub mod placement;
+pub mod plan;
 pub mod scaling;

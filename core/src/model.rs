@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+use serde::Serialize;
 use serde_json::Value;
 
 macro_rules! named_enum {
@@ -263,6 +264,101 @@ pub struct Outcome {
     pub decisions: Vec<Decision>,
     /// Enqueue `publish-dashboards` for the graph.
     pub publish: bool,
+}
+
+/// A service as stored: its place in the descriptor, where it runs and what it needs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServiceRecord {
+    /// Service id.
+    pub name: String,
+    /// Order in the descriptor.
+    pub position: i32,
+    /// Where it is.
+    pub status: ServiceStatus,
+    /// Where it runs.
+    pub cluster: Option<String>,
+    /// Desired replicas.
+    pub replicas: i32,
+    /// Ready replicas when last observed.
+    pub ready: i32,
+    /// Deployed only when its alert fires.
+    pub conditional: bool,
+    /// CPU per replica.
+    pub cpu_millis: i64,
+    /// Memory per replica.
+    pub memory_bytes: i64,
+    /// Needs an accelerator.
+    pub gpu: bool,
+}
+
+/// A service as stored on upload.
+#[derive(Debug, Clone)]
+pub struct NewService {
+    /// Service id.
+    pub name: String,
+    /// Deployed only when its alert fires.
+    pub conditional: bool,
+    /// CPU per replica.
+    pub cpu_millis: i64,
+    /// Memory per replica.
+    pub memory_bytes: i64,
+    /// Needs an accelerator.
+    pub gpu: bool,
+    /// Initial replicas.
+    pub replicas: i32,
+}
+
+impl NewService {
+    /// The services of a descriptor as stored on upload.
+    pub fn of_graph(graph: &crate::hdag::Graph) -> Vec<NewService> {
+        graph
+            .services
+            .iter()
+            .map(|s| {
+                let r = s.resources();
+                let min = s
+                    .deployment
+                    .intent
+                    .scaling
+                    .as_ref()
+                    .map(|sc| sc.min_replicas)
+                    .unwrap_or(1);
+                NewService {
+                    name: s.id.clone(),
+                    conditional: s.is_conditional(),
+                    cpu_millis: r.cpu_millis.min(i64::MAX as u64) as i64,
+                    memory_bytes: r.memory_bytes.min(i64::MAX as u64) as i64,
+                    gpu: r.gpu,
+                    replicas: min.clamp(1, 10_000) as i32,
+                }
+            })
+            .collect()
+    }
+}
+
+/// A member cluster as last read from Karmada.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ClusterRecord {
+    /// Name.
+    pub name: crate::hdag::ClusterName,
+    /// Ready condition.
+    pub ready: bool,
+    /// Allocatable cores.
+    pub cpu_allocatable: f64,
+    /// Free cores (allocatable − allocated).
+    pub cpu_free: f64,
+    /// Allocatable bytes.
+    pub memory_allocatable: i64,
+    /// Free bytes.
+    pub memory_free: i64,
+    /// Accelerators (e.g. `nvidia.com/gpu`).
+    pub gpus: i32,
+    /// Labels.
+    pub labels: serde_json::Value,
+    /// Readiness message.
+    pub message: Option<String>,
+    /// When read.
+    pub synced_at: chrono::DateTime<chrono::Utc>,
 }
 
 #[cfg(test)]

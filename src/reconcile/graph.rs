@@ -345,13 +345,16 @@ async fn place_and_apply(
     let current = g.placement_map();
     // The placement MILP runs off the async threads: the heartbeat must not wait on it.
     let plan = super::off_runtime(|| {
-        decide(&Snapshot {
+        let started = std::time::Instant::now();
+        let plan = decide(&Snapshot {
             graph,
             project: &g.project,
             services,
             clusters: &clusters,
             current: &current,
-        })
+        });
+        crate::metrics::observe_plan(&plan, started.elapsed());
+        plan
     })
     .map_err(permanent)?;
     apply(app, &g.project, &plan.work, fence).await?;

@@ -3,32 +3,6 @@
 
 use super::*;
 
-/// A member cluster as last read from Karmada.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, PartialEq)]
-pub struct ClusterRecord {
-    /// Name.
-    #[sqlx(try_from = "String")]
-    pub name: crate::hdag::ClusterName,
-    /// Ready condition.
-    pub ready: bool,
-    /// Allocatable cores.
-    pub cpu_allocatable: f64,
-    /// Free cores (allocatable − allocated).
-    pub cpu_free: f64,
-    /// Allocatable bytes.
-    pub memory_allocatable: i64,
-    /// Free bytes.
-    pub memory_free: i64,
-    /// Accelerators (e.g. `nvidia.com/gpu`).
-    pub gpus: i32,
-    /// Labels.
-    pub labels: serde_json::Value,
-    /// Readiness message.
-    pub message: Option<String>,
-    /// When read.
-    pub synced_at: DateTime<Utc>,
-}
-
 /// Replaces the cluster table with what Karmada reported.
 pub async fn replace_clusters(
     conn: &mut PgConnection,
@@ -65,12 +39,32 @@ pub async fn replace_clusters(
 
 /// Clusters by name.
 pub async fn list_clusters(pool: &PgPool) -> Result<Vec<ClusterRecord>, StoreError> {
-    Ok(sqlx::query_as::<_, ClusterRecord>(
+    let rows = sqlx::query(
         "SELECT name, ready, cpu_allocatable, cpu_free, memory_allocatable, memory_free, gpus, labels, message,
                 synced_at FROM smo.clusters ORDER BY name",
     )
     .fetch_all(pool)
-    .await?)
+    .await?;
+    rows.iter().map(cluster_of).collect()
+}
+
+/// A `smo.clusters` row as smo-core's [`ClusterRecord`] (its name checked on the way out).
+fn cluster_of(row: &sqlx::postgres::PgRow) -> Result<ClusterRecord, StoreError> {
+    use sqlx::Row as _;
+    let name: String = row.try_get("name")?;
+    Ok(ClusterRecord {
+        name: crate::hdag::ClusterName::parse(name)
+            .map_err(|e| sqlx::Error::Decode(e.to_string().into()))?,
+        ready: row.try_get("ready")?,
+        cpu_allocatable: row.try_get("cpu_allocatable")?,
+        cpu_free: row.try_get("cpu_free")?,
+        memory_allocatable: row.try_get("memory_allocatable")?,
+        memory_free: row.try_get("memory_free")?,
+        gpus: row.try_get("gpus")?,
+        labels: row.try_get("labels")?,
+        message: row.try_get("message")?,
+        synced_at: row.try_get("synced_at")?,
+    })
 }
 
 /// A placed service of any graph: what runs where.

@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+pub use smo_core::model::{ClusterRecord, NewService, ServiceRecord};
 use smo_core::model::{DecisionKind, Outcome};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
@@ -123,77 +124,6 @@ impl GraphRecord {
     /// The recorded placement, service → cluster (`set_placement` writes exactly this shape).
     pub fn placement_map(&self) -> std::collections::BTreeMap<String, String> {
         serde_json::from_value(self.placement.clone()).unwrap_or_default()
-    }
-}
-
-/// A service row.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
-pub struct ServiceRecord {
-    /// Service id.
-    pub name: String,
-    /// Order in the descriptor.
-    pub position: i32,
-    /// Where it is.
-    #[sqlx(try_from = "String")]
-    pub status: ServiceStatus,
-    /// Where it runs.
-    pub cluster: Option<String>,
-    /// Desired replicas.
-    pub replicas: i32,
-    /// Ready replicas when last observed.
-    pub ready: i32,
-    /// Deployed only when its alert fires.
-    pub conditional: bool,
-    /// CPU per replica.
-    pub cpu_millis: i64,
-    /// Memory per replica.
-    pub memory_bytes: i64,
-    /// Needs an accelerator.
-    pub gpu: bool,
-}
-
-/// A service as stored on upload.
-#[derive(Debug, Clone)]
-pub struct NewService {
-    /// Service id.
-    pub name: String,
-    /// Deployed only when its alert fires.
-    pub conditional: bool,
-    /// CPU per replica.
-    pub cpu_millis: i64,
-    /// Memory per replica.
-    pub memory_bytes: i64,
-    /// Needs an accelerator.
-    pub gpu: bool,
-    /// Initial replicas.
-    pub replicas: i32,
-}
-
-impl NewService {
-    /// The services of a descriptor as stored on upload.
-    pub fn of_graph(graph: &crate::hdag::Graph) -> Vec<NewService> {
-        graph
-            .services
-            .iter()
-            .map(|s| {
-                let r = s.resources();
-                let min = s
-                    .deployment
-                    .intent
-                    .scaling
-                    .as_ref()
-                    .map(|sc| sc.min_replicas)
-                    .unwrap_or(1);
-                NewService {
-                    name: s.id.clone(),
-                    conditional: s.is_conditional(),
-                    cpu_millis: r.cpu_millis.min(i64::MAX as u64) as i64,
-                    memory_bytes: r.memory_bytes.min(i64::MAX as u64) as i64,
-                    gpu: r.gpu,
-                    replicas: min.clamp(1, 10_000) as i32,
-                }
-            })
-            .collect()
     }
 }
 
@@ -386,13 +316,34 @@ pub async fn services(
     conn: &mut PgConnection,
     graph_id: Uuid,
 ) -> Result<Vec<ServiceRecord>, StoreError> {
-    Ok(sqlx::query_as::<_, ServiceRecord>(
+    let rows = sqlx::query(
         "SELECT name, position, status, cluster, replicas, ready, conditional, cpu_millis, memory_bytes, gpu
            FROM smo.services WHERE graph_id = $1 ORDER BY position",
     )
     .bind(graph_id)
     .fetch_all(&mut *conn)
-    .await?)
+    .await?;
+    rows.iter().map(service_of).collect()
+}
+
+/// A `smo.services` row as smo-core's [`ServiceRecord`] (its status checked on the way out).
+fn service_of(row: &sqlx::postgres::PgRow) -> Result<ServiceRecord, StoreError> {
+    use sqlx::Row as _;
+    let status: String = row.try_get("status")?;
+    Ok(ServiceRecord {
+        name: row.try_get("name")?,
+        position: row.try_get("position")?,
+        status: status
+            .parse()
+            .map_err(|e: String| sqlx::Error::Decode(e.into()))?,
+        cluster: row.try_get("cluster")?,
+        replicas: row.try_get("replicas")?,
+        ready: row.try_get("ready")?,
+        conditional: row.try_get("conditional")?,
+        cpu_millis: row.try_get("cpu_millis")?,
+        memory_bytes: row.try_get("memory_bytes")?,
+        gpu: row.try_get("gpu")?,
+    })
 }
 
 /// Records what the user asked for; refuses once removal was asked.

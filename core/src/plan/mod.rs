@@ -6,7 +6,8 @@
 //! order — and, once the job has applied it and read back what the federation reports, into the
 //! [`Outcome`] to record: service and graph statuses, the placement, the decisions. The HTTP dry
 //! run calls [`dry_run`] on a descriptor that is not stored yet. Nothing here reads a database, a
-//! cluster or a clock, so every decision is unit-tested with plain data.
+//! cluster or a clock (the caller times the solve: [`Deploy::solved`] says which ran), so every
+//! decision is unit-tested with plain data.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -14,16 +15,13 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::{
-    federation::{
-        helm,
-        manifests::{self, RenderInput},
-    },
     hdag::{Graph, Service, conditional},
+    manifests::{self, RenderInput},
+    model::{ClusterRecord, NewService, ServiceRecord},
     placement::{self, CurrentPlacement, PlacementError, Problem, Solution},
-    store::{ClusterRecord, NewService, ServiceRecord},
 };
 
-pub use smo_core::model::{Decision, DecisionKind, GraphStatus, Observed, Outcome, ServiceStatus};
+pub use crate::model::{Decision, DecisionKind, GraphStatus, Observed, Outcome, ServiceStatus};
 
 mod drift;
 mod lifecycle;
@@ -55,7 +53,7 @@ pub struct Snapshot<'a> {
 pub enum PlanError {
     /// The optimiser found no placement (or refused the problem).
     #[error("placement: {0}")]
-    Placement(#[from] PlacementError),
+    Placement(#[from] SolveFailed),
     /// A conditional deploy names a service the graph does not have.
     #[error("graph {graph} has no service {service}")]
     NoService {
@@ -69,6 +67,37 @@ pub enum PlanError {
     Unplaced(String),
 }
 
+/// Which solve a plan ran: the caller times it (smo's `smo_solve_seconds{problem}`), so the
+/// plan itself reads no clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Solve {
+    /// A first placement.
+    Placement,
+    /// A re-placement against the current one.
+    RePlacement,
+}
+
+impl Solve {
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Solve::Placement => "placement",
+            Solve::RePlacement => "re-placement",
+        }
+    }
+}
+
+/// A solve that found no placement (or refused the problem), and which solve it was.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct SolveFailed {
+    /// Which solve.
+    pub solve: Solve,
+    /// Why.
+    #[source]
+    pub error: PlacementError,
+}
+
 /// Where each service goes, and why.
 #[derive(Debug, Clone, Serialize)]
 pub struct PlacementPlan {
@@ -76,6 +105,9 @@ pub struct PlacementPlan {
     pub placement: BTreeMap<String, String>,
     /// The solver's answer, when it ran (`None` when every service kept its cluster).
     pub solution: Option<Solution>,
+    /// Which solve ran, if one did.
+    #[serde(skip)]
+    pub solved: Option<Solve>,
 }
 
 /// One step of applying a plan.
@@ -212,7 +244,7 @@ fn place(
     clusters: &[ClusterRecord],
     current: &BTreeMap<String, String>,
     force: bool,
-) -> Result<PlacementPlan, PlacementError> {
+) -> Result<PlacementPlan, SolveFailed> {
     let usable = |c: &str| clusters.iter().any(|k| k.name == c && k.ready);
     let all_kept = wanted
         .iter()
@@ -225,6 +257,7 @@ fn place(
         return Ok(PlacementPlan {
             placement,
             solution: None,
+            solved: None,
         });
     }
     let is_wanted = |name: &str| wanted.iter().any(|w| w.name == name);
@@ -262,13 +295,14 @@ fn place(
         time_limit_secs: Some(10.0),
         mip_gap: None,
     };
-    let solution = if problem.current.is_empty() {
-        crate::metrics::timed_solve("placement", || placement::solve_problem(&problem))?
+    let (solve, solved) = if problem.current.is_empty() {
+        (Solve::Placement, placement::solve_problem(&problem))
     } else {
         let usage = placement::own_usage_from_current(&problem);
-        crate::metrics::timed_solve("re-placement", || placement::replan(&problem, &usage))?
-            .solution
+        let solved = placement::replan(&problem, &usage).map(|r| r.solution);
+        (Solve::RePlacement, solved)
     };
+    let solution = solved.map_err(|error| SolveFailed { solve, error })?;
     let placement = wanted
         .iter()
         .filter_map(|s| {
@@ -280,6 +314,7 @@ fn place(
     Ok(PlacementPlan {
         placement,
         solution: Some(solution),
+        solved: Some(solve),
     })
 }
 
@@ -302,7 +337,7 @@ fn helm_release(
         service: service.id.clone(),
         release: manifests::release_name(&graph.id, service),
         chart: service.artifact.oci_image.clone().unwrap_or_default(),
-        values: helm::values_for(
+        values: manifests::values_for(
             service,
             cluster,
             &importers,
@@ -386,6 +421,7 @@ pub fn pinned(
     let plan = PlacementPlan {
         placement,
         solution: None,
+        solved: None,
     };
     apply_placement(s, plan, true, helm, Some(why))
 }
@@ -447,6 +483,11 @@ fn apply_placement(
 }
 
 impl Deploy {
+    /// Which solve the plan ran, if one did (the caller times it).
+    pub fn solved(&self) -> Option<Solve> {
+        self.placement.solved
+    }
+
     /// Objects to apply (Helm releases not counted).
     pub fn objects(&self) -> usize {
         self.work
@@ -557,7 +598,7 @@ pub fn dry_run(
         .filter(|s| !s.conditional)
         .map(Demand::from)
         .collect();
-    let plan = place(graph, &wanted, clusters, &BTreeMap::new(), false)?;
+    let plan = place(graph, &wanted, clusters, &BTreeMap::new(), false).map_err(|f| f.error)?;
     let replicas = services
         .iter()
         .map(|s| (s.name.clone(), s.replicas))

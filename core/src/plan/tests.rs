@@ -164,6 +164,7 @@ fn a_first_deploy_places_and_applies_every_unconditional_service_in_deploy_order
     assert_eq!(status_of("failover"), None);
     let kinds: Vec<&str> = out.decisions.iter().map(|d| d.kind.as_str()).collect();
     assert_eq!(kinds, ["placement", "deploy"]);
+    assert_eq!(plan.solved(), Some(Solve::Placement));
     assert!(
         out.decisions[0]
             .message
@@ -200,6 +201,7 @@ fn services_keep_a_usable_cluster_without_a_solve_and_a_re_placement_applies_onl
     let s = snap(&g, &services, &clusters, &current);
     let kept = deploy(&s, false, true).unwrap();
     assert!(kept.placement.solution.is_none());
+    assert_eq!(kept.solved(), None, "nothing solved, nothing to time");
     assert_eq!(kept.placement.placement, current);
 
     // edge-a is lost: a re-placement moves everything to edge-b and applies all of it.
@@ -209,6 +211,8 @@ fn services_keep_a_usable_cluster_without_a_solve_and_a_re_placement_applies_onl
         ..s
     };
     let moved = deploy(&s, true, true).unwrap();
+    // Nothing current is left on a live cluster: a fresh placement, not a re-placement.
+    assert_eq!(moved.solved(), Some(Solve::Placement));
     assert!(moved.placement.placement.values().all(|c| c == "edge-b"));
     assert_eq!(applied(&moved).len(), 3);
     let out = moved.outcome(&BTreeMap::new());
@@ -223,6 +227,7 @@ fn services_keep_a_usable_cluster_without_a_solve_and_a_re_placement_applies_onl
         ..s
     };
     let stayed = deploy(&s, true, true).unwrap();
+    assert_eq!(stayed.solved(), Some(Solve::RePlacement));
     let moved_now: Vec<&String> = stayed
         .placement
         .placement
