@@ -9,14 +9,15 @@
 //!   `smo-core`)
 //! - [`scaling`]    replicas from request rates (SPEC §3), a cluster's graphs together (pure;
 //!   `smo-core`)
-//! - [`monitoring`] dashboards, alert rules and PromQL (pure); Prometheus/Grafana clients (`io`)
+//! - [`monitoring`] dashboards, alert rules and PromQL (pure; `smo-core`); Prometheus/Grafana
+//!   clients (`io`)
 //! - [`oci`]        packaged descriptors: tar.gz, `oci://` references, registry pull/push
 //! - [`settings`]   layered configuration shared by every binary
 //! - [`server`]     the long-running roles (api, worker, scheduler) over the job engine `smo-jobs`
 //! - [`credentials`] one credentials type for registries, Prometheus and Grafana
 //! - [`cli`]        output, duration and connection helpers of the command lines
 //! - [`store`]      smo's tables: graphs, services, clusters, decisions
-//! - [`federation`] generated Karmada objects (pure) and the kube-rs client
+//! - [`federation`] generated Karmada objects (pure; `smo-core`) and the kube-rs client
 //! - [`reconcile`]  smo's job kinds as reconciles (load → plan → apply → record): deploy, stop, …
 //! - [`http`]       the REST API (poem-openapi), problem+json errors
 //! - [`metrics`]    smo's own Prometheus series (queue, jobs, requests, solves)

@@ -97,7 +97,11 @@ impl TestDb {
             .await
             .expect("rename template");
         }
-        let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+        drop_stale_databases(&mut conn).await;
+        let created = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let name = format!("t_{created}_{}", uuid::Uuid::new_v4().simple());
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "CREATE DATABASE {name} TEMPLATE {template}"
         )))
@@ -120,6 +124,39 @@ impl TestDb {
     /// A queue on this database.
     pub fn queue(&self) -> Queue {
         Queue::new(self.pool.clone())
+    }
+}
+
+/// Test databases are never dropped by their test (a process may die anywhere), so each new one
+/// first drops those older than [`STALE_AFTER`] (their names carry their creation time) and the
+/// unnamed-age ones of older versions (`t_<uuid>`), unless something still uses them: a
+/// developer's server otherwise fills its disk, a thousand databases a run.
+async fn drop_stale_databases(conn: &mut PgConnection) {
+    const STALE_AFTER: u64 = 6 * 3600;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 't\\_%'")
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap_or_default();
+    for name in names {
+        let rest = &name[2..];
+        let stale = match rest.split_once('_') {
+            Some((secs, _)) => secs
+                .parse::<u64>()
+                .is_ok_and(|t| now.saturating_sub(t) > STALE_AFTER),
+            None => rest.len() == 32,
+        };
+        if stale && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            // In use (a test still running): the drop fails and the database stays.
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name}"
+            )))
+            .execute(&mut *conn)
+            .await;
+        }
     }
 }
 

@@ -282,56 +282,23 @@ impl SmoApi {
     async fn change(&self, name: &str, desired: Desired) -> ApiResult<Accepted> {
         let mut tx = self.pool.begin().await?;
         let g = store::set_desired(&mut tx, name, desired, self.queue.now()).await?;
+        if let Some(status) = crate::plan::requested(desired) {
+            store::set_status(&mut tx, g.id, status, None, self.queue.now()).await?;
+        }
+        let graph = g.name.clone();
         let accepted = match desired {
             Desired::Running => {
-                self.accept(
-                    name,
-                    StartJob {
-                        graph: g.name.clone(),
-                    },
-                    vec![],
-                    &mut tx,
-                )
-                .await?
+                self.accept(name, StartJob { graph }, vec![], &mut tx)
+                    .await?
             }
             Desired::Stopped => {
-                store::set_status(
-                    &mut tx,
-                    g.id,
-                    store::GraphStatus::Stopping,
-                    None,
-                    self.queue.now(),
-                )
-                .await?;
-                self.accept(
-                    name,
-                    StopJob {
-                        graph: g.name.clone(),
-                    },
-                    vec![],
-                    &mut tx,
-                )
-                .await?
+                self.accept(name, StopJob { graph }, vec![], &mut tx)
+                    .await?
             }
             Desired::Removed => {
-                store::set_status(
-                    &mut tx,
-                    g.id,
-                    store::GraphStatus::Removing,
-                    None,
-                    self.queue.now(),
-                )
-                .await?;
-                self.accept(
-                    name,
-                    RemoveJob {
-                        graph: g.name.clone(),
-                        project: g.project.clone(),
-                    },
-                    vec![],
-                    &mut tx,
-                )
-                .await?
+                let project = g.project.clone();
+                self.accept(name, RemoveJob { graph, project }, vec![], &mut tx)
+                    .await?
             }
         };
         tx.commit().await?;

@@ -162,3 +162,14 @@ pub fn published(dashboards: BTreeMap<String, String>, rules: usize) -> Outcome 
         ..Outcome::default()
     }
 }
+
+/// What the API records when a user asks for `desired`, before its job runs: a stop or a remove
+/// shows at once (`Stopping`, `Removing`); a start leaves the status to its deploy.
+pub fn requested(desired: crate::model::Desired) -> Option<GraphStatus> {
+    use crate::model::Desired;
+    match desired {
+        Desired::Running => None,
+        Desired::Stopped => Some(GraphStatus::Stopping),
+        Desired::Removed => Some(GraphStatus::Removing),
+    }
+}
