@@ -154,6 +154,10 @@ struct BenchArgs {
     /// How long the steady load lasts.
     #[arg(long, default_value_t = 60.0, requires = "rate")]
     seconds: f64,
+    /// With the steady load, retention on: every 10 s prune finished jobs older than this
+    /// (`90s`, `5m`; what smo's retention job runs) and print the table's and its indexes' size.
+    #[arg(long, value_parser = crate::cli::parse_duration, requires = "rate")]
+    retention: Option<std::time::Duration>,
 }
 
 /// `--baseline`'s values: [`bench::Baseline`] (smo-jobs has no clap).
@@ -525,6 +529,7 @@ async fn run_bench(url: &str, args: BenchArgs, out: Output) -> Result<(), CliErr
             workers: args.workers,
             concurrency: args.concurrency,
             batch_size: args.batch_size,
+            retention: args.retention.map(|d| d.as_secs_f64()),
         };
         let r = bench::steady(pool, opts, |m| eprintln!("… {m}")).await?;
         if out == Output::Json {
@@ -550,6 +555,23 @@ async fn run_bench(url: &str, args: BenchArgs, out: Output) -> Result<(), CliErr
             r.round_trip_p99_ms,
             r.p99_ms / r.round_trip_p99_ms
         );
+        if let (Some(first), Some(last)) = (r.sizes.first(), r.sizes.last()) {
+            let max = |f: fn(&bench::SizeSample) -> i64| r.sizes.iter().map(f).max().unwrap_or(0);
+            let mb = |b: i64| b as f64 / 1e6;
+            println!(
+                "  retention {:.0} s: table {:.1} MB at {:.0} s, {:.1} MB at the end, {:.1} MB at most; indexes {:.1} → {:.1} MB, {:.1} MB at most; rows {} → {}",
+                r.options.retention.unwrap_or_default(),
+                mb(first.table_bytes),
+                first.at_secs,
+                mb(last.table_bytes),
+                mb(max(|s| s.table_bytes)),
+                mb(first.index_bytes),
+                mb(last.index_bytes),
+                mb(max(|s| s.index_bytes)),
+                first.rows,
+                last.rows
+            );
+        }
         return Ok(());
     }
     let opts = bench::BenchOptions {
