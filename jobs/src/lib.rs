@@ -26,7 +26,9 @@
 mod admin;
 mod args;
 mod backend;
+#[cfg(feature = "bench")]
 pub mod bench;
+#[cfg(feature = "board")]
 pub mod board;
 mod clock;
 mod error;

@@ -9,9 +9,11 @@
 //! - `solve.rs`  `smo placement solve`: the optimiser on a problem file
 //! - `status.rs` `smo status`, `smo cluster list`
 
+#[cfg(feature = "bench")]
 mod bench;
 mod graph;
 mod server;
+#[cfg(feature = "sim")]
 mod sim;
 mod solve;
 mod status;
@@ -27,11 +29,13 @@ use crate::{
     settings::{self, FileSettings},
 };
 
+#[cfg(feature = "bench")]
+use self::bench::BenchCmd;
+#[cfg(feature = "sim")]
+use self::sim::SimArgs;
 use self::{
-    bench::BenchCmd,
     graph::{GraphCmd, follow},
     server::RunArgs,
-    sim::SimArgs,
     solve::PlacementCmd,
     status::ClusterCmd,
 };
@@ -95,9 +99,11 @@ enum Command {
     Run(Box<RunArgs>),
     /// Run the simulated Karmada federation (an apiserver-shaped server with member clusters,
     /// synthetic load on /metrics and Grafana's dashboard API) and write a kubeconfig for it.
+    #[cfg(feature = "sim")]
     #[command(args_conflicts_with_subcommands = true)]
     Sim(SimArgs),
     /// Benchmarks that print figures.
+    #[cfg(feature = "bench")]
     #[command(subcommand)]
     Bench(BenchCmd),
     /// Apply database migrations and exit.
@@ -189,6 +195,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             }
         }
         Command::Run(a) => return server::run(*a, file, database_url).await,
+        #[cfg(feature = "sim")]
         Command::Sim(a) => return sim::sim(a).await,
         Command::Scaler { .. } => {
             eprintln!(
@@ -199,6 +206,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             );
             return Ok(2);
         }
+        #[cfg(feature = "bench")]
         Command::Bench(cmd) => return bench::run(cmd, out, &database_url).await,
         Command::Placement(PlacementCmd::Solve { input, first_fit }) => {
             return solve::solve(&input, first_fit, out);
