@@ -18,12 +18,13 @@ use smo_jobs::{JobArgs, JobContext, JobError, NewJob};
 use uuid::Uuid;
 
 use super::{App, RePlaceJob, begin_record, db, retryable};
-use crate::plan::{Decision, DecisionKind};
 use crate::{
     federation::{FederationError, Fence, manifests},
-    hdag::Scaling,
     monitoring,
-    scaling::{self, GraphPlan, RoundCluster, RoundService, ScaleService, SolveOptions},
+    scaling::{
+        self, GraphPlan, RoundCluster, SolveOptions,
+        shard::{self, Applied, GraphNow},
+    },
     store::{self, NewDecision},
 };
 
@@ -82,6 +83,31 @@ pub struct RoundReport {
     pub cluster_solve_max_ms: f64,
 }
 
+impl RoundReport {
+    /// How the round's cluster solves went: by method, and the slowest (p99, max).
+    fn count_solves(&mut self, plan: &scaling::RoundPlan) {
+        let count = |m: scaling::Method| {
+            plan.cluster_solves
+                .iter()
+                .filter(|c| c.method == Some(m))
+                .count()
+        };
+        self.milp_solves = count(scaling::Method::Milp);
+        self.closed_form_solves = count(scaling::Method::ClosedForm);
+        self.greedy_solves = count(scaling::Method::Greedy);
+        let mut ms: Vec<f64> = plan
+            .cluster_solves
+            .iter()
+            .map(|c| c.micros as f64 / 1000.0)
+            .collect();
+        ms.sort_by(f64::total_cmp);
+        if let Some(max) = ms.last() {
+            self.cluster_solve_max_ms = *max;
+            self.cluster_solve_p99_ms = ms[((ms.len() - 1) as f64 * 0.99).round() as usize];
+        }
+    }
+}
+
 /// Plans one round and enqueues its shards.
 pub async fn round(app: &App, ctx: &JobContext) -> Result<RoundReport, JobError> {
     let Some(prometheus) = app.monitoring.prometheus.as_ref() else {
@@ -107,97 +133,14 @@ pub async fn round(app: &App, ctx: &JobContext) -> Result<RoundReport, JobError>
         return Ok(report);
     }
 
-    // Rates: the default metric for every service in one query, templates one by one. A failed
-    // query fails the round (retried): never scale on a guess.
+    // Rates (I/O), then the round's services from them (pure).
     let t = Instant::now();
-    let mut inputs = Vec::with_capacity(rows.len());
     let mut skipped = Vec::new();
-    for mut row in rows {
-        let deployment = manifests::object_name(&row.graph_id, &row.service);
-        let intent = match row
-            .scaling
-            .take()
-            .map(serde_json::from_value::<Scaling>)
-            .transpose()
-        {
-            Ok(s) => s,
-            Err(e) => {
-                skipped.push(format!(
-                    "{}/{}: scaling intent: {e}",
-                    row.graph, row.service
-                ));
-                continue;
-            }
-        };
-        let query = monitoring::rate_query(
-            intent.as_ref().and_then(|s| s.metric.as_deref()),
-            &row.project,
-            &deployment,
-            &row.service,
-            window,
-        );
-        inputs.push((row, deployment, intent, query));
-    }
-    let fleet = if inputs.iter().any(|i| custom_metric(&i.2).is_none()) {
-        prometheus.fleet_rates(window).await.map_err(retryable)?
-    } else {
-        HashMap::new()
-    };
-    let templated: Vec<(usize, String)> = inputs
-        .iter()
-        .enumerate()
-        .filter(|(_, i)| custom_metric(&i.2).is_some())
-        .map(|(k, i)| (k, i.3.clone()))
-        .collect();
-    let custom: HashMap<usize, f64> = futures::stream::iter(templated)
-        .map(|(k, q)| {
-            let p = prometheus.clone();
-            async move { p.query(&q).await.map(|r| (k, r)) }.boxed()
-        })
-        .buffer_unordered(QUERY_CONCURRENCY)
-        .try_collect()
-        .await
-        .map_err(retryable)?;
+    let rows = rows.into_iter().map(Into::into).collect();
+    let inputs = scaling::inputs::rate_inputs(rows, window, &mut skipped);
+    let (fleet, custom) = rates(prometheus, window, &inputs).await?;
     report.query_ms = t.elapsed().as_millis() as u64;
-
-    let mut services = Vec::with_capacity(inputs.len());
-    for (k, (row, deployment, intent, query)) in inputs.into_iter().enumerate() {
-        let rate = match custom_metric(&intent) {
-            Some(_) => custom[&k],
-            None => match fleet.get(&(row.project.clone(), deployment)) {
-                Some(Some(r)) => *r,
-                // An infinite rate: a broken series. The service keeps its replicas.
-                Some(None) => {
-                    skipped.push(format!("{}/{}: rate is infinite", row.graph, row.service));
-                    continue;
-                }
-                // No series: no traffic (SPEC §3: empty → 0).
-                None => 0.0,
-            },
-        };
-        let cpu = row.cpu_millis as f64 / 1000.0;
-        let (alpha, beta, min, max) = match &intent {
-            Some(s) => (s.alpha, s.beta, s.min_replicas, s.max_replicas),
-            None => scaling::defaults_for(cpu),
-        };
-        services.push(RoundService {
-            graph: row.graph,
-            project: row.project,
-            cluster: row.cluster,
-            query,
-            service: ScaleService {
-                name: row.service,
-                rate,
-                current: row.replicas.max(0) as u32,
-                cpu,
-                alpha,
-                beta,
-                min,
-                max,
-                gpu: row.gpu,
-            },
-        });
-    }
+    let services = scaling::inputs::round_services(inputs, &fleet, &custom, &mut skipped);
     let clusters: Vec<RoundCluster> = clusters
         .into_iter()
         .map(|c| RoundCluster {
@@ -222,25 +165,7 @@ pub async fn round(app: &App, ctx: &JobContext) -> Result<RoundReport, JobError>
     .map(|r| r.unwrap_or_else(|never| match never {}))
     .map_err(|e| JobError::Transient(format!("scaling round: {e}")))?;
     report.solve_ms = t.elapsed().as_millis() as u64;
-    let count = |m: scaling::Method| {
-        plan.cluster_solves
-            .iter()
-            .filter(|c| c.method == Some(m))
-            .count()
-    };
-    report.milp_solves = count(scaling::Method::Milp);
-    report.closed_form_solves = count(scaling::Method::ClosedForm);
-    report.greedy_solves = count(scaling::Method::Greedy);
-    let mut ms: Vec<f64> = plan
-        .cluster_solves
-        .iter()
-        .map(|c| c.micros as f64 / 1000.0)
-        .collect();
-    ms.sort_by(f64::total_cmp);
-    if let Some(max) = ms.last() {
-        report.cluster_solve_max_ms = *max;
-        report.cluster_solve_p99_ms = ms[((ms.len() - 1) as f64 * 0.99).round() as usize];
-    }
+    report.count_solves(&plan);
     report.services = plan.services;
     report.graphs_acted_on = plan.graphs.len();
     report.changes = plan.graphs.iter().map(|g| g.changes.len()).sum();
@@ -254,28 +179,9 @@ pub async fn round(app: &App, ctx: &JobContext) -> Result<RoundReport, JobError>
         );
     }
 
-    // Shards.
+    // Apply: the shards.
     let t = Instant::now();
-    let shards: Vec<NewJob> = plan
-        .graphs
-        .chunks(SHARD_GRAPHS)
-        .enumerate()
-        .map(|(index, chunk)| {
-            NewJob::from_args(&ScaleShardJob {
-                round: ctx.id,
-                index,
-                graphs: chunk.to_vec(),
-            })
-        })
-        .collect::<Result<_, _>>()
-        .map_err(|e| JobError::Permanent(e.to_string()))?;
-    report.shards = shards.len();
-    for chunk in shards.chunks(500) {
-        ctx.queue
-            .enqueue_many(chunk)
-            .await
-            .map_err(|e| JobError::Transient(e.to_string()))?;
-    }
+    report.shards = enqueue_shards(ctx, &plan.graphs).await?;
     report.enqueue_ms = t.elapsed().as_millis() as u64;
     tracing::info!(
         services = report.services,
@@ -291,11 +197,57 @@ pub async fn round(app: &App, ctx: &JobContext) -> Result<RoundReport, JobError>
     Ok(report)
 }
 
-fn custom_metric(intent: &Option<Scaling>) -> Option<&str> {
-    intent
-        .as_ref()
-        .and_then(|s| s.metric.as_deref())
-        .filter(|m| !m.trim().is_empty())
+/// The default metric's rate of every service in one query, each template's in a query of its
+/// own. A failed query fails the round (retried): never scale on a guess.
+async fn rates(
+    prometheus: &monitoring::io::Prometheus,
+    window: &str,
+    inputs: &[scaling::inputs::RateInput],
+) -> Result<(HashMap<(String, String), Option<f64>>, HashMap<usize, f64>), JobError> {
+    let fleet = if inputs.iter().any(|i| !i.custom()) {
+        prometheus.fleet_rates(window).await.map_err(retryable)?
+    } else {
+        HashMap::new()
+    };
+    let templated: Vec<(usize, String)> = inputs
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| i.custom())
+        .map(|(k, i)| (k, i.query.clone()))
+        .collect();
+    let custom = futures::stream::iter(templated)
+        .map(|(k, q)| {
+            let p = prometheus.clone();
+            async move { p.query(&q).await.map(|r| (k, r)) }.boxed()
+        })
+        .buffer_unordered(QUERY_CONCURRENCY)
+        .try_collect()
+        .await
+        .map_err(retryable)?;
+    Ok((fleet, custom))
+}
+
+/// The graphs to act on as `scale-shard` jobs of [`SHARD_GRAPHS`], unique per (round, index).
+async fn enqueue_shards(ctx: &JobContext, graphs: &[GraphPlan]) -> Result<usize, JobError> {
+    let shards: Vec<NewJob> = graphs
+        .chunks(SHARD_GRAPHS)
+        .enumerate()
+        .map(|(index, chunk)| {
+            NewJob::from_args(&ScaleShardJob {
+                round: ctx.id,
+                index,
+                graphs: chunk.to_vec(),
+            })
+        })
+        .collect::<Result<_, _>>()
+        .map_err(|e| JobError::Permanent(e.to_string()))?;
+    for chunk in shards.chunks(500) {
+        ctx.queue
+            .enqueue_many(chunk)
+            .await
+            .map_err(|e| JobError::Transient(e.to_string()))?;
+    }
+    Ok(shards.len())
 }
 
 /// Applies one shard: lock, check, patch, record, unlock.
@@ -323,22 +275,14 @@ pub async fn shard(app: &App, job: &ScaleShardJob, ctx: &JobContext) -> Result<(
     result
 }
 
-type CallResult = Result<Applied, FederationError>;
-
-/// One planned change's result.
-enum Applied {
-    /// Set: the replicas the federation reports ready now.
-    Set { ready: i32 },
-    /// The Deployment is not there (a chart that names it otherwise).
-    Missing(String),
-}
-
+/// Load → plan → apply → record for the graphs this shard holds (`locked`, with their tokens).
 async fn apply_shard(
     app: &App,
     job: &ScaleShardJob,
     ctx: &JobContext,
     locked: &HashMap<String, i64>,
 ) -> Result<(), JobError> {
+    // Load: where the held graphs' services are now.
     let mine: Vec<String> = job
         .graphs
         .iter()
@@ -348,185 +292,53 @@ async fn apply_shard(
     if mine.is_empty() {
         return Ok(());
     }
-    let now_rows = {
-        let mut conn = app.pool.acquire().await.map_err(db)?;
-        store::services_now(&mut conn, &mine, ctx.id)
-            .await
-            .map_err(db)?
-    };
-    // graph → (row id, object graph id, running and not yet recorded by this job,
-    // service → (cluster, replicas))
-    type Now = (Uuid, String, bool, HashMap<String, (Option<String>, i32)>);
-    let mut now: HashMap<String, Now> = HashMap::new();
-    for r in now_rows {
+    let mut now: HashMap<String, GraphNow> = HashMap::new();
+    let mut conn = app.pool.acquire().await.map_err(db)?;
+    for r in store::services_now(&mut conn, &mine, ctx.id)
+        .await
+        .map_err(db)?
+    {
         now.entry(r.graph)
-            .or_insert_with(|| {
-                let open = r.running && !r.decided;
-                (r.graph_uuid, r.graph_id, open, HashMap::new())
+            .or_insert_with(|| GraphNow {
+                row: r.graph_uuid,
+                object_graph: r.graph_id,
+                open: r.running && !r.decided,
+                services: HashMap::new(),
             })
-            .3
+            .services
             .insert(r.service, (r.cluster, r.replicas));
     }
-    // Plans that still describe their graph: held by this shard, running, not yet recorded by an
-    // earlier attempt of this shard, every changed service where and at the count the round saw.
-    // Another job (a deploy, a re-place, a stop) that ran in between decided otherwise; the next
-    // round starts from what it left.
-    let current: Vec<&GraphPlan> = job
-        .graphs
-        .iter()
-        .filter(|g| {
-            now.get(&g.graph).is_some_and(|(_, _, running, services)| {
-                *running
-                    && g.changes.iter().all(|c| {
-                        services.get(&c.service).is_some_and(|(cluster, replicas)| {
-                            cluster.as_deref() == Some(c.cluster.as_str())
-                                && *replicas == c.from as i32
-                        })
-                    })
-            })
-        })
-        .collect();
-
-    // Patch the federation, SHARD_CONCURRENCY calls at a time; then read what it reports (a
-    // member may not fit every new replica). Reads come after all the writes, so a control plane
-    // that settles its statuses once per burst of writes settles them once per shard.
-    let calls: Vec<(usize, usize)> = current
-        .iter()
-        .enumerate()
-        .flat_map(|(gi, g)| (0..g.changes.len()).map(move |ci| (gi, ci)))
-        .collect();
-    let target = |gi: usize, ci: usize| {
-        let g = current[gi];
-        let c = &g.changes[ci];
-        (g, c, manifests::object_name(&now[&g.graph].1, &c.service))
-    };
-    let mut results: Vec<((usize, usize), CallResult)> = Vec::with_capacity(calls.len());
-    if !calls.is_empty() {
-        let federation = app.federation()?;
-        let patched: Vec<((usize, usize), Result<bool, FederationError>)> =
-            futures::stream::iter(calls)
-                .map(|(gi, ci)| {
-                    let (g, c, deployment) = target(gi, ci);
-                    let fence = Fence::new(ctx.lease.clone(), Some(locked[&g.graph]));
-                    async move {
-                        let r = match federation
-                            .scale(&g.project, &deployment, c.to as i32, &fence)
-                            .await
-                        {
-                            Ok(()) => Ok(true),
-                            Err(FederationError::Kube(kube::Error::Api(e))) if e.code == 404 => {
-                                Ok(false)
-                            }
-                            Err(e) => Err(e),
-                        };
-                        ((gi, ci), r)
-                    }
-                    .boxed()
-                })
-                .buffer_unordered(SHARD_CONCURRENCY)
-                .collect()
-                .await;
-        let mut reads = Vec::new();
-        for ((gi, ci), r) in patched {
-            match r {
-                Ok(true) => reads.push((gi, ci)),
-                Ok(false) => {
-                    let (_, c, deployment) = target(gi, ci);
-                    results.push((
-                        (gi, ci),
-                        Ok(Applied::Missing(format!(
-                            "{}: no Deployment {deployment} to scale",
-                            c.service
-                        ))),
-                    ));
-                }
-                Err(e) => results.push(((gi, ci), Err(e))),
-            }
-        }
-        let read: Vec<((usize, usize), CallResult)> = futures::stream::iter(reads)
-            .map(|(gi, ci)| {
-                let (g, _, deployment) = target(gi, ci);
-                async move {
-                    let r = federation
-                        .deployment_replicas(&g.project, &deployment)
-                        .await
-                        .map(|d| Applied::Set {
-                            ready: d.map_or(0, |(_, ready)| ready),
-                        });
-                    ((gi, ci), r)
-                }
-                .boxed()
-            })
-            .buffer_unordered(SHARD_CONCURRENCY)
-            .collect()
-            .await;
-        results.extend(read);
-    }
-    let mut per_graph: BTreeMap<usize, Vec<(usize, CallResult)>> = BTreeMap::new();
-    for ((gi, ci), r) in results {
-        per_graph.entry(gi).or_default().push((ci, r));
-    }
-
+    drop(conn);
+    // Plan: the round's plans that still describe their graph.
+    let current = shard::still_current(&job.graphs, &now);
+    // Apply: every change through the fence, then what the federation reports.
+    let (results, first_error) = scale_all(app, ctx, locked, &current, &now).await?;
     // Record, all or nothing per graph: a graph with a failed call is left for the retry.
-    let mut first_error = None;
-    let mut replicas = Vec::new();
-    let mut decisions = Vec::new();
-    let mut re_place = Vec::new();
-    for (gi, g) in current.iter().enumerate() {
-        let mut results = per_graph.remove(&gi).unwrap_or_default();
-        results.sort_by_key(|(ci, _)| *ci);
-        if let Some(pos) = results.iter().position(|(_, r)| r.is_err()) {
-            let (_, e) = results.swap_remove(pos);
-            if first_error.is_none() {
-                first_error = e.err();
-            }
-            continue;
-        }
-        let mut applied = (*g).clone();
-        applied.changes.clear();
-        for (ci, r) in results {
-            let c = &g.changes[ci];
-            match r {
-                Ok(Applied::Set { ready }) => {
-                    replicas.push((now[&g.graph].0, c.service.clone(), c.to as i32, ready));
-                    applied.changes.push(c.clone());
-                }
-                Ok(Applied::Missing(why)) => applied.notes.push(why),
-                Err(_) => unreachable!("errors were handled above"),
-            }
-        }
-        if applied.changes.is_empty() && applied.infeasible.is_empty() {
-            continue;
-        }
-        if !applied.infeasible.is_empty() {
-            re_place.push(g.graph.clone());
-        }
-        decisions.push(NewDecision {
-            graph: g.graph.clone(),
-            project: g.project.clone(),
-            job_id: Some(ctx.id),
-            decision: Decision::new(
-                DecisionKind::Scaling,
-                applied.message(),
-                g.inputs.clone(),
-                serde_json::to_value(&g.outcome).unwrap_or_default(),
-            ),
-        });
-    }
+    let record = shard::record(&current, &now, &results);
     let at = ctx.queue.now();
     let mut tx = begin_record(app, ctx).await?;
-    store::set_replicas_many(&mut tx, &replicas, at)
+    store::set_replicas_many(&mut tx, &record.replicas, at)
         .await
         .map_err(db)?;
-    for graph in re_place {
+    for graph in &record.re_place {
         let args = RePlaceJob {
             graph: crate::hdag::GraphName::parse(graph.as_str())
                 .map_err(|e| JobError::Permanent(e.to_string()))?,
         };
-        super::enqueue_for_graph(&mut tx, &ctx.queue, &graph, &args)
+        super::enqueue_for_graph(&mut tx, &ctx.queue, graph, &args)
             .await
             .map_err(|e| JobError::Transient(e.to_string()))?;
     }
+    let decisions: Vec<NewDecision> = record
+        .decisions
+        .into_iter()
+        .map(|(graph, project, decision)| NewDecision {
+            graph,
+            project,
+            job_id: Some(ctx.id),
+            decision,
+        })
+        .collect();
     store::add_decisions(&mut tx, &decisions, at)
         .await
         .map_err(db)?;
@@ -535,4 +347,103 @@ async fn apply_shard(
         Some(e) => Err(retryable(e)),
         None => Ok(()),
     }
+}
+
+/// Patches every planned change, [`SHARD_CONCURRENCY`] calls at a time, then reads what the
+/// federation reports (a member may not fit every new replica). Reads come after all the
+/// writes, so a control plane that settles its statuses once per burst of writes settles them
+/// once per shard. Returns each change's answer, keyed (graph, change), and the first error.
+async fn scale_all(
+    app: &App,
+    ctx: &JobContext,
+    locked: &HashMap<String, i64>,
+    current: &[&GraphPlan],
+    now: &HashMap<String, GraphNow>,
+) -> Result<(BTreeMap<(usize, usize), Applied>, Option<FederationError>), JobError> {
+    let mut results = BTreeMap::new();
+    let mut first_error = None;
+    let calls: Vec<(usize, usize)> = current
+        .iter()
+        .enumerate()
+        .flat_map(|(gi, g)| (0..g.changes.len()).map(move |ci| (gi, ci)))
+        .collect();
+    if calls.is_empty() {
+        return Ok((results, first_error));
+    }
+    let target = |gi: usize, ci: usize| {
+        let g = current[gi];
+        let c = &g.changes[ci];
+        (
+            g,
+            c,
+            manifests::object_name(&now[&g.graph].object_graph, &c.service),
+        )
+    };
+    let federation = app.federation()?;
+    let patched: Vec<((usize, usize), Result<bool, FederationError>)> =
+        futures::stream::iter(calls)
+            .map(|(gi, ci)| {
+                let (g, c, deployment) = target(gi, ci);
+                let fence = Fence::new(ctx.lease.clone(), Some(locked[&g.graph]));
+                async move {
+                    let r = match federation
+                        .scale(&g.project, &deployment, c.to as i32, &fence)
+                        .await
+                    {
+                        Ok(()) => Ok(true),
+                        Err(FederationError::Kube(kube::Error::Api(e))) if e.code == 404 => {
+                            Ok(false)
+                        }
+                        Err(e) => Err(e),
+                    };
+                    ((gi, ci), r)
+                }
+                .boxed()
+            })
+            .buffer_unordered(SHARD_CONCURRENCY)
+            .collect()
+            .await;
+    let mut reads = Vec::new();
+    for ((gi, ci), r) in patched {
+        match r {
+            Ok(true) => reads.push((gi, ci)),
+            Ok(false) => {
+                let (_, c, deployment) = target(gi, ci);
+                let why = format!("{}: no Deployment {deployment} to scale", c.service);
+                results.insert((gi, ci), Applied::Missing(why));
+            }
+            Err(e) => {
+                results.insert((gi, ci), Applied::Failed);
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    type Read = ((usize, usize), Result<Option<(i32, i32)>, FederationError>);
+    let read: Vec<Read> = futures::stream::iter(reads)
+        .map(|(gi, ci)| {
+            let (g, _, deployment) = target(gi, ci);
+            async move {
+                let r = federation
+                    .deployment_replicas(&g.project, &deployment)
+                    .await;
+                ((gi, ci), r)
+            }
+            .boxed()
+        })
+        .buffer_unordered(SHARD_CONCURRENCY)
+        .collect()
+        .await;
+    for (key, r) in read {
+        match r {
+            Ok(d) => {
+                let ready = d.map_or(0, |(_, ready)| ready);
+                results.insert(key, Applied::Set { ready });
+            }
+            Err(e) => {
+                results.insert(key, Applied::Failed);
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    Ok((results, first_error))
 }

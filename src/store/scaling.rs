@@ -30,6 +30,22 @@ pub struct ScalingRow {
     pub scaling: Option<serde_json::Value>,
 }
 
+impl From<ScalingRow> for smo_core::scaling::inputs::RoundRow {
+    fn from(r: ScalingRow) -> Self {
+        Self {
+            graph: r.graph,
+            project: r.project,
+            graph_id: r.graph_id,
+            service: r.service,
+            cluster: r.cluster,
+            replicas: r.replicas,
+            cpu_millis: r.cpu_millis,
+            gpu: r.gpu,
+            scaling: r.scaling,
+        }
+    }
+}
+
 /// Every placed, non-stopped service of every graph that should be and is running, in graph then
 /// descriptor order. The descriptor is read only for the one field scaling needs.
 pub async fn scaling_rows(conn: &mut PgConnection) -> Result<Vec<ScalingRow>, StoreError> {

@@ -26,8 +26,10 @@
 
 mod error;
 mod fleet;
+pub mod inputs;
 mod milp;
 mod round;
+pub mod shard;
 #[cfg(test)]
 mod tests;
 
