@@ -240,7 +240,7 @@ impl GraphsApi {
         }
         let a = self
             .accept(
-                &g.name,
+                g.name.as_str(),
                 RePlaceJob {
                     graph: g.name.clone(),
                 },

@@ -181,7 +181,7 @@ impl SmoApi {
             serde_json::from_value(g.dashboards).unwrap_or_default();
         let reference = graph
             .as_ref()
-            .map(|gr| compat::GraphCompat::new(&g.project, gr, &placement, &dashboards));
+            .map(|gr| compat::GraphCompat::new(g.project.as_str(), gr, &placement, &dashboards));
         let view = |s: store::ServiceRecord| {
             let spec = graph.as_ref().and_then(|gr| gr.service(&s.name));
             let c = reference

@@ -282,9 +282,16 @@ pub async fn failover(app: &App, lost: &ClusterName, ctx: &JobContext) -> Result
         "stranded": plan.stranded.len(),
         "lost": lost_now,
     });
-    store::add_event_with(&mut tx, lost, "failover", Some(&summary), figures, now)
-        .await
-        .map_err(db)?;
+    store::add_event_with(
+        &mut tx,
+        lost.as_str(),
+        "failover",
+        Some(&summary),
+        figures,
+        now,
+    )
+    .await
+    .map_err(db)?;
     // Ids and projects of the graphs decided about, read again inside the recording
     // transaction: a graph removed during the solve is skipped.
     let names: Vec<String> = plan
@@ -349,7 +356,9 @@ pub async fn failover(app: &App, lost: &ClusterName, ctx: &JobContext) -> Result
 pub async fn failback(app: &App, home: &ClusterName, ctx: &JobContext) -> Result<(), JobError> {
     let now = ctx.queue.now();
     let mut tx = begin_record(app, ctx).await?;
-    let moved = store::moved_from(&mut tx, home).await.map_err(db)?;
+    let moved = store::moved_from(&mut tx, home.as_str())
+        .await
+        .map_err(db)?;
     let clusters = store::list_clusters(&app.pool).await.map_err(db)?;
     let Some(target) = clusters.iter().find(|c| c.name.as_str() == home.as_str()) else {
         return tx.commit().await.map_err(db);
@@ -407,10 +416,12 @@ pub async fn failback(app: &App, home: &ClusterName, ctx: &JobContext) -> Result
     }
     if waiting == 0 {
         // Everything is home (or sent home now): the cluster is no longer lost.
-        store::set_lost(&mut tx, home, None).await.map_err(db)?;
+        store::set_lost(&mut tx, home.as_str(), None)
+            .await
+            .map_err(db)?;
         store::add_event_with(
             &mut tx,
-            home,
+            home.as_str(),
             "recovered",
             Some(&format!(
                 "ready for {} s: {sent} graphs move back, {manual} stay (failback: manual)",
@@ -424,7 +435,7 @@ pub async fn failback(app: &App, home: &ClusterName, ctx: &JobContext) -> Result
     } else {
         store::add_event_with(
             &mut tx,
-            home,
+            home.as_str(),
             "failback",
             Some(&format!(
                 "{sent} graphs move back this round, {waiting} wait (move budget {} or capacity)",
@@ -444,7 +455,7 @@ pub async fn failback(app: &App, home: &ClusterName, ctx: &JobContext) -> Result
 pub async fn move_graph(app: &App, job: &MoveGraphJob, ctx: &JobContext) -> Result<(), JobError> {
     super::graph::reconcile(
         app,
-        &job.graph,
+        job.graph.as_str(),
         ctx,
         Desired::Running,
         false,
@@ -493,7 +504,7 @@ pub async fn move_graph(app: &App, job: &MoveGraphJob, ctx: &JobContext) -> Resu
             let deploy = plan::pinned(
                 &Snapshot {
                     graph: &graph,
-                    project: &g.project,
+                    project: g.project.as_str(),
                     services: &services,
                     clusters: &clusters,
                     current: &current,
@@ -502,8 +513,8 @@ pub async fn move_graph(app: &App, job: &MoveGraphJob, ctx: &JobContext) -> Resu
                 why,
                 app.helm.is_some(),
             );
-            super::graph::apply(app, &g.project, &deploy.work, &fence).await?;
-            let observed = super::graph::observe(app, &g.project, &graph, &deploy).await?;
+            super::graph::apply(app, g.project.as_str(), &deploy.work, &fence).await?;
+            let observed = super::graph::observe(app, g.project.as_str(), &graph, &deploy).await?;
             let mut tx = begin_record(app, ctx).await?;
             store::record_outcome(&mut tx, &g, ctx.id, &deploy.outcome(&observed), now)
                 .await

@@ -120,7 +120,7 @@ async fn enqueue_publish(
     let args = super::PublishDashboardsJob {
         graph: g.name.clone(),
     };
-    super::enqueue_for_graph(tx, &ctx.queue, &g.name, &args)
+    super::enqueue_for_graph(tx, &ctx.queue, g.name.as_str(), &args)
         .await
         .map(drop)
         .map_err(|e| JobError::Transient(e.to_string()))
@@ -287,7 +287,10 @@ async fn deploy_running(
 async fn clean_up(app: &App, g: &GraphRecord, fence: &Fence) -> plan::Cleanup {
     let mut cleanup = plan::Cleanup::default();
     match app.federation() {
-        Ok(f) => match f.delete_labelled(&g.project, &g.name, None, fence).await {
+        Ok(f) => match f
+            .delete_labelled(g.project.as_str(), g.name.as_str(), None, fence)
+            .await
+        {
             Ok(n) => cleanup.objects = n,
             Err(e) => cleanup.left.push(format!("objects: {e}")),
         },
@@ -295,7 +298,7 @@ async fn clean_up(app: &App, g: &GraphRecord, fence: &Fence) -> plan::Cleanup {
     }
     if let Ok(graph) = descriptor_of(g) {
         let releases = plan::helm_releases(&graph);
-        match helm_uninstall(app, &g.project, &releases, fence).await {
+        match helm_uninstall(app, g.project.as_str(), &releases, fence).await {
             Ok(()) => cleanup.releases = releases.len(),
             Err(e) => cleanup.left.push(format!("Helm releases: {e}")),
         }
@@ -348,7 +351,7 @@ async fn place_and_apply(
         let started = std::time::Instant::now();
         let plan = decide(&Snapshot {
             graph,
-            project: &g.project,
+            project: g.project.as_str(),
             services,
             clusters: &clusters,
             current: &current,
@@ -357,8 +360,8 @@ async fn place_and_apply(
         plan
     })
     .map_err(permanent)?;
-    apply(app, &g.project, &plan.work, fence).await?;
-    let observed = observe(app, &g.project, graph, &plan).await?;
+    apply(app, g.project.as_str(), &plan.work, fence).await?;
+    let observed = observe(app, g.project.as_str(), graph, &plan).await?;
     record(app, ctx, g, &plan.outcome(&observed)).await
 }
 
@@ -430,12 +433,12 @@ pub async fn stop(app: &App, name: &str, ctx: &JobContext) -> Result<(), JobErro
             let plan = plan::stop(graph.as_ref(), &services);
             let deleted = app
                 .federation()?
-                .delete_labelled(&g.project, &g.name, None, &fence)
+                .delete_labelled(g.project.as_str(), g.name.as_str(), None, &fence)
                 .await
                 .map_err(retryable)?;
             if let Some(graph) = &graph {
-                helm_uninstall(app, &g.project, &plan.uninstall, &fence).await?;
-                super::monitor::unpublish(app, &g.project, graph, false, &fence).await?;
+                helm_uninstall(app, g.project.as_str(), &plan.uninstall, &fence).await?;
+                super::monitor::unpublish(app, g.project.as_str(), graph, false, &fence).await?;
             }
             record(app, ctx, &g, &plan.outcome(deleted)).await
         },
@@ -553,14 +556,14 @@ pub async fn repair_drift(app: &App, name: &str, ctx: &JobContext) -> Result<(),
             let placement = g.placement_map();
             let expected = plan::expected_objects(&Snapshot {
                 graph: &graph,
-                project: &g.project,
+                project: g.project.as_str(),
                 services: &services,
                 clusters: &[],
                 current: &placement,
             });
             let federation = app.federation()?;
             federation
-                .ensure_namespace(&g.project, &fence)
+                .ensure_namespace(g.project.as_str(), &fence)
                 .await
                 .map_err(retryable)?;
             let (mut missing, mut changed) = (Vec::new(), Vec::new());
@@ -572,7 +575,8 @@ pub async fn repair_drift(app: &App, name: &str, ctx: &JobContext) -> Result<(),
                 }
                 federation.apply(&obj, &fence).await.map_err(retryable)?;
             }
-            let republish = super::monitor::missing_publications(app, &g.project, &graph).await?;
+            let republish =
+                super::monitor::missing_publications(app, g.project.as_str(), &graph).await?;
             match plan::drift(&placement, &missing, &changed, &republish) {
                 Some(outcome) => record(app, ctx, &g, &outcome).await,
                 None => Ok(()),

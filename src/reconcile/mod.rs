@@ -264,23 +264,34 @@ pub fn registry(app: App) -> Registry {
     }
     Registry::new()
         .register(bind!(DeployJob, |app, j, ctx| graph::deploy(
-            &app, &j.graph, &ctx
+            &app,
+            j.graph.as_str(),
+            &ctx
         )
         .await))
         .register(bind!(StartJob, |app, j, ctx| graph::deploy(
-            &app, &j.graph, &ctx
+            &app,
+            j.graph.as_str(),
+            &ctx
         )
         .await))
         .register(bind!(StopJob, |app, j, ctx| graph::stop(
-            &app, &j.graph, &ctx
+            &app,
+            j.graph.as_str(),
+            &ctx
         )
         .await))
         .register(bind!(RemoveJob, |app, j, ctx| graph::remove(
-            &app, &j.graph, &j.project, &ctx
+            &app,
+            j.graph.as_str(),
+            j.project.as_str(),
+            &ctx
         )
         .await))
         .register(bind!(RePlaceJob, |app, j, ctx| graph::re_place(
-            &app, &j.graph, &ctx
+            &app,
+            j.graph.as_str(),
+            &ctx
         )
         .await))
         .register(bind!(ClusterSyncJob, |app, _j, ctx| graph::cluster_sync(
@@ -289,7 +300,9 @@ pub fn registry(app: App) -> Registry {
         .await
         .map(|_| ())))
         .register(bind!(PublishDashboardsJob, |app, j, ctx| monitor::publish(
-            &app, &j.graph, &ctx
+            &app,
+            j.graph.as_str(),
+            &ctx
         )
         .await))
         .register(bind!(ScaleFanoutJob, |app, _j, ctx| scale::round(
@@ -306,7 +319,9 @@ pub fn registry(app: App) -> Registry {
         )
         .await))
         .register(bind!(RepairDriftJob, |app, j, ctx| graph::repair_drift(
-            &app, &j.graph, &ctx
+            &app,
+            j.graph.as_str(),
+            &ctx
         )
         .await))
         .register(bind!(ClusterHealthJob, |app, _j, ctx| failover::health(
@@ -327,7 +342,7 @@ pub fn registry(app: App) -> Registry {
         .await))
         .register(bind!(RetentionJob, |app, j, ctx| retention(&app, &j, &ctx).await))
         .register(bind!(DeployConditionalJob, |app, j, ctx| {
-            graph::deploy_conditional(&app, &j.graph, &j.service, &j.alert, &ctx).await
+            graph::deploy_conditional(&app, j.graph.as_str(), &j.service, &j.alert, &ctx).await
         }))
 }
 

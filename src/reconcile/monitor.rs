@@ -108,7 +108,7 @@ async fn publish_locked(
     let graph: Graph = super::descriptor_of(&g)?;
     let mut urls = BTreeMap::new();
     if let Some(grafana) = &app.monitoring.grafana {
-        let set = monitoring::render_graph_dashboards(&g.project, &graph);
+        let set = monitoring::render_graph_dashboards(g.project.as_str(), &graph);
         for d in set.iter() {
             fence.check()?;
             let url = grafana
@@ -118,7 +118,7 @@ async fn publish_locked(
             urls.insert(d.title.clone(), url);
         }
     }
-    let rules = publish_rules(app, &g.project, &graph, &fence).await?;
+    let rules = publish_rules(app, g.project.as_str(), &graph, &fence).await?;
     if urls.is_empty() && rules == 0 {
         return Ok(()); // nothing configured, nothing to say
     }

@@ -470,7 +470,7 @@ async fn load_graph(console: &Console, name: &str) -> Result<view::GraphPage, Re
         .get_many(&job_ids)
         .await
         .map_err(|e| api_error(e.into()))?;
-    let replicas = replica_history(console, &g.project, &g.name).await;
+    let replicas = replica_history(console, g.project.as_str(), g.name.as_str()).await;
     Ok(view::GraphPage {
         replicas,
         description: descriptor.as_ref().and_then(|d| d.description.clone()),

@@ -67,7 +67,7 @@ pub fn clusters(
             } else {
                 String::new()
             },
-            n = esc(&c.name)
+            n = esc(c.name.as_str())
         );
         if let Some(msg) = &c.message {
             let class = if c.ready { "meta" } else { "status-message" };
