@@ -132,7 +132,8 @@ impl TestDb {
 /// unnamed-age ones of older versions (`t_<uuid>`), unless something still uses them: a
 /// developer's server otherwise fills its disk, a thousand databases a run.
 async fn drop_stale_databases(conn: &mut PgConnection) {
-    const STALE_AFTER: u64 = 6 * 3600;
+    // A whole suite runs in minutes: an hour-old test database belongs to no running test.
+    const STALE_AFTER: u64 = 3600;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
