@@ -269,3 +269,74 @@ mod prerequisite_tests {
         missing_prerequisite_in("../shared", false);
     }
 }
+
+#[cfg(test)]
+mod cleanup_tests {
+    use super::*;
+
+    /// A test database older than an hour is dropped when the next one is made; a young one and
+    /// one still in use stay.
+    #[tokio::test]
+    async fn a_new_test_database_drops_stale_ones_and_keeps_young_and_busy_ones() {
+        let admin = admin_url();
+        let mut conn = PgConnection::connect(&admin)
+            .await
+            .expect("test PostgreSQL");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let id = || uuid::Uuid::new_v4().simple().to_string();
+        let stale = format!("t_{}_{}", now - 7200, id());
+        let young = format!("t_{}_{}", now - 60, id());
+        let busy = format!("t_{}_{}", now - 7200, id());
+        // Under the lock test databases are made (and stale ones dropped) with, so no parallel
+        // test drops `busy` before it is held.
+        sqlx::query("SELECT pg_advisory_lock(774201)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        for name in [&stale, &young, &busy] {
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+        let holder = PgConnection::connect(&with_db(&admin, &busy))
+            .await
+            .unwrap();
+        sqlx::query("SELECT pg_advisory_unlock(774201)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let db = TestDb::new().await;
+        let exists = |name: String| {
+            let admin = admin.clone();
+            async move {
+                let mut c = PgConnection::connect(&admin).await.unwrap();
+                sqlx::query_scalar::<_, bool>(
+                    "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)",
+                )
+                .bind(name)
+                .fetch_one(&mut c)
+                .await
+                .unwrap()
+            }
+        };
+        assert!(!exists(stale.clone()).await, "{stale} is over an hour old");
+        assert!(
+            exists(young.clone()).await,
+            "{young} may belong to a running test"
+        );
+        assert!(exists(busy.clone()).await, "{busy} is in use");
+        assert!(exists(db.name.clone()).await);
+        drop(holder);
+        for name in [&young, &busy] {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name}"
+            )))
+            .execute(&mut conn)
+            .await;
+        }
+    }
+}
