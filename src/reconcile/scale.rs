@@ -136,7 +136,6 @@ pub async fn round(app: &App, ctx: &JobContext) -> Result<RoundReport, JobError>
     // Rates (I/O), then the round's services from them (pure).
     let t = Instant::now();
     let mut skipped = Vec::new();
-    let rows = rows.into_iter().map(Into::into).collect();
     let inputs = scaling::inputs::rate_inputs(rows, window, &mut skipped);
     let (fleet, custom) = rates(prometheus, window, &inputs).await?;
     report.query_ms = t.elapsed().as_millis() as u64;

@@ -36,7 +36,7 @@ pub use self::failover::{
 };
 pub use self::locks::*;
 pub use self::overview::*;
-pub use self::scaling::{ScalingRow, ServiceNow, scaling_rows, services_now, set_replicas_many};
+pub use self::scaling::{ServiceNow, scaling_rows, services_now, set_replicas_many};
 pub use self::state::{Desired, GraphStatus, ServiceStatus};
 
 /// Storage errors, worded for the API's problem documents.

@@ -2,54 +2,28 @@
 //! many graphs a round or a shard covers.
 
 use chrono::{DateTime, Utc};
+use smo_core::scaling::inputs::RoundRow;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::StoreError;
 
-/// One running service of a running graph, with what scaling needs of its descriptor.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct ScalingRow {
-    /// Graph name.
-    pub graph: String,
-    /// Graph's project.
-    pub project: String,
-    /// The descriptor's graph id, which is the graph's name (objects are named `<id>-<service>`).
-    pub graph_id: String,
-    /// Service id.
-    pub service: String,
-    /// Cluster it runs on.
-    pub cluster: String,
-    /// Replicas set now.
-    pub replicas: i32,
-    /// CPU per replica.
-    pub cpu_millis: i64,
-    /// Needs an accelerator.
-    pub gpu: bool,
-    /// The service's `deployment.intent.scaling`, as stored.
-    pub scaling: Option<serde_json::Value>,
-}
-
-impl From<ScalingRow> for smo_core::scaling::inputs::RoundRow {
-    fn from(r: ScalingRow) -> Self {
-        Self {
-            graph: r.graph,
-            project: r.project,
-            graph_id: r.graph_id,
-            service: r.service,
-            cluster: r.cluster,
-            replicas: r.replicas,
-            cpu_millis: r.cpu_millis,
-            gpu: r.gpu,
-            scaling: r.scaling,
-        }
-    }
-}
-
 /// Every placed, non-stopped service of every graph that should be and is running, in graph then
-/// descriptor order. The descriptor is read only for the one field scaling needs.
-pub async fn scaling_rows(conn: &mut PgConnection) -> Result<Vec<ScalingRow>, StoreError> {
-    Ok(sqlx::query_as(
+/// descriptor order, as the round's pure inputs take them. The descriptor is read only for the one
+/// field scaling needs.
+pub async fn scaling_rows(conn: &mut PgConnection) -> Result<Vec<RoundRow>, StoreError> {
+    type Row = (
+        String,
+        String,
+        String,
+        String,
+        String,
+        i32,
+        i64,
+        bool,
+        Option<serde_json::Value>,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
         "SELECT g.name AS graph, g.project, g.name AS graph_id,
                 s.name AS service, s.cluster, s.replicas, s.cpu_millis, s.gpu,
                 (SELECT x->'deployment'->'intent'->'scaling'
@@ -61,7 +35,25 @@ pub async fn scaling_rows(conn: &mut PgConnection) -> Result<Vec<ScalingRow>, St
           ORDER BY g.name, s.position",
     )
     .fetch_all(&mut *conn)
-    .await?)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(graph, project, graph_id, service, cluster, replicas, cpu_millis, gpu, scaling)| {
+                RoundRow {
+                    graph,
+                    project,
+                    graph_id,
+                    service,
+                    cluster,
+                    replicas,
+                    cpu_millis,
+                    gpu,
+                    scaling,
+                }
+            },
+        )
+        .collect())
 }
 
 /// A service of a graph as it stands now, for a shard to check its plan is still current.
