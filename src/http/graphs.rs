@@ -165,31 +165,17 @@ impl GraphsApi {
 
     /// One graph: services, clusters, status, placement.
     #[oai(path = "/graphs/:name", method = "get", operation_id = "getGraph")]
-    async fn get_graph(&self, name: Path<String>) -> ApiResult<Json<GraphDetail>> {
+    async fn get_graph(&self, name: Path<String>) -> ApiResult<RawJson<GraphDetail>> {
         let Some(stamp) = store::graph_stamp(&self.pool, &name.0).await? else {
             return Err(store::StoreError::GraphNotFound(name.0.clone()).into());
         };
-        let cached = self
-            .details
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&name.0)
-            .filter(|(at, _)| *at == stamp)
-            .map(|(_, d)| d.clone());
-        if let Some(d) = cached {
-            return Ok(Json(d));
+        if let Some(d) = self.details.get(&name.0, &stamp) {
+            return Ok(d);
         }
-        let detail = self.render_graph(&name.0).await?;
-        // Cached under the stamp read first: a write in between only makes the next read render again.
-        let mut cache = self
-            .details
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if cache.len() >= DETAIL_CACHE {
-            cache.clear();
-        }
-        cache.insert(name.0, (stamp, detail.clone()));
-        Ok(Json(detail))
+        let detail = RawJson::of(&self.render_graph(&name.0).await?);
+        // Kept under the stamp read first: a write in between only makes the next read render again.
+        self.details.put(name.0, stamp, detail.clone());
+        Ok(detail)
     }
 
     /// Remove a graph: its objects, dashboards and records (enqueues `remove`).

@@ -33,6 +33,7 @@ macro_rules! route_type {
 
 mod alerts;
 mod audit;
+mod cache;
 mod clusters;
 mod compat;
 pub mod console;
@@ -95,14 +96,22 @@ pub struct SmoApi {
     queue: Queue,
     /// Parsing a large YAML descriptor is CPU and memory heavy: at most two at once.
     parse_slots: Arc<Semaphore>,
-    /// Rendered `GET /graphs/{name}` answers by graph, with the version stamp they were rendered
+    /// Rendered `GET /graphs/{name}` bodies by graph, with the version stamp they were rendered
     /// at ([`store::graph_stamp`]): a read whose stamp matches costs one small query instead of
-    /// two reads, a YAML parse and rendering the dashboards and rules the reference's fields need.
-    details: Arc<std::sync::Mutex<std::collections::HashMap<String, (String, GraphDetail)>>>,
+    /// two reads, a YAML parse, rendering the dashboards and rules the reference's fields need
+    /// and serialising the answer.
+    details: Arc<cache::StampCache<RawJson<GraphDetail>>>,
+    /// Graph list pages by query and caller's scope, with the stamp of the rows they cover
+    /// ([`store::graph_page_stamp`]): a hit costs an index scan of the page's rows and no JSON.
+    pages: Arc<cache::StampCache<PageBody>>,
 }
 
-/// Most graphs whose rendered detail the API keeps (any is dropped when full).
+/// A page of graphs as sent: the body and its `Link` to the next page.
+type PageBody = (RawJson<Vec<GraphSummary>>, Option<String>);
+
+/// Most graphs whose rendered detail the API keeps, and most pages.
 const DETAIL_CACHE: usize = 4096;
+const PAGE_CACHE: usize = 1024;
 
 impl SmoApi {
     /// An API over `pool`.
@@ -112,7 +121,8 @@ impl SmoApi {
             pool,
             registry,
             parse_slots: Arc::new(Semaphore::new(2)),
-            details: Default::default(),
+            details: Arc::new(cache::StampCache::new(DETAIL_CACHE)),
+            pages: Arc::new(cache::StampCache::new(PAGE_CACHE)),
         }
     }
 }
@@ -134,15 +144,19 @@ impl SmoApi {
             limit,
             within: caller.projects.list().filter(|_| !caller.sees_all()),
         };
+        let key = format!("{project:?} {after:?} {limit:?} {:?}", page.within);
+        let stamp = store::graph_page_stamp(&self.pool, project, page).await?;
+        if let Some((body, next)) = self.pages.get(&key, &stamp) {
+            return Ok(GraphPage::Ok(body, next));
+        }
         let list = store::list_graphs(&self.pool, project, page).await?;
         let next = match (limit, &list.last) {
             (Some(l), Some(last)) if list.count == l => Some(next_link(base, l, last)),
             _ => None,
         };
-        Ok(GraphPage::Ok(
-            RawJson(list.json, std::marker::PhantomData),
-            next,
-        ))
+        let body = RawJson(list.json.into(), std::marker::PhantomData);
+        self.pages.put(key, stamp, (body.clone(), next.clone()));
+        Ok(GraphPage::Ok(body, next))
     }
 }
 

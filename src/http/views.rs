@@ -315,12 +315,48 @@ pub(super) enum GraphPage {
     ),
 }
 
-/// A JSON body serialised elsewhere (by PostgreSQL), documented as `T`: lists go out as the
-/// database wrote them, without a value tree per row.
+/// A JSON body serialised once, documented as `T`: lists go out as PostgreSQL wrote them, a
+/// graph's detail as it was rendered into the API's cache. `Bytes`, so that serving a cached body
+/// shares it rather than copying it.
 pub struct RawJson<T>(
-    pub(super) String,
+    pub(super) bytes::Bytes,
     pub(super) std::marker::PhantomData<fn() -> T>,
 );
+
+impl<T: poem_openapi::types::ToJSON> RawJson<T> {
+    /// `value` serialised as [`poem_openapi::payload::Json`] would have sent it.
+    pub(super) fn of(value: &T) -> Self {
+        Self(value.to_json_string().into(), std::marker::PhantomData)
+    }
+}
+
+impl<T> Clone for RawJson<T> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone(), std::marker::PhantomData)
+    }
+}
+
+impl<T: poem_openapi::types::Type> poem_openapi::ApiResponse for RawJson<T> {
+    fn meta() -> poem_openapi::registry::MetaResponses {
+        use poem_openapi::payload::Payload as _;
+        poem_openapi::registry::MetaResponses {
+            responses: vec![poem_openapi::registry::MetaResponse {
+                description: "",
+                status: Some(200),
+                status_range: None,
+                content: vec![poem_openapi::registry::MetaMediaType {
+                    content_type: Self::CONTENT_TYPE,
+                    schema: Self::schema_ref(),
+                }],
+                headers: vec![],
+            }],
+        }
+    }
+
+    fn register(registry: &mut poem_openapi::registry::Registry) {
+        T::register(registry);
+    }
+}
 
 impl<T: poem_openapi::types::Type> poem_openapi::payload::Payload for RawJson<T> {
     const CONTENT_TYPE: &'static str = "application/json; charset=utf-8";

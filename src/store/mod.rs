@@ -263,6 +263,18 @@ pub async fn find_graph(
     )
 }
 
+/// The rows of a page of graphs: `$1` project (or all), after `($2, $3)`, at most `$4`, only
+/// the projects `$5` (or all).
+/// (A macro, so that each statement is one `&'static str`.)
+macro_rules! page_of_graphs {
+    () => {
+        "FROM smo.graphs
+          WHERE ($1::text IS NULL OR project = $1) AND (project, name) > ($2, $3)
+            AND ($5::text[] IS NULL OR project = ANY($5))
+          ORDER BY project, name LIMIT $4"
+    };
+}
+
 /// Graphs, optionally of one project, by project and name, as the API's JSON array built by
 /// PostgreSQL itself (only the listed columns are read; nothing is decoded row by row here).
 pub async fn list_graphs(
@@ -273,14 +285,36 @@ pub async fn list_graphs(
     let (after_project, after_name) = page.after.unwrap_or(("", ""));
     // json_agg over whole rows: PostgreSQL's own row-to-JSON, the cheapest it has. Timestamps
     // come out in the session's time zone, which `cli::connect` sets to UTC.
-    Ok(sqlx::query_as::<_, GraphList>(
+    Ok(sqlx::query_as::<_, GraphList>(concat!(
         "SELECT coalesce(json_agg(g), '[]')::text AS json, count(*) AS count,
                 array_to_string(max(ARRAY[project, name]), '/') AS last
-           FROM (SELECT name, project, version, revision, status, desired, updated_at FROM smo.graphs
-                  WHERE ($1::text IS NULL OR project = $1) AND (project, name) > ($2, $3)
-                    AND ($5::text[] IS NULL OR project = ANY($5))
-                  ORDER BY project, name LIMIT $4) g",
-    )
+           FROM (SELECT name, project, version, revision, status, desired, updated_at ",
+        page_of_graphs!(),
+        ") g"
+    ))
+    .bind(project)
+    .bind(after_project)
+    .bind(after_name)
+    .bind(page.limit)
+    .bind(page.within)
+    .fetch_one(pool)
+    .await?)
+}
+
+/// The version stamp of what [`list_graphs`] would answer for `page`: the `xmin` of each of its
+/// rows in order, so it changes when one of them is written or a row enters or leaves the page.
+/// No JSON is built: most of a page's cost in the database is `json_agg`.
+pub async fn graph_page_stamp(
+    pool: &PgPool,
+    project: Option<&str>,
+    page: Page<'_>,
+) -> Result<String, StoreError> {
+    let (after_project, after_name) = page.after.unwrap_or(("", ""));
+    Ok(sqlx::query_scalar(concat!(
+        "SELECT coalesce(string_agg(x, ','), '') FROM (SELECT xmin::text AS x ",
+        page_of_graphs!(),
+        ") g"
+    ))
     .bind(project)
     .bind(after_project)
     .bind(after_name)

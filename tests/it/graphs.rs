@@ -530,6 +530,48 @@ async fn a_graph_read_shows_every_write_even_those_that_move_no_timestamp() {
     assert!(s.client.get::<Value>("/graphs/hello").await.is_err());
 }
 
+/// Pages of `GET /graphs` are kept by a stamp of the rows they cover, as a graph's detail is: a
+/// write to a listed graph, a graph entering the page and one leaving it all show at once, and a
+/// caller scoped to a project is never served another scope's page.
+#[tokio::test]
+async fn a_graph_page_shows_every_write_to_its_rows_at_once() {
+    let s = Stack::start().await;
+    for (project, id) in [("a", "g1"), ("a", "g3"), ("b", "h1")] {
+        s.client.deploy(project, tiny(id), false).await.unwrap();
+    }
+    let client = &s.client;
+    let page = |path: &'static str| async move {
+        let v: Vec<Value> = client.get(path).await.unwrap();
+        v.iter()
+            .map(|g| format!("{}/{} {}", g["project"], g["name"], g["version"]).replace('"', ""))
+            .collect::<Vec<_>>()
+    };
+    let first = page("/graphs?limit=2").await;
+    assert_eq!(first, ["a/g1 1.0.0", "a/g3 1.0.0"]);
+    // Served again from what the first read rendered.
+    assert_eq!(page("/graphs?limit=2").await, first);
+    // A write that moves no timestamp.
+    sqlx::query("UPDATE smo.graphs SET version = '9.9.9' WHERE name = 'g3'")
+        .execute(&s.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(page("/graphs?limit=2").await, ["a/g1 1.0.0", "a/g3 9.9.9"]);
+    // A graph entering the page pushes the last one out.
+    s.client.deploy("a", tiny("g2"), false).await.unwrap();
+    assert_eq!(page("/graphs?limit=2").await, ["a/g1 1.0.0", "a/g2 1.0.0"]);
+    // One leaving it lets the next one in.
+    sqlx::query("DELETE FROM smo.graphs WHERE name = 'g1'")
+        .execute(&s.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(page("/graphs?limit=2").await, ["a/g2 1.0.0", "a/g3 9.9.9"]);
+    assert_eq!(
+        page("/project/b/graphs?limit=2").await,
+        ["b/h1 1.0.0"],
+        "another query is another page"
+    );
+}
+
 /// A small graph named `id`.
 fn tiny(id: &str) -> Vec<u8> {
     format!(

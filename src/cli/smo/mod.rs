@@ -120,9 +120,13 @@ pub async fn main() -> ExitCode {
     crate::install_crypto_provider();
     crate::cli::quiet_broken_pipe();
     let cli = Cli::parse();
-    crate::init_tracing(match cli.verbose {
-        0 => "info",
-        1 => "debug",
+    crate::init_tracing(match (cli.verbose, &cli.command) {
+        // A benchmark's API answers hundreds of thousands of requests: its figures, not a
+        // log line per request (`RUST_LOG` still has the last word).
+        #[cfg(feature = "bench")]
+        (0, Command::Bench(_)) => "info,poem::middleware::tracing_mw=warn",
+        (0, _) => "info",
+        (1, _) => "debug",
         _ => "trace",
     });
     match run(cli).await {
