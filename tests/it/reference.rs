@@ -187,3 +187,39 @@ async fn flask_era_requests_are_read_or_told_the_route_to_use() {
         "{p}"
     );
 }
+
+/// smo's optimiser reaches the optimum of the reference's own model (SPEC §2 in CVXPY, solved
+/// by HiGHS: `scripts/placement-reference`) on seeded instances of the reference's family, first
+/// placements and re-placements, among them the slowest 200×50 re-placements `smo bench
+/// placement` has found (seeds 87 and 194).
+#[test]
+fn smo_places_as_well_as_the_reference_model() {
+    use smo::placement::instances::{reference_family, replacement};
+    let found = smo::bench::Reference::find();
+    if !crate::support::require(
+        "the reference model (scripts/setup installs CVXPY and highspy; SMO_PYTHON)",
+        found.is_some(),
+    ) {
+        return;
+    }
+    let reference = found.unwrap();
+    for (n, m, seed) in [(20, 5, 0), (20, 5, 1), (200, 50, 87), (200, 50, 194)] {
+        let base = reference_family(seed, n, m, 1.3);
+        let again = replacement(seed, &base).unwrap();
+        for (kind, problem) in [("first", base), ("re-place", again)] {
+            let ours = smo::placement::solve_problem(&problem).unwrap();
+            let theirs = reference.solve(&problem).unwrap();
+            let what = format!(
+                "{n}×{m} seed {seed} {kind}: smo {:?} {:?}, reference {theirs}",
+                ours.status, ours.objective
+            );
+            assert_eq!(theirs["status"], "optimal", "{what}");
+            assert!(ours.status.is_optimal(), "{what}");
+            assert_eq!(
+                ours.objective.total,
+                theirs["objective"].as_f64().unwrap(),
+                "{what}"
+            );
+        }
+    }
+}

@@ -6,7 +6,8 @@
 use std::collections::BTreeMap;
 
 use super::{
-    Cluster, CurrentPlacement, Problem, Service, Solution, Weights, own_usage_from_current,
+    Cluster, CurrentPlacement, PlacementError, Problem, Service, Solution, Weights,
+    own_usage_from_current, solve_problem,
 };
 
 /// SplitMix64.
@@ -115,4 +116,20 @@ pub fn perturbed(seed: u64, base: &Problem, first: &Solution) -> Problem {
         p.clusters[shrink].cpu *= 0.7;
     }
     p
+}
+
+/// The instance `smo bench placement` times as seed `seed`'s re-placement, as the solver sees
+/// it: [`perturbed`] from `base`'s first placement, with the graph's own usage added back to the
+/// capacities as [`super::replan`] adds it. Solving it with [`solve_problem`] is the re-placement's
+/// solve; it is what a reference solver is given to compare on the same instance.
+pub fn replacement(seed: u64, base: &Problem) -> Result<Problem, PlacementError> {
+    let first = solve_problem(base)?;
+    let mut p = perturbed(seed, base, &first);
+    for (c, u) in own_usage_from_current(&p) {
+        if let Some(cluster) = p.clusters.iter_mut().find(|k| k.name == c) {
+            cluster.cpu += u.cpu;
+            cluster.memory += u.memory;
+        }
+    }
+    Ok(p)
 }

@@ -38,6 +38,11 @@ pub(super) enum BenchCmd {
         /// The first seed (to study one slow instance: `--seed S --instances 1`).
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Solve each row's N slowest instances again with the reference model (CVXPY +
+        /// HiGHS, `scripts/placement-reference` in the venv scripts/setup makes; run from the
+        /// checkout) and print both times and objectives. 0: none.
+        #[arg(long, default_value_t = 1)]
+        reference: usize,
     },
     /// The API's read routes under load: `GET /graphs?limit=50`, `GET /graphs/{name}` and
     /// `GET /clusters` with many keep-alive connections, over many stored graphs, in a scratch
@@ -243,19 +248,29 @@ pub(super) async fn run(cmd: BenchCmd, out: Output, database_url: &str) -> anyho
             sizes,
             headroom,
             seed,
+            reference,
         } => {
             let sizes = sizes
                 .iter()
-                .map(|s| {
-                    s.split_once('x')
-                        .and_then(|(n, m)| Some((n.parse().ok()?, m.parse().ok()?)))
-                        .ok_or_else(|| {
-                            anyhow::anyhow!("--sizes: {s:?} is not <services>x<clusters>")
-                        })
-                })
-                .collect::<anyhow::Result<Vec<(usize, usize)>>>()?;
-            let r =
-                crate::bench::placement(&sizes, &headroom, instances, seed, |m| eprintln!("… {m}"));
+                .map(|s| super::solve::parse_size(s))
+                .collect::<Result<Vec<(usize, usize)>, _>>()?;
+            let model = match reference {
+                0 => None,
+                _ => Some(crate::bench::Reference::find().ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "the reference model is not installed: run scripts/setup, then this \
+                         from the checkout (or --reference 0)"
+                    )
+                })?),
+            };
+            let r = crate::bench::placement(
+                &sizes,
+                &headroom,
+                instances,
+                seed,
+                model.as_ref().map(|m| (m, reference)),
+                |m| eprintln!("… {m}"),
+            )?;
             if out == Output::Json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
@@ -277,6 +292,19 @@ pub(super) async fn run(cmd: BenchCmd, out: Output, database_url: &str) -> anyho
                         row.not_proven,
                         row.infeasible
                     );
+                    for c in &row.reference {
+                        println!(
+                            "      seed {:>4}: smo {:>8.1} ms, reference (CVXPY + HiGHS) {:>8.1} ms (HiGHS {:.1} ms, {}), {:.2}× smo's — objective {} vs {}",
+                            c.seed,
+                            c.smo_ms,
+                            c.reference_ms,
+                            c.reference_solver_ms,
+                            c.reference_status,
+                            c.reference_ms / c.smo_ms,
+                            c.smo_objective,
+                            c.reference_objective
+                        );
+                    }
                 }
             }
         }

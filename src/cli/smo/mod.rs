@@ -215,6 +215,12 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Placement(PlacementCmd::Solve { input, first_fit }) => {
             return solve::solve(&input, first_fit, out);
         }
+        Command::Placement(PlacementCmd::Instance {
+            size,
+            seed,
+            headroom,
+            replace,
+        }) => return solve::instance(&size, seed, headroom, replace),
         Command::Migrate => {
             let pool = connect(&database_url, 2).await?;
             crate::server::migrate(&pool).await?;

@@ -20,6 +20,47 @@ pub(super) enum PlacementCmd {
         #[arg(long)]
         first_fit: bool,
     },
+    /// Print one seeded instance of `smo bench placement` as a problem file, to replay it or to
+    /// give it to another solver: the first placement's problem, or with `--replace` the
+    /// re-placement's (capacities as the solver sees them, the graph's own usage added back).
+    Instance {
+        /// Services × clusters.
+        #[arg(long, default_value = "200x50")]
+        size: String,
+        /// The instance's seed (`smo bench placement` prints the slowest one's).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Capacity as a multiple of demand.
+        #[arg(long, default_value_t = 1.3)]
+        headroom: f64,
+        /// The re-placement of its first placement rather than the first placement.
+        #[arg(long)]
+        replace: bool,
+    },
+}
+
+/// `services×clusters` (`x` or `×`).
+pub(super) fn parse_size(s: &str) -> Result<(usize, usize), BadInput> {
+    s.split_once(['x', '×'])
+        .and_then(|(n, m)| Some((n.trim().parse().ok()?, m.trim().parse().ok()?)))
+        .filter(|&(n, m)| n > 0 && m > 0)
+        .ok_or_else(|| BadInput(format!("size: {s:?} is not <services>x<clusters>")))
+}
+
+pub(super) fn instance(size: &str, seed: u64, headroom: f64, replace: bool) -> anyhow::Result<u8> {
+    use crate::placement::instances;
+    let (n, m) = parse_size(size)?;
+    if !(headroom.is_finite() && headroom >= 1.0) {
+        return Err(BadInput(format!("headroom: must be a number ≥ 1, got {headroom}")).into());
+    }
+    let base = instances::reference_family(seed, n, m, headroom);
+    let problem = if replace {
+        instances::replacement(seed, &base)?
+    } else {
+        base
+    };
+    println!("{}", serde_json::to_string_pretty(&problem)?);
+    Ok(0)
 }
 
 /// Largest problem file read: far above any real federation, far below memory trouble.

@@ -14,6 +14,31 @@ pub(super) struct Coefs {
     pub(super) util: f64,
     /// How column generation treats each group.
     pub(super) priced: Vec<Priced>,
+    /// The SPEC objective's part of `x`, when that part moves in whole steps of `scale` (integral
+    /// weights; cost, carbon and balance off: the defaults) and the tie-break rides on top.
+    pub(super) spec: Option<Spec>,
+}
+
+/// What makes a lower bound on the SPEC objective integral (see [`spec_floor`]).
+pub(super) struct Spec {
+    /// Per group, aligned with `cand`: `x`'s coefficient without its tie-break.
+    pub(super) x: Vec<Vec<f64>>,
+    /// One step of the SPEC objective in solver units.
+    pub(super) step: f64,
+    /// The most the tie-break can add to any placement, in solver units.
+    pub(super) tie_break_max: f64,
+}
+
+/// The least the SPEC part of the objective can be, given `lb`, a lower bound on the whole
+/// objective: it moves in whole steps and the tie-break adds at most `tie_break_max`, so the
+/// SPEC part is at least `lb − tie_break_max` rounded *up* to a step. A bound of 16.3 moves thus
+/// proves 17, which the tie-break's fractions hide from HiGHS (it only uses an objective's
+/// integrality when every coefficient is integral): stated as a row, it closes the gap that
+/// made a 200×50 re-placement prove "17, not 16" by branching for 1.4 s.
+pub(super) fn spec_floor(co: &Coefs, lb: f64) -> Option<f64> {
+    let s = co.spec.as_ref()?;
+    let steps = ((lb - s.tie_break_max) / s.step - 1e-6).ceil();
+    steps.is_finite().then_some(steps * s.step)
 }
 
 /// Column-generation role of a group.
@@ -54,11 +79,23 @@ pub(super) fn coefs(problem: &Problem, prep: &Prepared) -> Coefs {
         priced[a] = Priced::No;
         priced[b] = Priced::No;
     }
+    let whole = |v: f64| v.fract() == 0.0;
+    let integral = use_tb
+        && whole(w.deploy)
+        && whole(w.replace)
+        && w.cost == 0.0
+        && w.carbon == 0.0
+        && w.balance == 0.0;
+    let mut spec_x = Vec::with_capacity(prep.groups.len());
+    let mut tie_break_max = 0.0;
     for g in &prep.groups {
         let mut xs = Vec::with_capacity(g.cand.len());
+        let mut spec_xs = Vec::with_capacity(g.cand.len());
+        let mut most = 0.0f64;
         for &e in &g.cand {
             let c = &problem.clusters[e];
             let mut coef = 0.0;
+            let mut tie = 0.0;
             if g.split {
                 coef += scale * w.deploy * g.members.len() as f64;
                 for &s in &g.members {
@@ -73,23 +110,31 @@ pub(super) fn coefs(problem: &Problem, prep: &Prepared) -> Coefs {
                         coef += scale * w.replace;
                     }
                     if use_tb {
-                        coef += tb.score(problem, prep, s, e);
+                        tie += tb.score(problem, prep, s, e);
                     }
                 }
                 coef += scale * (w.cost * c.cost + w.carbon * c.carbon) * g.cpu;
             }
-            xs.push(coef);
+            spec_xs.push(coef);
+            most = most.max(tie);
+            xs.push(coef + tie);
         }
+        tie_break_max += most;
         x.push(xs);
+        spec_x.push(spec_xs);
         if g.split {
             for &s in &g.members {
                 let svc = &problem.services[s];
                 let cap = svc.max_replicas_per_cluster();
+                // At most every replica where it scores worst.
+                let mut most_n = 0.0f64;
                 for &e in &g.cand {
                     let c = &problem.clusters[e];
                     let mut coef = scale * (w.cost * c.cost + w.carbon * c.carbon) * svc.cpu;
                     if use_tb {
-                        coef += tb.score(problem, prep, s, e) / f64::from(svc.replicas);
+                        let tie = tb.score(problem, prep, s, e) / f64::from(svc.replicas);
+                        coef += tie;
+                        most_n = most_n.max(tie);
                     }
                     n[s].push(coef);
                     ub[s].push(replicas_that_fit(
@@ -100,6 +145,7 @@ pub(super) fn coefs(problem: &Problem, prep: &Prepared) -> Coefs {
                         cap,
                     ));
                 }
+                tie_break_max += most_n * f64::from(svc.replicas);
             }
         }
     }
@@ -109,6 +155,11 @@ pub(super) fn coefs(problem: &Problem, prep: &Prepared) -> Coefs {
         ub,
         util: scale * w.balance,
         priced,
+        spec: integral.then_some(Spec {
+            x: spec_x,
+            step: scale,
+            tie_break_max,
+        }),
     }
 }
 
@@ -143,6 +194,7 @@ pub(super) fn build(
     co: &Coefs,
     active: &[Vec<bool>],
     integer: bool,
+    floor: Option<f64>,
 ) -> Result<Built, PlacementError> {
     let n = problem.services.len();
     let m = problem.clusters.len();
@@ -313,6 +365,20 @@ pub(super) fn build(
         }
     }
     eviction_cuts(problem, prep, &x_var, &mut model, &mut add);
+    if let (Some(floor), Some(spec)) = (floor, &co.spec) {
+        // The SPEC objective's floor ([`spec_floor`]): valid for every placement.
+        let mut row = Expression::default();
+        for (gi, vs) in x_var.iter().enumerate() {
+            for (k, v) in vs.iter().enumerate() {
+                if let Some(v) = v
+                    && spec.x[gi][k] != 0.0
+                {
+                    row.add_mul(spec.x[gi][k], *v);
+                }
+            }
+        }
+        add(&mut model, row.geq(floor));
+    }
     let mut cpu_row = vec![None; m];
     let mut mem_row = vec![None; m];
     let mut bal_row = vec![None; m];
@@ -502,8 +568,9 @@ pub(super) fn mip(
     time_limit: f64,
     rel_gap: f64,
     abs_gap: f64,
+    floor: Option<f64>,
 ) -> Result<(Run, Option<Plan>), PlacementError> {
-    let built = build(problem, prep, co, active, true)?;
+    let built = build(problem, prep, co, active, true, floor)?;
     let cols = start.and_then(|p| start_columns(problem, prep, &built.idx, p));
     let had_start = cols.is_some();
     let (out, idx) = run(built, time_limit, rel_gap, abs_gap, cols)?;
@@ -517,7 +584,7 @@ pub(super) fn mip(
     if consistent || !had_start {
         return Ok((out, plan));
     }
-    let built = build(problem, prep, co, active, true)?;
+    let built = build(problem, prep, co, active, true, floor)?;
     let (out, idx) = run(built, time_limit, rel_gap, abs_gap, None)?;
     let plan = out
         .feasible

@@ -211,6 +211,7 @@ pub(super) fn column_generation(
     prep: &Prepared,
     co: &Coefs,
     incumbent: (f64, Plan),
+    floor: Option<f64>,
     rel_gap: f64,
     abs_tol: f64,
     tol: &dyn Fn(f64) -> f64,
@@ -251,13 +252,14 @@ pub(super) fn column_generation(
         active.push(a);
     }
 
-    let mut lb = f64::NEG_INFINITY;
+    // A bound proven before (the SPEC objective alone), else none yet.
+    let mut lb = floor.unwrap_or(f64::NEG_INFINITY);
     let mut converged: Option<(f64, Vec<Vec<Option<Price>>>)> = None;
     for _ in 0..MAX_ROUNDS {
         if started.elapsed().as_secs_f64() >= time_limit {
             break;
         }
-        let built = build(problem, prep, co, &active, false)?;
+        let built = build(problem, prep, co, &active, false, None)?;
         let (out, idx) = run(built, left(), rel_gap, abs_tol, None)?;
         if out.status != HighsModelStatus::Optimal {
             break;
@@ -343,6 +345,7 @@ pub(super) fn column_generation(
             left(),
             rel_gap,
             abs_tol,
+            spec_floor(co, lb),
         )?
         .1
     } else {
@@ -400,6 +403,7 @@ pub(super) fn column_generation(
         left(),
         rel_gap,
         abs_tol,
+        spec_floor(co, lb),
     )?;
     match finish(problem, prep, &out, plan, time_limit) {
         // HiGHS' bound covers the pairs left out too: they cannot beat the incumbent.
