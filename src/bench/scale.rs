@@ -33,6 +33,21 @@ pub struct ScaleRoundReport {
     pub round: RoundFigures,
     /// A second round on the same rates: nothing changes (the steady state).
     pub steady: RoundFigures,
+    /// The ceiling, measured after the rounds: the first round's replica changes made again
+    /// (each changed Deployment set back to its seeded count) straight from one client with the
+    /// shards' concurrency in all, each read back as the shards read it — no queue, lock, plan,
+    /// solve or record.
+    pub ceiling: Ceiling,
+}
+
+/// The federation's own cost of a round's replica changes.
+#[derive(Debug, Serialize)]
+pub struct Ceiling {
+    /// Deployments patched and read back.
+    pub patches: usize,
+    pub secs: f64,
+    /// The first round's time ÷ this.
+    pub ratio: f64,
 }
 
 /// One round's figures.
@@ -229,6 +244,7 @@ pub async fn scale_round(
     };
     let seeded = seed_running_graphs(&pool, graphs, fleet, &cooling).await?;
     let (federation, _sim, _dir) = seeded_sim(&hot, &cooling, &seeded).await?;
+    let client = federation.clone();
     let answer = Arc::new(fleet_answer(graphs, &hot));
     let setup_secs = started.elapsed().as_secs_f64();
 
@@ -356,6 +372,13 @@ pub async fn scale_round(
     );
     let steady = figures.pop().expect("two rounds");
     let round = figures.pop().expect("two rounds");
+    progress("ceiling: the same replica changes straight from one client…");
+    let ceiling = undo_changes(&pool, &client, &cooled, workers * concurrency).await?;
+    let ceiling = Ceiling {
+        ratio: round.secs / ceiling.1,
+        patches: ceiling.0,
+        secs: ceiling.1,
+    };
     Ok(ScaleRoundReport {
         graphs,
         services_per_graph: 3,
@@ -370,7 +393,45 @@ pub async fn scale_round(
         setup_secs,
         round,
         steady,
+        ceiling,
     })
+}
+
+/// Sets every Deployment the round changed back to its seeded count (1 replica for a hot
+/// graph's service, 3 for a cooled one's) and reads it back, `slots` × the shards' concurrency
+/// at once: (patches, seconds).
+async fn undo_changes(
+    pool: &PgPool,
+    federation: &Federation,
+    cooled: &[String],
+    slots: usize,
+) -> anyhow::Result<(usize, f64)> {
+    use futures::StreamExt as _;
+    let changed: Vec<(String, i32)> = sqlx::query_as(
+        "SELECT g.name || '-' || s.name, CASE WHEN g.name = ANY($1) THEN 3 ELSE 1 END
+           FROM smo.services s JOIN smo.graphs g ON g.id = s.graph_id
+          WHERE s.replicas <> CASE WHEN g.name = ANY($1) THEN 3 ELSE 1 END",
+    )
+    .bind(cooled)
+    .fetch_all(pool)
+    .await?;
+    let fence = crate::federation::Fence::unbounded();
+    let started = Instant::now();
+    let done: Vec<anyhow::Result<()>> = futures::stream::iter(&changed)
+        .map(|(name, replicas)| {
+            let fence = &fence;
+            async move {
+                federation.scale("bench", name, *replicas, fence).await?;
+                federation.deployment_replicas("bench", name).await?;
+                Ok(())
+            }
+        })
+        .buffer_unordered(slots * reconcile::SHARD_CONCURRENCY)
+        .collect()
+        .await;
+    let secs = started.elapsed().as_secs_f64();
+    done.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
+    Ok((changed.len(), secs))
 }
 
 /// A cluster as seeded: its allocatable and free cores.

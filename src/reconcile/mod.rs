@@ -23,7 +23,9 @@ pub use failover::{
     ClusterHealthJob, FailbackJob, FailoverJob, HealthStep, MoveGraphJob, health_step,
 };
 pub use monitor::{Monitoring, RulesTarget, cron_schedule_for};
-pub use scale::{RoundReport, SHARD_GRAPHS, ScaleShardJob, round as scaling_round};
+pub use scale::{
+    RoundReport, SHARD_CONCURRENCY, SHARD_GRAPHS, ScaleShardJob, round as scaling_round,
+};
 
 /// What every handler needs: the database and, when configured, the federation and the
 /// monitoring stack.

@@ -31,7 +31,7 @@ use crate::{
 /// Graphs per shard: a shard's federation calls and its one recording transaction stay short.
 pub const SHARD_GRAPHS: usize = 200;
 /// Federation calls one shard has in flight.
-const SHARD_CONCURRENCY: usize = 16;
+pub const SHARD_CONCURRENCY: usize = 16;
 /// Template (per-service) rate queries in flight.
 const QUERY_CONCURRENCY: usize = 16;
 

@@ -489,6 +489,10 @@ pub(super) async fn run(cmd: BenchCmd, out: Output, database_url: &str) -> anyho
                         p(&r.round),
                         p(&r.steady)
                     );
+                    println!(
+                        "  ceiling, same run: the round's {} replica changes made again straight from one client and read back (no queue, lock, plan or record): {:.2} s; ratio {:.1}×",
+                        r.ceiling.patches, r.ceiling.secs, r.ceiling.ratio
+                    );
                 }
                 reports.push(r);
             }
