@@ -33,8 +33,8 @@ pub struct ScaleRoundReport {
     pub round: RoundFigures,
     /// A second round on the same rates: nothing changes (the steady state).
     pub steady: RoundFigures,
-    /// The ceiling, measured after the rounds: the first round's replica changes made again
-    /// (each changed Deployment set back to its seeded count) straight from one client with the
+    /// The ceiling, measured after the rounds: the first round's replica changes made again on a
+    /// second simulated federation seeded as the first was, straight from one client with the
     /// shards' concurrency in all, each read back as the shards read it — no queue, lock, plan,
     /// solve or record.
     pub ceiling: Ceiling,
@@ -244,7 +244,6 @@ pub async fn scale_round(
     };
     let seeded = seed_running_graphs(&pool, graphs, fleet, &cooling).await?;
     let (federation, _sim, _dir) = seeded_sim(&hot, &cooling, &seeded).await?;
-    let client = federation.clone();
     let answer = Arc::new(fleet_answer(graphs, &hot));
     let setup_secs = started.elapsed().as_secs_f64();
 
@@ -372,8 +371,9 @@ pub async fn scale_round(
     );
     let steady = figures.pop().expect("two rounds");
     let round = figures.pop().expect("two rounds");
-    progress("ceiling: the same replica changes straight from one client…");
-    let ceiling = undo_changes(&pool, &client, &cooled, workers * concurrency).await?;
+    progress("ceiling: the same replica changes on a fresh federation, from one client…");
+    let (client, _sim2, _dir2) = seeded_sim(&hot, &cooling, &seeded).await?;
+    let ceiling = redo_changes(&pool, &client, &cooled, workers * concurrency).await?;
     let ceiling = Ceiling {
         ratio: round.secs / ceiling.1,
         patches: ceiling.0,
@@ -397,10 +397,10 @@ pub async fn scale_round(
     })
 }
 
-/// Sets every Deployment the round changed back to its seeded count (1 replica for a hot
-/// graph's service, 3 for a cooled one's) and reads it back, `slots` × the shards' concurrency
-/// at once: (patches, seconds).
-async fn undo_changes(
+/// Sets every Deployment the round changed (from its seeded count: 1 replica for a hot graph's
+/// service, 3 for a cooled one's) to the count the round recorded, on a federation seeded as the
+/// round's was, and reads it back, `slots` × the shards' concurrency at once: (patches, seconds).
+async fn redo_changes(
     pool: &PgPool,
     federation: &Federation,
     cooled: &[String],
@@ -408,7 +408,7 @@ async fn undo_changes(
 ) -> anyhow::Result<(usize, f64)> {
     use futures::StreamExt as _;
     let changed: Vec<(String, i32)> = sqlx::query_as(
-        "SELECT g.name || '-' || s.name, CASE WHEN g.name = ANY($1) THEN 3 ELSE 1 END
+        "SELECT g.name || '-' || s.name, s.replicas
            FROM smo.services s JOIN smo.graphs g ON g.id = s.graph_id
           WHERE s.replicas <> CASE WHEN g.name = ANY($1) THEN 3 ELSE 1 END",
     )
@@ -417,20 +417,24 @@ async fn undo_changes(
     .await?;
     let fence = crate::federation::Fence::unbounded();
     let started = Instant::now();
-    let done: Vec<anyhow::Result<()>> = futures::stream::iter(&changed)
-        .map(|(name, replicas)| {
-            let fence = &fence;
-            async move {
-                federation.scale("bench", name, *replicas, fence).await?;
-                federation.deployment_replicas("bench", name).await?;
-                Ok(())
-            }
-        })
-        .buffer_unordered(slots * reconcile::SHARD_CONCURRENCY)
-        .collect()
-        .await;
+    let in_flight = slots * reconcile::SHARD_CONCURRENCY;
+    // All patches, then all reads, as a shard does (the sim settles its workloads when a read
+    // follows writes: interleaved, every read would settle again).
+    let patched: Vec<Result<(), crate::federation::FederationError>> =
+        futures::stream::iter(&changed)
+            .map(|(name, replicas)| federation.scale("bench", name, *replicas, &fence))
+            .buffer_unordered(in_flight)
+            .collect()
+            .await;
+    patched.into_iter().collect::<Result<Vec<()>, _>>()?;
+    let read: Vec<Result<Option<(i32, i32)>, crate::federation::FederationError>> =
+        futures::stream::iter(&changed)
+            .map(|(name, _)| federation.deployment_replicas("bench", name))
+            .buffer_unordered(in_flight)
+            .collect()
+            .await;
     let secs = started.elapsed().as_secs_f64();
-    done.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
+    read.into_iter().collect::<Result<Vec<_>, _>>()?;
     Ok((changed.len(), secs))
 }
 

@@ -490,7 +490,7 @@ pub(super) async fn run(cmd: BenchCmd, out: Output, database_url: &str) -> anyho
                         p(&r.steady)
                     );
                     println!(
-                        "  ceiling, same run: the round's {} replica changes made again straight from one client and read back (no queue, lock, plan or record): {:.2} s; ratio {:.1}×",
+                        "  ceiling, same run: the round's {} replica changes made on a federation seeded as the round's, straight from one client, each read back (no queue, lock, plan or record): {:.2} s; ratio {:.1}×",
                         r.ceiling.patches, r.ceiling.secs, r.ceiling.ratio
                     );
                 }
