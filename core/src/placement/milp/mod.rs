@@ -179,52 +179,28 @@ pub(crate) fn solve_with(
         Some(inc) if large => inc,
         other => {
             let start = other.map(|(_, p)| p);
+            // One HiGHS run over every pair: `co`'s objective, `gap` absolute, SPEC part ≥ `floor`.
+            let run = |p: &Problem, co: &Coefs, start: Option<&Plan>, gap, floor| {
+                direct(p, prep, co, start, rel_gap, gap, floor, left())
+            };
             let Some(spec) = &co.spec else {
-                return direct(
-                    problem,
-                    prep,
-                    &co,
-                    start.as_ref(),
-                    rel_gap,
-                    abs_tol,
-                    None,
-                    time_limit,
-                );
+                return run(problem, &co, start.as_ref(), abs_tol, None);
             };
             // As `spec_first` does for large models: the SPEC objective alone, then the
             // tie-break from its placement, bounded below by its optimum.
             let mut pure = problem.clone();
             pure.weights.tie_break = 0.0;
             let co0 = coefs(&pure, prep);
-            let (start, floor) = match direct(
-                &pure,
-                prep,
-                &co0,
-                start.as_ref(),
-                rel_gap,
-                1e-6,
-                None,
-                left(),
-            ) {
+            let (start, floor) = match run(&pure, &co0, start.as_ref(), 1e-6, None) {
                 Ok((plan, SolveStatus::Optimal { .. })) => {
                     let best = plan_cost(&pure, prep, &co0, &plan);
-                    let floor = (best - 1e-6f64.max(rel_gap * best.abs()) - 1e-9).ceil();
-                    (Some(plan), Some(floor * spec.step))
+                    (Some(plan), Some(proven_floor(best, rel_gap, spec.step)))
                 }
                 // The same rows: no placement there is none here.
                 Err(e @ PlacementError::Infeasible(_)) => return Err(e),
                 _ => (start, None),
             };
-            return direct(
-                problem,
-                prep,
-                &co,
-                start.as_ref(),
-                rel_gap,
-                abs_tol,
-                floor,
-                left(),
-            );
+            return run(problem, &co, start.as_ref(), abs_tol, floor);
         }
     };
     let (incumbent, floor) = match &co.spec {
@@ -237,6 +213,13 @@ pub(crate) fn solve_with(
     column_generation(
         problem, prep, &co, incumbent, floor, rel_gap, abs_tol, &tol, started, time_limit, &left,
     )
+}
+
+/// The least the SPEC objective can be, in the tie-break model's units (`step` per whole step),
+/// when `best` (in whole steps) was proven optimal to within the SPEC-only solve's tolerance: the
+/// whole step that far below it.
+fn proven_floor(best: f64, rel_gap: f64, step: f64) -> f64 {
+    (best - 1e-6f64.max(rel_gap * best.abs()) - 1e-9).ceil() * step
 }
 
 /// The SPEC objective alone first, when it moves in whole steps: HiGHS then rounds its bound up
@@ -270,8 +253,7 @@ fn spec_first(
     ) {
         Ok((plan, SolveStatus::Optimal { .. })) => {
             let best = plan_cost(&pure, prep, &co0, &plan);
-            // Proven to within `tol`: the optimum is at least the whole step that far below.
-            let floor = (best - tol(best) - 1e-9).ceil() * step;
+            let floor = proven_floor(best, rel_gap, step);
             let c = plan_cost(problem, prep, co, &plan);
             tracing::debug!(
                 elapsed_ms = started.elapsed().as_millis() as u64,
