@@ -33,8 +33,9 @@ pub(super) struct Spec {
 /// objective: it moves in whole steps and the tie-break adds at most `tie_break_max`, so the
 /// SPEC part is at least `lb − tie_break_max` rounded *up* to a step. A bound of 16.3 moves thus
 /// proves 17, which the tie-break's fractions hide from HiGHS (it only uses an objective's
-/// integrality when every coefficient is integral): stated as a row, it closes the gap that
-/// made a 200×50 re-placement prove "17, not 16" by branching for 1.4 s.
+/// integrality when every coefficient is integral). Stated as a row it tightens the final MILP's
+/// bound; alone it did not make the slow 200×50 re-placements fast — solving the SPEC objective
+/// first (`spec_first` in `milp/mod.rs`) did, and its optimum is the `lb` given here then.
 pub(super) fn spec_floor(co: &Coefs, lb: f64) -> Option<f64> {
     let s = co.spec.as_ref()?;
     let steps = ((lb - s.tie_break_max) / s.step - 1e-6).ceil();
