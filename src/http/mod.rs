@@ -101,7 +101,7 @@ pub struct SmoApi {
     /// two reads, a YAML parse, rendering the dashboards and rules the reference's fields need
     /// and serialising the answer.
     details: Arc<cache::StampCache<RawJson<GraphDetail>>>,
-    /// Graph list pages by query and caller's scope, with the stamp of the rows they cover
+    /// Graph list pages (with `limit`) by query and caller's scope, with the stamp of the rows they cover
     /// ([`store::graph_page_stamp`]): a hit costs an index scan of the page's rows and no JSON.
     pages: Arc<cache::StampCache<PageBody>>,
 }
@@ -144,18 +144,28 @@ impl SmoApi {
             limit,
             within: caller.projects.list().filter(|_| !caller.sees_all()),
         };
-        let key = format!("{project:?} {after:?} {limit:?} {:?}", page.within);
-        let stamp = store::graph_page_stamp(&self.pool, project, page).await?;
-        if let Some((body, next)) = self.pages.get(&key, &stamp) {
-            return Ok(GraphPage::Ok(body, next));
-        }
+        // Only pages (`limit` ≤ 1,000) are kept: an unpaged list can hold every graph, and
+        // keeping it would cost a second scan on each miss and unbounded memory.
+        let kept = match limit {
+            Some(_) => {
+                let key = format!("{project:?} {after:?} {limit:?} {:?}", page.within);
+                let stamp = store::graph_page_stamp(&self.pool, project, page).await?;
+                if let Some((body, next)) = self.pages.get(&key, &stamp) {
+                    return Ok(GraphPage::Ok(body, next));
+                }
+                Some((key, stamp))
+            }
+            None => None,
+        };
         let list = store::list_graphs(&self.pool, project, page).await?;
         let next = match (limit, &list.last) {
             (Some(l), Some(last)) if list.count == l => Some(next_link(base, l, last)),
             _ => None,
         };
         let body = RawJson(list.json.into(), std::marker::PhantomData);
-        self.pages.put(key, stamp, (body.clone(), next.clone()));
+        if let Some((key, stamp)) = kept {
+            self.pages.put(key, stamp, (body.clone(), next.clone()));
+        }
         Ok(GraphPage::Ok(body, next))
     }
 }

@@ -282,23 +282,39 @@ pub async fn list_graphs(
     project: Option<&str>,
     page: Page<'_>,
 ) -> Result<GraphList, StoreError> {
-    let (after_project, after_name) = page.after.unwrap_or(("", ""));
     // json_agg over whole rows: PostgreSQL's own row-to-JSON, the cheapest it has. Timestamps
     // come out in the session's time zone, which `cli::connect` sets to UTC.
-    Ok(sqlx::query_as::<_, GraphList>(concat!(
-        "SELECT coalesce(json_agg(g), '[]')::text AS json, count(*) AS count,
-                array_to_string(max(ARRAY[project, name]), '/') AS last
-           FROM (SELECT name, project, version, revision, status, desired, updated_at ",
-        page_of_graphs!(),
-        ") g"
-    ))
-    .bind(project)
-    .bind(after_project)
-    .bind(after_name)
-    .bind(page.limit)
-    .bind(page.within)
+    Ok(page_query(
+        concat!(
+            "SELECT coalesce(json_agg(g), '[]')::text AS json, count(*) AS count,
+                    array_to_string(max(ARRAY[project, name]), '/') AS last
+               FROM (SELECT name, project, version, revision, status, desired, updated_at ",
+            page_of_graphs!(),
+            ") g"
+        ),
+        project,
+        page,
+    )
     .fetch_one(pool)
     .await?)
+}
+
+/// `sql`, a statement over [`page_of_graphs`], with the page's five parameters bound.
+fn page_query<'a, O>(
+    sql: &'static str,
+    project: Option<&'a str>,
+    page: Page<'a>,
+) -> sqlx::query::QueryAs<'a, sqlx::Postgres, O, sqlx::postgres::PgArguments>
+where
+    O: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+{
+    let (after_project, after_name) = page.after.unwrap_or(("", ""));
+    sqlx::query_as(sql)
+        .bind(project)
+        .bind(after_project)
+        .bind(after_name)
+        .bind(page.limit)
+        .bind(page.within)
 }
 
 /// The version stamp of what [`list_graphs`] would answer for `page`: the `xmin` of each of its
@@ -309,19 +325,18 @@ pub async fn graph_page_stamp(
     project: Option<&str>,
     page: Page<'_>,
 ) -> Result<String, StoreError> {
-    let (after_project, after_name) = page.after.unwrap_or(("", ""));
-    Ok(sqlx::query_scalar(concat!(
-        "SELECT coalesce(string_agg(x, ','), '') FROM (SELECT xmin::text AS x ",
-        page_of_graphs!(),
-        ") g"
-    ))
-    .bind(project)
-    .bind(after_project)
-    .bind(after_name)
-    .bind(page.limit)
-    .bind(page.within)
+    let (stamp,): (String,) = page_query(
+        concat!(
+            "SELECT coalesce(string_agg(x, ','), '') FROM (SELECT xmin::text AS x ",
+            page_of_graphs!(),
+            ") g"
+        ),
+        project,
+        page,
+    )
     .fetch_one(pool)
-    .await?)
+    .await?;
+    Ok(stamp)
 }
 
 /// A list of graphs as JSON, with what paging needs.
