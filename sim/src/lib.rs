@@ -535,6 +535,49 @@ impl Sim {
     }
 }
 
+impl Sim {
+    /// Serves on `addr` as [`Sim::spawn_on`] does, but on a runtime of its own (two threads, all
+    /// named `smo-sim`), as `smo sim` in a process of its own would: the simulation's work,
+    /// serialised by its state lock, then never holds up the caller's runtime threads (a
+    /// benchmark running smo's workers in the same process measures smo, not smo waiting on a
+    /// lock it shares), and its CPU is told apart by thread name.
+    pub fn spawn_apart(&self, addr: &str) -> std::io::Result<(SocketAddr, SimHandle)> {
+        let host = tokio::runtime::Handle::try_current().map_err(std::io::Error::other)?;
+        let listener = std::net::TcpListener::bind(addr)?;
+        let local = listener.local_addr()?;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let sim = self.clone();
+        std::thread::Builder::new()
+            .name("smo-sim".into())
+            .spawn(move || {
+                let served = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .thread_name("smo-sim")
+                    .enable_all()
+                    .build()
+                    .and_then(|rt| {
+                        rt.block_on(serve(sim, listener, async move {
+                            let _ = rx.await;
+                        }))
+                    });
+                let _ = done_tx.send(served);
+            })?;
+        let task = host.spawn(async move {
+            done_rx
+                .await
+                .unwrap_or_else(|_| Err(std::io::Error::other("the sim's thread panicked")))
+        });
+        Ok((
+            local,
+            SimHandle {
+                shutdown: Some(tx),
+                task: Some(task),
+            },
+        ))
+    }
+}
+
 /// Serves `sim` on an already bound listener until `shutdown` completes.
 pub async fn serve(
     sim: Sim,

@@ -2112,3 +2112,26 @@ async fn works_carry_each_clusters_copy_with_its_overrides_applied() {
     assert_eq!(r.status(), 200);
     assert!(works("karmada-es-edge-b").await.is_empty());
 }
+
+/// A sim served apart answers on its own threads: here while the caller's only runtime thread
+/// is blocked on the answer (served on the caller's runtime, it could never answer), and it
+/// stops when asked.
+#[tokio::test]
+async fn a_sim_served_apart_answers_while_the_callers_runtime_is_blocked() {
+    use std::io::{Read as _, Write as _};
+    let (addr, handle) = Sim::new(SimConfig::demo())
+        .spawn_apart("127.0.0.1:0")
+        .expect("bind");
+    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    tcp.write_all(b"GET /version HTTP/1.1\r\nHost: sim\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer)
+        .expect("an answer while this runtime's only thread waits");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("gitVersion"), "{answer}");
+    handle.stop().await.unwrap();
+    assert!(std::net::TcpStream::connect(addr).is_err(), "stopped");
+}

@@ -230,7 +230,7 @@ pub async fn failover(
     };
     let sim = smo_sim::Sim::new(config);
     sim.load_objects(&json!({"resourceVersion": objects.len() + 1, "objects": objects}));
-    let (addr, _sim) = sim.spawn_on("127.0.0.1:0")?;
+    let (addr, _sim) = sim.spawn_apart("127.0.0.1:0")?;
     let sim_url = format!("http://{addr}");
     let kubeconfig =
         std::env::temp_dir().join(format!("smo-failover-bench-{}.kubeconfig", addr.port()));

@@ -153,7 +153,7 @@ async fn seeded_sim(
     sim.load_objects(
         &serde_json::json!({"resourceVersion": objects.len() + 1, "objects": objects}),
     );
-    let (addr, handle) = sim.spawn_on("127.0.0.1:0")?;
+    let (addr, handle) = sim.spawn_apart("127.0.0.1:0")?;
     let kubeconfig = dir.0.join("kubeconfig");
     std::fs::write(
         &kubeconfig,
@@ -300,17 +300,22 @@ pub async fn scale_round(
     for which in ["first round (with changes)", "second round (steady)"] {
         progress(&format!("{which} on {workers} workers × {concurrency}…"));
         let started = Instant::now();
-        let id = queue.enqueue(&ScaleFanoutJob {}).await?.id;
+        queue.enqueue(&ScaleFanoutJob {}).await?;
+        // The round's job enqueues its shards before it is acknowledged: none of either kind
+        // live means the round is over. Each count reads one of the queue's partial indexes (a
+        // predicate like `state NOT IN (…)` scans the whole table, which a queue that ran
+        // millions of jobs leaves hundreds of megabytes long: 100 such scans a second took a
+        // core from the round).
         loop {
-            let (round_done, shards_left): (bool, i64) = sqlx::query_as(
-                "SELECT (SELECT state = 'succeeded' FROM smo_jobs.jobs WHERE id = $1),
-                        (SELECT count(*) FROM smo_jobs.jobs
-                          WHERE kind = 'scale-shard' AND state NOT IN ('succeeded', 'dead', 'cancelled'))",
+            let live: i64 = sqlx::query_scalar(
+                "SELECT (SELECT count(*) FROM smo_jobs.jobs
+                          WHERE kind IN ('scale-shard', 'scale-fanout') AND state IN ('queued', 'retrying'))
+                      + (SELECT count(*) FROM smo_jobs.jobs
+                          WHERE kind IN ('scale-shard', 'scale-fanout') AND state = 'running')",
             )
-            .bind(id)
             .fetch_one(&pool)
             .await?;
-            if round_done && shards_left == 0 {
+            if live == 0 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;

@@ -191,11 +191,18 @@ impl Store {
         self.objects.get(key)
     }
 
-    /// Objects of one kind (in one namespace if given), in key order.
+    /// Objects of one kind (in one namespace if given), in key order. A range of the key order
+    /// (kind, namespace, name), not a scan: the reconcile lists the clusters on every run, beside
+    /// hundreds of thousands of workloads, bindings and works.
     pub fn entries(&self, res: Res, ns: Option<&str>) -> impl Iterator<Item = &Entry> {
+        let from = ObjKey {
+            res,
+            ns: ns.unwrap_or_default().to_string(),
+            name: String::new(),
+        };
         self.objects
-            .iter()
-            .filter(move |(k, _)| k.res == res && ns.is_none_or(|n| k.ns == n))
+            .range(from..)
+            .take_while(move |(k, _)| k.res == res && ns.is_none_or(|n| k.ns == n))
             .map(|(_, e)| e)
     }
 

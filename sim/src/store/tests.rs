@@ -314,3 +314,50 @@ fn status_json_shape() {
                 "message": "Invalid value: \"(\": compilation failed"}])
     );
 }
+
+/// `entries` reads one kind (and namespace) as a range of the key order: exactly what a scan
+/// filtering every object would return, whatever sorts before and after it.
+#[test]
+fn entries_of_a_kind_are_exactly_its_objects_in_order() {
+    let mut s = store();
+    for ns in ["a", "p", "z"] {
+        if ns != "p" {
+            s.create(Res::Namespace, "", json!({"metadata": {"name": ns}}))
+                .unwrap();
+        }
+        for name in ["x", "y"] {
+            s.create(Res::Deployment, ns, deploy(name)).unwrap();
+            s.create(
+                Res::ConfigMap,
+                ns,
+                json!({"metadata": {"name": name}, "data": {}}),
+            )
+            .unwrap();
+        }
+    }
+    let scan = |res: Res, ns: Option<&str>| -> Vec<String> {
+        s.objects
+            .iter()
+            .filter(|(k, _)| k.res == res && ns.is_none_or(|n| k.ns == n))
+            .map(|(k, _)| format!("{}/{}", k.ns, k.name))
+            .collect()
+    };
+    let ranged = |res: Res, ns: Option<&str>| -> Vec<String> {
+        s.entries(res, ns)
+            .map(|e| {
+                format!(
+                    "{}/{}",
+                    e.obj["metadata"]["namespace"].as_str().unwrap_or(""),
+                    e.obj["metadata"]["name"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    for res in [Res::Deployment, Res::ConfigMap, Res::Namespace, Res::Secret] {
+        for ns in [None, Some("a"), Some("p"), Some("z"), Some("q"), Some("")] {
+            assert_eq!(ranged(res, ns), scan(res, ns), "{res:?} in {ns:?}");
+        }
+    }
+    assert_eq!(ranged(Res::Deployment, Some("p")), ["p/x", "p/y"]);
+    assert_eq!(ranged(Res::Namespace, None).len(), 3);
+}

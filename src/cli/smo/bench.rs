@@ -368,7 +368,8 @@ pub(super) async fn run(cmd: BenchCmd, out: Output, database_url: &str) -> anyho
             let kubeconfig = match kubeconfig {
                 Some(k) => k,
                 None => {
-                    let (addr, guard) = sim_on_own_threads()?;
+                    let (addr, guard) =
+                        smo_sim::Sim::new(smo_sim::SimConfig::demo()).spawn_apart("127.0.0.1:0")?;
                     _sim = Some(guard);
                     let path =
                         std::env::temp_dir().join(format!("smo-bench-{}.kubeconfig", addr.port()));
@@ -509,60 +510,4 @@ pub(super) async fn run(cmd: BenchCmd, out: Output, database_url: &str) -> anyho
         }
     }
     Ok(0)
-}
-
-/// Keeps a sim served on its own runtime (threads named `smo-sim`) until dropped.
-struct SimThreads {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for SimThreads {
-    fn drop(&mut self) {
-        let _ = self.stop.take().map(|s| s.send(()));
-        let _ = self.thread.take().map(std::thread::JoinHandle::join);
-    }
-}
-
-/// The demo sim, served on loopback by a runtime of its own (two threads named `smo-sim`), built
-/// on a thread of its own: this function is called from within the CLI's runtime.
-fn sim_on_own_threads() -> anyhow::Result<(std::net::SocketAddr, SimThreads)> {
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    let thread = std::thread::Builder::new()
-        .name("smo-sim-main".into())
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .thread_name("smo-sim")
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    let _ = addr_tx.send(Err(anyhow::anyhow!("sim runtime: {e}")));
-                    return;
-                }
-            };
-            rt.block_on(async move {
-                match smo_sim::Sim::new(smo_sim::SimConfig::demo()).spawn_on("127.0.0.1:0") {
-                    Ok((addr, handle)) => {
-                        let _ = addr_tx.send(Ok(addr));
-                        let _ = rx.await;
-                        drop(handle);
-                    }
-                    Err(e) => {
-                        let _ = addr_tx.send(Err(e.into()));
-                    }
-                }
-            });
-        })?;
-    let addr = addr_rx.recv()??;
-    Ok((
-        addr,
-        SimThreads {
-            stop: Some(tx),
-            thread: Some(thread),
-        },
-    ))
 }
