@@ -470,8 +470,10 @@ fn delete_collection(
 
 /// The `/scale` subresource: reads and writes `spec.replicas` through an autoscaling/v1 Scale.
 fn scale(st: &mut State, key: &ObjKey, method: &str, req: &Req) -> Out {
-    let (_, current) = found(st, key)?;
-    let current = scale_of(&current);
+    let current = scale_of(st.store.get(key).ok_or_else(|| ApiError::NotFound {
+        res: key.res,
+        name: key.name.clone(),
+    })?);
     let wanted = match method {
         "GET" => return Ok((200, current)),
         "PUT" => body_json(req.body, false)?,
@@ -514,10 +516,10 @@ fn scale(st: &mut State, key: &ObjKey, method: &str, req: &Req) -> Out {
     // The scale subresource changes `spec.replicas` on the writer's behalf (ownership included).
     let query = parse_query(req.query);
     let manager = field_manager(&query, req);
-    st.store
+    let d = st
+        .store
         .patch(key, PatchType::Merge, patch, manager, false, Part::Scale)?;
     st.stale = true;
-    let (_, d) = found(st, key)?;
     Ok((200, scale_of(&d)))
 }
 

@@ -17,12 +17,18 @@ pub(super) fn set_or_remove(target: &mut Value, field: &str, value: Option<&Valu
     }
 }
 
-/// The object without `metadata` and `status`: what a `generation` bump is about.
-pub(super) fn without_meta(v: &Value) -> Map<String, Value> {
-    let mut m = v.as_object().cloned().unwrap_or_default();
-    m.remove("metadata");
-    m.remove("status");
-    m
+/// True when two objects differ outside `metadata` and `status`: what a `generation` bump is
+/// about. Compared in place (every write asks, and copying both objects to ask cost more than the
+/// write).
+pub(super) fn differs_beyond_meta(a: &Value, b: &Value) -> bool {
+    let empty = Map::new();
+    let (a, b) = (
+        a.as_object().unwrap_or(&empty),
+        b.as_object().unwrap_or(&empty),
+    );
+    let kept = |k: &String| k != "metadata" && k != "status";
+    a.keys().filter(|k| kept(k)).count() != b.keys().filter(|k| kept(k)).count()
+        || a.iter().any(|(k, v)| kept(k) && b.get(k) != Some(v))
 }
 
 /// Checks and fills `apiVersion`, `kind`, `metadata.name` and `metadata.namespace` of a body

@@ -7,7 +7,7 @@ use super::{
     ApiError, ChangeKind, Entry, FieldConflict, ObjKey, Res, Store, field_set,
     fields::{has_leaf, leaves, managed_entry, remove_leaf, take_update_ownership, value_at},
     json_patch, merge_patch, now_rfc3339,
-    object::{apply_defaults, check_identity, set_or_remove, without_meta},
+    object::{apply_defaults, check_identity, differs_beyond_meta, set_or_remove},
     prune, scale_of, str_at,
 };
 use crate::admission::{Operation, Request};
@@ -331,7 +331,7 @@ impl Store {
             );
         }
         apply_defaults(key.res, &mut next, Some(old), self.rv + 1);
-        if without_meta(&next) != without_meta(old) {
+        if differs_beyond_meta(&next, old) {
             let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
             next["metadata"]["generation"] = json!(generation + 1);
         }
