@@ -361,3 +361,39 @@ fn entries_of_a_kind_are_exactly_its_objects_in_order() {
     assert_eq!(ranged(Res::Deployment, Some("p")), ["p/x", "p/y"]);
     assert_eq!(ranged(Res::Namespace, None).len(), 3);
 }
+
+/// `generation` moves with what is outside `metadata` and `status`: a changed, added or removed
+/// field there, never a label or a status.
+#[test]
+fn only_a_change_beyond_metadata_and_status_moves_the_generation() {
+    use super::object::differs_beyond_meta as differs;
+    let d = deploy("web");
+    let mut labelled = d.clone();
+    labelled["metadata"]["labels"]["b"] = json!("2");
+    labelled["status"] = json!({"replicas": 3});
+    assert!(!differs(&d, &labelled));
+    let mut scaled = d.clone();
+    scaled["spec"]["replicas"] = json!(3);
+    assert!(differs(&d, &scaled) && differs(&scaled, &d));
+    let mut added = d.clone();
+    added["extra"] = json!(null);
+    assert!(
+        differs(&d, &added) && differs(&added, &d),
+        "a key more is a change, null or not"
+    );
+    assert!(!differs(&json!(null), &json!({"metadata": {"name": "x"}})));
+
+    let mut s = store();
+    s.create(Res::Deployment, "p", d).unwrap();
+    let key = ObjKey::new(Res::Deployment, "p", "web");
+    let patch = |s: &mut Store, body: Value| {
+        s.patch(&key, PatchType::Merge, body, None, true, Part::Main)
+            .unwrap()["metadata"]["generation"]
+            .clone()
+    };
+    assert_eq!(
+        patch(&mut s, json!({"metadata": {"labels": {"c": "3"}}})),
+        1
+    );
+    assert_eq!(patch(&mut s, json!({"spec": {"paused": true}})), 2);
+}
