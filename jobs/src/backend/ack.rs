@@ -261,13 +261,23 @@ pub(super) fn ack_sql() -> String {
     )
 }
 
-/// Marks `ids` succeeded where they still run under `epochs`, on the acknowledger's own
-/// connection (opened on first use, reopened after an error; retried as [`with_retries`] does).
+/// How the acknowledger's connection plans, the acknowledgement being all it runs: one generic
+/// plan (`force_generic_plan`), with no sequential scan, hash join or merge join to choose, so
+/// the plan is one primary-key probe per id, at every size of the table and whatever its
+/// statistics say.
 ///
-/// That connection plans with `plan_cache_mode = force_generic_plan`: planned for the array it
-/// is given, the statement takes a scan of the whole table over one primary-key probe per id
-/// whenever the statistics think the table small; the generic plan probes, whatever they say
-/// (see [`RUNNING_BY_ID`]).
+/// Planned for the array it is given, the statement scanned the whole table whenever the
+/// statistics thought the table small. A generic plan alone was not enough either: planned
+/// when the statistics were taken of a nearly empty table (a queue just drained and vacuumed),
+/// it was a sequential scan and a hash join, kept as the table grew to 600,000 rows, each
+/// acknowledgement slower than the last (p99 enqueue→start rising from 1 to 21 ms in 60 s at
+/// 10,000 jobs/s). See also [`RUNNING_BY_ID`].
+pub(super) const ACK_SESSION: &str = "SET plan_cache_mode = force_generic_plan;
+     SET enable_seqscan = off; SET enable_hashjoin = off; SET enable_mergejoin = off";
+
+/// Marks `ids` succeeded where they still run under `epochs`, on the acknowledger's own
+/// connection (opened on first use, reopened after an error; retried as [`with_retries`] does),
+/// planned as [`ACK_SESSION`] says.
 async fn acknowledge(
     conn: &mut Option<PgConnection>,
     queue: &Queue,
@@ -281,9 +291,7 @@ async fn acknowledge(
         let res = async {
             if conn.is_none() {
                 let mut c = PgConnection::connect_with(&queue.pool.connect_options()).await?;
-                sqlx::query("SET plan_cache_mode = force_generic_plan")
-                    .execute(&mut c)
-                    .await?;
+                sqlx::raw_sql(ACK_SESSION).execute(&mut c).await?;
                 *conn = Some(c);
             }
             let c = conn.as_mut().expect("connected above");

@@ -7,7 +7,7 @@ use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
 use super::{
-    ack::ack_sql,
+    ack::{ACK_SESSION, ack_sql},
     heartbeat::{heartbeat_once, reap, register_worker},
 };
 use crate::testing::TestDb;
@@ -111,6 +111,63 @@ async fn a_heartbeat_never_reaps_its_own_workers_jobs() {
     );
 }
 
+/// Sets `conn` up as the acknowledger's connection is and prepares the acknowledgement there.
+async fn prepare_ack(conn: &mut PgConnection) {
+    sqlx::raw_sql(ACK_SESSION)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "PREPARE ack_probe(uuid[], bigint[], timestamptz) AS {}",
+        ack_sql()
+    )))
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+}
+
+/// The prepared acknowledgement's plan (generic: made on its first execution, then kept) for
+/// the first 500 running jobs.
+async fn ack_plan(conn: &mut PgConnection) -> String {
+    let ids: Vec<Uuid> =
+        sqlx::query_scalar("SELECT id FROM smo_jobs.jobs WHERE state = 'running' LIMIT 500")
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
+    let list: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+    let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "EXPLAIN EXECUTE ack_probe('{{{}}}', '{{{}}}', now())",
+        list.join(","),
+        vec!["1"; ids.len()].join(",")
+    )))
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap();
+    plan.join("\n")
+}
+
+/// Inserts `n` jobs and marks every job running (claimed, attempt 1).
+async fn fill_running(conn: &mut PgConnection, n: i64) {
+    sqlx::query(
+        "INSERT INTO smo_jobs.jobs (id, kind, args, max_attempts, run_at, created_at)
+         SELECT gen_random_uuid(), 'noop', '{}', 3, now(), now() FROM generate_series(1, $1)",
+    )
+    .bind(n)
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    sqlx::query(
+        "UPDATE smo_jobs.jobs SET state = 'running', locked_by = 'w', attempt = 1, epoch = 1",
+    )
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+}
+
+fn probes_the_primary_key(plan: &str) -> bool {
+    plan.contains("jobs_pkey") && !plan.contains("jobs_running_idx") && !plan.contains("Seq Scan")
+}
+
 /// The acknowledgement as the acknowledger plans it, when the statistics were taken before
 /// 20,000 queued jobs were claimed (a freshly filled queue being drained).
 #[tokio::test]
@@ -137,34 +194,20 @@ async fn acknowledgements_probe_the_primary_key_even_when_the_statistics_lag() {
     .execute(&mut *conn)
     .await
     .unwrap();
+    prepare_ack(&mut conn).await;
+    let plan = ack_plan(&mut conn).await;
+    assert!(probes_the_primary_key(&plan), "{plan}");
+    sqlx::query("RESET ALL").execute(&mut *conn).await.unwrap();
+    // One job by id, as failures, snoozes, hand-backs and `JobContext::fence` find it, on any
+    // connection of the pool.
     sqlx::query("SET plan_cache_mode = force_generic_plan")
         .execute(&mut *conn)
         .await
         .unwrap();
-    let ids: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM smo_jobs.jobs LIMIT 500")
-        .fetch_all(&mut *conn)
+    let id: Uuid = sqlx::query_scalar("SELECT id FROM smo_jobs.jobs LIMIT 1")
+        .fetch_one(&mut *conn)
         .await
         .unwrap();
-    // Planned as the acknowledger's prepared statement is (a generic plan), for real ids.
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "PREPARE ack_probe(uuid[], bigint[], timestamptz) AS {}",
-        ack_sql()
-    )))
-    .execute(&mut *conn)
-    .await
-    .unwrap();
-    let list: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
-    let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "EXPLAIN EXECUTE ack_probe('{{{}}}', '{{{}}}', now())",
-        list.join(","),
-        vec!["1"; ids.len()].join(",")
-    )))
-    .fetch_all(&mut *conn)
-    .await
-    .unwrap();
-    let plan = plan.join("\n");
-    assert!(plan.contains("jobs_pkey"), "{plan}");
-    // One job by id, as failures, snoozes, hand-backs and `JobContext::fence` find it.
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "PREPARE one_probe(uuid, bigint) AS
            SELECT j.epoch FROM smo_jobs.jobs j WHERE j.id = $1 AND j.epoch = $2 AND {RUNNING_BY_ID}"
@@ -173,8 +216,7 @@ async fn acknowledgements_probe_the_primary_key_even_when_the_statistics_lag() {
     .await
     .unwrap();
     let one: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "EXPLAIN EXECUTE one_probe('{}', 1)",
-        ids[0]
+        "EXPLAIN EXECUTE one_probe('{id}', 1)"
     )))
     .fetch_all(&mut *conn)
     .await
@@ -184,8 +226,29 @@ async fn acknowledgements_probe_the_primary_key_even_when_the_statistics_lag() {
         one.contains("jobs_pkey") && !one.contains("jobs_running_idx"),
         "{one}"
     );
-    assert!(
-        !plan.contains("jobs_running_idx") && !plan.contains("Seq Scan on jobs"),
-        "{plan}"
+}
+
+/// The acknowledgement as the acknowledger plans it when the statistics were taken of a
+/// nearly empty table (a queue drained and vacuumed) that then filled: still a probe per id,
+/// never a scan of the table for each batch.
+#[tokio::test]
+async fn acknowledgements_probe_the_primary_key_when_the_statistics_saw_an_empty_table() {
+    let db = TestDb::new().await;
+    let mut conn = db.pool.acquire().await.unwrap();
+    fill_running(&mut conn, 50).await;
+    sqlx::query("VACUUM (ANALYZE) smo_jobs.jobs")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    // The acknowledger plans its first batch on the small table…
+    prepare_ack(&mut conn).await;
+    let small = ack_plan(&mut conn).await;
+    assert!(probes_the_primary_key(&small), "{small}");
+    // …and keeps that plan as the table grows (no statistics taken meanwhile).
+    fill_running(&mut conn, 20_000).await;
+    let plan = ack_plan(&mut conn).await;
+    assert_eq!(
+        plan, small,
+        "the plan made on the small table is the one kept"
     );
 }

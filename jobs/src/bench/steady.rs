@@ -50,6 +50,9 @@ pub struct SteadyReport {
     pub round_trip_p99_ms: f64,
     /// With retention: the table's size every 10 s (empty without).
     pub sizes: Vec<SizeSample>,
+    /// Without retention: p99 of the jobs enqueued in each 10 s of the load, in order (a tail
+    /// that sits in one window is a pause of the server, a checkpoint say, not the queue's path).
+    pub p99_by_window_ms: Vec<f64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -78,6 +81,12 @@ pub async fn steady(
     }
     crate::migrate(&pool).await?;
     sqlx::query("DELETE FROM smo_jobs.jobs WHERE kind LIKE 'bench.%'")
+        .execute(&pool)
+        .await?;
+    // What a previous benchmark left (hundreds of thousands of rows deleted at its end, and
+    // those just deleted) is vacuumed away first, as autovacuum would have by the time a
+    // server's load is steady: each run starts from the same table, whatever ran before.
+    sqlx::query("VACUUM (ANALYZE) smo_jobs.jobs")
         .execute(&pool)
         .await?;
     let queue = Queue::new(pool.clone());
@@ -140,7 +149,7 @@ pub async fn steady(
         }
     }
     let enqueue_secs = started.elapsed().as_secs_f64();
-    let (p50, p99, max, sizes) = match retention {
+    let (p50, p99, max, sizes, windows) = match retention {
         None => {
             wait_until(
                 &pool,
@@ -150,7 +159,17 @@ pub async fn steady(
             )
             .await?;
             let (p50, p99, max) = start_latency(&pool, BenchSteady::KIND).await?;
-            (p50, p99, max, Vec::new())
+            let windows: Vec<f64> = sqlx::query_scalar(
+                "WITH j AS (SELECT created_at, extract(epoch FROM started_at - created_at)::float8 * 1000 AS ms
+                              FROM smo_jobs.jobs WHERE kind = $1),
+                      t0 AS (SELECT min(created_at) AS t FROM j)
+                 SELECT percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)
+                   FROM j, t0 GROUP BY floor(extract(epoch FROM j.created_at - t0.t) / 10) ORDER BY 1",
+            )
+            .bind(BenchSteady::KIND)
+            .fetch_all(&pool)
+            .await?;
+            (p50, p99, max, Vec::new(), windows)
         }
         Some(mut r) => {
             // Pruned rows cannot be counted: the handlers count, then no row may be left live.
@@ -177,7 +196,7 @@ pub async fn steady(
             r.step(&pool, started.elapsed().as_secs_f64(), &progress)
                 .await?;
             let (p50, p99, max) = r.latency();
-            (p50, p99, max, r.sizes)
+            (p50, p99, max, r.sizes, Vec::new())
         }
     };
     finish(&pool, stop, handles, "bench-steady").await?;
@@ -191,6 +210,7 @@ pub async fn steady(
         round_trip_p50_ms: at(&trips, 0.5),
         round_trip_p99_ms: at(&trips, 0.99),
         sizes,
+        p99_by_window_ms: windows,
     })
 }
 

@@ -118,6 +118,14 @@ pub(super) async fn run_bench(url: &str, args: BenchArgs, out: Output) -> Result
             r.round_trip_p99_ms,
             r.p99_ms / r.round_trip_p99_ms
         );
+        if !r.p99_by_window_ms.is_empty() {
+            let w: Vec<String> = r
+                .p99_by_window_ms
+                .iter()
+                .map(|ms| format!("{ms:.1}"))
+                .collect();
+            println!("  p99 by 10 s window (ms): {}", w.join(" "));
+        }
         if let (Some(first), Some(last)) = (r.sizes.first(), r.sizes.last()) {
             let max = |f: fn(&bench::SizeSample) -> i64| r.sizes.iter().map(f).max().unwrap_or(0);
             let mb = |b: i64| b as f64 / 1e6;
