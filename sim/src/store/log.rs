@@ -36,8 +36,9 @@ pub(crate) struct Change {
 }
 
 impl Store {
-    /// Notes a change at the current resourceVersion, for watches.
-    pub(super) fn record(&mut self, kind: ChangeKind, res: Res, obj: &Value) {
+    /// Notes a change at the current resourceVersion, for watches. Takes the object: a caller
+    /// that has a copy to spare gives it, and none is made here.
+    pub(super) fn record(&mut self, kind: ChangeKind, res: Res, obj: Value) {
         if self.changes.len() == CHANGE_WINDOW
             && let Some(old) = self.changes.pop_front()
         {
@@ -47,7 +48,7 @@ impl Store {
             rv: self.rv,
             kind,
             res,
-            obj: obj.clone(),
+            obj,
         }));
     }
 

@@ -102,7 +102,7 @@ impl Store {
         if let Some(d) = definition {
             self.admission.install(&key.name, d);
         }
-        self.record(ChangeKind::Added, res, &obj);
+        self.record(ChangeKind::Added, res, obj.clone());
         self.objects.insert(
             key.clone(),
             Entry {
@@ -371,7 +371,7 @@ impl Store {
         }
         self.rv += 1;
         next["metadata"]["resourceVersion"] = json!(self.rv.to_string());
-        self.record(ChangeKind::Modified, key.res, &next);
+        self.record(ChangeKind::Modified, key.res, next.clone());
         if let Some(e) = self.objects.get_mut(key) {
             e.obj = next.clone();
         }
@@ -403,7 +403,7 @@ impl Store {
         self.rv += 1;
         e.obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
         let changed = e.obj.clone();
-        self.record(ChangeKind::Modified, key.res, &changed);
+        self.record(ChangeKind::Modified, key.res, changed);
         true
     }
 
@@ -421,7 +421,7 @@ impl Store {
         next["metadata"]["resourceVersion"] = json!(self.rv.to_string());
         e.obj = next;
         let changed = e.obj.clone();
-        self.record(ChangeKind::Modified, key.res, &changed);
+        self.record(ChangeKind::Modified, key.res, changed);
         true
     }
 
@@ -448,14 +448,14 @@ impl Store {
                     self.rv += 1;
                     let mut gone = e.obj;
                     gone["metadata"]["resourceVersion"] = json!(self.rv.to_string());
-                    self.record(ChangeKind::Deleted, k.res, &gone);
+                    self.record(ChangeKind::Deleted, k.res, gone);
                 }
             }
         }
         self.rv += 1;
         let mut obj = entry.obj;
         obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
-        self.record(ChangeKind::Deleted, key.res, &obj);
+        self.record(ChangeKind::Deleted, key.res, obj.clone());
         if key.res == Res::CustomResourceDefinition {
             self.reindex_crds();
         }
