@@ -2,9 +2,11 @@
 //! same server in the same run, in one or both [`Baseline`] configurations, so the two are
 //! comparable.
 
+mod finished;
 mod peer;
 mod steady;
 
+pub use finished::*;
 use peer::{APALIS_QUEUE, apalis_baseline};
 pub use steady::*;
 

@@ -51,6 +51,12 @@ pub(super) struct BenchArgs {
     /// (`90s`, `5m`; what smo's retention job runs) and print the table's and its indexes' size.
     #[arg(long, value_parser = crate::cli::parse_duration, requires = "rate")]
     retention: Option<std::time::Duration>,
+    /// The queue's reads with this many finished jobs in the table instead (10000000 for the
+    /// goal of < 100 ms): `stats` (what `smo-admin stats`, the console's queue page and
+    /// apalis-board's counts read) and `jobs list` by state, beside a round trip to the same
+    /// server. The jobs are inserted first (about a minute per 2 million) and deleted after.
+    #[arg(long, conflicts_with = "rate")]
+    finished: Option<usize>,
 }
 
 /// `--baseline`'s values: [`bench::Baseline`] (smo-jobs has no clap).
@@ -85,6 +91,34 @@ pub(super) async fn run_bench(url: &str, args: BenchArgs, out: Output) -> Result
             .fetch_one(&pool)
             .await
             .map_err(smo_jobs::Error::from)?;
+    if let Some(n) = args.finished {
+        let r = bench::finished(pool, n, |m| eprintln!("… {m}")).await?;
+        if out == Output::Json {
+            return print_json(&r);
+        }
+        println!(
+            "{} finished jobs (table {:.0} MB, indexes {:.0} MB; inserted and analysed in {:.0} s):",
+            r.finished,
+            r.table_bytes as f64 / 1e6,
+            r.index_bytes as f64 / 1e6,
+            r.fill_secs
+        );
+        for t in &r.reads {
+            println!(
+                "  {:<24} p50 {:>7.2} ms   p99 {:>7.2} ms   max {:>7.2} ms   ({:.0}× a round trip; goal < 100 ms)",
+                t.what,
+                t.p50_ms,
+                t.p99_ms,
+                t.max_ms,
+                t.p50_ms / r.round_trip_p50_ms
+            );
+        }
+        println!(
+            "  floor, same run: one round trip to the server p50 {:.2} ms, p99 {:.2} ms",
+            r.round_trip_p50_ms, r.round_trip_p99_ms
+        );
+        return Ok(());
+    }
     if let Some(rate) = args.rate {
         let opts = bench::SteadyOptions {
             rate,
