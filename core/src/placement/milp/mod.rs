@@ -183,7 +183,7 @@ pub(crate) fn solve_with(
             let run = |p: &Problem, co: &Coefs, start: Option<&Plan>, gap, floor| {
                 direct(p, prep, co, start, rel_gap, gap, floor, left())
             };
-            let Some(spec) = &co.spec else {
+            let Some(spec) = co.spec.as_ref().filter(|s| s.varies) else {
                 return run(problem, &co, start.as_ref(), abs_tol, None);
             };
             // As `spec_first` does for large models: the SPEC objective alone, then the
