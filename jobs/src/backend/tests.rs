@@ -146,8 +146,8 @@ async fn ack_plan(conn: &mut PgConnection) -> String {
     plan.join("\n")
 }
 
-/// Inserts `n` jobs and marks every job running (claimed, attempt 1).
-async fn fill_running(conn: &mut PgConnection, n: i64) {
+/// Inserts `n` queued jobs.
+async fn enqueue_noops(conn: &mut PgConnection, n: i64) {
     sqlx::query(
         "INSERT INTO smo_jobs.jobs (id, kind, args, max_attempts, run_at, created_at)
          SELECT gen_random_uuid(), 'noop', '{}', 3, now(), now() FROM generate_series(1, $1)",
@@ -156,12 +156,22 @@ async fn fill_running(conn: &mut PgConnection, n: i64) {
     .execute(&mut *conn)
     .await
     .unwrap();
+}
+
+/// Marks every job running (claimed, attempt 1).
+async fn claim_all(conn: &mut PgConnection) {
     sqlx::query(
         "UPDATE smo_jobs.jobs SET state = 'running', locked_by = 'w', attempt = 1, epoch = 1",
     )
     .execute(&mut *conn)
     .await
     .unwrap();
+}
+
+/// Inserts `n` jobs and marks every job running.
+async fn fill_running(conn: &mut PgConnection, n: i64) {
+    enqueue_noops(conn, n).await;
+    claim_all(conn).await;
 }
 
 fn probes_the_primary_key(plan: &str) -> bool {
@@ -175,25 +185,13 @@ async fn acknowledgements_probe_the_primary_key_even_when_the_statistics_lag() {
     let db = TestDb::new().await;
     let mut conn = db.pool.acquire().await.unwrap();
     // A queue filled in bulk and analysed (no job running yet)…
-    sqlx::query(
-        "INSERT INTO smo_jobs.jobs (id, kind, args, max_attempts, run_at, created_at)
-         SELECT gen_random_uuid(), 'noop', '{}', 3, now(), now()
-           FROM generate_series(1, 20000)",
-    )
-    .execute(&mut *conn)
-    .await
-    .unwrap();
+    enqueue_noops(&mut conn, 20_000).await;
     sqlx::query("ANALYZE smo_jobs.jobs")
         .execute(&mut *conn)
         .await
         .unwrap();
     // …then claimed: all of it runs, the statistics still say none does.
-    sqlx::query(
-        "UPDATE smo_jobs.jobs SET state = 'running', locked_by = 'w', attempt = 1, epoch = 1",
-    )
-    .execute(&mut *conn)
-    .await
-    .unwrap();
+    claim_all(&mut conn).await;
     prepare_ack(&mut conn).await;
     let plan = ack_plan(&mut conn).await;
     assert!(probes_the_primary_key(&plan), "{plan}");
