@@ -88,12 +88,7 @@ pub async fn finished(
     .fetch_one(&pool)
     .await?;
 
-    let mut trips = Vec::with_capacity(1000);
-    for _ in 0..1000 {
-        let t = Instant::now();
-        sqlx::query("SELECT 1").execute(&pool).await?;
-        trips.push(t.elapsed().as_secs_f64() * 1000.0);
-    }
+    let trips = round_trips(&pool).await?;
     let queue = Queue::new(pool.clone());
     let mut reads = vec![
         time("stats", || async {
@@ -137,7 +132,6 @@ pub async fn finished(
     sqlx::query("DELETE FROM smo_jobs.jobs WHERE kind = 'bench.finished'")
         .execute(&pool)
         .await?;
-    trips.sort_by(f64::total_cmp);
     Ok(FinishedReport {
         finished: n,
         fill_secs,
@@ -169,11 +163,4 @@ where
         p99_ms: quantile(&ms, 0.99),
         max_ms: ms.last().copied().unwrap_or(f64::NAN),
     })
-}
-
-fn quantile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }

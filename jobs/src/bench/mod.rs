@@ -474,3 +474,24 @@ async fn wait_until(
     })
     .await
 }
+
+/// The floor of a latency: 1,000 `SELECT 1` round trips to the server behind `pool`, in
+/// milliseconds, sorted.
+async fn round_trips(pool: &PgPool) -> Result<Vec<f64>, Error> {
+    let mut trips = Vec::with_capacity(1000);
+    for _ in 0..1000 {
+        let t = Instant::now();
+        sqlx::query("SELECT 1").execute(pool).await?;
+        trips.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    trips.sort_by(f64::total_cmp);
+    Ok(trips)
+}
+
+/// The `q` quantile of `sorted` (nearest rank); NaN when empty.
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}

@@ -91,14 +91,7 @@ pub async fn steady(
         .await?;
     let queue = Queue::new(pool.clone());
     // The floor: round trips to the same server, before the load.
-    let mut trips = Vec::with_capacity(1000);
-    for _ in 0..1000 {
-        let t = Instant::now();
-        sqlx::query("SELECT 1").execute(&pool).await?;
-        trips.push(t.elapsed().as_secs_f64() * 1000.0);
-    }
-    trips.sort_by(f64::total_cmp);
-    let at = |v: &[f64], q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    let trips = round_trips(&pool).await?;
     let ran = Arc::new(AtomicUsize::new(0));
     let counter = ran.clone();
     let registry = Registry::new().register(move |_: BenchSteady, _: JobContext| {
@@ -207,8 +200,8 @@ pub async fn steady(
         p50_ms: p50,
         p99_ms: p99,
         max_ms: max,
-        round_trip_p50_ms: at(&trips, 0.5),
-        round_trip_p99_ms: at(&trips, 0.99),
+        round_trip_p50_ms: quantile(&trips, 0.5),
+        round_trip_p99_ms: quantile(&trips, 0.99),
         sizes,
         p99_by_window_ms: windows,
     })
@@ -282,10 +275,7 @@ impl Retention {
     fn latency(&mut self) -> (f64, f64, f64) {
         self.latencies.sort_by(f64::total_cmp);
         let v = &self.latencies;
-        if v.is_empty() {
-            return (f64::NAN, f64::NAN, f64::NAN);
-        }
-        let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
-        (at(0.5), at(0.99), v[v.len() - 1])
+        let max = v.last().copied().unwrap_or(f64::NAN);
+        (quantile(v, 0.5), quantile(v, 0.99), max)
     }
 }

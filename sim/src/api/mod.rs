@@ -377,14 +377,16 @@ fn kube(st: &mut State, req: &Req, path: &str, query: &BTreeMap<String, String>)
     found(st, &key).map(|(_, v)| (code, v))
 }
 
+/// The object at `key`, borrowed; 404 when there is none.
+fn object<'a>(st: &'a State, key: &ObjKey) -> Result<&'a Value, ApiError> {
+    st.store.get(key).ok_or_else(|| ApiError::NotFound {
+        res: key.res,
+        name: key.name.clone(),
+    })
+}
+
 fn found(st: &State, key: &ObjKey) -> Out {
-    st.store
-        .get(key)
-        .map(|v| (200, v.clone()))
-        .ok_or_else(|| ApiError::NotFound {
-            res: key.res,
-            name: key.name.clone(),
-        })
+    object(st, key).map(|v| (200, v.clone()))
 }
 
 fn patch_type(content_type: &str) -> Result<PatchType, ApiError> {
@@ -470,10 +472,7 @@ fn delete_collection(
 
 /// The `/scale` subresource: reads and writes `spec.replicas` through an autoscaling/v1 Scale.
 fn scale(st: &mut State, key: &ObjKey, method: &str, req: &Req) -> Out {
-    let current = scale_of(st.store.get(key).ok_or_else(|| ApiError::NotFound {
-        res: key.res,
-        name: key.name.clone(),
-    })?);
+    let current = scale_of(object(st, key)?);
     let wanted = match method {
         "GET" => return Ok((200, current)),
         "PUT" => body_json(req.body, false)?,
