@@ -20,8 +20,10 @@
 //! Status: [`SolveStatus::Optimal`] means proven within `mip_gap` (relative) of the best
 //! placement of the *full* model: the weighted SPEC objective — exactly when it is integral, as
 //! with the default weights — with the tie-break kept within `weights.tie_break / 2`. Up to 2,000
-//! (service, cluster) pairs the model is solved directly; larger problems by column generation
-//! (LP pricing, Lagrangian bound, reduced-cost fixing).
+//! (service, cluster) pairs the model is solved directly (20,000 when the services ask for 90 %
+//! of the capacity); larger problems by column generation (LP pricing, Lagrangian bound,
+//! reduced-cost fixing). Greedy placements start both, each brought back home wherever that
+//! stays feasible; when every greedy gets stuck on a re-placement, a local search finds the start.
 //! [`SolveStatus::Feasible`] (time limit) carries the remaining gap. Equal inputs give equal
 //! outputs unless the time limit cuts a solve short.
 //!

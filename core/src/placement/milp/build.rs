@@ -606,6 +606,7 @@ pub(super) fn mip(
     if consistent || !had_start {
         return Ok((out, plan));
     }
+    tracing::debug!("placement: HiGHS answered with the start's columns; solving again without it");
     let built = build(problem, prep, co, active, true, floor)?;
     let (out, idx) = run(built, time_limit, rel_gap, abs_gap, None)?;
     let plan = out

@@ -4,7 +4,8 @@
 //! (a group's services share one x), and for split (HA) services an integer replica count
 //! n[s,e] ∈ [0, min(⌈r/2⌉, room)].
 //!
-//! Small models are solved directly. Large ones (thousands of services × hundreds of clusters,
+//! Small models are solved directly (up to 2,000 pairs, 20,000 when the clusters are nearly
+//! full, see [`FULL_DIRECT_LIMIT`]). Large ones (thousands of services × hundreds of clusters,
 //! where even HiGHS' root LP over every pair takes tens of seconds) use column generation: the LP
 //! relaxation is solved over a few promising clusters per group, missing pairs are priced with
 //! the LP duals, and the Lagrangian bound z_LP + Σ_g min(0, reduced cost) proves how far a
@@ -33,7 +34,7 @@ use highs::{HighsModelStatus, HighsSolutionStatus};
 
 use super::error::{Infeasibility, PlacementError, Resource};
 use super::first_fit::first_fit_plan;
-use super::heuristic::{Greedy, greedy};
+use super::heuristic::{Greedy, bring_home, greedy, repair};
 use super::model::{Plan, SolveStatus, TieBreak, frac, violations};
 use super::prepare::{Prepared, replicas_that_fit};
 use super::problem::Problem;
@@ -42,6 +43,40 @@ use super::problem::Problem;
 /// column generation. Both prove the SPEC objective and bound the tie-break to within half its
 /// budget (`weights.tie_break / 2`).
 const DIRECT_LIMIT: usize = 2_000;
+/// The direct limit when the clusters are nearly full ([`nearly_full`]): column generation
+/// prices a few clusters per group, and when nearly every cluster is full a group needs many of
+/// them, so its restricted models starve. On tight 200×50 re-placements (10,000 pairs) the
+/// direct model did better in the same 60 s (seed 39 of `--headroom 1.05`: 218 against 288,
+/// the reference model 215), while at 1.3× capacity column generation is 30× faster.
+const FULL_DIRECT_LIMIT: usize = 20_000;
+/// Demand over usable capacity, in CPU or memory, at which the clusters count as nearly full.
+const NEARLY_FULL: f64 = 0.9;
+
+/// Whether the services ask for at least [`NEARLY_FULL`] of the CPU or memory of the clusters
+/// any of them may use.
+pub(crate) fn nearly_full(problem: &Problem, prep: &Prepared) -> bool {
+    let mut usable = vec![false; problem.clusters.len()];
+    for g in &prep.groups {
+        for &e in &g.cand {
+            usable[e] = true;
+        }
+    }
+    let capacity = |caps: &[f64]| -> f64 {
+        caps.iter()
+            .zip(&usable)
+            .filter(|(_, u)| **u)
+            .map(|(c, _)| *c)
+            .sum()
+    };
+    let cpu: f64 = problem.services.iter().map(|s| s.total_cpu()).sum();
+    let memory: f64 = problem
+        .services
+        .iter()
+        .map(|s| s.memory * f64::from(s.replicas))
+        .sum();
+    cpu >= NEARLY_FULL * capacity(&prep.cpu_cap) || memory >= NEARLY_FULL * capacity(&prep.mem_cap)
+}
+
 /// Clusters per group in the first restricted LP (besides current and heuristic ones).
 const INITIAL_PER_GROUP: usize = 3;
 /// Most negative-reduced-cost clusters added per group and round.
@@ -126,7 +161,17 @@ pub(crate) fn solve(
     problem: &Problem,
     prep: &Prepared,
 ) -> Result<(Plan, SolveStatus), PlacementError> {
-    solve_with(problem, prep, false)
+    let started = Instant::now();
+    let out = solve_with(problem, prep, false);
+    if let Ok((plan, status)) = &out {
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            objective = super::model::evaluate(problem, prep, plan).total,
+            ?status,
+            "placement: solved"
+        );
+    }
+    out
 }
 
 /// `force_column_generation` lets tests run the large-model path on small instances.
@@ -154,6 +199,7 @@ pub(crate) fn solve_with(
             tracing::debug!(heuristic = i, "placement: heuristic found no placement");
             continue;
         };
+        let plan = bring_home(problem, prep, plan);
         if !violations(problem, prep, &plan).is_empty() {
             continue;
         }
@@ -162,6 +208,27 @@ pub(crate) fn solve_with(
         if incumbent.as_ref().is_none_or(|(best, _)| c < *best) {
             incumbent = Some((c, plan));
         }
+    }
+
+    // Nearly full clusters can defeat every greedy; on a large re-placement local search then
+    // finds a placement, which HiGHS alone may not find within the time limit (200×50, tight:
+    // none in 60 s on 3 of 50). Such models still go to the direct solve, with it as the start.
+    // Small models and first placements go without: HiGHS alone solves every 20×5 re-placement
+    // within 0.15 s, and started from the search's placement it took 3× longer on one (seed 137);
+    // it placed all 50 tight 200×50 first placements within 0.3 s, and a search that fails costs
+    // up to 0.12 s there.
+    let pairs: usize = prep.groups.iter().map(|g| g.cand.len()).sum();
+    let greedy_found = incumbent.is_some();
+    let moving = prep.current.iter().any(|c| !c.is_empty());
+    if incumbent.is_none()
+        && moving
+        && pairs > DIRECT_LIMIT
+        && let Some(plan) = repair(problem, prep, &tb).map(|p| bring_home(problem, prep, p))
+        && violations(problem, prep, &plan).is_empty()
+    {
+        let c = plan_cost(problem, prep, &co, &plan);
+        tracing::debug!(cost = c, "placement: repaired incumbent");
+        incumbent = Some((c, plan));
     }
 
     // The SPEC objective is proven exactly (for integral weights: its steps are `scale` apart in
@@ -173,10 +240,15 @@ pub(crate) fn solve_with(
     } else {
         1e-6
     };
-    let pairs: usize = prep.groups.iter().map(|g| g.cand.len()).sum();
-    let large = force_column_generation || pairs > DIRECT_LIMIT;
+    let direct_limit = if nearly_full(problem, prep) {
+        FULL_DIRECT_LIMIT
+    } else {
+        DIRECT_LIMIT
+    };
+    let large = force_column_generation || pairs > direct_limit;
     let incumbent = match incumbent {
-        Some(inc) if large => inc,
+        // A repaired start goes to column generation only where the direct model is too big.
+        Some(inc) if large && (greedy_found || pairs > FULL_DIRECT_LIMIT) => inc,
         other => {
             let start = other.map(|(_, p)| p);
             // One HiGHS run over every pair: `co`'s objective, `gap` absolute, SPEC part ≥ `floor`.
@@ -198,7 +270,9 @@ pub(crate) fn solve_with(
                 }
                 // The same rows: no placement there is none here.
                 Err(e @ PlacementError::Infeasible(_)) => return Err(e),
-                _ => (start, None),
+                // Cut short by the time limit: there is none left for the tie-break.
+                Ok(found) => return Ok(found),
+                Err(_) => (start, None),
             };
             return run(problem, &co, start.as_ref(), abs_tol, floor);
         }
@@ -302,6 +376,15 @@ fn direct(
         abs_gap,
         floor,
     )?;
+    // HiGHS may stop at the time limit without having taken the start in: it is still a
+    // placement (checked before it was offered), better than none.
+    let timed_out = !matches!(
+        out.status,
+        HighsModelStatus::Optimal
+            | HighsModelStatus::Infeasible
+            | HighsModelStatus::UnboundedOrInfeasible
+    );
+    let plan = plan.or_else(|| start.filter(|_| timed_out).cloned());
     finish(problem, prep, &out, plan, time_limit)
 }
 
