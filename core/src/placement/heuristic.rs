@@ -203,9 +203,10 @@ fn allowed(prep: &Prepared, gi: usize, clusters_of_group: &[Vec<usize>]) -> Vec<
 const REPAIR_STEPS: usize = 20_000;
 
 /// A feasible plan found by local search, for when the greedies get stuck because the clusters
-/// are nearly full (on 3 of 50 tight 200×50 re-placements, `--headroom 1.05`, neither they nor
-/// HiGHS in 60 s found any placement, though one exists). Split groups are placed as the greedy
-/// places them. Every other group then goes to its current cluster if it fits, else where it
+/// are nearly full (tight 200×50 re-placements of `--headroom 1.05`): HiGHS alone then starts
+/// from nothing, and after 5 s its placement of seed 41 moved 150 services where this search's
+/// moves about 70. Two tries: the second does without the preference for moves home, and finds
+/// placements the first misses. Split groups are placed as the greedy places them. Every other group then goes to its current cluster if it fits, else where it
 /// fits tightest, else where it overflows least; then a tabu search moves and swaps groups out
 /// of overflowing clusters, each step the move that lowers the total overflow most and, of
 /// those, leaves the fewest groups away from where they run (a recently moved group stays put
