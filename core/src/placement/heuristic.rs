@@ -205,9 +205,10 @@ const REPAIR_STEPS: usize = 20_000;
 /// A feasible plan found by local search, for when the greedies get stuck because the clusters
 /// are nearly full (tight 200×50 re-placements of `--headroom 1.05`): HiGHS alone then starts
 /// from nothing, and after 5 s its placement of seed 41 moved 150 services where this search's
-/// moves about 70. Two tries: the second does without the preference for moves home, and finds
-/// placements the first misses. Split groups are placed as the greedy places them. Every other group then goes to its current cluster if it fits, else where it
-/// fits tightest, else where it overflows least; then a tabu search moves and swaps groups out
+/// moves 91. Two tries: the second does without the preference for moves home, and finds
+/// placements the first misses. Split groups are placed as the greedy places them. Every other
+/// group then goes to its current cluster if it fits, else where it fits tightest, else where
+/// it overflows least; then a tabu search moves and swaps groups out
 /// of overflowing clusters, each step the move that lowers the total overflow most and, of
 /// those, leaves the fewest groups away from where they run (a recently moved group stays put
 /// for a few steps unless moving it beats the best yet), until nothing overflows. Seeded, so
@@ -273,16 +274,17 @@ fn search(problem: &Problem, prep: &Prepared, tb: &TieBreak, prefer_home: bool) 
             .then(size(b).total_cmp(&size(a)))
             .then(a.cmp(&b))
     });
+    // Where each group runs now, if it may stay there: it starts there if it fits, and the
+    // search prefers moves towards it.
+    let home: Vec<Option<usize>> = (0..prep.groups.len())
+        .map(|gi| home_of(prep, gi, &usable[gi]))
+        .collect();
     let mut on = vec![usize::MAX; prep.groups.len()];
     let mut members_of: Vec<Vec<usize>> = vec![Vec::new(); m];
     for gi in order {
         let g = &prep.groups[gi];
         let fits_on = |e: usize| fits(g.cpu, cpu_left[e]) && fits(g.memory, mem_left[e]);
-        let current = usable[gi]
-            .iter()
-            .copied()
-            .find(|&e| g.members.iter().any(|&s| prep.current[s].contains(&e)) && fits_on(e));
-        let e = current.unwrap_or_else(|| {
+        let e = home[gi].filter(|&h| fits_on(h)).unwrap_or_else(|| {
             let key = |e: usize| {
                 let (c, k) = (cpu_left[e] - g.cpu, mem_left[e] - g.memory);
                 let overflow = over(e, c, k) - over(e, cpu_left[e], mem_left[e]);
@@ -304,18 +306,22 @@ fn search(problem: &Problem, prep: &Prepared, tb: &TieBreak, prefer_home: bool) 
         members_of[e].push(gi);
     }
 
-    // Where each group runs now, if it may stay there: the search prefers moves towards it.
-    let home: Vec<Option<usize>> = (0..prep.groups.len())
-        .map(|gi| home_of(prep, gi, &usable[gi]))
-        .collect();
-    let mut total: f64 = (0..m).map(|e| over(e, cpu_left[e], mem_left[e])).sum();
+    let mut pk = Packing {
+        cpu_left,
+        mem_left,
+        on,
+        members_of,
+    };
+    let mut total: f64 = (0..m)
+        .map(|e| over(e, pk.cpu_left[e], pk.mem_left[e]))
+        .sum();
     let mut best_total = total;
     let mut tabu_until = vec![0usize; prep.groups.len()];
     // Seeded, as the benchmark instances are (SplitMix64): equal inputs, equal plans.
     let mut rng = Rng(0x5EED_0FC0_FFEE);
     for step in 0..REPAIR_STEPS {
         let overflowing: Vec<usize> = (0..m)
-            .filter(|&e| over(e, cpu_left[e], mem_left[e]) > 0.0)
+            .filter(|&e| over(e, pk.cpu_left[e], pk.mem_left[e]) > 0.0)
             .collect();
         if overflowing.is_empty() {
             break;
@@ -327,14 +333,14 @@ fn search(problem: &Problem, prep: &Prepared, tb: &TieBreak, prefer_home: bool) 
         let homeward = |g: usize, from: usize, to: usize| {
             i32::from(home[g] == Some(from)) - i32::from(home[g] == Some(to))
         };
-        let before_e = over(e, cpu_left[e], mem_left[e]);
-        for &g in &members_of[e] {
+        let before_e = over(e, pk.cpu_left[e], pk.mem_left[e]);
+        for &g in &pk.members_of[e] {
             let gg = &prep.groups[g];
             for &f in &usable[g] {
                 if f == e {
                     continue;
                 }
-                let before = before_e + over(f, cpu_left[f], mem_left[f]);
+                let before = before_e + over(f, pk.cpu_left[f], pk.mem_left[f]);
                 let mut consider = |delta: f64, h: Option<usize>| {
                     let away = homeward(g, e, f) + h.map_or(0, |h| homeward(h, f, e));
                     let tabu = tabu_until[g] > step || h.is_some_and(|h| tabu_until[h] > step);
@@ -348,22 +354,22 @@ fn search(problem: &Problem, prep: &Prepared, tb: &TieBreak, prefer_home: bool) 
                         best = Some((delta, away, g, f, h));
                     }
                 };
-                let after = over(e, cpu_left[e] + gg.cpu, mem_left[e] + gg.memory)
-                    + over(f, cpu_left[f] - gg.cpu, mem_left[f] - gg.memory);
+                let after = over(e, pk.cpu_left[e] + gg.cpu, pk.mem_left[e] + gg.memory)
+                    + over(f, pk.cpu_left[f] - gg.cpu, pk.mem_left[f] - gg.memory);
                 consider(after - before, None);
-                for &h in &members_of[f] {
+                for &h in &pk.members_of[f] {
                     if usable[h].binary_search(&e).is_err() {
                         continue;
                     }
                     let gh = &prep.groups[h];
                     let after = over(
                         e,
-                        cpu_left[e] + gg.cpu - gh.cpu,
-                        mem_left[e] + gg.memory - gh.memory,
+                        pk.cpu_left[e] + gg.cpu - gh.cpu,
+                        pk.mem_left[e] + gg.memory - gh.memory,
                     ) + over(
                         f,
-                        cpu_left[f] - gg.cpu + gh.cpu,
-                        mem_left[f] - gg.memory + gh.memory,
+                        pk.cpu_left[f] - gg.cpu + gh.cpu,
+                        pk.mem_left[f] - gg.memory + gh.memory,
                     );
                     consider(after - before, Some(h));
                 }
@@ -373,48 +379,47 @@ fn search(problem: &Problem, prep: &Prepared, tb: &TieBreak, prefer_home: bool) 
             continue;
         };
         for (gi, to) in [(g, f)].into_iter().chain(h.map(|h| (h, e))) {
-            shift(
-                prep,
-                gi,
-                to,
-                (&mut cpu_left, &mut mem_left),
-                &mut on,
-                &mut members_of,
-            );
+            pk.shift(prep, gi, to);
             tabu_until[gi] = step + 5 + rng.below(10) as usize;
         }
         total += delta;
         best_total = best_total.min(total);
     }
-    if (0..m).any(|e| over(e, cpu_left[e], mem_left[e]) > 0.0) {
+    if (0..m).any(|e| over(e, pk.cpu_left[e], pk.mem_left[e]) > 0.0) {
         return None;
     }
 
     for gi in plain {
         for &s in &prep.groups[gi].members {
-            shares[s] = vec![(on[gi], problem.services[s].replicas)];
+            shares[s] = vec![(pk.on[gi], problem.services[s].replicas)];
         }
     }
     Some(Plan { shares })
 }
 
-/// Moves plain group `gi` from its cluster (`on[gi]`) to `to`, with what is left on both.
-fn shift(
-    prep: &Prepared,
-    gi: usize,
-    to: usize,
-    (cpu_left, mem_left): (&mut [f64], &mut [f64]),
-    on: &mut [usize],
-    members_of: &mut [Vec<usize>],
-) {
-    let (g, from) = (&prep.groups[gi], on[gi]);
-    cpu_left[from] += g.cpu;
-    mem_left[from] += g.memory;
-    cpu_left[to] -= g.cpu;
-    mem_left[to] -= g.memory;
-    members_of[from].retain(|&x| x != gi);
-    members_of[to].push(gi);
-    on[gi] = to;
+/// Plain groups on clusters and what is left of each cluster: the state the search and
+/// [`bring_home`] move groups around in.
+struct Packing {
+    cpu_left: Vec<f64>,
+    mem_left: Vec<f64>,
+    /// The cluster of each plain group (`usize::MAX` for the others).
+    on: Vec<usize>,
+    /// The plain groups on each cluster.
+    members_of: Vec<Vec<usize>>,
+}
+
+impl Packing {
+    /// Moves plain group `gi` from its cluster to `to`, with what is left on both.
+    fn shift(&mut self, prep: &Prepared, gi: usize, to: usize) {
+        let (g, from) = (&prep.groups[gi], self.on[gi]);
+        self.cpu_left[from] += g.cpu;
+        self.mem_left[from] += g.memory;
+        self.cpu_left[to] -= g.cpu;
+        self.mem_left[to] -= g.memory;
+        self.members_of[from].retain(|&x| x != gi);
+        self.members_of[to].push(gi);
+        self.on[gi] = to;
+    }
 }
 
 /// The cluster group `gi` runs on now among `usable`, if any (the one with most of its members).
@@ -439,8 +444,8 @@ fn home_of(prep: &Prepared, gi: usize, usable: &[usize]) -> Option<usize> {
 pub(crate) fn bring_home(problem: &Problem, prep: &Prepared, mut plan: Plan) -> Plan {
     let m = problem.clusters.len();
     let (used_cpu, used_mem) = super::model::loads(problem, &plan);
-    let mut cpu_left: Vec<f64> = (0..m).map(|e| prep.cpu_cap[e] - used_cpu[e]).collect();
-    let mut mem_left: Vec<f64> = (0..m).map(|e| prep.mem_cap[e] - used_mem[e]).collect();
+    let cpu_left: Vec<f64> = (0..m).map(|e| prep.cpu_cap[e] - used_cpu[e]).collect();
+    let mem_left: Vec<f64> = (0..m).map(|e| prep.mem_cap[e] - used_mem[e]).collect();
     let clusters_of_group: Vec<Vec<usize>> = prep
         .groups
         .iter()
@@ -449,13 +454,18 @@ pub(crate) fn bring_home(problem: &Problem, prep: &Prepared, mut plan: Plan) -> 
     let plain: Vec<usize> = (0..prep.groups.len())
         .filter(|&gi| !prep.groups[gi].split && clusters_of_group[gi].len() == 1)
         .collect();
-    let mut on = vec![usize::MAX; prep.groups.len()];
-    let mut members_of: Vec<Vec<usize>> = vec![Vec::new(); m];
+    let mut pk = Packing {
+        cpu_left,
+        mem_left,
+        on: vec![usize::MAX; prep.groups.len()],
+        members_of: vec![Vec::new(); m],
+    };
     let mut usable: Vec<Vec<usize>> = vec![Vec::new(); prep.groups.len()];
     let mut home = vec![None; prep.groups.len()];
     for &gi in &plain {
-        on[gi] = clusters_of_group[gi][0];
-        members_of[on[gi]].push(gi);
+        let e = clusters_of_group[gi][0];
+        pk.on[gi] = e;
+        pk.members_of[e].push(gi);
         usable[gi] = allowed(prep, gi, &clusters_of_group);
         home[gi] = home_of(prep, gi, &usable[gi]);
     }
@@ -468,50 +478,45 @@ pub(crate) fn bring_home(problem: &Problem, prep: &Prepared, mut plan: Plan) -> 
     while improved {
         improved = false;
         for &g in &plain {
-            let Some(h) = home[g].filter(|_| away(g, &on)) else {
+            let Some(h) = home[g].filter(|_| away(g, &pk.on)) else {
                 continue;
             };
-            let from = on[g];
+            let from = pk.on[g];
             let (gc, gm) = (prep.groups[g].cpu, prep.groups[g].memory);
-            let step = if room(g, h, cpu_left[h], mem_left[h]) {
+            let step = if room(g, h, pk.cpu_left[h], pk.mem_left[h]) {
                 Some(None)
             } else {
-                members_of[h]
+                pk.members_of[h]
                     .iter()
                     .copied()
-                    .filter(|&k| away(k, &on))
+                    .filter(|&k| away(k, &pk.on))
                     .find_map(|k| {
                         let (kc, km) = (prep.groups[k].cpu, prep.groups[k].memory);
-                        if !room(g, h, cpu_left[h] + kc, mem_left[h] + km) {
+                        if !room(g, h, pk.cpu_left[h] + kc, pk.mem_left[h] + km) {
                             return None;
                         }
-                        if room(k, from, cpu_left[from] + gc, mem_left[from] + gm) {
+                        if room(k, from, pk.cpu_left[from] + gc, pk.mem_left[from] + gm) {
                             return Some(Some((k, from)));
                         }
                         usable[k]
                             .iter()
                             .copied()
-                            .find(|&f| f != h && f != from && room(k, f, cpu_left[f], mem_left[f]))
+                            .find(|&f| {
+                                f != h && f != from && room(k, f, pk.cpu_left[f], pk.mem_left[f])
+                            })
                             .map(|f| Some((k, f)))
                     })
             };
             let Some(making_way) = step else { continue };
             for (gi, to) in making_way.into_iter().chain([(g, h)]) {
-                shift(
-                    prep,
-                    gi,
-                    to,
-                    (&mut cpu_left, &mut mem_left),
-                    &mut on,
-                    &mut members_of,
-                );
+                pk.shift(prep, gi, to);
             }
             improved = true;
         }
     }
     for gi in plain {
         for &s in &prep.groups[gi].members {
-            plan.shares[s] = vec![(on[gi], problem.services[s].replicas)];
+            plan.shares[s] = vec![(pk.on[gi], problem.services[s].replicas)];
         }
     }
     plan

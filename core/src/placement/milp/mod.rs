@@ -69,11 +69,7 @@ pub(crate) fn nearly_full(problem: &Problem, prep: &Prepared) -> bool {
             .sum()
     };
     let cpu: f64 = problem.services.iter().map(|s| s.total_cpu()).sum();
-    let memory: f64 = problem
-        .services
-        .iter()
-        .map(|s| s.memory * f64::from(s.replicas))
-        .sum();
+    let memory: f64 = problem.services.iter().map(|s| s.total_memory()).sum();
     cpu >= NEARLY_FULL * capacity(&prep.cpu_cap) || memory >= NEARLY_FULL * capacity(&prep.mem_cap)
 }
 
