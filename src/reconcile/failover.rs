@@ -127,7 +127,7 @@ pub async fn health(app: &App, ctx: &JobContext) -> Result<(), JobError> {
     let now = ctx.queue.now();
     let clusters = app.federation()?.clusters(now).await.map_err(retryable)?;
     let mut tx = begin_record(app, ctx).await?;
-    store::replace_clusters(&mut tx, &clusters)
+    store::replace_clusters(&mut tx, &clusters, std::time::Duration::ZERO)
         .await
         .map_err(db)?;
     let health = store::observe_health(&mut tx, &clusters, now)

@@ -126,15 +126,24 @@ async fn enqueue_publish(
         .map_err(|e| JobError::Transient(e.to_string()))
 }
 
-/// Refreshes the cluster table from Karmada.
-pub async fn cluster_sync(app: &App, ctx: &JobContext) -> Result<Vec<ClusterRecord>, JobError> {
+/// How old a cluster row's free capacity may grow before a deploy's sync rewrites it (see
+/// [`store::replace_clusters`]): the deploy places on what it read itself either way.
+const DEPLOY_SYNC_SETTLE: Duration = Duration::from_secs(1);
+
+/// Reads the clusters from Karmada and refreshes the cluster table (rows differing only in free
+/// capacity once they are `settle` old; `Duration::ZERO` rewrites them all).
+pub async fn cluster_sync(
+    app: &App,
+    ctx: &JobContext,
+    settle: Duration,
+) -> Result<Vec<ClusterRecord>, JobError> {
     let clusters = app
         .federation()?
         .clusters(ctx.queue.now())
         .await
         .map_err(retryable)?;
     let mut conn = app.pool.acquire().await.map_err(db)?;
-    store::replace_clusters(&mut conn, &clusters)
+    store::replace_clusters(&mut conn, &clusters, settle)
         .await
         .map_err(db)?;
     Ok(clusters)
@@ -181,7 +190,8 @@ async fn record(
     store::record_outcome(&mut tx, g, ctx.id, outcome, now)
         .await
         .map_err(db)?;
-    if outcome.publish {
+    let monitoring = &app.monitoring;
+    if outcome.publish && monitoring.publishes(g.project.as_str(), &descriptor_of(g)?) {
         enqueue_publish(&mut tx, g, ctx).await?;
     }
     tx.commit().await.map_err(db)
@@ -344,7 +354,7 @@ async fn place_and_apply(
     fence: &Fence,
     decide: impl FnOnce(&Snapshot<'_>) -> Result<Deploy, plan::PlanError>,
 ) -> Result<(), JobError> {
-    let clusters = cluster_sync(app, ctx).await?;
+    let clusters = cluster_sync(app, ctx, DEPLOY_SYNC_SETTLE).await?;
     let current = g.placement_map();
     // The placement MILP runs off the async threads: the heartbeat must not wait on it.
     let plan = super::off_runtime(|| {

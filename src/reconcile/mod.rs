@@ -297,7 +297,9 @@ pub fn registry(app: App) -> Registry {
         )
         .await))
         .register(bind!(ClusterSyncJob, |app, _j, ctx| graph::cluster_sync(
-            &app, &ctx
+            &app,
+            &ctx,
+            std::time::Duration::ZERO
         )
         .await
         .map(|_| ())))

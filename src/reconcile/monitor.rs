@@ -51,6 +51,17 @@ pub struct Monitoring {
     pub rate_window: String,
 }
 
+impl Monitoring {
+    /// Whether a publish job of the graph would publish anything: dashboards when there is a
+    /// Grafana, alert rules when there is a rules target and the graph has event triggers.
+    /// Otherwise it would only lock and read the graph, so a deploy does not enqueue it.
+    pub fn publishes(&self, project: &str, graph: &Graph) -> bool {
+        self.grafana.is_some()
+            || (!matches!(self.rules, RulesTarget::None)
+                && !monitoring::alert_rules(project, graph).is_empty())
+    }
+}
+
 /// A 6-field cron expression firing every `interval` (seconds dividing a minute, or minutes
 /// dividing an hour); other intervals round to the nearest that does.
 pub fn cron_schedule_for(interval: Duration) -> String {

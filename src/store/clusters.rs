@@ -3,37 +3,70 @@
 
 use super::*;
 
-/// Replaces the cluster table with what Karmada reported.
+/// Replaces the cluster table with what Karmada reported, in one statement.
+///
+/// A row whose readiness, allocatable resources, labels or message changed is always rewritten.
+/// One that differs only in free capacity (or not at all) is rewritten once its stored sync is
+/// `settle` old: every deploy syncs before it places (on what it just read), and in a burst
+/// hundreds of them a second would otherwise rewrite the same few rows, each waiting on the
+/// row lock of the one before it. Readers of the table (the console, `GET /clusters`, the scaling
+/// round) then see free capacity at most `settle` old; explicit syncs pass `Duration::ZERO`.
 pub async fn replace_clusters(
     conn: &mut PgConnection,
     clusters: &[ClusterRecord],
+    settle: std::time::Duration,
 ) -> Result<(), StoreError> {
     let names: Vec<&str> = clusters.iter().map(|c| c.name.as_str()).collect();
-    sqlx::query("DELETE FROM smo.clusters WHERE NOT (name = ANY($1))")
-        .bind(&names)
-        .execute(&mut *conn)
-        .await?;
-    for c in clusters {
-        sqlx::query(
-            "INSERT INTO smo.clusters (name, ready, cpu_allocatable, cpu_free, memory_allocatable, memory_free,
-                                       gpus, labels, message, synced_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-             ON CONFLICT (name) DO UPDATE SET ready = $2, cpu_allocatable = $3, cpu_free = $4,
-                 memory_allocatable = $5, memory_free = $6, gpus = $7, labels = $8, message = $9, synced_at = $10",
-        )
-        .bind(c.name.as_str())
-        .bind(c.ready)
-        .bind(c.cpu_allocatable)
-        .bind(c.cpu_free)
-        .bind(c.memory_allocatable)
-        .bind(c.memory_free)
-        .bind(c.gpus)
-        .bind(&c.labels)
-        .bind(&c.message)
-        .bind(c.synced_at)
-        .execute(&mut *conn)
-        .await?;
-    }
+    let ready: Vec<bool> = clusters.iter().map(|c| c.ready).collect();
+    let cpu_allocatable: Vec<f64> = clusters.iter().map(|c| c.cpu_allocatable).collect();
+    let cpu_free: Vec<f64> = clusters.iter().map(|c| c.cpu_free).collect();
+    let memory_allocatable: Vec<i64> = clusters.iter().map(|c| c.memory_allocatable).collect();
+    let memory_free: Vec<i64> = clusters.iter().map(|c| c.memory_free).collect();
+    let gpus: Vec<i32> = clusters.iter().map(|c| c.gpus).collect();
+    let labels: Vec<&serde_json::Value> = clusters.iter().map(|c| &c.labels).collect();
+    let message: Vec<Option<&str>> = clusters.iter().map(|c| c.message.as_deref()).collect();
+    let synced_at: Vec<DateTime<Utc>> = clusters.iter().map(|c| c.synced_at).collect();
+    // The UPDATE's WHERE leaves unchanged rows unlocked (an upsert would lock every row it
+    // meets); the INSERT adds clusters that are new, and DO NOTHING lets a racing sync win.
+    sqlx::query(
+        "WITH incoming AS (
+             SELECT * FROM unnest($1::text[], $2::bool[], $3::float8[], $4::float8[], $5::int8[],
+                                  $6::int8[], $7::int4[], $8::jsonb[], $9::text[], $10::timestamptz[])
+                 AS u(name, ready, cpu_allocatable, cpu_free, memory_allocatable, memory_free, gpus,
+                      labels, message, synced_at)
+         ), gone AS (
+             DELETE FROM smo.clusters c WHERE NOT (c.name = ANY($1))
+         ), changed AS (
+             UPDATE smo.clusters c
+                SET ready = u.ready, cpu_allocatable = u.cpu_allocatable, cpu_free = u.cpu_free,
+                    memory_allocatable = u.memory_allocatable, memory_free = u.memory_free,
+                    gpus = u.gpus, labels = u.labels, message = u.message, synced_at = u.synced_at
+               FROM incoming u
+              WHERE c.name = u.name
+                AND ((c.ready, c.cpu_allocatable, c.memory_allocatable, c.gpus, c.labels, c.message)
+                         IS DISTINCT FROM
+                     (u.ready, u.cpu_allocatable, u.memory_allocatable, u.gpus, u.labels, u.message)
+                     OR $11 = 0 OR c.synced_at <= u.synced_at - $11 * interval '1 second')
+         )
+         INSERT INTO smo.clusters (name, ready, cpu_allocatable, cpu_free, memory_allocatable,
+                                   memory_free, gpus, labels, message, synced_at)
+         SELECT u.* FROM incoming u
+          WHERE NOT EXISTS (SELECT 1 FROM smo.clusters c WHERE c.name = u.name)
+         ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(&names)
+    .bind(&ready)
+    .bind(&cpu_allocatable)
+    .bind(&cpu_free)
+    .bind(&memory_allocatable)
+    .bind(&memory_free)
+    .bind(&gpus)
+    .bind(&labels)
+    .bind(&message)
+    .bind(&synced_at)
+    .bind(settle.as_secs_f64())
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 

@@ -447,14 +447,71 @@ pub async fn record_outcome(
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let graph_id = g.id;
-    if let Some((status, message)) = &outcome.status {
-        set_status(conn, graph_id, *status, message.as_deref(), now).await?;
+    // One statement for the graph and one for its services, however many services changed:
+    // a deploy records on every graph, and per-service statements were most of its round trips.
+    let placement = outcome
+        .placement
+        .as_ref()
+        .map(|p| serde_json::to_value(p).unwrap_or_default());
+    if outcome.status.is_some() || placement.is_some() {
+        let (status, message) = match &outcome.status {
+            Some((s, m)) => (Some(s.as_str()), m.as_deref()),
+            None => (None, None),
+        };
+        sqlx::query(
+            "UPDATE smo.graphs
+                SET status = coalesce($2, status),
+                    status_message = CASE WHEN $2::text IS NULL THEN status_message ELSE $3 END,
+                    placement = coalesce($4, placement), updated_at = $5
+              WHERE id = $1",
+        )
+        .bind(graph_id)
+        .bind(status)
+        .bind(message)
+        .bind(&placement)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
     }
+    // Per service: (status, observed replicas, cluster), each part `None` where it is kept.
+    type Change<'a> = (
+        Option<ServiceStatus>,
+        smo_core::model::Observed,
+        Option<&'a str>,
+    );
+    let mut changes: std::collections::BTreeMap<&str, Change<'_>> = Default::default();
     for (service, status, observed) in &outcome.services {
-        set_service_status(conn, graph_id, service, *status, *observed, now).await?;
+        let c = changes.entry(service).or_default();
+        (c.0, c.1) = (Some(*status), *observed);
     }
-    if let Some(placement) = &outcome.placement {
-        set_placement(conn, graph_id, placement, now).await?;
+    for (service, cluster) in outcome.placement.iter().flatten() {
+        changes.entry(service).or_default().2 = Some(cluster);
+    }
+    if !changes.is_empty() {
+        let names: Vec<&str> = changes.keys().copied().collect();
+        let statuses: Vec<Option<&str>> =
+            changes.values().map(|c| c.0.map(|s| s.as_str())).collect();
+        let replicas: Vec<Option<i32>> = changes.values().map(|c| c.1.map(|r| r.0)).collect();
+        let ready: Vec<Option<i32>> = changes.values().map(|c| c.1.map(|r| r.1)).collect();
+        let clusters: Vec<Option<&str>> = changes.values().map(|c| c.2).collect();
+        sqlx::query(
+            "UPDATE smo.services s
+                SET status = coalesce(u.status, s.status), replicas = coalesce(u.replicas, s.replicas),
+                    ready = coalesce(u.ready, s.ready), cluster = coalesce(u.cluster, s.cluster),
+                    updated_at = $7
+               FROM unnest($2::text[], $3::text[], $4::int4[], $5::int4[], $6::text[])
+                    AS u(name, status, replicas, ready, cluster)
+              WHERE s.graph_id = $1 AND s.name = u.name",
+        )
+        .bind(graph_id)
+        .bind(&names)
+        .bind(&statuses)
+        .bind(&replicas)
+        .bind(&ready)
+        .bind(&clusters)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
     }
     if let Some(service) = &outcome.clear_events {
         clear_events(conn, graph_id, service).await?;
@@ -486,56 +543,6 @@ pub async fn set_dashboards(
         .bind(serde_json::to_value(urls).unwrap_or_default())
         .execute(&mut *conn)
         .await?;
-    Ok(())
-}
-
-/// Stores the placement (service → cluster) on the graph and its services.
-pub async fn set_placement(
-    conn: &mut PgConnection,
-    graph_id: Uuid,
-    placement: &std::collections::BTreeMap<String, String>,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    sqlx::query("UPDATE smo.graphs SET placement = $2, updated_at = $3 WHERE id = $1")
-        .bind(graph_id)
-        .bind(serde_json::to_value(placement).unwrap_or_default())
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
-    for (service, cluster) in placement {
-        sqlx::query("UPDATE smo.services SET cluster = $3, updated_at = $4 WHERE graph_id = $1 AND name = $2")
-            .bind(graph_id)
-            .bind(service)
-            .bind(cluster)
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(())
-}
-
-/// Sets one service's status and observed replicas.
-pub async fn set_service_status(
-    conn: &mut PgConnection,
-    graph_id: Uuid,
-    service: &str,
-    status: ServiceStatus,
-    replicas: Option<(i32, i32)>,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE smo.services SET status = $3, replicas = coalesce($4, replicas), ready = coalesce($5, ready),
-                updated_at = $6
-          WHERE graph_id = $1 AND name = $2",
-    )
-    .bind(graph_id)
-    .bind(service)
-    .bind(status.as_str())
-    .bind(replicas.map(|r| r.0))
-    .bind(replicas.map(|r| r.1))
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
     Ok(())
 }
 

@@ -86,8 +86,9 @@ async fn three_graphs_deploy_run_stop_start_and_remove_without_leftovers() {
     kinds_run.sort();
     assert_eq!(
         kinds_run,
-        ["deploy", "publish-dashboards"],
-        "deploy enqueues the publication"
+        ["deploy"],
+        "with no Grafana and no rules target there is nowhere to publish: no publish job \
+         (tests/it/monitoring.rs has the stack that publishes)"
     );
 
     // Re-running a deploy changes nothing: same objects.
@@ -697,5 +698,78 @@ async fn a_stored_descriptor_that_does_not_load_is_an_internal_error_naming_the_
             .unwrap_or_default()
             .contains("does not load"),
         "{job}"
+    );
+}
+
+/// A deploy syncs the clusters before it places, so in a burst hundreds a second would rewrite
+/// the same rows: a row differing only in free capacity waits until its sync is `settle` old,
+/// while readiness, allocatable, labels and message changes land at once, and an explicit sync
+/// (`settle` zero) always rewrites.
+#[tokio::test]
+async fn a_deploys_cluster_sync_rewrites_free_capacity_once_a_second_and_every_other_change_at_once()
+ {
+    use smo::store::{ClusterRecord, list_clusters, replace_clusters};
+    use std::time::Duration;
+    let s = Stack::start().await;
+    let t0 = chrono::Utc::now();
+    let at = |ms: i64| t0 + chrono::Duration::milliseconds(ms);
+    let cluster = |name: &str, free: f64, ready: bool, ms: i64| ClusterRecord {
+        name: smo::hdag::ClusterName::parse(name.to_string()).unwrap(),
+        ready,
+        cpu_allocatable: 8.0,
+        cpu_free: free,
+        memory_allocatable: 1 << 30,
+        memory_free: 1 << 29,
+        gpus: 0,
+        labels: serde_json::json!({"zone": "a"}),
+        message: None,
+        synced_at: at(ms),
+    };
+    let settle = Duration::from_secs(1);
+    let sync = |clusters: Vec<ClusterRecord>, settle: Duration| {
+        let pool = s.db.pool.clone();
+        async move {
+            let mut conn = pool.acquire().await.unwrap();
+            replace_clusters(&mut conn, &clusters, settle)
+                .await
+                .unwrap();
+            list_clusters(&pool)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|c| (c.name.to_string(), c.cpu_free, c.ready))
+                .collect::<Vec<_>>()
+        }
+    };
+    let a = |free, ready| ("a".to_string(), free, ready);
+    assert_eq!(
+        sync(vec![cluster("a", 4.0, true, 0)], settle).await,
+        [a(4.0, true)],
+        "a new cluster is inserted"
+    );
+    assert_eq!(
+        sync(vec![cluster("a", 3.0, true, 500)], settle).await,
+        [a(4.0, true)],
+        "free capacity alone waits until the row is a second old"
+    );
+    assert_eq!(
+        sync(vec![cluster("a", 3.0, false, 600)], settle).await,
+        [a(3.0, false)],
+        "readiness lands at once"
+    );
+    assert_eq!(
+        sync(vec![cluster("a", 2.0, false, 1700)], settle).await,
+        [a(2.0, false)],
+        "a row a second old takes the new free capacity"
+    );
+    assert_eq!(
+        sync(vec![cluster("a", 1.0, false, 1800)], Duration::ZERO).await,
+        [a(1.0, false)],
+        "an explicit sync always rewrites"
+    );
+    assert_eq!(
+        sync(vec![cluster("b", 6.0, true, 1900)], settle).await,
+        [("b".to_string(), 6.0, true)],
+        "a cluster gone from the federation leaves the table"
     );
 }
