@@ -18,6 +18,8 @@ use std::{future::Future, time::Duration};
 use serde_json::Value;
 use smo_jobs::{JobError, Lease};
 
+use crate::store::FenceToken;
+
 /// The annotation that carries the fencing token of the graph-lock holder that last wrote an
 /// object.
 pub const FENCE_ANNOTATION: &str = "smo.io/fence";
@@ -40,12 +42,12 @@ impl From<Fenced> for JobError {
 #[derive(Debug, Clone)]
 pub struct Fence {
     lease: Lease,
-    token: Option<i64>,
+    token: Option<FenceToken>,
 }
 
 impl Fence {
     /// The fence of an attempt holding `lease` and, under a graph lock, that lock's `token`.
-    pub fn new(lease: Lease, token: Option<i64>) -> Self {
+    pub fn new(lease: Lease, token: Option<FenceToken>) -> Self {
         Self { lease, token }
     }
 
@@ -112,14 +114,15 @@ mod tests {
     #[test]
     fn the_token_is_stamped_beside_existing_annotations_and_only_when_there_is_one() {
         let obj = json!({"metadata": {"name": "a", "annotations": {"x": "1"}}});
-        let stamped = Fence::new(Lease::unbounded(), Some(42)).stamp(&obj);
+        let stamped = Fence::new(Lease::unbounded(), Some(FenceToken::from_raw(42))).stamp(&obj);
         assert_eq!(
             stamped["metadata"]["annotations"],
             json!({"x": "1", "smo.io/fence": "42"})
         );
         let bare = json!({"metadata": {"name": "a"}});
         assert_eq!(
-            Fence::new(Lease::unbounded(), Some(7)).stamp(&bare)["metadata"]["annotations"],
+            Fence::new(Lease::unbounded(), Some(FenceToken::from_raw(7))).stamp(&bare)["metadata"]
+                ["annotations"],
             json!({"smo.io/fence": "7"})
         );
         assert_eq!(Fence::unbounded().stamp(&obj), obj);
@@ -130,7 +133,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn bounded_work_follows_the_renewed_lease_and_stops_when_it_lapses() {
         let manual = smo_jobs::testing::ManualLease::new(Duration::from_secs(1));
-        let fence = Fence::new(manual.lease(), Some(1));
+        let fence = Fence::new(manual.lease(), Some(FenceToken::from_raw(1)));
         let heartbeats = {
             let manual = manual.clone();
             tokio::spawn(async move {

@@ -23,7 +23,11 @@ const BUSY_SNOOZE: Duration = Duration::from_millis(1500);
 
 /// Takes the graph's lock for this attempt: its fencing token, or `None` when another running
 /// attempt holds it.
-async fn try_lock(app: &App, name: &str, ctx: &JobContext) -> Result<Option<i64>, JobError> {
+async fn try_lock(
+    app: &App,
+    name: &str,
+    ctx: &JobContext,
+) -> Result<Option<store::FenceToken>, JobError> {
     let mut conn = app.pool.acquire().await.map_err(db)?;
     store::try_lock_graph(&mut conn, name, ctx.id, ctx.epoch, ctx.queue.now())
         .await

@@ -252,7 +252,7 @@ async fn enqueue_shards(ctx: &JobContext, graphs: &[GraphPlan]) -> Result<usize,
 /// Applies one shard: lock, check, patch, record, unlock.
 pub async fn shard(app: &App, job: &ScaleShardJob, ctx: &JobContext) -> Result<(), JobError> {
     let names: Vec<String> = job.graphs.iter().map(|g| g.graph.clone()).collect();
-    let locked: HashMap<String, i64> = {
+    let locked: HashMap<String, store::FenceToken> = {
         let mut conn = app.pool.acquire().await.map_err(db)?;
         store::try_lock_graphs(&mut conn, &names, ctx.id, ctx.epoch, ctx.queue.now())
             .await
@@ -279,7 +279,7 @@ async fn apply_shard(
     app: &App,
     job: &ScaleShardJob,
     ctx: &JobContext,
-    locked: &HashMap<String, i64>,
+    locked: &HashMap<String, store::FenceToken>,
 ) -> Result<(), JobError> {
     // Load: where the held graphs' services are now.
     let mine: Vec<String> = job
@@ -355,7 +355,7 @@ async fn apply_shard(
 async fn scale_all(
     app: &App,
     ctx: &JobContext,
-    locked: &HashMap<String, i64>,
+    locked: &HashMap<String, store::FenceToken>,
     current: &[&GraphPlan],
     now: &HashMap<String, GraphNow>,
 ) -> Result<(BTreeMap<(usize, usize), Applied>, Option<FederationError>), JobError> {

@@ -2,6 +2,27 @@
 
 use super::*;
 
+/// A graph lock's fencing token: drawn from one sequence, higher for every new holder, and
+/// stamped on what the holder writes, so the federation refuses a write from an older holder.
+/// A type of its own so that it is never mixed up with the attempt's epoch, the other number a
+/// lock row holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, sqlx::Type)]
+#[sqlx(transparent)]
+pub struct FenceToken(i64);
+
+impl FenceToken {
+    /// A token known from elsewhere than the lock table (an object's annotation, a test).
+    pub fn from_raw(token: i64) -> Self {
+        Self(token)
+    }
+}
+
+impl std::fmt::Display for FenceToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// Takes the graph's lock for one attempt of a job (`job`, `epoch`; re-entrant for that attempt)
 /// and returns its fencing token. The lock is free when no row exists or the attempt holding it
 /// is not running any more; an attempt that is itself superseded never gets it. `None` when
@@ -12,7 +33,7 @@ pub async fn try_lock_graph(
     job: Uuid,
     epoch: i64,
     now: DateTime<Utc>,
-) -> Result<Option<i64>, StoreError> {
+) -> Result<Option<FenceToken>, StoreError> {
     Ok(try_lock_graphs(conn, &[graph.to_string()], job, epoch, now)
         .await?
         .pop()
@@ -28,7 +49,7 @@ pub async fn try_lock_graphs(
     job: Uuid,
     epoch: i64,
     now: DateTime<Utc>,
-) -> Result<Vec<(String, i64)>, StoreError> {
+) -> Result<Vec<(String, FenceToken)>, StoreError> {
     Ok(sqlx::query_as(
         "INSERT INTO smo.graph_locks AS l (graph, job_id, epoch, fence, locked_at)
          SELECT g, $2, $3, nextval('smo.graph_fence'), $4

@@ -439,7 +439,7 @@ async fn an_attempt_whose_lease_lapsed_neither_applies_nor_deletes_nor_scales() 
     let manual = smo_jobs::testing::ManualLease::new(Duration::from_secs(60));
     let lease = manual.lease();
     manual.revoke();
-    let fence = Fence::new(lease, Some(i64::MAX));
+    let fence = Fence::new(lease, Some(smo::store::FenceToken::from_raw(i64::MAX)));
     let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "lapsed-s0", "namespace": "lapsed"},
         "spec": {"replicas": 3}});
