@@ -194,8 +194,7 @@ async fn record(
     store::record_outcome(&mut tx, g, ctx.id, outcome, now)
         .await
         .map_err(db)?;
-    let monitoring = &app.monitoring;
-    if outcome.publish && monitoring.publishes(g.project.as_str(), &descriptor_of(g)?) {
+    if outcome.publish {
         enqueue_publish(&mut tx, g, ctx).await?;
     }
     tx.commit().await.map_err(db)
@@ -376,7 +375,11 @@ async fn place_and_apply(
     .map_err(permanent)?;
     apply(app, g.project.as_str(), &plan.work, fence).await?;
     let observed = observe(app, g.project.as_str(), graph, &plan).await?;
-    record(app, ctx, g, &plan.outcome(&observed)).await
+    let mut outcome = plan.outcome(&observed);
+    // Decided here, where the graph is parsed: drift re-publishes only what is missing, so only
+    // a deploy can ask for a publish job that has nowhere to publish.
+    outcome.publish &= app.monitoring.publishes(g.project.as_str(), graph);
+    record(app, ctx, g, &outcome).await
 }
 
 fn permanent(e: plan::PlanError) -> JobError {
